@@ -1,0 +1,161 @@
+//! Identity provider adapters for regauth.
+//!
+//! A provider turns credentials into an [`Identity`] (or says why it cannot).
+//! This crate knows nothing about JWTs issued to registries, scopes or policy:
+//! that is the server crate's business. It must never log, format or return a
+//! secret it was handed: passwords and tokens stay inside [`SecretString`].
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+pub use secrecy::{ExposeSecret, SecretString};
+
+pub mod static_users;
+
+/// What a client presented: the Basic username and the secret (a password,
+/// an access token or a personal access token).
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub secret: SecretString,
+}
+
+impl Credentials {
+    pub fn new(username: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            secret: SecretString::from(secret.into()),
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// What kind of principal an identity is. Robots are service accounts for CI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    User,
+    Robot,
+}
+
+/// An authenticated principal, as a provider names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Canonical name of the principal (what the registry sees as `sub`).
+    pub subject: String,
+    /// Name of the provider instance that vouched for it.
+    pub provider: String,
+    pub kind: Kind,
+    /// Group names as this provider documents them (sorted, deduplicated).
+    pub groups: Vec<String>,
+    /// Extra attributes that policy rules may match on (OIDC claims, ...).
+    pub claims: BTreeMap<String, String>,
+}
+
+impl Identity {
+    pub fn new(subject: impl Into<String>, provider: impl Into<String>) -> Self {
+        Self {
+            subject: subject.into(),
+            provider: provider.into(),
+            kind: Kind::User,
+            groups: Vec::new(),
+            claims: BTreeMap::new(),
+        }
+    }
+
+    pub fn with_groups<I, S>(mut self, groups: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut groups: Vec<String> = groups.into_iter().map(Into::into).collect();
+        groups.sort();
+        groups.dedup();
+        self.groups = groups;
+        self
+    }
+}
+
+/// The answer of one provider to one set of credentials.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The credentials are valid.
+    Authenticated(Identity),
+    /// This provider owns the user and the secret is wrong (or the account
+    /// is disabled or expired). The chain stops here.
+    Rejected(Rejection),
+    /// Unknown user, or a credential shape that is not for this provider.
+    NotMine,
+    /// The identity provider could not be reached or answered garbage.
+    Unavailable(Error),
+}
+
+/// Why credentials were rejected. Logged, never told to the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    WrongSecret,
+    EmptySecret,
+    Expired,
+    Disabled,
+    /// Anything else, with a message fit for the log (never a secret).
+    Other(String),
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::WrongSecret => f.write_str("wrong password or token"),
+            Rejection::EmptySecret => f.write_str("empty password"),
+            Rejection::Expired => f.write_str("account expired"),
+            Rejection::Disabled => f.write_str("account disabled"),
+            Rejection::Other(msg) => f.write_str(msg),
+        }
+    }
+}
+
+/// Errors of this crate: configuration problems and unreachable upstreams.
+/// Messages never contain secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("identity provider unavailable: {0}")]
+    Upstream(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// One identity provider instance (a configured `[[provider]]`).
+#[async_trait]
+pub trait IdentityProvider: Send + Sync {
+    /// The configured instance name (`name = "..."`).
+    fn name(&self) -> &str;
+
+    /// The provider kind (`static`, `ldap`, `oidc`, `github`).
+    fn kind(&self) -> &'static str;
+
+    /// Checks credentials. Must not panic, must not log the secret.
+    async fn authenticate(&self, credentials: &Credentials) -> Outcome;
+
+    /// Readiness: can this provider answer right now?
+    async fn ready(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}

@@ -1,0 +1,288 @@
+//! The `static` provider: users from an htpasswd-style file (bcrypt `$2y$`,
+//! `$2b$`, `$2a$`, or argon2 PHC strings) with groups from the configuration.
+//!
+//! Hash verification is deliberately slow, so it runs on the blocking pool;
+//! the server's verdict cache makes sure it runs once per TTL, not per
+//! request. This module never logs a password or a hash.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use crate::{Credentials, Error, Identity, IdentityProvider, Outcome, Rejection};
+
+/// `[[provider]] kind = "static"` as written in the configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticConfig {
+    /// htpasswd file: `user:hash` lines, `#` comments.
+    #[serde(default)]
+    pub htpasswd: Option<PathBuf>,
+    /// Inline users (`name = "hash"`), merged with the file.
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+    /// group -> members.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Clone)]
+enum PasswordHash {
+    Bcrypt(String),
+    Argon2(String),
+}
+
+impl PasswordHash {
+    fn parse(hash: &str) -> Option<Self> {
+        if ["$2y$", "$2b$", "$2a$"].iter().any(|p| hash.starts_with(p)) {
+            // Normalise the prefix: the bcrypt crate verifies $2b$, and the
+            // three variants are the same algorithm for valid UTF-8 input.
+            hash.parse::<bcrypt::HashParts>().ok()?;
+            Some(Self::Bcrypt(hash.to_owned()))
+        } else if hash.starts_with("$argon2") {
+            argon2::PasswordHash::new(hash).ok()?;
+            Some(Self::Argon2(hash.to_owned()))
+        } else {
+            None
+        }
+    }
+
+    fn verify(&self, password: &str) -> bool {
+        match self {
+            Self::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+            Self::Argon2(hash) => {
+                use argon2::PasswordVerifier;
+                match argon2::PasswordHash::new(hash) {
+                    Ok(parsed) => argon2::Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok(),
+                    Err(_) => false,
+                }
+            }
+        }
+    }
+}
+
+/// Hashes a password for an htpasswd line (bcrypt `$2y$`, as `htpasswd -B`).
+pub fn hash_bcrypt(password: &str, cost: u32) -> Result<String, Error> {
+    bcrypt::hash(password, cost)
+        .map(|h| h.replacen("$2b$", "$2y$", 1))
+        .map_err(|e| Error::Internal(format!("bcrypt: {e}")))
+}
+
+struct User {
+    hash: PasswordHash,
+    groups: Vec<String>,
+}
+
+/// Static users, loaded once at startup.
+pub struct StaticUsers {
+    name: String,
+    users: HashMap<String, Arc<User>>,
+}
+
+impl StaticUsers {
+    /// Loads and validates the users. Errors name the file and line, never
+    /// the hash.
+    pub fn load(name: &str, config: &StaticConfig) -> Result<Self, Error> {
+        let mut hashes: BTreeMap<String, PasswordHash> = BTreeMap::new();
+        if let Some(path) = &config.htpasswd {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            for (index, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let where_ = || format!("{}:{}", path.display(), index + 1);
+                let (user, hash) = line
+                    .split_once(':')
+                    .ok_or_else(|| Error::Config(format!("{}: expected `user:hash`", where_())))?;
+                let hash = PasswordHash::parse(hash).ok_or_else(|| {
+                    Error::Config(format!(
+                        "{}: user `{user}` has an unsupported hash (use bcrypt or argon2)",
+                        where_()
+                    ))
+                })?;
+                hashes.insert(user.to_owned(), hash);
+            }
+        }
+        for (user, hash) in &config.users {
+            let hash = PasswordHash::parse(hash).ok_or_else(|| {
+                Error::Config(format!(
+                    "users.{user}: unsupported hash (use bcrypt or argon2)"
+                ))
+            })?;
+            hashes.insert(user.clone(), hash);
+        }
+        let mut groups_of: HashMap<&str, Vec<String>> = HashMap::new();
+        for (group, members) in &config.groups {
+            for member in members {
+                groups_of.entry(member).or_default().push(group.clone());
+            }
+        }
+        let users = hashes
+            .into_iter()
+            .map(|(user, hash)| {
+                let mut groups = groups_of.remove(user.as_str()).unwrap_or_default();
+                groups.sort();
+                groups.dedup();
+                (user, Arc::new(User { hash, groups }))
+            })
+            .collect::<HashMap<_, _>>();
+        if let Some(member) = groups_of.keys().next() {
+            tracing::warn!(
+                provider = name,
+                member,
+                "group member has no password entry"
+            );
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            users,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+#[async_trait]
+impl IdentityProvider for StaticUsers {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "static"
+    }
+
+    async fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        let Some(user) = self.users.get(&credentials.username).cloned() else {
+            return Outcome::NotMine;
+        };
+        if credentials.secret.expose_secret().is_empty() {
+            return Outcome::Rejected(Rejection::EmptySecret);
+        }
+        let secret = credentials.secret.clone();
+        let check = {
+            let user = Arc::clone(&user);
+            tokio::task::spawn_blocking(move || user.hash.verify(secret.expose_secret()))
+        };
+        match check.await {
+            Ok(true) => Outcome::Authenticated(
+                Identity::new(credentials.username.clone(), self.name.clone())
+                    .with_groups(user.groups.iter().cloned()),
+            ),
+            Ok(false) => Outcome::Rejected(Rejection::WrongSecret),
+            Err(_) => Outcome::Unavailable(Error::Internal("password check was cancelled".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider() -> StaticUsers {
+        let bcrypt_hash = bcrypt::hash("p:a:ss wörd", 4).unwrap();
+        let argon = {
+            use argon2::password_hash::{PasswordHasher, SaltString};
+            let salt = SaltString::encode_b64(b"regauth-test-salt").unwrap();
+            argon2::Argon2::default()
+                .hash_password(b"argon-pass", &salt)
+                .unwrap()
+                .to_string()
+        };
+        let config = StaticConfig {
+            htpasswd: None,
+            users: BTreeMap::from([
+                ("alice".into(), bcrypt_hash.replacen("$2b$", "$2y$", 1)),
+                ("bob".into(), argon),
+            ]),
+            groups: BTreeMap::from([("admins".into(), vec!["alice".into()])]),
+        };
+        StaticUsers::load("local", &config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn bcrypt_2y_password_with_colons_and_unicode() {
+        let p = provider();
+        match p
+            .authenticate(&Credentials::new("alice", "p:a:ss wörd"))
+            .await
+        {
+            Outcome::Authenticated(id) => {
+                assert_eq!(id.subject, "alice");
+                assert_eq!(id.provider, "local");
+                assert_eq!(id.groups, vec!["admins".to_string()]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_empty_and_unknown() {
+        let p = provider();
+        assert!(matches!(
+            p.authenticate(&Credentials::new("alice", "p:a:ss word"))
+                .await,
+            Outcome::Rejected(Rejection::WrongSecret)
+        ));
+        assert!(matches!(
+            p.authenticate(&Credentials::new("alice", "")).await,
+            Outcome::Rejected(Rejection::EmptySecret)
+        ));
+        assert!(matches!(
+            p.authenticate(&Credentials::new("mallory", "x")).await,
+            Outcome::NotMine
+        ));
+    }
+
+    #[tokio::test]
+    async fn argon2_phc() {
+        let p = provider();
+        assert!(matches!(
+            p.authenticate(&Credentials::new("bob", "argon-pass")).await,
+            Outcome::Authenticated(_)
+        ));
+        assert!(matches!(
+            p.authenticate(&Credentials::new("bob", "nope")).await,
+            Outcome::Rejected(_)
+        ));
+    }
+
+    #[test]
+    fn unsupported_hash_names_the_user_not_the_hash() {
+        let config = StaticConfig {
+            users: BTreeMap::from([("eve".into(), "{SHA}secret-ish".into())]),
+            ..Default::default()
+        };
+        let err = StaticUsers::load("local", &config)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("eve"), "{err}");
+        assert!(!err.contains("secret-ish"), "{err}");
+    }
+
+    #[test]
+    fn all_bcrypt_prefixes_verify() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        for prefix in ["$2y$", "$2b$", "$2a$"] {
+            let h = PasswordHash::parse(&hash.replacen("$2b$", prefix, 1)).unwrap();
+            assert!(h.verify("pw"), "{prefix}");
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The moka caches in front of the identity providers: verdicts (who a
+//! credential belongs to) and failure counters (who is being throttled).
+//!
+//! Keys that involve a secret are HMAC-SHA256 digests under a key that lives
+//! only in this process, so a memory dump or a debug print of a cache never
+//! shows a password, and two processes never share a key. Every cache is
+//! bounded and counts its hits and misses.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use aws_lc_rs::rand::SecureRandom;
+use moka::future::Cache;
+use regauth_providers::{Credentials, ExposeSecret, Identity, Outcome};
+
+/// A digest standing for (provider, user, secret).
+pub type VerdictKey = [u8; 32];
+
+/// Hit/miss counters of one cache.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+impl Counters {
+    fn record(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Successful verdicts, with concurrent identical lookups coalesced.
+pub struct VerdictCache {
+    key: hmac::Key,
+    entries: Cache<VerdictKey, Arc<Identity>>,
+    pub counters: Counters,
+}
+
+impl VerdictCache {
+    pub fn new(ttl: Duration, capacity: u64) -> Self {
+        let mut secret = [0u8; 32];
+        // Only fails without an OS entropy source; the key is then still
+        // process-local, which is the property that matters.
+        let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut secret);
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            entries: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn key(&self, provider: &str, credentials: &Credentials) -> VerdictKey {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        // Length prefixes keep ("ab","c") and ("a","bc") apart.
+        for part in [
+            provider.as_bytes(),
+            credentials.username.as_bytes(),
+            credentials.secret.expose_secret().as_bytes(),
+        ] {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
+    pub async fn get(&self, key: &VerdictKey) -> Option<Arc<Identity>> {
+        let found = self.entries.get(key).await;
+        self.counters.record(found.is_some());
+        found
+    }
+
+    /// Runs `check` once for concurrent callers with the same key; only an
+    /// `Authenticated` outcome is stored. Other outcomes are shared with the
+    /// callers that waited, then forgotten.
+    pub async fn get_or_check<F>(
+        &self,
+        key: VerdictKey,
+        check: F,
+    ) -> Result<Arc<Identity>, Arc<Outcome>>
+    where
+        F: std::future::Future<Output = Outcome>,
+    {
+        self.entries
+            .try_get_with(key, async move {
+                match check.await {
+                    Outcome::Authenticated(identity) => Ok(Arc::new(identity)),
+                    other => Err(other),
+                }
+            })
+            .await
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.entries.entry_count()
+    }
+
+    /// Forgets every verdict (tests, and revocation in later features).
+    pub fn clear(&self) {
+        self.entries.invalidate_all();
+    }
+}
+
+/// Failed logins per (user, client IP), counted within a window.
+pub struct FailureCounter {
+    entries: Cache<(String, IpAddr), Arc<AtomicU32>>,
+    limit: u32,
+}
+
+impl FailureCounter {
+    pub fn new(window: Duration, limit: u32) -> Self {
+        Self {
+            entries: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(window)
+                .build(),
+            limit,
+        }
+    }
+
+    /// True when this pair has failed too often and the IdP must not be
+    /// asked again until the window passes. A limit of 0 disables it.
+    pub async fn throttled(&self, user: &str, ip: IpAddr) -> bool {
+        if self.limit == 0 {
+            return false;
+        }
+        match self.entries.get(&(user.to_owned(), ip)).await {
+            Some(count) => count.load(Ordering::Relaxed) >= self.limit,
+            None => false,
+        }
+    }
+
+    pub async fn record_failure(&self, user: &str, ip: IpAddr) {
+        let count = self
+            .entries
+            .get_with((user.to_owned(), ip), async { Arc::new(AtomicU32::new(0)) })
+            .await;
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub async fn reset(&self, user: &str, ip: IpAddr) {
+        self.entries.invalidate(&(user.to_owned(), ip)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test]
+    async fn keys_differ_by_every_part_and_hide_the_secret() {
+        let cache = VerdictCache::new(Duration::from_secs(60), 10);
+        let a = cache.key("p", &Credentials::new("ab", "c"));
+        assert_ne!(a, cache.key("p", &Credentials::new("a", "bc")));
+        assert_ne!(a, cache.key("q", &Credentials::new("ab", "c")));
+        assert_eq!(a, cache.key("p", &Credentials::new("ab", "c")));
+        let other = VerdictCache::new(Duration::from_secs(60), 10);
+        assert_ne!(
+            a,
+            other.key("p", &Credentials::new("ab", "c")),
+            "process-local key"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_checks_share_one_call() {
+        let cache = Arc::new(VerdictCache::new(Duration::from_secs(60), 10));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let key = cache.key("p", &Credentials::new("u", "s"));
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (cache, calls) = (cache.clone(), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_check(key, async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Outcome::Authenticated(Identity::new("u", "p"))
+                    })
+                    .await
+                    .is_ok()
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn failures_throttle_then_reset() {
+        let f = FailureCounter::new(Duration::from_secs(60), 2);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(!f.throttled("u", ip).await);
+        f.record_failure("u", ip).await;
+        assert!(!f.throttled("u", ip).await);
+        f.record_failure("u", ip).await;
+        assert!(f.throttled("u", ip).await);
+        assert!(!f.throttled("u", "10.0.0.1".parse().unwrap()).await);
+        f.reset("u", ip).await;
+        assert!(!f.throttled("u", ip).await);
+    }
+}

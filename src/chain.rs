@@ -1,0 +1,264 @@
+//! The provider chain: which provider a credential goes to, and what the
+//! answer means.
+//!
+//! Providers are asked in configured order and the chain stops at the first
+//! answer that is not `NotMine`: a secret rejected by one provider is never
+//! offered to the next, and an unreachable provider is never skipped (that
+//! would hand its users' passwords to another IdP). Caches sit in front of
+//! every provider, so a burst of token requests costs one upstream check.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regauth_providers::{Credentials, Identity, IdentityProvider, Outcome, Rejection};
+
+use crate::cache::{FailureCounter, VerdictCache};
+
+/// The chain's answer for one credential.
+#[derive(Debug)]
+pub enum Verdict {
+    Authenticated {
+        identity: Arc<Identity>,
+        cache_hit: bool,
+    },
+    /// The owning provider said no.
+    Rejected { provider: String, reason: Rejection },
+    /// No provider knows this user.
+    Unknown,
+    /// Too many recent failures for this (user, client IP).
+    Throttled,
+    /// The owning provider could not answer.
+    Unavailable { provider: String, reason: String },
+}
+
+pub struct Chain {
+    providers: Vec<Arc<dyn IdentityProvider>>,
+    pub verdicts: VerdictCache,
+    failures: FailureCounter,
+    timeout: Duration,
+}
+
+impl Chain {
+    pub fn new(
+        providers: Vec<Arc<dyn IdentityProvider>>,
+        verdicts: VerdictCache,
+        failures: FailureCounter,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            providers,
+            verdicts,
+            failures,
+            timeout,
+        }
+    }
+
+    pub fn providers(&self) -> &[Arc<dyn IdentityProvider>] {
+        &self.providers
+    }
+
+    /// The providers this credential may go to, in the order to ask them.
+    fn candidates(
+        &self,
+        _credentials: &Credentials,
+    ) -> impl Iterator<Item = &Arc<dyn IdentityProvider>> {
+        // Routing by credential shape (JWT issuer, token prefixes, username
+        // patterns) narrows this list once such providers exist.
+        self.providers.iter()
+    }
+
+    pub async fn authenticate(&self, credentials: &Credentials, client: IpAddr) -> Verdict {
+        // A fresh cached verdict answers without any upstream call, even
+        // while the user is throttled (the cached secret is known good).
+        for provider in self.candidates(credentials) {
+            let key = self.verdicts.key(provider.name(), credentials);
+            if let Some(identity) = self.verdicts.get(&key).await {
+                return Verdict::Authenticated {
+                    identity,
+                    cache_hit: true,
+                };
+            }
+        }
+        if self.failures.throttled(&credentials.username, client).await {
+            return Verdict::Throttled;
+        }
+        for provider in self.candidates(credentials) {
+            let key = self.verdicts.key(provider.name(), credentials);
+            let check = async {
+                match tokio::time::timeout(self.timeout, provider.authenticate(credentials)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Outcome::Unavailable(regauth_providers::Error::Upstream(format!(
+                        "no answer within {:?}",
+                        self.timeout
+                    ))),
+                }
+            };
+            match self.verdicts.get_or_check(key, check).await {
+                Ok(identity) => {
+                    self.failures.reset(&credentials.username, client).await;
+                    return Verdict::Authenticated {
+                        identity,
+                        cache_hit: false,
+                    };
+                }
+                Err(outcome) => match &*outcome {
+                    Outcome::NotMine => continue,
+                    Outcome::Rejected(reason) => {
+                        self.failures
+                            .record_failure(&credentials.username, client)
+                            .await;
+                        return Verdict::Rejected {
+                            provider: provider.name().to_owned(),
+                            reason: reason.clone(),
+                        };
+                    }
+                    Outcome::Unavailable(error) => {
+                        return Verdict::Unavailable {
+                            provider: provider.name().to_owned(),
+                            reason: error.to_string(),
+                        }
+                    }
+                    Outcome::Authenticated(_) => unreachable!("stored as Ok by the cache"),
+                },
+            }
+        }
+        self.failures
+            .record_failure(&credentials.username, client)
+            .await;
+        Verdict::Unknown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A provider that answers from a script and counts its calls.
+    struct Fake {
+        name: &'static str,
+        answer: fn(&Credentials) -> Outcome,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl IdentityProvider for Fake {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+        async fn authenticate(&self, c: &Credentials) -> Outcome {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            (self.answer)(c)
+        }
+    }
+
+    fn fake(name: &'static str, answer: fn(&Credentials) -> Outcome) -> Arc<Fake> {
+        Arc::new(Fake {
+            name,
+            answer,
+            calls: AtomicUsize::new(0),
+        })
+    }
+
+    fn chain(providers: Vec<Arc<Fake>>, max_failures: u32) -> Chain {
+        Chain::new(
+            providers
+                .into_iter()
+                .map(|p| p as Arc<dyn IdentityProvider>)
+                .collect(),
+            VerdictCache::new(Duration::from_secs(60), 100),
+            FailureCounter::new(Duration::from_secs(60), max_failures),
+            Duration::from_secs(1),
+        )
+    }
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[tokio::test]
+    async fn rejected_never_falls_through() {
+        let first = fake("first", |_| Outcome::Rejected(Rejection::WrongSecret));
+        let second = fake("second", |c| {
+            Outcome::Authenticated(Identity::new(&c.username, "second"))
+        });
+        let chain = chain(vec![first.clone(), second.clone()], 0);
+        let v = chain.authenticate(&Credentials::new("u", "p"), IP).await;
+        assert!(matches!(v, Verdict::Rejected { .. }));
+        assert_eq!(second.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn not_mine_moves_on_and_unavailable_stops() {
+        let first = fake("first", |_| Outcome::NotMine);
+        let second = fake("second", |_| {
+            Outcome::Unavailable(regauth_providers::Error::Upstream("down".into()))
+        });
+        let third = fake("third", |c| {
+            Outcome::Authenticated(Identity::new(&c.username, "third"))
+        });
+        let chain = chain(vec![first.clone(), second, third.clone()], 0);
+        let v = chain.authenticate(&Credentials::new("u", "p"), IP).await;
+        assert!(matches!(v, Verdict::Unavailable { ref provider, .. } if provider == "second"));
+        assert_eq!(third.calls.load(Ordering::SeqCst), 0);
+        assert_eq!(first.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn verdicts_are_cached_per_secret() {
+        let only = fake("only", |c| {
+            if c.username == "u" {
+                Outcome::Authenticated(Identity::new("u", "only"))
+            } else {
+                Outcome::NotMine
+            }
+        });
+        let chain = chain(vec![only.clone()], 0);
+        for _ in 0..5 {
+            assert!(matches!(
+                chain.authenticate(&Credentials::new("u", "p"), IP).await,
+                Verdict::Authenticated { .. }
+            ));
+        }
+        assert_eq!(only.calls.load(Ordering::SeqCst), 1);
+        let v = chain.authenticate(&Credentials::new("u", "p"), IP).await;
+        assert!(matches!(
+            v,
+            Verdict::Authenticated {
+                cache_hit: true,
+                ..
+            }
+        ));
+        // a different secret is a different verdict
+        chain
+            .authenticate(&Credentials::new("u", "other"), IP)
+            .await;
+        assert_eq!(only.calls.load(Ordering::SeqCst), 2);
+        assert!(matches!(
+            chain.authenticate(&Credentials::new("x", "p"), IP).await,
+            Verdict::Unknown
+        ));
+    }
+
+    #[tokio::test]
+    async fn failures_are_throttled_before_the_idp_is_asked() {
+        let p = fake("p", |_| Outcome::Rejected(Rejection::WrongSecret));
+        let chain = chain(vec![p.clone()], 3);
+        for _ in 0..3 {
+            assert!(matches!(
+                chain.authenticate(&Credentials::new("u", "bad"), IP).await,
+                Verdict::Rejected { .. }
+            ));
+        }
+        for _ in 0..10 {
+            assert!(matches!(
+                chain.authenticate(&Credentials::new("u", "bad"), IP).await,
+                Verdict::Throttled
+            ));
+        }
+        assert_eq!(p.calls.load(Ordering::SeqCst), 3);
+    }
+}

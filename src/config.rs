@@ -1,0 +1,671 @@
+//! Configuration: one TOML file (the embedded default when none is given),
+//! overridden by `REGAUTH_SECTION__KEY` environment variables, validated
+//! once into a [`Config`].
+//!
+//! Every error names the offending key path (`token.lifetime`,
+//! `rule[3].actions[0]`), since that is what `regauth check` prints. Nothing
+//! after loading re-parses strings. Secrets are never echoed in errors.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regauth_providers::static_users::StaticConfig;
+use serde::Deserialize;
+
+use crate::policy::{Policy, PolicyFile, RuleConfig};
+
+/// The default configuration, compiled into the binary.
+pub const EMBEDDED: &str = include_str!("../config/regauth.toml");
+/// Where `serve` looks when no `--config` is given.
+pub const DEFAULT_PATH: &str = "config/regauth.toml";
+const ENV_PREFIX: &str = "REGAUTH_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: {key}: {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+fn invalid(origin: &str, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.to_owned(),
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// A duration written as `"15m"`, `"90s"` or a number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(Seconds(Duration::from_secs(n))),
+            Raw::Text(t) => humantime::parse_duration(&t)
+                .map(Seconds)
+                .map_err(|e| serde::de::Error::custom(format!("`{t}` is not a duration: {e}"))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    token: RawToken,
+    #[serde(default)]
+    cache: RawCache,
+    /// Parsed by `kind` in [`parse_provider`], so errors keep their path.
+    #[serde(default)]
+    provider: Vec<toml::Value>,
+    #[serde(default)]
+    rule: Vec<RuleConfig>,
+    /// A separate policy file with `[[rule]]` tables (reloaded on SIGHUP).
+    #[serde(default)]
+    policy: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default = "default_listen")]
+    listen: String,
+    /// The public URL of the token endpoint, as the registry's `realm`.
+    #[serde(default)]
+    realm: Option<String>,
+    #[serde(default = "default_true")]
+    anonymous: bool,
+    #[serde(default = "default_request_timeout")]
+    request_timeout: Seconds,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default = "default_max_scopes")]
+    max_scopes: usize,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            realm: None,
+            anonymous: true,
+            request_timeout: default_request_timeout(),
+            max_body_bytes: default_max_body(),
+            max_scopes: default_max_scopes(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:5001".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_request_timeout() -> Seconds {
+    Seconds(Duration::from_secs(10))
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+fn default_max_scopes() -> usize {
+    100
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    issuer: String,
+    services: Vec<String>,
+    #[serde(default = "default_lifetime")]
+    lifetime: Seconds,
+    /// Per-service lifetimes that override `lifetime`.
+    #[serde(default)]
+    service_lifetimes: BTreeMap<String, Seconds>,
+    #[serde(default = "default_key")]
+    key: PathBuf,
+    #[serde(default = "default_certificate")]
+    certificate: PathBuf,
+}
+
+fn default_lifetime() -> Seconds {
+    Seconds(Duration::from_secs(900))
+}
+fn default_key() -> PathBuf {
+    "certs/token.key".into()
+}
+fn default_certificate() -> PathBuf {
+    "certs/token.crt".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    #[serde(default = "default_verdict_ttl")]
+    verdict_ttl: Seconds,
+    #[serde(default = "default_verdict_capacity")]
+    verdict_capacity: u64,
+    #[serde(default = "default_failure_window")]
+    failure_window: Seconds,
+    #[serde(default = "default_max_failures")]
+    max_failures: u32,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            verdict_ttl: default_verdict_ttl(),
+            verdict_capacity: default_verdict_capacity(),
+            failure_window: default_failure_window(),
+            max_failures: default_max_failures(),
+        }
+    }
+}
+
+fn default_verdict_ttl() -> Seconds {
+    Seconds(Duration::from_secs(60))
+}
+fn default_verdict_capacity() -> u64 {
+    100_000
+}
+fn default_failure_window() -> Seconds {
+    Seconds(Duration::from_secs(300))
+}
+fn default_max_failures() -> u32 {
+    5
+}
+
+/// One `[[provider]]`, by kind.
+#[derive(Clone, Debug)]
+pub enum ProviderConfig {
+    Static(NamedStatic),
+}
+
+/// `kind = "static"`: the provider's own keys plus its instance name.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedStatic {
+    #[allow(dead_code)]
+    kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub htpasswd: Option<PathBuf>,
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+impl NamedStatic {
+    pub fn settings(&self) -> StaticConfig {
+        StaticConfig {
+            htpasswd: self.htpasswd.clone(),
+            users: self.users.clone(),
+            groups: self.groups.clone(),
+        }
+    }
+}
+
+impl ProviderConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            ProviderConfig::Static(s) => &s.name,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub realm: Option<String>,
+    pub anonymous: bool,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_scopes: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenConfig {
+    pub issuer: String,
+    pub services: Vec<String>,
+    pub lifetime: Duration,
+    pub service_lifetimes: BTreeMap<String, Duration>,
+    pub key: PathBuf,
+    pub certificate: PathBuf,
+}
+
+impl TokenConfig {
+    pub fn lifetime_for(&self, service: &str) -> Duration {
+        self.service_lifetimes
+            .get(service)
+            .copied()
+            .unwrap_or(self.lifetime)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    pub verdict_ttl: Duration,
+    pub verdict_capacity: u64,
+    pub failure_window: Duration,
+    pub max_failures: u32,
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Where it came from (a path, or `embedded default`).
+    pub origin: String,
+    pub server: ServerConfig,
+    pub token: TokenConfig,
+    pub cache: CacheConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub rules: Vec<RuleConfig>,
+    pub policy_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads `path`, or the default path if it exists, or the embedded
+    /// default; then applies `REGAUTH_*` overrides from the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+            .collect();
+        let (origin, text) = match path {
+            Some(path) => (path.display().to_string(), read_text(path)?),
+            None if Path::new(DEFAULT_PATH).exists() => {
+                (DEFAULT_PATH.to_owned(), read_text(Path::new(DEFAULT_PATH))?)
+            }
+            None => ("embedded default".to_owned(), EMBEDDED.to_owned()),
+        };
+        Self::from_toml(&origin, &text, &env)
+    }
+
+    /// Parses and validates configuration text with the given overrides.
+    pub fn from_toml(
+        origin: &str,
+        text: &str,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
+            invalid(
+                origin,
+                "(syntax)",
+                e.message().to_owned() + &line_of(text, e.span()),
+            )
+        })?;
+        for (name, raw) in env {
+            apply_override(&mut value, name, raw).map_err(|m| invalid(origin, name, m))?;
+        }
+        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            invalid(origin, key, e.into_inner().message().to_owned())
+        })?;
+        Self::validate(origin, raw)
+    }
+
+    fn validate(origin: &str, raw: RawConfig) -> Result<Self, ConfigError> {
+        let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
+            invalid(
+                origin,
+                "server.listen",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:5001",
+                    raw.server.listen
+                ),
+            )
+        })?;
+        if let Some(realm) = &raw.server.realm {
+            if !(realm.starts_with("https://") || realm.starts_with("http://")) {
+                return Err(invalid(
+                    origin,
+                    "server.realm",
+                    "must be an absolute http(s) URL",
+                ));
+            }
+        }
+        if raw.server.max_scopes == 0 {
+            return Err(invalid(origin, "server.max_scopes", "must be at least 1"));
+        }
+        if raw.token.issuer.trim().is_empty() {
+            return Err(invalid(origin, "token.issuer", "must not be empty"));
+        }
+        if raw.token.services.is_empty() {
+            return Err(invalid(
+                origin,
+                "token.services",
+                "name at least one service",
+            ));
+        }
+        for (i, s) in raw.token.services.iter().enumerate() {
+            if s.is_empty() {
+                return Err(invalid(
+                    origin,
+                    format!("token.services[{i}]"),
+                    "must not be empty",
+                ));
+            }
+        }
+        let check_lifetime = |key: String, d: Duration| {
+            if d < Duration::from_secs(60) {
+                Err(invalid(
+                    origin,
+                    key,
+                    "must be at least 60s (clients treat shorter tokens as 60s and reuse them)",
+                ))
+            } else {
+                Ok(d)
+            }
+        };
+        let lifetime = check_lifetime("token.lifetime".into(), raw.token.lifetime.0)?;
+        let mut service_lifetimes = BTreeMap::new();
+        for (service, d) in &raw.token.service_lifetimes {
+            let key = format!("token.service_lifetimes.{service}");
+            if !raw.token.services.contains(service) {
+                return Err(invalid(origin, key, "is not one of token.services"));
+            }
+            service_lifetimes.insert(service.clone(), check_lifetime(key, d.0)?);
+        }
+        let providers = raw
+            .provider
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| parse_provider(origin, i, value))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut names = std::collections::BTreeSet::new();
+        for (i, p) in providers.iter().enumerate() {
+            if p.name().is_empty() {
+                return Err(invalid(
+                    origin,
+                    format!("provider[{i}].name"),
+                    "must not be empty",
+                ));
+            }
+            if !names.insert(p.name().to_owned()) {
+                return Err(invalid(
+                    origin,
+                    format!("provider[{i}].name"),
+                    format!("`{}` is used twice", p.name()),
+                ));
+            }
+        }
+        for (i, rule) in raw.rule.iter().enumerate() {
+            for (j, p) in rule.providers.iter().enumerate() {
+                if !names.contains(p) {
+                    return Err(invalid(
+                        origin,
+                        format!("rule[{i}].providers[{j}]"),
+                        format!("no provider is named `{p}`"),
+                    ));
+                }
+            }
+        }
+        Policy::compile(&raw.rule, "rule").map_err(|e| invalid(origin, e.path, e.message))?;
+        if raw.cache.verdict_ttl.0 > Duration::from_secs(3600) {
+            return Err(invalid(origin, "cache.verdict_ttl", "must be at most 1h"));
+        }
+        let config = Self {
+            origin: origin.to_owned(),
+            server: ServerConfig {
+                listen,
+                realm: raw.server.realm,
+                anonymous: raw.server.anonymous,
+                request_timeout: raw.server.request_timeout.0,
+                max_body_bytes: raw.server.max_body_bytes,
+                max_scopes: raw.server.max_scopes,
+            },
+            token: TokenConfig {
+                issuer: raw.token.issuer,
+                services: raw.token.services,
+                lifetime,
+                service_lifetimes,
+                key: raw.token.key,
+                certificate: raw.token.certificate,
+            },
+            cache: CacheConfig {
+                verdict_ttl: raw.cache.verdict_ttl.0,
+                verdict_capacity: raw.cache.verdict_capacity,
+                failure_window: raw.cache.failure_window.0,
+                max_failures: raw.cache.max_failures,
+            },
+            providers,
+            rules: raw.rule,
+            policy_file: raw.policy,
+        };
+        // A separate policy file must be valid at startup too.
+        config.load_policy()?;
+        Ok(config)
+    }
+
+    /// Compiles the policy: inline rules plus the policy file, if any.
+    pub fn load_policy(&self) -> Result<Policy, ConfigError> {
+        let mut rules = self.rules.clone();
+        if let Some(path) = &self.policy_file {
+            let origin = path.display().to_string();
+            let text = read_text(path)?;
+            let file: PolicyFile = toml::from_str::<toml::Value>(&text)
+                .map_err(|e| invalid(&origin, "(syntax)", e.message().to_owned()))
+                .and_then(|v| {
+                    serde_path_to_error::deserialize(v).map_err(|e| {
+                        let key = e.path().to_string();
+                        invalid(&origin, key, e.into_inner().message().to_owned())
+                    })
+                })?;
+            // Policy-file rules are numbered after the inline ones.
+            let offset = rules.len();
+            Policy::compile(&file.rule, "rule").map_err(|e| invalid(&origin, e.path, e.message))?;
+            rules.extend(file.rule);
+            if offset > 0 {
+                tracing::debug!(offset, "policy file rules follow inline rules");
+            }
+        }
+        Policy::compile(&rules, "rule").map_err(|e| invalid(&self.origin, e.path, e.message))
+    }
+
+    /// The realm URL for `WWW-Authenticate` and the registry configuration.
+    pub fn realm(&self) -> String {
+        self.server
+            .realm
+            .clone()
+            .unwrap_or_else(|| format!("http://{}/auth", self.server.listen))
+    }
+}
+
+const PROVIDER_KINDS: &str = "static";
+
+fn parse_provider(
+    origin: &str,
+    index: usize,
+    value: toml::Value,
+) -> Result<ProviderConfig, ConfigError> {
+    let prefix = format!("provider[{index}]");
+    let kind = value
+        .get("kind")
+        .and_then(toml::Value::as_str)
+        .ok_or_else(|| {
+            invalid(
+                origin,
+                format!("{prefix}.kind"),
+                format!("missing (one of: {PROVIDER_KINDS})"),
+            )
+        })?
+        .to_owned();
+    let parse_err = |e: serde_path_to_error::Error<toml::de::Error>| {
+        let key = match e.path().to_string().as_str() {
+            "." | "" => prefix.clone(),
+            path => format!("{prefix}.{path}"),
+        };
+        invalid(origin, key, e.into_inner().message().to_owned())
+    };
+    match kind.as_str() {
+        "static" => serde_path_to_error::deserialize(value)
+            .map(ProviderConfig::Static)
+            .map_err(parse_err),
+        other => Err(invalid(
+            origin,
+            format!("{prefix}.kind"),
+            format!("unknown provider kind `{other}` (one of: {PROVIDER_KINDS})"),
+        )),
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    span.map(|s| {
+        format!(
+            " (line {})",
+            text[..s.start.min(text.len())].lines().count().max(1)
+        )
+    })
+    .unwrap_or_default()
+}
+
+/// `REGAUTH_SERVER__LISTEN=...` sets `server.listen`. Numbers, booleans and
+/// arrays are parsed as TOML; anything else is a string.
+fn apply_override(root: &mut toml::Value, name: &str, raw: &str) -> Result<(), String> {
+    let path: Vec<String> = name[ENV_PREFIX.len()..]
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if path.iter().any(String::is_empty) {
+        return Err("empty key segment".into());
+    }
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !v.is_str() && !v.is_table());
+    let value = parsed.unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let mut node = root;
+    for (i, key) in path.iter().enumerate() {
+        let table = node
+            .as_table_mut()
+            .ok_or_else(|| format!("`{}` is not a table", path[..i].join(".")))?;
+        if i + 1 == path.len() {
+            table.insert(key.clone(), value);
+            return Ok(());
+        }
+        node = table
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [token]
+        issuer = "regauth"
+        services = ["registry"]
+    "#;
+
+    fn err(text: &str) -> String {
+        Config::from_toml("t.toml", text, &[])
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::from_toml("embedded", EMBEDDED, &[]).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:5001");
+        assert_eq!(c.token.lifetime, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_toml("t", MINIMAL, &[]).unwrap();
+        assert!(c.server.anonymous);
+        assert_eq!(c.cache.verdict_ttl, Duration::from_secs(60));
+        assert_eq!(c.realm(), "http://127.0.0.1:5001/auth");
+    }
+
+    #[test]
+    fn unknown_keys_name_their_path() {
+        let e = err(&format!(
+            "{MINIMAL}\n[server]\nlisten = \"127.0.0.1:1\"\nlistn = 1"
+        ));
+        assert!(e.contains("server.listn") || e.contains("listn"), "{e}");
+        let e = err(&format!("{MINIMAL}\n[[provider]]\nkind = \"static\"\nname = \"a\"\nhtpasswd = \"x\"\nusrs = {{}}"));
+        assert!(e.contains("usrs"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[[provider]]\nkind = \"static\"\nname = \"a\"\ngroups = {{ a = 1 }}"
+        ));
+        assert!(e.contains("provider[0].groups.a"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert!(
+            err(&MINIMAL.replace("[token]", "[token]\nlifetime = \"30s\""))
+                .contains("token.lifetime")
+        );
+        assert!(
+            err(&MINIMAL.replace("[token]", "[token]\nlifetime = \"soon\""))
+                .contains("token.lifetime")
+        );
+        assert!(err(&MINIMAL.replace("[\"registry\"]", "[]")).contains("token.services"));
+        assert!(
+            err(&format!("{MINIMAL}\n[server]\nlisten = \"nowhere\"")).contains("server.listen")
+        );
+        assert!(err(&format!(
+            "{MINIMAL}\n[[rule]]\nusers=[\"a\"]\nrepos=[\"x\"]\nactions=[\"pul\"]"
+        ))
+        .contains("rule[0].actions[0]"));
+        assert!(err(&format!(
+            "{MINIMAL}\n[[rule]]\nusers=[\"a\"]\nproviders=[\"nope\"]\nrepos=[\"x\"]\nactions=[\"pull\"]"
+        ))
+        .contains("rule[0].providers[0]"));
+        let twice =
+            "[[provider]]\nkind=\"static\"\nname=\"a\"\n[[provider]]\nkind=\"static\"\nname=\"a\"";
+        assert!(err(&format!("{MINIMAL}\n{twice}")).contains("provider[1].name"));
+        assert!(err(&format!(
+            "{MINIMAL}\n[[provider]]\nkind=\"smoke\"\nname=\"a\""
+        ))
+        .contains("provider[0]"));
+    }
+
+    #[test]
+    fn env_overrides() {
+        let env = vec![
+            (
+                "REGAUTH_SERVER__LISTEN".to_owned(),
+                "127.0.0.1:7000".to_owned(),
+            ),
+            ("REGAUTH_TOKEN__LIFETIME".to_owned(), "600".to_owned()),
+            ("REGAUTH_SERVER__ANONYMOUS".to_owned(), "false".to_owned()),
+        ];
+        let c = Config::from_toml("t", MINIMAL, &env).unwrap();
+        assert_eq!(c.server.listen.port(), 7000);
+        assert_eq!(c.token.lifetime, Duration::from_secs(600));
+        assert!(!c.server.anonymous);
+    }
+}

@@ -1,0 +1,106 @@
+//! The one edge type that turns failures into responses: the registry's JSON
+//! error body (`{"errors":[{"code","message"}]}`), plus the OAuth2 `error`
+//! field on the POST endpoint, with the right status and headers.
+//!
+//! Messages here are for clients: they never say why a login failed (that
+//! goes to the log) and never carry internal text or secrets.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// RFC 6749 error code, for the OAuth2 POST flow.
+    pub oauth: Option<&'static str>,
+    /// Realm for `WWW-Authenticate: Basic` on 401.
+    pub realm: Option<String>,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            oauth: None,
+            realm: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message).oauth("invalid_request")
+    }
+
+    pub fn unauthorized(realm: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required: invalid username, password or token",
+        )
+        .oauth("invalid_grant");
+        e.realm = Some(realm.to_owned());
+        e
+    }
+
+    pub fn unavailable(message: impl Into<String>, retry_after: u64) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+            .oauth("temporarily_unavailable");
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "not found")
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error; see the server log",
+        )
+    }
+
+    pub fn oauth(mut self, code: &'static str) -> Self {
+        self.oauth = Some(code);
+        self
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({
+            "errors": [{ "code": self.code, "message": self.message }],
+        });
+        if let Some(oauth) = self.oauth {
+            body["error"] = oauth.into();
+            body["error_description"] = self.message.clone().into();
+        }
+        let mut response = (self.status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if let Some(realm) = &self.realm {
+            let value = format!(
+                "Basic realm=\"{}\", charset=\"UTF-8\"",
+                realm.replace('"', "")
+            );
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}

@@ -1,0 +1,372 @@
+//! The token endpoint: `GET` per the registry's token.md and `POST` per its
+//! oauth.md, on `/auth`, `/token` and `/auth/token`.
+//!
+//! The handler parses leniently (what real clients send) and answers
+//! strictly (what real registries and clients accept): exactly 200 on
+//! success, 401 for bad credentials and never an anonymous token instead,
+//! 400 for malformed requests, 503 when the identity provider is down.
+//! It never echoes a secret and never says why a login failed.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use regauth_providers::Credentials;
+use serde::Serialize;
+
+use super::error::ApiError;
+use crate::audit::{self, Event, Outcome};
+use crate::chain::Verdict;
+use crate::policy::Principal;
+use crate::scope::{parse_basic, parse_bool, parse_scopes, BasicAuth};
+use crate::token::{self, Access, Claims};
+use crate::AppState;
+
+/// The parameters of a token request, from the query or the form body.
+#[derive(Default)]
+struct Params<'a> {
+    service: Option<Cow<'a, str>>,
+    scopes: Vec<Cow<'a, str>>,
+    offline_token: Option<Cow<'a, str>>,
+    client_id: Option<Cow<'a, str>>,
+    grant_type: Option<Cow<'a, str>>,
+    username: Option<Cow<'a, str>>,
+    password: Option<Cow<'a, str>>,
+}
+
+impl<'a> Params<'a> {
+    fn parse(input: &'a [u8]) -> Self {
+        let mut p = Params::default();
+        for (key, value) in form_urlencoded::parse(input) {
+            match key.as_ref() {
+                "service" => p.service = Some(value),
+                "scope" => p.scopes.push(value),
+                "offline_token" => p.offline_token = Some(value),
+                "client_id" => p.client_id = Some(value),
+                "grant_type" => p.grant_type = Some(value),
+                "username" => p.username = Some(value),
+                "password" => p.password = Some(value),
+                // `account` is informational only: never authenticate from
+                // it, and ignore it when it differs from the Basic user.
+                _ => {}
+            }
+        }
+        p
+    }
+}
+
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    token: &'a str,
+    access_token: &'a str,
+    expires_in: u64,
+    issued_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+}
+
+fn client_ip(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+type Failure = (ApiError, Outcome);
+
+pub async fn get(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let started = Instant::now();
+    let ip = client_ip(&request);
+    let query = request.uri().query().unwrap_or("").as_bytes().to_vec();
+    let params = Params::parse(&query);
+    let mut event = Event {
+        method: "GET",
+        grant: "basic",
+        client_ip: Some(ip),
+        client_id: params.client_id.as_deref().unwrap_or(""),
+        ..Default::default()
+    };
+    let result = match parse_basic(
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|h| h.as_bytes()),
+    ) {
+        Err(e) => Err((ApiError::bad_request(e.to_string()), Outcome::BadRequest)),
+        Ok(BasicAuth::Absent) => {
+            event.grant = "anonymous";
+            if params.offline_token.as_deref().and_then(parse_bool) == Some(true) {
+                tracing::debug!("offline_token without credentials: no refresh token");
+            }
+            issue(&state, &mut event, &params, None, ip, false).await
+        }
+        Ok(BasicAuth::Present { username, password }) => {
+            let credentials = Credentials::new(username, password);
+            issue(&state, &mut event, &params, Some(credentials), ip, false).await
+        }
+    };
+    finish(&state, &event, result, started)
+}
+
+pub async fn post(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let started = Instant::now();
+    let ip = client_ip(&request);
+    let (parts, body) = request.into_parts();
+    let mut event = Event {
+        method: "POST",
+        client_ip: Some(ip),
+        ..Default::default()
+    };
+    let body = match read_form(&parts.headers, body, state.config.server.max_body_bytes).await {
+        Ok(body) => body,
+        Err(e) => return finish(&state, &event, Err((e, Outcome::BadRequest)), started),
+    };
+    let params = Params::parse(&body);
+    event.client_id = params.client_id.as_deref().unwrap_or("");
+    let result = match params.grant_type.as_deref() {
+        Some("password") => {
+            event.grant = "password";
+            match (params.username.as_deref(), params.password.as_deref()) {
+                (Some(username), Some(password)) => {
+                    let credentials = Credentials::new(username, password);
+                    issue(&state, &mut event, &params, Some(credentials), ip, true).await
+                }
+                _ => Err((
+                    ApiError::bad_request("the password grant needs username and password"),
+                    Outcome::BadRequest,
+                )),
+            }
+        }
+        Some("refresh_token") => {
+            // No refresh token is ever issued yet, so none can be valid.
+            event.grant = "refresh_token";
+            event.reason = "unknown refresh token".into();
+            Err((ApiError::unauthorized(&state.realm), Outcome::Unauthorized))
+        }
+        Some(other) => {
+            event.grant = "unsupported";
+            event.reason = format!("unsupported grant_type {other:?}");
+            Err((
+                ApiError::bad_request("unsupported grant_type (use password or refresh_token)")
+                    .with_code("UNSUPPORTED")
+                    .oauth("unsupported_grant_type"),
+                Outcome::BadRequest,
+            ))
+        }
+        None => Err((
+            ApiError::bad_request("grant_type is required").oauth("invalid_request"),
+            Outcome::BadRequest,
+        )),
+    };
+    finish(&state, &event, result, started)
+}
+
+/// Reads an `application/x-www-form-urlencoded` body (chunked or not) up to
+/// `limit` bytes.
+async fn read_form(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(ApiError::bad_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "the request body is larger than {limit} bytes or unreadable"
+            ))
+        })
+}
+
+async fn issue<'p>(
+    state: &'p AppState,
+    event: &mut Event<'p>,
+    params: &'p Params<'p>,
+    credentials: Option<Credentials>,
+    ip: IpAddr,
+    oauth: bool,
+) -> Result<Response, Failure> {
+    let config = &state.config;
+    let service = resolve_service(state, params.service.as_deref())?;
+    event.service = service;
+    let items: usize = params.scopes.iter().map(|s| s.split(' ').count()).sum();
+    if items > config.server.max_scopes {
+        return Err((
+            ApiError::bad_request(format!(
+                "too many scopes ({items}); at most {} per request",
+                config.server.max_scopes
+            )),
+            Outcome::BadRequest,
+        ));
+    }
+    let scopes = parse_scopes(params.scopes.iter().map(|s| s.as_ref()));
+    event.requested = join_scopes(
+        scopes
+            .iter()
+            .map(|s| (s.kind.as_str(), s.name.as_str(), &s.actions)),
+    );
+
+    let principal = match credentials {
+        None if config.server.anonymous => Principal::Anonymous,
+        None => {
+            event.reason = "anonymous access is disabled".into();
+            return Err((ApiError::unauthorized(&state.realm), Outcome::Unauthorized));
+        }
+        Some(credentials) => {
+            if credentials.username.is_empty() {
+                event.reason = "empty username".into();
+                return Err((ApiError::unauthorized(&state.realm), Outcome::Unauthorized));
+            }
+            match state.chain.authenticate(&credentials, ip).await {
+                Verdict::Authenticated {
+                    identity,
+                    cache_hit,
+                } => {
+                    event.cache_hit = cache_hit;
+                    event.subject = identity.subject.clone();
+                    event.provider = identity.provider.clone();
+                    Principal::Authenticated(identity)
+                }
+                Verdict::Rejected { provider, reason } => {
+                    event.reason = format!(
+                        "rejected by {provider}: {reason} (user {:?})",
+                        credentials.username
+                    );
+                    return Err((ApiError::unauthorized(&state.realm), Outcome::Unauthorized));
+                }
+                Verdict::Unknown => {
+                    event.reason = format!("no provider knows user {:?}", credentials.username);
+                    return Err((ApiError::unauthorized(&state.realm), Outcome::Unauthorized));
+                }
+                Verdict::Throttled => {
+                    event.reason = format!(
+                        "too many failed logins for user {:?} from this address; not asking the identity provider",
+                        credentials.username
+                    );
+                    return Err((ApiError::unauthorized(&state.realm), Outcome::Throttled));
+                }
+                Verdict::Unavailable { provider, reason } => {
+                    event.reason = format!("provider {provider} unavailable: {reason}");
+                    return Err((
+                        ApiError::unavailable(
+                            "the identity provider is unavailable; try again shortly",
+                            5,
+                        ),
+                        Outcome::Unavailable,
+                    ));
+                }
+            }
+        }
+    };
+
+    let policy = state.policy.load();
+    let access: Vec<Access> = scopes
+        .iter()
+        .map(|scope| policy.evaluate(&principal, service, scope))
+        .filter(|grant| !grant.actions.is_empty())
+        .map(|grant| Access {
+            kind: grant.scope.kind,
+            name: grant.scope.name,
+            actions: grant.actions,
+        })
+        .collect();
+    event.granted = join_scopes(
+        access
+            .iter()
+            .map(|a| (a.kind.as_str(), a.name.as_str(), &a.actions)),
+    );
+
+    let iat = token::now();
+    let expires_in = config.token.lifetime_for(service).as_secs();
+    let claims = Claims {
+        iss: &config.token.issuer,
+        sub: principal.subject(),
+        aud: service,
+        exp: iat + expires_in as i64,
+        nbf: iat - token::NOT_BEFORE_SKEW,
+        iat,
+        jti: token::random_id(),
+        access: &access,
+    };
+    let jwt = state.key.sign(&claims).map_err(|e| {
+        tracing::error!(error = %e, "signing failed");
+        (ApiError::internal(), Outcome::Unavailable)
+    })?;
+    let body = TokenResponse {
+        token: &jwt,
+        access_token: &jwt,
+        expires_in,
+        issued_at: token::rfc3339(iat),
+        scope: oauth.then(|| {
+            access
+                .iter()
+                .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }),
+    };
+    let mut response = axum::Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+fn resolve_service<'s>(state: &'s AppState, asked: Option<&str>) -> Result<&'s str, Failure> {
+    let services = &state.config.token.services;
+    match asked {
+        None | Some("") => match services.as_slice() {
+            [only] => Ok(only.as_str()),
+            _ => Err((
+                ApiError::bad_request(
+                    "the service parameter is required (several services are configured)",
+                ),
+                Outcome::BadRequest,
+            )),
+        },
+        Some(name) => services
+            .iter()
+            .find(|s| s.as_str() == name)
+            .map(String::as_str)
+            .ok_or_else(|| {
+                (
+                    ApiError::bad_request("unknown service").oauth("invalid_request"),
+                    Outcome::BadRequest,
+                )
+            }),
+    }
+}
+
+fn join_scopes<'a>(items: impl Iterator<Item = (&'a str, &'a str, &'a Vec<String>)>) -> String {
+    items
+        .map(|(kind, name, actions)| format!("{kind}:{name}:{}", actions.join(",")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn finish(
+    state: &AppState,
+    event: &Event<'_>,
+    result: Result<Response, Failure>,
+    started: Instant,
+) -> Response {
+    let (response, outcome) = match result {
+        Ok(response) => (response, Outcome::Issued),
+        Err((error, outcome)) => (error.into_response(), outcome),
+    };
+    state.metrics.record(outcome);
+    audit::record(event, outcome, started.elapsed());
+    response
+}

@@ -1,0 +1,160 @@
+//! regauth: a token server that bridges container registries (the Docker
+//! token-auth protocol) and a company's identity providers.
+//!
+//! [`build`] turns a validated [`config::Config`] into an [`AppState`], and
+//! [`app`] turns that into an axum `Router` that tests drive with `oneshot`
+//! and [`serve`] runs on a socket. Identity providers live in the
+//! `regauth-providers` crate; this crate never speaks LDAP or IdP HTTP.
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod cache;
+pub mod chain;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod policy;
+pub mod scope;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use regauth_providers::static_users::StaticUsers;
+use regauth_providers::IdentityProvider;
+
+use crate::cache::{FailureCounter, VerdictCache};
+use crate::chain::Chain;
+use crate::config::{Config, ProviderConfig};
+use crate::policy::Policy;
+use crate::token::SigningKey;
+
+/// Errors building the server from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Key(#[from] token::KeyError),
+    #[error("provider {name}: {source}")]
+    Provider {
+        name: String,
+        #[source]
+        source: regauth_providers::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything a request handler needs, shared by all of them.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub policy: ArcSwap<Policy>,
+    pub key: SigningKey,
+    pub chain: Chain,
+    pub metrics: metrics::Metrics,
+    /// The realm announced in `WWW-Authenticate`.
+    pub realm: String,
+}
+
+impl AppState {
+    /// Re-reads and swaps in the policy; on error the old one stays.
+    pub fn reload_policy(&self) -> Result<usize, config::ConfigError> {
+        let policy = self.config.load_policy()?;
+        let rules = policy.len();
+        self.policy.store(Arc::new(policy));
+        Ok(rules)
+    }
+}
+
+/// Builds the providers named in the configuration.
+pub fn providers(config: &Config) -> Result<Vec<Arc<dyn IdentityProvider>>, Error> {
+    config
+        .providers
+        .iter()
+        .map(|p| -> Result<Arc<dyn IdentityProvider>, Error> {
+            match p {
+                ProviderConfig::Static(s) => {
+                    let users = StaticUsers::load(&s.name, &s.settings()).map_err(|source| {
+                        Error::Provider {
+                            name: s.name.clone(),
+                            source,
+                        }
+                    })?;
+                    Ok(Arc::new(users))
+                }
+            }
+        })
+        .collect()
+}
+
+/// Loads the signing key, generating a development key pair first when
+/// neither the key nor the certificate exists.
+pub fn signing_key(config: &Config) -> Result<SigningKey, Error> {
+    let (key, cert) = (&config.token.key, &config.token.certificate);
+    if !key.exists() && !cert.exists() {
+        let (key_pem, cert_pem) = token::generate(
+            token::KeyType::Es256,
+            &config.token.issuer,
+            Duration::from_secs(365 * 24 * 3600),
+        )?;
+        token::write_key_files(key, cert, &key_pem, &cert_pem, false)?;
+        tracing::warn!(
+            key = %key.display(),
+            certificate = %cert.display(),
+            "generated a new ES256 signing key and self-signed certificate; give the certificate to the registry as rootcertbundle"
+        );
+    }
+    let signing = SigningKey::load(key, cert)?;
+    let left = signing.not_after - token::now();
+    if left <= 0 {
+        tracing::error!(certificate = %cert.display(), "the signing certificate has expired: registries will reject every token");
+    } else if left < 30 * 24 * 3600 {
+        tracing::warn!(certificate = %cert.display(), days_left = left / 86400, "the signing certificate expires soon: rotate it");
+    }
+    Ok(signing)
+}
+
+/// Builds the shared state from a validated configuration.
+pub fn build(config: Config) -> Result<Arc<AppState>, Error> {
+    let policy = config.load_policy()?;
+    let key = signing_key(&config)?;
+    let chain = Chain::new(
+        providers(&config)?,
+        VerdictCache::new(config.cache.verdict_ttl, config.cache.verdict_capacity),
+        FailureCounter::new(config.cache.failure_window, config.cache.max_failures),
+        config.server.request_timeout,
+    );
+    let realm = config.realm();
+    Ok(Arc::new(AppState {
+        config: Arc::new(config),
+        policy: ArcSwap::from_pointee(policy),
+        key,
+        chain,
+        metrics: metrics::Metrics::default(),
+        realm,
+    }))
+}
+
+/// The application as a router (no socket): what tests drive.
+pub fn app(state: Arc<AppState>) -> axum::Router {
+    http::router(state)
+}
+
+/// Serves until `shutdown` completes, then drains in-flight requests.
+pub async fn serve<F>(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

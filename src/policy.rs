@@ -1,0 +1,785 @@
+//! The access policy: rules compiled once at load time, evaluated per
+//! requested scope.
+//!
+//! Semantics: granted = (union of `actions` of every matching rule) minus
+//! (union of `deny` of every matching rule), intersected with what was asked.
+//! Rule order does not matter and the default is deny. Values substituted
+//! into patterns (`${user}`, `${group}`) are always literals, so a group
+//! named `*` can never widen access. Evaluation never fails: an unknown
+//! resource type or action simply grants nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use regauth_providers::Identity;
+use serde::{Deserialize, Serialize};
+
+use crate::scope::Scope;
+
+/// Who is asking. Anonymous is its own principal, never a user named so.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    Anonymous,
+    Authenticated(Arc<Identity>),
+}
+
+impl Principal {
+    pub fn subject(&self) -> &str {
+        match self {
+            Principal::Anonymous => "",
+            Principal::Authenticated(id) => &id.subject,
+        }
+    }
+
+    pub fn provider(&self) -> Option<&str> {
+        match self {
+            Principal::Anonymous => None,
+            Principal::Authenticated(id) => Some(&id.provider),
+        }
+    }
+}
+
+/// One `[[rule]]` as written in the configuration or policy file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Free text shown by `regauth explain`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Usernames or patterns; `*` means any authenticated user.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Group names or patterns; `*` means any group the user has.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Also applies to anonymous requests (and therefore to everyone).
+    #[serde(default)]
+    pub anonymous: bool,
+    /// Only for these services (token audiences).
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Only for identities from these providers.
+    #[serde(default)]
+    pub providers: Vec<String>,
+    /// Only for identities whose claims match (claim -> pattern).
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+    /// Resource type: `repository` (default) or `registry` (`catalog`).
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Resource name patterns.
+    #[serde(default)]
+    pub repos: Vec<String>,
+    #[serde(default)]
+    pub actions: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+/// A policy file: `[[rule]]` tables and nothing else.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    #[serde(default)]
+    pub rule: Vec<RuleConfig>,
+}
+
+/// A configuration error with the key path that caused it.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct PolicyError {
+    pub path: String,
+    pub message: String,
+}
+
+const REPOSITORY_ACTIONS: &[&str] = &["delete", "pull", "push"];
+const REGISTRY_ACTIONS: &[&str] = &["*"];
+
+fn known_actions(kind: &str) -> Option<&'static [&'static str]> {
+    match kind {
+        "repository" => Some(REPOSITORY_ACTIONS),
+        "registry" => Some(REGISTRY_ACTIONS),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Token {
+    Literal(String),
+    /// `*`: any run of characters except `/`.
+    Star,
+    /// `**`: any run of characters, `/` included.
+    DoubleStar,
+    User,
+    Group,
+}
+
+/// A compiled name pattern.
+#[derive(Clone, Debug)]
+pub struct Pattern {
+    source: String,
+    tokens: Vec<Token>,
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl Pattern {
+    pub fn parse(source: &str, placeholders: bool) -> Result<Self, String> {
+        if source.is_empty() {
+            return Err("empty pattern".into());
+        }
+        let mut tokens = Vec::new();
+        let mut literal = String::new();
+        let mut rest = source;
+        while let Some(c) = rest.chars().next() {
+            if let Some(after) = rest.strip_prefix("**") {
+                flush(&mut literal, &mut tokens);
+                tokens.push(Token::DoubleStar);
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix('*') {
+                flush(&mut literal, &mut tokens);
+                tokens.push(Token::Star);
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix("${") {
+                let (name, after) = after
+                    .split_once('}')
+                    .ok_or_else(|| format!("unclosed placeholder in `{source}`"))?;
+                let token = match name {
+                    "user" if placeholders => Token::User,
+                    "group" if placeholders => Token::Group,
+                    _ => {
+                        return Err(format!(
+                            "unknown placeholder `${{{name}}}` in `{source}` (use ${{user}} or ${{group}})"
+                        ))
+                    }
+                };
+                flush(&mut literal, &mut tokens);
+                tokens.push(token);
+                rest = after;
+            } else {
+                literal.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        flush(&mut literal, &mut tokens);
+        Ok(Self {
+            source: source.to_owned(),
+            tokens,
+        })
+    }
+
+    fn uses(&self, token: &Token) -> bool {
+        self.tokens.contains(token)
+    }
+
+    /// Matches with placeholders replaced by literal values.
+    fn matches_with(&self, name: &str, user: Option<&str>, group: Option<&str>) -> bool {
+        let mut concrete = Vec::with_capacity(self.tokens.len());
+        for token in &self.tokens {
+            concrete.push(match token {
+                Token::User => Token::Literal(match user {
+                    Some(user) => user.to_owned(),
+                    None => return false,
+                }),
+                Token::Group => Token::Literal(match group {
+                    Some(group) => group.to_owned(),
+                    None => return false,
+                }),
+                other => other.clone(),
+            });
+        }
+        glob_match(&concrete, name)
+    }
+
+    /// Matches a plain value (user, group, service); a lone `*` matches any.
+    fn matches(&self, value: &str) -> bool {
+        self.source == "*" || glob_match(&self.tokens, value)
+    }
+}
+
+fn flush(literal: &mut String, tokens: &mut Vec<Token>) {
+    if !literal.is_empty() {
+        tokens.push(Token::Literal(std::mem::take(literal)));
+    }
+}
+
+fn glob_match(tokens: &[Token], name: &str) -> bool {
+    match tokens.split_first() {
+        None => name.is_empty(),
+        Some((Token::Literal(lit), rest)) => name
+            .strip_prefix(lit.as_str())
+            .is_some_and(|after| glob_match(rest, after)),
+        Some((Token::Star, rest)) => {
+            let segment_end = name.find('/').unwrap_or(name.len());
+            (0..=segment_end)
+                .filter(|i| name.is_char_boundary(*i))
+                .any(|i| glob_match(rest, &name[i..]))
+        }
+        Some((Token::DoubleStar, rest)) => (0..=name.len())
+            .filter(|i| name.is_char_boundary(*i))
+            .any(|i| glob_match(rest, &name[i..])),
+        // Placeholders are substituted before matching.
+        Some((Token::User | Token::Group, _)) => false,
+    }
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub index: usize,
+    pub description: Option<String>,
+    users: Vec<Pattern>,
+    groups: Vec<Pattern>,
+    anonymous: bool,
+    services: Vec<Pattern>,
+    providers: Vec<String>,
+    claims: Vec<(String, Pattern)>,
+    kind: String,
+    repos: Vec<Pattern>,
+    actions: BTreeSet<String>,
+    deny: BTreeSet<String>,
+}
+
+/// The compiled policy.
+#[derive(Debug, Default)]
+pub struct Policy {
+    rules: Vec<Rule>,
+}
+
+/// One rule that applied to a scope, for the audit trace and `explain`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Matched {
+    pub rule: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Why the principal matched (`user alice`, `group platform`, ...).
+    pub because: String,
+    /// The repository pattern that matched, after substitution.
+    pub repo: String,
+    pub allows: Vec<String>,
+    pub denies: Vec<String>,
+}
+
+/// The decision for one scope.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    pub scope: Scope,
+    /// Granted actions (possibly empty), in a stable order.
+    pub actions: Vec<String>,
+    pub trace: Vec<Matched>,
+}
+
+impl Policy {
+    pub fn compile(rules: &[RuleConfig], prefix: &str) -> Result<Self, PolicyError> {
+        let compiled = rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| compile_rule(i, rule, &format!("{prefix}[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { rules: compiled })
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Decides one scope for one principal and service.
+    pub fn evaluate(&self, principal: &Principal, service: &str, scope: &Scope) -> Grant {
+        let mut allowed = BTreeSet::new();
+        let mut denied = BTreeSet::new();
+        let mut trace = Vec::new();
+        if let Some(known) = known_actions(&scope.kind) {
+            for rule in &self.rules {
+                if let Some(matched) = rule.applies(principal, service, scope) {
+                    let expand = |set: &BTreeSet<String>| -> Vec<String> {
+                        if set.contains("*") {
+                            known.iter().map(|a| a.to_string()).collect()
+                        } else {
+                            set.iter().cloned().collect()
+                        }
+                    };
+                    let allows = expand(&rule.actions);
+                    let denies = expand(&rule.deny);
+                    allowed.extend(allows.iter().cloned());
+                    denied.extend(denies.iter().cloned());
+                    trace.push(Matched {
+                        rule: rule.index,
+                        description: rule.description.clone(),
+                        because: matched.because,
+                        repo: matched.repo,
+                        allows,
+                        denies,
+                    });
+                }
+            }
+        }
+        let held: BTreeSet<&String> = allowed.difference(&denied).collect();
+        let known = known_actions(&scope.kind).unwrap_or(&[]);
+        let mut actions: Vec<String> = Vec::new();
+        for asked in &scope.actions {
+            if asked == "*" {
+                if !known.is_empty() && known.iter().all(|a| held.iter().any(|h| h == a)) {
+                    // Registries understand `*`; zot wants the explicit list.
+                    actions.push("*".into());
+                    actions.extend(known.iter().filter(|a| **a != "*").map(|a| a.to_string()));
+                }
+            } else if known.contains(&asked.as_str()) && held.contains(asked) {
+                actions.push(asked.clone());
+            }
+        }
+        let mut seen = BTreeSet::new();
+        actions.retain(|a| seen.insert(a.clone()));
+        Grant {
+            scope: scope.clone(),
+            actions,
+            trace,
+        }
+    }
+}
+
+struct Applies {
+    because: String,
+    repo: String,
+}
+
+impl Rule {
+    fn applies(&self, principal: &Principal, service: &str, scope: &Scope) -> Option<Applies> {
+        if scope.kind != self.kind {
+            return None;
+        }
+        if !self.services.is_empty() && !self.services.iter().any(|p| p.matches(service)) {
+            return None;
+        }
+        let identity = match principal {
+            Principal::Anonymous => None,
+            Principal::Authenticated(id) => Some(id),
+        };
+        if !self.providers.is_empty()
+            && !identity.is_some_and(|id| self.providers.contains(&id.provider))
+        {
+            return None;
+        }
+        if !self.claims.is_empty() {
+            let id = identity?;
+            let all = self
+                .claims
+                .iter()
+                .all(|(claim, pattern)| id.claims.get(claim).is_some_and(|v| pattern.matches(v)));
+            if !all {
+                return None;
+            }
+        }
+        let user = identity.map(|id| id.subject.as_str());
+        // Groups that match the selector (all groups when there is none):
+        // these are the values `${group}` takes.
+        let groups: Vec<&str> = identity
+            .map(|id| {
+                id.groups
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|g| self.groups.is_empty() || self.groups.iter().any(|p| p.matches(g)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let because = if self.anonymous {
+            "anonymous access".to_owned()
+        } else if let Some(user) = user.filter(|u| self.users.iter().any(|p| p.matches(u))) {
+            format!("user {user}")
+        } else if identity.is_some() && !self.groups.is_empty() && !groups.is_empty() {
+            format!("group {}", groups.join(","))
+        } else if identity.is_some()
+            && self.users.is_empty()
+            && self.groups.is_empty()
+            && !self.claims.is_empty()
+        {
+            "claims".to_owned()
+        } else {
+            return None;
+        };
+        for pattern in &self.repos {
+            if pattern.uses(&Token::Group) {
+                if let Some(group) = groups
+                    .iter()
+                    .find(|g| pattern.matches_with(&scope.name, user, Some(g)))
+                {
+                    return Some(Applies {
+                        because,
+                        repo: pattern.source.replace("${group}", group),
+                    });
+                }
+            } else if pattern.matches_with(&scope.name, user, None) {
+                let repo = match user {
+                    Some(user) => pattern.source.replace("${user}", user),
+                    None => pattern.source.clone(),
+                };
+                return Some(Applies { because, repo });
+            }
+        }
+        None
+    }
+}
+
+fn compile_rule(index: usize, raw: &RuleConfig, path: &str) -> Result<Rule, PolicyError> {
+    let err = |key: &str, message: String| PolicyError {
+        path: format!("{path}.{key}"),
+        message,
+    };
+    let kind = raw.kind.clone().unwrap_or_else(|| "repository".into());
+    let known = known_actions(&kind).ok_or_else(|| {
+        err(
+            "type",
+            format!("unknown resource type `{kind}` (use `repository` or `registry`)"),
+        )
+    })?;
+    let plain = |key: &str, values: &[String]| -> Result<Vec<Pattern>, PolicyError> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Pattern::parse(v, false).map_err(|m| err(&format!("{key}[{i}]"), m)))
+            .collect()
+    };
+    let users = plain("users", &raw.users)?;
+    let groups = plain("groups", &raw.groups)?;
+    let services = plain("services", &raw.services)?;
+    let claims = raw
+        .claims
+        .iter()
+        .map(|(k, v)| {
+            Pattern::parse(v, false)
+                .map(|p| (k.clone(), p))
+                .map_err(|m| err(&format!("claims.{k}"), m))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if users.is_empty() && groups.is_empty() && !raw.anonymous && claims.is_empty() {
+        return Err(err(
+            "users",
+            "the rule names nobody: set users, groups, claims or anonymous = true".into(),
+        ));
+    }
+    if raw.repos.is_empty() {
+        return Err(err("repos", "the rule names no repository".into()));
+    }
+    let repos = raw
+        .repos
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Pattern::parse(v, true).map_err(|m| err(&format!("repos[{i}]"), m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if raw.anonymous
+        && repos
+            .iter()
+            .any(|p| p.uses(&Token::User) || p.uses(&Token::Group))
+    {
+        return Err(err(
+            "repos",
+            "an anonymous rule cannot use ${user} or ${group}".into(),
+        ));
+    }
+    let actions = |key: &str, list: &[String]| -> Result<BTreeSet<String>, PolicyError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, a)| {
+                if a == "*" || known.contains(&a.as_str()) {
+                    Ok(a.clone())
+                } else {
+                    Err(err(
+                        &format!("{key}[{i}]"),
+                        format!(
+                            "unknown action `{a}` for type `{kind}` (known: {})",
+                            known.join(", ")
+                        ),
+                    ))
+                }
+            })
+            .collect()
+    };
+    let allow = actions("actions", &raw.actions)?;
+    let deny = actions("deny", &raw.deny)?;
+    if allow.is_empty() && deny.is_empty() {
+        return Err(err(
+            "actions",
+            "the rule neither allows nor denies anything".into(),
+        ));
+    }
+    Ok(Rule {
+        index,
+        description: raw.description.clone(),
+        users,
+        groups,
+        anonymous: raw.anonymous,
+        services,
+        providers: raw.providers.clone(),
+        claims,
+        kind,
+        repos,
+        actions: allow,
+        deny,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(toml_text: &str) -> Policy {
+        let file: PolicyFile = toml::from_str(toml_text).unwrap();
+        Policy::compile(&file.rule, "rule").unwrap()
+    }
+
+    fn user(name: &str, groups: &[&str]) -> Principal {
+        Principal::Authenticated(Arc::new(
+            Identity::new(name, "local").with_groups(groups.iter().map(|g| g.to_string())),
+        ))
+    }
+
+    fn grant(policy: &Policy, who: &Principal, scope: &str) -> Vec<String> {
+        policy
+            .evaluate(who, "svc", &Scope::parse(scope).unwrap())
+            .actions
+    }
+
+    const SAMPLE: &str = r#"
+        [[rule]]
+        groups = ["platform"]
+        repos = ["platform/**", "base/*"]
+        actions = ["pull", "push"]
+
+        [[rule]]
+        users = ["*"]
+        repos = ["${user}/**"]
+        actions = ["pull", "push", "delete"]
+
+        [[rule]]
+        groups = ["*"]
+        repos = ["team-${group}/**"]
+        actions = ["pull", "push"]
+
+        [[rule]]
+        groups = ["contractors"]
+        repos = ["prod/**"]
+        actions = ["pull", "push"]
+
+        [[rule]]
+        groups = ["contractors"]
+        repos = ["prod/**"]
+        deny = ["push", "delete"]
+
+        [[rule]]
+        anonymous = true
+        repos = ["public/**"]
+        actions = ["pull"]
+    "#;
+
+    #[test]
+    fn group_globs() {
+        let p = rules(SAMPLE);
+        let dev = user("dev", &["platform"]);
+        assert_eq!(
+            grant(&p, &dev, "repository:platform/a/b:pull,push"),
+            ["pull", "push"]
+        );
+        assert_eq!(grant(&p, &dev, "repository:base/alpine:push"), ["push"]);
+        // `*` stays within one segment
+        assert!(grant(&p, &dev, "repository:base/a/b:pull").is_empty());
+        // `platform/**` does not match `platform` itself or `platformx/y`
+        assert!(grant(&p, &dev, "repository:platform:pull").is_empty());
+        assert!(grant(&p, &dev, "repository:platformx/y:pull").is_empty());
+        assert!(grant(&p, &user("o", &[]), "repository:platform/a:pull").is_empty());
+    }
+
+    #[test]
+    fn user_namespace_and_placeholder_escaping() {
+        let p = rules(SAMPLE);
+        assert_eq!(
+            grant(&p, &user("alice", &[]), "repository:alice/app:delete,pull"),
+            ["delete", "pull"]
+        );
+        assert!(grant(&p, &user("alice", &[]), "repository:bob/app:pull").is_empty());
+        // a user named `*` gets the literal namespace `*/...`, nothing else
+        assert!(grant(&p, &user("*", &[]), "repository:bob/app:pull").is_empty());
+        assert_eq!(
+            grant(&p, &user("*", &[]), "repository:*/app:pull"),
+            ["pull"]
+        );
+    }
+
+    #[test]
+    fn group_placeholder_is_literal() {
+        let p = rules(SAMPLE);
+        assert_eq!(
+            grant(&p, &user("u", &["web", "db"]), "repository:team-db/x:push"),
+            ["push"]
+        );
+        assert!(grant(&p, &user("u", &["web"]), "repository:team-db/x:push").is_empty());
+        // a group named `*` must not widen access
+        assert!(grant(&p, &user("u", &["*"]), "repository:team-db/x:pull").is_empty());
+        assert_eq!(
+            grant(&p, &user("u", &["*"]), "repository:team-*/x:pull"),
+            ["pull"]
+        );
+    }
+
+    #[test]
+    fn deny_wins_regardless_of_order() {
+        let p = rules(SAMPLE);
+        let c = user("c", &["contractors"]);
+        assert_eq!(
+            grant(&p, &c, "repository:prod/api:pull,push,delete"),
+            ["pull"]
+        );
+        let reversed: PolicyFile = toml::from_str(SAMPLE).unwrap();
+        let mut reversed = reversed.rule;
+        reversed.reverse();
+        let p2 = Policy::compile(&reversed, "rule").unwrap();
+        assert_eq!(
+            grant(&p2, &c, "repository:prod/api:pull,push,delete"),
+            ["pull"]
+        );
+    }
+
+    #[test]
+    fn default_deny_and_unknowns_grant_nothing() {
+        let p = rules(SAMPLE);
+        let u = user("u", &["platform"]);
+        assert!(grant(&p, &u, "repository:other/x:pull").is_empty());
+        assert!(grant(&p, &u, "repository:platform/x:frobnicate").is_empty());
+        assert!(grant(&p, &u, "widget:platform/x:pull").is_empty());
+        assert!(grant(&p, &u, "registry:catalog:search").is_empty());
+    }
+
+    #[test]
+    fn wildcard_request_needs_every_action() {
+        let p = rules(SAMPLE);
+        // alice holds pull, push, delete on her namespace
+        assert_eq!(
+            grant(&p, &user("alice", &[]), "repository:alice/x:*"),
+            ["*", "delete", "pull", "push"]
+        );
+        // platform holds pull and push only: `*` is not granted
+        assert!(grant(&p, &user("d", &["platform"]), "repository:platform/x:*").is_empty());
+    }
+
+    #[test]
+    fn catalog_only_when_granted() {
+        let p = rules(SAMPLE);
+        assert!(grant(&p, &user("alice", &[]), "registry:catalog:*").is_empty());
+        let p = rules(
+            r#"
+            [[rule]]
+            users = ["admin"]
+            type = "registry"
+            repos = ["catalog"]
+            actions = ["*"]
+        "#,
+        );
+        assert_eq!(grant(&p, &user("admin", &[]), "registry:catalog:*"), ["*"]);
+        assert!(grant(&p, &user("other", &[]), "registry:catalog:*").is_empty());
+    }
+
+    #[test]
+    fn anonymous_is_its_own_principal() {
+        let p = rules(SAMPLE);
+        assert_eq!(
+            grant(&p, &Principal::Anonymous, "repository:public/x:pull,push"),
+            ["pull"]
+        );
+        assert!(grant(&p, &Principal::Anonymous, "repository:anonymous/x:pull").is_empty());
+        // a user literally named "anonymous" gets no anonymous-only powers beyond the rule
+        assert_eq!(
+            grant(&p, &user("anonymous", &[]), "repository:public/x:pull"),
+            ["pull"]
+        );
+    }
+
+    #[test]
+    fn services_providers_and_claims() {
+        let p = rules(
+            r#"
+            [[rule]]
+            users = ["*"]
+            services = ["reg-a"]
+            providers = ["local"]
+            repos = ["**"]
+            actions = ["pull"]
+
+            [[rule]]
+            claims = { repository = "acme/*" }
+            repos = ["acme/app"]
+            actions = ["pull", "push"]
+        "#,
+        );
+        let scope = Scope::parse("repository:x:pull").unwrap();
+        let u = user("u", &[]);
+        assert_eq!(p.evaluate(&u, "reg-a", &scope).actions, ["pull"]);
+        assert!(p.evaluate(&u, "reg-b", &scope).actions.is_empty());
+        let other = Principal::Authenticated(Arc::new(Identity::new("u", "ldap")));
+        assert!(p.evaluate(&other, "reg-a", &scope).actions.is_empty());
+
+        let mut ci = Identity::new("ci", "gha");
+        ci.claims.insert("repository".into(), "acme/app".into());
+        let ci = Principal::Authenticated(Arc::new(ci));
+        let push = Scope::parse("repository:acme/app:push").unwrap();
+        assert_eq!(p.evaluate(&ci, "x", &push).actions, ["push"]);
+        let mut bad = Identity::new("ci", "gha");
+        bad.claims.insert("repository".into(), "evil/app".into());
+        assert!(p
+            .evaluate(&Principal::Authenticated(Arc::new(bad)), "x", &push)
+            .actions
+            .is_empty());
+    }
+
+    #[test]
+    fn trace_names_the_rules() {
+        let p = rules(SAMPLE);
+        let g = p.evaluate(
+            &user("c", &["contractors"]),
+            "svc",
+            &Scope::parse("repository:prod/api:push").unwrap(),
+        );
+        let rules: Vec<usize> = g.trace.iter().map(|m| m.rule).collect();
+        assert_eq!(rules, [3, 4]);
+        assert_eq!(g.trace[1].denies, ["delete", "push"]);
+    }
+
+    #[test]
+    fn compile_errors_name_the_key() {
+        let bad = |text: &str| {
+            let file: PolicyFile = toml::from_str(text).unwrap();
+            Policy::compile(&file.rule, "rule").unwrap_err().to_string()
+        };
+        assert!(
+            bad("[[rule]]\nusers=[\"a\"]\nrepos=[\"x\"]\nactions=[\"pushh\"]")
+                .starts_with("rule[0].actions[0]")
+        );
+        assert!(bad("[[rule]]\nrepos=[\"x\"]\nactions=[\"pull\"]").starts_with("rule[0].users"));
+        assert!(
+            bad("[[rule]]\nusers=[\"a\"]\nrepos=[\"${who}\"]\nactions=[\"pull\"]")
+                .starts_with("rule[0].repos[0]")
+        );
+        assert!(
+            bad("[[rule]]\nusers=[\"a\"]\ntype=\"blob\"\nrepos=[\"x\"]\nactions=[\"pull\"]")
+                .starts_with("rule[0].type")
+        );
+    }
+
+    #[test]
+    fn glob_edge_cases() {
+        let m = |p: &str, n: &str| glob_match(&Pattern::parse(p, false).unwrap().tokens, n);
+        assert!(m("**", "a/b/c"));
+        assert!(m("a/*/c", "a/b/c"));
+        assert!(!m("a/*/c", "a/b/x/c"));
+        assert!(m("a/**/c", "a/b/x/c"));
+        assert!(m("*-ci", "build-ci"));
+        assert!(m("ünï/*", "ünï/ç"));
+        assert!(!m("a", "ab"));
+    }
+}

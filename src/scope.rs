@@ -1,0 +1,291 @@
+//! The scope grammar of the registry token protocol
+//! (`type[(class)]:name:actions`) and the parsing of token requests.
+//!
+//! Parsing is lenient where clients are sloppy (duplicates, space-separated
+//! lists, `repository(plugin)`) and strict where it matters (the name is kept
+//! byte-for-byte, since the registry compares it exactly). An unparsable item
+//! is dropped, never an error.
+
+use std::fmt;
+
+/// One requested resource and the actions asked for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// Resource type without the deprecated class (`repository`, `registry`).
+    pub kind: String,
+    /// Resource name, exactly as requested (may contain `host:port`).
+    pub name: String,
+    /// Requested actions, deduplicated, in request order.
+    pub actions: Vec<String>,
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.kind, self.name, self.actions.join(","))
+    }
+}
+
+impl Scope {
+    /// Parses one scope item. The type ends at the first `:`, the actions
+    /// start after the last one; everything between is the name.
+    pub fn parse(item: &str) -> Option<Scope> {
+        let (kind, rest) = item.split_once(':')?;
+        let (name, actions) = rest.rsplit_once(':')?;
+        let kind = parse_type(kind)?;
+        if name.is_empty() {
+            return None;
+        }
+        let mut list: Vec<String> = Vec::new();
+        for action in actions.split(',') {
+            let action = action.trim();
+            if !action.is_empty() && !list.iter().any(|a| a == action) {
+                list.push(action.to_owned());
+            }
+        }
+        if list.is_empty() {
+            return None;
+        }
+        Some(Scope {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            actions: list,
+        })
+    }
+}
+
+/// `^[a-z0-9]+(\([a-z0-9]+\))?$`, returning the type without its class.
+fn parse_type(kind: &str) -> Option<&str> {
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    match kind.split_once('(') {
+        None => word(kind).then_some(kind),
+        Some((base, class)) => {
+            let class = class.strip_suffix(')')?;
+            (word(base) && word(class)).then_some(base)
+        }
+    }
+}
+
+/// Parses every `scope` value of a request: values are split on spaces,
+/// unparsable items dropped, and scopes for the same resource merged.
+pub fn parse_scopes<'a, I>(values: I) -> Vec<Scope>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    let mut merged: Vec<Scope> = Vec::new();
+    for item in values.into_iter().flat_map(|v| v.split(' ')) {
+        let Some(scope) = Scope::parse(item) else {
+            if !item.is_empty() {
+                tracing::debug!(item, "ignoring unparsable scope");
+            }
+            continue;
+        };
+        match merged
+            .iter_mut()
+            .find(|s| s.kind == scope.kind && s.name == scope.name)
+        {
+            Some(existing) => {
+                for action in scope.actions {
+                    if !existing.actions.contains(&action) {
+                        existing.actions.push(action);
+                    }
+                }
+            }
+            None => merged.push(scope),
+        }
+    }
+    merged
+}
+
+/// What a Basic `Authorization` header held.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BasicAuth {
+    /// No `Authorization` header at all: an anonymous request.
+    Absent,
+    Present {
+        username: String,
+        password: String,
+    },
+}
+
+/// Why an `Authorization` header could not be used.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthHeaderError {
+    #[error("the Authorization header must use the Basic scheme")]
+    NotBasic,
+    #[error("the Basic credentials are not valid base64")]
+    Base64,
+    #[error("the Basic credentials are not valid UTF-8")]
+    Utf8,
+    #[error("the Basic credentials have no `:` between user and password")]
+    NoColon,
+}
+
+/// Decodes a Basic header: base64, then UTF-8, split at the first `:`.
+/// The password is kept exactly as sent (no trimming, no normalisation).
+pub fn parse_basic(header: Option<&[u8]>) -> Result<BasicAuth, AuthHeaderError> {
+    use base64::Engine as _;
+    let Some(raw) = header else {
+        return Ok(BasicAuth::Absent);
+    };
+    let raw = std::str::from_utf8(raw).map_err(|_| AuthHeaderError::NotBasic)?;
+    let (scheme, value) = raw
+        .trim()
+        .split_once(' ')
+        .ok_or(AuthHeaderError::NotBasic)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(AuthHeaderError::NotBasic);
+    }
+    let value = value.trim();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(value))
+        .map_err(|_| AuthHeaderError::Base64)?;
+    let text = String::from_utf8(decoded).map_err(|_| AuthHeaderError::Utf8)?;
+    let (username, password) = text.split_once(':').ok_or(AuthHeaderError::NoColon)?;
+    Ok(BasicAuth::Present {
+        username: username.to_owned(),
+        password: password.to_owned(),
+    })
+}
+
+/// Parses `offline_token` the way the reference server does.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "t" | "yes" => Some(true),
+        "false" | "0" | "f" | "no" | "" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn basic(s: &[u8]) -> Vec<u8> {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(s)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn type_name_actions() {
+        let s = Scope::parse("repository:samalba/my-app:pull,push").unwrap();
+        assert_eq!(s.kind, "repository");
+        assert_eq!(s.name, "samalba/my-app");
+        assert_eq!(s.actions, ["pull", "push"]);
+    }
+
+    #[test]
+    fn name_with_host_and_port() {
+        let s = Scope::parse("repository:localhost:5000/foo/bar:pull").unwrap();
+        assert_eq!(s.name, "localhost:5000/foo/bar");
+        assert_eq!(s.actions, ["pull"]);
+    }
+
+    #[test]
+    fn class_is_dropped() {
+        let s = Scope::parse("repository(plugin):vieux/sshfs:pull").unwrap();
+        assert_eq!(s.kind, "repository");
+        assert_eq!(s.name, "vieux/sshfs");
+    }
+
+    #[test]
+    fn bad_items_are_none() {
+        for item in [
+            "",
+            "repository",
+            "repository:foo",
+            "Repository:foo:pull",
+            "repo(:foo:pull",
+            "repo()x:foo:pull",
+            "repository::pull",
+            "repository:foo:",
+            "repo-x:foo:pull",
+        ] {
+            assert_eq!(Scope::parse(item), None, "{item}");
+        }
+    }
+
+    #[test]
+    fn catalog_scope() {
+        let s = Scope::parse("registry:catalog:*").unwrap();
+        assert_eq!((s.kind.as_str(), s.name.as_str()), ("registry", "catalog"));
+        assert_eq!(s.actions, ["*"]);
+    }
+
+    #[test]
+    fn repeated_space_separated_and_duplicate_scopes_merge() {
+        let scopes = parse_scopes([
+            "repository:a:pull repository:b:push",
+            "repository:a:push,pull,pull",
+            "garbage",
+            "repository:a:pull",
+        ]);
+        assert_eq!(scopes.len(), 2);
+        assert_eq!(scopes[0].name, "a");
+        assert_eq!(scopes[0].actions, ["pull", "push"]);
+        assert_eq!(scopes[1].name, "b");
+    }
+
+    #[test]
+    fn basic_splits_at_first_colon_and_keeps_password_verbatim() {
+        assert_eq!(
+            parse_basic(Some(&basic(" us er:p:a:ss wörd ".as_bytes()))).unwrap(),
+            BasicAuth::Present {
+                username: " us er".into(),
+                password: "p:a:ss wörd ".into()
+            }
+        );
+    }
+
+    #[test]
+    fn basic_errors() {
+        assert_eq!(parse_basic(None).unwrap(), BasicAuth::Absent);
+        assert_eq!(
+            parse_basic(Some(b"Bearer abc")),
+            Err(AuthHeaderError::NotBasic)
+        );
+        assert_eq!(
+            parse_basic(Some(b"Basic !!!")),
+            Err(AuthHeaderError::Base64)
+        );
+        assert_eq!(
+            parse_basic(Some(&basic(b"user\xffpass:x"))),
+            Err(AuthHeaderError::Utf8)
+        );
+        assert_eq!(
+            parse_basic(Some(&basic(b"nocolon"))),
+            Err(AuthHeaderError::NoColon)
+        );
+        assert_eq!(
+            parse_basic(Some(b"Basic \xff\xfe")),
+            Err(AuthHeaderError::NotBasic)
+        );
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive() {
+        let mut h = basic(b"u:p");
+        h[..5].copy_from_slice(b"bAsIc");
+        assert!(matches!(
+            parse_basic(Some(&h)),
+            Ok(BasicAuth::Present { .. })
+        ));
+    }
+
+    #[test]
+    fn offline_token_booleans() {
+        assert_eq!(parse_bool("true"), Some(true));
+        assert_eq!(parse_bool("1"), Some(true));
+        assert_eq!(parse_bool("false"), Some(false));
+        assert_eq!(parse_bool("0"), Some(false));
+        assert_eq!(parse_bool("maybe"), None);
+    }
+}
