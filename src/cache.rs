@@ -99,6 +99,11 @@ impl VerdictCache {
             .await
     }
 
+    /// Applies pending housekeeping, so counts are exact (tests, metrics).
+    pub async fn sync(&self) {
+        self.entries.run_pending_tasks().await;
+    }
+
     pub fn entry_count(&self) -> u64 {
         self.entries.entry_count()
     }

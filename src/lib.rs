@@ -120,10 +120,20 @@ pub fn signing_key(config: &Config) -> Result<SigningKey, Error> {
 
 /// Builds the shared state from a validated configuration.
 pub fn build(config: Config) -> Result<Arc<AppState>, Error> {
+    let providers = providers(&config)?;
+    build_with(config, providers)
+}
+
+/// Builds the shared state with the given providers instead of the
+/// configured ones (for embedding and for tests with fake providers).
+pub fn build_with(
+    config: Config,
+    providers: Vec<Arc<dyn IdentityProvider>>,
+) -> Result<Arc<AppState>, Error> {
     let policy = config.load_policy()?;
     let key = signing_key(&config)?;
     let chain = Chain::new(
-        providers(&config)?,
+        providers,
         VerdictCache::new(config.cache.verdict_ttl, config.cache.verdict_capacity),
         FailureCounter::new(config.cache.failure_window, config.cache.max_failures),
         config.server.request_timeout,

@@ -418,8 +418,16 @@ pub fn write_key_files(
 
 /// Just enough DER to find a certificate's public key and validity.
 mod der {
-    /// Reads one TLV; returns (tag, header+content, content, rest).
-    fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+    /// One DER element: its tag, its full encoding, its content, and the
+    /// input that follows it.
+    struct Tlv<'a> {
+        tag: u8,
+        whole: &'a [u8],
+        content: &'a [u8],
+        rest: &'a [u8],
+    }
+
+    fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
         let tag = *input.first()?;
         let first = *input.get(1)?;
         let (len, header) = if first < 0x80 {
@@ -437,7 +445,12 @@ mod der {
         };
         let end = header.checked_add(len)?;
         let whole = input.get(..end)?;
-        Some((tag, whole, &whole[header..], &input[end..]))
+        Some(Tlv {
+            tag,
+            whole,
+            content: &whole[header..],
+            rest: &input[end..],
+        })
     }
 
     pub struct Certificate<'a> {
@@ -447,24 +460,23 @@ mod der {
 
     impl<'a> Certificate<'a> {
         pub fn parse(der: &'a [u8]) -> Option<Self> {
-            let (_, _, cert, _) = tlv(der)?;
-            let (_, _, tbs, _) = tlv(cert)?;
+            let tbs = tlv(tlv(der)?.content)?.content;
             let mut rest = tbs;
             // optional [0] version
             if rest.first() == Some(&0xa0) {
-                rest = tlv(rest)?.3;
+                rest = tlv(rest)?.rest;
             }
-            let (_, _, _, rest) = tlv(rest)?; // serial
-            let (_, _, _, rest) = tlv(rest)?; // signature algorithm
-            let (_, _, _, rest) = tlv(rest)?; // issuer
-            let (_, _, validity, rest) = tlv(rest)?;
-            let (_, _, _, rest) = tlv(rest)?; // subject
-            let (_, spki, _, _) = tlv(rest)?;
-            let (_, _, _, after) = tlv(validity)?;
-            let (tag, _, not_after, _) = tlv(after)?;
+            let serial = tlv(rest)?;
+            let algorithm = tlv(serial.rest)?;
+            let issuer = tlv(algorithm.rest)?;
+            let validity = tlv(issuer.rest)?;
+            let subject = tlv(validity.rest)?;
+            let spki = tlv(subject.rest)?;
+            let not_before = tlv(validity.content)?;
+            let not_after = tlv(not_before.rest)?;
             Some(Self {
-                spki,
-                not_after: parse_time(tag, not_after)?,
+                spki: spki.whole,
+                not_after: parse_time(not_after.tag, not_after.content)?,
             })
         }
     }
@@ -493,32 +505,30 @@ mod der {
 
     /// The raw public key of an SPKI: the EC point, or PKCS#1 RSAPublicKey.
     pub fn spki_public_key(spki: &[u8]) -> Option<Vec<u8>> {
-        let (_, _, body, _) = tlv(spki)?;
-        let (_, _, alg, rest) = tlv(body)?;
-        let (_, _, oid, params) = tlv(alg)?;
-        if oid == super::OID_EC_PUBLIC_KEY {
-            let (_, _, curve, _) = tlv(params)?;
+        let algorithm = tlv(tlv(spki)?.content)?;
+        let oid = tlv(algorithm.content)?;
+        if oid.content == super::OID_EC_PUBLIC_KEY {
+            let curve = tlv(oid.rest)?.content;
             if curve != super::OID_P256 && curve != super::OID_P384 {
                 return None;
             }
         }
-        let (tag, _, bits, _) = tlv(rest)?;
-        if tag != 0x03 || bits.first() != Some(&0) {
+        let bits = tlv(algorithm.rest)?;
+        if bits.tag != 0x03 || bits.content.first() != Some(&0) {
             return None;
         }
-        Some(bits[1..].to_vec())
+        Some(bits.content[1..].to_vec())
     }
 
     /// (n, e) of a PKCS#1 RSAPublicKey, without leading zero bytes.
     pub fn rsa_public_numbers(pkcs1: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-        let (_, _, seq, _) = tlv(pkcs1)?;
-        let (_, _, n, rest) = tlv(seq)?;
-        let (_, _, e, _) = tlv(rest)?;
+        let n = tlv(tlv(pkcs1)?.content)?;
+        let e = tlv(n.rest)?;
         let strip = |v: &[u8]| {
             let start = v.iter().position(|b| *b != 0).unwrap_or(v.len());
             v[start..].to_vec()
         };
-        Some((strip(n), strip(e)))
+        Some((strip(n.content), strip(e.content)))
     }
 }
 

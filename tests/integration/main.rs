@@ -1,1 +1,9 @@
-//! Integration tests: one binary, a `support` module for real components.
+//! Integration tests: one binary, with a `support` module that starts the
+//! real components (Debian's docker-registry and skopeo) on loopback.
+
+mod bad_input;
+mod cli;
+mod compose;
+mod protocol;
+mod registry;
+mod support;

@@ -1,0 +1,36 @@
+//! docker-compose.yml cannot run here (no Docker engine), so it is checked
+//! the way compose itself reads it: `docker-compose config` must accept it,
+//! and the services must be wired as the README says.
+
+use std::process::Command;
+
+use crate::support::require;
+
+#[test]
+fn compose_file_parses_and_wires_registry_to_regauth() {
+    let compose = require("docker-compose", "docker-compose");
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(compose)
+        .args(["-f", "docker-compose.yml", "config"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "regauth:",
+        "registry:",
+        "REGISTRY_AUTH: token",
+        "REGISTRY_AUTH_TOKEN_REALM:",
+        "REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE:",
+        "REGISTRY_AUTH_TOKEN_ISSUER: regauth",
+    ] {
+        assert!(stdout.contains(want), "missing {want}:\n{stdout}");
+    }
+    let dockerfile = std::fs::read_to_string(format!("{dir}/Dockerfile")).unwrap();
+    assert!(dockerfile.contains("cargo build --release"));
+}

@@ -1,0 +1,337 @@
+//! End to end with the real components: Debian's `docker-registry`
+//! (distribution 2.8) trusting regauth's certificate, and `skopeo` pushing
+//! and pulling a locally built OCI image.
+
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use regauth::token::KeyType;
+
+use crate::support::oci::build_image;
+use crate::support::*;
+
+fn oci(dir: &Path, tag: &str) -> String {
+    format!("oci:{}:{tag}", dir.display())
+}
+
+fn assert_denied(run: &Run, what: &str) {
+    assert!(!run.ok, "{what} must fail: {run:?}");
+    let err = run.stderr.to_lowercase();
+    assert!(
+        err.contains("denied")
+            || err.contains("unauthorized")
+            || err.contains("authentication required"),
+        "{what}: unexpected error: {}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_push_pull_and_denials_against_registry_2_8() {
+    let f = Fixture::new();
+    let server = Server::start(&f, "").await;
+    let registry = Registry::start(&server.realm(), &f.cert).await;
+    let reg = registry.addr;
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let image = w.join("image");
+    build_image(&image, "latest", 3, "e2e-main");
+
+    // a writer pushes
+    let run = skopeo(
+        w,
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "writer:writer-pw",
+            &oci(&image, "latest"),
+            &format!("docker://{reg}/team/app:v1"),
+        ],
+    )
+    .await;
+    assert!(run.ok, "writer push: {run:?}\nregistry: {}", registry.log());
+
+    // a reader pulls it back, layers and all
+    let out = w.join("pulled");
+    let run = skopeo(
+        w,
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            "reader:reader-pw",
+            &format!("docker://{reg}/team/app:v1"),
+            &oci(&out, "v1"),
+        ],
+    )
+    .await;
+    assert!(run.ok, "reader pull: {run:?}");
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    let blobs = std::fs::read_dir(out.join("blobs/sha256")).unwrap().count();
+    assert_eq!(blobs, 3 + 2, "3 layers, a config and a manifest");
+
+    // the reader may not push
+    let other = w.join("other");
+    build_image(&other, "latest", 1, "e2e-reader-push");
+    let run = skopeo(
+        w,
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "reader:reader-pw",
+            &oci(&other, "latest"),
+            &format!("docker://{reg}/team/app:v2"),
+        ],
+    )
+    .await;
+    assert_denied(&run, "reader push");
+
+    // a wrong password fails, and never turns into anonymous access
+    let run = skopeo(
+        w,
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "reader:wrong-pw",
+            &format!("docker://{reg}/team/app:v1"),
+        ],
+    )
+    .await;
+    assert_denied(&run, "wrong password");
+
+    // a password with colons and non-ASCII works end to end
+    let run = skopeo(
+        w,
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "colon:p:a:ss wörd",
+            &oci(&image, "latest"),
+            &format!("docker://{reg}/public/base:v1"),
+        ],
+    )
+    .await;
+    assert!(run.ok, "colon push: {run:?}");
+
+    // anonymous pull only where the policy allows it
+    let run = skopeo(
+        w,
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--no-creds",
+            &format!("docker://{reg}/public/base:v1"),
+        ],
+    )
+    .await;
+    assert!(run.ok, "anonymous pull of public/: {run:?}");
+    let run = skopeo(
+        w,
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--no-creds",
+            &format!("docker://{reg}/team/app:v1"),
+        ],
+    )
+    .await;
+    assert_denied(&run, "anonymous pull of team/");
+
+    // a writer copies from public/ into team/ (cross-repository mount)
+    let run = skopeo(
+        w,
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--src-creds",
+            "writer:writer-pw",
+            "--dest-creds",
+            "writer:writer-pw",
+            &format!("docker://{reg}/public/base:v1"),
+            &format!("docker://{reg}/team/base-copy:v1"),
+        ],
+    )
+    .await;
+    assert!(run.ok, "mount copy: {run:?}");
+
+    // the admin deletes a tag (delete is its own action) and lists the catalog
+    let run = skopeo(
+        w,
+        &[
+            "delete",
+            "--tls-verify=false",
+            "--creds",
+            "admin:admin-pw",
+            &format!("docker://{reg}/team/base-copy:v1"),
+        ],
+    )
+    .await;
+    assert!(run.ok, "admin delete: {run:?}");
+    let run = skopeo(
+        w,
+        &[
+            "delete",
+            "--tls-verify=false",
+            "--creds",
+            "writer:writer-pw",
+            &format!("docker://{reg}/team/app:v1"),
+        ],
+    )
+    .await;
+    assert_denied(&run, "writer delete");
+}
+
+async fn registry_token(server: &Server, user: &str, password: &str, scope: &str) -> String {
+    let url = format!("{}?service={SERVICE}&scope={scope}", server.realm());
+    let reply = reqwest::Client::new()
+        .get(url)
+        .header("authorization", basic(user, password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let body: serde_json::Value = reply.json().await.unwrap();
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// Re-signs a regauth token with only a `kid` in the header (no `x5c`):
+/// registry 2.8 then finds the key by its libtrust ID alone (item 58).
+fn resign_kid_only(token: &str, key_pem: &str, kid: &str) -> String {
+    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let key = pem::parse(key_pem).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, key.contents()).unwrap();
+    let claims = token.split('.').nth(1).unwrap();
+    let header = serde_json::json!({ "typ": "JWT", "alg": "ES256", "kid": kid });
+    let signed = format!("{}.{claims}", URL_SAFE_NO_PAD.encode(header.to_string()));
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let sig = pair.sign(&rng, signed.as_bytes()).unwrap();
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_accepts_kid_only_tokens_and_answers_insufficient_scope() {
+    let f = Fixture::new();
+    let server = Server::start(&f, "").await;
+    let registry = Registry::start(&server.realm(), &f.cert).await;
+    let client = reqwest::Client::new();
+    let v2 = format!("http://{}/v2", registry.addr);
+
+    let token = registry_token(&server, "reader", "reader-pw", "repository:team/app:pull").await;
+    let tags = format!("{v2}/team/app/tags/list");
+    // x5c token: accepted (the repository is unknown, so 404, not 401)
+    let r = client.get(&tags).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 404, "x5c token accepted");
+
+    // kid-only token: accepted by 2.8 through the libtrust key ID
+    let key_pem = std::fs::read_to_string(&f.key).unwrap();
+    let kid_only = resign_kid_only(&token, &key_pem, &server.state.key.kid);
+    let r = client
+        .get(&tags)
+        .bearer_auth(&kid_only)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "kid-only token accepted: {}",
+        registry.log()
+    );
+    // a wrong kid is refused
+    let wrong = resign_kid_only(
+        &token,
+        &key_pem,
+        "AAAA:AAAA:AAAA:AAAA:AAAA:AAAA:AAAA:AAAA:AAAA:AAAA:AAAA:AAAA",
+    );
+    let r = client.get(&tags).bearer_auth(&wrong).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // pull-only token used for a push: 401 insufficient_scope, not 403
+    let r = client
+        .post(format!("{v2}/team/app/blobs/uploads/"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("insufficient_scope"), "{challenge}");
+    assert!(challenge.contains(&server.realm()), "{challenge}");
+
+    // the anonymous catalog is refused; the admin's is granted
+    let catalog = format!("{v2}/_catalog");
+    let anon = registry_token(&server, "writer", "writer-pw", "registry:catalog:*").await;
+    let r = client
+        .get(&catalog)
+        .bearer_auth(&anon)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let admin = registry_token(&server, "admin", "admin-pw", "registry:catalog:*").await;
+    let r = client
+        .get(&catalog)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs256_keys_work_with_registry_2_8() {
+    let f = Fixture::with_key(KeyType::Rs256);
+    let server = Server::start(&f, "").await;
+    assert_eq!(server.state.key.algorithm.name(), "RS256");
+    let registry = Registry::start(&server.realm(), &f.cert).await;
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("image");
+    build_image(&image, "latest", 1, "e2e-rs256");
+    let run = skopeo(
+        work.path(),
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "writer:writer-pw",
+            &oci(&image, "latest"),
+            &format!("docker://{}/team/rsa:v1", registry.addr),
+        ],
+    )
+    .await;
+    assert!(run.ok, "RS256 push: {run:?}\n{}", registry.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_post_over_a_real_socket() {
+    let f = Fixture::new();
+    let server = Server::start(&f, "").await;
+    let chunks: Vec<Result<&'static str, std::io::Error>> = vec![
+        Ok("grant_type=password&username=wri"),
+        Ok("ter&password=writer-pw&service=registry.test"),
+        Ok("&scope=repository%3Ateam%2Fa%3Apull"),
+    ];
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let r = reqwest::Client::new()
+        .post(server.realm())
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("content-length").is_some() || r.status() == 200);
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["scope"], "repository:team/a:pull");
+}

@@ -1,0 +1,493 @@
+//! Test support: regauth in-process (with `oneshot` or on a loopback
+//! socket), and the real components it is checked against (Debian's
+//! `docker-registry`, `skopeo`), each on a free loopback port and stopped on
+//! drop. A missing component fails the test with an install hint.
+
+#![allow(dead_code)]
+
+pub mod oci;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use http_body_util::BodyExt as _;
+use regauth::config::Config;
+use regauth::AppState;
+use tower::ServiceExt as _;
+
+pub const SERVICE: &str = "registry.test";
+pub const ISSUER: &str = "regauth-test";
+
+/// Test users: (name, password, groups).
+pub const USERS: &[(&str, &str, &[&str])] = &[
+    ("writer", "writer-pw", &["writers"]),
+    ("reader", "reader-pw", &["readers"]),
+    ("admin", "admin-pw", &[]),
+    ("colon", "p:a:ss wörd", &["writers"]),
+];
+
+pub const POLICY: &str = r#"
+[[rule]]
+groups = ["writers"]
+repos = ["team/**", "public/**"]
+actions = ["pull", "push"]
+
+[[rule]]
+groups = ["readers"]
+repos = ["team/**"]
+actions = ["pull"]
+
+[[rule]]
+anonymous = true
+repos = ["public/**"]
+actions = ["pull"]
+
+[[rule]]
+users = ["admin"]
+repos = ["**"]
+actions = ["*"]
+
+[[rule]]
+users = ["admin"]
+type = "registry"
+repos = ["catalog"]
+actions = ["*"]
+"#;
+
+/// Fails the test with an install hint when a program is missing.
+pub fn require(program: &str, package: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("`{program}` is not installed: run `tests/run` or `apt-get install -y {package}`")
+    })
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A temporary directory with a generated signing key and a users file.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub key: PathBuf,
+    pub cert: PathBuf,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self::with_key(regauth::token::KeyType::Es256)
+    }
+
+    pub fn with_key(kind: regauth::token::KeyType) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("token.key");
+        let cert = dir.path().join("token.crt");
+        let (k, c) = regauth::token::generate(kind, ISSUER, Duration::from_secs(3600))
+            .expect("key generation");
+        regauth::token::write_key_files(&key, &cert, &k, &c, false).expect("write keys");
+        let mut htpasswd = String::new();
+        for (user, password, _) in USERS {
+            let hash = regauth_providers::static_users::hash_bcrypt(password, 4).unwrap();
+            htpasswd.push_str(&format!("{user}:{hash}\n"));
+        }
+        std::fs::write(dir.path().join("users.htpasswd"), htpasswd).unwrap();
+        Self { dir, key, cert }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A complete configuration; `extra` is appended (more rules, sections).
+    pub fn config_text(&self, listen: &str, extra: &str) -> String {
+        let mut groups = std::collections::BTreeMap::<&str, Vec<&str>>::new();
+        for (user, _, gs) in USERS {
+            for g in *gs {
+                groups.entry(g).or_default().push(user);
+            }
+        }
+        let groups: String = groups
+            .iter()
+            .map(|(g, members)| format!("{g} = {members:?}\n"))
+            .collect();
+        format!(
+            r#"
+[server]
+listen = "{listen}"
+
+[token]
+issuer = "{ISSUER}"
+services = ["{SERVICE}"]
+key = "{key}"
+certificate = "{cert}"
+
+[cache]
+max_failures = 1000
+
+[[provider]]
+name = "local"
+kind = "static"
+htpasswd = "{users}"
+
+[provider.groups]
+{groups}
+{POLICY}
+{extra}
+"#,
+            key = self.key.display(),
+            cert = self.cert.display(),
+            users = self.path("users.htpasswd").display(),
+        )
+    }
+
+    pub fn state(&self, extra: &str) -> Arc<AppState> {
+        self.state_with(&self.config_text("127.0.0.1:0", extra))
+    }
+
+    pub fn state_with(&self, text: &str) -> Arc<AppState> {
+        let config = Config::from_toml("test", text, &[]).expect("valid test config");
+        regauth::build(config).expect("state")
+    }
+}
+
+/// A response as the tests look at it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The token's (header, claims), after checking the response shape.
+    pub fn token(&self) -> (serde_json::Value, serde_json::Value) {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.text());
+        let body = self.json();
+        let token = body["token"].as_str().expect("token");
+        assert_eq!(body["access_token"], body["token"]);
+        decode(token)
+    }
+
+    /// The granted access list of the token.
+    pub fn access(&self) -> Vec<(String, String, Vec<String>)> {
+        let (_, claims) = self.token();
+        claims["access"]
+            .as_array()
+            .expect("access is an array")
+            .iter()
+            .map(|a| {
+                (
+                    a["type"].as_str().unwrap().to_owned(),
+                    a["name"].as_str().unwrap().to_owned(),
+                    a["actions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_str().unwrap().to_owned())
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Asserts the registry's JSON error shape with this status.
+    pub fn assert_error(&self, status: StatusCode) -> serde_json::Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        let body = self.json();
+        assert!(body["errors"][0]["code"].is_string(), "{body}");
+        assert!(body["errors"][0]["message"].is_string(), "{body}");
+        body
+    }
+}
+
+pub fn decode(jwt: &str) -> (serde_json::Value, serde_json::Value) {
+    let parts: Vec<&str> = jwt.split('.').collect();
+    assert_eq!(parts.len(), 3, "compact JWT");
+    let part = |p: &str| -> serde_json::Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).expect("base64url")).expect("JSON")
+    };
+    (part(parts[0]), part(parts[1]))
+}
+
+pub fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// Sends one request through the router without a socket.
+pub async fn call(state: &Arc<AppState>, request: Request<Body>) -> Reply {
+    let response = regauth::app(state.clone())
+        .oneshot(request)
+        .await
+        .expect("infallible router");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(state: &Arc<AppState>, uri: &str, auth: Option<&str>) -> Reply {
+    let mut request = Request::get(uri);
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    call(state, request.body(Body::empty()).unwrap()).await
+}
+
+pub async fn post_form(state: &Arc<AppState>, uri: &str, form: &str) -> Reply {
+    let request = Request::post(uri)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_owned()))
+        .unwrap();
+    call(state, request).await
+}
+
+/// regauth on a real loopback socket, stopped on drop.
+pub struct Server {
+    pub state: Arc<AppState>,
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    pub async fn start(fixture: &Fixture, extra: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = fixture.state_with(&fixture.config_text(&addr.to_string(), extra));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = state.clone();
+        tokio::spawn(async move {
+            let _ = regauth::serve(serving, listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        Self {
+            state,
+            addr,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn realm(&self) -> String {
+        format!("http://{}/auth", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A child process killed on drop.
+pub struct Process {
+    pub child: Child,
+    pub name: &'static str,
+    pub log: PathBuf,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's `docker-registry` (distribution 2.8) configured for token auth.
+pub struct Registry {
+    pub addr: SocketAddr,
+    pub process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub async fn start(realm: &str, rootcertbundle: &Path) -> Self {
+        let binary = require("docker-registry", "docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = format!(
+            r#"version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: "{root}"
+  delete:
+    enabled: true
+http:
+  addr: "127.0.0.1:{port}"
+  secret: "test-only-secret"
+auth:
+  token:
+    realm: "{realm}"
+    service: "{SERVICE}"
+    issuer: "{ISSUER}"
+    rootcertbundle: "{bundle}"
+"#,
+            root = dir.path().join("data").display(),
+            bundle = rootcertbundle.display(),
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = dir.path().join("registry.log");
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start docker-registry");
+        let process = Process {
+            child,
+            name: "docker-registry",
+            log,
+        };
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = reqwest::get(format!("http://{addr}/v2/")).await {
+                assert_eq!(r.status(), 401, "the registry must demand a token");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start: {}",
+                std::fs::read_to_string(&process.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self {
+            addr,
+            process,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.process.log).unwrap_or_default()
+    }
+}
+
+/// What a skopeo run returned.
+#[derive(Debug)]
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs skopeo with an isolated policy and auth file.
+pub async fn skopeo(work: &Path, args: &[&str]) -> Run {
+    let binary = require("skopeo", "skopeo");
+    let policy = work.join("policy.json");
+    if !policy.exists() {
+        std::fs::write(
+            &policy,
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .unwrap();
+    }
+    let output = tokio::process::Command::new(binary)
+        .arg("--policy")
+        .arg(&policy)
+        .args(args)
+        .env("REGISTRY_AUTH_FILE", work.join("auth.json"))
+        .env("HOME", work)
+        .env("XDG_RUNTIME_DIR", work)
+        .stdin(Stdio::null())
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), output)
+        .await
+        .expect("skopeo finished within 120 s")
+        .expect("skopeo runs");
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Everything logged by this test binary, at every level, as JSON lines.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Capture {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
+}
+
+/// Installs (once) a global subscriber that captures every log line of
+/// every test in this binary; a thread-local one would miss events from
+/// other threads and race with tracing's callsite cache.
+pub fn log_capture() -> Capture {
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let capture = Capture::default();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .json()
+                .with_writer(capture.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+            capture
+        })
+        .clone()
+}
