@@ -42,6 +42,8 @@ pub struct Event<'a> {
     pub client_ip: Option<IpAddr>,
     pub client_id: &'a str,
     pub cache_hit: bool,
+    /// The token was one signed moments ago for the same grant.
+    pub reused: bool,
     /// Why it failed, for the operator (never for the client).
     pub reason: String,
 }
@@ -63,6 +65,7 @@ pub fn record(event: &Event<'_>, outcome: Outcome, latency: Duration) {
         client_ip = %client_ip,
         client_id = event.client_id,
         cache_hit = event.cache_hit,
+        reused = event.reused,
         latency_us,
         reason = %event.reason,
         "token request"

@@ -156,6 +156,66 @@ impl FailureCounter {
     }
 }
 
+/// A token signed recently, kept for reuse.
+#[derive(Debug)]
+pub struct Issued {
+    pub jwt: String,
+    pub iat: i64,
+    /// The complete GET response body for this token.
+    pub body: bytes::Bytes,
+}
+
+/// Recently signed tokens by (subject, provider, service, granted access).
+///
+/// A push asks for the same token again for every layer within seconds;
+/// handing back the identical token (same claims, same `iat`, so the
+/// client's expiry arithmetic holds) saves the signature, which is most of
+/// a request's cost. Its only visible effect is a repeated `jti` within the
+/// window. A zero window disables it.
+pub struct IssuedTokens {
+    entries: Option<moka::sync::Cache<String, Arc<Issued>>>,
+    pub reused: AtomicU64,
+}
+
+impl IssuedTokens {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            entries: (!window.is_zero()).then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(window)
+                    .build()
+            }),
+            reused: AtomicU64::new(0),
+        }
+    }
+
+    pub fn key(subject: &str, provider: &str, service: &str, granted: &str) -> String {
+        // NUL cannot occur in any of the parts' meaningful values, and the
+        // parts' lengths make the key unambiguous anyway.
+        format!(
+            "{}:{subject}\0{}:{provider}\0{}:{service}\0{granted}",
+            subject.len(),
+            provider.len(),
+            service.len()
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<Issued>> {
+        let found = self.entries.as_ref()?.get(key);
+        if found.is_some() {
+            self.reused.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+
+    pub fn insert(&self, key: String, issued: Issued) {
+        if let Some(entries) = &self.entries {
+            entries.insert(key, Arc::new(issued));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +259,48 @@ mod tests {
             assert!(t.await.unwrap());
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn issued_tokens_are_reused_only_for_the_same_key_and_window() {
+        let tokens = IssuedTokens::new(Duration::from_secs(60));
+        let key = IssuedTokens::key("bob", "local", "svc", "repository:a:pull");
+        assert!(tokens.get(&key).is_none());
+        tokens.insert(
+            key.clone(),
+            Issued {
+                jwt: "t".into(),
+                iat: 1,
+                body: Default::default(),
+            },
+        );
+        assert_eq!(tokens.get(&key).unwrap().jwt, "t");
+        assert!(tokens
+            .get(&IssuedTokens::key(
+                "bob",
+                "local",
+                "svc",
+                "repository:a:push"
+            ))
+            .is_none());
+        assert!(tokens
+            .get(&IssuedTokens::key(
+                "bo",
+                "blocal",
+                "svc",
+                "repository:a:pull"
+            ))
+            .is_none());
+        let off = IssuedTokens::new(Duration::ZERO);
+        off.insert(
+            key.clone(),
+            Issued {
+                jwt: "t".into(),
+                iat: 1,
+                body: Default::default(),
+            },
+        );
+        assert!(off.get(&key).is_none());
     }
 
     #[tokio::test]

@@ -142,6 +142,10 @@ struct RawToken {
     /// Per-service lifetimes that override `lifetime`.
     #[serde(default)]
     service_lifetimes: BTreeMap<String, Seconds>,
+    /// A token identical in subject, service and access to one signed less
+    /// than this long ago is handed out again instead of signing anew.
+    #[serde(default = "default_reuse_window")]
+    reuse_window: Seconds,
     #[serde(default = "default_key")]
     key: PathBuf,
     #[serde(default = "default_certificate")]
@@ -150,6 +154,9 @@ struct RawToken {
 
 fn default_lifetime() -> Seconds {
     Seconds(Duration::from_secs(900))
+}
+fn default_reuse_window() -> Seconds {
+    Seconds(Duration::from_secs(5))
 }
 fn default_key() -> PathBuf {
     "certs/token.key".into()
@@ -250,6 +257,7 @@ pub struct TokenConfig {
     pub services: Vec<String>,
     pub lifetime: Duration,
     pub service_lifetimes: BTreeMap<String, Duration>,
+    pub reuse_window: Duration,
     pub key: PathBuf,
     pub certificate: PathBuf,
 }
@@ -421,6 +429,13 @@ impl Config {
             }
         }
         Policy::compile(&raw.rule, "rule").map_err(|e| invalid(origin, e.path, e.message))?;
+        if raw.token.reuse_window.0 * 10 > lifetime {
+            return Err(invalid(
+                origin,
+                "token.reuse_window",
+                "must be at most a tenth of token.lifetime",
+            ));
+        }
         if raw.cache.verdict_ttl.0 > Duration::from_secs(3600) {
             return Err(invalid(origin, "cache.verdict_ttl", "must be at most 1h"));
         }
@@ -439,6 +454,7 @@ impl Config {
                 services: raw.token.services,
                 lifetime,
                 service_lifetimes,
+                reuse_window: raw.token.reuse_window.0,
                 key: raw.token.key,
                 certificate: raw.token.certificate,
             },

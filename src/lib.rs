@@ -55,6 +55,8 @@ pub struct AppState {
     pub policy: ArcSwap<Policy>,
     pub key: SigningKey,
     pub chain: Chain,
+    /// Recently signed tokens, reused within `token.reuse_window`.
+    pub issued: cache::IssuedTokens,
     pub metrics: metrics::Metrics,
     /// The realm announced in `WWW-Authenticate`.
     pub realm: String,
@@ -139,7 +141,9 @@ pub fn build_with(
         config.server.request_timeout,
     );
     let realm = config.realm();
+    let issued = cache::IssuedTokens::new(config.token.reuse_window);
     Ok(Arc::new(AppState {
+        issued,
         config: Arc::new(config),
         policy: ArcSwap::from_pointee(policy),
         key,

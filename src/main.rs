@@ -16,6 +16,11 @@ use regauth::scope::Scope;
 use regauth::token;
 use regauth_providers::Identity;
 
+/// mimalloc: the hot path allocates many small short-lived buffers, and the
+/// system allocator was about a tenth of a token request's CPU time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "regauth",
@@ -119,7 +124,8 @@ enum KeysCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // Dropped last: flushes the log lines still queued.
+    let _log_guard = init_logging(cli.log_format);
     match run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -129,16 +135,25 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr through a writer thread with a buffer (flushed each
+/// time its queue drains), so a request
+/// never waits for a write(2) of its audit line. The queue is lossless: when
+/// it is full, requests wait rather than audit lines being dropped.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("regauth-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Pretty => builder.compact().init(),
     }
+    guard
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
@@ -186,7 +201,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 let Some(scope) = Scope::parse(raw) else {
                     bail!("`{raw}` is not a scope like repository:name:pull,push");
                 };
-                let grant = policy.evaluate(&principal, &service, &scope);
+                let grant = policy.explain(&principal, &service, &scope);
                 writeln!(out, "scope {scope} (service {service}):")?;
                 if grant.trace.is_empty() {
                     writeln!(out, "  no rule matched")?;

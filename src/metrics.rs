@@ -71,6 +71,16 @@ impl Metrics {
             "regauth_cache_entries{{cache=\"verdict\"}} {}",
             verdicts.entry_count()
         );
+        let _ = writeln!(
+            out,
+            "# HELP regauth_tokens_reused_total Tokens handed out again within token.reuse_window."
+        );
+        let _ = writeln!(out, "# TYPE regauth_tokens_reused_total counter");
+        let _ = writeln!(
+            out,
+            "regauth_tokens_reused_total {}",
+            state.issued.reused.load(Ordering::Relaxed)
+        );
         let _ = writeln!(out, "# HELP regauth_signing_certificate_expiry_seconds When the signing certificate expires.");
         let _ = writeln!(
             out,

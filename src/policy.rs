@@ -177,28 +177,23 @@ impl Pattern {
         self.tokens.contains(token)
     }
 
-    /// Matches with placeholders replaced by literal values.
+    /// Matches with placeholders standing for the given literal values.
     fn matches_with(&self, name: &str, user: Option<&str>, group: Option<&str>) -> bool {
-        let mut concrete = Vec::with_capacity(self.tokens.len());
-        for token in &self.tokens {
-            concrete.push(match token {
-                Token::User => Token::Literal(match user {
-                    Some(user) => user.to_owned(),
-                    None => return false,
-                }),
-                Token::Group => Token::Literal(match group {
-                    Some(group) => group.to_owned(),
-                    None => return false,
-                }),
-                other => other.clone(),
-            });
-        }
-        glob_match(&concrete, name)
+        glob_match_with(&self.tokens, name, &Values { user, group })
     }
 
     /// Matches a plain value (user, group, service); a lone `*` matches any.
     fn matches(&self, value: &str) -> bool {
         self.source == "*" || glob_match(&self.tokens, value)
+    }
+
+    /// The pattern with its placeholders filled in, for traces.
+    fn substituted(&self, user: Option<&str>, group: Option<&str>) -> String {
+        let mut out = self.source.replace("${group}", group.unwrap_or("${group}"));
+        if let Some(user) = user {
+            out = out.replace("${user}", user);
+        }
+        out
     }
 }
 
@@ -208,23 +203,45 @@ fn flush(literal: &mut String, tokens: &mut Vec<Token>) {
     }
 }
 
+/// What placeholders stand for during one match. A placeholder without a
+/// value matches nothing.
+struct Values<'a> {
+    user: Option<&'a str>,
+    group: Option<&'a str>,
+}
+
 fn glob_match(tokens: &[Token], name: &str) -> bool {
+    glob_match_with(
+        tokens,
+        name,
+        &Values {
+            user: None,
+            group: None,
+        },
+    )
+}
+
+/// Placeholder values are matched as literals: a user or group named `*`
+/// matches only a literal `*`.
+fn glob_match_with(tokens: &[Token], name: &str, values: &Values<'_>) -> bool {
+    let literal = |lit: &str, rest: &[Token]| {
+        name.strip_prefix(lit)
+            .is_some_and(|after| glob_match_with(rest, after, values))
+    };
     match tokens.split_first() {
         None => name.is_empty(),
-        Some((Token::Literal(lit), rest)) => name
-            .strip_prefix(lit.as_str())
-            .is_some_and(|after| glob_match(rest, after)),
+        Some((Token::Literal(lit), rest)) => literal(lit, rest),
+        Some((Token::User, rest)) => values.user.is_some_and(|u| literal(u, rest)),
+        Some((Token::Group, rest)) => values.group.is_some_and(|g| literal(g, rest)),
         Some((Token::Star, rest)) => {
             let segment_end = name.find('/').unwrap_or(name.len());
             (0..=segment_end)
                 .filter(|i| name.is_char_boundary(*i))
-                .any(|i| glob_match(rest, &name[i..]))
+                .any(|i| glob_match_with(rest, &name[i..], values))
         }
         Some((Token::DoubleStar, rest)) => (0..=name.len())
             .filter(|i| name.is_char_boundary(*i))
-            .any(|i| glob_match(rest, &name[i..])),
-        // Placeholders are substituted before matching.
-        Some((Token::User | Token::Group, _)) => false,
+            .any(|i| glob_match_with(rest, &name[i..], values)),
     }
 }
 
@@ -292,47 +309,44 @@ impl Policy {
         self.rules.is_empty()
     }
 
-    /// Decides one scope for one principal and service.
+    /// Decides one scope for one principal and service (the hot path: no
+    /// trace is built).
     pub fn evaluate(&self, principal: &Principal, service: &str, scope: &Scope) -> Grant {
+        self.decide(principal, service, scope, false)
+    }
+
+    /// Like [`Policy::evaluate`], recording which rules matched and why.
+    pub fn explain(&self, principal: &Principal, service: &str, scope: &Scope) -> Grant {
+        self.decide(principal, service, scope, true)
+    }
+
+    fn decide(&self, principal: &Principal, service: &str, scope: &Scope, tracing: bool) -> Grant {
         let mut allowed = BTreeSet::new();
         let mut denied = BTreeSet::new();
         let mut trace = Vec::new();
-        if let Some(known) = known_actions(&scope.kind) {
-            for rule in &self.rules {
-                if let Some(matched) = rule.applies(principal, service, scope) {
-                    let expand = |set: &BTreeSet<String>| -> Vec<String> {
-                        if set.contains("*") {
-                            known.iter().map(|a| a.to_string()).collect()
-                        } else {
-                            set.iter().cloned().collect()
-                        }
-                    };
-                    let allows = expand(&rule.actions);
-                    let denies = expand(&rule.deny);
-                    allowed.extend(allows.iter().cloned());
-                    denied.extend(denies.iter().cloned());
-                    trace.push(Matched {
-                        rule: rule.index,
-                        description: rule.description.clone(),
-                        because: matched.because,
-                        repo: matched.repo,
-                        allows,
-                        denies,
-                    });
-                }
-            }
-        }
-        let held: BTreeSet<&String> = allowed.difference(&denied).collect();
         let known = known_actions(&scope.kind).unwrap_or(&[]);
+        for rule in &self.rules {
+            let Some(matched) = rule.applies(principal, service, scope) else {
+                continue;
+            };
+            let allows = expand(&rule.actions, known);
+            let denies = expand(&rule.deny, known);
+            if tracing {
+                trace.push(rule.describe(principal, &matched, &allows, &denies));
+            }
+            allowed.extend(allows);
+            denied.extend(denies);
+        }
+        let held = |action: &str| allowed.contains(action) && !denied.contains(action);
         let mut actions: Vec<String> = Vec::new();
         for asked in &scope.actions {
             if asked == "*" {
-                if !known.is_empty() && known.iter().all(|a| held.iter().any(|h| h == a)) {
+                if !known.is_empty() && known.iter().all(|a| held(a)) {
                     // Registries understand `*`; zot wants the explicit list.
                     actions.push("*".into());
                     actions.extend(known.iter().filter(|a| **a != "*").map(|a| a.to_string()));
                 }
-            } else if known.contains(&asked.as_str()) && held.contains(asked) {
+            } else if known.contains(&asked.as_str()) && held(asked) {
                 actions.push(asked.clone());
             }
         }
@@ -346,13 +360,75 @@ impl Policy {
     }
 }
 
-struct Applies {
-    because: String,
-    repo: String,
+/// A rule's action set with `*` spelled out as the type's actions.
+fn expand<'a>(set: &'a BTreeSet<String>, known: &'static [&'static str]) -> Vec<&'a str> {
+    if set.contains("*") {
+        known.to_vec()
+    } else {
+        set.iter().map(String::as_str).collect()
+    }
+}
+
+/// How a rule matched: which selector, and which repository pattern with
+/// which group value.
+enum Because {
+    Anonymous,
+    User,
+    Groups,
+    Claims,
+}
+
+struct Applies<'a> {
+    because: Because,
+    pattern: &'a Pattern,
+    group: Option<&'a str>,
 }
 
 impl Rule {
-    fn applies(&self, principal: &Principal, service: &str, scope: &Scope) -> Option<Applies> {
+    fn describe(
+        &self,
+        principal: &Principal,
+        m: &Applies<'_>,
+        allows: &[&str],
+        denies: &[&str],
+    ) -> Matched {
+        let user = match principal {
+            Principal::Anonymous => None,
+            Principal::Authenticated(id) => Some(id.subject.as_str()),
+        };
+        let because = match m.because {
+            Because::Anonymous => "anonymous access".to_owned(),
+            Because::User => format!("user {}", user.unwrap_or_default()),
+            Because::Groups => match principal {
+                Principal::Authenticated(id) => {
+                    let groups: Vec<&str> = id
+                        .groups
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|g| self.groups.iter().any(|p| p.matches(g)))
+                        .collect();
+                    format!("group {}", groups.join(","))
+                }
+                Principal::Anonymous => "group".to_owned(),
+            },
+            Because::Claims => "claims".to_owned(),
+        };
+        Matched {
+            rule: self.index,
+            description: self.description.clone(),
+            because,
+            repo: m.pattern.substituted(user, m.group),
+            allows: allows.iter().map(|a| a.to_string()).collect(),
+            denies: denies.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    fn applies<'a>(
+        &'a self,
+        principal: &'a Principal,
+        service: &str,
+        scope: &Scope,
+    ) -> Option<Applies<'a>> {
         if scope.kind != self.kind {
             return None;
         }
@@ -381,47 +457,47 @@ impl Rule {
         let user = identity.map(|id| id.subject.as_str());
         // Groups that match the selector (all groups when there is none):
         // these are the values `${group}` takes.
-        let groups: Vec<&str> = identity
-            .map(|id| {
-                id.groups
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|g| self.groups.is_empty() || self.groups.iter().any(|p| p.matches(g)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let in_selector =
+            |g: &&'a String| self.groups.is_empty() || self.groups.iter().any(|p| p.matches(g));
+        let groups = || {
+            identity
+                .into_iter()
+                .flat_map(|id| id.groups.iter())
+                .filter(in_selector)
+                .map(String::as_str)
+        };
         let because = if self.anonymous {
-            "anonymous access".to_owned()
-        } else if let Some(user) = user.filter(|u| self.users.iter().any(|p| p.matches(u))) {
-            format!("user {user}")
-        } else if identity.is_some() && !self.groups.is_empty() && !groups.is_empty() {
-            format!("group {}", groups.join(","))
+            Because::Anonymous
+        } else if user.is_some_and(|u| self.users.iter().any(|p| p.matches(u))) {
+            Because::User
+        } else if identity.is_some() && !self.groups.is_empty() && groups().next().is_some() {
+            Because::Groups
         } else if identity.is_some()
             && self.users.is_empty()
             && self.groups.is_empty()
             && !self.claims.is_empty()
         {
-            "claims".to_owned()
+            Because::Claims
         } else {
             return None;
         };
         for pattern in &self.repos {
             if pattern.uses(&Token::Group) {
-                if let Some(group) = groups
-                    .iter()
-                    .find(|g| pattern.matches_with(&scope.name, user, Some(g)))
+                if let Some(group) =
+                    groups().find(|g| pattern.matches_with(&scope.name, user, Some(g)))
                 {
                     return Some(Applies {
                         because,
-                        repo: pattern.source.replace("${group}", group),
+                        pattern,
+                        group: Some(group),
                     });
                 }
             } else if pattern.matches_with(&scope.name, user, None) {
-                let repo = match user {
-                    Some(user) => pattern.source.replace("${user}", user),
-                    None => pattern.source.clone(),
-                };
-                return Some(Applies { because, repo });
+                return Some(Applies {
+                    because,
+                    pattern,
+                    group: None,
+                });
             }
         }
         None
@@ -740,7 +816,7 @@ mod tests {
     #[test]
     fn trace_names_the_rules() {
         let p = rules(SAMPLE);
-        let g = p.evaluate(
+        let g = p.explain(
             &user("c", &["contractors"]),
             "svc",
             &Scope::parse("repository:prod/api:push").unwrap(),

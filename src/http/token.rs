@@ -17,10 +17,10 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use regauth_providers::Credentials;
-use serde::Serialize;
 
 use super::error::ApiError;
 use crate::audit::{self, Event, Outcome};
+use crate::cache::{Issued, IssuedTokens};
 use crate::chain::Verdict;
 use crate::policy::Principal;
 use crate::scope::{parse_basic, parse_bool, parse_scopes, BasicAuth};
@@ -60,14 +60,28 @@ impl<'a> Params<'a> {
     }
 }
 
-#[derive(Serialize)]
-struct TokenResponse<'a> {
-    token: &'a str,
-    access_token: &'a str,
-    expires_in: u64,
-    issued_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    scope: Option<String>,
+/// The success body: `token` and `access_token` (the same JWT), integer
+/// `expires_in`, RFC 3339 `issued_at`, and on POST the granted `scope`.
+/// Written by hand because it is the hot path and only `scope` can need
+/// escaping (a JWT is base64url and dots).
+fn token_body(jwt: &str, expires_in: u64, iat: i64, scope: Option<&str>) -> bytes::Bytes {
+    let issued_at = token::rfc3339(iat);
+    let mut body = String::with_capacity(2 * jwt.len() + 128);
+    body.push_str("{\"token\":\"");
+    body.push_str(jwt);
+    body.push_str("\",\"access_token\":\"");
+    body.push_str(jwt);
+    body.push_str("\",\"expires_in\":");
+    body.push_str(&expires_in.to_string());
+    body.push_str(",\"issued_at\":\"");
+    body.push_str(&issued_at);
+    body.push('"');
+    if let Some(scope) = scope {
+        body.push_str(",\"scope\":");
+        body.push_str(&serde_json::Value::from(scope).to_string());
+    }
+    body.push('}');
+    body.into()
 }
 
 fn client_ip(request: &Request) -> IpAddr {
@@ -288,40 +302,67 @@ async fn issue<'p>(
             .map(|a| (a.kind.as_str(), a.name.as_str(), &a.actions)),
     );
 
-    let iat = token::now();
     let expires_in = config.token.lifetime_for(service).as_secs();
-    let claims = Claims {
-        iss: &config.token.issuer,
-        sub: principal.subject(),
-        aud: service,
-        exp: iat + expires_in as i64,
-        nbf: iat - token::NOT_BEFORE_SKEW,
-        iat,
-        jti: token::random_id(),
-        access: &access,
+    let reuse_key = IssuedTokens::key(
+        principal.subject(),
+        principal.provider().unwrap_or(""),
+        service,
+        &event.granted,
+    );
+    let (jwt, iat, get_body) = match state.issued.get(&reuse_key) {
+        Some(issued) => {
+            event.reused = true;
+            (issued.jwt.clone(), issued.iat, issued.body.clone())
+        }
+        None => {
+            let iat = token::now();
+            let claims = Claims {
+                iss: &config.token.issuer,
+                sub: principal.subject(),
+                aud: service,
+                exp: iat + expires_in as i64,
+                nbf: iat - token::NOT_BEFORE_SKEW,
+                iat,
+                jti: token::random_id(),
+                access: &access,
+            };
+            let jwt = state.key.sign(&claims).map_err(|e| {
+                tracing::error!(error = %e, "signing failed");
+                (ApiError::internal(), Outcome::Unavailable)
+            })?;
+            let body = token_body(&jwt, expires_in, iat, None);
+            state.issued.insert(
+                reuse_key,
+                Issued {
+                    jwt: jwt.clone(),
+                    iat,
+                    body: body.clone(),
+                },
+            );
+            (jwt, iat, body)
+        }
     };
-    let jwt = state.key.sign(&claims).map_err(|e| {
-        tracing::error!(error = %e, "signing failed");
-        (ApiError::internal(), Outcome::Unavailable)
-    })?;
-    let body = TokenResponse {
-        token: &jwt,
-        access_token: &jwt,
-        expires_in,
-        issued_at: token::rfc3339(iat),
-        scope: oauth.then(|| {
-            access
-                .iter()
-                .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
-                .collect::<Vec<_>>()
-                .join(" ")
-        }),
+    let body = if oauth {
+        let scope = access
+            .iter()
+            .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        token_body(&jwt, expires_in, iat, Some(&scope))
+    } else {
+        get_body
     };
-    let mut response = axum::Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 fn resolve_service<'s>(state: &'s AppState, asked: Option<&str>) -> Result<&'s str, Failure> {

@@ -215,3 +215,18 @@ async fn secrets_never_reach_the_log() {
     let r = get(&state, uri, Some(&basic("writer", secret_wrong))).await;
     assert!(!r.text().contains(secret_wrong));
 }
+
+#[tokio::test]
+async fn names_needing_json_escapes_stay_valid_json() {
+    let f = Fixture::new();
+    let state = f.state("");
+    let r = post_form(
+        &state,
+        "/auth",
+        "grant_type=password&username=admin&password=admin-pw&scope=repository%3Aa%22b%5Cc%0A%3Apull",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["scope"], "repository:a\"b\\c\n:pull");
+    assert_eq!(r.access()[0].1, "a\"b\\c\n");
+}

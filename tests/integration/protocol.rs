@@ -938,3 +938,53 @@ async fn policy_reload_swaps_rules() {
         "a bad file keeps the old policy"
     );
 }
+
+#[tokio::test]
+async fn identical_requests_within_the_reuse_window_get_the_same_token() {
+    let f = Fixture::new();
+    let state = f.state("");
+    let uri = scope_uri(&["repository:team/a:pull"]);
+    let first = get(&state, &uri, Some(&basic("writer", "writer-pw")))
+        .await
+        .json();
+    let second = get(&state, &uri, Some(&basic("writer", "writer-pw")))
+        .await
+        .json();
+    assert_eq!(first["token"], second["token"]);
+    // the client's expiry arithmetic still holds for the reused token
+    assert_eq!(first["issued_at"], second["issued_at"]);
+    let (_, claims) = decode(second["token"].as_str().unwrap());
+    assert_eq!(
+        second["issued_at"],
+        regauth::token::rfc3339(claims["iat"].as_i64().unwrap())
+    );
+    // another user, scope or grant is never served a reused token
+    let other = get(&state, &uri, Some(&basic("reader", "reader-pw"))).await;
+    assert_eq!(other.token().1["sub"], "reader");
+    let push = get(
+        &state,
+        &scope_uri(&["repository:team/a:pull,push"]),
+        Some(&basic("writer", "writer-pw")),
+    )
+    .await;
+    assert_ne!(push.json()["token"], first["token"]);
+    let m = get(&state, "/metrics", None).await.text();
+    assert!(m.contains("regauth_tokens_reused_total 1"), "{m}");
+
+    let off = f.state_with(
+        &f.config_text("127.0.0.1:0", "")
+            .replace("[cache]", "reuse_window = \"0s\"\n\n[cache]"),
+    );
+    let a = get(&off, &uri, Some(&basic("writer", "writer-pw")))
+        .await
+        .token()
+        .1;
+    let b = get(&off, &uri, Some(&basic("writer", "writer-pw")))
+        .await
+        .token()
+        .1;
+    assert_ne!(
+        a["jti"], b["jti"],
+        "every token is signed anew without a window"
+    );
+}

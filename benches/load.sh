@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Load benchmark: tokens/s of /auth for one static user repeating one scope,
+# with the shipped config and with a signature on every request,
+# against /healthz of the same server (the baseline), in one run.
+#
+#   benches/load.sh [seconds] [connections]
+#
+# Builds the release binary, starts regauth on a free loopback port with the
+# shipped config and a generated key, warms the verdict cache, then runs wrk
+# (Debian package `wrk`, installed if missing) on both endpoints, alternating
+# three rounds each, and prints the medians and their ratio.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-10}"
+connections="${2:-32}"
+threads=1
+
+missing=()
+for tool in wrk curl bc; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; fi
+cargo build --release --quiet --bin regauth
+
+work="$(mktemp -d)"
+# Two servers from the same config: A as shipped (token.reuse_window = 5s),
+# B signing every token (reuse_window = 0s). Audit lines go to files: the
+# benchmark measures the server, not a terminal.
+start() { # name port [env...]
+    local name=$1 port=$2; shift 2
+    sed -e "s#certs/token.key#$work/token.key#" -e "s#certs/token.crt#$work/token.crt#" \
+        -e "s#127.0.0.1:5001#127.0.0.1:$port#" config/regauth.toml > "$work/$name.toml"
+    env "$@" RUST_LOG=warn,regauth::audit=info target/release/regauth --log-format json \
+        serve --config "$work/$name.toml" 2> "$work/$name.log" &
+    pids+=($!)
+    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return; sleep 0.1; done
+    echo "regauth $name did not start" >&2; cat "$work/$name.log" >&2; exit 1
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+port_a="$(free_port)"; start a "$port_a" REGAUTH_BENCH=a
+port_b="$(free_port)"; start b "$port_b" REGAUTH_TOKEN__REUSE_WINDOW=0s
+
+auth="Authorization: Basic $(printf 'bob:bob-dev-password' | base64)"
+path="/auth?service=registry.local&scope=repository:dev/app:pull,push"
+curl -fs -H "$auth" "http://127.0.0.1:$port_a$path" >/dev/null   # warm the verdict caches
+curl -fs -H "$auth" "http://127.0.0.1:$port_b$path" >/dev/null
+
+run() { wrk -t"$threads" -c"$connections" -d"${duration}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
+reuse=(); fresh=(); base=()
+for round in 1 2 3; do
+    reuse+=("$(run -H "$auth" "http://127.0.0.1:$port_a$path")")
+    fresh+=("$(run -H "$auth" "http://127.0.0.1:$port_b$path")")
+    base+=("$(run "http://127.0.0.1:$port_a/healthz")")
+done
+median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+r="$(median "${reuse[@]}")"; f="$(median "${fresh[@]}")"; b="$(median "${base[@]}")"
+echo "wrk -t$threads -c$connections -d${duration}s, 3 alternating rounds each, $(nproc) cores"
+echo "rounds /auth (reuse 5s):      ${reuse[*]}"
+echo "rounds /auth (sign each):     ${fresh[*]}"
+echo "rounds /healthz (baseline):   ${base[*]}"
+printf 'median /auth, default config (reuse_window 5s): %8.0f tokens/s  ratio %.2f\n' "$r" "$(echo "$r / $b" | bc -l)"
+printf 'median /auth, ES256 signed every request:       %8.0f tokens/s  ratio %.2f\n' "$f" "$(echo "$f / $b" | bc -l)"
+printf 'median /healthz (baseline):                     %8.0f requests/s\n' "$b"
+echo "audit lines: A $(grep -c '"outcome":"issued"' "$work/a.log" || true), B $(grep -c '"outcome":"issued"' "$work/b.log" || true)"
