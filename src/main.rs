@@ -93,6 +93,13 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RegistryFormat {
+    Yaml,
+    Env,
+    All,
+}
+
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Generate a private key (PKCS#8 PEM) and a self-signed certificate.
@@ -119,6 +126,10 @@ enum KeysCommand {
         /// Where the registry finds the certificate (default: its path here).
         #[arg(long)]
         rootcertbundle: Option<String>,
+        /// `yaml` (the config.yml block), `env` (KEY='value' lines to
+        /// source), or `all` (both, with the key ID).
+        #[arg(long, value_enum, default_value_t = RegistryFormat::All)]
+        format: RegistryFormat,
     },
 }
 
@@ -148,6 +159,7 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         .finish(std::io::BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -281,37 +293,57 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::RegistryConfig {
             config,
             rootcertbundle,
+            format,
         } => {
             let config = Config::load(config.as_deref())?;
             let key = token::SigningKey::load(&config.token.key, &config.token.certificate)
                 .context("run `regauth keys generate` or `regauth serve` once to create the key")?;
-            let realm = config.realm();
             let bundle = rootcertbundle.unwrap_or_else(|| {
                 std::fs::canonicalize(&config.token.certificate)
                     .unwrap_or_else(|_| config.token.certificate.clone())
                     .display()
                     .to_string()
             });
-            let service = &config.token.services[0];
-            let issuer = &config.token.issuer;
-            println!("# registry config.yml (distribution v2.8 / v3)");
-            println!("auth:");
-            println!("  token:");
-            println!("    realm: \"{realm}\"");
-            println!("    service: \"{service}\"");
-            println!("    issuer: \"{issuer}\"");
-            println!("    rootcertbundle: \"{bundle}\"");
-            println!("    # v3 only: jwks file with the key below (GET /jwks), and the algorithm");
-            println!("    # signingalgorithms: [\"{}\"]", key.algorithm.name());
-            println!();
-            println!("# or as environment variables");
-            println!("REGISTRY_AUTH=token");
-            println!("REGISTRY_AUTH_TOKEN_REALM=\"{realm}\"");
-            println!("REGISTRY_AUTH_TOKEN_SERVICE=\"{service}\"");
-            println!("REGISTRY_AUTH_TOKEN_ISSUER=\"{issuer}\"");
-            println!("REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE=\"{bundle}\"");
-            println!();
-            println!("# signing key id (libtrust kid): {}", key.kid);
+            let settings = [
+                ("REALM", "realm", config.realm()),
+                ("SERVICE", "service", config.token.services[0].clone()),
+                ("ISSUER", "issuer", config.token.issuer.clone()),
+                ("ROOTCERTBUNDLE", "rootcertbundle", bundle),
+            ];
+            let mut out = std::io::stdout().lock();
+            if format != RegistryFormat::Env {
+                writeln!(out, "# registry config.yml (distribution v2.8 and v3)")?;
+                writeln!(out, "auth:\n  token:")?;
+                for (_, key, value) in &settings {
+                    writeln!(
+                        out,
+                        "    {key}: {}",
+                        serde_json::Value::from(value.as_str())
+                    )?;
+                }
+                writeln!(out, "    # v3 may also use a jwks file (GET /jwks) and:")?;
+                writeln!(
+                    out,
+                    "    # signingalgorithms: [\"{}\"]",
+                    key.algorithm.name()
+                )?;
+            }
+            if format == RegistryFormat::All {
+                writeln!(out, "\n# or as environment variables")?;
+            }
+            if format != RegistryFormat::Yaml {
+                writeln!(out, "REGISTRY_AUTH=token")?;
+                for (name, _, value) in &settings {
+                    writeln!(
+                        out,
+                        "REGISTRY_AUTH_TOKEN_{name}='{}'",
+                        value.replace('\'', r"'\''")
+                    )?;
+                }
+            }
+            if format == RegistryFormat::All {
+                writeln!(out, "\n# signing key id (libtrust kid): {}", key.kid)?;
+            }
             Ok(())
         }
     }
