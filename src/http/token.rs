@@ -23,7 +23,7 @@ use crate::audit::{self, Event, Outcome};
 use crate::cache::{Issued, IssuedTokens};
 use crate::chain::Verdict;
 use crate::policy::Principal;
-use crate::scope::{parse_basic, parse_bool, parse_scopes, BasicAuth};
+use crate::scope::{parse_basic, parse_scopes, BasicAuth};
 use crate::token::{self, Access, Claims};
 use crate::AppState;
 
@@ -32,7 +32,6 @@ use crate::AppState;
 struct Params<'a> {
     service: Option<Cow<'a, str>>,
     scopes: Vec<Cow<'a, str>>,
-    offline_token: Option<Cow<'a, str>>,
     client_id: Option<Cow<'a, str>>,
     grant_type: Option<Cow<'a, str>>,
     username: Option<Cow<'a, str>>,
@@ -46,13 +45,14 @@ impl<'a> Params<'a> {
             match key.as_ref() {
                 "service" => p.service = Some(value),
                 "scope" => p.scopes.push(value),
-                "offline_token" => p.offline_token = Some(value),
                 "client_id" => p.client_id = Some(value),
                 "grant_type" => p.grant_type = Some(value),
                 "username" => p.username = Some(value),
                 "password" => p.password = Some(value),
                 // `account` is informational only: never authenticate from
                 // it, and ignore it when it differs from the Basic user.
+                // `offline_token` asks for a refresh token, which this
+                // server does not issue yet, so it is ignored too.
                 _ => {}
             }
         }
@@ -97,8 +97,7 @@ type Failure = (ApiError, Outcome);
 pub async fn get(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
     let ip = client_ip(&request);
-    let query = request.uri().query().unwrap_or("").as_bytes().to_vec();
-    let params = Params::parse(&query);
+    let params = Params::parse(request.uri().query().unwrap_or("").as_bytes());
     let mut event = Event {
         method: "GET",
         grant: "basic",
@@ -115,9 +114,6 @@ pub async fn get(State(state): State<Arc<AppState>>, request: Request) -> Respon
         Err(e) => Err((ApiError::bad_request(e.to_string()), Outcome::BadRequest)),
         Ok(BasicAuth::Absent) => {
             event.grant = "anonymous";
-            if params.offline_token.as_deref().and_then(parse_bool) == Some(true) {
-                tracing::debug!("offline_token without credentials: no refresh token");
-            }
             issue(&state, &mut event, &params, None, ip, false).await
         }
         Ok(BasicAuth::Present { username, password }) => {
@@ -125,7 +121,7 @@ pub async fn get(State(state): State<Arc<AppState>>, request: Request) -> Respon
             issue(&state, &mut event, &params, Some(credentials), ip, false).await
         }
     };
-    finish(&state, &event, result, started)
+    finish(&state, event, result, started)
 }
 
 pub async fn post(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -139,7 +135,7 @@ pub async fn post(State(state): State<Arc<AppState>>, request: Request) -> Respo
     };
     let body = match read_form(&parts.headers, body, state.config.server.max_body_bytes).await {
         Ok(body) => body,
-        Err(e) => return finish(&state, &event, Err((e, Outcome::BadRequest)), started),
+        Err(e) => return finish(&state, event, Err((e, Outcome::BadRequest)), started),
     };
     let params = Params::parse(&body);
     event.client_id = params.client_id.as_deref().unwrap_or("");
@@ -178,7 +174,7 @@ pub async fn post(State(state): State<Arc<AppState>>, request: Request) -> Respo
             Outcome::BadRequest,
         )),
     };
-    finish(&state, &event, result, started)
+    finish(&state, event, result, started)
 }
 
 /// Reads an `application/x-www-form-urlencoded` body (chunked or not) up to
@@ -397,17 +393,24 @@ fn join_scopes<'a>(items: impl Iterator<Item = (&'a str, &'a str, &'a Vec<String
         .join(" ")
 }
 
+/// Records the audit event and metrics for a finished request. A request
+/// refused before any reason was noted logs the client-facing message.
 fn finish(
     state: &AppState,
-    event: &Event<'_>,
+    mut event: Event<'_>,
     result: Result<Response, Failure>,
     started: Instant,
 ) -> Response {
     let (response, outcome) = match result {
         Ok(response) => (response, Outcome::Issued),
-        Err((error, outcome)) => (error.into_response(), outcome),
+        Err((error, outcome)) => {
+            if event.reason.is_empty() {
+                event.reason = error.message.clone();
+            }
+            (error.into_response(), outcome)
+        }
     };
     state.metrics.record(outcome);
-    audit::record(event, outcome, started.elapsed());
+    audit::record(&event, outcome, started.elapsed());
     response
 }

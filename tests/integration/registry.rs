@@ -335,3 +335,78 @@ async fn chunked_post_over_a_real_socket() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["scope"], "repository:team/a:pull");
 }
+
+/// podman as a user drives it: `login` (a token request with no scope),
+/// then push and pull with the stored credentials, and a wrong password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_login_push_pull() {
+    let f = Fixture::new();
+    let server = Server::start(&f, "").await;
+    let registry = Registry::start(&server.realm(), &f.cert).await;
+    let reg = registry.addr.to_string();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let root = w.join("rootfs");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("hello.txt"), "hello from podman\n").unwrap();
+    let tar = w.join("rootfs.tar");
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = podman(w, &["import", tar.to_str().unwrap(), "localhost/hello:1"]).await;
+    assert!(run.ok, "podman import: {run:?}");
+
+    let run = podman(
+        w,
+        &[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "writer",
+            "-p",
+            "wrong",
+            &reg,
+        ],
+    )
+    .await;
+    assert!(!run.ok, "login with a wrong password must fail: {run:?}");
+    let run = podman(
+        w,
+        &[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "writer",
+            "-p",
+            "writer-pw",
+            &reg,
+        ],
+    )
+    .await;
+    assert!(run.ok, "podman login: {run:?}");
+    let target = format!("{reg}/team/podman:1");
+    let run = podman(
+        w,
+        &["push", "--tls-verify=false", "localhost/hello:1", &target],
+    )
+    .await;
+    assert!(
+        run.ok,
+        "podman push after login: {run:?}\n{}",
+        registry.log()
+    );
+    let run = podman(w, &["rmi", "localhost/hello:1"]).await;
+    assert!(run.ok, "{run:?}");
+    let run = podman(w, &["pull", "--tls-verify=false", &target]).await;
+    assert!(run.ok, "podman pull: {run:?}");
+    let run = podman(w, &["logout", &reg]).await;
+    assert!(run.ok, "{run:?}");
+    let run = podman(w, &["pull", "--tls-verify=false", &target]).await;
+    assert!(!run.ok, "anonymous pull of team/ must fail: {run:?}");
+}

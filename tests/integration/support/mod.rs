@@ -491,3 +491,38 @@ pub fn log_capture() -> Capture {
         })
         .clone()
 }
+
+/// Runs podman with its own storage, runtime directory and auth file under
+/// `work`, so tests never touch the machine's containers.
+pub async fn podman(work: &Path, args: &[&str]) -> Run {
+    let binary = require("podman", "podman");
+    let output = tokio::process::Command::new(binary)
+        .arg("--root")
+        .arg(work.join("storage"))
+        .arg("--runroot")
+        .arg(work.join("run"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "none",
+        ])
+        .args(args)
+        .env("REGISTRY_AUTH_FILE", work.join("podman-auth.json"))
+        .env("XDG_RUNTIME_DIR", work.join("xdg"))
+        .env("HOME", work)
+        .stdin(Stdio::null())
+        .output();
+    std::fs::create_dir_all(work.join("xdg")).unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(120), output)
+        .await
+        .expect("podman finished within 120 s")
+        .expect("podman runs");
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
