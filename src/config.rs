@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use regauth_providers::ldap::LdapConfig;
 use regauth_providers::static_users::StaticConfig;
 use serde::Deserialize;
 
@@ -46,26 +47,7 @@ fn invalid(origin: &str, key: impl Into<String>, message: impl Into<String>) -> 
     }
 }
 
-/// A duration written as `"15m"`, `"90s"` or a number of seconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Seconds(pub Duration);
-
-impl<'de> Deserialize<'de> for Seconds {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Number(n) => Ok(Seconds(Duration::from_secs(n))),
-            Raw::Text(t) => humantime::parse_duration(&t)
-                .map(Seconds)
-                .map_err(|e| serde::de::Error::custom(format!("`{t}` is not a duration: {e}"))),
-        }
-    }
-}
+pub use regauth_providers::Seconds;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -202,42 +184,23 @@ fn default_max_failures() -> u32 {
     5
 }
 
-/// One `[[provider]]`, by kind.
+/// One `[[provider]]`: its instance name and its kind's settings.
 #[derive(Clone, Debug)]
-pub enum ProviderConfig {
-    Static(NamedStatic),
-}
-
-/// `kind = "static"`: the provider's own keys plus its instance name.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NamedStatic {
-    #[allow(dead_code)]
-    kind: String,
+pub struct ProviderConfig {
     pub name: String,
-    #[serde(default)]
-    pub htpasswd: Option<PathBuf>,
-    #[serde(default)]
-    pub users: BTreeMap<String, String>,
-    #[serde(default)]
-    pub groups: BTreeMap<String, Vec<String>>,
+    pub settings: ProviderSettings,
 }
 
-impl NamedStatic {
-    pub fn settings(&self) -> StaticConfig {
-        StaticConfig {
-            htpasswd: self.htpasswd.clone(),
-            users: self.users.clone(),
-            groups: self.groups.clone(),
-        }
-    }
+/// The settings of each provider kind, defined by the providers crate.
+#[derive(Clone, Debug)]
+pub enum ProviderSettings {
+    Static(StaticConfig),
+    Ldap(Box<LdapConfig>),
 }
 
 impl ProviderConfig {
     pub fn name(&self) -> &str {
-        match self {
-            ProviderConfig::Static(s) => &s.name,
-        }
+        &self.name
     }
 }
 
@@ -507,42 +470,63 @@ impl Config {
     }
 }
 
-const PROVIDER_KINDS: &str = "static";
+const PROVIDER_KINDS: &str = "static, ldap";
 
+/// Parses one `[[provider]]` table: `name` and `kind` here, the rest by the
+/// kind's own settings type, so errors keep their full key path.
 fn parse_provider(
     origin: &str,
     index: usize,
     value: toml::Value,
 ) -> Result<ProviderConfig, ConfigError> {
     let prefix = format!("provider[{index}]");
-    let kind = value
-        .get("kind")
-        .and_then(toml::Value::as_str)
-        .ok_or_else(|| {
-            invalid(
+    let toml::Value::Table(mut table) = value else {
+        return Err(invalid(origin, prefix, "must be a table"));
+    };
+    let mut take = |key: &str| match table.remove(key) {
+        Some(toml::Value::String(s)) => Ok(s),
+        Some(_) => Err(invalid(
+            origin,
+            format!("{prefix}.{key}"),
+            "must be a string",
+        )),
+        None => Err(invalid(
+            origin,
+            format!("{prefix}.{key}"),
+            if key == "kind" {
+                format!("missing (one of: {PROVIDER_KINDS})")
+            } else {
+                "missing".to_owned()
+            },
+        )),
+    };
+    let name = take("name")?;
+    let kind = take("kind")?;
+    fn settings<T: serde::de::DeserializeOwned>(
+        origin: &str,
+        prefix: &str,
+        table: toml::Table,
+    ) -> Result<T, ConfigError> {
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = match e.path().to_string().as_str() {
+                "." | "" => prefix.to_owned(),
+                path => format!("{prefix}.{path}"),
+            };
+            invalid(origin, key, e.into_inner().message().to_owned())
+        })
+    }
+    let settings = match kind.as_str() {
+        "static" => ProviderSettings::Static(settings(origin, &prefix, table)?),
+        "ldap" => ProviderSettings::Ldap(Box::new(settings(origin, &prefix, table)?)),
+        other => {
+            return Err(invalid(
                 origin,
                 format!("{prefix}.kind"),
-                format!("missing (one of: {PROVIDER_KINDS})"),
-            )
-        })?
-        .to_owned();
-    let parse_err = |e: serde_path_to_error::Error<toml::de::Error>| {
-        let key = match e.path().to_string().as_str() {
-            "." | "" => prefix.clone(),
-            path => format!("{prefix}.{path}"),
-        };
-        invalid(origin, key, e.into_inner().message().to_owned())
+                format!("unknown provider kind `{other}` (one of: {PROVIDER_KINDS})"),
+            ))
+        }
     };
-    match kind.as_str() {
-        "static" => serde_path_to_error::deserialize(value)
-            .map(ProviderConfig::Static)
-            .map_err(parse_err),
-        other => Err(invalid(
-            origin,
-            format!("{prefix}.kind"),
-            format!("unknown provider kind `{other}` (one of: {PROVIDER_KINDS})"),
-        )),
-    }
+    Ok(ProviderConfig { name, settings })
 }
 
 fn read_text(path: &Path) -> Result<String, ConfigError> {

@@ -23,12 +23,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use regauth_providers::ldap::Ldap;
 use regauth_providers::static_users::StaticUsers;
 use regauth_providers::IdentityProvider;
 
 use crate::cache::{FailureCounter, VerdictCache};
 use crate::chain::Chain;
-use crate::config::{Config, ProviderConfig};
+use crate::config::{Config, ProviderSettings};
 use crate::policy::Policy;
 use crate::token::SigningKey;
 
@@ -78,17 +79,16 @@ pub fn providers(config: &Config) -> Result<Vec<Arc<dyn IdentityProvider>>, Erro
         .providers
         .iter()
         .map(|p| -> Result<Arc<dyn IdentityProvider>, Error> {
-            match p {
-                ProviderConfig::Static(s) => {
-                    let users = StaticUsers::load(&s.name, &s.settings()).map_err(|source| {
-                        Error::Provider {
-                            name: s.name.clone(),
-                            source,
-                        }
-                    })?;
-                    Ok(Arc::new(users))
+            let wrap = |source| Error::Provider {
+                name: p.name.clone(),
+                source,
+            };
+            Ok(match &p.settings {
+                ProviderSettings::Static(s) => {
+                    Arc::new(StaticUsers::load(&p.name, s).map_err(wrap)?)
                 }
-            }
+                ProviderSettings::Ldap(s) => Arc::new(Ldap::new(&p.name, s).map_err(wrap)?),
+            })
         })
         .collect()
 }

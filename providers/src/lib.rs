@@ -13,7 +13,59 @@ use std::fmt;
 use async_trait::async_trait;
 pub use secrecy::{ExposeSecret, SecretString};
 
+pub mod ldap;
 pub mod static_users;
+
+/// A duration written as `"15m"`, `"90s"` or a number of seconds, for
+/// provider and server configuration alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seconds(pub std::time::Duration);
+
+impl<'de> serde::Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(Seconds(std::time::Duration::from_secs(n))),
+            Raw::Text(t) => humantime::parse_duration(&t)
+                .map(Seconds)
+                .map_err(|e| serde::de::Error::custom(format!("`{t}` is not a duration: {e}"))),
+        }
+    }
+}
+
+/// Reads a secret from a file (trailing newline removed) or an environment
+/// variable. Errors name the source, never the value.
+pub fn load_secret(
+    key: &str,
+    file: Option<&std::path::Path>,
+    env: Option<&str>,
+) -> Result<SecretString, Error> {
+    match (file, env) {
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let value = text.strip_suffix('\n').unwrap_or(&text);
+            let value = value.strip_suffix('\r').unwrap_or(value);
+            Ok(SecretString::from(value.to_owned()))
+        }
+        (None, Some(var)) => std::env::var(var).map(SecretString::from).map_err(|_| {
+            Error::Config(format!("{key}_env: environment variable {var} is not set"))
+        }),
+        (Some(_), Some(_)) => Err(Error::Config(format!(
+            "{key}_file and {key}_env: set only one"
+        ))),
+        (None, None) => Err(Error::Config(format!(
+            "{key}_file or {key}_env is required"
+        ))),
+    }
+}
 
 /// What a client presented: the Basic username and the secret (a password,
 /// an access token or a personal access token).

@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod compose;
+mod ldap;
 mod protocol;
 mod registry;
 mod support;

@@ -1,0 +1,604 @@
+//! The `ldap` provider: OpenLDAP or Active Directory, by search and bind.
+//!
+//! A login is: search the user with the service account (pooled
+//! connections), require exactly one entry, then bind as that entry's DN
+//! with the user's password on a connection of its own, so a pooled
+//! connection never changes identity. Groups come from a group search
+//! and/or the `memberOf` attribute, optionally walked up through nested
+//! groups, and are cached per user DN with a bounded stale-if-error window.
+//!
+//! Every value put into a filter is escaped (RFC 4515). An empty password
+//! is refused before any bind: LDAP treats it as an unauthenticated bind,
+//! which succeeds. Passwords never reach a log line or an error.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ldap3::{ldap_escape, Ldap as Connection, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::{
+    load_secret, Credentials, Error, Identity, IdentityProvider, Outcome, Rejection, Seconds,
+};
+
+/// `[[provider]] kind = "ldap"` as written in the configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldaps://host:636` or `ldap://host:389` (with `start_tls = true`).
+    pub url: String,
+    #[serde(default)]
+    pub start_tls: bool,
+    /// PEM CA bundle for the server's certificate (default: system roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: String,
+    #[serde(default)]
+    pub bind_password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub bind_password_env: Option<String>,
+    pub user_base: String,
+    /// `{username}` is replaced by the escaped login name.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// The attribute whose value is the subject (canonical case).
+    #[serde(default = "default_username_attribute")]
+    pub username_attribute: String,
+    #[serde(default)]
+    pub group_base: Option<String>,
+    /// `{dn}` (the member's DN) and `{username}` are replaced, escaped.
+    #[serde(default)]
+    pub group_filter: Option<String>,
+    #[serde(default = "default_group_name_attribute")]
+    pub group_name_attribute: String,
+    /// Read group DNs from this attribute of the user (e.g. `memberOf`).
+    #[serde(default)]
+    pub member_of_attribute: Option<String>,
+    #[serde(default)]
+    pub nested_groups: bool,
+    #[serde(default = "default_max_nesting")]
+    pub max_nesting: usize,
+    /// Active Directory: one search with LDAP_MATCHING_RULE_IN_CHAIN.
+    #[serde(default)]
+    pub active_directory_in_chain: bool,
+    /// Prepended to every group name (e.g. `ldap:`).
+    #[serde(default)]
+    pub group_prefix: Option<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Seconds,
+    #[serde(default = "default_operation_timeout")]
+    pub operation_timeout: Seconds,
+    /// Idle service-account connections kept open.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    #[serde(default = "default_group_ttl")]
+    pub group_cache_ttl: Seconds,
+    /// How long past their TTL cached groups may serve while the directory
+    /// cannot answer.
+    #[serde(default = "default_stale_if_error")]
+    pub stale_if_error: Seconds,
+}
+
+fn default_user_filter() -> String {
+    "(uid={username})".into()
+}
+fn default_username_attribute() -> String {
+    "uid".into()
+}
+fn default_group_name_attribute() -> String {
+    "cn".into()
+}
+fn default_max_nesting() -> usize {
+    10
+}
+fn default_connect_timeout() -> Seconds {
+    Seconds(Duration::from_secs(5))
+}
+fn default_operation_timeout() -> Seconds {
+    Seconds(Duration::from_secs(5))
+}
+fn default_pool_size() -> usize {
+    4
+}
+fn default_group_ttl() -> Seconds {
+    Seconds(Duration::from_secs(300))
+}
+fn default_stale_if_error() -> Seconds {
+    Seconds(Duration::from_secs(3600))
+}
+
+/// Operation counters, for tests, benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connects: AtomicU64,
+    pub service_binds: AtomicU64,
+    pub user_binds: AtomicU64,
+    pub searches: AtomicU64,
+}
+
+struct CachedGroups {
+    groups: Vec<String>,
+    fetched: Instant,
+}
+
+pub struct Ldap {
+    name: String,
+    config: LdapConfig,
+    bind_password: SecretString,
+    settings: LdapConnSettings,
+    pool: Mutex<Vec<Connection>>,
+    groups: moka::future::Cache<String, Arc<CachedGroups>>,
+    pub stats: Stats,
+}
+
+/// LDAP result codes this provider tells apart.
+const RC_NO_SUCH_OBJECT: u32 = 32;
+const RC_INVALID_CREDENTIALS: u32 = 49;
+const RC_UNWILLING_TO_PERFORM: u32 = 53;
+
+fn upstream(context: &str, e: impl std::fmt::Display) -> Error {
+    Error::Upstream(format!("{context}: {e}"))
+}
+
+/// The first value of an attribute, matched case-insensitively.
+fn attribute<'e>(entry: &'e SearchEntry, name: &str) -> &'e [String] {
+    entry
+        .attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+        .unwrap_or(&[])
+}
+
+impl Ldap {
+    pub fn new(name: &str, config: &LdapConfig) -> Result<Self, Error> {
+        let url = config.url.as_str();
+        if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
+            return Err(Error::Config(
+                "url must start with ldap:// or ldaps://".into(),
+            ));
+        }
+        if config.start_tls && url.starts_with("ldaps://") {
+            return Err(Error::Config(
+                "start_tls is for ldap:// URLs; ldaps:// is TLS already".into(),
+            ));
+        }
+        if config.group_filter.is_some() != config.group_base.is_some() {
+            return Err(Error::Config(
+                "group_filter and group_base go together".into(),
+            ));
+        }
+        if !config.user_filter.contains("{username}") {
+            return Err(Error::Config("user_filter must contain {username}".into()));
+        }
+        let bind_password = load_secret(
+            "bind_password",
+            config.bind_password_file.as_deref(),
+            config.bind_password_env.as_deref(),
+        )?;
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(config.connect_timeout.0)
+            .set_starttls(config.start_tls);
+        if let Some(path) = &config.ca_file {
+            settings = settings.set_config(Arc::new(tls_config(path)?));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            config: config.clone(),
+            bind_password,
+            settings,
+            pool: Mutex::new(Vec::new()),
+            groups: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(config.group_cache_ttl.0 + config.stale_if_error.0)
+                .build(),
+            stats: Stats::default(),
+        })
+    }
+
+    async fn connect(&self) -> Result<Connection, Error> {
+        self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        let (driver, ldap) = LdapConnAsync::with_settings(self.settings.clone(), &self.config.url)
+            .await
+            .map_err(|e| upstream("connect", e))?;
+        ldap3::drive!(driver);
+        Ok(ldap)
+    }
+
+    /// A connection bound as the service account: pooled if one is idle.
+    async fn service_connection(&self) -> Result<(Connection, bool), Error> {
+        let pooled = self.pool.lock().map(|mut p| p.pop()).unwrap_or(None);
+        if let Some(conn) = pooled {
+            return Ok((conn, true));
+        }
+        let mut conn = self.connect().await?;
+        self.stats.service_binds.fetch_add(1, Ordering::Relaxed);
+        let result = conn
+            .with_timeout(self.config.operation_timeout.0)
+            .simple_bind(&self.config.bind_dn, self.bind_password.expose_secret())
+            .await
+            .map_err(|e| upstream("service account bind", e))?;
+        if result.rc != 0 {
+            return Err(Error::Upstream(format!(
+                "service account bind as {} refused (result {}): check bind_dn and the password",
+                self.config.bind_dn, result.rc
+            )));
+        }
+        Ok((conn, false))
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.len() < self.config.pool_size {
+                pool.push(conn);
+            }
+        }
+    }
+
+    /// One search as the service account. A pooled connection that fails
+    /// (the server restarted, say) is dropped and the search retried once
+    /// on a fresh one.
+    async fn search(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, Error> {
+        loop {
+            let (mut conn, pooled) = self.service_connection().await?;
+            self.stats.searches.fetch_add(1, Ordering::Relaxed);
+            let outcome = conn
+                .with_timeout(self.config.operation_timeout.0)
+                .search(base, scope, filter, attrs.to_vec())
+                .await;
+            match outcome {
+                Ok(ldap3::SearchResult(entries, result)) => {
+                    self.give_back(conn);
+                    return match result.rc {
+                        0 => Ok(entries.into_iter().map(SearchEntry::construct).collect()),
+                        RC_NO_SUCH_OBJECT => Ok(Vec::new()),
+                        rc => Err(Error::Upstream(format!(
+                            "search in {base} failed (result {rc}: {})",
+                            result.text
+                        ))),
+                    };
+                }
+                Err(e) if pooled => {
+                    tracing::debug!(provider = %self.name, error = %e, "pooled LDAP connection failed; reconnecting");
+                }
+                Err(e) => return Err(upstream("search", e)),
+            }
+        }
+    }
+
+    /// Binds as `dn` on a connection of its own. `Ok(None)` is success.
+    async fn user_bind(&self, dn: &str, password: &str) -> Result<Option<Rejection>, Error> {
+        let mut conn = self.connect().await?;
+        self.stats.user_binds.fetch_add(1, Ordering::Relaxed);
+        let result = conn
+            .with_timeout(self.config.operation_timeout.0)
+            .simple_bind(dn, password)
+            .await
+            .map_err(|e| upstream("user bind", e))?;
+        let _ = conn.unbind().await;
+        match result.rc {
+            0 => Ok(None),
+            RC_INVALID_CREDENTIALS => {
+                // Active Directory says why in the text (data 52e: wrong
+                // password, 533: disabled, 775: locked); it holds no secret.
+                tracing::info!(provider = %self.name, dn, detail = %result.text, "LDAP bind refused");
+                Ok(Some(Rejection::WrongSecret))
+            }
+            RC_UNWILLING_TO_PERFORM => Ok(Some(Rejection::Disabled)),
+            rc => Err(Error::Upstream(format!(
+                "user bind failed (result {rc}: {})",
+                result.text
+            ))),
+        }
+    }
+
+    async fn login(&self, credentials: &Credentials) -> Result<Outcome, Error> {
+        let c = &self.config;
+        let filter = c
+            .user_filter
+            .replace("{username}", &ldap_escape(credentials.username.as_str()));
+        let mut attrs = vec![c.username_attribute.as_str()];
+        if let Some(member_of) = &c.member_of_attribute {
+            attrs.push(member_of);
+        }
+        let mut entries = self
+            .search(&c.user_base, Scope::Subtree, &filter, &attrs)
+            .await?;
+        let entry = match entries.len() {
+            0 => return Ok(Outcome::NotMine),
+            1 => entries.remove(0),
+            n => {
+                tracing::warn!(provider = %self.name, user = %credentials.username, entries = n, "user_filter matched several entries; refusing the login");
+                return Ok(Outcome::Rejected(Rejection::Other(format!(
+                    "{n} directory entries match"
+                ))));
+            }
+        };
+        let Some(subject) = attribute(&entry, &c.username_attribute).first().cloned() else {
+            return Ok(Outcome::Rejected(Rejection::Other(format!(
+                "the entry has no {} attribute",
+                c.username_attribute
+            ))));
+        };
+        if let Some(rejection) = self
+            .user_bind(&entry.dn, credentials.secret.expose_secret())
+            .await?
+        {
+            return Ok(Outcome::Rejected(rejection));
+        }
+        let member_of = c
+            .member_of_attribute
+            .as_deref()
+            .map(|a| attribute(&entry, a).to_vec())
+            .unwrap_or_default();
+        let groups = self.groups_of(&entry.dn, &subject, member_of).await?;
+        Ok(Outcome::Authenticated(
+            Identity::new(subject, self.name.clone()).with_groups(groups),
+        ))
+    }
+
+    /// Groups of a user, from the cache while fresh; stale entries serve
+    /// only when the directory cannot answer.
+    async fn groups_of(
+        &self,
+        dn: &str,
+        subject: &str,
+        member_of: Vec<String>,
+    ) -> Result<Vec<String>, Error> {
+        let key = dn.to_ascii_lowercase();
+        let cached = self.groups.get(&key).await;
+        if let Some(hit) = &cached {
+            if hit.fetched.elapsed() < self.config.group_cache_ttl.0 {
+                return Ok(hit.groups.clone());
+            }
+        }
+        match self.resolve_groups(dn, subject, member_of).await {
+            Ok(groups) => {
+                let entry = Arc::new(CachedGroups {
+                    groups: groups.clone(),
+                    fetched: Instant::now(),
+                });
+                self.groups.insert(key, entry).await;
+                Ok(groups)
+            }
+            Err(e) => match cached {
+                Some(stale) => {
+                    tracing::warn!(provider = %self.name, error = %e, "serving cached groups past their TTL: the directory did not answer");
+                    Ok(stale.groups.clone())
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn resolve_groups(
+        &self,
+        user_dn: &str,
+        subject: &str,
+        member_of: Vec<String>,
+    ) -> Result<Vec<String>, Error> {
+        let c = &self.config;
+        let name_attr = c.group_name_attribute.as_str();
+        let mut names = BTreeSet::new();
+        if let (true, Some(base)) = (c.active_directory_in_chain, &c.group_base) {
+            let filter = format!("(member:1.2.840.113556.1.4.1941:={})", ldap_escape(user_dn));
+            for entry in self
+                .search(base, Scope::Subtree, &filter, &[name_attr])
+                .await?
+            {
+                names.extend(attribute(&entry, name_attr).iter().cloned());
+            }
+            return Ok(self.finish(names));
+        }
+        // (group DN, its name if known)
+        let mut level: Vec<(String, Option<String>)> = Vec::new();
+        if let (Some(base), Some(filter)) = (&c.group_base, &c.group_filter) {
+            let filter = filter
+                .replace("{dn}", &ldap_escape(user_dn))
+                .replace("{username}", &ldap_escape(subject));
+            for entry in self
+                .search(base, Scope::Subtree, &filter, &[name_attr])
+                .await?
+            {
+                let name = attribute(&entry, name_attr).first().cloned();
+                level.push((entry.dn, name));
+            }
+        }
+        level.extend(member_of.into_iter().map(|dn| (dn, None)));
+        let mut seen = HashSet::new();
+        let mut depth = 0;
+        while !level.is_empty() {
+            let mut parents = Vec::new();
+            for (dn, name) in level {
+                if !seen.insert(dn.to_ascii_lowercase()) {
+                    continue; // a cycle, or a group reached twice
+                }
+                let mut name = name;
+                let read_entry =
+                    name.is_none() || (c.nested_groups && c.member_of_attribute.is_some());
+                if read_entry {
+                    let mut attrs = vec![name_attr];
+                    if let Some(member_of) = &c.member_of_attribute {
+                        attrs.push(member_of);
+                    }
+                    let entry = self
+                        .search(&dn, Scope::Base, "(objectClass=*)", &attrs)
+                        .await?
+                        .into_iter()
+                        .next();
+                    if let Some(entry) = entry {
+                        name = name.or_else(|| attribute(&entry, name_attr).first().cloned());
+                        if c.nested_groups {
+                            if let Some(member_of) = &c.member_of_attribute {
+                                parents.extend(
+                                    attribute(&entry, member_of)
+                                        .iter()
+                                        .map(|p| (p.clone(), None)),
+                                );
+                            }
+                        }
+                    }
+                }
+                names.extend(name);
+                if let (true, Some(base), Some(filter)) =
+                    (c.nested_groups, &c.group_base, &c.group_filter)
+                {
+                    if filter.contains("{dn}") {
+                        let filter = filter
+                            .replace("{dn}", &ldap_escape(dn.as_str()))
+                            .replace("{username}", "");
+                        for entry in self
+                            .search(base, Scope::Subtree, &filter, &[name_attr])
+                            .await?
+                        {
+                            let parent_name = attribute(&entry, name_attr).first().cloned();
+                            parents.push((entry.dn, parent_name));
+                        }
+                    }
+                }
+            }
+            if !c.nested_groups {
+                break;
+            }
+            depth += 1;
+            if depth > c.max_nesting {
+                tracing::warn!(provider = %self.name, user = subject, max_nesting = c.max_nesting, "groups nest deeper than max_nesting; ignoring the rest");
+                break;
+            }
+            level = parents;
+        }
+        Ok(self.finish(names))
+    }
+
+    fn finish(&self, names: BTreeSet<String>) -> Vec<String> {
+        let prefix = self.config.group_prefix.as_deref().unwrap_or("");
+        names
+            .into_iter()
+            .map(|n| format!("{prefix}{}", n.to_lowercase()))
+            .collect()
+    }
+}
+
+fn tls_config(path: &std::path::Path) -> Result<rustls::ClientConfig, Error> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::CertificateDer;
+    let bad = |m: String| Error::Config(format!("ca_file {}: {m}", path.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in the file".into()));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+#[async_trait]
+impl IdentityProvider for Ldap {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "ldap"
+    }
+
+    async fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        if credentials.username.is_empty() {
+            return Outcome::NotMine;
+        }
+        // An empty password would be an unauthenticated bind, which LDAP
+        // servers accept: refuse it before anything is sent.
+        if credentials.secret.expose_secret().is_empty() {
+            return Outcome::Rejected(Rejection::EmptySecret);
+        }
+        match self.login(credentials).await {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::Unavailable(e),
+        }
+    }
+
+    async fn ready(&self) -> Result<(), Error> {
+        let (conn, _) = self.service_connection().await?;
+        self.give_back(conn);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> LdapConfig {
+        toml_like(
+            r#"{"url":"ldap://127.0.0.1:1","bind_dn":"cn=x","bind_password_env":"REGAUTH_TEST_LDAP_PW","user_base":"dc=x"}"#,
+        )
+    }
+
+    fn toml_like(json: &str) -> LdapConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        std::env::set_var("REGAUTH_TEST_LDAP_PW", "pw");
+        let c = config();
+        assert_eq!(c.user_filter, "(uid={username})");
+        assert_eq!(c.group_name_attribute, "cn");
+        assert!(Ldap::new("l", &c).is_ok());
+        let mut bad = c.clone();
+        bad.url = "http://x".into();
+        assert!(Ldap::new("l", &bad).is_err());
+        let mut bad = c.clone();
+        bad.url = "ldaps://x".into();
+        bad.start_tls = true;
+        assert!(Ldap::new("l", &bad).is_err());
+        let mut bad = c.clone();
+        bad.group_filter = Some("(member={dn})".into());
+        assert!(Ldap::new("l", &bad).is_err());
+        let mut bad = c;
+        bad.bind_password_env = Some("REGAUTH_TEST_LDAP_PW_UNSET".into());
+        let err = Ldap::new("l", &bad).err().unwrap().to_string();
+        assert!(err.contains("REGAUTH_TEST_LDAP_PW_UNSET"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn empty_password_is_refused_without_connecting() {
+        std::env::set_var("REGAUTH_TEST_LDAP_PW", "pw");
+        let ldap = Ldap::new("l", &config()).unwrap();
+        let outcome = ldap.authenticate(&Credentials::new("ann", "")).await;
+        assert!(matches!(outcome, Outcome::Rejected(Rejection::EmptySecret)));
+        assert_eq!(ldap.stats.connects.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn unreachable_directory_is_unavailable() {
+        std::env::set_var("REGAUTH_TEST_LDAP_PW", "pw");
+        let ldap = Ldap::new("l", &config()).unwrap();
+        let outcome = ldap.authenticate(&Credentials::new("ann", "pw")).await;
+        assert!(matches!(outcome, Outcome::Unavailable(_)), "{outcome:?}");
+    }
+
+    #[test]
+    fn filter_values_are_escaped() {
+        assert_eq!(ldap_escape("admin)(uid=*"), "admin\\29\\28uid=\\2a");
+        assert_eq!(ldap_escape("a\\b"), "a\\5cb");
+    }
+}

@@ -1,0 +1,341 @@
+//! The LDAP provider against a real slapd: nested groups to a real
+//! registry push, passwords and filter injection, TLS, group TTL, and the
+//! directory going away and coming back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+
+use crate::support::oci::build_image;
+use crate::support::slapd::Slapd;
+use crate::support::*;
+
+const LDAP_POLICY: &str = r#"
+[[rule]]
+groups = ["platform"]
+repos = ["platform/**"]
+actions = ["pull", "push"]
+
+[[rule]]
+groups = ["readers"]
+repos = ["platform/**"]
+actions = ["pull"]
+
+[[rule]]
+groups = ["devs"]
+repos = ["devs/**"]
+actions = ["pull", "push"]
+"#;
+
+const ANN: &str = "uid=ann,ou=people,dc=corp,dc=test";
+
+fn extra(slapd: &Slapd, overrides: &[(&str, &str)]) -> String {
+    format!("{}{LDAP_POLICY}", slapd.provider_toml("corp", overrides))
+}
+
+async fn scope(state: &Arc<regauth::AppState>, user: &str, password: &str, scope: &str) -> Reply {
+    get(
+        state,
+        &format!("/auth?service={SERVICE}&scope={scope}"),
+        Some(&basic(user, password)),
+    )
+    .await
+}
+
+fn actions(reply: &Reply) -> Vec<String> {
+    reply.access().into_iter().flat_map(|(_, _, a)| a).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_group_member_pushes_ten_layers_with_one_bind() {
+    let slapd = Slapd::start();
+    let f = Fixture::new();
+    let server = Server::start(&f, &extra(&slapd, &[])).await;
+    let registry = Registry::start(&server.realm(), &f.cert).await;
+    let reg = registry.addr;
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let image = w.join("image");
+    build_image(&image, "latest", 10, "ldap-nested");
+
+    let before = slapd.binds_of(ANN);
+    let run = skopeo(
+        w,
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "ann:ann-pw",
+            &format!("oci:{}:latest", image.display()),
+            &format!("docker://{reg}/platform/app:v1"),
+        ],
+    )
+    .await;
+    assert!(run.ok, "ann (core -> platform) pushes: {run:?}");
+    let user_binds = slapd.binds_of(ANN) - before;
+    assert_eq!(
+        user_binds, 1,
+        "one user bind per verdict TTL for a 10-layer push"
+    );
+
+    let run = skopeo(
+        w,
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "ben:ben-pw",
+            &format!("docker://{reg}/platform/app:v1"),
+        ],
+    )
+    .await;
+    assert!(run.ok, "ben (readers) pulls: {run:?}");
+    let other = w.join("other");
+    build_image(&other, "latest", 1, "ldap-ben");
+    let run = skopeo(
+        w,
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "ben:ben-pw",
+            &format!("oci:{}:latest", other.display()),
+            &format!("docker://{reg}/platform/app:v2"),
+        ],
+    )
+    .await;
+    assert!(!run.ok, "ben may not push: {run:?}");
+    let run = skopeo(
+        w,
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "dee:dee-pw",
+            &format!("docker://{reg}/platform/app:v1"),
+        ],
+    )
+    .await;
+    assert!(!run.ok, "dee (no group) may not pull: {run:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_injection_names_and_groups() {
+    let slapd = Slapd::start();
+    let f = Fixture::new();
+    let state = f.state(&extra(&slapd, &[]));
+    let push = "repository:platform/x:pull,push";
+
+    let ok = scope(&state, "ann", "ann-pw", push).await;
+    assert_eq!(actions(&ok), ["pull", "push"]);
+    assert_eq!(ok.token().1["sub"], "ann");
+    scope(&state, "ann", "wrong", push)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+
+    // an empty password never reaches slapd
+    let binds = slapd.binds_of(ANN);
+    scope(&state, "ann", "", push)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    assert_eq!(slapd.binds_of(ANN), binds, "no bind for an empty password");
+
+    // filter injection finds nobody
+    for user in ["*", "admin)(uid=*", "ann)(uid=*", "*)(|(uid=*", "ann\\"] {
+        scope(&state, user, "ann-pw", push)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED);
+        scope(&state, user, "admin-pw", push)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED);
+    }
+    // a name that needs escaping logs in; the subject is the directory's spelling
+    let john = scope(&state, "jo(h*n", "john-pw", push).await;
+    assert_eq!(actions(&john), ["pull"]);
+    assert_eq!(john.token().1["sub"], "jo(h*n");
+    let upper = scope(&state, "ANN", "ann-pw", push).await;
+    assert_eq!(
+        upper.token().1["sub"],
+        "ann",
+        "canonical case from the entry"
+    );
+    // a user in no group gets an empty grant, not an error
+    let dee = scope(&state, "dee", "dee-pw", push).await;
+    assert!(dee.access().is_empty());
+    // a static user is still served by the static provider first
+    assert_eq!(
+        actions(&scope(&state, "writer", "writer-pw", "repository:team/a:push").await),
+        ["push"]
+    );
+
+    // memberUid groups (posixGroup) through a combined filter
+    let state = f.state(&extra(
+        &slapd,
+        &[(
+            "group_filter",
+            r#""(|(member={dn})(memberUid={username}))""#,
+        )],
+    ));
+    let cid = scope(&state, "cid", "cid-pw", "repository:devs/tool:push").await;
+    assert_eq!(actions(&cid), ["push"]);
+    // cycles end: ann is in core, platform and both cycle groups
+    let ann = scope(&state, "ann", "ann-pw", push).await;
+    assert_eq!(actions(&ann), ["pull", "push"]);
+
+    // memberOf (overlay) instead of a group search
+    let state = f.state(&extra(&slapd, &[("member_of_attribute", r#""memberOf""#)]));
+    assert_eq!(
+        actions(&scope(&state, "ann", "ann-pw", push).await),
+        ["pull", "push"]
+    );
+    // without nesting, ann has core only
+    let state = f.state(&extra(&slapd, &[("nested_groups", "false")]));
+    assert!(scope(&state, "ann", "ann-pw", push)
+        .await
+        .access()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldaps_and_starttls_with_a_ca_file() {
+    let slapd = Slapd::start();
+    let f = Fixture::new();
+    let ca = format!("{:?}", slapd.ca().display().to_string());
+    let push = "repository:platform/x:push";
+    let ldaps = f.state(&extra(
+        &slapd,
+        &[
+            ("url", &format!("{:?}", slapd.ldaps_url())),
+            ("ca_file", &ca),
+        ],
+    ));
+    assert_eq!(
+        actions(&scope(&ldaps, "ann", "ann-pw", push).await),
+        ["push"]
+    );
+    let starttls = f.state(&extra(&slapd, &[("start_tls", "true"), ("ca_file", &ca)]));
+    assert_eq!(
+        actions(&scope(&starttls, "ann", "ann-pw", push).await),
+        ["push"]
+    );
+    // a CA that did not sign the server's certificate: the directory is
+    // unusable (503), and the password was never sent
+    let wrong = format!("{:?}", f.cert.display().to_string());
+    let state = f.state(&extra(
+        &slapd,
+        &[
+            ("url", &format!("{:?}", slapd.ldaps_url())),
+            ("ca_file", &wrong),
+        ],
+    ));
+    scope(&state, "ann", "ann-pw", push)
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_changes_show_after_the_group_ttl_not_before() {
+    let slapd = Slapd::start();
+    let f = Fixture::new();
+    let text = f
+        .config_text(
+            "127.0.0.1:0",
+            &extra(&slapd, &[("group_cache_ttl", r#""3s""#)]),
+        )
+        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
+    let state = f.state_with(&text.replace("[token]\n", "[token]\nreuse_window = \"0s\"\n"));
+    let push = "repository:platform/x:push";
+    let started = Instant::now();
+    assert!(scope(&state, "ben", "ben-pw", push)
+        .await
+        .access()
+        .is_empty());
+    slapd.modify(
+        "dn: cn=core,ou=groups,dc=corp,dc=test\nchangetype: modify\nadd: member\nmember: uid=ben,ou=people,dc=corp,dc=test\n",
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        scope(&state, "ben", "ben-pw", push)
+            .await
+            .access()
+            .is_empty(),
+        "new verdict, but the groups are still cached"
+    );
+    tokio::time::sleep(
+        Duration::from_secs(3).saturating_sub(started.elapsed()) + Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(
+        actions(&scope(&state, "ben", "ben-pw", push).await),
+        ["push"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_outage_serves_cached_verdicts_and_recovers() {
+    let mut slapd = Slapd::start();
+    let f = Fixture::new();
+    let state = f.state(&extra(
+        &slapd,
+        &[
+            ("operation_timeout", r#""2s""#),
+            ("connect_timeout", r#""2s""#),
+        ],
+    ));
+    let push = "repository:platform/x:push";
+    assert_eq!(
+        actions(&scope(&state, "ann", "ann-pw", push).await),
+        ["push"]
+    );
+    assert_eq!(get(&state, "/readyz", None).await.status, StatusCode::OK);
+
+    slapd.stop();
+    // a fresh cached verdict still gets a token
+    assert_eq!(
+        actions(&scope(&state, "ann", "ann-pw", push).await),
+        ["push"]
+    );
+    // nobody else can be checked: 503, not 401 and not 500
+    let down = scope(&state, "ben", "ben-pw", push).await;
+    let body = down.assert_error(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+    assert!(down.header("retry-after").is_some());
+    assert_eq!(
+        get(&state, "/readyz", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    slapd.resume();
+    // back to normal without restarting regauth (pooled connections renew)
+    let back = scope(&state, "ben", "ben-pw", "repository:platform/x:pull").await;
+    assert_eq!(actions(&back), ["pull"]);
+    assert_eq!(get(&state, "/readyz", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrying_stale_password_cannot_lock_the_directory_account() {
+    let slapd = Slapd::start();
+    let f = Fixture::new();
+    let text = f
+        .config_text("127.0.0.1:0", &extra(&slapd, &[]))
+        .replace("max_failures = 1000", "max_failures = 3");
+    let state = f.state_with(&text);
+    let before = slapd.binds_of(ANN);
+    for _ in 0..20 {
+        scope(
+            &state,
+            "ann",
+            "stale-password",
+            "repository:platform/x:pull",
+        )
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        slapd.binds_of(ANN) - before,
+        3,
+        "the directory saw 3 of 20 attempts"
+    );
+}
