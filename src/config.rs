@@ -601,6 +601,22 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_config_is_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                Config::from_toml(&path.display().to_string(), &text, &[])
+                    .unwrap_or_else(|e| panic!("{e}"));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 4, "{checked}");
+    }
+
+    #[test]
     fn defaults() {
         let c = Config::from_toml("t", MINIMAL, &[]).unwrap();
         assert!(c.server.anonymous);

@@ -28,9 +28,17 @@ fn compose_file_parses_and_wires_registry_to_regauth() {
         "REGISTRY_AUTH_TOKEN_REALM:",
         "REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE:",
         "REGISTRY_AUTH_TOKEN_ISSUER: regauth",
+        "openldap:",
+        "LDAP_BIND_PASSWORD:",
+        "compose-directory.ldif",
     ] {
         assert!(stdout.contains(want), "missing {want}:\n{stdout}");
     }
+    // the seed directory is what compose.toml's LDAP provider expects
+    let seed = std::fs::read_to_string(format!("{dir}/config/compose-directory.ldif")).unwrap();
+    let regauth_config = std::fs::read_to_string(format!("{dir}/config/compose.toml")).unwrap();
+    assert!(seed.contains("dn: cn=regauth,ou=services,dc=corp,dc=test"));
+    assert!(regauth_config.contains("bind_dn = \"cn=regauth,ou=services,dc=corp,dc=test\""));
     let dockerfile = std::fs::read_to_string(format!("{dir}/Dockerfile")).unwrap();
     assert!(dockerfile.contains("cargo build --release"));
 }
