@@ -74,6 +74,13 @@ impl Chain {
         for provider in self.candidates(credentials) {
             let key = self.verdicts.key(provider.name(), credentials);
             if let Some(identity) = self.verdicts.get(&key).await {
+                if !provider.reachable() {
+                    tracing::warn!(
+                        provider = provider.name(),
+                        subject = %identity.subject,
+                        "identity provider unreachable: serving a cached verdict"
+                    );
+                }
                 return Verdict::Authenticated {
                     identity,
                     cache_hit: true,

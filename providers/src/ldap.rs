@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -133,6 +133,9 @@ pub struct Ldap {
     settings: LdapConnSettings,
     pool: Mutex<Vec<Connection>>,
     groups: moka::future::Cache<String, Arc<CachedGroups>>,
+    /// False after a connection to the directory failed, true again after
+    /// one succeeds.
+    reachable: AtomicBool,
     pub stats: Stats,
 }
 
@@ -197,15 +200,16 @@ impl Ldap {
                 .max_capacity(100_000)
                 .time_to_live(config.group_cache_ttl.0 + config.stale_if_error.0)
                 .build(),
+            reachable: AtomicBool::new(true),
             stats: Stats::default(),
         })
     }
 
     async fn connect(&self) -> Result<Connection, Error> {
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
-        let (driver, ldap) = LdapConnAsync::with_settings(self.settings.clone(), &self.config.url)
-            .await
-            .map_err(|e| upstream("connect", e))?;
+        let connected = LdapConnAsync::with_settings(self.settings.clone(), &self.config.url).await;
+        self.reachable.store(connected.is_ok(), Ordering::Relaxed);
+        let (driver, ldap) = connected.map_err(|e| upstream("connect", e))?;
         ldap3::drive!(driver);
         Ok(ldap)
     }
@@ -539,6 +543,10 @@ impl IdentityProvider for Ldap {
         let (conn, _) = self.service_connection().await?;
         self.give_back(conn);
         Ok(())
+    }
+
+    fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
     }
 }
 

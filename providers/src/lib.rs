@@ -210,4 +210,10 @@ pub trait IdentityProvider: Send + Sync {
     async fn ready(&self) -> Result<(), Error> {
         Ok(())
     }
+
+    /// Whether the last call to the identity provider reached it. Cheap:
+    /// the chain asks on every cached answer, to warn while the IdP is down.
+    fn reachable(&self) -> bool {
+        true
+    }
 }

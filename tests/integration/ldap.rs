@@ -339,3 +339,49 @@ async fn a_retrying_stale_password_cannot_lock_the_directory_account() {
         "the directory saw 3 of 20 attempts"
     );
 }
+
+/// The user's bind works but the group walk fails (a size limit on the
+/// service account): the groups cached before serve, within stale_if_error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_groups_serve_when_only_the_group_walk_fails() {
+    let mut slapd = Slapd::start();
+    let f = Fixture::new();
+    let text = f
+        .config_text(
+            "127.0.0.1:0",
+            &extra(
+                &slapd,
+                &[
+                    ("group_cache_ttl", r#""1s""#),
+                    ("stale_if_error", r#""1h""#),
+                ],
+            ),
+        )
+        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n")
+        .replace("[token]\n", "[token]\nreuse_window = \"0s\"\n");
+    let state = f.state_with(&text);
+    let push = "repository:platform/x:push";
+    assert_eq!(
+        actions(&scope(&state, "ann", "ann-pw", push).await),
+        ["push"]
+    );
+    slapd.stop();
+    slapd.append_config(&format!(
+        "limits dn.exact=\"{}\" size=1",
+        crate::support::slapd::SERVICE_DN
+    ));
+    slapd.resume();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // verdict and groups are both past their TTL; the bind works, the
+    // nested walk hits the size limit, and the cached groups serve
+    assert_eq!(
+        actions(&scope(&state, "ann", "ann-pw", push).await),
+        ["push"]
+    );
+    // proof that the walk really fails now: a server with no cached
+    // groups for ann cannot serve her (503, not a wrong grant)
+    let fresh = f.state_with(&text);
+    scope(&fresh, "ann", "ann-pw", push)
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE);
+}

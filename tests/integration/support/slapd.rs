@@ -212,6 +212,17 @@ access to * by users read by * none
         }
     }
 
+    /// Appends a line to the database section of slapd.conf (takes effect
+    /// at the next `resume`).
+    pub fn append_config(&self, line: &str) {
+        use std::io::Write as _;
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("slapd.conf"))
+            .unwrap();
+        writeln!(conf, "{line}").unwrap();
+    }
+
     /// Applies LDIF as the root DN (`add` for plain entries).
     pub fn modify(&self, ldif: &str) {
         let path = self.dir.path().join("change.ldif");
