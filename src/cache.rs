@@ -56,13 +56,26 @@ impl VerdictCache {
         }
     }
 
+    /// The key of a password (or token) verdict.
     pub fn key(&self, provider: &str, credentials: &Credentials) -> VerdictKey {
+        self.key_for(
+            "login",
+            provider,
+            &credentials.username,
+            credentials.secret.expose_secret(),
+        )
+    }
+
+    /// The key of any verdict: `purpose` keeps kinds of proof apart (a
+    /// password can never stand for a refresh token, nor the reverse).
+    pub fn key_for(&self, purpose: &str, provider: &str, user: &str, secret: &str) -> VerdictKey {
         let mut ctx = hmac::Context::with_key(&self.key);
         // Length prefixes keep ("ab","c") and ("a","bc") apart.
         for part in [
+            purpose.as_bytes(),
             provider.as_bytes(),
-            credentials.username.as_bytes(),
-            credentials.secret.expose_secret().as_bytes(),
+            user.as_bytes(),
+            secret.as_bytes(),
         ] {
             ctx.update(&(part.len() as u64).to_be_bytes());
             ctx.update(part);

@@ -68,6 +68,55 @@ impl Chain {
         self.providers.iter()
     }
 
+    /// The provider's answer, or Unavailable after the request timeout.
+    async fn bounded(&self, answer: impl std::future::Future<Output = Outcome>) -> Outcome {
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::Unavailable(regauth_providers::Error::Upstream(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// Re-resolves a subject that `provider` vouched for earlier, without a
+    /// password (refresh grants). `proof` (the refresh token) keys the
+    /// verdict cache, so repeated refreshes within the TTL cost one lookup.
+    pub async fn lookup(&self, provider: &str, subject: &str, proof: &str) -> Verdict {
+        let Some(p) = self.providers.iter().find(|p| p.name() == provider) else {
+            return Verdict::Unknown;
+        };
+        let key = self.verdicts.key_for("lookup", provider, subject, proof);
+        if let Some(identity) = self.verdicts.get(&key).await {
+            return Verdict::Authenticated {
+                identity,
+                cache_hit: true,
+            };
+        }
+        match self
+            .verdicts
+            .get_or_check(key, self.bounded(p.lookup(subject)))
+            .await
+        {
+            Ok(identity) => Verdict::Authenticated {
+                identity,
+                cache_hit: false,
+            },
+            Err(outcome) => match &*outcome {
+                Outcome::NotMine => Verdict::Unknown,
+                Outcome::Rejected(reason) => Verdict::Rejected {
+                    provider: provider.to_owned(),
+                    reason: reason.clone(),
+                },
+                Outcome::Unavailable(error) => Verdict::Unavailable {
+                    provider: provider.to_owned(),
+                    reason: error.to_string(),
+                },
+                Outcome::Authenticated(_) => unreachable!("stored as Ok by the cache"),
+            },
+        }
+    }
+
     pub async fn authenticate(&self, credentials: &Credentials, client: IpAddr) -> Verdict {
         // A fresh cached verdict answers without any upstream call, even
         // while the user is throttled (the cached secret is known good).
@@ -92,15 +141,7 @@ impl Chain {
         }
         for provider in self.candidates(credentials) {
             let key = self.verdicts.key(provider.name(), credentials);
-            let check = async {
-                match tokio::time::timeout(self.timeout, provider.authenticate(credentials)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Outcome::Unavailable(regauth_providers::Error::Upstream(format!(
-                        "no answer within {:?}",
-                        self.timeout
-                    ))),
-                }
-            };
+            let check = self.bounded(provider.authenticate(credentials));
             match self.verdicts.get_or_check(key, check).await {
                 Ok(identity) => {
                     self.failures.reset(&credentials.username, client).await;

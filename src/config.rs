@@ -57,6 +57,8 @@ struct RawConfig {
     token: RawToken,
     #[serde(default)]
     cache: RawCache,
+    #[serde(default)]
+    refresh_tokens: RawRefresh,
     /// Parsed by `kind` in [`parse_provider`], so errors keep their path.
     #[serde(default)]
     provider: Vec<toml::Value>,
@@ -184,6 +186,44 @@ fn default_max_failures() -> u32 {
     5
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRefresh {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default = "default_refresh_lifetime")]
+    lifetime: Seconds,
+    /// Where revocations are kept (`revocations.json`); share it between
+    /// replicas.
+    #[serde(default = "default_state_dir")]
+    state_dir: PathBuf,
+}
+
+impl Default for RawRefresh {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            lifetime: default_refresh_lifetime(),
+            state_dir: default_state_dir(),
+        }
+    }
+}
+
+fn default_refresh_lifetime() -> Seconds {
+    Seconds(Duration::from_secs(30 * 24 * 3600))
+}
+fn default_state_dir() -> PathBuf {
+    "data".into()
+}
+
+/// Refresh tokens (docker's identity tokens).
+#[derive(Clone, Debug)]
+pub struct RefreshConfig {
+    pub enabled: bool,
+    pub lifetime: Duration,
+    pub state_dir: PathBuf,
+}
+
 /// One `[[provider]]`: its instance name and its kind's settings.
 #[derive(Clone, Debug)]
 pub struct ProviderConfig {
@@ -250,6 +290,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub token: TokenConfig,
     pub cache: CacheConfig,
+    pub refresh: RefreshConfig,
     pub providers: Vec<ProviderConfig>,
     pub rules: Vec<RuleConfig>,
     pub policy_file: Option<PathBuf>,
@@ -399,6 +440,13 @@ impl Config {
                 "must be at most a tenth of token.lifetime",
             ));
         }
+        if raw.refresh_tokens.lifetime.0 < Duration::from_secs(3600) {
+            return Err(invalid(
+                origin,
+                "refresh_tokens.lifetime",
+                "must be at least 1h",
+            ));
+        }
         if raw.cache.verdict_ttl.0 > Duration::from_secs(3600) {
             return Err(invalid(origin, "cache.verdict_ttl", "must be at most 1h"));
         }
@@ -426,6 +474,11 @@ impl Config {
                 verdict_capacity: raw.cache.verdict_capacity,
                 failure_window: raw.cache.failure_window.0,
                 max_failures: raw.cache.max_failures,
+            },
+            refresh: RefreshConfig {
+                enabled: raw.refresh_tokens.enabled,
+                lifetime: raw.refresh_tokens.lifetime.0,
+                state_dir: raw.refresh_tokens.state_dir,
             },
             providers,
             rules: raw.rule,

@@ -15,6 +15,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod policy;
+pub mod refresh;
 pub mod scope;
 pub mod token;
 
@@ -58,6 +59,8 @@ pub struct AppState {
     pub chain: Chain,
     /// Recently signed tokens, reused within `token.reuse_window`.
     pub issued: cache::IssuedTokens,
+    /// Refresh tokens, unless `refresh_tokens.enabled = false`.
+    pub refresh: Option<refresh::RefreshTokens>,
     pub metrics: metrics::Metrics,
     /// The realm announced in `WWW-Authenticate`.
     pub realm: String,
@@ -120,6 +123,20 @@ pub fn signing_key(config: &Config) -> Result<SigningKey, Error> {
     Ok(signing)
 }
 
+/// Refresh tokens keyed by the signing key, so every replica that shares
+/// the key accepts them. `None` when disabled.
+pub fn refresh_tokens(config: &Config) -> Result<Option<refresh::RefreshTokens>, Error> {
+    if !config.refresh.enabled {
+        return Ok(None);
+    }
+    let secret = std::fs::read(&config.token.key)?;
+    Ok(Some(refresh::RefreshTokens::new(
+        &secret,
+        config.refresh.lifetime,
+        Box::new(refresh::FileStore::new(&config.refresh.state_dir)),
+    )))
+}
+
 /// Builds the shared state from a validated configuration.
 pub fn build(config: Config) -> Result<Arc<AppState>, Error> {
     let providers = providers(&config)?;
@@ -142,8 +159,10 @@ pub fn build_with(
     );
     let realm = config.realm();
     let issued = cache::IssuedTokens::new(config.token.reuse_window);
+    let refresh = refresh_tokens(&config)?;
     Ok(Arc::new(AppState {
         issued,
+        refresh,
         config: Arc::new(config),
         policy: ArcSwap::from_pointee(policy),
         key,

@@ -91,6 +91,25 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Refresh tokens (docker's identity tokens).
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Revoke refresh tokens issued until now: one user's, or everyone's.
+    /// Takes effect on every replica that shares refresh_tokens.state_dir.
+    Revoke {
+        #[arg(long, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        user: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -259,6 +278,24 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { command } => keys(command),
+        Command::Tokens {
+            command: TokensCommand::Revoke { config, user, all },
+        } => {
+            use regauth::refresh::{FileStore, RevocationStore as _};
+            let config = Config::load(config.as_deref())?;
+            let store = FileStore::new(&config.refresh.state_dir);
+            match (user, all) {
+                (Some(user), _) => {
+                    store.revoke_subject(&user)?;
+                    println!("revoked the refresh tokens of {user} issued until now");
+                }
+                (None, _) => {
+                    store.revoke_all()?;
+                    println!("revoked every refresh token issued until now");
+                }
+            }
+            Ok(())
+        }
     }
 }
 

@@ -307,11 +307,14 @@ impl Ldap {
         }
     }
 
-    async fn login(&self, credentials: &Credentials) -> Result<Outcome, Error> {
+    /// Finds the one entry `user_filter` matches for `username`, with its
+    /// subject. `Err(outcome)` is the answer when there is no usable entry.
+    async fn find_user(
+        &self,
+        username: &str,
+    ) -> Result<Result<(SearchEntry, String), Outcome>, Error> {
         let c = &self.config;
-        let filter = c
-            .user_filter
-            .replace("{username}", &ldap_escape(credentials.username.as_str()));
+        let filter = c.user_filter.replace("{username}", &ldap_escape(username));
         let mut attrs = vec![c.username_attribute.as_str()];
         if let Some(member_of) = &c.member_of_attribute {
             attrs.push(member_of);
@@ -320,20 +323,42 @@ impl Ldap {
             .search(&c.user_base, Scope::Subtree, &filter, &attrs)
             .await?;
         let entry = match entries.len() {
-            0 => return Ok(Outcome::NotMine),
+            0 => return Ok(Err(Outcome::NotMine)),
             1 => entries.remove(0),
             n => {
-                tracing::warn!(provider = %self.name, user = %credentials.username, entries = n, "user_filter matched several entries; refusing the login");
-                return Ok(Outcome::Rejected(Rejection::Other(format!(
+                tracing::warn!(provider = %self.name, user = %username, entries = n, "user_filter matched several entries; refusing the login");
+                return Ok(Err(Outcome::Rejected(Rejection::Other(format!(
                     "{n} directory entries match"
-                ))));
+                )))));
             }
         };
-        let Some(subject) = attribute(&entry, &c.username_attribute).first().cloned() else {
-            return Ok(Outcome::Rejected(Rejection::Other(format!(
+        match attribute(&entry, &c.username_attribute).first().cloned() {
+            Some(subject) => Ok(Ok((entry, subject))),
+            None => Ok(Err(Outcome::Rejected(Rejection::Other(format!(
                 "the entry has no {} attribute",
                 c.username_attribute
-            ))));
+            ))))),
+        }
+    }
+
+    /// The identity of a found entry, with its (possibly cached) groups.
+    async fn identity(&self, entry: &SearchEntry, subject: String) -> Result<Outcome, Error> {
+        let member_of = self
+            .config
+            .member_of_attribute
+            .as_deref()
+            .map(|a| attribute(entry, a).to_vec())
+            .unwrap_or_default();
+        let groups = self.groups_of(&entry.dn, &subject, member_of).await?;
+        Ok(Outcome::Authenticated(
+            Identity::new(subject, self.name.clone()).with_groups(groups),
+        ))
+    }
+
+    async fn login(&self, credentials: &Credentials) -> Result<Outcome, Error> {
+        let (entry, subject) = match self.find_user(&credentials.username).await? {
+            Ok(found) => found,
+            Err(outcome) => return Ok(outcome),
         };
         if let Some(rejection) = self
             .user_bind(&entry.dn, credentials.secret.expose_secret())
@@ -341,15 +366,7 @@ impl Ldap {
         {
             return Ok(Outcome::Rejected(rejection));
         }
-        let member_of = c
-            .member_of_attribute
-            .as_deref()
-            .map(|a| attribute(&entry, a).to_vec())
-            .unwrap_or_default();
-        let groups = self.groups_of(&entry.dn, &subject, member_of).await?;
-        Ok(Outcome::Authenticated(
-            Identity::new(subject, self.name.clone()).with_groups(groups),
-        ))
+        self.identity(&entry, subject).await
     }
 
     /// Groups of a user, from the cache while fresh; stale entries serve
@@ -534,6 +551,20 @@ impl IdentityProvider for Ldap {
             return Outcome::Rejected(Rejection::EmptySecret);
         }
         match self.login(credentials).await {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::Unavailable(e),
+        }
+    }
+
+    /// The service account finds the user again (deleted, or excluded by
+    /// `user_filter` as disabled: NotMine) and resolves the groups.
+    async fn lookup(&self, subject: &str) -> Outcome {
+        let found = match self.find_user(subject).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(outcome)) => return outcome,
+            Err(e) => return Outcome::Unavailable(e),
+        };
+        match self.identity(&found.0, found.1).await {
             Ok(outcome) => outcome,
             Err(e) => Outcome::Unavailable(e),
         }

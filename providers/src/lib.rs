@@ -206,6 +206,14 @@ pub trait IdentityProvider: Send + Sync {
     /// Checks credentials. Must not panic, must not log the secret.
     async fn authenticate(&self, credentials: &Credentials) -> Outcome;
 
+    /// Looks up a subject this provider vouched for earlier, without a
+    /// password (the refresh-token grant): `Authenticated` with its current
+    /// groups, `NotMine` if it no longer exists, `Rejected` if it is
+    /// disabled. Providers that cannot look users up answer `NotMine`.
+    async fn lookup(&self, _subject: &str) -> Outcome {
+        Outcome::NotMine
+    }
+
     /// Readiness: can this provider answer right now?
     async fn ready(&self) -> Result<(), Error> {
         Ok(())

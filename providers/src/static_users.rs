@@ -168,6 +168,15 @@ impl IdentityProvider for StaticUsers {
         "static"
     }
 
+    async fn lookup(&self, subject: &str) -> Outcome {
+        match self.users.get(subject) {
+            Some(user) => Outcome::Authenticated(
+                Identity::new(subject, self.name.clone()).with_groups(user.groups.iter().cloned()),
+            ),
+            None => Outcome::NotMine,
+        }
+    }
+
     async fn authenticate(&self, credentials: &Credentials) -> Outcome {
         let Some(user) = self.users.get(&credentials.username).cloned() else {
             return Outcome::NotMine;

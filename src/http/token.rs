@@ -23,7 +23,8 @@ use crate::audit::{self, Event, Outcome};
 use crate::cache::{Issued, IssuedTokens};
 use crate::chain::Verdict;
 use crate::policy::Principal;
-use crate::scope::{parse_basic, parse_scopes, BasicAuth};
+use crate::refresh::RefreshError;
+use crate::scope::{parse_basic, parse_bool, parse_scopes, BasicAuth};
 use crate::token::{self, Access, Claims};
 use crate::AppState;
 
@@ -34,6 +35,9 @@ struct Params<'a> {
     scopes: Vec<Cow<'a, str>>,
     client_id: Option<Cow<'a, str>>,
     grant_type: Option<Cow<'a, str>>,
+    offline_token: Option<Cow<'a, str>>,
+    access_type: Option<Cow<'a, str>>,
+    refresh_token: Option<Cow<'a, str>>,
     username: Option<Cow<'a, str>>,
     password: Option<Cow<'a, str>>,
 }
@@ -47,12 +51,13 @@ impl<'a> Params<'a> {
                 "scope" => p.scopes.push(value),
                 "client_id" => p.client_id = Some(value),
                 "grant_type" => p.grant_type = Some(value),
+                "offline_token" => p.offline_token = Some(value),
+                "access_type" => p.access_type = Some(value),
+                "refresh_token" => p.refresh_token = Some(value),
                 "username" => p.username = Some(value),
                 "password" => p.password = Some(value),
                 // `account` is informational only: never authenticate from
                 // it, and ignore it when it differs from the Basic user.
-                // `offline_token` asks for a refresh token, which this
-                // server does not issue yet, so it is ignored too.
                 _ => {}
             }
         }
@@ -64,7 +69,13 @@ impl<'a> Params<'a> {
 /// `expires_in`, RFC 3339 `issued_at`, and on POST the granted `scope`.
 /// Written by hand because it is the hot path and only `scope` can need
 /// escaping (a JWT is base64url and dots).
-fn token_body(jwt: &str, expires_in: u64, iat: i64, scope: Option<&str>) -> bytes::Bytes {
+fn token_body(
+    jwt: &str,
+    expires_in: u64,
+    iat: i64,
+    scope: Option<&str>,
+    refresh_token: Option<&str>,
+) -> bytes::Bytes {
     let issued_at = token::rfc3339(iat);
     let mut body = String::with_capacity(2 * jwt.len() + 128);
     body.push_str("{\"token\":\"");
@@ -80,6 +91,12 @@ fn token_body(jwt: &str, expires_in: u64, iat: i64, scope: Option<&str>) -> byte
         body.push_str(",\"scope\":");
         body.push_str(&serde_json::Value::from(scope).to_string());
     }
+    if let Some(refresh_token) = refresh_token {
+        // base64url with a fixed prefix: nothing to escape
+        body.push_str(",\"refresh_token\":\"");
+        body.push_str(refresh_token);
+        body.push('"');
+    }
     body.push('}');
     body.into()
 }
@@ -93,6 +110,14 @@ fn client_ip(request: &Request) -> IpAddr {
 }
 
 type Failure = (ApiError, Outcome);
+
+/// Who a token request says it is.
+enum Who {
+    Anonymous,
+    Credentials(Credentials),
+    /// A refresh token (docker's identity token), POST only.
+    Refresh(String),
+}
 
 pub async fn get(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
@@ -114,11 +139,11 @@ pub async fn get(State(state): State<Arc<AppState>>, request: Request) -> Respon
         Err(e) => Err((ApiError::bad_request(e.to_string()), Outcome::BadRequest)),
         Ok(BasicAuth::Absent) => {
             event.grant = "anonymous";
-            issue(&state, &mut event, &params, None, ip, false).await
+            issue(&state, &mut event, &params, Who::Anonymous, ip, false).await
         }
         Ok(BasicAuth::Present { username, password }) => {
-            let credentials = Credentials::new(username, password);
-            issue(&state, &mut event, &params, Some(credentials), ip, false).await
+            let who = Who::Credentials(Credentials::new(username, password));
+            issue(&state, &mut event, &params, who, ip, false).await
         }
     };
     finish(&state, event, result, started)
@@ -144,8 +169,8 @@ pub async fn post(State(state): State<Arc<AppState>>, request: Request) -> Respo
             event.grant = "password";
             match (params.username.as_deref(), params.password.as_deref()) {
                 (Some(username), Some(password)) => {
-                    let credentials = Credentials::new(username, password);
-                    issue(&state, &mut event, &params, Some(credentials), ip, true).await
+                    let who = Who::Credentials(Credentials::new(username, password));
+                    issue(&state, &mut event, &params, who, ip, true).await
                 }
                 _ => Err((
                     ApiError::bad_request("the password grant needs username and password"),
@@ -154,10 +179,22 @@ pub async fn post(State(state): State<Arc<AppState>>, request: Request) -> Respo
             }
         }
         Some("refresh_token") => {
-            // No refresh token is ever issued yet, so none can be valid.
             event.grant = "refresh_token";
-            event.reason = "unknown refresh token".into();
-            Err((ApiError::unauthorized(&state.realm), Outcome::Unauthorized))
+            match (&state.refresh, params.refresh_token.as_deref()) {
+                // Disabled: 404 is the one answer every client falls back on.
+                (None, _) => {
+                    event.reason = "refresh tokens are disabled".into();
+                    Err((ApiError::not_found(), Outcome::BadRequest))
+                }
+                (Some(_), None | Some("")) => Err((
+                    ApiError::bad_request("the refresh_token grant needs refresh_token"),
+                    Outcome::BadRequest,
+                )),
+                (Some(_), Some(token)) => {
+                    let who = Who::Refresh(token.to_owned());
+                    issue(&state, &mut event, &params, who, ip, true).await
+                }
+            }
         }
         Some(other) => {
             event.grant = "unsupported";
@@ -204,7 +241,7 @@ async fn issue<'p>(
     state: &'p AppState,
     event: &mut Event<'p>,
     params: &'p Params<'p>,
-    credentials: Option<Credentials>,
+    who: Who,
     ip: IpAddr,
     oauth: bool,
 ) -> Result<Response, Failure> {
@@ -228,55 +265,61 @@ async fn issue<'p>(
             .map(|s| (s.kind.as_str(), s.name.as_str(), &s.actions)),
     );
 
-    let principal = match credentials {
-        None if config.server.anonymous => Principal::Anonymous,
-        None => {
+    let offline = if oauth {
+        params.access_type.as_deref() == Some("offline")
+    } else {
+        params.offline_token.as_deref().and_then(parse_bool) == Some(true)
+    };
+    let mut refresh_token = None;
+    let principal = match who {
+        Who::Anonymous if config.server.anonymous => Principal::Anonymous,
+        Who::Anonymous => {
             event.reason = "anonymous access is disabled".into();
             return Err((ApiError::unauthorized(&state.realm), Outcome::Unauthorized));
         }
-        Some(credentials) => {
+        Who::Credentials(credentials) => {
             if credentials.username.is_empty() {
                 event.reason = "empty username".into();
                 return Err((ApiError::unauthorized(&state.realm), Outcome::Unauthorized));
             }
-            match state.chain.authenticate(&credentials, ip).await {
-                Verdict::Authenticated {
-                    identity,
-                    cache_hit,
-                } => {
-                    event.cache_hit = cache_hit;
-                    event.subject = identity.subject.clone();
-                    event.provider = identity.provider.clone();
-                    Principal::Authenticated(identity)
-                }
-                Verdict::Rejected { provider, reason } => {
-                    event.reason = format!(
-                        "rejected by {provider}: {reason} (user {:?})",
-                        credentials.username
-                    );
-                    return Err((ApiError::unauthorized(&state.realm), Outcome::Unauthorized));
-                }
-                Verdict::Unknown => {
-                    event.reason = format!("no provider knows user {:?}", credentials.username);
-                    return Err((ApiError::unauthorized(&state.realm), Outcome::Unauthorized));
-                }
-                Verdict::Throttled => {
-                    event.reason = format!(
-                        "too many failed logins for user {:?} from this address; not asking the identity provider",
-                        credentials.username
-                    );
-                    return Err((ApiError::unauthorized(&state.realm), Outcome::Throttled));
-                }
-                Verdict::Unavailable { provider, reason } => {
-                    event.reason = format!("provider {provider} unavailable: {reason}");
+            let verdict = state.chain.authenticate(&credentials, ip).await;
+            let principal = admit(state, event, verdict, &credentials.username)?;
+            if let (true, Some(refresh), Principal::Authenticated(id)) =
+                (offline, &state.refresh, &principal)
+            {
+                refresh_token = Some(refresh.issue(&id.subject, &id.provider, service));
+            }
+            principal
+        }
+        Who::Refresh(token) => {
+            let Some(refresh) = &state.refresh else {
+                return Err((ApiError::not_found(), Outcome::BadRequest));
+            };
+            let claims = match refresh.check(&token, service) {
+                Ok(claims) => claims,
+                Err(RefreshError::Store(e)) => {
+                    event.reason = format!("revocation store: {e}");
                     return Err((
-                        ApiError::unavailable(
-                            "the identity provider is unavailable; try again shortly",
-                            5,
-                        ),
+                        ApiError::unavailable("refresh tokens cannot be checked right now", 5),
                         Outcome::Unavailable,
                     ));
                 }
+                Err(e) => {
+                    event.reason = format!("refresh token refused: {e}");
+                    return Err((login_again(&state.realm), Outcome::Unauthorized));
+                }
+            };
+            // The subject comes from the token alone; its groups are
+            // resolved again, without a password.
+            let verdict = state
+                .chain
+                .lookup(&claims.provider, &claims.sub, &token)
+                .await;
+            match admit(state, event, verdict, &claims.sub) {
+                Err((e, Outcome::Unauthorized)) if e.status == 401 => {
+                    return Err((login_again(&state.realm), Outcome::Unauthorized))
+                }
+                other => other?,
             }
         }
     };
@@ -326,7 +369,7 @@ async fn issue<'p>(
                 tracing::error!(error = %e, "signing failed");
                 (ApiError::internal(), Outcome::Unavailable)
             })?;
-            let body = token_body(&jwt, expires_in, iat, None);
+            let body = token_body(&jwt, expires_in, iat, None, None);
             state.issued.insert(
                 reuse_key,
                 Issued {
@@ -338,13 +381,21 @@ async fn issue<'p>(
             (jwt, iat, body)
         }
     };
-    let body = if oauth {
-        let scope = access
-            .iter()
-            .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
-            .collect::<Vec<_>>()
-            .join(" ");
-        token_body(&jwt, expires_in, iat, Some(&scope))
+    let body = if oauth || refresh_token.is_some() {
+        let scope = oauth.then(|| {
+            access
+                .iter()
+                .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+        token_body(
+            &jwt,
+            expires_in,
+            iat,
+            scope.as_deref(),
+            refresh_token.as_deref(),
+        )
     } else {
         get_body
     };
@@ -359,6 +410,57 @@ async fn issue<'p>(
         body,
     )
         .into_response())
+}
+
+/// A refused refresh token or a user who can no longer be found: the
+/// client must log in again (docker then asks for the password).
+fn login_again(realm: &str) -> ApiError {
+    let mut e = ApiError::unauthorized(realm);
+    e.message = "the identity token is no longer valid: log in again".into();
+    e
+}
+
+/// Turns the chain's verdict into a principal, noting the reason for the
+/// audit line when it is a refusal.
+fn admit(
+    state: &AppState,
+    event: &mut Event<'_>,
+    verdict: Verdict,
+    user: &str,
+) -> Result<Principal, Failure> {
+    let refused = (ApiError::unauthorized(&state.realm), Outcome::Unauthorized);
+    match verdict {
+        Verdict::Authenticated {
+            identity,
+            cache_hit,
+        } => {
+            event.cache_hit = cache_hit;
+            event.subject = identity.subject.clone();
+            event.provider = identity.provider.clone();
+            Ok(Principal::Authenticated(identity))
+        }
+        Verdict::Rejected { provider, reason } => {
+            event.reason = format!("rejected by {provider}: {reason} (user {user:?})");
+            Err(refused)
+        }
+        Verdict::Unknown => {
+            event.reason = format!("no provider knows user {user:?}");
+            Err(refused)
+        }
+        Verdict::Throttled => {
+            event.reason = format!(
+                "too many failed logins for user {user:?} from this address; not asking the identity provider"
+            );
+            Err((refused.0, Outcome::Throttled))
+        }
+        Verdict::Unavailable { provider, reason } => {
+            event.reason = format!("provider {provider} unavailable: {reason}");
+            Err((
+                ApiError::unavailable("the identity provider is unavailable; try again shortly", 5),
+                Outcome::Unavailable,
+            ))
+        }
+    }
 }
 
 fn resolve_service<'s>(state: &'s AppState, asked: Option<&str>) -> Result<&'s str, Failure> {

@@ -6,5 +6,6 @@ mod cli;
 mod compose;
 mod ldap;
 mod protocol;
+mod refresh;
 mod registry;
 mod support;

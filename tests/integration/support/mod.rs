@@ -139,6 +139,9 @@ certificate = "{cert}"
 [cache]
 max_failures = 1000
 
+[refresh_tokens]
+state_dir = "{state}"
+
 [[provider]]
 name = "local"
 kind = "static"
@@ -152,6 +155,7 @@ htpasswd = "{users}"
             key = self.key.display(),
             cert = self.cert.display(),
             users = self.path("users.htpasswd").display(),
+            state = self.path("data").display(),
         )
     }
 
