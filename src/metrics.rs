@@ -30,67 +30,74 @@ impl Metrics {
 
     pub fn render(&self, state: &AppState) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP regauth_token_requests_total Token requests by outcome."
-        );
-        let _ = writeln!(out, "# TYPE regauth_token_requests_total counter");
-        for (label, counter) in [
+        let outcomes: Vec<(String, u64)> = [
             ("issued", &self.issued),
             ("bad_request", &self.bad_request),
             ("unauthorized", &self.unauthorized),
             ("throttled", &self.throttled),
             ("unavailable", &self.unavailable),
-        ] {
-            let _ = writeln!(
-                out,
-                "regauth_token_requests_total{{outcome=\"{label}\"}} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
+        ]
+        .into_iter()
+        .map(|(label, c)| (format!("outcome=\"{label}\""), c.load(Ordering::Relaxed)))
+        .collect();
+        metric(
+            &mut out,
+            "regauth_token_requests_total",
+            "counter",
+            "Token requests by outcome.",
+            &outcomes,
+        );
         let verdicts = &state.chain.verdicts;
-        let _ = writeln!(
-            out,
-            "# HELP regauth_cache_requests_total Cache lookups by result."
+        metric(
+            &mut out,
+            "regauth_cache_requests_total",
+            "counter",
+            "Cache lookups by result.",
+            &[
+                (
+                    "cache=\"verdict\",result=\"hit\"".into(),
+                    verdicts.counters.hits.load(Ordering::Relaxed),
+                ),
+                (
+                    "cache=\"verdict\",result=\"miss\"".into(),
+                    verdicts.counters.misses.load(Ordering::Relaxed),
+                ),
+            ],
         );
-        let _ = writeln!(out, "# TYPE regauth_cache_requests_total counter");
-        let _ = writeln!(
-            out,
-            "regauth_cache_requests_total{{cache=\"verdict\",result=\"hit\"}} {}",
-            verdicts.counters.hits.load(Ordering::Relaxed)
+        metric(
+            &mut out,
+            "regauth_cache_entries",
+            "gauge",
+            "Entries per cache.",
+            &[("cache=\"verdict\"".into(), verdicts.entry_count())],
         );
-        let _ = writeln!(
-            out,
-            "regauth_cache_requests_total{{cache=\"verdict\",result=\"miss\"}} {}",
-            verdicts.counters.misses.load(Ordering::Relaxed)
+        metric(
+            &mut out,
+            "regauth_tokens_reused_total",
+            "counter",
+            "Tokens handed out again within token.reuse_window.",
+            &[(String::new(), state.issued.reused.load(Ordering::Relaxed))],
         );
-        let _ = writeln!(out, "# HELP regauth_cache_entries Entries per cache.");
-        let _ = writeln!(out, "# TYPE regauth_cache_entries gauge");
-        let _ = writeln!(
-            out,
-            "regauth_cache_entries{{cache=\"verdict\"}} {}",
-            verdicts.entry_count()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP regauth_tokens_reused_total Tokens handed out again within token.reuse_window."
-        );
-        let _ = writeln!(out, "# TYPE regauth_tokens_reused_total counter");
-        let _ = writeln!(
-            out,
-            "regauth_tokens_reused_total {}",
-            state.issued.reused.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(out, "# HELP regauth_signing_certificate_expiry_seconds When the signing certificate expires.");
-        let _ = writeln!(
-            out,
-            "# TYPE regauth_signing_certificate_expiry_seconds gauge"
-        );
-        let _ = writeln!(
-            out,
-            "regauth_signing_certificate_expiry_seconds {}",
-            state.key.not_after
+        metric(
+            &mut out,
+            "regauth_signing_certificate_expiry_seconds",
+            "gauge",
+            "When the signing certificate expires.",
+            &[(String::new(), state.key.not_after.max(0) as u64)],
         );
         out
+    }
+}
+
+/// One metric family: HELP, TYPE and a sample per label set.
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
     }
 }

@@ -59,19 +59,9 @@ async fn nested_group_member_pushes_ten_layers_with_one_bind() {
     let image = w.join("image");
     build_image(&image, "latest", 10, "ldap-nested");
 
+    let at = |repo: &str| format!("docker://{reg}/{repo}");
     let before = slapd.binds_of(ANN);
-    let run = skopeo(
-        w,
-        &[
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "ann:ann-pw",
-            &format!("oci:{}:latest", image.display()),
-            &format!("docker://{reg}/platform/app:v1"),
-        ],
-    )
-    .await;
+    let run = push(w, "ann:ann-pw", &image, &at("platform/app:v1")).await;
     assert!(run.ok, "ann (core -> platform) pushes: {run:?}");
     let user_binds = slapd.binds_of(ANN) - before;
     assert_eq!(
@@ -79,44 +69,13 @@ async fn nested_group_member_pushes_ten_layers_with_one_bind() {
         "one user bind per verdict TTL for a 10-layer push"
     );
 
-    let run = skopeo(
-        w,
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--creds",
-            "ben:ben-pw",
-            &format!("docker://{reg}/platform/app:v1"),
-        ],
-    )
-    .await;
+    let run = inspect(w, Some("ben:ben-pw"), &at("platform/app:v1")).await;
     assert!(run.ok, "ben (readers) pulls: {run:?}");
     let other = w.join("other");
     build_image(&other, "latest", 1, "ldap-ben");
-    let run = skopeo(
-        w,
-        &[
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "ben:ben-pw",
-            &format!("oci:{}:latest", other.display()),
-            &format!("docker://{reg}/platform/app:v2"),
-        ],
-    )
-    .await;
+    let run = push(w, "ben:ben-pw", &other, &at("platform/app:v2")).await;
     assert!(!run.ok, "ben may not push: {run:?}");
-    let run = skopeo(
-        w,
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--creds",
-            "dee:dee-pw",
-            &format!("docker://{reg}/platform/app:v1"),
-        ],
-    )
-    .await;
+    let run = inspect(w, Some("dee:dee-pw"), &at("platform/app:v1")).await;
     assert!(!run.ok, "dee (no group) may not pull: {run:?}");
 }
 

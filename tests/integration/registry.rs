@@ -38,19 +38,9 @@ async fn skopeo_push_pull_and_denials_against_registry_2_8() {
     let image = w.join("image");
     build_image(&image, "latest", 3, "e2e-main");
 
-    // a writer pushes
-    let run = skopeo(
-        w,
-        &[
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "writer:writer-pw",
-            &oci(&image, "latest"),
-            &format!("docker://{reg}/team/app:v1"),
-        ],
-    )
-    .await;
+    let at = |repo: &str| format!("docker://{reg}/{repo}");
+
+    let run = push(w, "writer:writer-pw", &image, &at("team/app:v1")).await;
     assert!(run.ok, "writer push: {run:?}\nregistry: {}", registry.log());
 
     // a reader pulls it back, layers and all
@@ -62,7 +52,7 @@ async fn skopeo_push_pull_and_denials_against_registry_2_8() {
             "--src-tls-verify=false",
             "--src-creds",
             "reader:reader-pw",
-            &format!("docker://{reg}/team/app:v1"),
+            &at("team/app:v1"),
             &oci(&out, "v1"),
         ],
     )
@@ -77,74 +67,31 @@ async fn skopeo_push_pull_and_denials_against_registry_2_8() {
     // the reader may not push
     let other = w.join("other");
     build_image(&other, "latest", 1, "e2e-reader-push");
-    let run = skopeo(
-        w,
-        &[
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "reader:reader-pw",
-            &oci(&other, "latest"),
-            &format!("docker://{reg}/team/app:v2"),
-        ],
-    )
-    .await;
-    assert_denied(&run, "reader push");
+    assert_denied(
+        &push(w, "reader:reader-pw", &other, &at("team/app:v2")).await,
+        "reader push",
+    );
 
     // a wrong password fails, and never turns into anonymous access
-    let run = skopeo(
-        w,
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--creds",
-            "reader:wrong-pw",
-            &format!("docker://{reg}/team/app:v1"),
-        ],
-    )
-    .await;
-    assert_denied(&run, "wrong password");
+    assert_denied(
+        &inspect(w, Some("reader:wrong-pw"), &at("team/app:v1")).await,
+        "wrong password",
+    );
 
     // a password with colons and non-ASCII works end to end
-    let run = skopeo(
-        w,
-        &[
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "colon:p:a:ss wörd",
-            &oci(&image, "latest"),
-            &format!("docker://{reg}/public/base:v1"),
-        ],
-    )
-    .await;
+    let run = push(w, "colon:p:a:ss wörd", &image, &at("public/base:v1")).await;
     assert!(run.ok, "colon push: {run:?}");
 
     // anonymous pull only where the policy allows it
-    let run = skopeo(
-        w,
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--no-creds",
-            &format!("docker://{reg}/public/base:v1"),
-        ],
-    )
-    .await;
+    let run = inspect(w, None, &at("public/base:v1")).await;
     assert!(run.ok, "anonymous pull of public/: {run:?}");
-    let run = skopeo(
-        w,
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--no-creds",
-            &format!("docker://{reg}/team/app:v1"),
-        ],
-    )
-    .await;
-    assert_denied(&run, "anonymous pull of team/");
+    assert_denied(
+        &inspect(w, None, &at("team/app:v1")).await,
+        "anonymous pull of team/",
+    );
 
     // a writer copies from public/ into team/ (cross-repository mount)
+    let creds = "writer:writer-pw";
     let run = skopeo(
         w,
         &[
@@ -152,41 +99,30 @@ async fn skopeo_push_pull_and_denials_against_registry_2_8() {
             "--src-tls-verify=false",
             "--dest-tls-verify=false",
             "--src-creds",
-            "writer:writer-pw",
+            creds,
             "--dest-creds",
-            "writer:writer-pw",
-            &format!("docker://{reg}/public/base:v1"),
-            &format!("docker://{reg}/team/base-copy:v1"),
+            creds,
+            &at("public/base:v1"),
+            &at("team/base-copy:v1"),
         ],
     )
     .await;
     assert!(run.ok, "mount copy: {run:?}");
 
-    // the admin deletes a tag (delete is its own action) and lists the catalog
-    let run = skopeo(
-        w,
-        &[
-            "delete",
-            "--tls-verify=false",
-            "--creds",
-            "admin:admin-pw",
-            &format!("docker://{reg}/team/base-copy:v1"),
-        ],
-    )
-    .await;
+    // delete is its own action: the admin may, the writer may not
+    let delete = |creds: &'static str, repo: String| async move {
+        skopeo(
+            w,
+            &["delete", "--tls-verify=false", "--creds", creds, &repo],
+        )
+        .await
+    };
+    let run = delete("admin:admin-pw", at("team/base-copy:v1")).await;
     assert!(run.ok, "admin delete: {run:?}");
-    let run = skopeo(
-        w,
-        &[
-            "delete",
-            "--tls-verify=false",
-            "--creds",
-            "writer:writer-pw",
-            &format!("docker://{reg}/team/app:v1"),
-        ],
-    )
-    .await;
-    assert_denied(&run, "writer delete");
+    assert_denied(
+        &delete("writer:writer-pw", at("team/app:v1")).await,
+        "writer delete",
+    );
 }
 
 async fn registry_token(server: &Server, user: &str, password: &str, scope: &str) -> String {
@@ -266,24 +202,23 @@ async fn registry_accepts_kid_only_tokens_and_answers_insufficient_scope() {
     assert!(challenge.contains("insufficient_scope"), "{challenge}");
     assert!(challenge.contains(&server.realm()), "{challenge}");
 
-    // the anonymous catalog is refused; the admin's is granted
+    // the catalog: refused with a writer's token, granted with the admin's
     let catalog = format!("{v2}/_catalog");
-    let anon = registry_token(&server, "writer", "writer-pw", "registry:catalog:*").await;
-    let r = client
-        .get(&catalog)
-        .bearer_auth(&anon)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let admin = registry_token(&server, "admin", "admin-pw", "registry:catalog:*").await;
-    let r = client
-        .get(&catalog)
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let status_with = |user: &'static str, password: &'static str| {
+        let (server, client, catalog) = (&server, &client, &catalog);
+        async move {
+            let token = registry_token(server, user, password, "registry:catalog:*").await;
+            let r = client
+                .get(catalog)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            r.status()
+        }
+    };
+    assert_eq!(status_with("writer", "writer-pw").await, 401);
+    assert_eq!(status_with("admin", "admin-pw").await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,18 +230,8 @@ async fn rs256_keys_work_with_registry_2_8() {
     let work = tempfile::tempdir().unwrap();
     let image = work.path().join("image");
     build_image(&image, "latest", 1, "e2e-rs256");
-    let run = skopeo(
-        work.path(),
-        &[
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "writer:writer-pw",
-            &oci(&image, "latest"),
-            &format!("docker://{}/team/rsa:v1", registry.addr),
-        ],
-    )
-    .await;
+    let target = format!("docker://{}/team/rsa:v1", registry.addr);
+    let run = push(work.path(), "writer:writer-pw", &image, &target).await;
     assert!(run.ok, "RS256 push: {run:?}\n{}", registry.log());
 }
 

@@ -497,6 +497,44 @@ pub fn log_capture() -> Capture {
         .clone()
 }
 
+/// `skopeo copy` of the `latest` image of an OCI layout to `target`
+/// (`docker://host/repo:tag`) with `user:password` credentials.
+pub async fn push(work: &Path, creds: &str, layout: &Path, target: &str) -> Run {
+    let source = format!("oci:{}:latest", layout.display());
+    skopeo(
+        work,
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            creds,
+            &source,
+            target,
+        ],
+    )
+    .await
+}
+
+/// `skopeo inspect` of `target`, with credentials or (`None`) anonymously.
+pub async fn inspect(work: &Path, creds: Option<&str>, target: &str) -> Run {
+    match creds {
+        Some(creds) => {
+            skopeo(
+                work,
+                &["inspect", "--tls-verify=false", "--creds", creds, target],
+            )
+            .await
+        }
+        None => {
+            skopeo(
+                work,
+                &["inspect", "--tls-verify=false", "--no-creds", target],
+            )
+            .await
+        }
+    }
+}
+
 /// Runs podman with its own storage, runtime directory and auth file under
 /// `work`, so tests never touch the machine's containers.
 pub async fn podman(work: &Path, args: &[&str]) -> Run {
