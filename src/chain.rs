@@ -11,7 +11,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use regauth_providers::{Credentials, Identity, IdentityProvider, Outcome, Rejection};
+use regauth_providers::{
+    Credentials, ExposeSecret, Identity, IdentityProvider, Outcome, Rejection, SecretShape,
+    GITHUB_TOKEN_PREFIXES,
+};
+
+use crate::policy::Pattern;
 
 use crate::cache::{FailureCounter, VerdictCache};
 
@@ -29,11 +34,55 @@ pub enum Verdict {
     /// Too many recent failures for this (user, client IP).
     Throttled,
     /// The owning provider could not answer.
-    Unavailable { provider: String, reason: String },
+    Unavailable {
+        provider: String,
+        reason: String,
+        /// Seconds after which asking again makes sense, if the IdP said.
+        retry_after: Option<u64>,
+    },
+}
+
+impl Verdict {
+    fn unavailable(provider: &str, error: &regauth_providers::Error) -> Self {
+        let retry_after = match error {
+            regauth_providers::Error::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        Verdict::Unavailable {
+            provider: provider.to_owned(),
+            reason: error.to_string(),
+            retry_after,
+        }
+    }
+}
+
+/// Recognises a secret's shape: GitHub token prefixes, or a compact JWT
+/// (three base64url parts whose header is a JSON object with `alg`),
+/// whose unverified issuer is returned for routing.
+pub fn shape_of(secret: &str) -> (SecretShape<'static>, Option<String>) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    if GITHUB_TOKEN_PREFIXES.iter().any(|p| secret.starts_with(p)) {
+        return (SecretShape::GitHubToken, None);
+    }
+    let parts: Vec<&str> = secret.split('.').collect();
+    let json = |part: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+    };
+    let is_jwt = parts.len() == 3
+        && parts.iter().all(|p| !p.is_empty())
+        && json(parts[0]).is_some_and(|h| h.get("alg").is_some());
+    if is_jwt {
+        let issuer = json(parts[1]).and_then(|c| c.get("iss")?.as_str().map(str::to_owned));
+        return (SecretShape::Jwt { issuer: None }, issuer);
+    }
+    (SecretShape::Password, None)
 }
 
 pub struct Chain {
     providers: Vec<Arc<dyn IdentityProvider>>,
+    /// Per provider (same order), the username patterns pinned to it.
+    pins: Vec<Vec<Pattern>>,
     pub verdicts: VerdictCache,
     failures: FailureCounter,
     timeout: Duration,
@@ -47,6 +96,7 @@ impl Chain {
         timeout: Duration,
     ) -> Self {
         Self {
+            pins: vec![Vec::new(); providers.len()],
             providers,
             verdicts,
             failures,
@@ -58,14 +108,41 @@ impl Chain {
         &self.providers
     }
 
-    /// The providers this credential may go to, in the order to ask them.
-    fn candidates(
-        &self,
-        _credentials: &Credentials,
-    ) -> impl Iterator<Item = &Arc<dyn IdentityProvider>> {
-        // Routing by credential shape (JWT issuer, token prefixes, username
-        // patterns) narrows this list once such providers exist.
-        self.providers.iter()
+    /// Pins username patterns to providers, by provider name.
+    pub fn with_pins(mut self, pins: Vec<(String, Vec<String>)>) -> Self {
+        for (name, patterns) in pins {
+            if let Some(i) = self.providers.iter().position(|p| p.name() == name) {
+                self.pins[i] = patterns
+                    .iter()
+                    .filter_map(|p| Pattern::parse(p, false).ok())
+                    .collect();
+            }
+        }
+        self
+    }
+
+    /// The providers this credential may go to, in the order to ask them:
+    /// a provider whose pinned usernames match takes the login alone;
+    /// otherwise every provider that accepts the secret's shape (a GitHub
+    /// token never reaches LDAP, a password never reaches GitHub, a JWT only
+    /// the OIDC provider of its issuer).
+    fn candidates(&self, credentials: &Credentials) -> Vec<&Arc<dyn IdentityProvider>> {
+        let (shape, issuer) = shape_of(credentials.secret.expose_secret());
+        let shape = match shape {
+            SecretShape::Jwt { .. } => SecretShape::Jwt {
+                issuer: issuer.as_deref(),
+            },
+            other => other,
+        };
+        let pinned = self
+            .pins
+            .iter()
+            .position(|patterns| patterns.iter().any(|p| p.matches(&credentials.username)));
+        let providers = match pinned {
+            Some(i) => &self.providers[i..=i],
+            None => &self.providers[..],
+        };
+        providers.iter().filter(|p| p.accepts(shape)).collect()
     }
 
     /// The provider's answer, or Unavailable after the request timeout.
@@ -108,10 +185,7 @@ impl Chain {
                     provider: provider.to_owned(),
                     reason: reason.clone(),
                 },
-                Outcome::Unavailable(error) => Verdict::Unavailable {
-                    provider: provider.to_owned(),
-                    reason: error.to_string(),
-                },
+                Outcome::Unavailable(error) => Verdict::unavailable(provider, error),
                 Outcome::Authenticated(_) => unreachable!("stored as Ok by the cache"),
             },
         }
@@ -162,10 +236,7 @@ impl Chain {
                         };
                     }
                     Outcome::Unavailable(error) => {
-                        return Verdict::Unavailable {
-                            provider: provider.name().to_owned(),
-                            reason: error.to_string(),
-                        }
+                        return Verdict::unavailable(provider.name(), error)
                     }
                     Outcome::Authenticated(_) => unreachable!("stored as Ok by the cache"),
                 },
@@ -226,6 +297,96 @@ mod tests {
     }
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn secret_shapes() {
+        use base64::Engine as _;
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        for token in ["ghp_x", "github_pat_x", "gho_x", "ghu_x", "ghs_x"] {
+            assert_eq!(shape_of(token).0, SecretShape::GitHubToken, "{token}");
+        }
+        let jwt = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"RS256"}"#),
+            b64(r#"{"iss":"https://sso"}"#)
+        );
+        let (shape, issuer) = shape_of(&jwt);
+        assert!(matches!(shape, SecretShape::Jwt { .. }));
+        assert_eq!(issuer.as_deref(), Some("https://sso"));
+        for password in ["hunter2", "a.b.c", "ghx_x", "", "x.y"] {
+            assert_eq!(shape_of(password).0, SecretShape::Password, "{password}");
+        }
+    }
+
+    /// A provider that only takes GitHub tokens.
+    struct TokenOnly(AtomicUsize);
+
+    #[async_trait]
+    impl IdentityProvider for TokenOnly {
+        fn name(&self) -> &str {
+            "tokens"
+        }
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+        fn accepts(&self, shape: SecretShape<'_>) -> bool {
+            shape == SecretShape::GitHubToken
+        }
+        async fn authenticate(&self, c: &Credentials) -> Outcome {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Outcome::Authenticated(Identity::new(&c.username, "tokens"))
+        }
+    }
+
+    #[tokio::test]
+    async fn routing_by_shape_and_pinned_usernames() {
+        let passwords = fake("passwords", |c| {
+            Outcome::Authenticated(Identity::new(&c.username, "passwords"))
+        });
+        let tokens = Arc::new(TokenOnly(AtomicUsize::new(0)));
+        let chain = Chain::new(
+            vec![
+                passwords.clone() as Arc<dyn IdentityProvider>,
+                tokens.clone(),
+            ],
+            VerdictCache::new(Duration::from_secs(60), 100),
+            FailureCounter::new(Duration::from_secs(60), 0),
+            Duration::from_secs(1),
+        );
+        let who = |v: Verdict| match v {
+            Verdict::Authenticated { identity, .. } => identity.provider.clone(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(
+            who(chain
+                .authenticate(&Credentials::new("u", "ghp_abc"), IP)
+                .await),
+            "tokens"
+        );
+        assert_eq!(
+            who(chain.authenticate(&Credentials::new("u", "pw"), IP).await),
+            "passwords"
+        );
+        assert_eq!(
+            passwords.calls.load(Ordering::SeqCst),
+            1,
+            "the token never reached it"
+        );
+        assert_eq!(
+            tokens.0.load(Ordering::SeqCst),
+            1,
+            "the password never reached it"
+        );
+        // a pinned username goes to its provider alone
+        let chain = chain.with_pins(vec![("tokens".into(), vec!["ci-*".into()])]);
+        assert!(matches!(
+            chain
+                .authenticate(&Credentials::new("ci-x", "pw"), IP)
+                .await,
+            Verdict::Unknown
+        ));
+        assert_eq!(passwords.calls.load(Ordering::SeqCst), 1);
+    }
 
     #[tokio::test]
     async fn rejected_never_falls_through() {

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use regauth_providers::github::GithubConfig;
 use regauth_providers::ldap::LdapConfig;
 use regauth_providers::static_users::StaticConfig;
 use serde::Deserialize;
@@ -228,6 +229,9 @@ pub struct RefreshConfig {
 #[derive(Clone, Debug)]
 pub struct ProviderConfig {
     pub name: String,
+    /// Username patterns pinned to this provider: such logins go to it
+    /// alone (e.g. `["ci-*"]` for robots).
+    pub usernames: Vec<String>,
     pub settings: ProviderSettings,
 }
 
@@ -236,6 +240,7 @@ pub struct ProviderConfig {
 pub enum ProviderSettings {
     Static(StaticConfig),
     Ldap(Box<LdapConfig>),
+    Github(Box<GithubConfig>),
 }
 
 impl ProviderConfig {
@@ -523,7 +528,7 @@ impl Config {
     }
 }
 
-const PROVIDER_KINDS: &str = "static, ldap";
+const PROVIDER_KINDS: &str = "static, ldap, github";
 
 /// Parses one `[[provider]]` table: `name` and `kind` here, the rest by the
 /// kind's own settings type, so errors keep their full key path.
@@ -555,6 +560,30 @@ fn parse_provider(
     };
     let name = take("name")?;
     let kind = take("kind")?;
+    let usernames = match table.remove("usernames") {
+        None => Vec::new(),
+        Some(toml::Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(j, item)| {
+                let key = format!("{prefix}.usernames[{j}]");
+                let pattern = item
+                    .as_str()
+                    .ok_or_else(|| invalid(origin, key.clone(), "must be a string"))?
+                    .to_owned();
+                crate::policy::Pattern::parse(&pattern, false)
+                    .map_err(|m| invalid(origin, key, m))?;
+                Ok(pattern)
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?,
+        Some(_) => {
+            return Err(invalid(
+                origin,
+                format!("{prefix}.usernames"),
+                "must be an array of patterns",
+            ))
+        }
+    };
     fn settings<T: serde::de::DeserializeOwned>(
         origin: &str,
         prefix: &str,
@@ -571,6 +600,7 @@ fn parse_provider(
     let settings = match kind.as_str() {
         "static" => ProviderSettings::Static(settings(origin, &prefix, table)?),
         "ldap" => ProviderSettings::Ldap(Box::new(settings(origin, &prefix, table)?)),
+        "github" => ProviderSettings::Github(Box::new(settings(origin, &prefix, table)?)),
         other => {
             return Err(invalid(
                 origin,
@@ -579,7 +609,11 @@ fn parse_provider(
             ))
         }
     };
-    Ok(ProviderConfig { name, settings })
+    Ok(ProviderConfig {
+        name,
+        usernames,
+        settings,
+    })
 }
 
 fn read_text(path: &Path) -> Result<String, ConfigError> {

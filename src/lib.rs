@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use regauth_providers::github::GitHub;
 use regauth_providers::ldap::Ldap;
 use regauth_providers::static_users::StaticUsers;
 use regauth_providers::IdentityProvider;
@@ -91,6 +92,7 @@ pub fn providers(config: &Config) -> Result<Vec<Arc<dyn IdentityProvider>>, Erro
                     Arc::new(StaticUsers::load(&p.name, s).map_err(wrap)?)
                 }
                 ProviderSettings::Ldap(s) => Arc::new(Ldap::new(&p.name, s).map_err(wrap)?),
+                ProviderSettings::Github(s) => Arc::new(GitHub::new(&p.name, s).map_err(wrap)?),
             })
         })
         .collect()
@@ -151,12 +153,18 @@ pub fn build_with(
 ) -> Result<Arc<AppState>, Error> {
     let policy = config.load_policy()?;
     let key = signing_key(&config)?;
+    let pins = config
+        .providers
+        .iter()
+        .map(|p| (p.name.clone(), p.usernames.clone()))
+        .collect();
     let chain = Chain::new(
         providers,
         VerdictCache::new(config.cache.verdict_ttl, config.cache.verdict_capacity),
         FailureCounter::new(config.cache.failure_window, config.cache.max_failures),
         config.server.request_timeout,
-    );
+    )
+    .with_pins(pins);
     let realm = config.realm();
     let issued = cache::IssuedTokens::new(config.token.reuse_window);
     let refresh = refresh_tokens(&config)?;

@@ -154,6 +154,7 @@ enum KeysCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    regauth_providers::install_crypto_provider();
     // Dropped last: flushes the log lines still queued.
     let _log_guard = init_logging(cli.log_format);
     match run(cli.command) {

@@ -183,7 +183,7 @@ impl Pattern {
     }
 
     /// Matches a plain value (user, group, service); a lone `*` matches any.
-    fn matches(&self, value: &str) -> bool {
+    pub fn matches(&self, value: &str) -> bool {
         self.source == "*" || glob_match(&self.tokens, value)
     }
 

@@ -13,8 +13,31 @@ use std::fmt;
 use async_trait::async_trait;
 pub use secrecy::{ExposeSecret, SecretString};
 
+pub mod github;
 pub mod ldap;
 pub mod static_users;
+
+/// Makes aws-lc-rs the process-wide rustls provider, so every TLS client
+/// in the process (including ones built without a preconfigured config)
+/// uses the one crypto library. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// What a secret looks like, which decides the providers it may go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretShape<'a> {
+    /// `ghp_`, `github_pat_`, `gho_`, `ghu_`, `ghs_`.
+    GitHubToken,
+    /// A compact JWT, with its (unverified) issuer if it has one.
+    Jwt {
+        issuer: Option<&'a str>,
+    },
+    Password,
+}
+
+/// The prefixes of GitHub's token formats.
+pub const GITHUB_TOKEN_PREFIXES: &[&str] = &["ghp_", "github_pat_", "gho_", "ghu_", "ghs_"];
 
 /// A duration written as `"15m"`, `"90s"` or a number of seconds, for
 /// provider and server configuration alike.
@@ -162,6 +185,19 @@ pub enum Rejection {
     Disabled,
     /// Anything else, with a message fit for the log (never a secret).
     Other(String),
+    /// Something the user can fix, with a message meant for the client
+    /// (e.g. "authorize this token for SAML SSO").
+    UserAction(String),
+}
+
+impl Rejection {
+    /// What the client may be told: only a `UserAction` says anything.
+    pub fn client_message(&self) -> Option<&str> {
+        match self {
+            Rejection::UserAction(message) => Some(message),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Rejection {
@@ -171,7 +207,7 @@ impl fmt::Display for Rejection {
             Rejection::EmptySecret => f.write_str("empty password"),
             Rejection::Expired => f.write_str("account expired"),
             Rejection::Disabled => f.write_str("account disabled"),
-            Rejection::Other(msg) => f.write_str(msg),
+            Rejection::Other(msg) | Rejection::UserAction(msg) => f.write_str(msg),
         }
     }
 }
@@ -190,6 +226,12 @@ pub enum Error {
     },
     #[error("identity provider unavailable: {0}")]
     Upstream(String),
+    /// The IdP throttles us: retry after this many seconds, if it said.
+    #[error("identity provider rate limit reached: {message}")]
+    RateLimited {
+        message: String,
+        retry_after: Option<u64>,
+    },
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -205,6 +247,12 @@ pub trait IdentityProvider: Send + Sync {
 
     /// Checks credentials. Must not panic, must not log the secret.
     async fn authenticate(&self, credentials: &Credentials) -> Outcome;
+
+    /// Whether secrets of this shape may be offered to this provider at
+    /// all. Passwords by default; token providers say which tokens.
+    fn accepts(&self, shape: SecretShape<'_>) -> bool {
+        shape == SecretShape::Password
+    }
 
     /// Looks up a subject this provider vouched for earlier, without a
     /// password (the refresh-token grant): `Authenticated` with its current

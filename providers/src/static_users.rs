@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use crate::{Credentials, Error, Identity, IdentityProvider, Outcome, Rejection};
+use crate::{Credentials, Error, Identity, IdentityProvider, Kind, Outcome, Rejection};
 
 /// `[[provider]] kind = "static"` as written in the configuration file.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -28,6 +28,25 @@ pub struct StaticConfig {
     /// group -> members.
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
+    /// Service accounts for CI.
+    #[serde(default)]
+    pub robots: Vec<RobotConfig>,
+}
+
+/// A robot (CI service account): `[[provider.robots]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RobotConfig {
+    /// `[a-z0-9._-]+`, so it survives shells and CI variables.
+    pub name: String,
+    /// bcrypt or argon2 hash of the robot's secret (`regauth hash-password`).
+    pub secret: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Last valid day (`YYYY-MM-DD`, UTC); the robot is refused from the
+    /// next day on.
+    #[serde(default)]
+    pub expires: Option<String>,
 }
 
 #[derive(Clone)]
@@ -77,6 +96,43 @@ pub fn hash_bcrypt(password: &str, cost: u32) -> Result<String, Error> {
 struct User {
     hash: PasswordHash,
     groups: Vec<String>,
+    kind: Kind,
+    /// Refused from this Unix time on, with the configured date for logs.
+    expires: Option<(i64, String)>,
+}
+
+impl User {
+    fn expired(&self) -> Option<&str> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        self.expires
+            .as_ref()
+            .filter(|(at, _)| now >= *at)
+            .map(|(_, day)| day.as_str())
+    }
+
+    fn identity(&self, subject: &str, provider: &str) -> Identity {
+        let mut identity =
+            Identity::new(subject, provider).with_groups(self.groups.iter().cloned());
+        identity.kind = self.kind;
+        identity
+    }
+}
+
+fn valid_robot_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
+}
+
+/// The first second after the last valid day.
+fn expiry(day: &str) -> Option<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(day, &format).ok()?;
+    Some(date.next_day()?.midnight().assume_utc().unix_timestamp())
 }
 
 /// Static users, loaded once at startup.
@@ -127,15 +183,63 @@ impl StaticUsers {
                 groups_of.entry(member).or_default().push(group.clone());
             }
         }
-        let users = hashes
+        let mut users = hashes
             .into_iter()
             .map(|(user, hash)| {
                 let mut groups = groups_of.remove(user.as_str()).unwrap_or_default();
                 groups.sort();
                 groups.dedup();
-                (user, Arc::new(User { hash, groups }))
+                let user_entry = User {
+                    hash,
+                    groups,
+                    kind: Kind::User,
+                    expires: None,
+                };
+                (user, Arc::new(user_entry))
             })
             .collect::<HashMap<_, _>>();
+        for (i, robot) in config.robots.iter().enumerate() {
+            let key = |field: &str| format!("robots[{i}].{field}");
+            if !valid_robot_name(&robot.name) {
+                return Err(Error::Config(format!(
+                    "{}: `{}` must be [a-z0-9._-]+",
+                    key("name"),
+                    robot.name
+                )));
+            }
+            if users.contains_key(&robot.name) {
+                return Err(Error::Config(format!(
+                    "{}: `{}` is already a user or robot",
+                    key("name"),
+                    robot.name
+                )));
+            }
+            let hash = PasswordHash::parse(&robot.secret).ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: unsupported hash (use bcrypt or argon2)",
+                    key("secret")
+                ))
+            })?;
+            let expires = match &robot.expires {
+                Some(day) => Some((
+                    expiry(day).ok_or_else(|| {
+                        Error::Config(format!(
+                            "{}: `{day}` is not a date like 2027-01-31",
+                            key("expires")
+                        ))
+                    })?,
+                    day.clone(),
+                )),
+                None => None,
+            };
+            let robot_entry = User {
+                hash,
+                groups: robot.groups.clone(),
+                kind: Kind::Robot,
+                expires,
+            };
+            users.insert(robot.name.clone(), Arc::new(robot_entry));
+        }
         if let Some(member) = groups_of.keys().next() {
             tracing::warn!(
                 provider = name,
@@ -170,9 +274,8 @@ impl IdentityProvider for StaticUsers {
 
     async fn lookup(&self, subject: &str) -> Outcome {
         match self.users.get(subject) {
-            Some(user) => Outcome::Authenticated(
-                Identity::new(subject, self.name.clone()).with_groups(user.groups.iter().cloned()),
-            ),
+            Some(user) if user.expired().is_some() => Outcome::Rejected(Rejection::Expired),
+            Some(user) => Outcome::Authenticated(user.identity(subject, &self.name)),
             None => Outcome::NotMine,
         }
     }
@@ -190,10 +293,13 @@ impl IdentityProvider for StaticUsers {
             tokio::task::spawn_blocking(move || user.hash.verify(secret.expose_secret()))
         };
         match check.await {
-            Ok(true) => Outcome::Authenticated(
-                Identity::new(credentials.username.clone(), self.name.clone())
-                    .with_groups(user.groups.iter().cloned()),
-            ),
+            Ok(true) => match user.expired() {
+                Some(day) => {
+                    tracing::warn!(provider = %self.name, robot = %credentials.username, expired_after = day, "robot account expired; refusing it");
+                    Outcome::Rejected(Rejection::Expired)
+                }
+                None => Outcome::Authenticated(user.identity(&credentials.username, &self.name)),
+            },
             Ok(false) => Outcome::Rejected(Rejection::WrongSecret),
             Err(_) => Outcome::Unavailable(Error::Internal("password check was cancelled".into())),
         }
@@ -221,6 +327,20 @@ mod tests {
                 ("bob".into(), argon),
             ]),
             groups: BTreeMap::from([("admins".into(), vec!["alice".into()])]),
+            robots: vec![
+                RobotConfig {
+                    name: "ci-app".into(),
+                    secret: bcrypt::hash("robot-secret", 4).unwrap(),
+                    groups: vec!["ci".into()],
+                    expires: Some("2999-12-31".into()),
+                },
+                RobotConfig {
+                    name: "ci-old".into(),
+                    secret: bcrypt::hash("robot-secret", 4).unwrap(),
+                    groups: vec![],
+                    expires: Some("2020-01-01".into()),
+                },
+            ],
         };
         StaticUsers::load("local", &config).unwrap()
     }
@@ -270,6 +390,60 @@ mod tests {
             p.authenticate(&Credentials::new("bob", "nope")).await,
             Outcome::Rejected(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn robots_are_robots_and_expire() {
+        let p = provider();
+        match p
+            .authenticate(&Credentials::new("ci-app", "robot-secret"))
+            .await
+        {
+            Outcome::Authenticated(id) => {
+                assert_eq!(id.kind, Kind::Robot);
+                assert_eq!(id.groups, ["ci"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            p.authenticate(&Credentials::new("ci-old", "robot-secret"))
+                .await,
+            Outcome::Rejected(Rejection::Expired)
+        ));
+        assert!(matches!(
+            p.authenticate(&Credentials::new("ci-old", "wrong")).await,
+            Outcome::Rejected(Rejection::WrongSecret)
+        ));
+        assert!(matches!(
+            p.lookup("ci-old").await,
+            Outcome::Rejected(Rejection::Expired)
+        ));
+    }
+
+    #[test]
+    fn robot_names_and_dates_are_checked() {
+        let robot = |name: &str, expires: &str| StaticConfig {
+            robots: vec![RobotConfig {
+                name: name.into(),
+                secret: bcrypt::hash("x", 4).unwrap(),
+                groups: vec![],
+                expires: Some(expires.into()),
+            }],
+            ..Default::default()
+        };
+        for bad in ["CI", "ci app", "ci/app", "", "ci$"] {
+            let err = StaticUsers::load("s", &robot(bad, "2030-01-01"))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains("robots[0].name"), "{err}");
+        }
+        let err = StaticUsers::load("s", &robot("ci", "31.12.2030"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("robots[0].expires"), "{err}");
+        assert!(StaticUsers::load("s", &robot("ci.app_1-x", "2030-01-31")).is_ok());
     }
 
     #[test]

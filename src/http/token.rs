@@ -441,7 +441,12 @@ fn admit(
         }
         Verdict::Rejected { provider, reason } => {
             event.reason = format!("rejected by {provider}: {reason} (user {user:?})");
-            Err(refused)
+            let mut error = refused.0;
+            if let Some(message) = reason.client_message() {
+                // something the user can fix, e.g. authorize a token for SSO
+                error.message = message.to_owned();
+            }
+            Err((error, refused.1))
         }
         Verdict::Unknown => {
             event.reason = format!("no provider knows user {user:?}");
@@ -453,10 +458,17 @@ fn admit(
             );
             Err((refused.0, Outcome::Throttled))
         }
-        Verdict::Unavailable { provider, reason } => {
+        Verdict::Unavailable {
+            provider,
+            reason,
+            retry_after,
+        } => {
             event.reason = format!("provider {provider} unavailable: {reason}");
             Err((
-                ApiError::unavailable("the identity provider is unavailable; try again shortly", 5),
+                ApiError::unavailable(
+                    "the identity provider is unavailable; try again shortly",
+                    retry_after.unwrap_or(5),
+                ),
                 Outcome::Unavailable,
             ))
         }

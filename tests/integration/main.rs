@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod compose;
+mod github;
 mod ldap;
 mod protocol;
 mod refresh;

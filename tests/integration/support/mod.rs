@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod github;
 pub mod oci;
 pub mod slapd;
 
@@ -94,6 +95,7 @@ impl Fixture {
     }
 
     pub fn with_key(kind: regauth::token::KeyType) -> Self {
+        regauth_providers::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let key = dir.path().join("token.key");
         let cert = dir.path().join("token.crt");

@@ -1,0 +1,408 @@
+//! The `github` provider: a GitHub personal access token (or app token) as
+//! the password, for github.com and GitHub Enterprise Server.
+//!
+//! The token is checked with `GET /user`; organization membership and
+//! teams become groups (`org`, `org/team`, parent teams included). GitHub's
+//! failure modes map to what a registry client can act on: SAML SSO
+//! enforcement is a 401 that says how to authorize the token, rate limits
+//! and outages are 503s (never 401s: the token may be fine). Redirects are
+//! never followed and the token is only ever sent to `api_url`'s origin.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, ACCEPT, USER_AGENT};
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use crate::{
+    Credentials, Error, Identity, IdentityProvider, Outcome, Rejection, Seconds, SecretShape,
+    GITHUB_TOKEN_PREFIXES,
+};
+
+/// `[[provider]] kind = "github"` as written in the configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubConfig {
+    /// `https://api.github.com`, or `https://ghe.corp/api/v3`.
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// Membership in each of these is required; their teams become groups.
+    #[serde(default)]
+    pub organizations: Vec<String>,
+    /// Accept any Basic username instead of requiring the token's login.
+    #[serde(default)]
+    pub any_username: bool,
+    /// PEM CA bundle for a GitHub Enterprise Server with a private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_timeout")]
+    pub timeout: Seconds,
+    #[serde(default = "default_team_ttl")]
+    pub team_cache_ttl: Seconds,
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+    /// Upper bound on `Link` pages followed per listing.
+    #[serde(default = "default_max_pages")]
+    pub max_pages: usize,
+}
+
+fn default_api_url() -> String {
+    "https://api.github.com".into()
+}
+fn default_timeout() -> Seconds {
+    Seconds(Duration::from_secs(10))
+}
+fn default_team_ttl() -> Seconds {
+    Seconds(Duration::from_secs(300))
+}
+fn default_api_version() -> String {
+    "2022-11-28".into()
+}
+fn default_max_pages() -> usize {
+    20
+}
+
+pub struct GitHub {
+    name: String,
+    config: GithubConfig,
+    api: String,
+    client: reqwest::Client,
+    /// Groups per login (lower-cased), for `team_cache_ttl`.
+    groups: moka::future::Cache<String, Arc<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct Org {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct Team {
+    slug: String,
+    organization: Org,
+    #[serde(default)]
+    parent: Option<ParentTeam>,
+}
+
+#[derive(Deserialize)]
+struct ParentTeam {
+    slug: String,
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn next_link(headers: &HeaderMap) -> Option<String> {
+    let link = headers.get("link")?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            })
+    })
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+impl GitHub {
+    pub fn new(name: &str, config: &GithubConfig) -> Result<Self, Error> {
+        let api = config.api_url.trim_end_matches('/').to_owned();
+        if !(api.starts_with("https://") || api.starts_with("http://")) {
+            return Err(Error::Config("api_url must be an http(s) URL".into()));
+        }
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_config(config.ca_file.as_deref())?)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.timeout.0)
+            .connect_timeout(config.timeout.0)
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            name: name.to_owned(),
+            config: config.clone(),
+            api,
+            client,
+            groups: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(config.team_cache_ttl.0)
+                .build(),
+        })
+    }
+
+    /// One API call; GitHub's refusals become the matching outcome.
+    async fn get(&self, token: &str, url: &str) -> Result<reqwest::Response, Outcome> {
+        // The token goes to api_url's origin and nowhere else (Link headers
+        // are followed only within it).
+        if !url.starts_with(&self.api) {
+            return Err(Outcome::Unavailable(Error::Upstream(format!(
+                "GitHub pointed outside api_url: {url}"
+            ))));
+        }
+        let response = self
+            .client
+            .get(url)
+            .bearer_auth(token)
+            .header(ACCEPT, "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", &self.config.api_version)
+            .header(USER_AGENT, "regauth")
+            .send()
+            .await
+            .map_err(|e| {
+                let kind = if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "failed"
+                };
+                Outcome::Unavailable(Error::Upstream(format!(
+                    "GitHub request {kind}: {}",
+                    e.without_url()
+                )))
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let headers = response.headers();
+        let rate_limited = header(headers, "x-ratelimit-remaining") == Some("0")
+            || headers.contains_key("retry-after")
+            || status == StatusCode::TOO_MANY_REQUESTS;
+        Err(match status {
+            StatusCode::UNAUTHORIZED => Outcome::Rejected(Rejection::WrongSecret),
+            StatusCode::FORBIDDEN if headers.contains_key("x-github-sso") => {
+                let url = header(headers, "x-github-sso")
+                    .and_then(|v| v.split("url=").nth(1))
+                    .unwrap_or("https://github.com/settings/tokens");
+                Outcome::Rejected(Rejection::UserAction(format!(
+                    "this GitHub token is not authorized for the organization's SAML single sign-on: authorize it at {url} and log in again"
+                )))
+            }
+            StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS if rate_limited => {
+                let retry_after = header(headers, "retry-after")
+                    .and_then(|v| v.parse().ok())
+                    .or_else(|| {
+                        let reset: u64 = header(headers, "x-ratelimit-reset")?.parse().ok()?;
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .ok()?
+                            .as_secs();
+                        Some(reset.saturating_sub(now).max(1))
+                    });
+                Outcome::Unavailable(Error::RateLimited {
+                    message: format!("GitHub answered {status}"),
+                    retry_after,
+                })
+            }
+            StatusCode::FORBIDDEN => {
+                Outcome::Rejected(Rejection::Other("GitHub refused the token (403)".into()))
+            }
+            s => Outcome::Unavailable(Error::Upstream(format!("GitHub answered {s}"))),
+        })
+    }
+
+    /// A listing, following `Link: rel="next"` up to `max_pages`.
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        path: &str,
+    ) -> Result<Vec<T>, Outcome> {
+        let mut url = format!("{}{path}?per_page=100", self.api);
+        let mut items = Vec::new();
+        for _ in 0..self.config.max_pages {
+            let response = self.get(token, &url).await?;
+            let next = next_link(response.headers());
+            let page: Vec<T> = response.json().await.map_err(|e| {
+                Outcome::Unavailable(Error::Upstream(format!("GitHub {path}: {e}")))
+            })?;
+            items.extend(page);
+            match next {
+                Some(n) => url = n,
+                None => return Ok(items),
+            }
+        }
+        tracing::warn!(provider = %self.name, path, pages = self.config.max_pages, "stopped following GitHub pagination at max_pages");
+        Ok(items)
+    }
+
+    async fn login(&self, credentials: &Credentials) -> Result<Identity, Outcome> {
+        let token = credentials.secret.expose_secret();
+        let response = self.get(token, &format!("{}/user", self.api)).await?;
+        let scopes = header(response.headers(), "x-oauth-scopes").map(str::to_owned);
+        let user: User = response
+            .json()
+            .await
+            .map_err(|e| Outcome::Unavailable(Error::Upstream(format!("GitHub /user: {e}"))))?;
+        if !self.config.any_username && !user.login.eq_ignore_ascii_case(&credentials.username) {
+            return Err(Outcome::Rejected(Rejection::Other(format!(
+                "the Basic username {:?} is not the token's login {:?}",
+                credentials.username, user.login
+            ))));
+        }
+        let key = user.login.to_lowercase();
+        let groups = match self.groups.get(&key).await {
+            Some(groups) => groups,
+            None => {
+                let groups = Arc::new(
+                    self.resolve_groups(token, &user.login, scopes.as_deref())
+                        .await?,
+                );
+                self.groups.insert(key, groups.clone()).await;
+                groups
+            }
+        };
+        Ok(Identity::new(user.login, self.name.clone()).with_groups(groups.iter().cloned()))
+    }
+
+    async fn resolve_groups(
+        &self,
+        token: &str,
+        login: &str,
+        scopes: Option<&str>,
+    ) -> Result<Vec<String>, Outcome> {
+        let wanted: BTreeSet<String> = self
+            .config
+            .organizations
+            .iter()
+            .map(|o| o.to_lowercase())
+            .collect();
+        let orgs: BTreeSet<String> = self
+            .list::<Org>(token, "/user/orgs")
+            .await?
+            .into_iter()
+            .map(|o| o.login.to_lowercase())
+            .collect();
+        if let Some(missing) = wanted.iter().find(|o| !orgs.contains(*o)) {
+            let why = match scopes {
+                Some(s) if !s.split(',').any(|x| matches!(x.trim(), "read:org" | "write:org" | "admin:org")) => {
+                    "the classic token lacks the read:org scope (it sees public memberships only)"
+                }
+                Some(_) => "the user is not a member",
+                None => "the user is not a member, or the fine-grained token has no access to the organization",
+            };
+            tracing::warn!(provider = %self.name, user = login, organization = %missing, "GitHub organization membership missing: {why}");
+            return Err(Outcome::Rejected(Rejection::Other(format!(
+                "not a member of GitHub organization {missing}: {why}"
+            ))));
+        }
+        let in_scope = |org: &str| wanted.is_empty() || wanted.contains(org);
+        let mut groups: BTreeSet<String> = orgs.iter().filter(|o| in_scope(o)).cloned().collect();
+        for team in self.list::<Team>(token, "/user/teams").await? {
+            let org = team.organization.login.to_lowercase();
+            if !in_scope(&org) {
+                continue;
+            }
+            groups.insert(format!("{org}/{}", team.slug));
+            if let Some(parent) = team.parent {
+                groups.insert(format!("{org}/{}", parent.slug));
+            }
+            groups.insert(org);
+        }
+        Ok(groups.into_iter().collect())
+    }
+}
+
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, Error> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let bad = |m: String| Error::Config(format!("ca_file {}: {m}", path.display()));
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+            roots
+                .add(cert.map_err(|e| bad(e.to_string()))?)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+#[async_trait]
+impl IdentityProvider for GitHub {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "github"
+    }
+
+    fn accepts(&self, shape: SecretShape<'_>) -> bool {
+        shape == SecretShape::GitHubToken
+    }
+
+    async fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        let token = credentials.secret.expose_secret();
+        if !GITHUB_TOKEN_PREFIXES.iter().any(|p| token.starts_with(p)) {
+            return Outcome::NotMine;
+        }
+        match self.login(credentials).await {
+            Ok(identity) => Outcome::Authenticated(identity),
+            Err(outcome) => outcome,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_header_next() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "link",
+            r#"<https://api.github.com/user/teams?page=2>; rel="next", <https://api.github.com/user/teams?page=5>; rel="last""#
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://api.github.com/user/teams?page=2")
+        );
+        h.insert(
+            "link",
+            r#"<https://x/?page=1>; rel="prev""#.parse().unwrap(),
+        );
+        assert_eq!(next_link(&h), None);
+    }
+
+    #[tokio::test]
+    async fn only_github_shaped_tokens_are_considered() {
+        let c: GithubConfig = serde_json::from_str(r#"{"api_url":"http://127.0.0.1:1"}"#).unwrap();
+        let gh = GitHub::new("gh", &c).unwrap();
+        assert!(matches!(
+            gh.authenticate(&Credentials::new("u", "password")).await,
+            Outcome::NotMine
+        ));
+        assert!(gh.accepts(SecretShape::GitHubToken));
+        assert!(!gh.accepts(SecretShape::Password));
+        // unreachable API: unavailable, never rejected
+        assert!(matches!(
+            gh.authenticate(&Credentials::new("u", "ghp_abc")).await,
+            Outcome::Unavailable(_)
+        ));
+    }
+}
