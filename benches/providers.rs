@@ -1,9 +1,10 @@
-//! LDAP provider costs against a real slapd on loopback, in one run:
-//! the cold path (search + bind + nested group walk, no cache) as p50/p99,
-//! LDAP operations per cold login, and cached-path throughput of an LDAP
-//! user against a static user and /healthz (wrk, alternating rounds).
+//! Identity provider costs, in one run: the LDAP cold path (search + bind
+//! + nested group walk, no cache) against a real slapd as p50/p99 with its
+//! operation count, and the cached token path of an LDAP user, a GitHub
+//! PAT (fake GitHub API) and a static user against /healthz (wrk,
+//! alternating rounds).
 //!
-//!   cargo bench --bench ldap        (needs slapd, ldap-utils, openssl, wrk)
+//!   cargo bench --bench providers   (needs slapd, ldap-utils, openssl, wrk)
 
 #[path = "../tests/integration/support/mod.rs"]
 mod support;
@@ -11,6 +12,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use regauth_providers::{Credentials, Outcome};
+use support::github::{Behaviour, FakeGitHub};
 use support::slapd::Slapd;
 use support::{Fixture, Server};
 
@@ -70,32 +72,52 @@ async fn main() {
     let binds = count(new, " BIND dn=") as f64 / 2.0 / logins as f64;
     let searches = count(new, " SRCH base=") as f64 / logins as f64;
 
-    // Cached path: a whole server, LDAP user vs static user vs baseline.
-    let server = Server::start(
-        &fixture,
-        &format!("{}{policy}", slapd.provider_toml("corp", &[])),
-    )
-    .await;
+    // Cached path: a whole server, LDAP vs GitHub vs static user vs baseline.
+    let github = FakeGitHub::start().await;
+    let pat = "ghp_benchTOKEN000000000000000000000000";
+    github.token(
+        pat,
+        Behaviour::Member {
+            login: "octocat",
+            orgs: vec!["acme"],
+            teams: vec![("acme", "platform", None)],
+            scopes: Some("read:org"),
+        },
+    );
+    let github_provider = format!(
+        "\n[[provider]]\nname = \"github\"\nkind = \"github\"\napi_url = \"{}\"\norganizations = [\"acme\"]\n\n[[rule]]\ngroups = [\"acme/platform\"]\nrepos = [\"acme/**\"]\nactions = [\"pull\", \"push\"]\n",
+        github.url()
+    );
+    let providers = format!(
+        "{}{policy}{github_provider}",
+        slapd.provider_toml("corp", &[])
+    );
+    let server = Server::start(&fixture, &providers).await;
     let base = format!("http://{}", server.addr);
     let ldap_url =
         format!("{base}/auth?service=registry.test&scope=repository:platform/app:pull,push");
     let static_url =
         format!("{base}/auth?service=registry.test&scope=repository:team/app:pull,push");
+    let github_url =
+        format!("{base}/auth?service=registry.test&scope=repository:acme/app:pull,push");
     let ann_auth = support::basic("ann", "ann-pw");
+    let pat_auth = support::basic("octocat", pat);
     let writer_auth = support::basic("writer", "writer-pw");
-    let (mut l, mut s, mut h) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut l, mut g, mut s, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let seconds = 5;
     let rounds = tokio::task::spawn_blocking(move || {
         for _ in 0..3 {
             l.push(wrk(&ldap_url, Some(&ann_auth), seconds));
+            g.push(wrk(&github_url, Some(&pat_auth), seconds));
             s.push(wrk(&static_url, Some(&writer_auth), seconds));
             h.push(wrk(&format!("{base}/healthz"), None, seconds));
         }
-        (l, s, h)
+        (l, g, s, h)
     })
     .await
     .unwrap();
-    let (l, s, h) = rounds;
+    let (l, g, s, h) = rounds;
+    let user_calls = github.user_calls();
     println!("LDAP cold login (search + bind + nested groups, no cache), {logins} logins:");
     println!(
         "  p50 {p50:.2} ms, p99 {p99:.2} ms; per login {binds:.1} binds, {searches:.1} searches"
@@ -106,6 +128,10 @@ async fn main() {
         median(l.clone())
     );
     println!(
+        "  GitHub PAT:          {g:?} -> median {:.0} tokens/s",
+        median(g.clone())
+    );
+    println!(
         "  static user:         {s:?} -> median {:.0} tokens/s",
         median(s.clone())
     );
@@ -113,5 +139,10 @@ async fn main() {
         "  /healthz baseline:   {h:?} -> median {:.0} requests/s",
         median(h.clone())
     );
-    println!("  LDAP / static: {:.2}", median(l) / median(s));
+    println!(
+        "  LDAP / static: {:.2}, GitHub / static: {:.2}",
+        median(l.clone()) / median(s.clone()),
+        median(g) / median(s)
+    );
+    println!("  GitHub /user calls during all GitHub rounds: {user_calls}");
 }
