@@ -1,7 +1,7 @@
-//! Identity provider costs, in one run: the LDAP cold path (search + bind
-//! + nested group walk, no cache) against a real slapd as p50/p99 with its
-//! operation count, and the cached token path of an LDAP user, a GitHub
-//! PAT (fake GitHub API) and a static user against /healthz (wrk,
+//! Identity provider costs, in one run: the LDAP cold path (search, bind
+//! and nested group walk, no cache) against a real slapd as p50/p99 with
+//! its operation count, and the cached token path of an LDAP user, a
+//! GitHub PAT (fake GitHub API) and a static user against /healthz (wrk,
 //! alternating rounds).
 //!
 //!   cargo bench --bench providers   (needs slapd, ldap-utils, openssl, wrk)
