@@ -1,7 +1,6 @@
 //! The GitHub provider against a fake GitHub API, credential routing across
 //! static, LDAP and GitHub, and robot accounts for CI.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -44,19 +43,6 @@ fn octocat() -> Behaviour {
         ],
         scopes: Some("repo, read:org"),
     }
-}
-
-async fn token(state: &Arc<regauth::AppState>, user: &str, secret: &str, scope: &str) -> Reply {
-    get(
-        state,
-        &format!("/auth?service={SERVICE}&scope={scope}"),
-        Some(&basic(user, secret)),
-    )
-    .await
-}
-
-fn actions(reply: &Reply) -> Vec<String> {
-    reply.access().into_iter().flat_map(|(_, _, a)| a).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,27 +102,27 @@ async fn githubs_answers_map_to_what_clients_can_act_on() {
 
     // teams across two pages, the parent team included
     assert_eq!(
-        actions(&token(&state, "octocat", OCTO, push).await),
+        token_for(&state, "octocat", OCTO, push).await.actions(),
         ["pull", "push"]
     );
     // the Basic username is the login, case-insensitively
     assert_eq!(
-        actions(&token(&state, "OctoCat", OCTO, push).await),
+        token_for(&state, "OctoCat", OCTO, push).await.actions(),
         ["pull", "push"]
     );
-    token(&state, "someone-else", OCTO, push)
+    token_for(&state, "someone-else", OCTO, push)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
     // not a member of the required organization
-    token(&state, "outsider", "ghp_outsider", push)
+    token_for(&state, "outsider", "ghp_outsider", push)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
     // a bad or revoked token
-    token(&state, "octocat", "ghp_unknown", push)
+    token_for(&state, "octocat", "ghp_unknown", push)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
     // SAML SSO enforcement: 401 that says what to do
-    let sso = token(&state, "octocat", "github_pat_sso", push).await;
+    let sso = token_for(&state, "octocat", "github_pat_sso", push).await;
     let body = sso.assert_error(StatusCode::UNAUTHORIZED);
     let message = body["errors"][0]["message"].as_str().unwrap();
     assert!(
@@ -144,25 +130,25 @@ async fn githubs_answers_map_to_what_clients_can_act_on() {
         "{message}"
     );
     // rate limits are 503 with Retry-After, never 401
-    let limited = token(&state, "octocat", "ghp_ratelimited", push).await;
+    let limited = token_for(&state, "octocat", "ghp_ratelimited", push).await;
     limited.assert_error(StatusCode::SERVICE_UNAVAILABLE);
     let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
-    let secondary = token(&state, "octocat", "ghp_secondary", push).await;
+    let secondary = token_for(&state, "octocat", "ghp_secondary", push).await;
     secondary.assert_error(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(secondary.header("retry-after"), Some("30"));
     // 5xx and timeouts: 503
-    token(&state, "octocat", "ghp_broken", push)
+    token_for(&state, "octocat", "ghp_broken", push)
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE);
-    token(&state, "octocat", "ghp_slow", push)
+    token_for(&state, "octocat", "ghp_slow", push)
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE);
 
     // any_username accepts another Basic name for a valid token
     let any = f.state(&provider(&github.url(), "any_username = true"));
     assert_eq!(
-        actions(&token(&any, "ci", OCTO, push).await),
+        token_for(&any, "ci", OCTO, push).await.actions(),
         ["pull", "push"]
     );
 }
@@ -181,12 +167,12 @@ async fn enterprise_server_api_prefix_and_revocation_within_the_ttl() {
     let state = f.state_with(&text);
     let pull = "repository:acme/app:pull";
     assert_eq!(
-        actions(&token(&state, "octocat", OCTO, pull).await),
+        token_for(&state, "octocat", OCTO, pull).await.actions(),
         ["pull"]
     );
     github.revoke(OCTO);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    token(&state, "octocat", OCTO, pull)
+    token_for(&state, "octocat", OCTO, pull)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
 }
@@ -209,11 +195,11 @@ async fn credentials_are_routed_to_their_owner_only() {
 
     // a PAT: GitHub answers, LDAP never sees it
     assert_eq!(
-        actions(&token(&state, "octocat", OCTO, pull).await),
+        token_for(&state, "octocat", OCTO, pull).await.actions(),
         ["pull"]
     );
     // a bad PAT is refused by GitHub and not offered to anyone else
-    token(&state, "octocat", "ghp_wrong", pull)
+    token_for(&state, "octocat", "ghp_wrong", pull)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
     assert!(
@@ -223,18 +209,18 @@ async fn credentials_are_routed_to_their_owner_only() {
 
     // an LDAP password: never sent to GitHub
     let before = github.user_calls();
-    token(&state, "ann", "ann-pw", pull).await;
-    token(&state, "ann", "wrong", pull)
+    token_for(&state, "ann", "ann-pw", pull).await;
+    token_for(&state, "ann", "wrong", pull)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
     // unknown everywhere: static and LDAP are asked, GitHub is not
-    token(&state, "nobody", "some password", pull)
+    token_for(&state, "nobody", "some password", pull)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
     assert_eq!(github.user_calls(), before, "passwords never reach GitHub");
 
     // a static user's wrong password stops at the static provider
-    token(&state, "writer", "wrong", pull)
+    token_for(&state, "writer", "wrong", pull)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
     assert!(
@@ -276,10 +262,10 @@ actions = ["pull", "push"]
     );
     let state = f.state(&format!("{robots}{}", slapd.provider_toml("corp", &[])));
     let push = "repository:builds/app:push";
-    let ok = token(&state, "ci-builder", "robot-secret", push).await;
-    assert_eq!(actions(&ok), ["push"]);
+    let ok = token_for(&state, "ci-builder", "robot-secret", push).await;
+    assert_eq!(ok.actions(), ["push"]);
     assert_eq!(ok.token().1["sub"], "ci-builder");
-    token(&state, "ci-retired", "robot-secret", push)
+    token_for(&state, "ci-retired", "robot-secret", push)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
     assert!(
@@ -289,7 +275,7 @@ actions = ["pull", "push"]
         "a clear log line for the expired robot"
     );
     // a pinned name that is not a robot is never offered to LDAP
-    token(&state, "ci-unknown", "whatever", push)
+    token_for(&state, "ci-unknown", "whatever", push)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
     assert!(!slapd.log().contains("ci-unknown"));

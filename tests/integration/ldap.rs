@@ -2,7 +2,6 @@
 //! registry push, passwords and filter injection, TLS, group TTL, and the
 //! directory going away and coming back.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -32,19 +31,6 @@ const ANN: &str = "uid=ann,ou=people,dc=corp,dc=test";
 
 fn extra(slapd: &Slapd, overrides: &[(&str, &str)]) -> String {
     format!("{}{LDAP_POLICY}", slapd.provider_toml("corp", overrides))
-}
-
-async fn scope(state: &Arc<regauth::AppState>, user: &str, password: &str, scope: &str) -> Reply {
-    get(
-        state,
-        &format!("/auth?service={SERVICE}&scope={scope}"),
-        Some(&basic(user, password)),
-    )
-    .await
-}
-
-fn actions(reply: &Reply) -> Vec<String> {
-    reply.access().into_iter().flat_map(|(_, _, a)| a).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,45 +72,47 @@ async fn passwords_injection_names_and_groups() {
     let state = f.state(&extra(&slapd, &[]));
     let push = "repository:platform/x:pull,push";
 
-    let ok = scope(&state, "ann", "ann-pw", push).await;
-    assert_eq!(actions(&ok), ["pull", "push"]);
+    let ok = token_for(&state, "ann", "ann-pw", push).await;
+    assert_eq!(ok.actions(), ["pull", "push"]);
     assert_eq!(ok.token().1["sub"], "ann");
-    scope(&state, "ann", "wrong", push)
+    token_for(&state, "ann", "wrong", push)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
 
     // an empty password never reaches slapd
     let binds = slapd.binds_of(ANN);
-    scope(&state, "ann", "", push)
+    token_for(&state, "ann", "", push)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
     assert_eq!(slapd.binds_of(ANN), binds, "no bind for an empty password");
 
     // filter injection finds nobody
     for user in ["*", "admin)(uid=*", "ann)(uid=*", "*)(|(uid=*", "ann\\"] {
-        scope(&state, user, "ann-pw", push)
+        token_for(&state, user, "ann-pw", push)
             .await
             .assert_error(StatusCode::UNAUTHORIZED);
-        scope(&state, user, "admin-pw", push)
+        token_for(&state, user, "admin-pw", push)
             .await
             .assert_error(StatusCode::UNAUTHORIZED);
     }
     // a name that needs escaping logs in; the subject is the directory's spelling
-    let john = scope(&state, "jo(h*n", "john-pw", push).await;
-    assert_eq!(actions(&john), ["pull"]);
+    let john = token_for(&state, "jo(h*n", "john-pw", push).await;
+    assert_eq!(john.actions(), ["pull"]);
     assert_eq!(john.token().1["sub"], "jo(h*n");
-    let upper = scope(&state, "ANN", "ann-pw", push).await;
+    let upper = token_for(&state, "ANN", "ann-pw", push).await;
     assert_eq!(
         upper.token().1["sub"],
         "ann",
         "canonical case from the entry"
     );
     // a user in no group gets an empty grant, not an error
-    let dee = scope(&state, "dee", "dee-pw", push).await;
+    let dee = token_for(&state, "dee", "dee-pw", push).await;
     assert!(dee.access().is_empty());
     // a static user is still served by the static provider first
     assert_eq!(
-        actions(&scope(&state, "writer", "writer-pw", "repository:team/a:push").await),
+        token_for(&state, "writer", "writer-pw", "repository:team/a:push")
+            .await
+            .actions(),
         ["push"]
     );
 
@@ -136,21 +124,21 @@ async fn passwords_injection_names_and_groups() {
             r#""(|(member={dn})(memberUid={username}))""#,
         )],
     ));
-    let cid = scope(&state, "cid", "cid-pw", "repository:devs/tool:push").await;
-    assert_eq!(actions(&cid), ["push"]);
+    let cid = token_for(&state, "cid", "cid-pw", "repository:devs/tool:push").await;
+    assert_eq!(cid.actions(), ["push"]);
     // cycles end: ann is in core, platform and both cycle groups
-    let ann = scope(&state, "ann", "ann-pw", push).await;
-    assert_eq!(actions(&ann), ["pull", "push"]);
+    let ann = token_for(&state, "ann", "ann-pw", push).await;
+    assert_eq!(ann.actions(), ["pull", "push"]);
 
     // memberOf (overlay) instead of a group search
     let state = f.state(&extra(&slapd, &[("member_of_attribute", r#""memberOf""#)]));
     assert_eq!(
-        actions(&scope(&state, "ann", "ann-pw", push).await),
+        token_for(&state, "ann", "ann-pw", push).await.actions(),
         ["pull", "push"]
     );
     // without nesting, ann has core only
     let state = f.state(&extra(&slapd, &[("nested_groups", "false")]));
-    assert!(scope(&state, "ann", "ann-pw", push)
+    assert!(token_for(&state, "ann", "ann-pw", push)
         .await
         .access()
         .is_empty());
@@ -170,12 +158,12 @@ async fn ldaps_and_starttls_with_a_ca_file() {
         ],
     ));
     assert_eq!(
-        actions(&scope(&ldaps, "ann", "ann-pw", push).await),
+        token_for(&ldaps, "ann", "ann-pw", push).await.actions(),
         ["push"]
     );
     let starttls = f.state(&extra(&slapd, &[("start_tls", "true"), ("ca_file", &ca)]));
     assert_eq!(
-        actions(&scope(&starttls, "ann", "ann-pw", push).await),
+        token_for(&starttls, "ann", "ann-pw", push).await.actions(),
         ["push"]
     );
     // a CA that did not sign the server's certificate: the directory is
@@ -188,7 +176,7 @@ async fn ldaps_and_starttls_with_a_ca_file() {
             ("ca_file", &wrong),
         ],
     ));
-    scope(&state, "ann", "ann-pw", push)
+    token_for(&state, "ann", "ann-pw", push)
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE);
 }
@@ -206,7 +194,7 @@ async fn group_changes_show_after_the_group_ttl_not_before() {
     let state = f.state_with(&text.replace("[token]\n", "[token]\nreuse_window = \"0s\"\n"));
     let push = "repository:platform/x:push";
     let started = Instant::now();
-    assert!(scope(&state, "ben", "ben-pw", push)
+    assert!(token_for(&state, "ben", "ben-pw", push)
         .await
         .access()
         .is_empty());
@@ -216,7 +204,7 @@ async fn group_changes_show_after_the_group_ttl_not_before() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(
-        scope(&state, "ben", "ben-pw", push)
+        token_for(&state, "ben", "ben-pw", push)
             .await
             .access()
             .is_empty(),
@@ -227,7 +215,7 @@ async fn group_changes_show_after_the_group_ttl_not_before() {
     )
     .await;
     assert_eq!(
-        actions(&scope(&state, "ben", "ben-pw", push).await),
+        token_for(&state, "ben", "ben-pw", push).await.actions(),
         ["push"]
     );
 }
@@ -245,7 +233,7 @@ async fn directory_outage_serves_cached_verdicts_and_recovers() {
     ));
     let push = "repository:platform/x:push";
     assert_eq!(
-        actions(&scope(&state, "ann", "ann-pw", push).await),
+        token_for(&state, "ann", "ann-pw", push).await.actions(),
         ["push"]
     );
     assert_eq!(get(&state, "/readyz", None).await.status, StatusCode::OK);
@@ -253,11 +241,11 @@ async fn directory_outage_serves_cached_verdicts_and_recovers() {
     slapd.stop();
     // a fresh cached verdict still gets a token
     assert_eq!(
-        actions(&scope(&state, "ann", "ann-pw", push).await),
+        token_for(&state, "ann", "ann-pw", push).await.actions(),
         ["push"]
     );
     // nobody else can be checked: 503, not 401 and not 500
-    let down = scope(&state, "ben", "ben-pw", push).await;
+    let down = token_for(&state, "ben", "ben-pw", push).await;
     let body = down.assert_error(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
     assert!(down.header("retry-after").is_some());
@@ -268,8 +256,8 @@ async fn directory_outage_serves_cached_verdicts_and_recovers() {
 
     slapd.resume();
     // back to normal without restarting regauth (pooled connections renew)
-    let back = scope(&state, "ben", "ben-pw", "repository:platform/x:pull").await;
-    assert_eq!(actions(&back), ["pull"]);
+    let back = token_for(&state, "ben", "ben-pw", "repository:platform/x:pull").await;
+    assert_eq!(back.actions(), ["pull"]);
     assert_eq!(get(&state, "/readyz", None).await.status, StatusCode::OK);
 }
 
@@ -283,7 +271,7 @@ async fn a_retrying_stale_password_cannot_lock_the_directory_account() {
     let state = f.state_with(&text);
     let before = slapd.binds_of(ANN);
     for _ in 0..20 {
-        scope(
+        token_for(
             &state,
             "ann",
             "stale-password",
@@ -321,7 +309,7 @@ async fn stale_groups_serve_when_only_the_group_walk_fails() {
     let state = f.state_with(&text);
     let push = "repository:platform/x:push";
     assert_eq!(
-        actions(&scope(&state, "ann", "ann-pw", push).await),
+        token_for(&state, "ann", "ann-pw", push).await.actions(),
         ["push"]
     );
     slapd.stop();
@@ -334,13 +322,13 @@ async fn stale_groups_serve_when_only_the_group_walk_fails() {
     // verdict and groups are both past their TTL; the bind works, the
     // nested walk hits the size limit, and the cached groups serve
     assert_eq!(
-        actions(&scope(&state, "ann", "ann-pw", push).await),
+        token_for(&state, "ann", "ann-pw", push).await.actions(),
         ["push"]
     );
     // proof that the walk really fails now: a server with no cached
     // groups for ann cannot serve her (503, not a wrong grant)
     let fresh = f.state_with(&text);
-    scope(&fresh, "ann", "ann-pw", push)
+    token_for(&fresh, "ann", "ann-pw", push)
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -224,6 +224,11 @@ impl Reply {
             .collect()
     }
 
+    /// Every granted action, across the access entries.
+    pub fn actions(&self) -> Vec<String> {
+        self.access().into_iter().flat_map(|(_, _, a)| a).collect()
+    }
+
     /// Asserts the registry's JSON error shape with this status.
     pub fn assert_error(&self, status: StatusCode) -> serde_json::Value {
         assert_eq!(self.status, status, "{}", self.text());
@@ -275,6 +280,12 @@ pub async fn get(state: &Arc<AppState>, uri: &str, auth: Option<&str>) -> Reply 
         request = request.header("authorization", auth);
     }
     call(state, request.body(Body::empty()).unwrap()).await
+}
+
+/// A GET token request for one scope with Basic credentials.
+pub async fn token_for(state: &Arc<AppState>, user: &str, secret: &str, scope: &str) -> Reply {
+    let uri = format!("/auth?service={SERVICE}&scope={scope}");
+    get(state, &uri, Some(&basic(user, secret))).await
 }
 
 pub async fn post_form(state: &Arc<AppState>, uri: &str, form: &str) -> Reply {
