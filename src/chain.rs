@@ -1,8 +1,10 @@
 //! The provider chain: which provider a credential goes to, and what the
 //! answer means.
 //!
-//! Providers are asked in configured order and the chain stops at the first
-//! answer that is not `NotMine`: a secret rejected by one provider is never
+//! A credential goes only to the providers that accept its shape (GitHub
+//! token, JWT of an issuer, password) or that pin its username. Those are
+//! asked in configured order and the chain stops at the first answer that
+//! is not `NotMine`: a secret rejected by one provider is never
 //! offered to the next, and an unreachable provider is never skipped (that
 //! would hand its users' passwords to another IdP). Caches sit in front of
 //! every provider, so a burst of token requests costs one upstream check.
@@ -16,9 +18,8 @@ use regauth_providers::{
     GITHUB_TOKEN_PREFIXES,
 };
 
-use crate::policy::Pattern;
-
 use crate::cache::{FailureCounter, VerdictCache};
+use crate::policy::Pattern;
 
 /// The chain's answer for one credential.
 #[derive(Debug)]
@@ -194,7 +195,8 @@ impl Chain {
     pub async fn authenticate(&self, credentials: &Credentials, client: IpAddr) -> Verdict {
         // A fresh cached verdict answers without any upstream call, even
         // while the user is throttled (the cached secret is known good).
-        for provider in self.candidates(credentials) {
+        let candidates = self.candidates(credentials);
+        for provider in &candidates {
             let key = self.verdicts.key(provider.name(), credentials);
             if let Some(identity) = self.verdicts.get(&key).await {
                 if !provider.reachable() {
@@ -213,7 +215,7 @@ impl Chain {
         if self.failures.throttled(&credentials.username, client).await {
             return Verdict::Throttled;
         }
-        for provider in self.candidates(credentials) {
+        for provider in candidates {
             let key = self.verdicts.key(provider.name(), credentials);
             let check = self.bounded(provider.authenticate(credentials));
             match self.verdicts.get_or_check(key, check).await {
