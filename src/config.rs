@@ -86,6 +86,9 @@ struct RawServer {
     max_body_bytes: usize,
     #[serde(default = "default_max_scopes")]
     max_scopes: usize,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` names the real client.
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -97,6 +100,7 @@ impl Default for RawServer {
             request_timeout: default_request_timeout(),
             max_body_bytes: default_max_body(),
             max_scopes: default_max_scopes(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -257,6 +261,44 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_scopes: usize,
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// An IP network such as `10.0.0.0/8` or `::1/128` (a bare address is /32
+/// or /128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Option<Self> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().ok()?)),
+            None => (text, None),
+        };
+        let network: std::net::IpAddr = address.parse().ok()?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Self { network, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        fn bits(ip: std::net::IpAddr) -> (u128, u8) {
+            match ip {
+                std::net::IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
+                std::net::IpAddr::V6(v6) => (u128::from(v6), 128),
+            }
+        }
+        let (net, width) = bits(self.network);
+        let (addr, addr_width) = bits(ip.to_canonical());
+        if width != addr_width {
+            return false;
+        }
+        let shift = u32::from(width - self.prefix);
+        shift >= 128 || (net >> shift) == (addr >> shift)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -361,6 +403,16 @@ impl Config {
                 ));
             }
         }
+        let mut trusted_proxies = Vec::new();
+        for (i, text) in raw.server.trusted_proxies.iter().enumerate() {
+            trusted_proxies.push(Cidr::parse(text).ok_or_else(|| {
+                invalid(
+                    origin,
+                    format!("server.trusted_proxies[{i}]"),
+                    format!("`{text}` is not an address or network like 10.0.0.0/8"),
+                )
+            })?);
+        }
         if raw.server.max_scopes == 0 {
             return Err(invalid(origin, "server.max_scopes", "must be at least 1"));
         }
@@ -464,6 +516,7 @@ impl Config {
                 request_timeout: raw.server.request_timeout.0,
                 max_body_bytes: raw.server.max_body_bytes,
                 max_scopes: raw.server.max_scopes,
+                trusted_proxies,
             },
             token: TokenConfig {
                 issuer: raw.token.issuer,
@@ -754,6 +807,33 @@ mod tests {
             "{MINIMAL}\n[[provider]]\nkind=\"smoke\"\nname=\"a\""
         ))
         .contains("provider[0]"));
+    }
+
+    #[test]
+    fn cidrs() {
+        let net = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains("10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        assert!(
+            net.contains("::ffff:10.0.0.1".parse().unwrap()),
+            "IPv4-mapped IPv6"
+        );
+        let one = Cidr::parse("192.168.1.7").unwrap();
+        assert!(one.contains("192.168.1.7".parse().unwrap()));
+        assert!(!one.contains("192.168.1.8".parse().unwrap()));
+        assert!(Cidr::parse("::/0")
+            .unwrap()
+            .contains("2001:db8::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "nonsense", "10.0.0/8", "::1/129"] {
+            assert!(Cidr::parse(bad).is_none(), "{bad}");
+        }
+        let e = err(&format!(
+            "{MINIMAL}\n[server]\ntrusted_proxies = [\"10.0.0.0/99\"]"
+        ));
+        assert!(e.contains("server.trusted_proxies[0]"), "{e}");
     }
 
     #[test]

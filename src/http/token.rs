@@ -101,12 +101,32 @@ fn token_body(
     body.into()
 }
 
-fn client_ip(request: &Request) -> IpAddr {
-    request
+/// The client's address: the peer, or, when the peer is a trusted proxy,
+/// the right-most `X-Forwarded-For` entry that is not a trusted proxy.
+fn client_ip(state: &AppState, request: &Request) -> IpAddr {
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let trusted = &state.config.server.trusted_proxies;
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let forwarded = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|ip| !is_trusted(*ip))
+        .unwrap_or(peer)
 }
 
 type Failure = (ApiError, Outcome);
@@ -121,7 +141,7 @@ enum Who {
 
 pub async fn get(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
-    let ip = client_ip(&request);
+    let ip = client_ip(&state, &request);
     let params = Params::parse(request.uri().query().unwrap_or("").as_bytes());
     let mut event = Event {
         method: "GET",
@@ -151,7 +171,7 @@ pub async fn get(State(state): State<Arc<AppState>>, request: Request) -> Respon
 
 pub async fn post(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
-    let ip = client_ip(&request);
+    let ip = client_ip(&state, &request);
     let (parts, body) = request.into_parts();
     let mut event = Event {
         method: "POST",
