@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use regauth_providers::github::GithubConfig;
 use regauth_providers::ldap::LdapConfig;
+use regauth_providers::oidc::OidcConfig;
 use regauth_providers::static_users::StaticConfig;
 use serde::Deserialize;
 
@@ -245,6 +246,7 @@ pub enum ProviderSettings {
     Static(StaticConfig),
     Ldap(Box<LdapConfig>),
     Github(Box<GithubConfig>),
+    Oidc(Box<OidcConfig>),
 }
 
 impl ProviderConfig {
@@ -581,7 +583,7 @@ impl Config {
     }
 }
 
-const PROVIDER_KINDS: &str = "static, ldap, github";
+const PROVIDER_KINDS: &str = "static, ldap, oidc, github";
 
 /// Parses one `[[provider]]` table: `name` and `kind` here, the rest by the
 /// kind's own settings type, so errors keep their full key path.
@@ -654,6 +656,7 @@ fn parse_provider(
         "static" => ProviderSettings::Static(settings(origin, &prefix, table)?),
         "ldap" => ProviderSettings::Ldap(Box::new(settings(origin, &prefix, table)?)),
         "github" => ProviderSettings::Github(Box::new(settings(origin, &prefix, table)?)),
+        "oidc" => ProviderSettings::Oidc(Box::new(settings(origin, &prefix, table)?)),
         other => {
             return Err(invalid(
                 origin,

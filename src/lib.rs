@@ -26,6 +26,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use regauth_providers::github::GitHub;
 use regauth_providers::ldap::Ldap;
+use regauth_providers::oidc::Oidc;
 use regauth_providers::static_users::StaticUsers;
 use regauth_providers::IdentityProvider;
 
@@ -93,6 +94,7 @@ pub fn providers(config: &Config) -> Result<Vec<Arc<dyn IdentityProvider>>, Erro
                 }
                 ProviderSettings::Ldap(s) => Arc::new(Ldap::new(&p.name, s).map_err(wrap)?),
                 ProviderSettings::Github(s) => Arc::new(GitHub::new(&p.name, s).map_err(wrap)?),
+                ProviderSettings::Oidc(s) => Arc::new(Oidc::new(&p.name, s).map_err(wrap)?),
             })
         })
         .collect()

@@ -15,6 +15,7 @@ pub use secrecy::{ExposeSecret, SecretString};
 
 pub mod github;
 pub mod ldap;
+pub mod oidc;
 pub mod static_users;
 
 /// Makes aws-lc-rs the process-wide rustls provider, so every TLS client

@@ -6,6 +6,7 @@ mod cli;
 mod compose;
 mod github;
 mod ldap;
+mod oidc;
 mod protocol;
 mod refresh;
 mod registry;

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod github;
+pub mod idp;
 pub mod oci;
 pub mod slapd;
 

@@ -1,0 +1,532 @@
+//! The `oidc` provider: Keycloak or any OpenID Connect issuer.
+//!
+//! Two ways in. The password grant (Keycloak's "Direct Access Grants")
+//! trades a username and password for an access token at the IdP. An
+//! access token used as the password (a CI job's client-credentials token,
+//! a GitHub Actions or GitLab ID token) is verified locally against the
+//! issuer's JWKS. Either way the verified claims become the identity: a
+//! username claim, groups from configured claim paths (Keycloak's leading
+//! `/` removed), and the top-level string claims for policy rules.
+//!
+//! Discovery is lazy and retried, so regauth starts while the IdP is down.
+//! The signature algorithm comes from the JWK, never from the token alone:
+//! `none` and HMAC are never accepted. Tokens and secrets are never logged.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{
+    load_secret, Credentials, Error, Identity, IdentityProvider, Outcome, Rejection, Seconds,
+    SecretShape,
+};
+
+/// `[[provider]] kind = "oidc"` as written in the configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Exactly the tokens' `iss` (e.g. `https://sso.corp/realms/main`).
+    pub issuer: String,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// Basic username/password -> the IdP's password grant.
+    #[serde(default)]
+    pub password_grant: bool,
+    /// A JWT from this issuer as the password -> verified against its JWKS.
+    #[serde(default = "default_true")]
+    pub access_tokens: bool,
+    /// Accepted `aud` values (any of them).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+    /// Tried in order when `username_claim` is missing.
+    #[serde(default = "default_username_fallbacks")]
+    pub username_fallbacks: Vec<String>,
+    /// Dotted claim paths whose values are groups.
+    #[serde(default = "default_groups_claims")]
+    pub groups_claims: Vec<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout: Seconds,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway: Seconds,
+    /// An unknown `kid` refetches the JWKS at most this often.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_min_refresh: Seconds,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+fn default_username_fallbacks() -> Vec<String> {
+    vec!["sub".into()]
+}
+fn default_groups_claims() -> Vec<String> {
+    vec!["groups".into()]
+}
+fn default_timeout() -> Seconds {
+    Seconds(Duration::from_secs(10))
+}
+fn default_leeway() -> Seconds {
+    Seconds(Duration::from_secs(30))
+}
+fn default_jwks_refresh() -> Seconds {
+    Seconds(Duration::from_secs(30))
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct Discovery {
+    issuer: String,
+    token_endpoint: String,
+    jwks_uri: String,
+}
+
+struct Keys {
+    set: JwkSet,
+    fetched: Instant,
+}
+
+pub struct Oidc {
+    name: String,
+    config: OidcConfig,
+    issuer: String,
+    client_secret: Option<SecretString>,
+    http: reqwest::Client,
+    discovery: Mutex<Option<Arc<Discovery>>>,
+    keys: Mutex<Option<Arc<Keys>>>,
+    warned_missing_groups: AtomicBool,
+}
+
+/// Why a token was not accepted.
+enum Refusal {
+    /// The token is not valid (logged, then a 401).
+    Invalid(String),
+    /// The IdP could not be asked (a 503).
+    Unavailable(Error),
+}
+
+impl Oidc {
+    pub fn new(name: &str, config: &OidcConfig) -> Result<Self, Error> {
+        let issuer = config.issuer.trim_end_matches('/').to_owned();
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+            return Err(Error::Config("issuer must be an http(s) URL".into()));
+        }
+        if !config.password_grant && !config.access_tokens {
+            return Err(Error::Config(
+                "enable password_grant, access_tokens or both".into(),
+            ));
+        }
+        if config.access_tokens && config.audiences.is_empty() {
+            return Err(Error::Config(
+                "audiences: name at least one accepted aud".into(),
+            ));
+        }
+        let client_secret = if config.password_grant {
+            if config.client_id.is_none() {
+                return Err(Error::Config("password_grant needs client_id".into()));
+            }
+            match (&config.client_secret_file, &config.client_secret_env) {
+                (None, None) => None, // a public client
+                (file, env) => Some(load_secret(
+                    "client_secret",
+                    file.as_deref(),
+                    env.as_deref(),
+                )?),
+            }
+        } else {
+            None
+        };
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.timeout.0)
+            .connect_timeout(config.timeout.0)
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            name: name.to_owned(),
+            config: config.clone(),
+            issuer,
+            client_secret,
+            http,
+            discovery: Mutex::new(None),
+            keys: Mutex::new(None),
+            warned_missing_groups: AtomicBool::new(false),
+        })
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, Error> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| Error::Upstream(format!("{}: {}", url, e.without_url())))?;
+        if !response.status().is_success() {
+            return Err(Error::Upstream(format!(
+                "{url} answered {}",
+                response.status()
+            )));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| Error::Upstream(format!("{url}: {e}")))
+    }
+
+    /// The discovery document, fetched on first use and retried until it
+    /// succeeds.
+    async fn discovery(&self) -> Result<Arc<Discovery>, Error> {
+        if let Some(found) = self.discovery.lock().ok().and_then(|d| d.clone()) {
+            return Ok(found);
+        }
+        let url = format!("{}/.well-known/openid-configuration", self.issuer);
+        let found: Discovery = self.get_json(&url).await?;
+        if found.issuer.trim_end_matches('/') != self.issuer {
+            return Err(Error::Upstream(format!(
+                "discovery names issuer {:?}, configured {:?}",
+                found.issuer, self.issuer
+            )));
+        }
+        let found = Arc::new(found);
+        if let Ok(mut slot) = self.discovery.lock() {
+            *slot = Some(found.clone());
+        }
+        Ok(found)
+    }
+
+    /// The JWK for `kid`: from the cached set, refetched at most once per
+    /// `jwks_min_refresh` when the kid is unknown. A failed fetch keeps the
+    /// last good set.
+    async fn key(&self, kid: Option<&str>) -> Result<Option<Jwk>, Error> {
+        let cached = self.keys.lock().ok().and_then(|k| k.clone());
+        let find = |keys: &Keys| -> Option<Jwk> {
+            match kid {
+                Some(kid) => keys.set.find(kid).cloned(),
+                None if keys.set.keys.len() == 1 => keys.set.keys.first().cloned(),
+                None => None,
+            }
+        };
+        if let Some(keys) = &cached {
+            if let Some(jwk) = find(keys) {
+                return Ok(Some(jwk));
+            }
+            if keys.fetched.elapsed() < self.config.jwks_min_refresh.0 {
+                return Ok(None);
+            }
+        }
+        let discovery = self.discovery().await?;
+        match self.get_json::<JwkSet>(&discovery.jwks_uri).await {
+            Ok(set) => {
+                let keys = Arc::new(Keys {
+                    set,
+                    fetched: Instant::now(),
+                });
+                if let Ok(mut slot) = self.keys.lock() {
+                    *slot = Some(keys.clone());
+                }
+                Ok(find(&keys))
+            }
+            Err(e) => match cached {
+                Some(keys) => {
+                    tracing::warn!(provider = %self.name, error = %e, "JWKS refetch failed; keeping the last good key set");
+                    Ok(find(&keys))
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    /// Verifies a JWT from this issuer and returns its claims.
+    async fn verify(&self, token: &str) -> Result<Value, Refusal> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| Refusal::Invalid(format!("not a usable JWT header: {e}")))?;
+        let jwk = self
+            .key(header.kid.as_deref())
+            .await
+            .map_err(Refusal::Unavailable)?
+            .ok_or_else(|| {
+                Refusal::Invalid(format!("no key {:?} in the issuer's JWKS", header.kid))
+            })?;
+        let algorithm = algorithm_of(&jwk)
+            .ok_or_else(|| Refusal::Invalid("the JWK is not an asymmetric signing key".into()))?;
+        if header.alg != algorithm {
+            return Err(Refusal::Invalid(format!(
+                "token alg {:?} differs from the key's {algorithm:?}",
+                header.alg
+            )));
+        }
+        let key =
+            DecodingKey::from_jwk(&jwk).map_err(|e| Refusal::Invalid(format!("bad JWK: {e}")))?;
+        let mut validation = Validation::new(algorithm);
+        validation.set_issuer(&[self.issuer.as_str(), self.config.issuer.as_str()]);
+        validation.set_audience(&self.config.audiences);
+        validation.leeway = self.config.leeway.0.as_secs();
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| Refusal::Invalid(format!("token refused: {e}")))
+    }
+
+    /// The password grant: Ok(access token), or the outcome to return.
+    async fn password_grant(&self, credentials: &Credentials) -> Result<String, Outcome> {
+        let discovery = self.discovery().await.map_err(Outcome::Unavailable)?;
+        let mut form = vec![
+            ("grant_type", "password"),
+            ("username", credentials.username.as_str()),
+            ("password", credentials.secret.expose_secret()),
+            ("scope", "openid"),
+        ];
+        let client_id = self.config.client_id.as_deref().unwrap_or_default();
+        let mut request = self.http.post(&discovery.token_endpoint);
+        match &self.client_secret {
+            Some(secret) => request = request.basic_auth(client_id, Some(secret.expose_secret())),
+            None => form.push(("client_id", client_id)),
+        }
+        let response = request.form(&form).send().await.map_err(|e| {
+            Outcome::Unavailable(Error::Upstream(format!(
+                "token endpoint: {}",
+                e.without_url()
+            )))
+        })?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return body["access_token"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    Outcome::Unavailable(Error::Upstream(
+                        "token endpoint sent no access_token".into(),
+                    ))
+                });
+        }
+        let error = body["error"].as_str().unwrap_or("");
+        match (status.as_u16(), error) {
+            (400 | 401, "invalid_grant") => Err(Outcome::Rejected(Rejection::WrongSecret)),
+            (400 | 401, "invalid_client" | "unauthorized_client") => {
+                tracing::error!(provider = %self.name, error, "the IdP refused regauth's client: check client_id, the secret and Direct Access Grants");
+                Err(Outcome::Unavailable(Error::Upstream(format!(
+                    "the IdP refused the client ({error})"
+                ))))
+            }
+            (s, _) if s >= 500 => Err(Outcome::Unavailable(Error::Upstream(format!(
+                "token endpoint answered {s}"
+            )))),
+            (s, _) => Err(Outcome::Rejected(Rejection::Other(format!(
+                "token endpoint answered {s} {error}"
+            )))),
+        }
+    }
+
+    fn identity(&self, claims: &Value) -> Result<Identity, Outcome> {
+        let username = std::iter::once(&self.config.username_claim)
+            .chain(self.config.username_fallbacks.iter())
+            .find_map(|c| claims.get(c).and_then(Value::as_str))
+            .ok_or_else(|| {
+                Outcome::Rejected(Rejection::Other(format!(
+                    "the token has no {} claim",
+                    self.config.username_claim
+                )))
+            })?;
+        let mut groups = BTreeSet::new();
+        let mut missing = Vec::new();
+        for path in &self.config.groups_claims {
+            match claim_path(claims, path) {
+                Some(Value::Array(values)) => {
+                    groups.extend(values.iter().filter_map(Value::as_str).map(group_name));
+                }
+                Some(Value::String(value)) => {
+                    groups.insert(group_name(value));
+                }
+                _ => missing.push(path.as_str()),
+            }
+        }
+        if !missing.is_empty() && !self.warned_missing_groups.swap(true, Ordering::Relaxed) {
+            tracing::warn!(provider = %self.name, claims = ?missing, "tokens lack a configured groups claim; in Keycloak, add a \"Group Membership\" mapper (full group path) to the client's dedicated scope");
+        }
+        let mut identity = Identity::new(username, self.name.clone()).with_groups(groups);
+        identity.claims = claims
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+                    .collect::<BTreeMap<_, _>>()
+            })
+            .unwrap_or_default();
+        Ok(identity)
+    }
+
+    async fn from_token(&self, token: &str) -> Outcome {
+        match self.verify(token).await {
+            Ok(claims) => match self.identity(&claims) {
+                Ok(identity) => Outcome::Authenticated(identity),
+                Err(outcome) => outcome,
+            },
+            Err(Refusal::Invalid(why)) => Outcome::Rejected(Rejection::Other(why)),
+            Err(Refusal::Unavailable(e)) => Outcome::Unavailable(e),
+        }
+    }
+}
+
+/// The signature algorithm a JWK is for; `None` for symmetric keys.
+fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
+    let declared = jwk.common.key_algorithm;
+    match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Some(match declared {
+            Some(KeyAlgorithm::RS384) => Algorithm::RS384,
+            Some(KeyAlgorithm::RS512) => Algorithm::RS512,
+            Some(KeyAlgorithm::PS256) => Algorithm::PS256,
+            Some(KeyAlgorithm::PS384) => Algorithm::PS384,
+            Some(KeyAlgorithm::PS512) => Algorithm::PS512,
+            _ => Algorithm::RS256,
+        }),
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Some(Algorithm::ES256),
+            EllipticCurve::P384 => Some(Algorithm::ES384),
+            _ => None,
+        },
+        AlgorithmParameters::OctetKeyPair(_) => Some(Algorithm::EdDSA),
+        AlgorithmParameters::OctetKey(_) => None,
+    }
+}
+
+/// `realm_access.roles` -> claims["realm_access"]["roles"].
+fn claim_path<'v>(claims: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.')
+        .try_fold(claims, |value, key| value.get(key))
+}
+
+/// Keycloak group paths: `/platform/core` -> `platform/core`.
+fn group_name(value: &str) -> String {
+    value.trim_start_matches('/').to_owned()
+}
+
+#[async_trait]
+impl IdentityProvider for Oidc {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "oidc"
+    }
+
+    fn accepts(&self, shape: SecretShape<'_>) -> bool {
+        match shape {
+            SecretShape::Password => self.config.password_grant,
+            SecretShape::Jwt { issuer } => {
+                self.config.access_tokens
+                    && issuer.is_some_and(|i| i.trim_end_matches('/') == self.issuer)
+            }
+            SecretShape::GitHubToken => false,
+        }
+    }
+
+    async fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        let secret = credentials.secret.expose_secret();
+        if secret.is_empty() {
+            return Outcome::Rejected(Rejection::EmptySecret);
+        }
+        let looks_like_jwt = secret.split('.').count() == 3;
+        if looks_like_jwt && self.config.access_tokens {
+            return self.from_token(secret).await;
+        }
+        if !self.config.password_grant {
+            return Outcome::NotMine;
+        }
+        match self.password_grant(credentials).await {
+            Ok(token) => self.from_token(&token).await,
+            Err(outcome) => outcome,
+        }
+    }
+
+    async fn ready(&self) -> Result<(), Error> {
+        self.discovery().await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_paths_and_keycloak_groups() {
+        let claims = serde_json::json!({
+            "groups": ["/platform", "/platform/core"],
+            "realm_access": {"roles": ["developer"]},
+            "resource_access": {"registry": {"roles": ["pusher"]}},
+        });
+        assert_eq!(
+            claim_path(&claims, "realm_access.roles").unwrap()[0],
+            "developer"
+        );
+        assert_eq!(
+            claim_path(&claims, "resource_access.registry.roles").unwrap()[0],
+            "pusher"
+        );
+        assert!(claim_path(&claims, "resource_access.other.roles").is_none());
+        assert_eq!(group_name("/platform/core"), "platform/core");
+        assert_eq!(group_name("plain"), "plain");
+    }
+
+    #[test]
+    fn symmetric_keys_have_no_algorithm() {
+        let oct: Jwk =
+            serde_json::from_value(serde_json::json!({"kty": "oct", "k": "c2VjcmV0", "kid": "h"}))
+                .unwrap();
+        assert_eq!(algorithm_of(&oct), None);
+        let ec: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "EC", "crv": "P-256", "kid": "e",
+            "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
+        }))
+        .unwrap();
+        assert_eq!(algorithm_of(&ec), Some(Algorithm::ES256));
+    }
+
+    #[test]
+    fn configuration_is_checked() {
+        let parse =
+            |json: serde_json::Value| -> OidcConfig { serde_json::from_value(json).unwrap() };
+        assert!(Oidc::new(
+            "o",
+            &parse(serde_json::json!({"issuer": "ftp://x", "audiences": ["a"]}))
+        )
+        .is_err());
+        assert!(
+            Oidc::new("o", &parse(serde_json::json!({"issuer": "https://x"}))).is_err(),
+            "audiences required"
+        );
+        assert!(Oidc::new("o", &parse(serde_json::json!({"issuer": "https://x", "audiences": ["a"], "password_grant": true}))).is_err(), "client_id required");
+        let ok = Oidc::new(
+            "o",
+            &parse(serde_json::json!({"issuer": "https://x/", "audiences": ["a"]})),
+        )
+        .unwrap();
+        assert!(ok.accepts(SecretShape::Jwt {
+            issuer: Some("https://x")
+        }));
+        assert!(!ok.accepts(SecretShape::Jwt {
+            issuer: Some("https://y")
+        }));
+        assert!(!ok.accepts(SecretShape::Password));
+    }
+}
