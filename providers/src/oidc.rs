@@ -374,7 +374,7 @@ impl Oidc {
         Ok(identity)
     }
 
-    async fn from_token(&self, token: &str) -> Outcome {
+    async fn outcome_of_token(&self, token: &str) -> Outcome {
         match self.verify(token).await {
             Ok(claims) => match self.identity(&claims) {
                 Ok(identity) => Outcome::Authenticated(identity),
@@ -447,13 +447,13 @@ impl IdentityProvider for Oidc {
         }
         let looks_like_jwt = secret.split('.').count() == 3;
         if looks_like_jwt && self.config.access_tokens {
-            return self.from_token(secret).await;
+            return self.outcome_of_token(secret).await;
         }
         if !self.config.password_grant {
             return Outcome::NotMine;
         }
         match self.password_grant(credentials).await {
-            Ok(token) => self.from_token(&token).await,
+            Ok(token) => self.outcome_of_token(&token).await,
             Err(outcome) => outcome,
         }
     }
