@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use regauth_providers::{Credentials, Outcome};
 use support::github::{Behaviour, FakeGitHub};
+use support::idp::Idp;
 use support::slapd::Slapd;
 use support::{Fixture, Server};
 
@@ -72,6 +73,94 @@ async fn main() {
     let binds = count(new, " BIND dn=") as f64 / 2.0 / logins as f64;
     let searches = count(new, " SRCH base=") as f64 / logins as f64;
 
+    // OIDC: access tokens as passwords with a warm JWKS.
+    let idp = Idp::start();
+    let oidc_policy =
+        "\n[[rule]]\ngroups = [\"ci\"]\nrepos = [\"ci/**\"]\nactions = [\"pull\", \"push\"]\n";
+    let oidc_state = fixture.state(&format!(
+        "{}{oidc_policy}",
+        idp.provider_toml("keycloak", "")
+    ));
+    let http = reqwest::Client::new();
+    let mut tokens = Vec::new();
+    for i in 0..1000 {
+        // a distinct scope makes a distinct token (the mock sets no jti)
+        let r = http
+            .post(format!("{}/token", idp.issuer))
+            .basic_auth("ci-runner", Some("ci-runner-secret"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", &format!("openid s{i}")),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = r.json().await.unwrap();
+        tokens.push(body["access_token"].as_str().unwrap().to_owned());
+    }
+    let keycloak = oidc_state.chain.providers()[1].clone();
+    assert!(matches!(
+        keycloak
+            .authenticate(&Credentials::new("ci", &tokens[0]))
+            .await,
+        Outcome::Authenticated(_)
+    ));
+    let mut verify = Vec::new();
+    for token in &tokens[..300] {
+        let started = Instant::now();
+        let outcome = keycloak.authenticate(&Credentials::new("ci", token)).await;
+        verify.push(started.elapsed());
+        assert!(matches!(outcome, Outcome::Authenticated(_)));
+    }
+    verify.sort();
+    let verify_us = verify[verify.len() / 2].as_secs_f64() * 1e6;
+    // the cold path as a server runs it: two workers (the machine's cores),
+    // every request a token never seen before
+    let router = regauth::app(oidc_state.clone());
+    let fresh: Vec<String> = tokens[300..].to_vec();
+    let started = Instant::now();
+    let workers: Vec<_> = fresh
+        .chunks(fresh.len() / 2)
+        .map(|chunk| {
+            let (router, chunk) = (router.clone(), chunk.to_vec());
+            tokio::spawn(async move {
+                use tower::ServiceExt as _;
+                for token in chunk {
+                    let request = axum::http::Request::get(
+                        "/auth?service=registry.test&scope=repository:ci/tool:pull",
+                    )
+                    .header("authorization", support::basic("ci", &token))
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                    let response = router.clone().oneshot(request).await.unwrap();
+                    assert_eq!(response.status(), 200);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let cold_rate = fresh.len() as f64 / started.elapsed().as_secs_f64();
+    let oidc_server = Server::start(
+        &fixture,
+        &format!("{}{oidc_policy}", idp.provider_toml("keycloak", "")),
+    )
+    .await;
+    let oidc_url = format!(
+        "http://{}/auth?service=registry.test&scope=repository:ci/tool:pull",
+        oidc_server.addr
+    );
+    let oidc_auth = support::basic("ci", &tokens[0]);
+    let warm = tokio::task::spawn_blocking(move || {
+        (0..3)
+            .map(|_| wrk(&oidc_url, Some(&oidc_auth), 5))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    drop(oidc_server);
+
     // Cached path: a whole server, LDAP vs GitHub vs static user vs baseline.
     let github = FakeGitHub::start().await;
     let pat = "ghp_benchTOKEN000000000000000000000000";
@@ -121,6 +210,13 @@ async fn main() {
     println!("LDAP cold login (search + bind + nested groups, no cache), {logins} logins:");
     println!(
         "  p50 {p50:.2} ms, p99 {p99:.2} ms; per login {binds:.1} binds, {searches:.1} searches"
+    );
+    println!("OIDC access token as the password (warm JWKS):");
+    println!("  one verification (provider, no verdict cache), median of 300: {verify_us:.1} us");
+    println!("  new token every request (verdict cache cold), in-process, 2 workers: {cold_rate:.0} tokens/s");
+    println!(
+        "  same token repeated (verdict cache warm), wrk: {warm:?} -> median {:.0} tokens/s",
+        median(warm.clone())
     );
     println!("cached token path, wrk -t1 -c32 -d{seconds}s, 3 alternating rounds:");
     println!(

@@ -98,9 +98,39 @@ struct Discovery {
     jwks_uri: String,
 }
 
+/// A fetched key set, with each usable key decoded once.
 struct Keys {
-    set: JwkSet,
+    decoded: BTreeMap<String, (Algorithm, DecodingKey)>,
+    /// The one key of a single-key set, for tokens without a `kid`.
+    only: Option<(Algorithm, DecodingKey)>,
     fetched: Instant,
+}
+
+impl Keys {
+    fn new(set: JwkSet) -> Self {
+        let usable = |jwk: &Jwk| Some((algorithm_of(jwk)?, DecodingKey::from_jwk(jwk).ok()?));
+        let decoded = set
+            .keys
+            .iter()
+            .filter_map(|jwk| Some((jwk.common.key_id.clone()?, usable(jwk)?)))
+            .collect();
+        let only = match set.keys.as_slice() {
+            [jwk] => usable(jwk),
+            _ => None,
+        };
+        Self {
+            decoded,
+            only,
+            fetched: Instant::now(),
+        }
+    }
+
+    fn find(&self, kid: Option<&str>) -> Option<(Algorithm, DecodingKey)> {
+        match kid {
+            Some(kid) => self.decoded.get(kid).cloned(),
+            None => self.only.clone(),
+        }
+    }
 }
 
 pub struct Oidc {
@@ -211,21 +241,14 @@ impl Oidc {
         Ok(found)
     }
 
-    /// The JWK for `kid`: from the cached set, refetched at most once per
-    /// `jwks_min_refresh` when the kid is unknown. A failed fetch keeps the
-    /// last good set.
-    async fn key(&self, kid: Option<&str>) -> Result<Option<Jwk>, Error> {
+    /// The decoded key for `kid`: from the cached set, refetched at most
+    /// once per `jwks_min_refresh` when the kid is unknown. A failed fetch
+    /// keeps the last good set. Symmetric keys are never usable.
+    async fn key(&self, kid: Option<&str>) -> Result<Option<(Algorithm, DecodingKey)>, Error> {
         let cached = self.keys.lock().ok().and_then(|k| k.clone());
-        let find = |keys: &Keys| -> Option<Jwk> {
-            match kid {
-                Some(kid) => keys.set.find(kid).cloned(),
-                None if keys.set.keys.len() == 1 => keys.set.keys.first().cloned(),
-                None => None,
-            }
-        };
         if let Some(keys) = &cached {
-            if let Some(jwk) = find(keys) {
-                return Ok(Some(jwk));
+            if let Some(found) = keys.find(kid) {
+                return Ok(Some(found));
             }
             if keys.fetched.elapsed() < self.config.jwks_min_refresh.0 {
                 return Ok(None);
@@ -234,19 +257,16 @@ impl Oidc {
         let discovery = self.discovery().await?;
         match self.get_json::<JwkSet>(&discovery.jwks_uri).await {
             Ok(set) => {
-                let keys = Arc::new(Keys {
-                    set,
-                    fetched: Instant::now(),
-                });
+                let keys = Arc::new(Keys::new(set));
                 if let Ok(mut slot) = self.keys.lock() {
                     *slot = Some(keys.clone());
                 }
-                Ok(find(&keys))
+                Ok(keys.find(kid))
             }
             Err(e) => match cached {
                 Some(keys) => {
                     tracing::warn!(provider = %self.name, error = %e, "JWKS refetch failed; keeping the last good key set");
-                    Ok(find(&keys))
+                    Ok(keys.find(kid))
                 }
                 None => Err(e),
             },
@@ -257,23 +277,22 @@ impl Oidc {
     async fn verify(&self, token: &str) -> Result<Value, Refusal> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| Refusal::Invalid(format!("not a usable JWT header: {e}")))?;
-        let jwk = self
+        let (algorithm, key) = self
             .key(header.kid.as_deref())
             .await
             .map_err(Refusal::Unavailable)?
             .ok_or_else(|| {
-                Refusal::Invalid(format!("no key {:?} in the issuer's JWKS", header.kid))
+                Refusal::Invalid(format!(
+                    "no usable key {:?} in the issuer's JWKS",
+                    header.kid
+                ))
             })?;
-        let algorithm = algorithm_of(&jwk)
-            .ok_or_else(|| Refusal::Invalid("the JWK is not an asymmetric signing key".into()))?;
         if header.alg != algorithm {
             return Err(Refusal::Invalid(format!(
                 "token alg {:?} differs from the key's {algorithm:?}",
                 header.alg
             )));
         }
-        let key =
-            DecodingKey::from_jwk(&jwk).map_err(|e| Refusal::Invalid(format!("bad JWK: {e}")))?;
         let mut validation = Validation::new(algorithm);
         validation.set_issuer(&[self.issuer.as_str(), self.config.issuer.as_str()]);
         validation.set_audience(&self.config.audiences);
