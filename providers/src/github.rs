@@ -128,7 +128,7 @@ impl GitHub {
             return Err(Error::Config("api_url must be an http(s) URL".into()));
         }
         let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls_config(config.ca_file.as_deref())?)
+            .use_preconfigured_tls(crate::https_client_tls(config.ca_file.as_deref())?)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout.0)
             .connect_timeout(config.timeout.0)
@@ -315,28 +315,6 @@ impl GitHub {
         }
         Ok(groups.into_iter().collect())
     }
-}
-
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, Error> {
-    use rustls_pki_types::pem::PemObject as _;
-    use rustls_pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
-    if let Some(path) = ca_file {
-        let bad = |m: String| Error::Config(format!("ca_file {}: {m}", path.display()));
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
-            roots
-                .add(cert.map_err(|e| bad(e.to_string()))?)
-                .map_err(|e| bad(e.to_string()))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 #[async_trait]

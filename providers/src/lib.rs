@@ -25,6 +25,31 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// TLS for HTTPS calls to identity providers: aws-lc-rs, the system's
+/// roots, plus the certificates of `ca_file` (a private CA) if given.
+pub(crate) fn https_client_tls(
+    ca_file: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, Error> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca_file {
+        let bad = |m: String| Error::Config(format!("ca_file {}: {m}", path.display()));
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+            roots
+                .add(cert.map_err(|e| bad(e.to_string()))?)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// What a secret looks like, which decides the providers it may go to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecretShape<'a> {

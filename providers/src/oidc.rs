@@ -36,6 +36,9 @@ use crate::{
 pub struct OidcConfig {
     /// Exactly the tokens' `iss` (e.g. `https://sso.corp/realms/main`).
     pub issuer: String,
+    /// PEM CA bundle for an IdP with a private CA (added to system roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub client_id: Option<String>,
     #[serde(default)]
@@ -184,6 +187,7 @@ impl Oidc {
             None
         };
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(crate::https_client_tls(config.ca_file.as_deref())?)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout.0)
             .connect_timeout(config.timeout.0)
