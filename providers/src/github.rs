@@ -44,6 +44,10 @@ pub struct GithubConfig {
     pub timeout: Seconds,
     #[serde(default = "default_team_ttl")]
     pub team_cache_ttl: Seconds,
+    /// How long a refresh token may reuse the groups of the user's last
+    /// login; after that the user must log in again.
+    #[serde(default = "default_refresh_max_age")]
+    pub refresh_max_age: Seconds,
     #[serde(default = "default_api_version")]
     pub api_version: String,
     /// Upper bound on `Link` pages followed per listing.
@@ -60,6 +64,9 @@ fn default_timeout() -> Seconds {
 fn default_team_ttl() -> Seconds {
     Seconds(Duration::from_secs(300))
 }
+fn default_refresh_max_age() -> Seconds {
+    Seconds(Duration::from_secs(3600))
+}
 fn default_api_version() -> String {
     "2022-11-28".into()
 }
@@ -74,6 +81,8 @@ pub struct GitHub {
     client: reqwest::Client,
     /// Groups per login (lower-cased), for `team_cache_ttl`.
     groups: moka::future::Cache<String, Arc<Vec<String>>>,
+    /// Identities of recent logins, for refresh grants (no token then).
+    recent: moka::future::Cache<String, Identity>,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +151,10 @@ impl GitHub {
             groups: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(config.team_cache_ttl.0)
+                .build(),
+            recent: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(config.refresh_max_age.0)
                 .build(),
         })
     }
@@ -266,7 +279,12 @@ impl GitHub {
                 groups
             }
         };
-        Ok(Identity::new(user.login, self.name.clone()).with_groups(groups.iter().cloned()))
+        let identity =
+            Identity::new(user.login, self.name.clone()).with_groups(groups.iter().cloned());
+        self.recent
+            .insert(identity.subject.clone(), identity.clone())
+            .await;
+        Ok(identity)
     }
 
     async fn resolve_groups(
@@ -329,6 +347,15 @@ impl IdentityProvider for GitHub {
 
     fn accepts(&self, shape: SecretShape<'_>) -> bool {
         shape == SecretShape::GitHubToken
+    }
+
+    /// Refresh grants: the groups of the user's last login, for up to
+    /// `refresh_max_age`; then NotMine, and the user must log in again.
+    async fn lookup(&self, subject: &str) -> Outcome {
+        match self.recent.get(subject).await {
+            Some(identity) => Outcome::Authenticated(identity),
+            None => Outcome::NotMine,
+        }
     }
 
     async fn authenticate(&self, credentials: &Credentials) -> Outcome {

@@ -70,6 +70,14 @@ pub struct OidcConfig {
     /// An unknown `kid` refetches the JWKS at most this often.
     #[serde(default = "default_jwks_refresh")]
     pub jwks_min_refresh: Seconds,
+    /// How long a refresh token may reuse the groups of the user's last
+    /// login; after that the user must log in again.
+    #[serde(default = "default_refresh_max_age")]
+    pub refresh_max_age: Seconds,
+}
+
+fn default_refresh_max_age() -> Seconds {
+    Seconds(Duration::from_secs(3600))
 }
 
 fn default_true() -> bool {
@@ -145,6 +153,8 @@ pub struct Oidc {
     discovery: Mutex<Option<Arc<Discovery>>>,
     keys: Mutex<Option<Arc<Keys>>>,
     warned_missing_groups: AtomicBool,
+    /// Identities of recent logins, for refresh grants (no password then).
+    recent: moka::future::Cache<String, Identity>,
 }
 
 /// Why a token was not accepted.
@@ -202,6 +212,10 @@ impl Oidc {
             discovery: Mutex::new(None),
             keys: Mutex::new(None),
             warned_missing_groups: AtomicBool::new(false),
+            recent: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(config.refresh_max_age.0)
+                .build(),
         })
     }
 
@@ -400,7 +414,12 @@ impl Oidc {
     async fn outcome_of_token(&self, token: &str) -> Outcome {
         match self.verify(token).await {
             Ok(claims) => match self.identity(&claims) {
-                Ok(identity) => Outcome::Authenticated(identity),
+                Ok(identity) => {
+                    self.recent
+                        .insert(identity.subject.clone(), identity.clone())
+                        .await;
+                    Outcome::Authenticated(identity)
+                }
                 Err(outcome) => outcome,
             },
             Err(Refusal::Invalid(why)) => Outcome::Rejected(Rejection::Other(why)),
@@ -478,6 +497,15 @@ impl IdentityProvider for Oidc {
         match self.password_grant(credentials).await {
             Ok(token) => self.outcome_of_token(&token).await,
             Err(outcome) => outcome,
+        }
+    }
+
+    /// Refresh grants: the groups of the user's last login, for up to
+    /// `refresh_max_age`; then NotMine, and the user must log in again.
+    async fn lookup(&self, subject: &str) -> Outcome {
+        match self.recent.get(subject).await {
+            Some(identity) => Outcome::Authenticated(identity),
+            None => Outcome::NotMine,
         }
     }
 

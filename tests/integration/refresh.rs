@@ -318,3 +318,31 @@ async fn refresh_re_resolves_ldap_groups_without_the_password() {
     let r = refresh(&state, &rt, SERVICE, push).await;
     r.assert_error(StatusCode::UNAUTHORIZED);
 }
+
+/// OIDC users have no password at refresh time: their groups come from
+/// their last login for `refresh_max_age`, then they must log in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_refresh_uses_the_last_login_within_its_maximum_age() {
+    let idp = crate::support::idp::Idp::start();
+    let f = Fixture::new();
+    let extra = format!(
+        "{}\n[[rule]]\ngroups = [\"platform/core\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n",
+        idp.provider_toml("keycloak", "refresh_max_age = \"2s\"")
+    );
+    let text = f
+        .config_text("127.0.0.1:0", &extra)
+        .replace("[token]\n", "[token]\nreuse_window = \"0s\"\n")
+        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
+    let state = f.state_with(&text);
+    let rt = docker_login(&state, "kate", "kate-pw").await;
+    let push = "repository:platform/app:push";
+    let r = refresh(&state, &rt, SERVICE, push).await;
+    assert_eq!(r.actions(), ["push"]);
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let r = refresh(&state, &rt, SERVICE, push).await;
+    let body = r.assert_error(StatusCode::UNAUTHORIZED);
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("log in again"));
+}
