@@ -51,6 +51,12 @@ pub struct OidcConfig {
     /// A JWT from this issuer as the password -> verified against its JWKS.
     #[serde(default = "default_true")]
     pub access_tokens: bool,
+    /// RFC 7662: an opaque token, presented with the Basic username
+    /// `introspection_username`, is checked at the introspection endpoint.
+    #[serde(default)]
+    pub introspection: bool,
+    #[serde(default = "default_introspection_username")]
+    pub introspection_username: String,
     /// Accepted `aud` values (any of them).
     #[serde(default)]
     pub audiences: Vec<String>,
@@ -83,6 +89,9 @@ fn default_refresh_max_age() -> Seconds {
 fn default_true() -> bool {
     true
 }
+fn default_introspection_username() -> String {
+    "oauth2accesstoken".into()
+}
 fn default_username_claim() -> String {
     "preferred_username".into()
 }
@@ -107,6 +116,8 @@ struct Discovery {
     issuer: String,
     token_endpoint: String,
     jwks_uri: String,
+    #[serde(default)]
+    introspection_endpoint: Option<String>,
 }
 
 /// A fetched key set, with each usable key decoded once.
@@ -181,9 +192,11 @@ impl Oidc {
                 "audiences: name at least one accepted aud".into(),
             ));
         }
-        let client_secret = if config.password_grant {
+        let client_secret = if config.password_grant || config.introspection {
             if config.client_id.is_none() {
-                return Err(Error::Config("password_grant needs client_id".into()));
+                return Err(Error::Config(
+                    "password_grant and introspection need client_id".into(),
+                ));
             }
             match (&config.client_secret_file, &config.client_secret_env) {
                 (None, None) => None, // a public client
@@ -320,6 +333,84 @@ impl Oidc {
         jsonwebtoken::decode::<Value>(token, &key, &validation)
             .map(|data| data.claims)
             .map_err(|e| Refusal::Invalid(format!("token refused: {e}")))
+    }
+
+    /// RFC 7662 introspection of an opaque token: its claims if active.
+    async fn introspect(&self, token: &str) -> Outcome {
+        let discovery = match self.discovery().await {
+            Ok(d) => d,
+            Err(e) => return Outcome::Unavailable(e),
+        };
+        let Some(endpoint) = &discovery.introspection_endpoint else {
+            return Outcome::Unavailable(Error::Upstream(
+                "the IdP offers no introspection_endpoint".into(),
+            ));
+        };
+        let client_id = self.config.client_id.as_deref().unwrap_or_default();
+        let secret = self
+            .client_secret
+            .as_ref()
+            .map(|s| s.expose_secret().to_owned());
+        let response = self
+            .http
+            .post(endpoint)
+            .basic_auth(client_id, secret)
+            .form(&[("token", token), ("token_type_hint", "access_token")])
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                return Outcome::Unavailable(Error::Upstream(format!(
+                    "introspection answered {}",
+                    r.status()
+                )))
+            }
+            Err(e) => {
+                return Outcome::Unavailable(Error::Upstream(format!(
+                    "introspection: {}",
+                    e.without_url()
+                )))
+            }
+        };
+        let claims: Value = match response.json().await {
+            Ok(v) => v,
+            Err(e) => return Outcome::Unavailable(Error::Upstream(format!("introspection: {e}"))),
+        };
+        if claims["active"] != Value::Bool(true) {
+            return Outcome::Rejected(Rejection::Other(
+                "the IdP says the token is not active".into(),
+            ));
+        }
+        let audience_ok = match &claims["aud"] {
+            Value::String(aud) => self.config.audiences.contains(aud),
+            Value::Array(auds) => auds
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|a| self.config.audiences.iter().any(|x| x == a)),
+            _ => self.config.audiences.is_empty(),
+        };
+        if !audience_ok {
+            return Outcome::Rejected(Rejection::Other(
+                "introspected token is for another audience".into(),
+            ));
+        }
+        let mut claims = claims;
+        if claims.get(&self.config.username_claim).is_none() {
+            // RFC 7662 names the user `username`
+            if let Some(username) = claims.get("username").cloned() {
+                claims[self.config.username_claim.as_str()] = username;
+            }
+        }
+        match self.identity(&claims) {
+            Ok(identity) => {
+                self.recent
+                    .insert(identity.subject.clone(), identity.clone())
+                    .await;
+                Outcome::Authenticated(identity)
+            }
+            Err(outcome) => outcome,
+        }
     }
 
     /// The password grant: Ok(access token), or the outcome to return.
@@ -473,7 +564,7 @@ impl IdentityProvider for Oidc {
 
     fn accepts(&self, shape: SecretShape<'_>) -> bool {
         match shape {
-            SecretShape::Password => self.config.password_grant,
+            SecretShape::Password => self.config.password_grant || self.config.introspection,
             SecretShape::Jwt { issuer } => {
                 self.config.access_tokens
                     && issuer.is_some_and(|i| i.trim_end_matches('/') == self.issuer)
@@ -490,6 +581,11 @@ impl IdentityProvider for Oidc {
         let looks_like_jwt = secret.split('.').count() == 3;
         if looks_like_jwt && self.config.access_tokens {
             return self.outcome_of_token(secret).await;
+        }
+        // Opaque tokens are introspected only under the agreed username, so
+        // a password is never sent to the introspection endpoint.
+        if self.config.introspection && credentials.username == self.config.introspection_username {
+            return self.introspect(secret).await;
         }
         if !self.config.password_grant {
             return Outcome::NotMine;

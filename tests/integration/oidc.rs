@@ -283,3 +283,31 @@ async fn regauth_starts_and_serves_others_while_the_idp_is_down() {
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_tokens_are_introspected_under_the_agreed_username() {
+    let idp = Idp::start();
+    let f = Fixture::new();
+    let state = f.state(&format!(
+        "{}{OIDC_POLICY}",
+        idp.provider_toml("keycloak", "introspection = true")
+    ));
+    let push = "repository:ci/tool:push";
+    let ok = token_for(&state, "oauth2accesstoken", "opaque-ci-token-1", push).await;
+    assert_eq!(ok.actions(), ["push"]);
+    assert_eq!(ok.token().1["sub"], "service-account-ci-runner");
+    token_for(&state, "oauth2accesstoken", "opaque-revoked", push)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    // under any other username an opaque secret is a password (password
+    // grant), never sent to the introspection endpoint
+    token_for(&state, "kate", "opaque-ci-token-1", push)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        token_for(&state, "kate", "kate-pw", "repository:platform/app:push")
+            .await
+            .actions(),
+        ["push"]
+    );
+}

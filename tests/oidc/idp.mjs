@@ -6,6 +6,7 @@
 //
 //   node idp.mjs PORT realm.json
 import { OAuth2Server } from 'oauth2-mock-server';
+import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import readline from 'node:readline';
 
@@ -71,7 +72,34 @@ server.service.on('beforeResponse', (response, req) => {
   }
 });
 
-await server.start(Number(port), '127.0.0.1');
+// RFC 7662: opaque tokens from realm.json are active, everything else not;
+// only the registry client may introspect.
+server.service.on('beforeIntrospect', (response, req) => {
+  const client = clientOf(req);
+  if (client.id !== 'registry' || client.secret !== 'registry-secret') {
+    response.statusCode = 401;
+    response.body = { error: 'invalid_client' };
+    return;
+  }
+  const found = (realm.opaque_tokens ?? {})[req.body.token];
+  response.body = found ? { ...found, iss: server.issuer.url } : { active: false };
+});
+
+// oauth2-mock-server parses no body on /introspect: a thin front parses the
+// form first, then hands every request to the mock's own handler.
+server.issuer.url = `http://localhost:${port}`;
+const front = http.createServer((req, res) => {
+  if (req.method !== 'POST' || !req.url.startsWith('/introspect')) {
+    return server.service.requestHandler(req, res);
+  }
+  let body = '';
+  req.on('data', (chunk) => { body += chunk; });
+  req.on('end', () => {
+    req.body = Object.fromEntries(new URLSearchParams(body));
+    server.service.requestHandler(req, res);
+  });
+});
+await new Promise((resolve) => front.listen(Number(port), '127.0.0.1', resolve));
 console.log(`READY ${server.issuer.url}`);
 
 readline.createInterface({ input: process.stdin }).on('line', async (line) => {
