@@ -80,6 +80,7 @@ async fn keycloak_users_and_ci_tokens_push_to_the_registry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_groups_and_workload_identity() {
+    let log = log_capture();
     let idp = Idp::start();
     let f = Fixture::new();
     let state = f.state(&config(&idp));
@@ -121,6 +122,13 @@ async fn claims_groups_and_workload_identity() {
     )
     .await;
     assert!(other.access().is_empty(), "{:?}", other.access());
+    // the workload token has no groups claim: a warning with the hint
+    assert!(
+        log.text()
+            .lines()
+            .any(|l| l.contains("Group Membership") && l.contains("keycloak")),
+        "a warning names Keycloak's group mapper"
+    );
 }
 
 fn forge(header: serde_json::Value, claims: serde_json::Value, signature: &[u8]) -> String {
