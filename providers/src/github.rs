@@ -82,7 +82,7 @@ pub struct GitHub {
     /// Groups per login (lower-cased), for `team_cache_ttl`.
     groups: moka::future::Cache<String, Arc<Vec<String>>>,
     /// Identities of recent logins, for refresh grants (no token then).
-    recent: moka::future::Cache<String, Identity>,
+    recent: crate::RecentLogins,
 }
 
 #[derive(Deserialize)]
@@ -152,10 +152,7 @@ impl GitHub {
                 .max_capacity(100_000)
                 .time_to_live(config.team_cache_ttl.0)
                 .build(),
-            recent: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(config.refresh_max_age.0)
-                .build(),
+            recent: crate::RecentLogins::new(config.refresh_max_age.0),
         })
     }
 
@@ -281,9 +278,7 @@ impl GitHub {
         };
         let identity =
             Identity::new(user.login, self.name.clone()).with_groups(groups.iter().cloned());
-        self.recent
-            .insert(identity.subject.clone(), identity.clone())
-            .await;
+        self.recent.remember(&identity).await;
         Ok(identity)
     }
 
@@ -352,10 +347,7 @@ impl IdentityProvider for GitHub {
     /// Refresh grants: the groups of the user's last login, for up to
     /// `refresh_max_age`; then NotMine, and the user must log in again.
     async fn lookup(&self, subject: &str) -> Outcome {
-        match self.recent.get(subject).await {
-            Some(identity) => Outcome::Authenticated(identity),
-            None => Outcome::NotMine,
-        }
+        self.recent.lookup(subject).await
     }
 
     async fn authenticate(&self, credentials: &Credentials) -> Outcome {

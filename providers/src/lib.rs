@@ -25,6 +25,35 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// Identities of recent logins, for providers that cannot look a user up
+/// without the user's secret (OIDC, GitHub): a refresh grant reuses the
+/// last login's groups for `max_age`, then the user must log in again.
+pub(crate) struct RecentLogins(moka::future::Cache<String, Identity>);
+
+impl RecentLogins {
+    pub(crate) fn new(max_age: std::time::Duration) -> Self {
+        Self(
+            moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(max_age)
+                .build(),
+        )
+    }
+
+    pub(crate) async fn remember(&self, identity: &Identity) {
+        self.0
+            .insert(identity.subject.clone(), identity.clone())
+            .await;
+    }
+
+    pub(crate) async fn lookup(&self, subject: &str) -> Outcome {
+        match self.0.get(subject).await {
+            Some(identity) => Outcome::Authenticated(identity),
+            None => Outcome::NotMine,
+        }
+    }
+}
+
 /// TLS for HTTPS calls to identity providers: aws-lc-rs, the system's
 /// roots, plus the certificates of `ca_file` (a private CA) if given.
 pub(crate) fn https_client_tls(

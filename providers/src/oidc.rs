@@ -165,7 +165,7 @@ pub struct Oidc {
     keys: Mutex<Option<Arc<Keys>>>,
     warned_missing_groups: AtomicBool,
     /// Identities of recent logins, for refresh grants (no password then).
-    recent: moka::future::Cache<String, Identity>,
+    recent: crate::RecentLogins,
 }
 
 /// Why a token was not accepted.
@@ -225,10 +225,7 @@ impl Oidc {
             discovery: Mutex::new(None),
             keys: Mutex::new(None),
             warned_missing_groups: AtomicBool::new(false),
-            recent: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(config.refresh_max_age.0)
-                .build(),
+            recent: crate::RecentLogins::new(config.refresh_max_age.0),
         })
     }
 
@@ -404,9 +401,7 @@ impl Oidc {
         }
         match self.identity(&claims) {
             Ok(identity) => {
-                self.recent
-                    .insert(identity.subject.clone(), identity.clone())
-                    .await;
+                self.recent.remember(&identity).await;
                 Outcome::Authenticated(identity)
             }
             Err(outcome) => outcome,
@@ -506,9 +501,7 @@ impl Oidc {
         match self.verify(token).await {
             Ok(claims) => match self.identity(&claims) {
                 Ok(identity) => {
-                    self.recent
-                        .insert(identity.subject.clone(), identity.clone())
-                        .await;
+                    self.recent.remember(&identity).await;
                     Outcome::Authenticated(identity)
                 }
                 Err(outcome) => outcome,
@@ -599,10 +592,7 @@ impl IdentityProvider for Oidc {
     /// Refresh grants: the groups of the user's last login, for up to
     /// `refresh_max_age`; then NotMine, and the user must log in again.
     async fn lookup(&self, subject: &str) -> Outcome {
-        match self.recent.get(subject).await {
-            Some(identity) => Outcome::Authenticated(identity),
-            None => Outcome::NotMine,
-        }
+        self.recent.lookup(subject).await
     }
 
     async fn ready(&self) -> Result<(), Error> {
