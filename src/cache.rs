@@ -120,11 +120,6 @@ impl VerdictCache {
     pub fn entry_count(&self) -> u64 {
         self.entries.entry_count()
     }
-
-    /// Forgets every verdict (tests, and revocation in later features).
-    pub fn clear(&self) {
-        self.entries.invalidate_all();
-    }
 }
 
 /// Failed logins per (user, client IP), counted within a window.

@@ -563,13 +563,10 @@ impl Config {
                         invalid(&origin, key, e.into_inner().message().to_owned())
                     })
                 })?;
-            // Policy-file rules are numbered after the inline ones.
-            let offset = rules.len();
+            // Errors in the file name the file and its own rule numbers;
+            // once combined, its rules follow the inline ones.
             Policy::compile(&file.rule, "rule").map_err(|e| invalid(&origin, e.path, e.message))?;
             rules.extend(file.rule);
-            if offset > 0 {
-                tracing::debug!(offset, "policy file rules follow inline rules");
-            }
         }
         Policy::compile(&rules, "rule").map_err(|e| invalid(&self.origin, e.path, e.message))
     }

@@ -387,33 +387,29 @@ pub fn write_key_files(
             std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
         }
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if overwrite {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(key_path).map_err(|e| write_err(key_path, e))?;
-    file.write_all(key_pem.as_bytes())
-        .map_err(|e| write_err(key_path, e))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if overwrite {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    let mut file = options
-        .open(cert_path)
-        .map_err(|e| write_err(cert_path, e))?;
-    file.write_all(cert_pem.as_bytes())
-        .map_err(|e| write_err(cert_path, e))
+    // The private key is created 0600; neither file is replaced unless asked.
+    let write = |path: &Path, contents: &str, private: bool| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true);
+        if overwrite {
+            options.create(true).truncate(true);
+        } else {
+            options.create_new(true);
+        }
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        options
+            .open(path)
+            .and_then(|mut file| file.write_all(contents.as_bytes()))
+            .map_err(|e| write_err(path, e))
+    };
+    write(key_path, key_pem, true)?;
+    write(cert_path, cert_pem, false)
 }
 
 /// Just enough DER to find a certificate's public key and validity.

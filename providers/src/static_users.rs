@@ -252,14 +252,6 @@ impl StaticUsers {
             users,
         })
     }
-
-    pub fn len(&self) -> usize {
-        self.users.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
-    }
 }
 
 #[async_trait]

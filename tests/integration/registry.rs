@@ -287,33 +287,27 @@ async fn podman_login_push_pull() {
     let run = podman(w, &["import", tar.to_str().unwrap(), "localhost/hello:1"]).await;
     assert!(run.ok, "podman import: {run:?}");
 
-    let run = podman(
-        w,
-        &[
-            "login",
-            "--tls-verify=false",
-            "-u",
-            "writer",
-            "-p",
-            "wrong",
-            &reg,
-        ],
-    )
-    .await;
+    let login = |password: &'static str| {
+        let reg = reg.clone();
+        async move {
+            podman(
+                w,
+                &[
+                    "login",
+                    "--tls-verify=false",
+                    "-u",
+                    "writer",
+                    "-p",
+                    password,
+                    &reg,
+                ],
+            )
+            .await
+        }
+    };
+    let run = login("wrong").await;
     assert!(!run.ok, "login with a wrong password must fail: {run:?}");
-    let run = podman(
-        w,
-        &[
-            "login",
-            "--tls-verify=false",
-            "-u",
-            "writer",
-            "-p",
-            "writer-pw",
-            &reg,
-        ],
-    )
-    .await;
+    let run = login("writer-pw").await;
     assert!(run.ok, "podman login: {run:?}");
     let target = format!("{reg}/team/podman:1");
     let run = podman(
