@@ -52,7 +52,7 @@ fn main() {
         exp: 2_000_000_000,
         nbf: 1_000_000_000,
         iat: 1_000_000_000,
-        jti: token::random_id(),
+        jti: token::random_id().unwrap(),
         access: &access,
     };
     let es = key(KeyType::Es256);

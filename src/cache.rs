@@ -173,6 +173,14 @@ pub struct Issued {
     pub body: bytes::Bytes,
 }
 
+impl Issued {
+    /// A signed token with its GET response body.
+    pub fn new(jwt: String, iat: i64, expires_in: u64) -> Self {
+        let body = crate::token::response_body(&jwt, expires_in, iat, None, None);
+        Self { jwt, iat, body }
+    }
+}
+
 /// Recently signed tokens by (subject, provider, service, granted access).
 ///
 /// A push asks for the same token again for every layer within seconds;
@@ -217,9 +225,9 @@ impl IssuedTokens {
         found
     }
 
-    pub fn insert(&self, key: String, issued: Issued) {
+    pub fn insert(&self, key: String, issued: Arc<Issued>) {
         if let Some(entries) = &self.entries {
-            entries.insert(key, Arc::new(issued));
+            entries.insert(key, issued);
         }
     }
 }
@@ -274,14 +282,7 @@ mod tests {
         let tokens = IssuedTokens::new(Duration::from_secs(60));
         let key = IssuedTokens::key("bob", "local", "svc", "repository:a:pull");
         assert!(tokens.get(&key).is_none());
-        tokens.insert(
-            key.clone(),
-            Issued {
-                jwt: "t".into(),
-                iat: 1,
-                body: Default::default(),
-            },
-        );
+        tokens.insert(key.clone(), Arc::new(Issued::new("t".into(), 1, 60)));
         assert_eq!(tokens.get(&key).unwrap().jwt, "t");
         assert!(tokens
             .get(&IssuedTokens::key(
@@ -300,14 +301,7 @@ mod tests {
             ))
             .is_none());
         let off = IssuedTokens::new(Duration::ZERO);
-        off.insert(
-            key.clone(),
-            Issued {
-                jwt: "t".into(),
-                iat: 1,
-                body: Default::default(),
-            },
-        );
+        off.insert(key.clone(), Arc::new(Issued::new("t".into(), 1, 60)));
         assert!(off.get(&key).is_none());
     }
 

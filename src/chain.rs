@@ -19,7 +19,7 @@ use regauth_providers::{
 };
 
 use crate::cache::{FailureCounter, VerdictCache};
-use crate::policy::Pattern;
+use crate::pattern::{Pattern, Placeholders};
 
 /// The chain's answer for one credential.
 #[derive(Debug)]
@@ -80,6 +80,11 @@ pub fn shape_of(secret: &str) -> (SecretShape<'static>, Option<String>) {
     (SecretShape::Password, None)
 }
 
+/// How pins compare usernames: trimmed and lower-cased.
+fn pin_form(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
 pub struct Chain {
     providers: Vec<Arc<dyn IdentityProvider>>,
     /// Per provider (same order), the username patterns pinned to it.
@@ -109,13 +114,20 @@ impl Chain {
         &self.providers
     }
 
-    /// Pins username patterns to providers, by provider name.
+    /// The provider with this name.
+    pub fn provider(&self, name: &str) -> Option<&Arc<dyn IdentityProvider>> {
+        self.providers.iter().find(|p| p.name() == name)
+    }
+
+    /// Pins username patterns to providers, by provider name. Pins match
+    /// case-insensitively and ignore surrounding spaces, so `CI-Release`
+    /// and ` ci-release` cannot escape a `ci-*` pin to another provider.
     pub fn with_pins(mut self, pins: Vec<(String, Vec<String>)>) -> Self {
         for (name, patterns) in pins {
             if let Some(i) = self.providers.iter().position(|p| p.name() == name) {
                 self.pins[i] = patterns
                     .iter()
-                    .filter_map(|p| Pattern::parse(p, false).ok())
+                    .filter_map(|p| Pattern::parse(&pin_form(p), Placeholders::Forbidden).ok())
                     .collect();
             }
         }
@@ -135,10 +147,11 @@ impl Chain {
             },
             other => other,
         };
+        let username = pin_form(&credentials.username);
         let pinned = self
             .pins
             .iter()
-            .position(|patterns| patterns.iter().any(|p| p.matches(&credentials.username)));
+            .position(|patterns| patterns.iter().any(|p| p.matches(&username)));
         let providers = match pinned {
             Some(i) => &self.providers[i..=i],
             None => &self.providers[..],

@@ -17,7 +17,7 @@ use regauth_providers::oidc::OidcConfig;
 use regauth_providers::static_users::StaticConfig;
 use serde::Deserialize;
 
-use crate::policy::{Policy, PolicyFile, RuleConfig};
+use crate::policy::{Claims, Policy, PolicyFile, ProviderInfo, RuleConfig};
 
 /// The default configuration, compiled into the binary.
 pub const EMBEDDED: &str = include_str!("../config/regauth.toml");
@@ -72,54 +72,67 @@ struct RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct RawServer {
-    #[serde(default = "default_listen")]
     listen: String,
     /// The public URL of the token endpoint, as the registry's `realm`.
-    #[serde(default)]
     realm: Option<String>,
-    #[serde(default = "default_true")]
     anonymous: bool,
-    #[serde(default = "default_request_timeout")]
-    request_timeout: Seconds,
-    #[serde(default = "default_max_body")]
+    /// Upper bound for one identity provider's answer (`request_timeout`
+    /// is the name earlier versions used).
+    #[serde(alias = "request_timeout")]
+    upstream_timeout: Seconds,
+    /// Upper bound for a whole request, from its first byte to its answer.
+    request_deadline: Seconds,
+    /// A client must send a request's head within this time.
+    header_timeout: Seconds,
+    /// An idle keep-alive connection is closed after this time.
+    idle_timeout: Seconds,
+    /// On SIGTERM, in-flight requests get this long to finish.
+    shutdown_timeout: Seconds,
+    /// Connections served at once; more are answered 503 and closed.
+    max_connections: usize,
+    /// Requests handled at once; more are answered 503.
+    max_in_flight: usize,
     max_body_bytes: usize,
-    #[serde(default = "default_max_scopes")]
     max_scopes: usize,
+    /// Upper bound on a request's head (request line and headers).
+    max_header_bytes: usize,
+    max_username_bytes: usize,
+    max_secret_bytes: usize,
+    /// Upper bound on a requested repository name (the registry's own).
+    max_repository_bytes: usize,
     /// Proxies (CIDRs) whose `X-Forwarded-For` names the real client.
-    #[serde(default)]
     trusted_proxies: Vec<String>,
 }
 
 impl Default for RawServer {
     fn default() -> Self {
+        let secs = |s| Seconds(Duration::from_secs(s));
         Self {
-            listen: default_listen(),
+            listen: "127.0.0.1:5001".into(),
             realm: None,
             anonymous: true,
-            request_timeout: default_request_timeout(),
-            max_body_bytes: default_max_body(),
-            max_scopes: default_max_scopes(),
+            upstream_timeout: secs(10),
+            request_deadline: secs(14),
+            header_timeout: secs(10),
+            idle_timeout: secs(60),
+            shutdown_timeout: secs(20),
+            max_connections: 4096,
+            max_in_flight: 1024,
+            max_body_bytes: 64 * 1024,
+            max_scopes: 100,
+            max_header_bytes: 32 * 1024,
+            max_username_bytes: 256,
+            max_secret_bytes: 16 * 1024,
+            max_repository_bytes: 255,
             trusted_proxies: Vec::new(),
         }
     }
 }
 
-fn default_listen() -> String {
-    "127.0.0.1:5001".into()
-}
 fn default_true() -> bool {
     true
-}
-fn default_request_timeout() -> Seconds {
-    Seconds(Duration::from_secs(10))
-}
-fn default_max_body() -> usize {
-    64 * 1024
-}
-fn default_max_scopes() -> usize {
-    100
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,6 +266,20 @@ impl ProviderConfig {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The provider as the policy sees it.
+    pub fn info(&self) -> ProviderInfo {
+        let claims = match self.settings {
+            ProviderSettings::Oidc(_) => Claims::Carried,
+            ProviderSettings::Static(_)
+            | ProviderSettings::Ldap(_)
+            | ProviderSettings::Github(_) => Claims::None,
+        };
+        ProviderInfo {
+            name: self.name.clone(),
+            claims,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -260,10 +287,37 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub realm: Option<String>,
     pub anonymous: bool,
-    pub request_timeout: Duration,
+    /// Upper bound for one identity provider's answer.
+    pub upstream_timeout: Duration,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// How long the server waits for clients (`server.*_timeout`, `server.request_deadline`).
+#[derive(Clone, Debug)]
+pub struct Timeouts {
+    /// For a request's head.
+    pub header: Duration,
+    /// For the next request on a keep-alive connection.
+    pub idle: Duration,
+    /// For a whole request.
+    pub request: Duration,
+    /// For in-flight requests on shutdown.
+    pub shutdown: Duration,
+}
+
+/// Size and count bounds on what clients send (`server.max_*`).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_in_flight: usize,
     pub max_body_bytes: usize,
     pub max_scopes: usize,
-    pub trusted_proxies: Vec<Cidr>,
+    pub max_header_bytes: usize,
+    pub max_username_bytes: usize,
+    pub max_secret_bytes: usize,
+    pub max_repository_bytes: usize,
 }
 
 /// An IP network such as `10.0.0.0/8` or `::1/128` (a bare address is /32
@@ -415,8 +469,47 @@ impl Config {
                 )
             })?);
         }
-        if raw.server.max_scopes == 0 {
-            return Err(invalid(origin, "server.max_scopes", "must be at least 1"));
+        let server = &raw.server;
+        for (key, value) in [
+            ("server.max_scopes", server.max_scopes),
+            ("server.max_connections", server.max_connections),
+            ("server.max_in_flight", server.max_in_flight),
+            ("server.max_username_bytes", server.max_username_bytes),
+            ("server.max_secret_bytes", server.max_secret_bytes),
+            ("server.max_repository_bytes", server.max_repository_bytes),
+            ("server.max_body_bytes", server.max_body_bytes),
+        ] {
+            if value == 0 {
+                return Err(invalid(origin, key, "must be at least 1"));
+            }
+        }
+        // hyper needs at least 8 KiB; a Basic header with the largest
+        // secret must fit.
+        let smallest_head =
+            8192.max(server.max_secret_bytes * 4 / 3 + server.max_username_bytes * 2 + 1024);
+        if server.max_header_bytes < smallest_head {
+            return Err(invalid(
+                origin,
+                "server.max_header_bytes",
+                format!("must be at least {smallest_head} (8 KiB, and room for a Basic header with server.max_secret_bytes)"),
+            ));
+        }
+        for (key, value) in [
+            ("server.upstream_timeout", server.upstream_timeout.0),
+            ("server.request_deadline", server.request_deadline.0),
+            ("server.header_timeout", server.header_timeout.0),
+            ("server.idle_timeout", server.idle_timeout.0),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(origin, key, "must be longer than 0s"));
+            }
+        }
+        if server.request_deadline.0 <= server.upstream_timeout.0 {
+            return Err(invalid(
+                origin,
+                "server.request_deadline",
+                "must be longer than server.upstream_timeout, so that an unreachable identity provider is answered 503 before the request is cut off",
+            ));
         }
         if raw.token.issuer.trim().is_empty() {
             return Err(invalid(origin, "token.issuer", "must not be empty"));
@@ -491,7 +584,9 @@ impl Config {
                 }
             }
         }
-        Policy::compile(&raw.rule, "rule").map_err(|e| invalid(origin, e.path, e.message))?;
+        let infos: Vec<ProviderInfo> = providers.iter().map(ProviderConfig::info).collect();
+        Policy::compile(&raw.rule, "rule", &infos)
+            .map_err(|e| invalid(origin, e.path, e.message))?;
         if raw.token.reuse_window.0 * 10 > lifetime {
             return Err(invalid(
                 origin,
@@ -513,11 +608,25 @@ impl Config {
             origin: origin.to_owned(),
             server: ServerConfig {
                 listen,
-                realm: raw.server.realm,
                 anonymous: raw.server.anonymous,
-                request_timeout: raw.server.request_timeout.0,
-                max_body_bytes: raw.server.max_body_bytes,
-                max_scopes: raw.server.max_scopes,
+                upstream_timeout: raw.server.upstream_timeout.0,
+                timeouts: Timeouts {
+                    header: raw.server.header_timeout.0,
+                    idle: raw.server.idle_timeout.0,
+                    request: raw.server.request_deadline.0,
+                    shutdown: raw.server.shutdown_timeout.0,
+                },
+                limits: Limits {
+                    max_connections: raw.server.max_connections,
+                    max_in_flight: raw.server.max_in_flight,
+                    max_body_bytes: raw.server.max_body_bytes,
+                    max_scopes: raw.server.max_scopes,
+                    max_header_bytes: raw.server.max_header_bytes,
+                    max_username_bytes: raw.server.max_username_bytes,
+                    max_secret_bytes: raw.server.max_secret_bytes,
+                    max_repository_bytes: raw.server.max_repository_bytes,
+                },
+                realm: raw.server.realm,
                 trusted_proxies,
             },
             token: TokenConfig {
@@ -551,6 +660,7 @@ impl Config {
 
     /// Compiles the policy: inline rules plus the policy file, if any.
     pub fn load_policy(&self) -> Result<Policy, ConfigError> {
+        let infos = self.provider_infos();
         let mut rules = self.rules.clone();
         if let Some(path) = &self.policy_file {
             let origin = path.display().to_string();
@@ -565,10 +675,17 @@ impl Config {
                 })?;
             // Errors in the file name the file and its own rule numbers;
             // once combined, its rules follow the inline ones.
-            Policy::compile(&file.rule, "rule").map_err(|e| invalid(&origin, e.path, e.message))?;
+            Policy::compile(&file.rule, "rule", &infos)
+                .map_err(|e| invalid(&origin, e.path, e.message))?;
             rules.extend(file.rule);
         }
-        Policy::compile(&rules, "rule").map_err(|e| invalid(&self.origin, e.path, e.message))
+        Policy::compile(&rules, "rule", &infos)
+            .map_err(|e| invalid(&self.origin, e.path, e.message))
+    }
+
+    /// What the policy needs to know about the configured providers.
+    pub fn provider_infos(&self) -> Vec<ProviderInfo> {
+        self.providers.iter().map(ProviderConfig::info).collect()
     }
 
     /// The realm URL for `WWW-Authenticate` and the registry configuration.
@@ -623,7 +740,7 @@ fn parse_provider(
                     .as_str()
                     .ok_or_else(|| invalid(origin, key.clone(), "must be a string"))?
                     .to_owned();
-                crate::policy::Pattern::parse(&pattern, false)
+                crate::pattern::Pattern::parse(&pattern, crate::pattern::Placeholders::Forbidden)
                     .map_err(|m| invalid(origin, key, m))?;
                 Ok(pattern)
             })
@@ -652,8 +769,19 @@ fn parse_provider(
     let settings = match kind.as_str() {
         "static" => ProviderSettings::Static(settings(origin, &prefix, table)?),
         "ldap" => ProviderSettings::Ldap(Box::new(settings(origin, &prefix, table)?)),
-        "github" => ProviderSettings::Github(Box::new(settings(origin, &prefix, table)?)),
-        "oidc" => ProviderSettings::Oidc(Box::new(settings(origin, &prefix, table)?)),
+        "github" => {
+            let github: GithubConfig = settings(origin, &prefix, table)?;
+            github
+                .validate()
+                .map_err(|e| invalid(origin, format!("{prefix}.{}", e.key), e.message))?;
+            ProviderSettings::Github(Box::new(github))
+        }
+        "oidc" => {
+            let oidc: OidcConfig = settings(origin, &prefix, table)?;
+            oidc.validate()
+                .map_err(|e| invalid(origin, format!("{prefix}.{}", e.key), e.message))?;
+            ProviderSettings::Oidc(Box::new(oidc))
+        }
         other => {
             return Err(invalid(
                 origin,
@@ -807,6 +935,33 @@ mod tests {
             "{MINIMAL}\n[[provider]]\nkind=\"smoke\"\nname=\"a\""
         ))
         .contains("provider[0]"));
+    }
+
+    /// Providers that would admit the whole internet are refused, naming
+    /// the key to set.
+    #[test]
+    fn providers_that_admit_everyone_are_refused() {
+        let e = err(&format!(
+            "{MINIMAL}\n[[provider]]\nname=\"gh\"\nkind=\"github\""
+        ));
+        assert!(e.contains("provider[0].organizations"), "{e}");
+        let ok = format!(
+            "{MINIMAL}\n[[provider]]\nname=\"gh\"\nkind=\"github\"\nallow_any_account=true"
+        );
+        Config::from_toml("t", &ok, &[]).unwrap();
+        for issuer in [
+            "https://token.actions.githubusercontent.com",
+            "https://gitlab.com/",
+        ] {
+            let e = err(&format!(
+                "{MINIMAL}\n[[provider]]\nname=\"ci\"\nkind=\"oidc\"\nissuer=\"{issuer}\"\naudiences=[\"r\"]"
+            ));
+            assert!(e.contains("provider[0].required_claims"), "{e}");
+        }
+        let ok = format!(
+            "{MINIMAL}\n[[provider]]\nname=\"ci\"\nkind=\"oidc\"\nissuer=\"https://gitlab.com\"\naudiences=[\"r\"]\nrequired_claims={{ namespace_path = \"acme\" }}"
+        );
+        Config::from_toml("t", &ok, &[]).unwrap();
     }
 
     #[test]

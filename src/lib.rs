@@ -13,7 +13,9 @@ pub mod cache;
 pub mod chain;
 pub mod config;
 pub mod http;
+pub mod issue;
 pub mod metrics;
+pub mod pattern;
 pub mod policy;
 pub mod refresh;
 pub mod scope;
@@ -164,7 +166,7 @@ pub fn build_with(
         providers,
         VerdictCache::new(config.cache.verdict_ttl, config.cache.verdict_capacity),
         FailureCounter::new(config.cache.failure_window, config.cache.max_failures),
-        config.server.request_timeout,
+        config.server.upstream_timeout,
     )
     .with_pins(pins);
     let realm = config.realm();

@@ -4,17 +4,20 @@
 //! Semantics: granted = (union of `actions` of every matching rule) minus
 //! (union of `deny` of every matching rule), intersected with what was asked.
 //! Rule order does not matter and the default is deny. Values substituted
-//! into patterns (`${user}`, `${group}`) are always literals, so a group
-//! named `*` can never widen access. Evaluation never fails: an unknown
+//! into patterns (`${user}`, `${group}`, `${provider}`) are always
+//! literals, so a group named `*` can never widen access. Names are kept
+//! apart by provider: `corp:admins` is the group of provider `corp` only,
+//! and a bare name that could match identities of two providers is refused
+//! when the policy is compiled. Evaluation never fails: an unknown
 //! resource type or action simply grants nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::sync::Arc;
 
 use regauth_providers::Identity;
 use serde::{Deserialize, Serialize};
 
+use crate::pattern::{Pattern, Placeholder, Placeholders, Values};
 use crate::scope::Scope;
 
 /// Who is asking. Anonymous is its own principal, never a user named so.
@@ -25,6 +28,14 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// The identity, unless anonymous.
+    pub fn identity(&self) -> Option<&Identity> {
+        match self {
+            Principal::Anonymous => None,
+            Principal::Authenticated(id) => Some(id),
+        }
+    }
+
     pub fn subject(&self) -> &str {
         match self {
             Principal::Anonymous => "",
@@ -104,144 +115,58 @@ fn known_actions(kind: &str) -> Option<&'static [&'static str]> {
     }
 }
 
+/// What the policy needs to know about each configured provider: its
+/// name (for `provider:name` entries and for deciding whether a bare name
+/// is ambiguous) and whether its identities carry claims.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Token {
-    Literal(String),
-    /// `*`: any run of characters except `/`.
-    Star,
-    /// `**`: any run of characters, `/` included.
-    DoubleStar,
-    User,
-    Group,
+pub struct ProviderInfo {
+    /// The configured instance name.
+    pub name: String,
+    /// Whether identities of this provider carry claims (`claims = {…}`
+    /// rules can match them): OIDC and token providers.
+    pub claims: Claims,
 }
 
-/// A compiled name pattern.
+/// Whether a provider's identities carry claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claims {
+    /// Claims from tokens (OIDC, CI job tokens).
+    Carried,
+    /// No claims (passwords, directories).
+    None,
+}
+
+/// A `users` or `groups` entry: a pattern, optionally qualified with the
+/// provider whose identities it is about (`corp:admins`).
 #[derive(Clone, Debug)]
-pub struct Pattern {
-    source: String,
-    tokens: Vec<Token>,
+struct Selector {
+    provider: Option<String>,
+    pattern: Pattern,
 }
 
-impl fmt::Display for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.source)
-    }
-}
-
-impl Pattern {
-    pub fn parse(source: &str, placeholders: bool) -> Result<Self, String> {
-        if source.is_empty() {
-            return Err("empty pattern".into());
-        }
-        let mut tokens = Vec::new();
-        let mut literal = String::new();
-        let mut rest = source;
-        while let Some(c) = rest.chars().next() {
-            if let Some(after) = rest.strip_prefix("**") {
-                flush(&mut literal, &mut tokens);
-                tokens.push(Token::DoubleStar);
-                rest = after;
-            } else if let Some(after) = rest.strip_prefix('*') {
-                flush(&mut literal, &mut tokens);
-                tokens.push(Token::Star);
-                rest = after;
-            } else if let Some(after) = rest.strip_prefix("${") {
-                let (name, after) = after
-                    .split_once('}')
-                    .ok_or_else(|| format!("unclosed placeholder in `{source}`"))?;
-                let token = match name {
-                    "user" if placeholders => Token::User,
-                    "group" if placeholders => Token::Group,
-                    _ => {
-                        return Err(format!(
-                            "unknown placeholder `${{{name}}}` in `{source}` (use ${{user}} or ${{group}})"
-                        ))
-                    }
-                };
-                flush(&mut literal, &mut tokens);
-                tokens.push(token);
-                rest = after;
-            } else {
-                literal.push(c);
-                rest = &rest[c.len_utf8()..];
+impl Selector {
+    /// An entry is qualified when the text before its first `:` is the
+    /// name of a configured provider.
+    fn parse(raw: &str, providers: &[ProviderInfo]) -> Result<Self, String> {
+        let (provider, rest) = match raw.split_once(':') {
+            Some((p, rest)) if providers.iter().any(|info| info.name == p) => {
+                (Some(p.to_owned()), rest)
             }
-        }
-        flush(&mut literal, &mut tokens);
+            _ => (None, raw),
+        };
         Ok(Self {
-            source: source.to_owned(),
-            tokens,
+            provider,
+            pattern: Pattern::parse(rest, Placeholders::Forbidden)?,
         })
     }
 
-    fn uses(&self, token: &Token) -> bool {
-        self.tokens.contains(token)
+    fn matches(&self, provider: &str, value: &str) -> bool {
+        self.provider.as_deref().is_none_or(|p| p == provider) && self.pattern.matches(value)
     }
 
-    /// Matches with placeholders standing for the given literal values.
-    fn matches_with(&self, name: &str, user: Option<&str>, group: Option<&str>) -> bool {
-        glob_match_with(&self.tokens, name, &Values { user, group })
-    }
-
-    /// Matches a plain value (user, group, service); a lone `*` matches any.
-    pub fn matches(&self, value: &str) -> bool {
-        self.source == "*" || glob_match(&self.tokens, value)
-    }
-
-    /// The pattern with its placeholders filled in, for traces.
-    fn substituted(&self, user: Option<&str>, group: Option<&str>) -> String {
-        let mut out = self.source.replace("${group}", group.unwrap_or("${group}"));
-        if let Some(user) = user {
-            out = out.replace("${user}", user);
-        }
-        out
-    }
-}
-
-fn flush(literal: &mut String, tokens: &mut Vec<Token>) {
-    if !literal.is_empty() {
-        tokens.push(Token::Literal(std::mem::take(literal)));
-    }
-}
-
-/// What placeholders stand for during one match. A placeholder without a
-/// value matches nothing.
-struct Values<'a> {
-    user: Option<&'a str>,
-    group: Option<&'a str>,
-}
-
-fn glob_match(tokens: &[Token], name: &str) -> bool {
-    glob_match_with(
-        tokens,
-        name,
-        &Values {
-            user: None,
-            group: None,
-        },
-    )
-}
-
-/// Placeholder values are matched as literals: a user or group named `*`
-/// matches only a literal `*`.
-fn glob_match_with(tokens: &[Token], name: &str, values: &Values<'_>) -> bool {
-    let literal = |lit: &str, rest: &[Token]| {
-        name.strip_prefix(lit)
-            .is_some_and(|after| glob_match_with(rest, after, values))
-    };
-    match tokens.split_first() {
-        None => name.is_empty(),
-        Some((Token::Literal(lit), rest)) => literal(lit, rest),
-        Some((Token::User, rest)) => values.user.is_some_and(|u| literal(u, rest)),
-        Some((Token::Group, rest)) => values.group.is_some_and(|g| literal(g, rest)),
-        Some((Token::Star, rest)) => {
-            let segment_end = name.find('/').unwrap_or(name.len());
-            (0..=segment_end)
-                .filter(|i| name.is_char_boundary(*i))
-                .any(|i| glob_match_with(rest, &name[i..], values))
-        }
-        Some((Token::DoubleStar, rest)) => (0..=name.len())
-            .filter(|i| name.is_char_boundary(*i))
-            .any(|i| glob_match_with(rest, &name[i..], values)),
+    /// An unqualified `*`: any user (or group) of any provider.
+    fn is_anything(&self) -> bool {
+        self.provider.is_none() && self.pattern.source() == "*"
     }
 }
 
@@ -250,8 +175,8 @@ fn glob_match_with(tokens: &[Token], name: &str, values: &Values<'_>) -> bool {
 pub struct Rule {
     pub index: usize,
     pub description: Option<String>,
-    users: Vec<Pattern>,
-    groups: Vec<Pattern>,
+    users: Vec<Selector>,
+    groups: Vec<Selector>,
     anonymous: bool,
     services: Vec<Pattern>,
     providers: Vec<String>,
@@ -292,11 +217,19 @@ pub struct Grant {
 }
 
 impl Policy {
-    pub fn compile(rules: &[RuleConfig], prefix: &str) -> Result<Self, PolicyError> {
+    /// Compiles rules for the given providers. Errors name the key path
+    /// (`{prefix}[3].users[0]`): unknown actions, patterns that do not
+    /// parse, and entries that would let one provider's identities take
+    /// another's rights.
+    pub fn compile(
+        rules: &[RuleConfig],
+        prefix: &str,
+        providers: &[ProviderInfo],
+    ) -> Result<Self, PolicyError> {
         let compiled = rules
             .iter()
             .enumerate()
-            .map(|(i, rule)| compile_rule(i, rule, &format!("{prefix}[{i}]")))
+            .map(|(i, rule)| compile_rule(i, rule, &format!("{prefix}[{i}]"), providers))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { rules: compiled })
     }
@@ -360,6 +293,101 @@ impl Policy {
     }
 }
 
+/// Refuses a rule in which a bare name could match identities of more than
+/// one provider: with a static user `alice` and an OIDC issuer whose
+/// tokens can say `sub = alice`, `users = ["alice"]` would give the token
+/// the static user's rights. Qualified entries (`local:alice`), rules
+/// narrowed to one provider, and `${provider}` in a namespace pattern are
+/// unambiguous. With a single provider nothing is ambiguous.
+fn check_names_are_unambiguous(
+    raw: &RuleConfig,
+    path: &str,
+    providers: &[ProviderInfo],
+    users: &[Selector],
+    groups: &[Selector],
+    repos: &[Pattern],
+) -> Result<(), PolicyError> {
+    let err = |key: String, message: String| PolicyError {
+        path: format!("{path}.{key}"),
+        message,
+    };
+    let reach: Vec<&ProviderInfo> = providers
+        .iter()
+        .filter(|p| raw.providers.is_empty() || raw.providers.contains(&p.name))
+        .collect();
+    let names = |list: &[&ProviderInfo]| {
+        list.iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (key, list) in [("users", users), ("groups", groups)] {
+        for (i, selector) in list.iter().enumerate() {
+            if let Some(p) = &selector.provider {
+                if !reach.iter().any(|r| &r.name == p) {
+                    return Err(err(
+                        format!("{key}[{i}]"),
+                        format!("`{}` names provider `{p}`, which the rule's providers exclude: it can never match", raw_entry(raw, key, i)),
+                    ));
+                }
+                continue;
+            }
+            if reach.len() > 1 && !selector.is_anything() {
+                let entry = raw_entry(raw, key, i);
+                return Err(err(
+                    format!("{key}[{i}]"),
+                    format!(
+                        "`{entry}` could match identities of {} providers ({}): write `{}:{entry}`, or narrow the rule with providers = [...]",
+                        reach.len(),
+                        names(&reach),
+                        reach[0].name
+                    ),
+                ));
+            }
+        }
+    }
+    if reach.len() > 1 {
+        for (i, pattern) in repos.iter().enumerate() {
+            let per_identity = pattern.uses(Placeholder::User) || pattern.uses(Placeholder::Group);
+            if per_identity && !pattern.uses(Placeholder::Provider) {
+                return Err(err(
+                    format!("repos[{i}]"),
+                    format!(
+                        "`{pattern}` would give same-named users or groups of {} providers ({}) one namespace: write `${{provider}}/{pattern}`, or narrow the rule with providers = [...]",
+                        reach.len(),
+                        names(&reach)
+                    ),
+                ));
+            }
+        }
+    }
+    let with_claims: Vec<&ProviderInfo> = reach
+        .iter()
+        .copied()
+        .filter(|p| p.claims == Claims::Carried)
+        .collect();
+    if !raw.claims.is_empty() && with_claims.len() > 1 {
+        return Err(err(
+            "claims".into(),
+            format!(
+                "these claims could come from the tokens of {} providers ({}): narrow the rule with providers = [...]",
+                with_claims.len(),
+                names(&with_claims)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn raw_entry<'r>(raw: &'r RuleConfig, key: &str, i: usize) -> &'r str {
+    let list = if key == "users" {
+        &raw.users
+    } else {
+        &raw.groups
+    };
+    list.get(i).map(String::as_str).unwrap_or_default()
+}
+
 /// A rule's action set with `*` spelled out as the type's actions.
 fn expand<'a>(set: &'a BTreeSet<String>, known: &'static [&'static str]) -> Vec<&'a str> {
     if set.contains("*") {
@@ -392,10 +420,9 @@ impl Rule {
         allows: &[&str],
         denies: &[&str],
     ) -> Matched {
-        let user = match principal {
-            Principal::Anonymous => None,
-            Principal::Authenticated(id) => Some(id.subject.as_str()),
-        };
+        let identity = principal.identity();
+        let user = identity.map(|id| id.subject.as_str());
+        let provider = identity.map(|id| id.provider.as_str());
         let because = match m.because {
             Because::Anonymous => "anonymous access".to_owned(),
             Because::User => format!("user {}", user.unwrap_or_default()),
@@ -405,7 +432,7 @@ impl Rule {
                         .groups
                         .iter()
                         .map(String::as_str)
-                        .filter(|g| self.groups.iter().any(|p| p.matches(g)))
+                        .filter(|g| self.groups.iter().any(|p| p.matches(&id.provider, g)))
                         .collect();
                     format!("group {}", groups.join(","))
                 }
@@ -417,7 +444,11 @@ impl Rule {
             rule: self.index,
             description: self.description.clone(),
             because,
-            repo: m.pattern.substituted(user, m.group),
+            repo: m.pattern.substituted(Values {
+                user,
+                group: m.group,
+                provider,
+            }),
             allows: allows.iter().map(|a| a.to_string()).collect(),
             denies: denies.iter().map(|a| a.to_string()).collect(),
         }
@@ -455,10 +486,16 @@ impl Rule {
             }
         }
         let user = identity.map(|id| id.subject.as_str());
+        let provider = identity.map(|id| id.provider.as_str());
         // Groups that match the selector (all groups when there is none):
         // these are the values `${group}` takes.
-        let in_selector =
-            |g: &&'a String| self.groups.is_empty() || self.groups.iter().any(|p| p.matches(g));
+        let in_selector = |g: &&'a String| {
+            self.groups.is_empty()
+                || self
+                    .groups
+                    .iter()
+                    .any(|p| p.matches(provider.unwrap_or_default(), g))
+        };
         let groups = || {
             identity
                 .into_iter()
@@ -468,7 +505,11 @@ impl Rule {
         };
         let because = if self.anonymous {
             Because::Anonymous
-        } else if user.is_some_and(|u| self.users.iter().any(|p| p.matches(u))) {
+        } else if identity.is_some_and(|id| {
+            self.users
+                .iter()
+                .any(|p| p.matches(&id.provider, &id.subject))
+        }) {
             Because::User
         } else if identity.is_some() && !self.groups.is_empty() && groups().next().is_some() {
             Because::Groups
@@ -481,18 +522,29 @@ impl Rule {
         } else {
             return None;
         };
+        let values = Values {
+            user,
+            group: None,
+            provider,
+        };
         for pattern in &self.repos {
-            if pattern.uses(&Token::Group) {
-                if let Some(group) =
-                    groups().find(|g| pattern.matches_with(&scope.name, user, Some(g)))
-                {
+            if pattern.uses(Placeholder::Group) {
+                if let Some(group) = groups().find(|g| {
+                    pattern.matches_with(
+                        &scope.name,
+                        Values {
+                            group: Some(g),
+                            ..values
+                        },
+                    )
+                }) {
                     return Some(Applies {
                         because,
                         pattern,
                         group: Some(group),
                     });
                 }
-            } else if pattern.matches_with(&scope.name, user, None) {
+            } else if pattern.matches_with(&scope.name, values) {
                 return Some(Applies {
                     because,
                     pattern,
@@ -504,7 +556,12 @@ impl Rule {
     }
 }
 
-fn compile_rule(index: usize, raw: &RuleConfig, path: &str) -> Result<Rule, PolicyError> {
+fn compile_rule(
+    index: usize,
+    raw: &RuleConfig,
+    path: &str,
+    providers: &[ProviderInfo],
+) -> Result<Rule, PolicyError> {
     let err = |key: &str, message: String| PolicyError {
         path: format!("{path}.{key}"),
         message,
@@ -520,17 +577,27 @@ fn compile_rule(index: usize, raw: &RuleConfig, path: &str) -> Result<Rule, Poli
         values
             .iter()
             .enumerate()
-            .map(|(i, v)| Pattern::parse(v, false).map_err(|m| err(&format!("{key}[{i}]"), m)))
+            .map(|(i, v)| {
+                Pattern::parse(v, Placeholders::Forbidden)
+                    .map_err(|m| err(&format!("{key}[{i}]"), m))
+            })
             .collect()
     };
-    let users = plain("users", &raw.users)?;
-    let groups = plain("groups", &raw.groups)?;
+    let selectors = |key: &str, values: &[String]| -> Result<Vec<Selector>, PolicyError> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Selector::parse(v, providers).map_err(|m| err(&format!("{key}[{i}]"), m)))
+            .collect()
+    };
+    let users = selectors("users", &raw.users)?;
+    let groups = selectors("groups", &raw.groups)?;
     let services = plain("services", &raw.services)?;
     let claims = raw
         .claims
         .iter()
         .map(|(k, v)| {
-            Pattern::parse(v, false)
+            Pattern::parse(v, Placeholders::Forbidden)
                 .map(|p| (k.clone(), p))
                 .map_err(|m| err(&format!("claims.{k}"), m))
         })
@@ -548,18 +615,21 @@ fn compile_rule(index: usize, raw: &RuleConfig, path: &str) -> Result<Rule, Poli
         .repos
         .iter()
         .enumerate()
-        .map(|(i, v)| Pattern::parse(v, true).map_err(|m| err(&format!("repos[{i}]"), m)))
+        .map(|(i, v)| {
+            Pattern::parse(v, Placeholders::Allowed).map_err(|m| err(&format!("repos[{i}]"), m))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if raw.anonymous
-        && repos
-            .iter()
-            .any(|p| p.uses(&Token::User) || p.uses(&Token::Group))
+        && repos.iter().any(|p| {
+            p.uses(Placeholder::User) || p.uses(Placeholder::Group) || p.uses(Placeholder::Provider)
+        })
     {
         return Err(err(
             "repos",
-            "an anonymous rule cannot use ${user} or ${group}".into(),
+            "an anonymous rule cannot use ${user}, ${group} or ${provider}".into(),
         ));
     }
+    check_names_are_unambiguous(raw, path, providers, &users, &groups, &repos)?;
     let actions = |key: &str, list: &[String]| -> Result<BTreeSet<String>, PolicyError> {
         list.iter()
             .enumerate()
@@ -608,7 +678,7 @@ mod tests {
 
     fn rules(toml_text: &str) -> Policy {
         let file: PolicyFile = toml::from_str(toml_text).unwrap();
-        Policy::compile(&file.rule, "rule").unwrap()
+        Policy::compile(&file.rule, "rule", &[]).unwrap()
     }
 
     fn user(name: &str, groups: &[&str]) -> Principal {
@@ -715,7 +785,7 @@ mod tests {
         let reversed: PolicyFile = toml::from_str(SAMPLE).unwrap();
         let mut reversed = reversed.rule;
         reversed.reverse();
-        let p2 = Policy::compile(&reversed, "rule").unwrap();
+        let p2 = Policy::compile(&reversed, "rule", &[]).unwrap();
         assert_eq!(
             grant(&p2, &c, "repository:prod/api:pull,push,delete"),
             ["pull"]
@@ -830,7 +900,9 @@ mod tests {
     fn compile_errors_name_the_key() {
         let bad = |text: &str| {
             let file: PolicyFile = toml::from_str(text).unwrap();
-            Policy::compile(&file.rule, "rule").unwrap_err().to_string()
+            Policy::compile(&file.rule, "rule", &[])
+                .unwrap_err()
+                .to_string()
         };
         assert!(
             bad("[[rule]]\nusers=[\"a\"]\nrepos=[\"x\"]\nactions=[\"pushh\"]")
@@ -847,15 +919,144 @@ mod tests {
         );
     }
 
+    fn providers(names: &[(&str, Claims)]) -> Vec<ProviderInfo> {
+        names
+            .iter()
+            .map(|(name, claims)| ProviderInfo {
+                name: name.to_string(),
+                claims: *claims,
+            })
+            .collect()
+    }
+
+    fn compile_for(text: &str, infos: &[ProviderInfo]) -> Result<Policy, String> {
+        let file: PolicyFile = toml::from_str(text).unwrap();
+        Policy::compile(&file.rule, "rule", infos).map_err(|e| e.to_string())
+    }
+
+    fn from(provider: &str, name: &str, groups: &[&str]) -> Principal {
+        Principal::Authenticated(Arc::new(
+            Identity::new(name, provider).with_groups(groups.iter().map(|g| g.to_string())),
+        ))
+    }
+
+    /// Reproduced: a static `alice` in `admins` and an OIDC token saying
+    /// `sub = alice, groups = [admins]` got the same rules. Qualified
+    /// entries keep them apart.
     #[test]
-    fn glob_edge_cases() {
-        let m = |p: &str, n: &str| glob_match(&Pattern::parse(p, false).unwrap().tokens, n);
-        assert!(m("**", "a/b/c"));
-        assert!(m("a/*/c", "a/b/c"));
-        assert!(!m("a/*/c", "a/b/x/c"));
-        assert!(m("a/**/c", "a/b/x/c"));
-        assert!(m("*-ci", "build-ci"));
-        assert!(m("ünï/*", "ünï/ç"));
-        assert!(!m("a", "ab"));
+    fn qualified_names_keep_providers_apart() {
+        let infos = providers(&[("local", Claims::None), ("sso", Claims::Carried)]);
+        let p = compile_for(
+            r#"
+            [[rule]]
+            users = ["local:alice"]
+            repos = ["prod/**"]
+            actions = ["pull", "push"]
+
+            [[rule]]
+            groups = ["local:admins"]
+            repos = ["admin/**"]
+            actions = ["pull", "push"]
+
+            [[rule]]
+            users = ["*"]
+            repos = ["${provider}/${user}/**"]
+            actions = ["pull", "push"]
+        "#,
+            &infos,
+        )
+        .unwrap();
+        let real = from("local", "alice", &["admins"]);
+        let token = from("sso", "alice", &["admins"]);
+        assert_eq!(grant(&p, &real, "repository:prod/app:push"), ["push"]);
+        assert!(grant(&p, &token, "repository:prod/app:push").is_empty());
+        assert_eq!(grant(&p, &real, "repository:admin/x:push"), ["push"]);
+        assert!(grant(&p, &token, "repository:admin/x:push").is_empty());
+        assert_eq!(grant(&p, &token, "repository:sso/alice/x:push"), ["push"]);
+        assert!(grant(&p, &token, "repository:local/alice/x:push").is_empty());
+        assert!(grant(&p, &token, "repository:alice/x:push").is_empty());
+    }
+
+    #[test]
+    fn bare_names_that_two_providers_could_match_are_refused() {
+        let infos = providers(&[("local", Claims::None), ("sso", Claims::Carried)]);
+        let e = compile_for(
+            "[[rule]]\nusers=[\"alice\"]\nrepos=[\"x\"]\nactions=[\"pull\"]",
+            &infos,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("rule[0].users[0]"), "{e}");
+        assert!(e.contains("local, sso") && e.contains("local:alice"), "{e}");
+        let e = compile_for(
+            "[[rule]]\ngroups=[\"admins\"]\nrepos=[\"x\"]\nactions=[\"pull\"]",
+            &infos,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("rule[0].groups[0]"), "{e}");
+        let e = compile_for(
+            "[[rule]]\nusers=[\"*\"]\nrepos=[\"${user}/**\"]\nactions=[\"pull\"]",
+            &infos,
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("rule[0].repos[0]") && e.contains("${provider}"),
+            "{e}"
+        );
+        let e = compile_for(
+            "[[rule]]\ngroups=[\"*\"]\nrepos=[\"team-${group}/**\"]\nactions=[\"pull\"]",
+            &infos,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("rule[0].repos[0]"), "{e}");
+        let e = compile_for(
+            "[[rule]]\nusers=[\"sso:x\"]\nproviders=[\"local\"]\nrepos=[\"x\"]\nactions=[\"pull\"]",
+            &infos,
+        )
+        .unwrap_err();
+        assert!(e.contains("can never match"), "{e}");
+        // two token providers and a claims rule
+        let two = providers(&[("gha", Claims::Carried), ("gitlab", Claims::Carried)]);
+        let e = compile_for(
+            "[[rule]]\nclaims={repository=\"a/b\"}\nrepos=[\"x\"]\nactions=[\"pull\"]",
+            &two,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("rule[0].claims"), "{e}");
+        // what stays allowed: "*", narrowed rules, one provider, qualified
+        for ok in [
+            "[[rule]]\nusers=[\"*\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",
+            "[[rule]]\ngroups=[\"*\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",
+            "[[rule]]\nusers=[\"alice\"]\nproviders=[\"local\"]\nrepos=[\"x\"]\nactions=[\"pull\"]",
+            "[[rule]]\nusers=[\"*\"]\nproviders=[\"sso\"]\nrepos=[\"${user}/**\"]\nactions=[\"pull\"]",
+            "[[rule]]\nclaims={repository=\"a/b\"}\nrepos=[\"x\"]\nactions=[\"pull\"]",
+            "[[rule]]\nanonymous=true\nrepos=[\"public/**\"]\nactions=[\"pull\"]",
+        ] {
+            compile_for(ok, &infos).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let one = providers(&[("local", Claims::None)]);
+        compile_for(
+            "[[rule]]\nusers=[\"alice\"]\nrepos=[\"${user}/**\"]\nactions=[\"pull\"]",
+            &one,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_colon_that_names_no_provider_is_part_of_the_name() {
+        let infos = providers(&[("local", Claims::None)]);
+        let p = compile_for(
+            "[[rule]]\ngroups=[\"ldap:admins\"]\nrepos=[\"x\"]\nactions=[\"pull\"]",
+            &infos,
+        )
+        .unwrap();
+        assert_eq!(
+            grant(
+                &p,
+                &from("local", "u", &["ldap:admins"]),
+                "repository:x:pull"
+            ),
+            ["pull"]
+        );
+        assert!(grant(&p, &from("local", "u", &["admins"]), "repository:x:pull").is_empty());
     }
 }

@@ -1,25 +1,37 @@
 //! Refresh tokens ("identity tokens" to the docker CLI): opaque, long-lived,
-//! bound to (subject, provider, service), revocable, never rotated.
+//! bound to (subject, provider, service) and to the login that minted
+//! them, revocable, never rotated.
 //!
 //! A refresh token is its claims sealed with AES-256-GCM under a key
 //! derived from the signing key, so every replica that shares the signing
 //! key accepts it and a restart changes nothing, while clients can neither
-//! read nor forge one. Revocation is a "revoked before" time per subject
-//! and one for everybody, kept in a [`RevocationStore`] (a file by default,
-//! shared by every replica that mounts it). Tokens and keys are never logged.
+//! read nor forge one. What a refresh may later use comes from the token
+//! alone, never from another login's memory: for providers that can look
+//! users up again it holds the subject and the login's credential stamp
+//! (a password change since then refuses it); for providers that cannot,
+//! it holds the login's groups and claims and a deadline of its own.
+//! Revocation is a "revoked before" time per subject and one for everybody,
+//! kept in a [`RevocationStore`] (a file by default, shared by every
+//! replica that mounts it). Tokens and keys are never logged.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::rand::SecureRandom;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use regauth_providers::{clock, Identity, Kind, Renewal};
 use serde::{Deserialize, Serialize};
 
-const PREFIX: &str = "rt1.";
+/// The format: `rt2.` + base64url(nonce ‖ AES-256-GCM(claims)). `rt1.`
+/// tokens (subject only, resolved from the last login) are refused.
+const PREFIX: &str = "rt2.";
+const LEGACY_PREFIX: &str = "rt1.";
+/// Upper bound on the sealed claims (a login's groups and claims included).
+const MAX_CLAIMS_BYTES: usize = 8 * 1024;
 
 /// Why a refresh token was not accepted. Logged, never shown to clients.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,6 +46,12 @@ pub enum RefreshError {
     Revoked,
     #[error("revocation store: {0}")]
     Store(String),
+    #[error("a refresh token of an earlier regauth version (rt1): the user must log in again")]
+    Legacy,
+    #[error("the login's groups and claims are too large for a refresh token ({0} bytes)")]
+    TooLarge(usize),
+    #[error("sealing failed: {0}")]
+    Crypto(&'static str),
 }
 
 /// What a refresh token says.
@@ -46,13 +64,39 @@ pub struct Claims {
     pub iat_ms: u64,
     /// Expiry, in seconds since the epoch.
     pub exp: u64,
+    /// The login's credential stamp: a lookup that finds another one
+    /// (the password changed) refuses the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<String>,
+    /// The login itself, for providers that cannot look users up again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Snapshot>,
+}
+
+/// What one login established, carried by its refresh token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub kind: Kind,
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+}
+
+impl Claims {
+    /// The identity a snapshot token stands for.
+    pub fn snapshot_identity(&self) -> Option<Identity> {
+        let snapshot = self.snapshot.as_ref()?;
+        let mut identity =
+            Identity::new(&self.sub, &self.provider).with_groups(snapshot.groups.iter().cloned());
+        identity.kind = snapshot.kind;
+        identity.claims = snapshot.claims.clone();
+        identity.renewal = Renewal::Snapshot { until: self.exp };
+        Some(identity)
+    }
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
+    clock::unix_millis()
 }
 
 /// Where revocations live. Implementations must be shared by every replica.
@@ -171,32 +215,67 @@ impl RefreshTokens {
         }
     }
 
-    pub fn issue(&self, subject: &str, provider: &str, service: &str) -> String {
+    /// A refresh token continuing this login for `service`, or `None`
+    /// when the login gets none (a machine's token, or a snapshot whose
+    /// deadline has passed).
+    pub fn issue(
+        &self,
+        identity: &Identity,
+        service: &str,
+    ) -> Result<Option<String>, RefreshError> {
         let iat_ms = now_ms();
+        let lifetime_end = iat_ms / 1000 + self.lifetime.as_secs();
+        let (exp, snapshot) = match identity.renewal {
+            Renewal::Never => return Ok(None),
+            Renewal::Lookup => (lifetime_end, None),
+            Renewal::Snapshot { until } => (
+                lifetime_end.min(until),
+                Some(Snapshot {
+                    kind: identity.kind,
+                    groups: identity.groups.clone(),
+                    claims: identity.claims.clone(),
+                }),
+            ),
+        };
+        if exp <= iat_ms / 1000 {
+            return Ok(None);
+        }
         let claims = Claims {
-            sub: subject.to_owned(),
-            provider: provider.to_owned(),
+            sub: identity.subject.clone(),
+            provider: identity.provider.clone(),
             service: service.to_owned(),
             iat_ms,
-            exp: iat_ms / 1000 + self.lifetime.as_secs(),
+            exp,
+            stamp: identity.credential_stamp.clone(),
+            snapshot,
         };
-        let mut sealed = serde_json::to_vec(&claims).unwrap_or_default();
+        let mut sealed =
+            serde_json::to_vec(&claims).map_err(|_| RefreshError::Crypto("encoding the claims"))?;
+        if sealed.len() > MAX_CLAIMS_BYTES {
+            return Err(RefreshError::TooLarge(sealed.len()));
+        }
         let mut nonce = [0u8; NONCE_LEN];
-        let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut nonce);
-        // Sealing only fails for inputs larger than GCM allows.
-        let _ = self.key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(PREFIX.as_bytes()),
-            &mut sealed,
-        );
+        aws_lc_rs::rand::SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| RefreshError::Crypto("no randomness for the nonce"))?;
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(PREFIX.as_bytes()),
+                &mut sealed,
+            )
+            .map_err(|_| RefreshError::Crypto("AES-GCM sealing"))?;
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
-        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(out))
+        Ok(Some(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(out))))
     }
 
     /// Opens a token presented for `service`, checking expiry and revocation.
     pub fn check(&self, token: &str, service: &str) -> Result<Claims, RefreshError> {
+        if token.starts_with(LEGACY_PREFIX) {
+            return Err(RefreshError::Legacy);
+        }
         let encoded = token.strip_prefix(PREFIX).ok_or(RefreshError::Invalid)?;
         let mut raw = URL_SAFE_NO_PAD
             .decode(encoded)
@@ -228,6 +307,14 @@ impl RefreshTokens {
 mod tests {
     use super::*;
 
+    fn login(subject: &str) -> Identity {
+        Identity::new(subject, "corp")
+    }
+
+    fn issue(t: &RefreshTokens, subject: &str) -> String {
+        t.issue(&login(subject), "reg").unwrap().unwrap()
+    }
+
     fn tokens(dir: &std::path::Path) -> RefreshTokens {
         RefreshTokens::new(
             b"signing key bytes",
@@ -240,7 +327,7 @@ mod tests {
     fn round_trip_and_binding() {
         let dir = tempfile::tempdir().unwrap();
         let t = tokens(dir.path());
-        let token = t.issue("ann", "corp", "reg");
+        let token = issue(&t, "ann");
         assert!(token.starts_with(PREFIX));
         assert!(
             !token.contains("ann"),
@@ -268,7 +355,7 @@ mod tests {
     fn tampered_truncated_and_garbage_are_invalid() {
         let dir = tempfile::tempdir().unwrap();
         let t = tokens(dir.path());
-        let token = t.issue("ann", "corp", "reg");
+        let token = issue(&t, "ann");
         let mut flipped = token.clone().into_bytes();
         let i = flipped.len() - 5;
         flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
@@ -277,8 +364,8 @@ mod tests {
             flipped.as_str(),
             &token[..token.len() - 1],
             &token[..10],
-            "rt1.",
-            "rt1.!!!",
+            "rt2.",
+            "rt2.!!!",
             "",
             "eyJhbGciOi.x.y",
         ] {
@@ -290,8 +377,8 @@ mod tests {
     fn revocation_by_subject_and_for_all_survives_a_new_instance() {
         let dir = tempfile::tempdir().unwrap();
         let t = tokens(dir.path());
-        let ann = t.issue("ann", "corp", "reg");
-        let ben = t.issue("ben", "corp", "reg");
+        let ann = issue(&t, "ann");
+        let ben = issue(&t, "ben");
         std::thread::sleep(Duration::from_millis(5));
         tokens(dir.path()).store.revoke_subject("ann").unwrap();
         // the first instance sees the file change
@@ -299,7 +386,7 @@ mod tests {
         assert!(t.check(&ben, "reg").is_ok());
         // a token issued after the revocation works
         std::thread::sleep(Duration::from_millis(5));
-        let again = t.issue("ann", "corp", "reg");
+        let again = issue(&t, "ann");
         assert!(t.check(&again, "reg").is_ok());
         std::thread::sleep(Duration::from_millis(5));
         t.store.revoke_all().unwrap();
@@ -317,7 +404,51 @@ mod tests {
     fn expired_tokens_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let t = RefreshTokens::new(b"k", Duration::ZERO, Box::new(FileStore::new(dir.path())));
-        let token = t.issue("ann", "corp", "reg");
-        assert_eq!(t.check(&token, "reg"), Err(RefreshError::Expired));
+        assert_eq!(t.issue(&login("ann"), "reg"), Ok(None), "born expired");
+        assert_eq!(t.check("rt1.AAAA", "reg"), Err(RefreshError::Legacy));
+    }
+
+    #[test]
+    fn each_token_carries_its_own_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = tokens(dir.path());
+        // machine logins get none
+        let mut machine = login("ci");
+        machine.renewal = Renewal::Never;
+        assert_eq!(t.issue(&machine, "reg"), Ok(None));
+        // a snapshot login: its groups, claims and deadline travel along
+        let mut feature = Identity::new("acme/app", "gha").with_groups(["readers"]);
+        feature
+            .claims
+            .insert("ref".into(), "refs/heads/feature".into());
+        let until = clock::unix_seconds() + 600;
+        feature.renewal = Renewal::Snapshot { until };
+        let token = t.issue(&feature, "reg").unwrap().unwrap();
+        let claims = t.check(&token, "reg").unwrap();
+        assert_eq!(claims.exp, until, "the snapshot's deadline, not 30 days");
+        let back = claims.snapshot_identity().unwrap();
+        assert_eq!(back.groups, ["readers"]);
+        assert_eq!(back.claims["ref"], "refs/heads/feature");
+        // a lookup login carries its stamp and no snapshot
+        let mut ann = login("ann");
+        ann.credential_stamp = Some("pwdChangedTime=20261201000000Z".into());
+        let claims = t
+            .check(&t.issue(&ann, "reg").unwrap().unwrap(), "reg")
+            .unwrap();
+        assert_eq!(claims.stamp, ann.credential_stamp);
+        assert!(claims.snapshot.is_none() && claims.snapshot_identity().is_none());
+    }
+
+    #[test]
+    fn oversized_logins_get_no_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = tokens(dir.path());
+        let mut big =
+            Identity::new("u", "sso").with_groups((0..2000).map(|i| format!("group-{i}")));
+        big.renewal = Renewal::Snapshot { until: u64::MAX };
+        assert!(matches!(
+            t.issue(&big, "reg"),
+            Err(RefreshError::TooLarge(_))
+        ));
     }
 }

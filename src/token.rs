@@ -7,7 +7,7 @@
 //! generate.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_lc_rs::rand::SecureRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
@@ -308,22 +308,58 @@ pub struct Claims<'a> {
     pub access: &'a [Access],
 }
 
+/// The token endpoint's success body: `token` and `access_token` (the same
+/// JWT), integer `expires_in`, RFC 3339 `issued_at`, and on POST the
+/// granted `scope`.
+/// Written by hand because it is the hot path and only `scope` can need
+/// escaping (a JWT is base64url and dots).
+pub fn response_body(
+    jwt: &str,
+    expires_in: u64,
+    iat: i64,
+    scope: Option<&str>,
+    refresh_token: Option<&str>,
+) -> bytes::Bytes {
+    let issued_at = rfc3339(iat);
+    let mut body = String::with_capacity(2 * jwt.len() + 128);
+    body.push_str("{\"token\":\"");
+    body.push_str(jwt);
+    body.push_str("\",\"access_token\":\"");
+    body.push_str(jwt);
+    body.push_str("\",\"expires_in\":");
+    body.push_str(&expires_in.to_string());
+    body.push_str(",\"issued_at\":\"");
+    body.push_str(&issued_at);
+    body.push('"');
+    if let Some(scope) = scope {
+        body.push_str(",\"scope\":");
+        body.push_str(&serde_json::Value::from(scope).to_string());
+    }
+    if let Some(refresh_token) = refresh_token {
+        // base64url with a fixed prefix: nothing to escape
+        body.push_str(",\"refresh_token\":\"");
+        body.push_str(refresh_token);
+        body.push('"');
+    }
+    body.push('}');
+    body.into()
+}
+
 /// How far `nbf` is set back, to absorb clock skew between hosts.
 pub const NOT_BEFORE_SKEW: i64 = 5;
 
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+    regauth_providers::clock::unix_seconds() as i64
 }
 
-/// A random token ID.
-pub fn random_id() -> String {
+/// A random token ID. Fails only without an OS entropy source, and then a
+/// token must not be issued (its `jti` would not be unique).
+pub fn random_id() -> Result<String, KeyError> {
     let mut bytes = [0u8; 16];
-    // SystemRandom only fails if the OS has no entropy source.
-    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| KeyError::Generate("the system has no randomness for a token ID".into()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// RFC 3339 UTC with second precision, e.g. `2026-11-24T01:02:03Z`.
@@ -594,7 +630,7 @@ mod tests {
             exp: 2000,
             nbf: 995,
             iat: 1000,
-            jti: random_id(),
+            jti: random_id().unwrap(),
             access: &access,
         };
         let jwt = key.sign(&claims).unwrap();

@@ -20,8 +20,8 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use crate::{
-    Credentials, Error, Identity, IdentityProvider, Outcome, Rejection, Seconds, SecretShape,
-    GITHUB_TOKEN_PREFIXES,
+    Credentials, Error, Identity, IdentityProvider, Outcome, Rejection, Renewal, Seconds,
+    SecretShape, GITHUB_TOKEN_PREFIXES,
 };
 
 /// `[[provider]] kind = "github"` as written in the configuration file.
@@ -31,9 +31,14 @@ pub struct GithubConfig {
     /// `https://api.github.com`, or `https://ghe.corp/api/v3`.
     #[serde(default = "default_api_url")]
     pub api_url: String,
-    /// Membership in each of these is required; their teams become groups.
+    /// Membership in each of these is required; they and their teams are
+    /// the only groups. Required unless `allow_any_account = true`.
     #[serde(default)]
     pub organizations: Vec<String>,
+    /// Admit every GitHub account (with no groups) when `organizations`
+    /// is empty. Without it, an empty list is a configuration error.
+    #[serde(default)]
+    pub allow_any_account: bool,
     /// Accept any Basic username instead of requiring the token's login.
     #[serde(default)]
     pub any_username: bool,
@@ -44,8 +49,9 @@ pub struct GithubConfig {
     pub timeout: Seconds,
     #[serde(default = "default_team_ttl")]
     pub team_cache_ttl: Seconds,
-    /// How long a refresh token may reuse the groups of the user's last
-    /// login; after that the user must log in again.
+    /// How long a refresh token may carry the groups of the login that
+    /// minted it (at most until the token itself expires); after that the
+    /// user must log in again.
     #[serde(default = "default_refresh_max_age")]
     pub refresh_max_age: Seconds,
     #[serde(default = "default_api_version")]
@@ -53,6 +59,19 @@ pub struct GithubConfig {
     /// Upper bound on `Link` pages followed per listing.
     #[serde(default = "default_max_pages")]
     pub max_pages: usize,
+}
+
+impl GithubConfig {
+    /// Checks what can be checked without the network.
+    pub fn validate(&self) -> Result<(), crate::Invalid> {
+        if self.organizations.is_empty() && !self.allow_any_account {
+            return Err(crate::Invalid {
+                key: "organizations",
+                message: "name the organizations whose members may log in (without them every GitHub account is admitted; set allow_any_account = true if that is really meant)".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 fn default_api_url() -> String {
@@ -81,8 +100,6 @@ pub struct GitHub {
     client: reqwest::Client,
     /// Groups per login (lower-cased), for `team_cache_ttl`.
     groups: moka::future::Cache<String, Arc<Vec<String>>>,
-    /// Identities of recent logins, for refresh grants (no token then).
-    recent: crate::RecentLogins,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +143,23 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
     })
 }
 
+/// GitHub's `github-authentication-token-expiration` header
+/// (`2026-12-31 23:59:59 UTC`, sometimes with a numeric offset) as seconds
+/// since the epoch.
+fn token_expiration(value: &str) -> Option<u64> {
+    use time::macros::format_description;
+    let value = value.trim();
+    let utc = format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    let offset = format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
+    );
+    let at = time::PrimitiveDateTime::parse(value, &utc)
+        .map(|t| t.assume_utc())
+        .or_else(|_| time::OffsetDateTime::parse(value, &offset))
+        .ok()?;
+    u64::try_from(at.unix_timestamp()).ok()
+}
+
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -136,6 +170,7 @@ impl GitHub {
         if !(api.starts_with("https://") || api.starts_with("http://")) {
             return Err(Error::Config("api_url must be an http(s) URL".into()));
         }
+        config.validate()?;
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(crate::https_client_tls(config.ca_file.as_deref())?)
             .redirect(reqwest::redirect::Policy::none())
@@ -152,7 +187,6 @@ impl GitHub {
                 .max_capacity(100_000)
                 .time_to_live(config.team_cache_ttl.0)
                 .build(),
-            recent: crate::RecentLogins::new(config.refresh_max_age.0),
         })
     }
 
@@ -208,10 +242,7 @@ impl GitHub {
                     .and_then(|v| v.parse().ok())
                     .or_else(|| {
                         let reset: u64 = header(headers, "x-ratelimit-reset")?.parse().ok()?;
-                        let now = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .ok()?
-                            .as_secs();
+                        let now = crate::clock::unix_seconds();
                         Some(reset.saturating_sub(now).max(1))
                     });
                 Outcome::Unavailable(Error::RateLimited {
@@ -237,9 +268,11 @@ impl GitHub {
         for _ in 0..self.config.max_pages {
             let response = self.get(token, &url).await?;
             let next = next_link(response.headers());
-            let page: Vec<T> = response.json().await.map_err(|e| {
-                Outcome::Unavailable(Error::Upstream(format!("GitHub {path}: {e}")))
-            })?;
+            let page: Vec<T> = crate::json_limited(response, crate::MAX_UPSTREAM_BODY)
+                .await
+                .map_err(|e| {
+                    Outcome::Unavailable(Error::Upstream(format!("GitHub {path}: {e}")))
+                })?;
             items.extend(page);
             match next {
                 Some(n) => url = n,
@@ -254,8 +287,9 @@ impl GitHub {
         let token = credentials.secret.expose_secret();
         let response = self.get(token, &format!("{}/user", self.api)).await?;
         let scopes = header(response.headers(), "x-oauth-scopes").map(str::to_owned);
-        let user: User = response
-            .json()
+        let token_expires = header(response.headers(), "github-authentication-token-expiration")
+            .and_then(token_expiration);
+        let user: User = crate::json_limited(response, crate::MAX_UPSTREAM_BODY)
             .await
             .map_err(|e| Outcome::Unavailable(Error::Upstream(format!("GitHub /user: {e}"))))?;
         if !self.config.any_username && !user.login.eq_ignore_ascii_case(&credentials.username) {
@@ -276,9 +310,15 @@ impl GitHub {
                 groups
             }
         };
-        let identity =
+        let mut identity =
             Identity::new(user.login, self.name.clone()).with_groups(groups.iter().cloned());
-        self.recent.remember(&identity).await;
+        // GitHub cannot be asked about a user without their token: a
+        // refresh token carries this login until refresh_max_age, or until
+        // the token itself expires if GitHub says when.
+        let max_age = crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs();
+        identity.renewal = Renewal::Snapshot {
+            until: token_expires.map_or(max_age, |exp| exp.min(max_age)),
+        };
         Ok(identity)
     }
 
@@ -313,7 +353,9 @@ impl GitHub {
                 "not a member of GitHub organization {missing}: {why}"
             ))));
         }
-        let in_scope = |org: &str| wanted.is_empty() || wanted.contains(org);
+        // Only the listed organizations (and their teams) become groups: an
+        // account's other organizations are chosen by whoever runs them.
+        let in_scope = |org: &str| wanted.contains(org);
         let mut groups: BTreeSet<String> = orgs.iter().filter(|o| in_scope(o)).cloned().collect();
         for team in self.list::<Team>(token, "/user/teams").await? {
             let org = team.organization.login.to_lowercase();
@@ -344,10 +386,9 @@ impl IdentityProvider for GitHub {
         shape == SecretShape::GitHubToken
     }
 
-    /// Refresh grants: the groups of the user's last login, for up to
-    /// `refresh_max_age`; then NotMine, and the user must log in again.
-    async fn lookup(&self, subject: &str) -> Outcome {
-        self.recent.lookup(subject).await
+    /// GitHub logins are case-insensitive.
+    fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Owned(username.trim().to_lowercase())
     }
 
     async fn authenticate(&self, credentials: &Credentials) -> Outcome {
@@ -386,9 +427,35 @@ mod tests {
         assert_eq!(next_link(&h), None);
     }
 
+    #[test]
+    fn token_expiration_header() {
+        assert_eq!(
+            token_expiration("2027-01-01 00:00:00 UTC"),
+            Some(1_798_761_600)
+        );
+        assert_eq!(
+            token_expiration("2027-01-01 01:00:00 +0100"),
+            Some(1_798_761_600)
+        );
+        assert_eq!(token_expiration("soon"), None);
+    }
+
+    #[test]
+    fn organizations_are_required_unless_any_account_is_allowed() {
+        let c: GithubConfig = serde_json::from_str(r#"{"api_url":"http://127.0.0.1:1"}"#).unwrap();
+        let err = GitHub::new("gh", &c).err().unwrap().to_string();
+        assert!(err.contains("organizations"), "{err}");
+        let c: GithubConfig =
+            serde_json::from_str(r#"{"api_url":"http://127.0.0.1:1","allow_any_account":true}"#)
+                .unwrap();
+        assert!(GitHub::new("gh", &c).is_ok());
+    }
+
     #[tokio::test]
     async fn only_github_shaped_tokens_are_considered() {
-        let c: GithubConfig = serde_json::from_str(r#"{"api_url":"http://127.0.0.1:1"}"#).unwrap();
+        let c: GithubConfig =
+            serde_json::from_str(r#"{"api_url":"http://127.0.0.1:1","organizations":["acme"]}"#)
+                .unwrap();
         let gh = GitHub::new("gh", &c).unwrap();
         assert!(matches!(
             gh.authenticate(&Credentials::new("u", "password")).await,

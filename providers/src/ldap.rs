@@ -140,9 +140,67 @@ pub struct Ldap {
 }
 
 /// LDAP result codes this provider tells apart.
+const RC_REFERRAL: u32 = 10;
 const RC_NO_SUCH_OBJECT: u32 = 32;
 const RC_INVALID_CREDENTIALS: u32 = 49;
 const RC_UNWILLING_TO_PERFORM: u32 = 53;
+
+/// What a search base that does not exist (or is not on this server)
+/// means for the caller.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Base {
+    /// `user_base` or `group_base`: a missing or referred base is a
+    /// misconfigured or partial directory, never "no such user" (that
+    /// would send the password to the next provider) or "no groups".
+    Required,
+    /// A group DN read from `memberOf`: it may have been deleted.
+    MayBeGone,
+}
+
+/// Operational attributes that say when a password changed (OpenLDAP
+/// ppolicy, Active Directory), read with the user entry.
+const PASSWORD_CHANGED: &[&str] = &["pwdChangedTime", "pwdLastSet"];
+/// Attributes that say an account is locked or disabled.
+const LOCK_ATTRIBUTES: &[&str] = &["pwdAccountLockedTime", "lockoutTime", "userAccountControl"];
+/// Active Directory's ACCOUNTDISABLE bit of `userAccountControl`.
+const UAC_ACCOUNTDISABLE: u64 = 0x2;
+
+/// Why the account of an entry cannot be used, from its attributes.
+fn lock_of(entry: &SearchEntry) -> Option<Rejection> {
+    // OpenLDAP ppolicy: present while the account is locked.
+    if !attribute(entry, "pwdAccountLockedTime").is_empty() {
+        return Some(Rejection::Locked);
+    }
+    // Active Directory: non-zero while locked out (until the next
+    // successful bind after the lockout duration, or an unlock).
+    let number = |name: &str| attribute(entry, name).first()?.parse::<u64>().ok();
+    if number("lockoutTime").is_some_and(|t| t > 0) {
+        return Some(Rejection::Locked);
+    }
+    if number("userAccountControl").is_some_and(|uac| uac & UAC_ACCOUNTDISABLE != 0) {
+        return Some(Rejection::Disabled);
+    }
+    None
+}
+
+/// The entry's password-change marker, as the directory wrote it.
+fn credential_stamp(entry: &SearchEntry) -> Option<String> {
+    PASSWORD_CHANGED.iter().find_map(|name| {
+        attribute(entry, name)
+            .first()
+            .map(|value| format!("{name}={value}"))
+    })
+}
+
+/// How LDAP's default matching rules compare names: case-insensitive, with
+/// leading and trailing spaces ignored and inner runs of spaces as one.
+pub fn normalize(username: &str) -> String {
+    username
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
 
 fn upstream(context: &str, e: impl std::fmt::Display) -> Error {
     Error::Upstream(format!("{context}: {e}"))
@@ -253,6 +311,7 @@ impl Ldap {
         scope: Scope,
         filter: &str,
         attrs: &[&str],
+        missing: Base,
     ) -> Result<Vec<SearchEntry>, Error> {
         loop {
             let (mut conn, pooled) = self.service_connection().await?;
@@ -264,10 +323,25 @@ impl Ldap {
             match outcome {
                 Ok(ldap3::SearchResult(entries, result)) => {
                     self.give_back(conn);
-                    return match result.rc {
-                        0 => Ok(entries.into_iter().map(SearchEntry::construct).collect()),
-                        RC_NO_SUCH_OBJECT => Ok(Vec::new()),
-                        rc => Err(Error::Upstream(format!(
+                    // Continuation references point at other servers; this
+                    // provider does not chase them.
+                    let entries = || {
+                        entries
+                            .into_iter()
+                            .filter(|e| !e.is_ref())
+                            .map(SearchEntry::construct)
+                            .collect()
+                    };
+                    return match (result.rc, missing) {
+                        (0, _) => Ok(entries()),
+                        (RC_NO_SUCH_OBJECT, Base::MayBeGone) => Ok(Vec::new()),
+                        (rc @ (RC_NO_SUCH_OBJECT | RC_REFERRAL), Base::Required) => {
+                            tracing::error!(provider = %self.name, base, result = rc, "a search base does not exist on this server (noSuchObject or referral): check user_base, group_base and the service account's access; refusing logins with 503");
+                            Err(Error::Upstream(format!(
+                                "the directory is misconfigured or unreachable: search base {base} answered result {rc}"
+                            )))
+                        }
+                        (rc, _) => Err(Error::Upstream(format!(
                             "search in {base} failed (result {rc}: {})",
                             result.text
                         ))),
@@ -319,8 +393,16 @@ impl Ldap {
         if let Some(member_of) = &c.member_of_attribute {
             attrs.push(member_of);
         }
+        attrs.extend(PASSWORD_CHANGED);
+        attrs.extend(LOCK_ATTRIBUTES);
         let mut entries = self
-            .search(&c.user_base, Scope::Subtree, &filter, &attrs)
+            .search(
+                &c.user_base,
+                Scope::Subtree,
+                &filter,
+                &attrs,
+                Base::Required,
+            )
             .await?;
         let entry = match entries.len() {
             0 => return Ok(Err(Outcome::NotMine)),
@@ -350,9 +432,9 @@ impl Ldap {
             .map(|a| attribute(entry, a).to_vec())
             .unwrap_or_default();
         let groups = self.groups_of(&entry.dn, &subject, member_of).await?;
-        Ok(Outcome::Authenticated(
-            Identity::new(subject, self.name.clone()).with_groups(groups),
-        ))
+        let mut identity = Identity::new(subject, self.name.clone()).with_groups(groups);
+        identity.credential_stamp = credential_stamp(entry);
+        Ok(Outcome::Authenticated(identity))
     }
 
     async fn login(&self, credentials: &Credentials) -> Result<Outcome, Error> {
@@ -364,6 +446,11 @@ impl Ldap {
             .user_bind(&entry.dn, credentials.secret.expose_secret())
             .await?
         {
+            return Ok(Outcome::Rejected(rejection));
+        }
+        // A directory without a password policy may let a locked or
+        // disabled account bind; the attributes say otherwise.
+        if let Some(rejection) = lock_of(&entry) {
             return Ok(Outcome::Rejected(rejection));
         }
         self.identity(&entry, subject).await
@@ -415,7 +502,7 @@ impl Ldap {
         if let (true, Some(base)) = (c.active_directory_in_chain, &c.group_base) {
             let filter = format!("(member:1.2.840.113556.1.4.1941:={})", ldap_escape(user_dn));
             for entry in self
-                .search(base, Scope::Subtree, &filter, &[name_attr])
+                .search(base, Scope::Subtree, &filter, &[name_attr], Base::Required)
                 .await?
             {
                 names.extend(attribute(&entry, name_attr).iter().cloned());
@@ -429,7 +516,7 @@ impl Ldap {
                 .replace("{dn}", &ldap_escape(user_dn))
                 .replace("{username}", &ldap_escape(subject));
             for entry in self
-                .search(base, Scope::Subtree, &filter, &[name_attr])
+                .search(base, Scope::Subtree, &filter, &[name_attr], Base::Required)
                 .await?
             {
                 let name = attribute(&entry, name_attr).first().cloned();
@@ -454,7 +541,7 @@ impl Ldap {
                         attrs.push(member_of);
                     }
                     let entry = self
-                        .search(&dn, Scope::Base, "(objectClass=*)", &attrs)
+                        .search(&dn, Scope::Base, "(objectClass=*)", &attrs, Base::MayBeGone)
                         .await?
                         .into_iter()
                         .next();
@@ -480,7 +567,7 @@ impl Ldap {
                             .replace("{dn}", &ldap_escape(dn.as_str()))
                             .replace("{username}", "");
                         for entry in self
-                            .search(base, Scope::Subtree, &filter, &[name_attr])
+                            .search(base, Scope::Subtree, &filter, &[name_attr], Base::Required)
                             .await?
                         {
                             let parent_name = attribute(&entry, name_attr).first().cloned();
@@ -557,13 +644,19 @@ impl IdentityProvider for Ldap {
     }
 
     /// The service account finds the user again (deleted, or excluded by
-    /// `user_filter` as disabled: NotMine) and resolves the groups.
+    /// `user_filter` as disabled: NotMine), refuses a locked or disabled
+    /// account, and resolves the groups. The identity carries the entry's
+    /// password-change stamp, so a refresh token minted before a password
+    /// change is refused by the server.
     async fn lookup(&self, subject: &str) -> Outcome {
         let found = match self.find_user(subject).await {
             Ok(Ok(found)) => found,
             Ok(Err(outcome)) => return outcome,
             Err(e) => return Outcome::Unavailable(e),
         };
+        if let Some(rejection) = lock_of(&found.0) {
+            return Outcome::Rejected(rejection);
+        }
         match self.identity(&found.0, found.1).await {
             Ok(outcome) => outcome,
             Err(e) => Outcome::Unavailable(e),
@@ -578,6 +671,10 @@ impl IdentityProvider for Ldap {
 
     fn reachable(&self) -> bool {
         self.reachable.load(Ordering::Relaxed)
+    }
+
+    fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Owned(normalize(username))
     }
 }
 
@@ -633,6 +730,15 @@ mod tests {
         let ldap = Ldap::new("l", &config()).unwrap();
         let outcome = ldap.authenticate(&Credentials::new("ann", "pw")).await;
         assert!(matches!(outcome, Outcome::Unavailable(_)), "{outcome:?}");
+    }
+
+    #[test]
+    fn names_normalize_as_ldap_compares_them() {
+        for typed in ["erin", "ERIN", "Erin", " erin", "erin  ", "\terin"] {
+            assert_eq!(normalize(typed), "erin", "{typed:?}");
+        }
+        assert_eq!(normalize("Erin  Smith"), "erin smith");
+        assert_ne!(normalize("erin2"), "erin");
     }
 
     #[test]

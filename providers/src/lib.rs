@@ -13,6 +13,7 @@ use std::fmt;
 use async_trait::async_trait;
 pub use secrecy::{ExposeSecret, SecretString};
 
+pub mod clock;
 pub mod github;
 pub mod ldap;
 pub mod oidc;
@@ -25,31 +26,131 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// Identities of recent logins, for providers that cannot look a user up
-/// without the user's secret (OIDC, GitHub): a refresh grant reuses the
-/// last login's groups for `max_age`, then the user must log in again.
-pub(crate) struct RecentLogins(moka::future::Cache<String, Identity>);
+/// Upper bound on the body of an identity provider's answer.
+pub const MAX_UPSTREAM_BODY: usize = 1024 * 1024;
 
-impl RecentLogins {
-    pub(crate) fn new(max_age: std::time::Duration) -> Self {
-        Self(
-            moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(max_age)
-                .build(),
-        )
+/// Reads a response body of at most `limit` bytes.
+pub(crate) async fn body_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
+    let too_large = || format!("the answer is larger than {limit} bytes");
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| e.without_url().to_string())?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reads a JSON body of at most `limit` bytes.
+pub(crate) async fn json_limited<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    limit: usize,
+) -> Result<T, String> {
+    let body = body_limited(response, limit).await?;
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
+/// A document fetched from an identity provider (discovery, a key set):
+/// concurrent callers share one fetch, and after a failure nobody asks
+/// again until a back-off has passed (1 s, doubling to a minute), so
+/// requests from the internet cannot turn into a flood of IdP calls.
+pub(crate) struct Fetched<T> {
+    state: std::sync::Mutex<FetchState<T>>,
+    flight: tokio::sync::Mutex<()>,
+}
+
+struct FetchState<T> {
+    value: Option<std::sync::Arc<T>>,
+    failures: u32,
+    retry_at: Option<std::time::Instant>,
+    error: String,
+}
+
+impl<T> Fetched<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: std::sync::Mutex::new(FetchState {
+                value: None,
+                failures: 0,
+                retry_at: None,
+                error: String::new(),
+            }),
+            flight: tokio::sync::Mutex::new(()),
+        }
     }
 
-    pub(crate) async fn remember(&self, identity: &Identity) {
-        self.0
-            .insert(identity.subject.clone(), identity.clone())
-            .await;
+    /// The last good value, if any.
+    pub(crate) fn current(&self) -> Option<std::sync::Arc<T>> {
+        self.state.lock().ok().and_then(|s| s.value.clone())
     }
 
-    pub(crate) async fn lookup(&self, subject: &str) -> Outcome {
-        match self.0.get(subject).await {
-            Some(identity) => Outcome::Authenticated(identity),
-            None => Outcome::NotMine,
+    /// The error to answer while backing off.
+    fn backing_off(state: &FetchState<T>) -> Option<Error> {
+        let wait = state
+            .retry_at?
+            .checked_duration_since(std::time::Instant::now())?;
+        Some(Error::Upstream(format!(
+            "{} (not asking again for {} s)",
+            state.error,
+            wait.as_secs().max(1)
+        )))
+    }
+
+    /// Fetches a new value if `wanted(current)` still holds when this
+    /// caller's turn comes (someone else may have fetched meanwhile).
+    pub(crate) async fn refresh<W, F, Fut>(
+        &self,
+        wanted: W,
+        fetch: F,
+    ) -> Result<std::sync::Arc<T>, Error>
+    where
+        W: Fn(Option<&T>) -> bool,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let poisoned = || Error::Internal("fetch state lock poisoned".into());
+        if let Some(e) = Self::backing_off(&*self.state.lock().map_err(|_| poisoned())?) {
+            return Err(e);
+        }
+        let _turn = self.flight.lock().await;
+        {
+            let state = self.state.lock().map_err(|_| poisoned())?;
+            if let Some(value) = state.value.as_ref().filter(|v| !wanted(Some(v))) {
+                return Ok(value.clone());
+            }
+            if let Some(e) = Self::backing_off(&state) {
+                return Err(e);
+            }
+        }
+        let fetched = fetch().await;
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        match fetched {
+            Ok(value) => {
+                let value = std::sync::Arc::new(value);
+                state.value = Some(value.clone());
+                state.failures = 0;
+                state.retry_at = None;
+                Ok(value)
+            }
+            Err(e) => {
+                state.failures = state.failures.saturating_add(1);
+                let pause = 1u64 << (state.failures - 1).min(6);
+                state.retry_at =
+                    Some(std::time::Instant::now() + std::time::Duration::from_secs(pause.min(60)));
+                state.error = e.to_string();
+                Err(e)
+            }
         }
     }
 }
@@ -172,11 +273,34 @@ impl fmt::Debug for Credentials {
 }
 
 /// What kind of principal an identity is. Robots are service accounts for CI.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     User,
     Robot,
+}
+
+/// How a refresh token (docker's identity token) may continue a login.
+///
+/// A refresh token is never resolved from another login's memory: it
+/// either asks the provider again (`Lookup`) or carries what this one login
+/// established (`Snapshot`), up to a deadline of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// The provider looks the subject up again without a secret (LDAP,
+    /// static users): each refresh re-resolves groups and re-checks the
+    /// account.
+    Lookup,
+    /// The provider cannot look users up (OIDC, GitHub): the refresh token
+    /// carries this login's groups and claims and is refused after `until`
+    /// (seconds since the epoch).
+    Snapshot {
+        /// The last second the snapshot may be used.
+        until: u64,
+    },
+    /// No refresh token for this login (a machine's token, such as a CI
+    /// job's JWT).
+    Never,
 }
 
 /// An authenticated principal, as a provider names it.
@@ -191,6 +315,12 @@ pub struct Identity {
     pub groups: Vec<String>,
     /// Extra attributes that policy rules may match on (OIDC claims, ...).
     pub claims: BTreeMap<String, String>,
+    /// How a refresh token continues this login.
+    pub renewal: Renewal,
+    /// Changes whenever the account's credential changes (a password
+    /// change time, a hash fingerprint): a refresh token minted under
+    /// another stamp is refused. Never a secret.
+    pub credential_stamp: Option<String>,
 }
 
 impl Identity {
@@ -201,6 +331,8 @@ impl Identity {
             kind: Kind::User,
             groups: Vec::new(),
             claims: BTreeMap::new(),
+            renewal: Renewal::Lookup,
+            credential_stamp: None,
         }
     }
 
@@ -238,6 +370,9 @@ pub enum Rejection {
     EmptySecret,
     Expired,
     Disabled,
+    /// The directory has locked the account (too many failures, or an
+    /// administrator).
+    Locked,
     /// Anything else, with a message fit for the log (never a secret).
     Other(String),
     /// Something the user can fix, with a message meant for the client
@@ -262,8 +397,25 @@ impl fmt::Display for Rejection {
             Rejection::EmptySecret => f.write_str("empty password"),
             Rejection::Expired => f.write_str("account expired"),
             Rejection::Disabled => f.write_str("account disabled"),
+            Rejection::Locked => f.write_str("account locked"),
             Rejection::Other(msg) | Rejection::UserAction(msg) => f.write_str(msg),
         }
+    }
+}
+
+/// A configuration value a provider refuses: the key (relative to its
+/// `[[provider]]` table) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The offending key, e.g. `organizations` or `required_claims`.
+    pub key: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl From<Invalid> for Error {
+    fn from(invalid: Invalid) -> Self {
+        Error::Config(format!("{}: {}", invalid.key, invalid.message))
     }
 }
 
@@ -310,11 +462,19 @@ pub trait IdentityProvider: Send + Sync {
     }
 
     /// Looks up a subject this provider vouched for earlier, without a
-    /// password (the refresh-token grant): `Authenticated` with its current
-    /// groups, `NotMine` if it no longer exists, `Rejected` if it is
-    /// disabled. Providers that cannot look users up answer `NotMine`.
+    /// password (the refresh-token grant of a [`Renewal::Lookup`] login):
+    /// `Authenticated` with its current groups and credential stamp,
+    /// `NotMine` if it no longer exists, `Rejected` if it is disabled or
+    /// locked. Providers that cannot look users up answer `NotMine`.
     async fn lookup(&self, _subject: &str) -> Outcome {
         Outcome::NotMine
+    }
+
+    /// The form of a typed username under which this provider finds the
+    /// same account, so that failed logins under `Erin`, `erin` and
+    /// ` erin` are counted together. The default is the name as typed.
+    fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Borrowed(username)
     }
 
     /// Readiness: can this provider answer right now?

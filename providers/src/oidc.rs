@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -26,8 +26,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
-    load_secret, Credentials, Error, Identity, IdentityProvider, Outcome, Rejection, Seconds,
-    SecretShape,
+    load_secret, Credentials, Error, Identity, IdentityProvider, Outcome, Rejection, Renewal,
+    Seconds, SecretShape,
 };
 
 /// `[[provider]] kind = "oidc"` as written in the configuration file.
@@ -76,11 +76,75 @@ pub struct OidcConfig {
     /// An unknown `kid` refetches the JWKS at most this often.
     #[serde(default = "default_jwks_refresh")]
     pub jwks_min_refresh: Seconds,
-    /// How long a refresh token may reuse the groups of the user's last
-    /// login; after that the user must log in again.
+    /// How long a refresh token may carry the groups and claims of the
+    /// login that minted it; after that the user must log in again.
     #[serde(default = "default_refresh_max_age")]
     pub refresh_max_age: Seconds,
+    /// Give refresh tokens to logins with a JWT access token or an
+    /// introspected token too (machine logins get none by default). They
+    /// end at the token's own `exp` at the latest.
+    #[serde(default)]
+    pub offline_tokens: bool,
+    /// Claims every token must carry with exactly one of these values
+    /// (`{ repository_owner = "acme" }`), checked before anything else.
+    /// Required for public CI issuers, where anyone can mint a token.
+    #[serde(default)]
+    pub required_claims: BTreeMap<String, ClaimValues>,
 }
+
+impl OidcConfig {
+    /// Checks what can be checked without the network.
+    pub fn validate(&self) -> Result<(), crate::Invalid> {
+        let issuer = self.issuer.trim_end_matches('/');
+        if PUBLIC_ISSUERS.contains(&issuer) && self.required_claims.is_empty() {
+            return Err(crate::Invalid {
+                key: "required_claims",
+                message: format!(
+                    "{issuer} is a public issuer (anyone can get a token from it, with any audience): restrict it, e.g. required_claims = {{ repository_owner = \"acme\" }}"
+                ),
+            });
+        }
+        for (claim, values) in &self.required_claims {
+            if values.values().is_empty() || values.values().iter().any(|v| v.is_empty()) {
+                return Err(crate::Invalid {
+                    key: "required_claims",
+                    message: format!("{claim}: name at least one non-empty value"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One accepted value or a list of them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ClaimValues {
+    /// Exactly this value.
+    One(String),
+    /// Any of these values.
+    Any(Vec<String>),
+}
+
+impl ClaimValues {
+    fn values(&self) -> &[String] {
+        match self {
+            ClaimValues::One(v) => std::slice::from_ref(v),
+            ClaimValues::Any(v) => v,
+        }
+    }
+}
+
+/// Issuers where anyone can obtain a token with any audience (every
+/// repository of a public CI service, every Google account): without
+/// `required_claims`, `users = ["*"]` would mean the whole internet.
+pub const PUBLIC_ISSUERS: &[&str] = &[
+    "https://token.actions.githubusercontent.com",
+    "https://gitlab.com",
+    "https://accounts.google.com",
+    "https://app.terraform.io",
+    "https://agent.buildkite.com",
+];
 
 fn default_refresh_max_age() -> Seconds {
     Seconds(Duration::from_secs(3600))
@@ -161,11 +225,18 @@ pub struct Oidc {
     issuer: String,
     client_secret: Option<SecretString>,
     http: reqwest::Client,
-    discovery: Mutex<Option<Arc<Discovery>>>,
-    keys: Mutex<Option<Arc<Keys>>>,
+    discovery: crate::Fetched<Discovery>,
+    keys: crate::Fetched<Keys>,
     warned_missing_groups: AtomicBool,
-    /// Identities of recent logins, for refresh grants (no password then).
-    recent: crate::RecentLogins,
+}
+
+/// How a login reached this provider, which decides its refresh tokens.
+#[derive(Clone, Copy)]
+enum Via {
+    /// The user's password, traded at the IdP.
+    PasswordGrant,
+    /// A token presented as the password (JWT or introspected).
+    Token,
 }
 
 /// Why a token was not accepted.
@@ -192,6 +263,7 @@ impl Oidc {
                 "audiences: name at least one accepted aud".into(),
             ));
         }
+        config.validate()?;
         let client_secret = if config.password_grant || config.introspection {
             if config.client_id.is_none() {
                 return Err(Error::Config(
@@ -222,10 +294,9 @@ impl Oidc {
             issuer,
             client_secret,
             http,
-            discovery: Mutex::new(None),
-            keys: Mutex::new(None),
+            discovery: crate::Fetched::new(),
+            keys: crate::Fetched::new(),
             warned_missing_groups: AtomicBool::new(false),
-            recent: crate::RecentLogins::new(config.refresh_max_age.0),
         })
     }
 
@@ -242,62 +313,71 @@ impl Oidc {
                 response.status()
             )));
         }
-        response
-            .json()
+        crate::json_limited(response, crate::MAX_UPSTREAM_BODY)
             .await
             .map_err(|e| Error::Upstream(format!("{url}: {e}")))
     }
 
-    /// The discovery document, fetched on first use and retried until it
-    /// succeeds.
+    /// The discovery document, fetched on first use. Concurrent callers
+    /// share one fetch, and after a failure the IdP is asked again only
+    /// after a growing pause (1 s, doubling, at most a minute).
     async fn discovery(&self) -> Result<Arc<Discovery>, Error> {
-        if let Some(found) = self.discovery.lock().ok().and_then(|d| d.clone()) {
+        if let Some(found) = self.discovery.current() {
             return Ok(found);
         }
-        let url = format!("{}/.well-known/openid-configuration", self.issuer);
-        let found: Discovery = self.get_json(&url).await?;
-        if found.issuer.trim_end_matches('/') != self.issuer {
-            return Err(Error::Upstream(format!(
-                "discovery names issuer {:?}, configured {:?}",
-                found.issuer, self.issuer
-            )));
-        }
-        let found = Arc::new(found);
-        if let Ok(mut slot) = self.discovery.lock() {
-            *slot = Some(found.clone());
-        }
-        Ok(found)
+        self.discovery
+            .refresh(
+                |current| current.is_none(),
+                || async {
+                    let url = format!("{}/.well-known/openid-configuration", self.issuer);
+                    let found: Discovery = self.get_json(&url).await?;
+                    if found.issuer.trim_end_matches('/') != self.issuer {
+                        return Err(Error::Upstream(format!(
+                            "discovery names issuer {:?}, configured {:?}",
+                            found.issuer, self.issuer
+                        )));
+                    }
+                    Ok(found)
+                },
+            )
+            .await
     }
 
     /// The decoded key for `kid`: from the cached set, refetched at most
-    /// once per `jwks_min_refresh` when the kid is unknown. A failed fetch
-    /// keeps the last good set. Symmetric keys are never usable.
+    /// once per `jwks_min_refresh` when the kid is unknown (one fetch for
+    /// all concurrent callers, with the same back-off as discovery). A
+    /// failed fetch keeps the last good set. Symmetric keys are never
+    /// usable.
     async fn key(&self, kid: Option<&str>) -> Result<Option<(Algorithm, DecodingKey)>, Error> {
-        let cached = self.keys.lock().ok().and_then(|k| k.clone());
+        let cached = self.keys.current();
         if let Some(keys) = &cached {
             if let Some(found) = keys.find(kid) {
                 return Ok(Some(found));
             }
-            if keys.fetched.elapsed() < self.config.jwks_min_refresh.0 {
-                return Ok(None);
-            }
         }
-        let discovery = self.discovery().await?;
-        match self.get_json::<JwkSet>(&discovery.jwks_uri).await {
-            Ok(set) => {
-                let keys = Arc::new(Keys::new(set));
-                if let Ok(mut slot) = self.keys.lock() {
-                    *slot = Some(keys.clone());
-                }
+        let min_refresh = self.config.jwks_min_refresh.0;
+        let stale = |current: Option<&Keys>| match current {
+            None => true,
+            Some(keys) => keys.find(kid).is_none() && keys.fetched.elapsed() >= min_refresh,
+        };
+        if !stale(cached.as_deref()) {
+            return Ok(None);
+        }
+        let fetched = self
+            .keys
+            .refresh(stale, || async {
+                let discovery = self.discovery().await?;
+                let set = self.get_json::<JwkSet>(&discovery.jwks_uri).await?;
+                Ok(Keys::new(set))
+            })
+            .await;
+        match (fetched, cached) {
+            (Ok(keys), _) => Ok(keys.find(kid)),
+            (Err(e), Some(keys)) => {
+                tracing::warn!(provider = %self.name, error = %e, "JWKS refetch failed; keeping the last good key set");
                 Ok(keys.find(kid))
             }
-            Err(e) => match cached {
-                Some(keys) => {
-                    tracing::warn!(provider = %self.name, error = %e, "JWKS refetch failed; keeping the last good key set");
-                    Ok(keys.find(kid))
-                }
-                None => Err(e),
-            },
+            (Err(e), None) => Err(e),
         }
     }
 
@@ -370,7 +450,7 @@ impl Oidc {
                 )))
             }
         };
-        let claims: Value = match response.json().await {
+        let claims: Value = match crate::json_limited(response, crate::MAX_UPSTREAM_BODY).await {
             Ok(v) => v,
             Err(e) => return Outcome::Unavailable(Error::Upstream(format!("introspection: {e}"))),
         };
@@ -399,12 +479,9 @@ impl Oidc {
                 claims[self.config.username_claim.as_str()] = username;
             }
         }
-        match self.identity(&claims) {
-            Ok(identity) => {
-                self.recent.remember(&identity).await;
-                Outcome::Authenticated(identity)
-            }
-            Err(outcome) => outcome,
+        match self.identity(&claims, Via::Token) {
+            Ok(identity) => Outcome::Authenticated(identity),
+            Err(rejection) => Outcome::Rejected(rejection),
         }
     }
 
@@ -430,7 +507,9 @@ impl Oidc {
             )))
         })?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body: Value = crate::json_limited(response, crate::MAX_UPSTREAM_BODY)
+            .await
+            .unwrap_or(Value::Null);
         if status.is_success() {
             return body["access_token"]
                 .as_str()
@@ -459,15 +538,30 @@ impl Oidc {
         }
     }
 
-    fn identity(&self, claims: &Value) -> Result<Identity, Outcome> {
+    /// Every `required_claims` entry holds one of its values.
+    fn required_claims_hold(&self, claims: &Value) -> Result<(), Rejection> {
+        for (claim, accepted) in &self.config.required_claims {
+            let value = claims.get(claim).and_then(Value::as_str);
+            if !value.is_some_and(|v| accepted.values().iter().any(|a| a == v)) {
+                return Err(Rejection::Other(format!(
+                    "the token's {claim} claim ({}) is not one required_claims accepts",
+                    value.unwrap_or("missing")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn identity(&self, claims: &Value, via: Via) -> Result<Identity, Rejection> {
+        self.required_claims_hold(claims)?;
         let username = std::iter::once(&self.config.username_claim)
             .chain(self.config.username_fallbacks.iter())
             .find_map(|c| claims.get(c).and_then(Value::as_str))
             .ok_or_else(|| {
-                Outcome::Rejected(Rejection::Other(format!(
+                Rejection::Other(format!(
                     "the token has no {} claim",
                     self.config.username_claim
-                )))
+                ))
             })?;
         let mut groups = BTreeSet::new();
         let mut missing = Vec::new();
@@ -486,6 +580,17 @@ impl Oidc {
             tracing::warn!(provider = %self.name, claims = ?missing, "tokens lack a configured groups claim; in Keycloak, add a \"Group Membership\" mapper (full group path) to the client's dedicated scope");
         }
         let mut identity = Identity::new(username, self.name.clone()).with_groups(groups);
+        // This provider cannot look users up again: a refresh token carries
+        // this login, until refresh_max_age or the token's own expiry.
+        let max_age = crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs();
+        let exp = claims.get("exp").and_then(Value::as_u64);
+        identity.renewal = match via {
+            Via::PasswordGrant => Renewal::Snapshot { until: max_age },
+            Via::Token if self.config.offline_tokens => Renewal::Snapshot {
+                until: exp.map_or(max_age, |exp| exp.min(max_age)),
+            },
+            Via::Token => Renewal::Never,
+        };
         identity.claims = claims
             .as_object()
             .map(|o| {
@@ -497,14 +602,11 @@ impl Oidc {
         Ok(identity)
     }
 
-    async fn outcome_of_token(&self, token: &str) -> Outcome {
+    async fn outcome_of_token(&self, token: &str, via: Via) -> Outcome {
         match self.verify(token).await {
-            Ok(claims) => match self.identity(&claims) {
-                Ok(identity) => {
-                    self.recent.remember(&identity).await;
-                    Outcome::Authenticated(identity)
-                }
-                Err(outcome) => outcome,
+            Ok(claims) => match self.identity(&claims, via) {
+                Ok(identity) => Outcome::Authenticated(identity),
+                Err(rejection) => Outcome::Rejected(rejection),
             },
             Err(Refusal::Invalid(why)) => Outcome::Rejected(Rejection::Other(why)),
             Err(Refusal::Unavailable(e)) => Outcome::Unavailable(e),
@@ -573,7 +675,7 @@ impl IdentityProvider for Oidc {
         }
         let looks_like_jwt = secret.split('.').count() == 3;
         if looks_like_jwt && self.config.access_tokens {
-            return self.outcome_of_token(secret).await;
+            return self.outcome_of_token(secret, Via::Token).await;
         }
         // Opaque tokens are introspected only under the agreed username, so
         // a password is never sent to the introspection endpoint.
@@ -584,15 +686,14 @@ impl IdentityProvider for Oidc {
             return Outcome::NotMine;
         }
         match self.password_grant(credentials).await {
-            Ok(token) => self.outcome_of_token(&token).await,
+            Ok(token) => self.outcome_of_token(&token, Via::PasswordGrant).await,
             Err(outcome) => outcome,
         }
     }
 
-    /// Refresh grants: the groups of the user's last login, for up to
-    /// `refresh_max_age`; then NotMine, and the user must log in again.
-    async fn lookup(&self, subject: &str) -> Outcome {
-        self.recent.lookup(subject).await
+    /// Keycloak (and most IdPs) match usernames case-insensitively.
+    fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Owned(username.trim().to_lowercase())
     }
 
     async fn ready(&self) -> Result<(), Error> {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::{Credentials, Error, Identity, IdentityProvider, Kind, Outcome, Rejection};
 
 /// `[[provider]] kind = "static"` as written in the configuration file.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticConfig {
     /// htpasswd file: `user:hash` lines, `#` comments.
@@ -31,6 +31,27 @@ pub struct StaticConfig {
     /// Service accounts for CI.
     #[serde(default)]
     pub robots: Vec<RobotConfig>,
+    /// How long a login may wait for a free core to check its password
+    /// before it is answered 503 (hash checks are deliberately slow and
+    /// run at most one per core at a time).
+    #[serde(default = "default_hash_queue_timeout")]
+    pub hash_queue_timeout: crate::Seconds,
+}
+
+fn default_hash_queue_timeout() -> crate::Seconds {
+    crate::Seconds(std::time::Duration::from_secs(2))
+}
+
+impl Default for StaticConfig {
+    fn default() -> Self {
+        Self {
+            htpasswd: None,
+            users: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            robots: Vec::new(),
+            hash_queue_timeout: default_hash_queue_timeout(),
+        }
+    }
 }
 
 /// A robot (CI service account): `[[provider.robots]]`.
@@ -70,6 +91,17 @@ impl PasswordHash {
         }
     }
 
+    /// A short digest of the stored hash: it changes when the password
+    /// does, and says nothing about the password or the hash.
+    fn fingerprint(&self) -> String {
+        let (Self::Bcrypt(hash) | Self::Argon2(hash)) = self;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, hash.as_bytes());
+        digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     fn verify(&self, password: &str) -> bool {
         match self {
             Self::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
@@ -94,7 +126,7 @@ pub fn hash_bcrypt(password: &str, cost: u32) -> Result<String, Error> {
 }
 
 struct User {
-    hash: PasswordHash,
+    hash: Arc<PasswordHash>,
     groups: Vec<String>,
     kind: Kind,
     /// Refused from this Unix time on, with the configured date for logs.
@@ -103,10 +135,7 @@ struct User {
 
 impl User {
     fn expired(&self) -> Option<&str> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
+        let now = crate::clock::unix_seconds() as i64;
         self.expires
             .as_ref()
             .filter(|(at, _)| now >= *at)
@@ -117,6 +146,7 @@ impl User {
         let mut identity =
             Identity::new(subject, provider).with_groups(self.groups.iter().cloned());
         identity.kind = self.kind;
+        identity.credential_stamp = Some(self.hash.fingerprint());
         identity
     }
 }
@@ -139,6 +169,45 @@ fn expiry(day: &str) -> Option<i64> {
 pub struct StaticUsers {
     name: String,
     users: HashMap<String, Arc<User>>,
+    /// Checked (and its answer ignored) for unknown usernames, so that an
+    /// unknown user costs as long as a known one and names cannot be
+    /// probed by timing.
+    dummy: Option<Arc<PasswordHash>>,
+    queue_timeout: std::time::Duration,
+}
+
+/// At most one password hash check per core at a time, process-wide: a
+/// flood of logins queues here (and times out) instead of occupying every
+/// blocking thread.
+fn hash_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
+/// Verifies `secret` against `hash` on a blocking thread, after waiting at
+/// most `queue_timeout` for a free core. `None` when the queue is full.
+async fn verify_bounded(
+    hash: Arc<PasswordHash>,
+    secret: secrecy::SecretString,
+    queue_timeout: std::time::Duration,
+) -> Result<bool, Error> {
+    let permit = tokio::time::timeout(queue_timeout, hash_permits().acquire())
+        .await
+        .map_err(|_| {
+            Error::Upstream(format!(
+                "password checks are queued for more than {queue_timeout:?}: too many logins at once"
+            ))
+        })?
+        .map_err(|_| Error::Internal("the password check queue is closed".into()))?;
+    let checked = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        hash.verify(secret.expose_secret())
+    })
+    .await;
+    checked.map_err(|_| Error::Internal("password check was cancelled".into()))
 }
 
 impl StaticUsers {
@@ -190,7 +259,7 @@ impl StaticUsers {
                 groups.sort();
                 groups.dedup();
                 let user_entry = User {
-                    hash,
+                    hash: Arc::new(hash),
                     groups,
                     kind: Kind::User,
                     expires: None,
@@ -233,7 +302,7 @@ impl StaticUsers {
                 None => None,
             };
             let robot_entry = User {
-                hash,
+                hash: Arc::new(hash),
                 groups: robot.groups.clone(),
                 kind: Kind::Robot,
                 expires,
@@ -247,9 +316,15 @@ impl StaticUsers {
                 "group member has no password entry"
             );
         }
+        let dummy = users
+            .iter()
+            .min_by(|a, b| a.0.cmp(b.0))
+            .map(|(_, user)| user.hash.clone());
         Ok(Self {
             name: name.to_owned(),
             users,
+            dummy,
+            queue_timeout: config.hash_queue_timeout.0,
         })
     }
 }
@@ -274,17 +349,20 @@ impl IdentityProvider for StaticUsers {
 
     async fn authenticate(&self, credentials: &Credentials) -> Outcome {
         let Some(user) = self.users.get(&credentials.username).cloned() else {
+            // As slow as a known user, so that names cannot be probed.
+            if let Some(dummy) = &self.dummy {
+                let secret = credentials.secret.clone();
+                if let Err(e) = verify_bounded(dummy.clone(), secret, self.queue_timeout).await {
+                    return Outcome::Unavailable(e);
+                }
+            }
             return Outcome::NotMine;
         };
         if credentials.secret.expose_secret().is_empty() {
             return Outcome::Rejected(Rejection::EmptySecret);
         }
         let secret = credentials.secret.clone();
-        let check = {
-            let user = Arc::clone(&user);
-            tokio::task::spawn_blocking(move || user.hash.verify(secret.expose_secret()))
-        };
-        match check.await {
+        match verify_bounded(user.hash.clone(), secret, self.queue_timeout).await {
             Ok(true) => match user.expired() {
                 Some(day) => {
                     tracing::warn!(provider = %self.name, robot = %credentials.username, expired_after = day, "robot account expired; refusing it");
@@ -293,7 +371,7 @@ impl IdentityProvider for StaticUsers {
                 None => Outcome::Authenticated(user.identity(&credentials.username, &self.name)),
             },
             Ok(false) => Outcome::Rejected(Rejection::WrongSecret),
-            Err(_) => Outcome::Unavailable(Error::Internal("password check was cancelled".into())),
+            Err(e) => Outcome::Unavailable(e),
         }
     }
 }
@@ -313,7 +391,6 @@ mod tests {
                 .to_string()
         };
         let config = StaticConfig {
-            htpasswd: None,
             users: BTreeMap::from([
                 ("alice".into(), bcrypt_hash.replacen("$2b$", "$2y$", 1)),
                 ("bob".into(), argon),
@@ -333,6 +410,7 @@ mod tests {
                     expires: Some("2020-01-01".into()),
                 },
             ],
+            ..Default::default()
         };
         StaticUsers::load("local", &config).unwrap()
     }

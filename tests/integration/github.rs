@@ -14,12 +14,12 @@ const OCTO: &str = "ghp_octocatTOKEN0000000000000000000000";
 
 const GITHUB_POLICY: &str = r#"
 [[rule]]
-groups = ["acme/platform"]
+groups = ["github:acme/platform"]
 repos = ["acme/**"]
 actions = ["pull", "push"]
 
 [[rule]]
-groups = ["acme"]
+groups = ["github:acme"]
 repos = ["acme/**"]
 actions = ["pull"]
 "#;
@@ -255,7 +255,7 @@ groups = ["builders"]
 expires = "2024-01-31"
 
 [[rule]]
-groups = ["builders"]
+groups = ["robots:builders"]
 repos = ["builds/**"]
 actions = ["pull", "push"]
 "#

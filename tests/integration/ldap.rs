@@ -12,17 +12,17 @@ use crate::support::*;
 
 const LDAP_POLICY: &str = r#"
 [[rule]]
-groups = ["platform"]
+groups = ["corp:platform"]
 repos = ["platform/**"]
 actions = ["pull", "push"]
 
 [[rule]]
-groups = ["readers"]
+groups = ["corp:readers"]
 repos = ["platform/**"]
 actions = ["pull"]
 
 [[rule]]
-groups = ["devs"]
+groups = ["corp:devs"]
 repos = ["devs/**"]
 actions = ["pull", "push"]
 "#;

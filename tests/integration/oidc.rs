@@ -15,17 +15,17 @@ use crate::support::*;
 
 const OIDC_POLICY: &str = r#"
 [[rule]]
-groups = ["platform/core"]
+groups = ["keycloak:platform/core"]
 repos = ["platform/**"]
 actions = ["pull", "push"]
 
 [[rule]]
-groups = ["readers", "developer"]
+groups = ["keycloak:readers", "keycloak:developer"]
 repos = ["platform/**"]
 actions = ["pull"]
 
 [[rule]]
-groups = ["ci"]
+groups = ["keycloak:ci"]
 repos = ["ci/**"]
 actions = ["pull", "push"]
 

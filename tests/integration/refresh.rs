@@ -292,7 +292,7 @@ async fn refresh_re_resolves_ldap_groups_without_the_password() {
     let slapd = Slapd::start();
     let f = Fixture::new();
     let ldap = slapd.provider_toml("corp", &[("group_cache_ttl", r#""1s""#)]);
-    let extra = format!("{ldap}\n[[rule]]\ngroups = [\"platform\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n");
+    let extra = format!("{ldap}\n[[rule]]\ngroups = [\"corp:platform\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n");
     let text = f
         .config_text("127.0.0.1:0", &extra)
         .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n")
@@ -326,7 +326,7 @@ async fn oidc_refresh_uses_the_last_login_within_its_maximum_age() {
     let idp = crate::support::idp::Idp::start();
     let f = Fixture::new();
     let extra = format!(
-        "{}\n[[rule]]\ngroups = [\"platform/core\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n",
+        "{}\n[[rule]]\ngroups = [\"keycloak:platform/core\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n",
         idp.provider_toml("keycloak", "refresh_max_age = \"2s\"")
     );
     let text = f

@@ -7,6 +7,7 @@
 
 pub mod github;
 pub mod idp;
+pub mod issuer;
 pub mod oci;
 pub mod slapd;
 
@@ -36,14 +37,16 @@ pub const USERS: &[(&str, &str, &[&str])] = &[
     ("colon", "p:a:ss wörd", &["writers"]),
 ];
 
+/// The static users' rules, qualified with their provider (`local:`) so
+/// that tests can add other providers beside it.
 pub const POLICY: &str = r#"
 [[rule]]
-groups = ["writers"]
+groups = ["local:writers"]
 repos = ["team/**", "public/**"]
 actions = ["pull", "push"]
 
 [[rule]]
-groups = ["readers"]
+groups = ["local:readers"]
 repos = ["team/**"]
 actions = ["pull"]
 
@@ -53,12 +56,12 @@ repos = ["public/**"]
 actions = ["pull"]
 
 [[rule]]
-users = ["admin"]
+users = ["local:admin"]
 repos = ["**"]
 actions = ["*"]
 
 [[rule]]
-users = ["admin"]
+users = ["local:admin"]
 type = "registry"
 repos = ["catalog"]
 actions = ["*"]
@@ -287,6 +290,48 @@ pub async fn get(state: &Arc<AppState>, uri: &str, auth: Option<&str>) -> Reply 
 pub async fn token_for(state: &Arc<AppState>, user: &str, secret: &str, scope: &str) -> Reply {
     let uri = format!("/auth?service={SERVICE}&scope={scope}");
     get(state, &uri, Some(&basic(user, secret))).await
+}
+
+/// `docker login`: GET with `offline_token=true`, Basic credentials and
+/// no scope. The reply holds a `refresh_token` when the login may have one.
+pub async fn login_offline(state: &Arc<AppState>, user: &str, secret: &str) -> Reply {
+    let uri = format!("/auth?account={user}&client_id=docker&offline_token=true&service={SERVICE}");
+    get(state, &uri, Some(&basic(user, secret))).await
+}
+
+/// The refresh token of a [`login_offline`] reply.
+pub fn refresh_token_of(reply: &Reply) -> String {
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    reply.json()["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a refresh_token in {}", reply.text()))
+        .to_owned()
+}
+
+/// docker's later requests: POST `grant_type=refresh_token`, no username.
+pub async fn refresh_grant(state: &Arc<AppState>, token: &str, scope: &str) -> Reply {
+    post_form(
+        state,
+        "/auth",
+        &format!(
+            "grant_type=refresh_token&client_id=docker&service={SERVICE}&scope={scope}&refresh_token={token}"
+        ),
+    )
+    .await
+}
+
+/// Runs `regauth` with these arguments; (success, stdout, stderr).
+pub fn regauth_cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_regauth"))
+        .args(args)
+        .env_remove("REGAUTH_CONFIG")
+        .output()
+        .expect("regauth runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub async fn post_form(state: &Arc<AppState>, uri: &str, form: &str) -> Reply {

@@ -1,6 +1,7 @@
 //! A throwaway OpenLDAP server (Debian's `slapd`) on free loopback ports:
 //! plain LDAP (with StartTLS) and LDAPS, certificates from a CA made at test
-//! time, the memberof overlay, and the fixture `tests/fixtures/ldap`. Its
+//! time, the memberof and ppolicy overlays (so a password change sets
+//! `pwdChangedTime`), and the fixture `tests/fixtures/ldap`. Its
 //! stats log (`-d 256`) records every operation, so tests count binds.
 
 use std::path::{Path, PathBuf};
@@ -112,6 +113,7 @@ include /etc/ldap/schema/nis.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload memberof
+moduleload ppolicy
 pidfile {d}/slapd.pid
 TLSCACertificateFile {d}/ca.crt
 TLSCertificateFile {d}/server.crt
@@ -123,6 +125,7 @@ rootpw {ROOT_PW}
 directory {d}/data
 maxsize 104857600
 overlay memberof
+overlay ppolicy
 access to attrs=userPassword by anonymous auth by self read by * none
 access to * by users read by * none
 "#,
@@ -230,11 +233,21 @@ access to * by users read by * none
         self.modify_file(&path, false);
     }
 
+    /// Applies LDIF with the ManageDsaIT control, which referral entries
+    /// need to be added or changed as entries.
+    pub fn modify_managing(&self, ldif: &str) {
+        let path = self.dir.path().join("change.ldif");
+        std::fs::write(&path, ldif).unwrap();
+        self.run_modify(&path, &["-M"]);
+    }
+
     fn modify_file(&self, path: &Path, add: bool) {
+        self.run_modify(path, if add { &["-a"] } else { &[] });
+    }
+
+    fn run_modify(&self, path: &Path, flags: &[&str]) {
         let mut cmd = Command::new(require("ldapmodify", "ldap-utils"));
-        if add {
-            cmd.arg("-a");
-        }
+        cmd.args(flags);
         let out = cmd
             .args(["-x", "-H", &self.url(), "-D", ROOT_DN, "-w", ROOT_PW, "-f"])
             .arg(path)

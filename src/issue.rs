@@ -1,0 +1,521 @@
+//! The issue pipeline, as plain Rust: a parsed token request in, a signed
+//! token or one [`Refusal`] out. No HTTP types live here; `http/` only
+//! parses requests into a [`TokenRequest`] and turns the result into a
+//! response and one audit event.
+//!
+//! The order is fixed and every step is bounded: the service and the scope
+//! list are checked first, credentials are size-checked before anything
+//! keeps them, the provider chain decides who is asking (or the refresh
+//! token does, from its own contents), the policy decides what they get,
+//! and the token is signed or reused. A refusal never says why a login
+//! failed; its `reason` is for the log.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use regauth_providers::{Credentials, ExposeSecret, Identity, Renewal};
+
+use crate::audit;
+use crate::cache::{Issued as SignedToken, IssuedTokens};
+use crate::chain::Verdict;
+use crate::policy::Principal;
+use crate::refresh::RefreshError;
+use crate::scope::{parse_scopes, Scope};
+use crate::token::{self, Access, Claims};
+use crate::AppState;
+
+/// Which of the registry's two token flows a request uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// `GET` per token.md (Basic credentials, `offline_token`).
+    Get,
+    /// `POST` per oauth.md (`grant_type`, `access_type=offline`).
+    Post,
+}
+
+/// Who a token request says it is.
+pub enum Who {
+    /// No credentials at all.
+    Anonymous,
+    /// A username and a secret (password, access token, PAT).
+    Credentials(Credentials),
+    /// A refresh token (docker's identity token), POST only.
+    Refresh(regauth_providers::SecretString),
+}
+
+/// A parsed token request.
+pub struct TokenRequest<'a> {
+    /// The token flow, which shapes the answer.
+    pub flow: Flow,
+    /// The `service` parameter, if any.
+    pub service: Option<&'a str>,
+    /// Every `scope` value as sent (each may hold several scopes).
+    pub scopes: Vec<&'a str>,
+    /// The credentials.
+    pub who: Who,
+    /// Whether a refresh token was asked for.
+    pub offline: bool,
+    /// The client's address (after trusted proxies).
+    pub client: IpAddr,
+}
+
+/// A token handed out.
+#[derive(Debug)]
+pub struct Issued {
+    /// Who got it.
+    pub principal: Principal,
+    /// The service it is for (its `aud`).
+    pub service: String,
+    /// What was asked for, after parsing and merging.
+    pub requested: Vec<Scope>,
+    /// What was granted (only scopes with at least one action).
+    pub access: Vec<Access>,
+    /// The signed token, possibly one signed moments ago for the same grant.
+    pub token: Arc<SignedToken>,
+    /// Seconds the token lives.
+    pub expires_in: u64,
+    /// A refresh token, when one was asked for and the login may have one.
+    pub refresh_token: Option<String>,
+    /// The credentials were answered from the verdict cache.
+    pub cache_hit: bool,
+    /// The token was reused rather than signed.
+    pub reused: bool,
+}
+
+/// Why no token was handed out. Each variant knows its status, its
+/// registry error code and its audit outcome (see `http::error`).
+#[derive(Debug)]
+pub enum Refusal {
+    /// The request is malformed or over a bound (400).
+    BadRequest {
+        /// What the client is told.
+        message: String,
+        /// The RFC 6749 error code for the POST flow.
+        oauth: &'static str,
+    },
+    /// An unsupported `grant_type` (400, `unsupported_grant_type`).
+    UnsupportedGrant {
+        /// The grant type asked for, for the log.
+        grant: String,
+    },
+    /// The credentials are not good (401).
+    Unauthorized {
+        /// For the log, never the client.
+        reason: String,
+        /// Something the user can fix, when there is one.
+        user_action: Option<String>,
+        /// The realm for `WWW-Authenticate`.
+        realm: String,
+    },
+    /// A refresh token that can no longer be used: log in again (401).
+    LoginAgain {
+        /// For the log.
+        reason: String,
+        /// The realm for `WWW-Authenticate`.
+        realm: String,
+    },
+    /// Too many failed logins: the provider is not asked (401).
+    Throttled {
+        /// For the log.
+        reason: String,
+        /// The realm for `WWW-Authenticate`.
+        realm: String,
+    },
+    /// An identity provider or a store could not answer (503).
+    Unavailable {
+        /// For the log.
+        reason: String,
+        /// What the client is told.
+        message: &'static str,
+        /// Seconds before asking again makes sense.
+        retry_after: u64,
+    },
+    /// The refresh grant is disabled (404, which every client takes as
+    /// "use the password").
+    RefreshDisabled,
+    /// Something that should not happen (500 without details).
+    Internal {
+        /// For the log.
+        reason: String,
+    },
+}
+
+impl Refusal {
+    /// How the audit line and the metrics count this refusal.
+    pub fn outcome(&self) -> audit::Outcome {
+        match self {
+            Refusal::BadRequest { .. } | Refusal::UnsupportedGrant { .. } => {
+                audit::Outcome::BadRequest
+            }
+            Refusal::RefreshDisabled => audit::Outcome::BadRequest,
+            Refusal::Unauthorized { .. } | Refusal::LoginAgain { .. } => {
+                audit::Outcome::Unauthorized
+            }
+            Refusal::Throttled { .. } => audit::Outcome::Throttled,
+            Refusal::Unavailable { .. } | Refusal::Internal { .. } => audit::Outcome::Unavailable,
+        }
+    }
+
+    /// Why, for the log.
+    pub fn reason(&self) -> String {
+        match self {
+            Refusal::BadRequest { message, .. } => message.clone(),
+            Refusal::UnsupportedGrant { grant } => format!("unsupported grant_type {grant:?}"),
+            Refusal::Unauthorized { reason, .. }
+            | Refusal::LoginAgain { reason, .. }
+            | Refusal::Throttled { reason, .. }
+            | Refusal::Unavailable { reason, .. }
+            | Refusal::Internal { reason } => reason.clone(),
+            Refusal::RefreshDisabled => "refresh tokens are disabled".into(),
+        }
+    }
+
+    /// A 400 with a message for the client.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Refusal::BadRequest {
+            message: message.into(),
+            oauth: "invalid_request",
+        }
+    }
+}
+
+/// Runs the pipeline for one request.
+pub async fn issue(state: &AppState, request: TokenRequest<'_>) -> Result<Issued, Refusal> {
+    let config = &state.config;
+    let limits = &config.server.limits;
+    let service = resolve_service(state, request.service)?;
+    let items: usize = request.scopes.iter().map(|s| s.split(' ').count()).sum();
+    if items > limits.max_scopes {
+        return Err(Refusal::bad_request(format!(
+            "too many scopes ({items}); at most {} per request",
+            limits.max_scopes
+        )));
+    }
+    let requested = parse_scopes(request.scopes.iter().copied());
+    if let Some(long) = requested
+        .iter()
+        .find(|s| s.name.len() > limits.max_repository_bytes)
+    {
+        return Err(Refusal::bad_request(format!(
+            "a repository name is longer than {} bytes ({} bytes)",
+            limits.max_repository_bytes,
+            long.name.len()
+        )));
+    }
+
+    let (principal, refresh_token, cache_hit) = match request.who {
+        Who::Anonymous if config.server.anonymous => (Principal::Anonymous, None, false),
+        Who::Anonymous => {
+            return Err(Refusal::Unauthorized {
+                reason: "anonymous access is disabled".into(),
+                user_action: None,
+                realm: state.realm.clone(),
+            })
+        }
+        Who::Credentials(credentials) => {
+            check_credential_bounds(state, &credentials)?;
+            if credentials.username.is_empty() {
+                return Err(Refusal::Unauthorized {
+                    reason: "empty username".into(),
+                    user_action: None,
+                    realm: state.realm.clone(),
+                });
+            }
+            let verdict = state.chain.authenticate(&credentials, request.client).await;
+            let (identity, cache_hit) = admit(state, verdict, &credentials.username)?;
+            let refresh_token = match (&state.refresh, request.offline) {
+                (Some(refresh), true) => refresh_token_for(refresh, &identity, service)?,
+                _ => None,
+            };
+            (Principal::Authenticated(identity), refresh_token, cache_hit)
+        }
+        Who::Refresh(token) => {
+            let (identity, cache_hit) = redeem(state, token.expose_secret(), service).await?;
+            (Principal::Authenticated(identity), None, cache_hit)
+        }
+    };
+
+    let policy = state.policy.load();
+    let access: Vec<Access> = requested
+        .iter()
+        .map(|scope| policy.evaluate(&principal, service, scope))
+        .filter(|grant| !grant.actions.is_empty())
+        .map(|grant| Access {
+            kind: grant.scope.kind,
+            name: grant.scope.name,
+            actions: grant.actions,
+        })
+        .collect();
+    let expires_in = config.token.lifetime_for(service).as_secs();
+    let (token, reused) = sign_or_reuse(state, &principal, service, &access, expires_in)?;
+    Ok(Issued {
+        principal,
+        service: service.to_owned(),
+        requested,
+        access,
+        token,
+        expires_in,
+        refresh_token,
+        cache_hit,
+        reused,
+    })
+}
+
+/// Usernames and secrets over their bounds are refused before anything
+/// (a cache, a counter, a log line) keeps them.
+fn check_credential_bounds(state: &AppState, credentials: &Credentials) -> Result<(), Refusal> {
+    let limits = &state.config.server.limits;
+    if credentials.username.len() > limits.max_username_bytes {
+        return Err(Refusal::bad_request(format!(
+            "the username is longer than {} bytes",
+            limits.max_username_bytes
+        )));
+    }
+    if credentials.secret.expose_secret().len() > limits.max_secret_bytes {
+        return Err(Refusal::bad_request(format!(
+            "the password or token is longer than {} bytes",
+            limits.max_secret_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// A refresh token for this login, if it may have one. A login too large
+/// to seal gets none (the client keeps using its password); a failing RNG
+/// is an error.
+fn refresh_token_for(
+    refresh: &crate::refresh::RefreshTokens,
+    identity: &Identity,
+    service: &str,
+) -> Result<Option<String>, Refusal> {
+    match refresh.issue(identity, service) {
+        Ok(token) => {
+            if token.is_none() && identity.renewal == Renewal::Never {
+                tracing::debug!(subject = %crate::audit::Safe(&identity.subject), provider = %identity.provider, "no refresh token for a machine login");
+            }
+            Ok(token)
+        }
+        Err(RefreshError::TooLarge(bytes)) => {
+            tracing::warn!(subject = %crate::audit::Safe(&identity.subject), provider = %identity.provider, bytes, "the login's groups and claims are too large for a refresh token; none issued");
+            Ok(None)
+        }
+        Err(e) => Err(Refusal::Internal {
+            reason: format!("refresh token: {e}"),
+        }),
+    }
+}
+
+/// The identity a refresh token stands for: its own snapshot, or a fresh
+/// lookup at its provider that must find the same credential stamp.
+async fn redeem(
+    state: &AppState,
+    token: &str,
+    service: &str,
+) -> Result<(Arc<Identity>, bool), Refusal> {
+    let Some(refresh) = &state.refresh else {
+        return Err(Refusal::RefreshDisabled);
+    };
+    let login_again = |reason: String| Refusal::LoginAgain {
+        reason,
+        realm: state.realm.clone(),
+    };
+    if token.len() > state.config.server.limits.max_secret_bytes {
+        return Err(Refusal::bad_request("the refresh token is too long"));
+    }
+    let claims = match refresh.check(token, service) {
+        Ok(claims) => claims,
+        Err(RefreshError::Store(e)) => {
+            return Err(Refusal::Unavailable {
+                reason: format!("revocation store: {e}"),
+                message: "refresh tokens cannot be checked right now",
+                retry_after: 5,
+            })
+        }
+        Err(e) => return Err(login_again(format!("refresh token refused: {e}"))),
+    };
+    if state.chain.provider(&claims.provider).is_none() {
+        return Err(login_again(format!(
+            "refresh token of provider {:?}, which is no longer configured",
+            claims.provider
+        )));
+    }
+    if let Some(identity) = claims.snapshot_identity() {
+        // Providers that cannot look users up: this login's own groups and
+        // claims, within the token's own deadline (checked by `check`).
+        return Ok((Arc::new(identity), false));
+    }
+    let verdict = state
+        .chain
+        .lookup(&claims.provider, &claims.sub, token)
+        .await;
+    let (identity, cache_hit) = match admit(state, verdict, &claims.sub) {
+        Ok(found) => found,
+        Err(Refusal::Unauthorized { reason, .. }) => return Err(login_again(reason)),
+        Err(other) => return Err(other),
+    };
+    if identity.credential_stamp != claims.stamp {
+        return Err(login_again(format!(
+            "the credentials of {} at {} changed after this refresh token was issued",
+            audit::Safe(&claims.sub),
+            claims.provider
+        )));
+    }
+    Ok((identity, cache_hit))
+}
+
+/// Turns the chain's verdict into an identity (and whether it was cached).
+fn admit(state: &AppState, verdict: Verdict, user: &str) -> Result<(Arc<Identity>, bool), Refusal> {
+    let user = audit::Safe(user);
+    let unauthorized = |reason: String, user_action: Option<String>| Refusal::Unauthorized {
+        reason,
+        user_action,
+        realm: state.realm.clone(),
+    };
+    match verdict {
+        Verdict::Authenticated {
+            identity,
+            cache_hit,
+        } => Ok((identity, cache_hit)),
+        Verdict::Rejected { provider, reason } => Err(unauthorized(
+            format!("rejected by {provider}: {reason} (user \"{user}\")"),
+            reason.client_message().map(str::to_owned),
+        )),
+        Verdict::Unknown => Err(unauthorized(
+            format!("no provider knows user \"{user}\""),
+            None,
+        )),
+        Verdict::Throttled => Err(Refusal::Throttled {
+            reason: format!(
+                "too many failed logins for user \"{user}\" from this address; not asking the identity provider"
+            ),
+            realm: state.realm.clone(),
+        }),
+        Verdict::Unavailable {
+            provider,
+            reason,
+            retry_after,
+        } => Err(Refusal::Unavailable {
+            reason: format!("provider {provider} unavailable: {reason}"),
+            message: "the identity provider is unavailable; try again shortly",
+            retry_after: retry_after.unwrap_or(5),
+        }),
+    }
+}
+
+fn resolve_service<'s>(state: &'s AppState, asked: Option<&str>) -> Result<&'s str, Refusal> {
+    let services = &state.config.token.services;
+    match asked {
+        None | Some("") => match services.as_slice() {
+            [only] => Ok(only.as_str()),
+            _ => Err(Refusal::bad_request(
+                "the service parameter is required (several services are configured)",
+            )),
+        },
+        Some(name) => services
+            .iter()
+            .find(|s| s.as_str() == name)
+            .map(String::as_str)
+            .ok_or_else(|| Refusal::bad_request("unknown service")),
+    }
+}
+
+/// The token for this grant: the identical one signed within
+/// `token.reuse_window`, or a new signature.
+fn sign_or_reuse(
+    state: &AppState,
+    principal: &Principal,
+    service: &str,
+    access: &[Access],
+    expires_in: u64,
+) -> Result<(Arc<SignedToken>, bool), Refusal> {
+    let config = &state.config;
+    let granted = scopes_text(access);
+    let reuse_key = IssuedTokens::key(
+        principal.subject(),
+        principal.provider().unwrap_or(""),
+        service,
+        &granted,
+    );
+    if let Some(issued) = state.issued.get(&reuse_key) {
+        return Ok((issued, true));
+    }
+    let iat = token::now();
+    let claims = Claims {
+        iss: &config.token.issuer,
+        sub: principal.subject(),
+        aud: service,
+        exp: iat + expires_in as i64,
+        nbf: iat - token::NOT_BEFORE_SKEW,
+        iat,
+        jti: token::random_id().map_err(|e| Refusal::Internal {
+            reason: format!("token id: {e}"),
+        })?,
+        access,
+    };
+    let jwt = state.key.sign(&claims).map_err(|e| Refusal::Internal {
+        reason: format!("signing failed: {e}"),
+    })?;
+    let signed = Arc::new(SignedToken::new(jwt, iat, expires_in));
+    state.issued.insert(reuse_key, signed.clone());
+    Ok((signed, false))
+}
+
+/// `type:name:actions` items joined by spaces (the audit line, the reuse
+/// key and the POST answer's `scope`).
+pub fn scopes_text<'a, I, S>(items: I) -> String
+where
+    I: IntoIterator<Item = &'a S>,
+    S: ScopeLike + 'a,
+{
+    let mut out = String::new();
+    for item in items {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(item.kind());
+        out.push(':');
+        out.push_str(item.name());
+        out.push(':');
+        for (i, action) in item.actions().iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(action);
+        }
+    }
+    out
+}
+
+/// A requested or granted scope, for [`scopes_text`].
+pub trait ScopeLike {
+    /// The resource type.
+    fn kind(&self) -> &str;
+    /// The resource name.
+    fn name(&self) -> &str;
+    /// The actions.
+    fn actions(&self) -> &[String];
+}
+
+impl ScopeLike for Scope {
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn actions(&self) -> &[String] {
+        &self.actions
+    }
+}
+
+impl ScopeLike for Access {
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn actions(&self) -> &[String] {
+        &self.actions
+    }
+}

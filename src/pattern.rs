@@ -1,0 +1,331 @@
+//! Name patterns of the policy and of username pins: `*` matches within one
+//! path segment, `**` across segments, and `${user}`, `${group}` and
+//! `${provider}` stand for the literal values of the identity at hand.
+//!
+//! Matching runs in time linear in the name for a given pattern (a set of
+//! positions is advanced byte by byte, never backtracking), so no pattern
+//! and no requested name can make evaluation slow. Substituted values are
+//! always literals: a user or group named `*` matches only a literal `*`.
+
+use std::fmt;
+
+/// One piece of a compiled pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Token {
+    Literal(String),
+    /// `*`: any run of bytes except `/`.
+    Star,
+    /// `**`: any run of bytes, `/` included.
+    DoubleStar,
+    User,
+    Group,
+    Provider,
+}
+
+/// Which placeholders a pattern may contain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placeholders {
+    /// None: usernames, group names, services, claims.
+    Forbidden,
+    /// `${user}`, `${group}` and `${provider}`: repository names.
+    Allowed,
+}
+
+/// A placeholder a pattern can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placeholder {
+    /// `${user}`: the identity's subject.
+    User,
+    /// `${group}`: each of the identity's groups in turn.
+    Group,
+    /// `${provider}`: the name of the identity's provider.
+    Provider,
+}
+
+/// The literal values placeholders stand for during one match. A
+/// placeholder without a value matches nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Values<'a> {
+    /// What `${user}` stands for.
+    pub user: Option<&'a str>,
+    /// What `${group}` stands for.
+    pub group: Option<&'a str>,
+    /// What `${provider}` stands for.
+    pub provider: Option<&'a str>,
+}
+
+/// A compiled name pattern.
+#[derive(Clone, Debug)]
+pub struct Pattern {
+    source: String,
+    tokens: Vec<Token>,
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// One step of the matching automaton.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Atom {
+    Byte(u8),
+    Star,
+    DoubleStar,
+}
+
+impl Pattern {
+    /// Compiles a pattern; errors are messages fit for `regauth check`.
+    pub fn parse(source: &str, placeholders: Placeholders) -> Result<Self, String> {
+        if source.is_empty() {
+            return Err("empty pattern".into());
+        }
+        let mut tokens = Vec::new();
+        let mut literal = String::new();
+        let mut rest = source;
+        while let Some(c) = rest.chars().next() {
+            if let Some(after) = rest.strip_prefix("**") {
+                flush(&mut literal, &mut tokens);
+                tokens.push(Token::DoubleStar);
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix('*') {
+                flush(&mut literal, &mut tokens);
+                tokens.push(Token::Star);
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix("${") {
+                let (name, after) = after
+                    .split_once('}')
+                    .ok_or_else(|| format!("unclosed placeholder in `{source}`"))?;
+                let allowed = placeholders == Placeholders::Allowed;
+                let token = match name {
+                    "user" if allowed => Token::User,
+                    "group" if allowed => Token::Group,
+                    "provider" if allowed => Token::Provider,
+                    _ if allowed => {
+                        return Err(format!(
+                            "unknown placeholder `${{{name}}}` in `{source}` (use ${{user}}, ${{group}} or ${{provider}})"
+                        ))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "placeholders such as `${{{name}}}` are only allowed in repository names (`{source}`)"
+                        ))
+                    }
+                };
+                flush(&mut literal, &mut tokens);
+                tokens.push(token);
+                rest = after;
+            } else {
+                literal.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        flush(&mut literal, &mut tokens);
+        Ok(Self {
+            source: source.to_owned(),
+            tokens,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the pattern contains this placeholder.
+    pub fn uses(&self, placeholder: Placeholder) -> bool {
+        let token = match placeholder {
+            Placeholder::User => Token::User,
+            Placeholder::Group => Token::Group,
+            Placeholder::Provider => Token::Provider,
+        };
+        self.tokens.contains(&token)
+    }
+
+    /// Matches a plain value (user, group, service); a lone `*` matches
+    /// any value, `/` included.
+    pub fn matches(&self, value: &str) -> bool {
+        self.source == "*" || self.matches_with(value, Values::default())
+    }
+
+    /// Matches with placeholders standing for the given literal values.
+    pub fn matches_with(&self, name: &str, values: Values<'_>) -> bool {
+        // The common shapes first: a plain literal, and `prefix/**`.
+        match self.tokens.as_slice() {
+            [] => return name.is_empty(),
+            [Token::Literal(l)] => return name == l,
+            [Token::Literal(l), Token::DoubleStar] => return name.starts_with(l.as_str()),
+            _ => {}
+        }
+        let mut atoms = Vec::with_capacity(self.source.len() + 16);
+        for token in &self.tokens {
+            let literal = match token {
+                Token::Literal(l) => l.as_str(),
+                Token::Star => {
+                    atoms.push(Atom::Star);
+                    continue;
+                }
+                Token::DoubleStar => {
+                    atoms.push(Atom::DoubleStar);
+                    continue;
+                }
+                Token::User => match values.user {
+                    Some(v) => v,
+                    None => return false,
+                },
+                Token::Group => match values.group {
+                    Some(v) => v,
+                    None => return false,
+                },
+                Token::Provider => match values.provider {
+                    Some(v) => v,
+                    None => return false,
+                },
+            };
+            atoms.extend(literal.bytes().map(Atom::Byte));
+        }
+        run(&atoms, name.as_bytes())
+    }
+
+    /// The pattern with its placeholders filled in, for traces.
+    pub fn substituted(&self, values: Values<'_>) -> String {
+        let mut out = String::with_capacity(self.source.len());
+        for token in &self.tokens {
+            match token {
+                Token::Literal(l) => out.push_str(l),
+                Token::Star => out.push('*'),
+                Token::DoubleStar => out.push_str("**"),
+                Token::User => out.push_str(values.user.unwrap_or("${user}")),
+                Token::Group => out.push_str(values.group.unwrap_or("${group}")),
+                Token::Provider => out.push_str(values.provider.unwrap_or("${provider}")),
+            }
+        }
+        out
+    }
+}
+
+fn flush(literal: &mut String, tokens: &mut Vec<Token>) {
+    if !literal.is_empty() {
+        tokens.push(Token::Literal(std::mem::take(literal)));
+    }
+}
+
+/// Runs the automaton: `active[i]` means "atom `i` is next". Each input byte
+/// advances every active position at once, so the cost is
+/// `name.len() × atoms.len()` at most, whatever the pattern. Working on bytes
+/// is exact for UTF-8: no multi-byte sequence contains the byte of `/`.
+fn run(atoms: &[Atom], name: &[u8]) -> bool {
+    let positions = atoms.len() + 1;
+    let mut active = vec![false; positions];
+    let mut next = vec![false; positions];
+    active[0] = true;
+    close(atoms, &mut active);
+    for &byte in name {
+        next.iter_mut().for_each(|n| *n = false);
+        let mut any = false;
+        for (i, atom) in atoms.iter().enumerate() {
+            if !active[i] {
+                continue;
+            }
+            match *atom {
+                Atom::Byte(b) if b == byte => next[i + 1] = true,
+                Atom::Byte(_) => continue,
+                Atom::Star if byte == b'/' => continue,
+                Atom::Star | Atom::DoubleStar => next[i] = true,
+            }
+            any = true;
+        }
+        if !any {
+            return false;
+        }
+        close(atoms, &mut next);
+        std::mem::swap(&mut active, &mut next);
+    }
+    active[atoms.len()]
+}
+
+/// A star can match nothing: whoever waits at a star also waits after it.
+fn close(atoms: &[Atom], active: &mut [bool]) {
+    for i in 0..atoms.len() {
+        if active[i] && matches!(atoms[i], Atom::Star | Atom::DoubleStar) {
+            active[i + 1] = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: &str, n: &str) -> bool {
+        Pattern::parse(p, Placeholders::Allowed)
+            .unwrap()
+            .matches_with(n, Values::default())
+    }
+
+    #[test]
+    fn globs() {
+        assert!(m("**", "a/b/c"));
+        assert!(m("**", ""));
+        assert!(m("a/*/c", "a/b/c"));
+        assert!(!m("a/*/c", "a/b/x/c"));
+        assert!(m("a/**/c", "a/b/x/c"));
+        assert!(m("a/**", "a/b"));
+        assert!(!m("a/**", "ab/c"));
+        assert!(m("*-ci", "build-ci"));
+        assert!(!m("*-ci", "x/build-ci"));
+        assert!(m("ünï/*", "ünï/ç"));
+        assert!(!m("a", "ab"));
+        assert!(m("a*b*c", "aXbYc"));
+        assert!(!m("a*b*c", "aXbY/c"));
+        assert!(m("**/x", "a/b/x"));
+        assert!(m("*/**", "a/b"));
+    }
+
+    #[test]
+    fn placeholders_are_literal() {
+        let p = Pattern::parse("${provider}/${user}/**", Placeholders::Allowed).unwrap();
+        let values = Values {
+            user: Some("*"),
+            group: None,
+            provider: Some("corp"),
+        };
+        assert!(p.matches_with("corp/*/app", values));
+        assert!(!p.matches_with("corp/bob/app", values));
+        assert!(!p.matches_with("corp/bob/app", Values::default()));
+        assert_eq!(p.substituted(values), "corp/*/**");
+        assert!(p.uses(Placeholder::Provider) && p.uses(Placeholder::User));
+        assert!(!p.uses(Placeholder::Group));
+    }
+
+    #[test]
+    fn placeholders_only_where_allowed() {
+        assert!(Pattern::parse("${user}", Placeholders::Forbidden).is_err());
+        assert!(Pattern::parse("${who}", Placeholders::Allowed).is_err());
+        assert!(Pattern::parse("${user", Placeholders::Allowed).is_err());
+        assert!(Pattern::parse("", Placeholders::Allowed).is_err());
+    }
+
+    #[test]
+    fn a_lone_star_matches_any_value() {
+        let star = Pattern::parse("*", Placeholders::Forbidden).unwrap();
+        assert!(star.matches("a/b"));
+        assert!(!Pattern::parse("a*", Placeholders::Forbidden)
+            .unwrap()
+            .matches("a/b"));
+    }
+
+    /// What made the old backtracking matcher exponential: many stars and
+    /// a name that almost matches.
+    #[test]
+    fn adversarial_patterns_stay_fast() {
+        let pattern = "*a".repeat(30) + "b";
+        let p = Pattern::parse(&pattern, Placeholders::Forbidden).unwrap();
+        // A backtracking matcher takes longer than the age of the universe
+        // here; this one does 255 × 61 steps.
+        assert!(!p.matches(&"a".repeat(255)));
+        let p = Pattern::parse(&"**a".repeat(30), Placeholders::Forbidden).unwrap();
+        assert!(!p.matches(&"a/".repeat(127)));
+    }
+}
