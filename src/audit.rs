@@ -63,6 +63,21 @@ impl fmt::Display for Safe<'_> {
     }
 }
 
+/// At most this many bytes of a scope list reach a log line.
+pub const MAX_LOGGED_SCOPES_BYTES: usize = 4096;
+
+/// A scope list cut to [`MAX_LOGGED_SCOPES_BYTES`], with the rest counted.
+fn bounded(text: String) -> String {
+    if text.len() <= MAX_LOGGED_SCOPES_BYTES {
+        return text;
+    }
+    let mut end = MAX_LOGGED_SCOPES_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…(+{} bytes)", &text[..end], text.len() - end)
+}
+
 /// What the HTTP layer knows about a request besides its result.
 #[derive(Debug, Default)]
 pub struct Request<'a> {
@@ -102,8 +117,8 @@ impl Event {
                     subject: Safe(issued.principal.subject()).to_string(),
                     provider: issued.principal.provider().unwrap_or_default().to_owned(),
                     service: issued.service.clone(),
-                    requested: scopes_text(&issued.requested),
-                    granted: scopes_text(&issued.access),
+                    requested: bounded(scopes_text(&issued.requested)),
+                    granted: bounded(scopes_text(&issued.access)),
                     cache_hit: issued.cache_hit,
                     reused: issued.reused,
                     reason: String::new(),
@@ -112,7 +127,7 @@ impl Event {
             ),
             Err(refusal) => (
                 Event {
-                    requested: Safe(&request.scopes.join(" ")).to_string(),
+                    requested: bounded(Safe(&request.scopes.join(" ")).to_string()),
                     reason: refusal.reason(),
                     ..Default::default()
                 },

@@ -1,20 +1,19 @@
-//! The moka caches in front of the identity providers: verdicts (who a
-//! credential belongs to) and failure counters (who is being throttled).
+//! The moka caches in front of the identity providers (verdicts: who a
+//! credential belongs to) and of the signer (tokens signed moments ago).
 //!
 //! Keys that involve a secret are HMAC-SHA256 digests under a key that lives
 //! only in this process, so a memory dump or a debug print of a cache never
 //! shows a password, and two processes never share a key. Every cache is
 //! bounded and counts its hits and misses.
 
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SecureRandom;
 use moka::future::Cache;
-use regauth_providers::{Credentials, ExposeSecret, Identity, Outcome};
+use regauth_providers::{Credentials, ExposeSecret, Identity};
 
 /// A digest standing for (provider, user, secret).
 pub type VerdictKey = [u8; 32];
@@ -40,14 +39,21 @@ pub struct VerdictCache {
     pub counters: Counters,
 }
 
+/// 32 random bytes, or an error when the system has no entropy source
+/// (a key of zeros would make every digest predictable).
+pub fn random_key() -> Result<[u8; 32], crate::token::KeyError> {
+    let mut secret = [0u8; 32];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut secret)
+        .map_err(|_| crate::token::KeyError::Generate("the system has no randomness".into()))?;
+    Ok(secret)
+}
+
 impl VerdictCache {
-    pub fn new(ttl: Duration, capacity: u64) -> Self {
-        let mut secret = [0u8; 32];
-        // Only fails without an OS entropy source; the key is then still
-        // process-local, which is the property that matters.
-        let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut secret);
+    /// A cache whose digests are keyed by `secret` (process-local).
+    pub fn new(ttl: Duration, capacity: u64, secret: &[u8; 32]) -> Self {
         Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
             entries: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
@@ -92,23 +98,19 @@ impl VerdictCache {
     }
 
     /// Runs `check` once for concurrent callers with the same key; only an
-    /// `Authenticated` outcome is stored. Other outcomes are shared with the
-    /// callers that waited, then forgotten.
-    pub async fn get_or_check<F>(
+    /// identity is stored. Other answers are shared with the callers that
+    /// waited, then forgotten.
+    pub async fn get_or_check<F, E>(
         &self,
         key: VerdictKey,
         check: F,
-    ) -> Result<Arc<Identity>, Arc<Outcome>>
+    ) -> Result<Arc<Identity>, Arc<E>>
     where
-        F: std::future::Future<Output = Outcome>,
+        F: std::future::Future<Output = Result<Identity, E>>,
+        E: Send + Sync + 'static,
     {
         self.entries
-            .try_get_with(key, async move {
-                match check.await {
-                    Outcome::Authenticated(identity) => Ok(Arc::new(identity)),
-                    other => Err(other),
-                }
-            })
+            .try_get_with(key, async move { check.await.map(Arc::new) })
             .await
     }
 
@@ -119,48 +121,6 @@ impl VerdictCache {
 
     pub fn entry_count(&self) -> u64 {
         self.entries.entry_count()
-    }
-}
-
-/// Failed logins per (user, client IP), counted within a window.
-pub struct FailureCounter {
-    entries: Cache<(String, IpAddr), Arc<AtomicU32>>,
-    limit: u32,
-}
-
-impl FailureCounter {
-    pub fn new(window: Duration, limit: u32) -> Self {
-        Self {
-            entries: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(window)
-                .build(),
-            limit,
-        }
-    }
-
-    /// True when this pair has failed too often and the IdP must not be
-    /// asked again until the window passes. A limit of 0 disables it.
-    pub async fn throttled(&self, user: &str, ip: IpAddr) -> bool {
-        if self.limit == 0 {
-            return false;
-        }
-        match self.entries.get(&(user.to_owned(), ip)).await {
-            Some(count) => count.load(Ordering::Relaxed) >= self.limit,
-            None => false,
-        }
-    }
-
-    pub async fn record_failure(&self, user: &str, ip: IpAddr) {
-        let count = self
-            .entries
-            .get_with((user.to_owned(), ip), async { Arc::new(AtomicU32::new(0)) })
-            .await;
-        count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub async fn reset(&self, user: &str, ip: IpAddr) {
-        self.entries.invalidate(&(user.to_owned(), ip)).await;
     }
 }
 
@@ -239,12 +199,12 @@ mod tests {
 
     #[tokio::test]
     async fn keys_differ_by_every_part_and_hide_the_secret() {
-        let cache = VerdictCache::new(Duration::from_secs(60), 10);
+        let cache = VerdictCache::new(Duration::from_secs(60), 10, &random_key().unwrap());
         let a = cache.key("p", &Credentials::new("ab", "c"));
         assert_ne!(a, cache.key("p", &Credentials::new("a", "bc")));
         assert_ne!(a, cache.key("q", &Credentials::new("ab", "c")));
         assert_eq!(a, cache.key("p", &Credentials::new("ab", "c")));
-        let other = VerdictCache::new(Duration::from_secs(60), 10);
+        let other = VerdictCache::new(Duration::from_secs(60), 10, &random_key().unwrap());
         assert_ne!(
             a,
             other.key("p", &Credentials::new("ab", "c")),
@@ -254,7 +214,11 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_checks_share_one_call() {
-        let cache = Arc::new(VerdictCache::new(Duration::from_secs(60), 10));
+        let cache = Arc::new(VerdictCache::new(
+            Duration::from_secs(60),
+            10,
+            &random_key().unwrap(),
+        ));
         let calls = Arc::new(AtomicUsize::new(0));
         let key = cache.key("p", &Credentials::new("u", "s"));
         let mut tasks = Vec::new();
@@ -262,10 +226,10 @@ mod tests {
             let (cache, calls) = (cache.clone(), calls.clone());
             tasks.push(tokio::spawn(async move {
                 cache
-                    .get_or_check(key, async {
+                    .get_or_check::<_, ()>(key, async {
                         calls.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(50)).await;
-                        Outcome::Authenticated(Identity::new("u", "p"))
+                        Ok(Identity::new("u", "p"))
                     })
                     .await
                     .is_ok()
@@ -303,19 +267,5 @@ mod tests {
         let off = IssuedTokens::new(Duration::ZERO);
         off.insert(key.clone(), Arc::new(Issued::new("t".into(), 1, 60)));
         assert!(off.get(&key).is_none());
-    }
-
-    #[tokio::test]
-    async fn failures_throttle_then_reset() {
-        let f = FailureCounter::new(Duration::from_secs(60), 2);
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(!f.throttled("u", ip).await);
-        f.record_failure("u", ip).await;
-        assert!(!f.throttled("u", ip).await);
-        f.record_failure("u", ip).await;
-        assert!(f.throttled("u", ip).await);
-        assert!(!f.throttled("u", "10.0.0.1".parse().unwrap()).await);
-        f.reset("u", ip).await;
-        assert!(!f.throttled("u", ip).await);
     }
 }

@@ -18,8 +18,9 @@ use regauth_providers::{
     GITHUB_TOKEN_PREFIXES,
 };
 
-use crate::cache::{FailureCounter, VerdictCache};
+use crate::cache::VerdictCache;
 use crate::pattern::{Pattern, Placeholders};
+use crate::throttle::{Held, Reach, Throttle};
 
 /// The chain's answer for one credential.
 #[derive(Debug)]
@@ -32,8 +33,8 @@ pub enum Verdict {
     Rejected { provider: String, reason: Rejection },
     /// No provider knows this user.
     Unknown,
-    /// Too many recent failures for this (user, client IP).
-    Throttled,
+    /// Too many recent failures for this account or client network.
+    Throttled(Held),
     /// The owning provider could not answer.
     Unavailable {
         provider: String,
@@ -85,12 +86,34 @@ fn pin_form(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
+/// Why a check produced no identity, shared by every caller that waited
+/// for the same check.
+#[derive(Debug)]
+enum Miss {
+    Rejected(Rejection),
+    NotMine,
+    Unavailable(regauth_providers::Error),
+    /// The throttle did not let the attempt through.
+    Held(Held),
+}
+
+impl Miss {
+    fn of(outcome: Outcome) -> Result<Identity, Miss> {
+        match outcome {
+            Outcome::Authenticated(identity) => Ok(identity),
+            Outcome::Rejected(reason) => Err(Miss::Rejected(reason)),
+            Outcome::NotMine => Err(Miss::NotMine),
+            Outcome::Unavailable(e) => Err(Miss::Unavailable(e)),
+        }
+    }
+}
+
 pub struct Chain {
     providers: Vec<Arc<dyn IdentityProvider>>,
     /// Per provider (same order), the username patterns pinned to it.
     pins: Vec<Vec<Pattern>>,
     pub verdicts: VerdictCache,
-    failures: FailureCounter,
+    throttle: Throttle,
     timeout: Duration,
 }
 
@@ -98,14 +121,14 @@ impl Chain {
     pub fn new(
         providers: Vec<Arc<dyn IdentityProvider>>,
         verdicts: VerdictCache,
-        failures: FailureCounter,
+        throttle: Throttle,
         timeout: Duration,
     ) -> Self {
         Self {
             pins: vec![Vec::new(); providers.len()],
             providers,
             verdicts,
-            failures,
+            throttle,
             timeout,
         }
     }
@@ -139,8 +162,14 @@ impl Chain {
     /// otherwise every provider that accepts the secret's shape (a GitHub
     /// token never reaches LDAP, a password never reaches GitHub, a JWT only
     /// the OIDC provider of its issuer).
-    fn candidates(&self, credentials: &Credentials) -> Vec<&Arc<dyn IdentityProvider>> {
+    fn candidates(&self, credentials: &Credentials) -> (Vec<&Arc<dyn IdentityProvider>>, Reach) {
         let (shape, issuer) = shape_of(credentials.secret.expose_secret());
+        // A JWT is verified against the issuer's keys here: a forged one
+        // never reaches the IdP, so it does not spend the IdP's budget.
+        let reach = match shape {
+            SecretShape::Jwt { .. } => Reach::Local,
+            _ => Reach::Upstream,
+        };
         let shape = match shape {
             SecretShape::Jwt { .. } => SecretShape::Jwt {
                 issuer: issuer.as_deref(),
@@ -156,7 +185,10 @@ impl Chain {
             Some(i) => &self.providers[i..=i],
             None => &self.providers[..],
         };
-        providers.iter().filter(|p| p.accepts(shape)).collect()
+        (
+            providers.iter().filter(|p| p.accepts(shape)).collect(),
+            reach,
+        )
     }
 
     /// The provider's answer, or Unavailable after the request timeout.
@@ -174,7 +206,7 @@ impl Chain {
     /// password (refresh grants). `proof` (the refresh token) keys the
     /// verdict cache, so repeated refreshes within the TTL cost one lookup.
     pub async fn lookup(&self, provider: &str, subject: &str, proof: &str) -> Verdict {
-        let Some(p) = self.providers.iter().find(|p| p.name() == provider) else {
+        let Some(p) = self.provider(provider) else {
             return Verdict::Unknown;
         };
         let key = self.verdicts.key_for("lookup", provider, subject, proof);
@@ -184,38 +216,49 @@ impl Chain {
                 cache_hit: true,
             };
         }
-        match self
-            .verdicts
-            .get_or_check(key, self.bounded(p.lookup(subject)))
-            .await
-        {
+        let check = async { Miss::of(self.bounded(p.lookup(subject)).await) };
+        match self.verdicts.get_or_check(key, check).await {
             Ok(identity) => Verdict::Authenticated {
                 identity,
                 cache_hit: false,
             },
-            Err(outcome) => match &*outcome {
-                Outcome::NotMine => Verdict::Unknown,
-                Outcome::Rejected(reason) => Verdict::Rejected {
-                    provider: provider.to_owned(),
-                    reason: reason.clone(),
-                },
-                Outcome::Unavailable(error) => Verdict::unavailable(provider, error),
-                Outcome::Authenticated(_) => unreachable!("stored as Ok by the cache"),
-            },
+            Err(miss) => self.verdict_of(provider, &miss),
         }
     }
 
+    fn verdict_of(&self, provider: &str, miss: &Miss) -> Verdict {
+        match miss {
+            Miss::NotMine => Verdict::Unknown,
+            Miss::Rejected(reason) => Verdict::Rejected {
+                provider: provider.to_owned(),
+                reason: reason.clone(),
+            },
+            Miss::Unavailable(error) => Verdict::unavailable(provider, error),
+            Miss::Held(Held::Provider) => Verdict::Unavailable {
+                provider: provider.to_owned(),
+                reason:
+                    "too many failed logins reach this provider right now; holding attempts back"
+                        .into(),
+                retry_after: Some(1),
+            },
+            Miss::Held(held) => Verdict::Throttled(*held),
+        }
+    }
+
+    /// Checks credentials. A fresh cached verdict answers at once; then
+    /// every provider the credential may go to is asked in turn, each
+    /// attempt reserved with the throttle first, until one knows the user.
     pub async fn authenticate(&self, credentials: &Credentials, client: IpAddr) -> Verdict {
         // A fresh cached verdict answers without any upstream call, even
         // while the user is throttled (the cached secret is known good).
-        let candidates = self.candidates(credentials);
+        let (candidates, reach) = self.candidates(credentials);
         for provider in &candidates {
             let key = self.verdicts.key(provider.name(), credentials);
             if let Some(identity) = self.verdicts.get(&key).await {
                 if !provider.reachable() {
                     tracing::warn!(
                         provider = provider.name(),
-                        subject = %identity.subject,
+                        subject = %crate::audit::Safe(&identity.subject),
                         "identity provider unreachable: serving a cached verdict"
                     );
                 }
@@ -225,41 +268,51 @@ impl Chain {
                 };
             }
         }
-        if self.failures.throttled(&credentials.username, client).await {
-            return Verdict::Throttled;
+        if let Err(held) = self.throttle.client_allowed(client) {
+            return Verdict::Throttled(held);
         }
         for provider in candidates {
             let key = self.verdicts.key(provider.name(), credentials);
-            let check = self.bounded(provider.authenticate(credentials));
+            let normalized = provider.normalize_username(&credentials.username);
+            // Concurrent requests with the same credentials share this one
+            // check, and so one reservation.
+            let check = async {
+                let reservation = self
+                    .throttle
+                    .reserve(provider.name(), &normalized, reach)
+                    .map_err(Miss::Held)?;
+                let outcome = self.bounded(provider.authenticate(credentials)).await;
+                match Miss::of(outcome) {
+                    Ok(identity) => {
+                        let subject = provider.normalize_username(&identity.subject);
+                        self.throttle.succeeded(reservation, &normalized, &subject);
+                        Ok(identity)
+                    }
+                    Err(miss @ Miss::Rejected(_)) => {
+                        self.throttle.failed(reservation);
+                        self.throttle.client_failed(client);
+                        Err(miss)
+                    }
+                    Err(miss) => {
+                        self.throttle.released(reservation);
+                        Err(miss)
+                    }
+                }
+            };
             match self.verdicts.get_or_check(key, check).await {
                 Ok(identity) => {
-                    self.failures.reset(&credentials.username, client).await;
                     return Verdict::Authenticated {
                         identity,
                         cache_hit: false,
-                    };
+                    }
                 }
-                Err(outcome) => match &*outcome {
-                    Outcome::NotMine => continue,
-                    Outcome::Rejected(reason) => {
-                        self.failures
-                            .record_failure(&credentials.username, client)
-                            .await;
-                        return Verdict::Rejected {
-                            provider: provider.name().to_owned(),
-                            reason: reason.clone(),
-                        };
-                    }
-                    Outcome::Unavailable(error) => {
-                        return Verdict::unavailable(provider.name(), error)
-                    }
-                    Outcome::Authenticated(_) => unreachable!("stored as Ok by the cache"),
+                Err(miss) => match &*miss {
+                    Miss::NotMine => continue,
+                    other => return self.verdict_of(provider.name(), other),
                 },
             }
         }
-        self.failures
-            .record_failure(&credentials.username, client)
-            .await;
+        self.throttle.client_failed(client);
         Verdict::Unknown
     }
 }
@@ -299,14 +352,33 @@ mod tests {
         })
     }
 
+    fn caches(max_failures: u32) -> (VerdictCache, Throttle) {
+        let verdicts = VerdictCache::new(
+            Duration::from_secs(60),
+            100,
+            &crate::cache::random_key().unwrap(),
+        );
+        let throttle = Throttle::new(
+            crate::throttle::Budgets {
+                per_account: max_failures,
+                per_client: 0,
+                per_provider_per_second: 0,
+                window: Duration::from_secs(60),
+            },
+            b"test",
+        );
+        (verdicts, throttle)
+    }
+
     fn chain(providers: Vec<Arc<Fake>>, max_failures: u32) -> Chain {
+        let (verdicts, throttle) = caches(max_failures);
         Chain::new(
             providers
                 .into_iter()
                 .map(|p| p as Arc<dyn IdentityProvider>)
                 .collect(),
-            VerdictCache::new(Duration::from_secs(60), 100),
-            FailureCounter::new(Duration::from_secs(60), max_failures),
+            verdicts,
+            throttle,
             Duration::from_secs(1),
         )
     }
@@ -359,13 +431,14 @@ mod tests {
             Outcome::Authenticated(Identity::new(&c.username, "passwords"))
         });
         let tokens = Arc::new(TokenOnly(AtomicUsize::new(0)));
+        let (verdicts, throttle) = caches(0);
         let chain = Chain::new(
             vec![
                 passwords.clone() as Arc<dyn IdentityProvider>,
                 tokens.clone(),
             ],
-            VerdictCache::new(Duration::from_secs(60), 100),
-            FailureCounter::new(Duration::from_secs(60), 0),
+            verdicts,
+            throttle,
             Duration::from_secs(1),
         );
         let who = |v: Verdict| match v {
@@ -471,18 +544,66 @@ mod tests {
     async fn failures_are_throttled_before_the_idp_is_asked() {
         let p = fake("p", |_| Outcome::Rejected(Rejection::WrongSecret));
         let chain = chain(vec![p.clone()], 3);
-        for _ in 0..3 {
+        for i in 0..3 {
+            let bad = Credentials::new("u", format!("bad{i}"));
             assert!(matches!(
-                chain.authenticate(&Credentials::new("u", "bad"), IP).await,
+                chain.authenticate(&bad, IP).await,
                 Verdict::Rejected { .. }
             ));
         }
-        for _ in 0..10 {
+        for i in 0..10 {
+            let bad = Credentials::new("u", format!("again{i}"));
             assert!(matches!(
-                chain.authenticate(&Credentials::new("u", "bad"), IP).await,
-                Verdict::Throttled
+                chain.authenticate(&bad, IP).await,
+                Verdict::Throttled(Held::Account)
             ));
         }
         assert_eq!(p.calls.load(Ordering::SeqCst), 3);
+    }
+
+    /// 200 concurrent wrong passwords reach the provider at most
+    /// `max_failures` times: each attempt is reserved before it is asked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_guesses_are_counted_before_the_answer() {
+        let slow = Arc::new(Fake {
+            name: "slow",
+            answer: |_| Outcome::Rejected(Rejection::WrongSecret),
+            calls: AtomicUsize::new(0),
+        });
+        struct Slow(Arc<Fake>);
+        #[async_trait]
+        impl IdentityProvider for Slow {
+            fn name(&self) -> &str {
+                "slow"
+            }
+            fn kind(&self) -> &'static str {
+                "fake"
+            }
+            async fn authenticate(&self, c: &Credentials) -> Outcome {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                self.0.authenticate(c).await
+            }
+        }
+        let (verdicts, throttle) = caches(5);
+        let chain = Arc::new(Chain::new(
+            vec![Arc::new(Slow(slow.clone()))],
+            verdicts,
+            throttle,
+            Duration::from_secs(5),
+        ));
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let chain = chain.clone();
+                tokio::spawn(async move {
+                    chain
+                        .authenticate(&Credentials::new("erin", format!("guess{i}")), IP)
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(slow.calls.load(Ordering::SeqCst), 5);
     }
 }

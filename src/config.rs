@@ -179,6 +179,10 @@ struct RawCache {
     failure_window: Seconds,
     #[serde(default = "default_max_failures")]
     max_failures: u32,
+    #[serde(default = "default_max_client_failures")]
+    max_client_failures: u32,
+    #[serde(default = "default_max_provider_failures_per_second")]
+    max_provider_failures_per_second: u32,
 }
 
 impl Default for RawCache {
@@ -188,8 +192,17 @@ impl Default for RawCache {
             verdict_capacity: default_verdict_capacity(),
             failure_window: default_failure_window(),
             max_failures: default_max_failures(),
+            max_client_failures: default_max_client_failures(),
+            max_provider_failures_per_second: default_max_provider_failures_per_second(),
         }
     }
+}
+
+fn default_max_client_failures() -> u32 {
+    30
+}
+fn default_max_provider_failures_per_second() -> u32 {
+    20
 }
 
 fn default_verdict_ttl() -> Seconds {
@@ -382,7 +395,12 @@ pub struct CacheConfig {
     pub verdict_ttl: Duration,
     pub verdict_capacity: u64,
     pub failure_window: Duration,
+    /// Failed logins per account (provider and normalized username).
     pub max_failures: u32,
+    /// Failed logins per client network (IPv4 address, IPv6 /64).
+    pub max_client_failures: u32,
+    /// Failed attempts per second reaching one provider, from everyone.
+    pub max_provider_failures_per_second: u32,
 }
 
 /// The validated configuration.
@@ -643,6 +661,8 @@ impl Config {
                 verdict_capacity: raw.cache.verdict_capacity,
                 failure_window: raw.cache.failure_window.0,
                 max_failures: raw.cache.max_failures,
+                max_client_failures: raw.cache.max_client_failures,
+                max_provider_failures_per_second: raw.cache.max_provider_failures_per_second,
             },
             refresh: RefreshConfig {
                 enabled: raw.refresh_tokens.enabled,

@@ -21,6 +21,7 @@ use crate::chain::Verdict;
 use crate::policy::Principal;
 use crate::refresh::RefreshError;
 use crate::scope::{parse_scopes, Scope};
+use crate::throttle::Held;
 use crate::token::{self, Access, Claims};
 use crate::AppState;
 
@@ -384,10 +385,15 @@ fn admit(state: &AppState, verdict: Verdict, user: &str) -> Result<(Arc<Identity
             format!("no provider knows user \"{user}\""),
             None,
         )),
-        Verdict::Throttled => Err(Refusal::Throttled {
-            reason: format!(
-                "too many failed logins for user \"{user}\" from this address; not asking the identity provider"
-            ),
+        Verdict::Throttled(held) => Err(Refusal::Throttled {
+            reason: match held {
+                Held::Client => format!(
+                    "too many failed logins from this client's network (user \"{user}\"); not asking the identity provider"
+                ),
+                Held::Account | Held::Provider => format!(
+                    "too many failed logins for user \"{user}\"; not asking the identity provider"
+                ),
+            },
             realm: state.realm.clone(),
         }),
         Verdict::Unavailable {

@@ -14,14 +14,16 @@ pub mod chain;
 pub mod config;
 pub mod http;
 pub mod issue;
+pub mod logging;
 pub mod metrics;
 pub mod pattern;
 pub mod policy;
 pub mod refresh;
 pub mod scope;
+pub mod server;
+pub mod throttle;
 pub mod token;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,10 +34,11 @@ use regauth_providers::oidc::Oidc;
 use regauth_providers::static_users::StaticUsers;
 use regauth_providers::IdentityProvider;
 
-use crate::cache::{FailureCounter, VerdictCache};
+use crate::cache::VerdictCache;
 use crate::chain::Chain;
 use crate::config::{Config, ProviderSettings};
 use crate::policy::Policy;
+use crate::throttle::{Budgets, Throttle};
 use crate::token::SigningKey;
 
 /// Errors building the server from its configuration.
@@ -68,6 +71,8 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// The realm announced in `WWW-Authenticate`.
     pub realm: String,
+    /// The last readiness report and when it was made (`/readyz`).
+    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, (bool, serde_json::Value))>>,
 }
 
 impl AppState {
@@ -162,10 +167,24 @@ pub fn build_with(
         .iter()
         .map(|p| (p.name.clone(), p.usernames.clone()))
         .collect();
+    let verdicts = VerdictCache::new(
+        config.cache.verdict_ttl,
+        config.cache.verdict_capacity,
+        &cache::random_key()?,
+    );
+    let throttle = Throttle::new(
+        Budgets {
+            per_account: config.cache.max_failures,
+            per_client: config.cache.max_client_failures,
+            per_provider_per_second: config.cache.max_provider_failures_per_second,
+            window: config.cache.failure_window,
+        },
+        &cache::random_key()?,
+    );
     let chain = Chain::new(
         providers,
-        VerdictCache::new(config.cache.verdict_ttl, config.cache.verdict_capacity),
-        FailureCounter::new(config.cache.failure_window, config.cache.max_failures),
+        verdicts,
+        throttle,
         config.server.upstream_timeout,
     )
     .with_pins(pins);
@@ -181,6 +200,7 @@ pub fn build_with(
         chain,
         metrics: metrics::Metrics::default(),
         realm,
+        readiness: tokio::sync::Mutex::new(None),
     }))
 }
 
@@ -189,7 +209,9 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
     http::router(state)
 }
 
-/// Serves until `shutdown` completes, then drains in-flight requests.
+/// Serves until `shutdown` completes, then drains in-flight requests for
+/// at most `server.shutdown_timeout` (see [`server`] for the bounds every
+/// connection is held to).
 pub async fn serve<F>(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
@@ -198,8 +220,5 @@ pub async fn serve<F>(
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(state, listener, shutdown).await
 }

@@ -156,36 +156,34 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     regauth_providers::install_crypto_provider();
     // Dropped last: flushes the log lines still queued.
-    let _log_guard = init_logging(cli.log_format);
+    let _log_guard = regauth::logging::init(match cli.log_format {
+        LogFormat::Json => regauth::logging::Format::Json,
+        LogFormat::Pretty => regauth::logging::Format::Pretty,
+    });
     match run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("regauth: {e:#}");
+            eprintln!("regauth: {}", error_chain(&e));
             std::process::ExitCode::FAILURE
         }
     }
 }
 
-/// Logs go to stderr through a writer thread with a buffer (flushed each
-/// time its queue drains), so a request
-/// never waits for a write(2) of its audit line. The queue is lossless: when
-/// it is full, requests wait rather than audit lines being dropped.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("regauth-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(writer);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Pretty => builder.compact().init(),
+/// The error and its causes, each said once: a cause whose text the
+/// message already contains (`cannot read x: No such file`) is not
+/// repeated.
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
     }
-    guard
+    out
 }
 
 fn run(command: Command) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ pub struct Metrics {
     unauthorized: AtomicU64,
     throttled: AtomicU64,
     unavailable: AtomicU64,
+    connections_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -26,6 +27,11 @@ impl Metrics {
             Outcome::Unavailable => &self.unavailable,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection beyond `server.max_connections` was answered 503.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn render(&self, state: &AppState) -> String {
@@ -77,6 +83,30 @@ impl Metrics {
             "counter",
             "Tokens handed out again within token.reuse_window.",
             &[(String::new(), state.issued.reused.load(Ordering::Relaxed))],
+        );
+        metric(
+            &mut out,
+            "regauth_connections_refused_total",
+            "counter",
+            "Connections answered 503 because server.max_connections were open.",
+            &[(
+                String::new(),
+                self.connections_refused.load(Ordering::Relaxed),
+            )],
+        );
+        metric(
+            &mut out,
+            "regauth_log_lines_dropped_total",
+            "counter",
+            "Log and audit lines dropped because the log sink could not keep up.",
+            &[(String::new(), crate::logging::dropped_lines())],
+        );
+        metric(
+            &mut out,
+            "regauth_log_write_errors_total",
+            "counter",
+            "Writes of log and audit lines that the sink refused.",
+            &[(String::new(), crate::logging::write_errors())],
         );
         metric(
             &mut out,

@@ -289,3 +289,42 @@ mod tests {
         assert_eq!(parse_bool("maybe"), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn actions() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec("[a-z*]{1,8}", 1..5).prop_map(|mut list| {
+            let mut seen = std::collections::BTreeSet::new();
+            list.retain(|a| seen.insert(a.clone()));
+            list
+        })
+    }
+
+    proptest! {
+        /// Printing a scope and parsing it back gives the same scope, with
+        /// the name byte for byte (hosts, ports and colons included).
+        #[test]
+        fn print_then_parse_is_identity(
+            kind in "[a-z0-9]{1,12}",
+            name in "[a-zA-Z0-9._/:@-]{1,60}",
+            actions in actions(),
+        ) {
+            let scope = Scope { kind, name, actions };
+            let printed = scope.to_string();
+            prop_assert_eq!(Scope::parse(&printed), Some(scope.clone()));
+            prop_assert_eq!(parse_scopes([printed.as_str()]), vec![scope]);
+        }
+
+        /// Parsing never panics, and whatever parses prints back to
+        /// something that parses to the same scope.
+        #[test]
+        fn any_text_parses_or_is_dropped(text in "\\PC{0,80}") {
+            for scope in parse_scopes([text.as_str()]) {
+                prop_assert_eq!(Scope::parse(&scope.to_string()), Some(scope.clone()));
+            }
+        }
+    }
+}

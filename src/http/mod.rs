@@ -17,9 +17,23 @@ pub use error::ApiError;
 
 use crate::AppState;
 
-/// Every route of the server.
+/// Every route of the server. Token requests are held to
+/// `server.request_deadline` and at most `server.max_in_flight` run at
+/// once; beyond either, the answer is a 503 with `Retry-After`.
 pub fn router(state: Arc<AppState>) -> Router {
-    let token_routes = get(token::get).post(token::post);
+    let server = &state.config.server;
+    let bounded = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            server.limits.max_in_flight,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            server.timeouts.request,
+        ))
+        .map_response(json_errors);
+    let token_routes = get(token::get).post(token::post).route_layer(bounded);
     Router::new()
         .route("/auth", token_routes.clone())
         .route("/token", token_routes.clone())
@@ -37,4 +51,23 @@ pub fn router(state: Arc<AppState>) -> Router {
             },
         ))
         .with_state(state)
+}
+
+/// More token requests in flight than `server.max_in_flight`.
+async fn overloaded(_: tower::BoxError) -> ApiError {
+    ApiError::unavailable("too many requests at once; try again shortly", 1)
+}
+
+/// The request deadline's bare 503 gets the registry's JSON error body.
+fn json_errors(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let bare = response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE
+        && !response
+            .headers()
+            .contains_key(axum::http::header::CONTENT_TYPE);
+    if bare {
+        return ApiError::unavailable("the request took too long; try again shortly", 1)
+            .into_response();
+    }
+    response
 }

@@ -13,7 +13,33 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Readiness: each provider, and whether log lines are being lost. The
+/// answer is computed at most once a second (one caller at a time), so
+/// probing `/readyz` cannot turn into LDAP binds or IdP requests.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let mut cached = state.readiness.lock().await;
+    let fresh = cached
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < std::time::Duration::from_secs(1))
+        .map(|(_, report)| report.clone());
+    let (ready, body) = match fresh {
+        Some(report) => report,
+        None => {
+            let report = readiness(&state).await;
+            *cached = Some((std::time::Instant::now(), report.clone()));
+            report
+        }
+    };
+    drop(cached);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn readiness(state: &AppState) -> (bool, serde_json::Value) {
     let mut ready = true;
     let mut providers = serde_json::Map::new();
     for provider in state.chain.providers() {
@@ -27,13 +53,14 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         };
         providers.insert(provider.name().to_owned(), status.into());
     }
-    let status = if ready {
-        StatusCode::OK
+    let log = if crate::logging::losing_lines() {
+        ready = false;
+        "losing lines: the log sink cannot keep up or refuses writes (see regauth_log_lines_dropped_total)"
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        "ok"
     };
-    let body = serde_json::json!({ "ready": ready, "providers": providers });
-    (status, axum::Json(body)).into_response()
+    let body = serde_json::json!({ "ready": ready, "providers": providers, "log": log });
+    (ready, body)
 }
 
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {

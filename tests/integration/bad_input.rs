@@ -94,34 +94,42 @@ async fn huge_bodies_and_scope_lists_are_refused_cleanly() {
     r.assert_error(StatusCode::BAD_REQUEST);
 }
 
-/// A GET with 10,000 scopes is longer than any URI the HTTP stack accepts:
-/// hyper answers 414 before regauth sees it. That is a clean 4xx, never a
-/// 5xx, and the server carries on.
+/// A request head longer than `server.max_header_bytes` (32 KiB) is
+/// answered 431 by the HTTP layer before regauth parses it; one far longer
+/// (10,000 scopes, 300 KB) is cut off without the server buffering it.
+/// Never a 5xx, and the server carries on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_scopes_over_a_real_socket() {
+async fn oversized_request_heads_over_a_real_socket() {
     let f = Fixture::new();
     let server = Server::start(&f, "").await;
     use std::io::{Read as _, Write as _};
-    let mut query = String::from("service=registry.test");
-    for i in 0..10_000 {
-        query.push_str(&format!("&scope=repository:t/{i}:pull"));
-    }
     let addr = server.addr;
-    let head = tokio::task::spawn_blocking(move || {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        write!(s, "GET /auth?{query} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut buf = vec![0u8; 512];
-        let n = s.read(&mut buf).unwrap();
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    })
-    .await
-    .unwrap();
+    let send = |scopes: usize| {
+        let mut query = String::from("service=registry.test");
+        for i in 0..scopes {
+            query.push_str(&format!("&scope=repository:t/{i}:pull"));
+        }
+        tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            // the server may close before the client is done writing
+            let _ = write!(s, "GET /auth?{query} HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut buf = vec![0u8; 512];
+            let n = s.read(&mut buf).unwrap_or(0);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        })
+    };
+    let head = send(1_500).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 431"), "a 431, got: {head}");
+    let head = send(10_000).await.unwrap();
     let status: u16 = head
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    assert!((400..500).contains(&status), "a 4xx, got: {head}");
+    assert!(
+        head.is_empty() || (400..500).contains(&status),
+        "a 4xx or a closed connection, got: {head}"
+    );
     let ok = reqwest::get(format!("http://{addr}/healthz"))
         .await
         .unwrap();

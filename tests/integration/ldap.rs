@@ -249,6 +249,8 @@ async fn directory_outage_serves_cached_verdicts_and_recovers() {
     let body = down.assert_error(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
     assert!(down.header("retry-after").is_some());
+    // readiness is computed at most once a second
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
         get(&state, "/readyz", None).await.status,
         StatusCode::SERVICE_UNAVAILABLE
@@ -258,6 +260,7 @@ async fn directory_outage_serves_cached_verdicts_and_recovers() {
     // back to normal without restarting regauth (pooled connections renew)
     let back = token_for(&state, "ben", "ben-pw", "repository:platform/x:pull").await;
     assert_eq!(back.actions(), ["pull"]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(get(&state, "/readyz", None).await.status, StatusCode::OK);
 }
 

@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod compose;
 mod github;
+mod hardening;
 mod identity;
 mod ldap;
 mod oidc;

@@ -989,21 +989,28 @@ async fn identical_requests_within_the_reuse_window_get_the_same_token() {
     );
 }
 
-/// Behind a load balancer the failure throttle must key on the client, not
-/// on the proxy: X-Forwarded-For counts only from trusted proxies.
+/// Behind a load balancer the per-client failure budget must key on the
+/// client, not on the proxy: X-Forwarded-For counts only from trusted
+/// proxies.
 #[tokio::test]
 async fn throttle_keys_on_the_forwarded_client_only_behind_trusted_proxies() {
     let f = Fixture::new();
     let with = |extra: &str| {
         f.config_text("127.0.0.1:0", "")
-            .replace("max_failures = 1000", "max_failures = 2")
+            .replace(
+                "max_failures = 1000",
+                "max_failures = 1000\nmax_client_failures = 2",
+            )
             .replace("[server]\n", &format!("[server]\n{extra}"))
     };
-    let from = |state: &Arc<regauth::AppState>, client: &'static str, password: &'static str| {
+    let from = |state: &Arc<regauth::AppState>,
+                client: &'static str,
+                user: &'static str,
+                password: &'static str| {
         let state = state.clone();
         async move {
             let request = Request::get(format!("/auth?service={SERVICE}"))
-                .header("authorization", basic("writer", password))
+                .header("authorization", basic(user, password))
                 .header("x-forwarded-for", format!("{client}, 10.0.0.5"))
                 .body(Body::empty())
                 .unwrap();
@@ -1012,32 +1019,32 @@ async fn throttle_keys_on_the_forwarded_client_only_behind_trusted_proxies() {
     };
     // the in-process router's peer is 0.0.0.0; trust it and the inner proxy
     let trusted = f.state_with(&with("trusted_proxies = [\"0.0.0.0\", \"10.0.0.0/8\"]\n"));
-    for _ in 0..2 {
+    for user in ["nobody", "reader"] {
         assert_eq!(
-            from(&trusted, "203.0.113.7", "wrong").await,
+            from(&trusted, "203.0.113.7", user, "wrong").await,
             StatusCode::UNAUTHORIZED
         );
     }
     assert_eq!(
-        from(&trusted, "203.0.113.7", "writer-pw").await,
+        from(&trusted, "203.0.113.7", "writer", "writer-pw").await,
         StatusCode::UNAUTHORIZED,
         "throttled"
     );
     assert_eq!(
-        from(&trusted, "198.51.100.9", "writer-pw").await,
+        from(&trusted, "198.51.100.9", "writer", "writer-pw").await,
         StatusCode::OK,
         "another client is not"
     );
     // without trust, the header is ignored: everyone shares the peer's count
     let untrusted = f.state_with(&with(""));
-    for _ in 0..2 {
+    for user in ["nobody", "reader"] {
         assert_eq!(
-            from(&untrusted, "203.0.113.7", "wrong").await,
+            from(&untrusted, "203.0.113.7", user, "wrong").await,
             StatusCode::UNAUTHORIZED
         );
     }
     assert_eq!(
-        from(&untrusted, "198.51.100.9", "writer-pw").await,
+        from(&untrusted, "198.51.100.9", "writer", "writer-pw").await,
         StatusCode::UNAUTHORIZED
     );
 }

@@ -5,7 +5,7 @@
 //! how much IdP traffic a flood of forged tokens causes.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ pub struct Fetches {
 pub struct Issuer {
     pub url: String,
     pub fetches: Arc<Fetches>,
+    failing: Arc<AtomicBool>,
     kid: String,
     key: jsonwebtoken::EncodingKey,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -32,11 +33,17 @@ struct Shared {
     url: String,
     jwks: serde_json::Value,
     fetches: Arc<Fetches>,
+    failing: Arc<AtomicBool>,
 }
 
-async fn discovery(State(s): State<Shared>) -> axum::Json<serde_json::Value> {
+async fn discovery(
+    State(s): State<Shared>,
+) -> Result<axum::Json<serde_json::Value>, axum::http::StatusCode> {
     s.fetches.discovery.fetch_add(1, Ordering::SeqCst);
-    axum::Json(serde_json::json!({
+    if s.failing.load(Ordering::SeqCst) {
+        return Err(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    }
+    Ok(axum::Json(serde_json::json!({
         "issuer": s.url,
         "jwks_uri": format!("{}/jwks", s.url),
         "token_endpoint": format!("{}/token", s.url),
@@ -44,7 +51,7 @@ async fn discovery(State(s): State<Shared>) -> axum::Json<serde_json::Value> {
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
-    }))
+    })))
 }
 
 async fn jwks(State(s): State<Shared>) -> axum::Json<serde_json::Value> {
@@ -72,10 +79,12 @@ impl Issuer {
         jwk.as_object_mut().unwrap().remove("x5c");
         let kid = signing.kid.clone();
         let fetches = Arc::new(Fetches::default());
+        let failing = Arc::new(AtomicBool::new(false));
         let shared = Shared {
             url: url.clone(),
             jwks: serde_json::json!({ "keys": [jwk] }),
             fetches: fetches.clone(),
+            failing: failing.clone(),
         };
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -92,10 +101,16 @@ impl Issuer {
         Self {
             url,
             fetches,
+            failing,
             kid,
             key: jsonwebtoken::EncodingKey::from_ec_pem(key_pem.as_bytes()).unwrap(),
             stop: Some(stop),
         }
+    }
+
+    /// Makes discovery answer 503 (an IdP outage), or work again.
+    pub fn fail(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
     }
 
     /// A token with these claims plus `iss`, `aud = "registry"`, `iat`,

@@ -354,6 +354,17 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = fixture.state_with(&fixture.config_text(&addr.to_string(), extra));
+        Self::serve(state, listener)
+    }
+
+    /// Serves a complete configuration text (its `listen` is not used).
+    pub async fn start_with(fixture: &Fixture, text: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(fixture.state_with(text), listener)
+    }
+
+    fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> Self {
+        let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = state.clone();
         tokio::spawn(async move {
@@ -379,6 +390,65 @@ impl Drop for Server {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// The `regauth` binary serving a configuration file, killed on drop.
+pub struct Regauth {
+    pub addr: SocketAddr,
+    pub process: Process,
+}
+
+impl Regauth {
+    /// Starts `regauth serve --config PATH` (the file must listen on
+    /// `addr`) with these extra environment variables, and waits for
+    /// `/healthz`.
+    pub async fn start(config: &Path, addr: SocketAddr, env: &[(&str, &str)]) -> Self {
+        let log = config.with_extension("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_regauth"))
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(config)
+            .envs(env.iter().copied())
+            .env_remove("REGAUTH_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start regauth");
+        let process = Process {
+            child,
+            name: "regauth",
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = reqwest::get(format!("http://{addr}/healthz")).await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "regauth did not start: {}",
+                std::fs::read_to_string(&process.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { addr, process }
+    }
+
+    /// Resident memory of the process, in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.process.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.process.log).unwrap_or_default()
     }
 }
 

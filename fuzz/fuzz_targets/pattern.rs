@@ -1,0 +1,31 @@
+//! Policy patterns: any text compiles or is refused, and matching any name
+//! against any pattern terminates quickly and never panics.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use regauth::pattern::{Pattern, Placeholders, Values};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (pattern, name) = text.split_once('\n').unwrap_or((text, ""));
+    for placeholders in [Placeholders::Allowed, Placeholders::Forbidden] {
+        if let Ok(p) = Pattern::parse(pattern, placeholders) {
+            let values = Values {
+                user: Some("u*"),
+                group: Some("g/**"),
+                provider: Some("p"),
+            };
+            let _ = p.matches(name);
+            let _ = p.matches_with(name, values);
+            if !pattern.contains('*') && !pattern.contains("${") {
+                assert_eq!(
+                    p.matches(name),
+                    pattern == name,
+                    "a literal matches itself only"
+                );
+            }
+        }
+    }
+});

@@ -1,0 +1,41 @@
+//! Opening refresh tokens: anything a client sends is refused cleanly
+//! unless it was sealed by this key, and a tampered token never opens.
+#![no_main]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use regauth::refresh::{FileStore, RefreshTokens};
+use regauth_providers::Identity;
+
+fn tokens() -> &'static (RefreshTokens, String) {
+    static TOKENS: OnceLock<(RefreshTokens, String)> = OnceLock::new();
+    TOKENS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("regauth-fuzz-rt-{}", std::process::id()));
+        let tokens = RefreshTokens::new(
+            b"fuzz key",
+            Duration::from_secs(3600),
+            Box::new(FileStore::new(dir)),
+        );
+        let good = tokens
+            .issue(&Identity::new("ann", "corp"), "svc")
+            .expect("sealed")
+            .expect("a token");
+        (tokens, good)
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (tokens, good) = tokens();
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = tokens.check(text, "svc");
+    // the good token with the input spliced in never opens unless unchanged
+    let mid = good.len() / 2;
+    let spliced = format!("{}{text}{}", &good[..mid], &good[mid..]);
+    if !text.is_empty() {
+        assert!(tokens.check(&spliced, "svc").is_err());
+    }
+});
