@@ -4,6 +4,11 @@
 # against /healthz of the same server (the baseline), in one run.
 #
 #   benches/load.sh [seconds] [connections]
+#   BASELINE=/path/to/older/regauth benches/load.sh [seconds] [connections]
+#
+# With BASELINE, a third server runs that binary on the same config, and
+# its rounds alternate with the others: the before/after figure of a
+# change, measured in one run.
 #
 # Builds the release binary, starts regauth on a free loopback port with the
 # shipped config and a generated key, warms the verdict cache, then runs wrk
@@ -24,11 +29,12 @@ work="$(mktemp -d)"
 # Two servers from the same config: A as shipped (token.reuse_window = 5s),
 # B signing every token (reuse_window = 0s). Audit lines go to files: the
 # benchmark measures the server, not a terminal.
-start() { # name port [env...]
+start() { # name port [env...]  (BIN=... picks the binary)
     local name=$1 port=$2; shift 2
+    local bin="${BIN:-target/release/regauth}"
     sed -e "s#certs/token.key#$work/token.key#" -e "s#certs/token.crt#$work/token.crt#" \
         -e "s#127.0.0.1:5001#127.0.0.1:$port#" config/regauth.toml > "$work/$name.toml"
-    env "$@" RUST_LOG=warn,regauth::audit=info target/release/regauth --log-format json \
+    env "$@" RUST_LOG=warn,regauth::audit=info "$bin" --log-format json \
         serve --config "$work/$name.toml" 2> "$work/$name.log" &
     pids+=($!)
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return; sleep 0.1; done
@@ -39,16 +45,21 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 port_a="$(free_port)"; start a "$port_a" REGAUTH_BENCH=a
 port_b="$(free_port)"; start b "$port_b" REGAUTH_TOKEN__REUSE_WINDOW=0s
+if [ -n "${BASELINE:-}" ]; then
+    port_c="$(free_port)"; BIN="$BASELINE" start c "$port_c" REGAUTH_BENCH=c
+fi
 
 auth="Authorization: Basic $(printf 'bob:bob-dev-password' | base64)"
 path="/auth?service=registry.local&scope=repository:dev/app:pull,push"
 curl -fs -H "$auth" "http://127.0.0.1:$port_a$path" >/dev/null   # warm the verdict caches
 curl -fs -H "$auth" "http://127.0.0.1:$port_b$path" >/dev/null
+[ -z "${BASELINE:-}" ] || curl -fs -H "$auth" "http://127.0.0.1:$port_c$path" >/dev/null
 
 run() { wrk -t"$threads" -c"$connections" -d"${duration}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
-reuse=(); fresh=(); base=()
+reuse=(); fresh=(); base=(); baseline=()
 for round in 1 2 3; do
     reuse+=("$(run -H "$auth" "http://127.0.0.1:$port_a$path")")
+    [ -z "${BASELINE:-}" ] || baseline+=("$(run -H "$auth" "http://127.0.0.1:$port_c$path")")
     fresh+=("$(run -H "$auth" "http://127.0.0.1:$port_b$path")")
     base+=("$(run "http://127.0.0.1:$port_a/healthz")")
 done
@@ -61,4 +72,9 @@ echo "rounds /healthz (baseline):   ${base[*]}"
 printf 'median /auth, default config (reuse_window 5s): %8.0f tokens/s  ratio %.2f\n' "$r" "$(echo "$r / $b" | bc -l)"
 printf 'median /auth, ES256 signed every request:       %8.0f tokens/s  ratio %.2f\n' "$f" "$(echo "$f / $b" | bc -l)"
 printf 'median /healthz (baseline):                     %8.0f requests/s\n' "$b"
+if [ -n "${BASELINE:-}" ]; then
+    c="$(median "${baseline[@]}")"
+    echo "rounds /auth, $BASELINE: ${baseline[*]}"
+    printf 'median /auth, BASELINE binary (reuse_window 5s): %7.0f tokens/s  this build / baseline %.3f\n' "$c" "$(echo "$r / $c" | bc -l)"
+fi
 echo "audit lines: A $(grep -c '"outcome":"issued"' "$work/a.log" || true), B $(grep -c '"outcome":"issued"' "$work/b.log" || true)"
