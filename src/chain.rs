@@ -241,7 +241,12 @@ impl Chain {
                         .into(),
                 retry_after: Some(1),
             },
-            Miss::Held(held) => Verdict::Throttled(*held),
+            Miss::Held(Held::Store(e)) => Verdict::Unavailable {
+                provider: provider.to_owned(),
+                reason: format!("the state backend cannot count failed logins: {e}"),
+                retry_after: Some(2),
+            },
+            Miss::Held(held) => Verdict::Throttled(held.clone()),
         }
     }
 
@@ -268,8 +273,16 @@ impl Chain {
                 };
             }
         }
-        if let Err(held) = self.throttle.client_allowed(client) {
-            return Verdict::Throttled(held);
+        match self.throttle.client_allowed(client).await {
+            Ok(()) => {}
+            Err(Held::Store(e)) => {
+                return Verdict::Unavailable {
+                    provider: "state".into(),
+                    reason: format!("the state backend cannot count failed logins: {e}"),
+                    retry_after: Some(2),
+                }
+            }
+            Err(held) => return Verdict::Throttled(held),
         }
         for provider in candidates {
             let key = self.verdicts.key(provider.name(), credentials);
@@ -280,21 +293,24 @@ impl Chain {
                 let reservation = self
                     .throttle
                     .reserve(provider.name(), &normalized, reach)
+                    .await
                     .map_err(Miss::Held)?;
                 let outcome = self.bounded(provider.authenticate(credentials)).await;
                 match Miss::of(outcome) {
                     Ok(identity) => {
                         let subject = provider.normalize_username(&identity.subject);
-                        self.throttle.succeeded(reservation, &normalized, &subject);
+                        self.throttle
+                            .succeeded(reservation, &normalized, &subject)
+                            .await;
                         Ok(identity)
                     }
                     Err(miss @ Miss::Rejected(_)) => {
                         self.throttle.failed(reservation);
-                        self.throttle.client_failed(client);
+                        self.throttle.client_failed(client).await;
                         Err(miss)
                     }
                     Err(miss) => {
-                        self.throttle.released(reservation);
+                        self.throttle.released(reservation).await;
                         Err(miss)
                     }
                 }
@@ -312,7 +328,7 @@ impl Chain {
                 },
             }
         }
-        self.throttle.client_failed(client);
+        self.throttle.client_failed(client).await;
         Verdict::Unknown
     }
 }
@@ -366,6 +382,7 @@ mod tests {
                 window: Duration::from_secs(60),
             },
             b"test",
+            Arc::new(crate::state::Embedded::new(&std::env::temp_dir())),
         );
         (verdicts, throttle)
     }

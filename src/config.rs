@@ -61,6 +61,8 @@ struct RawConfig {
     cache: RawCache,
     #[serde(default)]
     refresh_tokens: RawRefresh,
+    #[serde(default)]
+    state: RawState,
     /// Parsed by `kind` in [`parse_provider`], so errors keep their path.
     #[serde(default)]
     provider: Vec<toml::Value>,
@@ -104,6 +106,9 @@ struct RawServer {
     max_repository_bytes: usize,
     /// Proxies (CIDRs) whose `X-Forwarded-For` names the real client.
     trusted_proxies: Vec<String>,
+    /// Serve HTTPS with this certificate chain (PEM) and key.
+    tls_certificate: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 impl Default for RawServer {
@@ -127,6 +132,8 @@ impl Default for RawServer {
             max_secret_bytes: 16 * 1024,
             max_repository_bytes: 255,
             trusted_proxies: Vec::new(),
+            tls_certificate: None,
+            tls_key: None,
         }
     }
 }
@@ -153,6 +160,20 @@ struct RawToken {
     key: PathBuf,
     #[serde(default = "default_certificate")]
     certificate: PathBuf,
+    /// A staged next key (`regauth keys rotate`); default: `key` and
+    /// `certificate` with `.next` before the extension.
+    #[serde(default)]
+    next_key: Option<PathBuf>,
+    #[serde(default)]
+    next_certificate: Option<PathBuf>,
+    /// How long after staging the next key starts to sign (default: the
+    /// longest token lifetime).
+    #[serde(default)]
+    rotation_overlap: Option<Seconds>,
+    /// Send the certificate chain (`x5c`) in token headers (registry 2.8
+    /// needs it; a v3 registry trusting only a `jwks` file needs it off).
+    #[serde(default = "default_true")]
+    x5c: bool,
 }
 
 fn default_lifetime() -> Seconds {
@@ -226,9 +247,99 @@ struct RawRefresh {
     #[serde(default = "default_refresh_lifetime")]
     lifetime: Seconds,
     /// Where revocations are kept (`revocations.json`); share it between
-    /// replicas.
+    /// replicas. `state.dir` is the newer name.
     #[serde(default = "default_state_dir")]
     state_dir: PathBuf,
+    /// The key refresh tokens are sealed with, generated if missing (share
+    /// it between replicas, like the signing key).
+    #[serde(default = "default_refresh_key")]
+    key_file: PathBuf,
+}
+
+fn default_refresh_key() -> PathBuf {
+    "certs/refresh.key".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    #[serde(default)]
+    backend: Backend,
+    #[serde(default)]
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    password_env: Option<String>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default = "default_key_prefix")]
+    key_prefix: String,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout: Seconds,
+    #[serde(default = "default_command_timeout")]
+    command_timeout: Seconds,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Embedded,
+            dir: None,
+            url: None,
+            password_file: None,
+            password_env: None,
+            ca_file: None,
+            key_prefix: default_key_prefix(),
+            connect_timeout: default_connect_timeout(),
+            command_timeout: default_command_timeout(),
+        }
+    }
+}
+
+fn default_key_prefix() -> String {
+    "regauth:".into()
+}
+fn default_connect_timeout() -> Seconds {
+    Seconds(Duration::from_secs(2))
+}
+fn default_command_timeout() -> Seconds {
+    Seconds(Duration::from_secs(1))
+}
+
+/// Where state that replicas share lives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Files under `state.dir` (one process, or replicas sharing a volume).
+    #[default]
+    Embedded,
+    /// A Redis server (`redis://` or `rediss://`).
+    Redis,
+}
+
+/// The `[state]` section, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateConfig {
+    pub backend: Backend,
+    /// Files of the embedded backend (revocations, app passwords).
+    pub dir: PathBuf,
+    pub redis: Option<RedisConfig>,
+}
+
+/// How to reach Redis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` or `rediss://...`, without a password.
+    pub url: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
 }
 
 impl Default for RawRefresh {
@@ -237,6 +348,7 @@ impl Default for RawRefresh {
             enabled: true,
             lifetime: default_refresh_lifetime(),
             state_dir: default_state_dir(),
+            key_file: default_refresh_key(),
         }
     }
 }
@@ -253,7 +365,8 @@ fn default_state_dir() -> PathBuf {
 pub struct RefreshConfig {
     pub enabled: bool,
     pub lifetime: Duration,
-    pub state_dir: PathBuf,
+    /// The sealing key (generated if missing).
+    pub key_file: PathBuf,
 }
 
 /// One `[[provider]]`: its instance name and its kind's settings.
@@ -305,6 +418,15 @@ pub struct ServerConfig {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub trusted_proxies: Vec<Cidr>,
+    /// The HTTPS listener's certificate chain and key, if any.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its key, as PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
 }
 
 /// How long the server waits for clients (`server.*_timeout`, `server.request_deadline`).
@@ -379,9 +501,37 @@ pub struct TokenConfig {
     pub reuse_window: Duration,
     pub key: PathBuf,
     pub certificate: PathBuf,
+    pub next_key: PathBuf,
+    pub next_certificate: PathBuf,
+    /// How long after staging a next key starts to sign.
+    pub rotation_overlap: Duration,
+    pub x5c: crate::keys::X5c,
+}
+
+/// `certs/token.key` -> `certs/token.next.key`.
+fn next_path(path: &Path) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.next.{}", ext.to_string_lossy()),
+        None => format!("{stem}.next"),
+    };
+    path.with_file_name(name)
 }
 
 impl TokenConfig {
+    /// The longest lifetime of any token this configuration issues.
+    pub fn longest_lifetime(&self) -> Duration {
+        self.service_lifetimes
+            .values()
+            .copied()
+            .chain(std::iter::once(self.lifetime))
+            .max()
+            .unwrap_or(self.lifetime)
+    }
+
     pub fn lifetime_for(&self, service: &str) -> Duration {
         self.service_lifetimes
             .get(service)
@@ -412,6 +562,7 @@ pub struct Config {
     pub token: TokenConfig,
     pub cache: CacheConfig,
     pub refresh: RefreshConfig,
+    pub state: StateConfig,
     pub providers: Vec<ProviderConfig>,
     pub rules: Vec<RuleConfig>,
     pub policy_file: Option<PathBuf>,
@@ -622,6 +773,7 @@ impl Config {
         if raw.cache.verdict_ttl.0 > Duration::from_secs(3600) {
             return Err(invalid(origin, "cache.verdict_ttl", "must be at most 1h"));
         }
+        let state = validate_state(origin, raw.state, raw.refresh_tokens.state_dir.clone())?;
         let config = Self {
             origin: origin.to_owned(),
             server: ServerConfig {
@@ -646,15 +798,55 @@ impl Config {
                 },
                 realm: raw.server.realm,
                 trusted_proxies,
+                tls: match (raw.server.tls_certificate, raw.server.tls_key) {
+                    (Some(certificate), Some(key)) => Some(TlsFiles { certificate, key }),
+                    (None, None) => None,
+                    (Some(_), None) => {
+                        return Err(invalid(
+                            origin,
+                            "server.tls_key",
+                            "server.tls_certificate needs its key",
+                        ))
+                    }
+                    (None, Some(_)) => {
+                        return Err(invalid(
+                            origin,
+                            "server.tls_certificate",
+                            "server.tls_key needs its certificate",
+                        ))
+                    }
+                },
             },
-            token: TokenConfig {
-                issuer: raw.token.issuer,
-                services: raw.token.services,
-                lifetime,
-                service_lifetimes,
-                reuse_window: raw.token.reuse_window.0,
-                key: raw.token.key,
-                certificate: raw.token.certificate,
+            token: {
+                let longest = service_lifetimes
+                    .values()
+                    .copied()
+                    .chain(std::iter::once(lifetime))
+                    .max()
+                    .unwrap_or(lifetime);
+                TokenConfig {
+                    issuer: raw.token.issuer,
+                    services: raw.token.services,
+                    lifetime,
+                    service_lifetimes,
+                    reuse_window: raw.token.reuse_window.0,
+                    next_key: raw
+                        .token
+                        .next_key
+                        .unwrap_or_else(|| next_path(&raw.token.key)),
+                    next_certificate: raw
+                        .token
+                        .next_certificate
+                        .unwrap_or_else(|| next_path(&raw.token.certificate)),
+                    key: raw.token.key,
+                    certificate: raw.token.certificate,
+                    rotation_overlap: raw.token.rotation_overlap.map_or(longest, |s| s.0),
+                    x5c: if raw.token.x5c {
+                        crate::keys::X5c::Send
+                    } else {
+                        crate::keys::X5c::Omit
+                    },
+                }
             },
             cache: CacheConfig {
                 verdict_ttl: raw.cache.verdict_ttl.0,
@@ -667,8 +859,9 @@ impl Config {
             refresh: RefreshConfig {
                 enabled: raw.refresh_tokens.enabled,
                 lifetime: raw.refresh_tokens.lifetime.0,
-                state_dir: raw.refresh_tokens.state_dir,
+                key_file: raw.refresh_tokens.key_file,
             },
+            state,
             providers,
             rules: raw.rule,
             policy_file: raw.policy,
@@ -710,11 +903,79 @@ impl Config {
 
     /// The realm URL for `WWW-Authenticate` and the registry configuration.
     pub fn realm(&self) -> String {
+        let scheme = if self.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         self.server
             .realm
             .clone()
-            .unwrap_or_else(|| format!("http://{}/auth", self.server.listen))
+            .unwrap_or_else(|| format!("{scheme}://{}/auth", self.server.listen))
     }
+}
+
+fn validate_state(
+    origin: &str,
+    raw: RawState,
+    legacy_dir: PathBuf,
+) -> Result<StateConfig, ConfigError> {
+    let dir = raw.dir.unwrap_or(legacy_dir);
+    let redis = match (raw.backend, raw.url) {
+        (Backend::Embedded, None) => None,
+        (Backend::Embedded, Some(_)) => {
+            return Err(invalid(origin, "state.url", "is for backend = \"redis\""))
+        }
+        (Backend::Redis, None) => {
+            return Err(invalid(
+                origin,
+                "state.url",
+                "backend = \"redis\" needs url = \"redis://host:6379\" (or rediss://)",
+            ))
+        }
+        (Backend::Redis, Some(url)) => {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(invalid(
+                    origin,
+                    "state.url",
+                    "must start with redis:// or rediss://",
+                ));
+            }
+            let authority = url.split_once("://").map_or("", |(_, rest)| rest);
+            let authority = authority.split('/').next().unwrap_or("");
+            if authority.contains('@') {
+                return Err(invalid(
+                    origin,
+                    "state.url",
+                    "must not contain credentials: use state.password_file or state.password_env",
+                ));
+            }
+            if raw.password_file.is_some() && raw.password_env.is_some() {
+                return Err(invalid(
+                    origin,
+                    "state.password_file",
+                    "set password_file or password_env, not both",
+                ));
+            }
+            if raw.key_prefix.is_empty() {
+                return Err(invalid(origin, "state.key_prefix", "must not be empty"));
+            }
+            Some(RedisConfig {
+                url,
+                password_file: raw.password_file,
+                password_env: raw.password_env,
+                ca_file: raw.ca_file,
+                key_prefix: raw.key_prefix,
+                connect_timeout: raw.connect_timeout.0,
+                command_timeout: raw.command_timeout.0,
+            })
+        }
+    };
+    Ok(StateConfig {
+        backend: raw.backend,
+        dir,
+        redis,
+    })
 }
 
 const PROVIDER_KINDS: &str = "static, ldap, oidc, github";

@@ -236,7 +236,7 @@ pub async fn issue(state: &AppState, request: TokenRequest<'_>) -> Result<Issued
         }
     };
 
-    let policy = state.policy.load();
+    let policy = &state.policy;
     let access: Vec<Access> = requested
         .iter()
         .map(|scope| policy.evaluate(&principal, service, scope))
@@ -323,7 +323,7 @@ async fn redeem(
     if token.len() > state.config.server.limits.max_secret_bytes {
         return Err(Refusal::bad_request("the refresh token is too long"));
     }
-    let claims = match refresh.check(token, service) {
+    let claims = match refresh.check(token, service).await {
         Ok(claims) => claims,
         Err(RefreshError::Store(e)) => {
             return Err(Refusal::Unavailable {
@@ -390,7 +390,7 @@ fn admit(state: &AppState, verdict: Verdict, user: &str) -> Result<(Arc<Identity
                 Held::Client => format!(
                     "too many failed logins from this client's network (user \"{user}\"); not asking the identity provider"
                 ),
-                Held::Account | Held::Provider => format!(
+                Held::Account | Held::Provider | Held::Store(_) => format!(
                     "too many failed logins for user \"{user}\"; not asking the identity provider"
                 ),
             },
@@ -458,9 +458,13 @@ fn sign_or_reuse(
         })?,
         access,
     };
-    let jwt = state.key.sign(&claims).map_err(|e| Refusal::Internal {
-        reason: format!("signing failed: {e}"),
-    })?;
+    let jwt = state
+        .keys
+        .signing(iat)
+        .sign(&claims)
+        .map_err(|e| Refusal::Internal {
+            reason: format!("signing failed: {e}"),
+        })?;
     let signed = Arc::new(SignedToken::new(jwt, iat, expires_in));
     state.issued.insert(reuse_key, signed.clone());
     Ok((signed, false))

@@ -14,6 +14,7 @@ pub mod chain;
 pub mod config;
 pub mod http;
 pub mod issue;
+pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod pattern;
@@ -21,13 +22,13 @@ pub mod policy;
 pub mod refresh;
 pub mod scope;
 pub mod server;
+pub mod state;
 pub mod throttle;
 pub mod token;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use regauth_providers::github::GitHub;
 use regauth_providers::ldap::Ldap;
 use regauth_providers::oidc::Oidc;
@@ -37,9 +38,9 @@ use regauth_providers::IdentityProvider;
 use crate::cache::VerdictCache;
 use crate::chain::Chain;
 use crate::config::{Config, ProviderSettings};
+use crate::keys::{KeyRing, SigningKey};
 use crate::policy::Policy;
 use crate::throttle::{Budgets, Throttle};
-use crate::token::SigningKey;
 
 /// Errors building the server from its configuration.
 #[derive(Debug, thiserror::Error)]
@@ -56,32 +57,77 @@ pub enum Error {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("state backend: {0}")]
+    State(String),
+    #[error("no identity provider is configured ([[provider]]): nobody could log in. Mount a configuration with at least one provider (for the container image: /etc/regauth/regauth.toml)")]
+    NoProvider,
 }
 
-/// Everything a request handler needs, shared by all of them.
+/// Everything a request handler needs, shared by all of them. A reload
+/// builds a new one from the new configuration and swaps it in whole
+/// ([`Live`]); requests in flight finish on the one they started with.
 pub struct AppState {
     pub config: Arc<Config>,
-    pub policy: ArcSwap<Policy>,
-    pub key: SigningKey,
+    pub policy: Policy,
+    /// The signing keys: the current one and a staged next one.
+    pub keys: KeyRing,
     pub chain: Chain,
     /// Recently signed tokens, reused within `token.reuse_window`.
     pub issued: cache::IssuedTokens,
     /// Refresh tokens, unless `refresh_tokens.enabled = false`.
     pub refresh: Option<refresh::RefreshTokens>,
-    pub metrics: metrics::Metrics,
+    /// The state backend (revocations, throttle counters).
+    pub store: Arc<dyn state::Store>,
+    /// Counters on `/metrics`; they survive reloads.
+    pub metrics: Arc<metrics::Metrics>,
     /// The realm announced in `WWW-Authenticate`.
     pub realm: String,
     /// The last readiness report and when it was made (`/readyz`).
     pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, (bool, serde_json::Value))>>,
+    /// The HTTPS listener's certificate, if `server.tls_*` is set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The state requests are served from, swapped whole on reload.
+pub struct Live {
+    state: arc_swap::ArcSwap<AppState>,
+}
+
+impl Live {
+    /// Serves `state` until [`Live::swap`] replaces it.
+    pub fn new(state: Arc<AppState>) -> Arc<Self> {
+        Arc::new(Self {
+            state: arc_swap::ArcSwap::new(state),
+        })
+    }
+
+    /// The state a new request starts with.
+    pub fn load(&self) -> Arc<AppState> {
+        self.state.load_full()
+    }
+
+    /// Replaces the state; requests already running keep theirs.
+    pub fn swap(&self, state: Arc<AppState>) {
+        self.state.store(state);
+    }
+}
+
+/// What a reload carries over from the state it replaces.
+pub struct Carry {
+    /// Metrics keep counting across reloads.
+    pub metrics: Arc<metrics::Metrics>,
+    /// The state backend, kept when `[state]` did not change (so embedded
+    /// throttle counters survive a reload).
+    pub store: Option<(config::StateConfig, Arc<dyn state::Store>)>,
 }
 
 impl AppState {
-    /// Re-reads and swaps in the policy; on error the old one stays.
-    pub fn reload_policy(&self) -> Result<usize, config::ConfigError> {
-        let policy = self.config.load_policy()?;
-        let rules = policy.len();
-        self.policy.store(Arc::new(policy));
-        Ok(rules)
+    /// What a reload of this state keeps.
+    pub fn carry(&self) -> Carry {
+        Carry {
+            metrics: self.metrics.clone(),
+            store: Some((self.config.state.clone(), self.store.clone())),
+        }
     }
 }
 
@@ -107,8 +153,32 @@ pub fn providers(config: &Config) -> Result<Vec<Arc<dyn IdentityProvider>>, Erro
         .collect()
 }
 
-/// Loads the signing key, generating a development key pair first when
-/// neither the key nor the certificate exists.
+/// Loads the signing keys: the current one, generating a key pair first
+/// when neither its key nor its certificate exists, and a staged next one
+/// (`regauth keys rotate`) if its files exist.
+pub fn signing_keys(config: &Config) -> Result<KeyRing, Error> {
+    let current = signing_key(config)?.with_x5c(config.token.x5c);
+    let next = keys::load_staged(
+        &config.token.next_key,
+        &config.token.next_certificate,
+        config.token.rotation_overlap,
+    )?
+    .map(|staged| keys::Staged {
+        key: staged.key.with_x5c(config.token.x5c),
+        ..staged
+    });
+    if let Some(staged) = &next {
+        tracing::info!(
+            next_kid = %staged.key.kid,
+            switch_at = %token::rfc3339(staged.switch_at),
+            "a next signing key is staged: published now, signing from switch_at"
+        );
+    }
+    Ok(KeyRing { current, next })
+}
+
+/// Loads the current signing key, generating a development key pair first
+/// when neither the key nor the certificate exists.
 pub fn signing_key(config: &Config) -> Result<SigningKey, Error> {
     let (key, cert) = (&config.token.key, &config.token.certificate);
     if !key.exists() && !cert.exists() {
@@ -134,18 +204,39 @@ pub fn signing_key(config: &Config) -> Result<SigningKey, Error> {
     Ok(signing)
 }
 
-/// Refresh tokens keyed by the signing key, so every replica that shares
-/// the key accepts them. `None` when disabled.
-pub fn refresh_tokens(config: &Config) -> Result<Option<refresh::RefreshTokens>, Error> {
-    if !config.refresh.enabled {
-        return Ok(None);
+/// The refresh-token key (`refresh_tokens.key_file`), generated (32
+/// random bytes, mode 0600) when missing. Replicas must share it.
+pub fn refresh_key(config: &Config) -> Result<Vec<u8>, Error> {
+    let path = &config.refresh.key_file;
+    if !path.exists() {
+        use base64::Engine as _;
+        let secret = cache::random_key()?;
+        let text = base64::engine::general_purpose::STANDARD.encode(secret) + "\n";
+        keys::write_secret_file(path, &text)?;
+        tracing::warn!(key = %path.display(), "generated a new refresh-token key; replicas must share this file");
     }
-    let secret = std::fs::read(&config.token.key)?;
-    Ok(Some(refresh::RefreshTokens::new(
-        &secret,
-        config.refresh.lifetime,
-        Box::new(refresh::FileStore::new(&config.refresh.state_dir)),
-    )))
+    let text = std::fs::read(path)?;
+    let secret: Vec<u8> = text.trim_ascii().to_vec();
+    if secret.len() < 32 {
+        return Err(Error::Key(token::KeyError::Invalid {
+            path: path.display().to_string(),
+            message: "a refresh-token key needs at least 32 bytes".into(),
+        }));
+    }
+    Ok(secret)
+}
+
+/// Refresh tokens sealed under the refresh key, so every replica that
+/// shares the key accepts them. `None` when disabled.
+pub fn refresh_tokens(
+    config: &Config,
+    secret: &[u8],
+    store: Arc<dyn state::Store>,
+) -> Option<refresh::RefreshTokens> {
+    config
+        .refresh
+        .enabled
+        .then(|| refresh::RefreshTokens::new(secret, config.refresh.lifetime, store))
 }
 
 /// Builds the shared state from a validated configuration.
@@ -160,8 +251,26 @@ pub fn build_with(
     config: Config,
     providers: Vec<Arc<dyn IdentityProvider>>,
 ) -> Result<Arc<AppState>, Error> {
+    let carry = Carry {
+        metrics: Arc::new(metrics::Metrics::default()),
+        store: None,
+    };
+    build_carrying(config, providers, carry)
+}
+
+/// Builds a new state for a reload, keeping what `carry` holds.
+pub fn build_carrying(
+    config: Config,
+    providers: Vec<Arc<dyn IdentityProvider>>,
+    carry: Carry,
+) -> Result<Arc<AppState>, Error> {
     let policy = config.load_policy()?;
-    let key = signing_key(&config)?;
+    let keys = signing_keys(&config)?;
+    let secret = refresh_key(&config)?;
+    let store = match carry.store {
+        Some((state, store)) if state == config.state => store,
+        _ => state::open(&config.state).map_err(|e| Error::State(e.0))?,
+    };
     let pins = config
         .providers
         .iter()
@@ -172,6 +281,12 @@ pub fn build_with(
         config.cache.verdict_capacity,
         &cache::random_key()?,
     );
+    // Replicas sharing the state backend share the refresh key, so their
+    // account digests agree.
+    let throttle_key = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
+        b"regauth throttle key v1",
+    );
     let throttle = Throttle::new(
         Budgets {
             per_account: config.cache.max_failures,
@@ -179,7 +294,8 @@ pub fn build_with(
             per_provider_per_second: config.cache.max_provider_failures_per_second,
             window: config.cache.failure_window,
         },
-        &cache::random_key()?,
+        throttle_key.as_ref(),
+        store.clone(),
     );
     let chain = Chain::new(
         providers,
@@ -190,23 +306,139 @@ pub fn build_with(
     .with_pins(pins);
     let realm = config.realm();
     let issued = cache::IssuedTokens::new(config.token.reuse_window);
-    let refresh = refresh_tokens(&config)?;
+    let refresh = refresh_tokens(&config, &secret, store.clone());
+    let tls = config.server.tls.as_ref().map(tls_config).transpose()?;
     Ok(Arc::new(AppState {
+        tls,
         issued,
         refresh,
         config: Arc::new(config),
-        policy: ArcSwap::from_pointee(policy),
-        key,
+        policy,
+        keys,
         chain,
-        metrics: metrics::Metrics::default(),
+        store,
+        metrics: carry.metrics,
         realm,
         readiness: tokio::sync::Mutex::new(None),
     }))
 }
 
+/// The HTTPS listener's TLS configuration (rustls with aws-lc-rs,
+/// HTTP/1.1 only) from a PEM certificate chain and key.
+pub fn tls_config(files: &config::TlsFiles) -> Result<Arc<rustls::ServerConfig>, Error> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |path: &std::path::Path, message: String| {
+        Error::Key(token::KeyError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+    };
+    let chain = CertificateDer::pem_file_iter(&files.certificate)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            invalid(
+                &files.certificate,
+                format!("not a PEM certificate chain ({e})"),
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(invalid(&files.certificate, "no CERTIFICATE block".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| invalid(&files.key, format!("not a PEM private key ({e})")))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(&files.certificate, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| invalid(&files.key, format!("does not fit the certificate: {e}")))?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
+}
+
+/// Re-reads the whole configuration (providers, users files, rules, keys,
+/// TLS) and swaps in a new state. On any error the old state stays and
+/// the error names what is wrong. Settings of the socket itself
+/// (`server.listen`, the connection limits) need a restart.
+pub fn reload(live: &Live, path: Option<&std::path::Path>) -> Result<Arc<AppState>, Error> {
+    let config = Config::load(path)?;
+    if config.providers.is_empty() {
+        return Err(Error::NoProvider);
+    }
+    let old = live.load();
+    if config.server.listen != old.config.server.listen
+        || config.server.tls.is_some() != old.config.server.tls.is_some()
+    {
+        tracing::warn!(
+            "server.listen and switching HTTPS on or off take effect at the next restart"
+        );
+    }
+    let providers = providers(&config)?;
+    let state = build_carrying(config, providers, old.carry())?;
+    live.swap(state.clone());
+    Ok(state)
+}
+
+/// The files whose change triggers a reload without a signal: the HTTPS
+/// certificate and key, and the signing keys (a Kubernetes Secret update,
+/// `regauth keys rotate` on another host).
+pub fn watched_files(config: &Config) -> Vec<std::path::PathBuf> {
+    let token = &config.token;
+    let mut files = vec![
+        token.key.clone(),
+        token.certificate.clone(),
+        token.next_key.clone(),
+        token.next_certificate.clone(),
+        keys::staged_marker(&token.next_key),
+    ];
+    if let Some(tls) = &config.server.tls {
+        files.push(tls.certificate.clone());
+        files.push(tls.key.clone());
+    }
+    files
+}
+
+/// Polls [`watched_files`] every `every` and reloads when one changes.
+pub fn spawn_file_watcher(
+    live: Arc<Live>,
+    path: Option<std::path::PathBuf>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    fn stamps(files: &[std::path::PathBuf]) -> Vec<Option<std::time::SystemTime>> {
+        files
+            .iter()
+            .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+            .collect()
+    }
+    tokio::spawn(async move {
+        let mut files = watched_files(&live.load().config);
+        let mut seen = stamps(&files);
+        loop {
+            tokio::time::sleep(every).await;
+            let now = stamps(&files);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match reload(&live, path.as_deref()) {
+                Ok(state) => {
+                    tracing::info!(kid = %state.keys.signing(token::now()).kid, "a key or certificate file changed: reloaded");
+                    files = watched_files(&state.config);
+                    seen = stamps(&files);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "a key or certificate file changed, but the reload failed; keeping the running state")
+                }
+            }
+        }
+    })
+}
+
 /// The application as a router (no socket): what tests drive.
 pub fn app(state: Arc<AppState>) -> axum::Router {
-    http::router(state)
+    http::router(Live::new(state))
 }
 
 /// Serves until `shutdown` completes, then drains in-flight requests for
@@ -220,5 +452,5 @@ pub async fn serve<F>(
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    server::serve(state, listener, shutdown).await
+    server::serve(Live::new(state), listener, shutdown).await
 }

@@ -116,6 +116,8 @@ enum TokensCommand {
 enum RegistryFormat {
     Yaml,
     Env,
+    /// The JWK set a v3 registry reads (`auth.token.jwks`).
+    Jwks,
     All,
 }
 
@@ -146,9 +148,28 @@ enum KeysCommand {
         #[arg(long)]
         rootcertbundle: Option<String>,
         /// `yaml` (the config.yml block), `env` (KEY='value' lines to
-        /// source), or `all` (both, with the key ID).
+        /// source), `jwks` (the JWK set file of a v3 registry), or `all`
+        /// (yaml and env, with the key IDs).
         #[arg(long, value_enum, default_value_t = RegistryFormat::All)]
         format: RegistryFormat,
+    },
+    /// Stage a next signing key: published at once (`/jwks`, the
+    /// certificate bundle), signing after `token.rotation_overlap`. With
+    /// `--finish`, retire the old key once its last tokens have expired.
+    Rotate {
+        #[arg(long, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = token::KeyType::Es256)]
+        algorithm: token::KeyType,
+        /// Certificate lifetime in days.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+        /// Make the staged key the current one and forget the old one.
+        #[arg(long)]
+        finish: bool,
+        /// With --finish: even though tokens of the old key may still be valid.
+        #[arg(long, requires = "finish")]
+        force: bool,
     },
 }
 
@@ -280,18 +301,21 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Tokens {
             command: TokensCommand::Revoke { config, user, all },
         } => {
-            use regauth::refresh::{FileStore, RevocationStore as _};
             let config = Config::load(config.as_deref())?;
-            let store = FileStore::new(&config.refresh.state_dir);
-            match (user, all) {
-                (Some(user), _) => {
-                    store.revoke_subject(&user)?;
-                    println!("revoked the refresh tokens of {user} issued until now");
-                }
-                (None, _) => {
-                    store.revoke_all()?;
-                    println!("revoked every refresh token issued until now");
-                }
+            let store = regauth::state::open(&config.state)
+                .map_err(|e| anyhow::anyhow!("state backend: {e}"))?;
+            let at = regauth_providers::clock::unix_millis();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let subject = if all { None } else { user.as_deref() };
+            runtime.block_on(store.revoke(subject, at)).map_err(|e| {
+                anyhow::anyhow!("revoking in the {} state backend: {e}", store.backend())
+            })?;
+            match subject {
+                Some(user) => println!("revoked the refresh tokens of {user} issued until now"),
+                None => println!("revoked every refresh token issued until now"),
             }
             Ok(())
         }
@@ -330,63 +354,232 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
             config,
             rootcertbundle,
             format,
+        } => registry_config(config, rootcertbundle, format),
+        KeysCommand::Rotate {
+            config,
+            algorithm,
+            days,
+            finish,
+            force,
         } => {
             let config = Config::load(config.as_deref())?;
-            let key = token::SigningKey::load(&config.token.key, &config.token.certificate)
-                .context("run `regauth keys generate` or `regauth serve` once to create the key")?;
-            let bundle = rootcertbundle.unwrap_or_else(|| {
-                std::fs::canonicalize(&config.token.certificate)
-                    .unwrap_or_else(|_| config.token.certificate.clone())
-                    .display()
-                    .to_string()
-            });
-            let settings = [
-                ("REALM", "realm", config.realm()),
-                ("SERVICE", "service", config.token.services[0].clone()),
-                ("ISSUER", "issuer", config.token.issuer.clone()),
-                ("ROOTCERTBUNDLE", "rootcertbundle", bundle),
-            ];
-            let mut out = std::io::stdout().lock();
-            if format != RegistryFormat::Env {
-                writeln!(out, "# registry config.yml (distribution v2.8 and v3)")?;
-                writeln!(out, "auth:\n  token:")?;
-                for (_, key, value) in &settings {
-                    writeln!(
-                        out,
-                        "    {key}: {}",
-                        serde_json::Value::from(value.as_str())
-                    )?;
-                }
-                writeln!(out, "    # v3 may also use a jwks file (GET /jwks) and:")?;
-                writeln!(
-                    out,
-                    "    # signingalgorithms: [\"{}\"]",
-                    key.algorithm.name()
-                )?;
+            if finish {
+                finish_rotation(&config, force)
+            } else {
+                stage_next_key(&config, algorithm, days)
             }
-            if format == RegistryFormat::All {
-                writeln!(out, "\n# or as environment variables")?;
-            }
-            if format != RegistryFormat::Yaml {
-                writeln!(out, "REGISTRY_AUTH=token")?;
-                for (name, _, value) in &settings {
-                    writeln!(
-                        out,
-                        "REGISTRY_AUTH_TOKEN_{name}='{}'",
-                        value.replace('\'', r"'\''")
-                    )?;
-                }
-            }
-            if format == RegistryFormat::All {
-                writeln!(out, "\n# signing key id (libtrust kid): {}", key.kid)?;
-            }
-            Ok(())
         }
     }
 }
 
+/// The keys a registry must trust now, without generating any.
+fn key_ring(config: &Config) -> anyhow::Result<regauth::keys::KeyRing> {
+    let current = token::SigningKey::load(&config.token.key, &config.token.certificate)
+        .context("run `regauth keys generate` or `regauth serve` once to create the key")?;
+    let next = regauth::keys::load_staged(
+        &config.token.next_key,
+        &config.token.next_certificate,
+        config.token.rotation_overlap,
+    )?;
+    Ok(regauth::keys::KeyRing { current, next })
+}
+
+/// `certs/token.crt` -> `certs/token.bundle.crt`: current and next.
+fn bundle_path(certificate: &std::path::Path) -> PathBuf {
+    let stem = certificate
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    certificate.with_file_name(format!("{stem}.bundle.crt"))
+}
+
+fn absolute(path: &std::path::Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
+
+fn registry_config(
+    config: Option<PathBuf>,
+    rootcertbundle: Option<String>,
+    format: RegistryFormat,
+) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref())?;
+    let ring = key_ring(&config)?;
+    let mut out = std::io::stdout().lock();
+    if format == RegistryFormat::Jwks {
+        writeln!(out, "{}", serde_json::to_string_pretty(&ring.jwks())?)?;
+        return Ok(());
+    }
+    // During a rotation the registry must trust both keys: the bundle.
+    let bundle = rootcertbundle.unwrap_or_else(|| match &ring.next {
+        Some(_) => absolute(&bundle_path(&config.token.certificate)),
+        None => absolute(&config.token.certificate),
+    });
+    let settings = [
+        ("REALM", "realm", config.realm()),
+        ("SERVICE", "service", config.token.services[0].clone()),
+        ("ISSUER", "issuer", config.token.issuer.clone()),
+        ("ROOTCERTBUNDLE", "rootcertbundle", bundle),
+    ];
+    let algorithms: Vec<&str> = ring.published().map(|k| k.algorithm.name()).collect();
+    if format != RegistryFormat::Env {
+        writeln!(out, "# registry config.yml (distribution v2.8 and v3)")?;
+        writeln!(out, "auth:\n  token:")?;
+        for (_, key, value) in &settings {
+            writeln!(
+                out,
+                "    {key}: {}",
+                serde_json::Value::from(value.as_str())
+            )?;
+        }
+        writeln!(
+            out,
+            "    # v3 trusting a JWK set instead (token.x5c = false in regauth, and no rootcertbundle):"
+        )?;
+        writeln!(
+            out,
+            "    # jwks: \"/etc/distribution/regauth.jwks\"   # regauth keys registry-config --format jwks"
+        )?;
+        writeln!(out, "    # signingalgorithms: {algorithms:?}")?;
+    }
+    if format == RegistryFormat::All {
+        writeln!(out, "\n# or as environment variables")?;
+    }
+    if format != RegistryFormat::Yaml {
+        writeln!(out, "REGISTRY_AUTH=token")?;
+        for (name, _, value) in &settings {
+            writeln!(
+                out,
+                "REGISTRY_AUTH_TOKEN_{name}='{}'",
+                value.replace('\'', r"'\''")
+            )?;
+        }
+    }
+    if format == RegistryFormat::All {
+        writeln!(
+            out,
+            "\n# signing key id (libtrust kid): {}",
+            ring.current.kid
+        )?;
+        if let Some(next) = &ring.next {
+            writeln!(
+                out,
+                "# next key id: {}, signing from {}",
+                next.key.kid,
+                token::rfc3339(next.switch_at)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn stage_next_key(config: &Config, algorithm: token::KeyType, days: u64) -> anyhow::Result<()> {
+    let ring = key_ring(config)?;
+    if let Some(next) = &ring.next {
+        bail!(
+            "a rotation is under way: the next key {} signs from {}; run `regauth keys rotate --finish` once the old key's tokens have expired ({} or later)",
+            next.key.kid,
+            token::rfc3339(next.switch_at),
+            token::rfc3339(next.switch_at + config.token.longest_lifetime().as_secs() as i64)
+        );
+    }
+    if days == 0 {
+        bail!("--days must be at least 1");
+    }
+    let (key_pem, cert_pem) = token::generate(
+        algorithm,
+        &config.token.issuer,
+        Duration::from_secs(days * 86400),
+    )?;
+    let (next_key, next_cert) = (&config.token.next_key, &config.token.next_certificate);
+    token::write_key_files(next_key, next_cert, &key_pem, &cert_pem, false)?;
+    let staged_at = token::now();
+    let marker = regauth::keys::staged_marker(next_key);
+    std::fs::write(&marker, format!("{staged_at}\n"))
+        .with_context(|| format!("writing {}", marker.display()))?;
+    let ring = key_ring(config)?;
+    let bundle = bundle_path(&config.token.certificate);
+    std::fs::write(&bundle, ring.bundle_pem())
+        .with_context(|| format!("writing {}", bundle.display()))?;
+    let next = ring
+        .next
+        .as_ref()
+        .context("the staged key could not be read back")?;
+    println!(
+        "staged:      {} ({})",
+        next_key.display(),
+        next.key.algorithm.name()
+    );
+    println!("next kid:    {}", next.key.kid);
+    println!(
+        "signs from:  {} (after token.rotation_overlap)",
+        token::rfc3339(next.switch_at)
+    );
+    println!(
+        "bundle:      {} (current and next certificates)",
+        bundle.display()
+    );
+    println!();
+    println!("1. Give every registry the bundle as rootcertbundle (or the --format jwks output) and restart it before the switch.");
+    println!("2. Running regauth servers publish the next key within seconds (or on SIGHUP).");
+    println!(
+        "3. After {}, run `regauth keys rotate --finish`.",
+        token::rfc3339(next.switch_at + config.token.longest_lifetime().as_secs() as i64)
+    );
+    Ok(())
+}
+
+fn finish_rotation(config: &Config, force: bool) -> anyhow::Result<()> {
+    let ring = key_ring(config)?;
+    let Some(next) = &ring.next else {
+        bail!(
+            "no rotation is under way (no {})",
+            config.token.next_key.display()
+        );
+    };
+    let retire_after = next.switch_at + config.token.longest_lifetime().as_secs() as i64;
+    if token::now() < retire_after && !force {
+        bail!(
+            "tokens of the old key {} may be valid until {}: finish after that (or --force)",
+            ring.current.kid,
+            token::rfc3339(retire_after)
+        );
+    }
+    let kid = next.key.kid.clone();
+    std::fs::rename(&config.token.next_key, &config.token.key).with_context(|| {
+        format!(
+            "moving {} to {}",
+            config.token.next_key.display(),
+            config.token.key.display()
+        )
+    })?;
+    std::fs::rename(&config.token.next_certificate, &config.token.certificate).with_context(
+        || {
+            format!(
+                "moving {} to {}",
+                config.token.next_certificate.display(),
+                config.token.certificate.display()
+            )
+        },
+    )?;
+    let _ = std::fs::remove_file(regauth::keys::staged_marker(&config.token.next_key));
+    let bundle = bundle_path(&config.token.certificate);
+    let _ = std::fs::copy(&config.token.certificate, &bundle);
+    println!("current kid: {kid} (the old key is no longer published)");
+    println!(
+        "Registries may go back to {} as rootcertbundle.",
+        config.token.certificate.display()
+    );
+    Ok(())
+}
+
 fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(config_path.as_deref())?;
+    if config.providers.is_empty() {
+        bail!(regauth::Error::NoProvider);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -402,12 +595,16 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             %listen,
             config = %origin,
             realm = %state.realm,
-            kid = %state.key.kid,
+            kid = %state.keys.signing(token::now()).kid,
             providers = state.chain.providers().len(),
+            state = state.store.backend(),
+            tls = state.tls.is_some(),
             "regauth listening"
         );
-        spawn_policy_reloader(state.clone());
-        regauth::serve(state, listener, shutdown_signal()).await?;
+        let live = regauth::Live::new(state);
+        spawn_reloader(live.clone(), config_path.clone());
+        regauth::spawn_file_watcher(live.clone(), config_path, Duration::from_secs(5));
+        regauth::server::serve(live, listener, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())
     })
@@ -429,19 +626,28 @@ async fn shutdown_signal() {
     }
 }
 
-fn spawn_policy_reloader(state: Arc<regauth::AppState>) {
+/// SIGHUP re-reads the whole configuration and swaps it in; a bad one is
+/// logged with what is wrong, and the running state stays.
+fn spawn_reloader(live: Arc<regauth::Live>, config_path: Option<PathBuf>) {
     use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP: policy reload disabled");
+            tracing::warn!("cannot listen for SIGHUP: reload disabled");
             return;
         };
         while hup.recv().await.is_some() {
-            match state.reload_policy() {
-                Ok(rules) => tracing::info!(rules, "policy reloaded"),
-                Err(e) => {
-                    tracing::error!(error = %e, "policy reload failed; keeping the old policy")
-                }
+            match regauth::reload(&live, config_path.as_deref()) {
+                Ok(state) => tracing::info!(
+                    config = %state.config.origin,
+                    providers = state.chain.providers().len(),
+                    rules = state.policy.len(),
+                    kid = %state.keys.signing(token::now()).kid,
+                    "SIGHUP: configuration reloaded"
+                ),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "SIGHUP: the new configuration is not valid; still serving the previous one"
+                ),
             }
         }
     });

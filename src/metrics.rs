@@ -113,7 +113,7 @@ impl Metrics {
             "regauth_signing_certificate_expiry_seconds",
             "gauge",
             "When the signing certificate expires.",
-            &[(String::new(), state.key.not_after.max(0) as u64)],
+            &[(String::new(), state.keys.not_after().max(0) as u64)],
         );
         out
     }

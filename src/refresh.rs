@@ -2,17 +2,17 @@
 //! bound to (subject, provider, service) and to the login that minted
 //! them, revocable, never rotated.
 //!
-//! A refresh token is its claims sealed with AES-256-GCM under a key
-//! derived from the signing key, so every replica that shares the signing
-//! key accepts it and a restart changes nothing, while clients can neither
-//! read nor forge one. What a refresh may later use comes from the token
+//! A refresh token is its claims sealed with AES-256-GCM under a key of its
+//! own (`refresh_tokens.key_file`), so every replica that shares the key
+//! accepts it, a restart changes nothing, rotating the signing key logs
+//! nobody out, and clients can neither read nor forge one. What a refresh may later use comes from the token
 //! alone, never from another login's memory: for providers that can look
 //! users up again it holds the subject and the login's credential stamp
 //! (a password change since then refuses it); for providers that cannot,
 //! it holds the login's groups and claims and a deadline of its own.
 //! Revocation is a "revoked before" time per subject and one for everybody,
-//! kept in a [`RevocationStore`] (a file by default, shared by every
-//! replica that mounts it). Tokens and keys are never logged.
+//! kept in the state backend ([`crate::state`]: a file by default, Redis
+//! for replicas). Tokens and keys are never logged.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -95,16 +95,8 @@ impl Claims {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     clock::unix_millis()
-}
-
-/// Where revocations live. Implementations must be shared by every replica.
-pub trait RevocationStore: Send + Sync {
-    /// Tokens of `subject` issued at or before this time (ms) are revoked.
-    fn revoked_before(&self, subject: &str) -> Result<u64, RefreshError>;
-    fn revoke_subject(&self, subject: &str) -> Result<(), RefreshError>;
-    fn revoke_all(&self) -> Result<(), RefreshError>;
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -124,6 +116,7 @@ pub struct FileStore {
 }
 
 impl FileStore {
+    /// Revocations in `state_dir/revocations.json`.
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
         Self {
             path: state_dir.into().join("revocations.json"),
@@ -171,23 +164,26 @@ impl FileStore {
     }
 }
 
-impl RevocationStore for FileStore {
-    fn revoked_before(&self, subject: &str) -> Result<u64, RefreshError> {
+impl FileStore {
+    /// Tokens of `subject` issued at or before this time (ms) are revoked.
+    pub fn revoked_before(&self, subject: &str) -> Result<u64, RefreshError> {
         let r = self.load()?;
         Ok(r.all_before_ms
             .max(r.subjects.get(subject).copied().unwrap_or(0)))
     }
 
-    fn revoke_subject(&self, subject: &str) -> Result<(), RefreshError> {
-        let at = now_ms();
+    /// Revokes `subject`'s tokens issued until `at` (ms), never moving an
+    /// earlier revocation back.
+    pub fn revoke_subject_at(&self, subject: &str, at: u64) -> Result<(), RefreshError> {
         self.update(|r| {
-            r.subjects.insert(subject.to_owned(), at);
+            let entry = r.subjects.entry(subject.to_owned()).or_default();
+            *entry = (*entry).max(at);
         })
     }
 
-    fn revoke_all(&self) -> Result<(), RefreshError> {
-        let at = now_ms();
-        self.update(|r| r.all_before_ms = at)
+    /// Revokes everyone's tokens issued until `at` (ms).
+    pub fn revoke_all_at(&self, at: u64) -> Result<(), RefreshError> {
+        self.update(|r| r.all_before_ms = r.all_before_ms.max(at))
     }
 }
 
@@ -195,15 +191,19 @@ impl RevocationStore for FileStore {
 pub struct RefreshTokens {
     key: LessSafeKey,
     lifetime: Duration,
-    pub store: Box<dyn RevocationStore>,
+    pub store: std::sync::Arc<dyn crate::state::Store>,
 }
 
 impl RefreshTokens {
-    /// `secret` is key material shared by the replicas (the signing key).
-    pub fn new(secret: &[u8], lifetime: Duration, store: Box<dyn RevocationStore>) -> Self {
+    /// `secret` is key material shared by the replicas (the refresh key).
+    pub fn new(
+        secret: &[u8],
+        lifetime: Duration,
+        store: std::sync::Arc<dyn crate::state::Store>,
+    ) -> Self {
         let derived = aws_lc_rs::hmac::sign(
             &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret),
-            b"regauth refresh-token key v1",
+            b"regauth refresh-token key v2",
         );
         let key = UnboundKey::new(&AES_256_GCM, derived.as_ref())
             .map(LessSafeKey::new)
@@ -272,7 +272,21 @@ impl RefreshTokens {
     }
 
     /// Opens a token presented for `service`, checking expiry and revocation.
-    pub fn check(&self, token: &str, service: &str) -> Result<Claims, RefreshError> {
+    pub async fn check(&self, token: &str, service: &str) -> Result<Claims, RefreshError> {
+        let claims = self.open(token, service)?;
+        let revoked_before = self
+            .store
+            .revoked_before(&claims.sub)
+            .await
+            .map_err(|e| RefreshError::Store(e.0))?;
+        if claims.iat_ms <= revoked_before {
+            return Err(RefreshError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// Opens a token presented for `service`, checking expiry only.
+    pub fn open(&self, token: &str, service: &str) -> Result<Claims, RefreshError> {
         if token.starts_with(LEGACY_PREFIX) {
             return Err(RefreshError::Legacy);
         }
@@ -296,9 +310,6 @@ impl RefreshTokens {
         if claims.service != service {
             return Err(RefreshError::OtherService(claims.service));
         }
-        if claims.iat_ms <= self.store.revoked_before(&claims.sub)? {
-            return Err(RefreshError::Revoked);
-        }
         Ok(claims)
     }
 }
@@ -306,6 +317,7 @@ impl RefreshTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Embedded;
 
     fn login(subject: &str) -> Identity {
         Identity::new(subject, "corp")
@@ -317,14 +329,14 @@ mod tests {
 
     fn tokens(dir: &std::path::Path) -> RefreshTokens {
         RefreshTokens::new(
-            b"signing key bytes",
+            b"refresh key bytes",
             Duration::from_secs(3600),
-            Box::new(FileStore::new(dir)),
+            std::sync::Arc::new(Embedded::new(dir)),
         )
     }
 
-    #[test]
-    fn round_trip_and_binding() {
+    #[tokio::test]
+    async fn round_trip_and_binding() {
         let dir = tempfile::tempdir().unwrap();
         let t = tokens(dir.path());
         let token = issue(&t, "ann");
@@ -333,26 +345,26 @@ mod tests {
             !token.contains("ann"),
             "opaque: the subject is not readable"
         );
-        let claims = t.check(&token, "reg").unwrap();
+        let claims = t.check(&token, "reg").await.unwrap();
         assert_eq!(
             (claims.sub.as_str(), claims.provider.as_str()),
             ("ann", "corp")
         );
         assert_eq!(
-            t.check(&token, "other"),
+            t.check(&token, "other").await,
             Err(RefreshError::OtherService("reg".into()))
         );
         // another key (another deployment) cannot open it
         let other = RefreshTokens::new(
             b"another key",
             Duration::from_secs(60),
-            Box::new(FileStore::new(dir.path())),
+            std::sync::Arc::new(Embedded::new(dir.path())),
         );
-        assert_eq!(other.check(&token, "reg"), Err(RefreshError::Invalid));
+        assert_eq!(other.check(&token, "reg").await, Err(RefreshError::Invalid));
     }
 
-    #[test]
-    fn tampered_truncated_and_garbage_are_invalid() {
+    #[tokio::test]
+    async fn tampered_truncated_and_garbage_are_invalid() {
         let dir = tempfile::tempdir().unwrap();
         let t = tokens(dir.path());
         let token = issue(&t, "ann");
@@ -369,47 +381,58 @@ mod tests {
             "",
             "eyJhbGciOi.x.y",
         ] {
-            assert_eq!(t.check(bad, "reg"), Err(RefreshError::Invalid), "{bad}");
+            assert_eq!(
+                t.check(bad, "reg").await,
+                Err(RefreshError::Invalid),
+                "{bad}"
+            );
         }
     }
 
-    #[test]
-    fn revocation_by_subject_and_for_all_survives_a_new_instance() {
+    #[tokio::test]
+    async fn revocation_by_subject_and_for_all_survives_a_new_instance() {
         let dir = tempfile::tempdir().unwrap();
         let t = tokens(dir.path());
         let ann = issue(&t, "ann");
         let ben = issue(&t, "ben");
-        std::thread::sleep(Duration::from_millis(5));
-        tokens(dir.path()).store.revoke_subject("ann").unwrap();
+        let later = now_ms() + 5;
+        tokens(dir.path())
+            .store
+            .revoke(Some("ann"), later)
+            .await
+            .unwrap();
         // the first instance sees the file change
-        assert_eq!(t.check(&ann, "reg"), Err(RefreshError::Revoked));
-        assert!(t.check(&ben, "reg").is_ok());
+        assert_eq!(t.check(&ann, "reg").await, Err(RefreshError::Revoked));
+        assert!(t.check(&ben, "reg").await.is_ok());
         // a token issued after the revocation works
-        std::thread::sleep(Duration::from_millis(5));
+        tokio::time::sleep(Duration::from_millis(10)).await;
         let again = issue(&t, "ann");
-        assert!(t.check(&again, "reg").is_ok());
-        std::thread::sleep(Duration::from_millis(5));
-        t.store.revoke_all().unwrap();
+        assert!(t.check(&again, "reg").await.is_ok());
+        t.store.revoke(None, now_ms() + 5).await.unwrap();
         assert_eq!(
-            tokens(dir.path()).check(&ben, "reg"),
+            tokens(dir.path()).check(&ben, "reg").await,
             Err(RefreshError::Revoked)
         );
         assert_eq!(
-            tokens(dir.path()).check(&again, "reg"),
+            tokens(dir.path()).check(&again, "reg").await,
             Err(RefreshError::Revoked)
         );
     }
 
-    #[test]
-    fn expired_tokens_are_refused() {
+    #[tokio::test]
+    async fn expired_tokens_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let t = RefreshTokens::new(b"k", Duration::ZERO, Box::new(FileStore::new(dir.path())));
+        let t = RefreshTokens::new(
+            b"k",
+            Duration::ZERO,
+            std::sync::Arc::new(Embedded::new(dir.path())),
+        );
         assert_eq!(t.issue(&login("ann"), "reg"), Ok(None), "born expired");
-        assert_eq!(t.check("rt1.AAAA", "reg"), Err(RefreshError::Legacy));
+        assert_eq!(t.check("rt1.AAAA", "reg").await, Err(RefreshError::Legacy));
     }
 
-    #[test]
-    fn each_token_carries_its_own_login() {
+    #[tokio::test]
+    async fn each_token_carries_its_own_login() {
         let dir = tempfile::tempdir().unwrap();
         let t = tokens(dir.path());
         // machine logins get none
@@ -424,7 +447,7 @@ mod tests {
         let until = clock::unix_seconds() + 600;
         feature.renewal = Renewal::Snapshot { until };
         let token = t.issue(&feature, "reg").unwrap().unwrap();
-        let claims = t.check(&token, "reg").unwrap();
+        let claims = t.check(&token, "reg").await.unwrap();
         assert_eq!(claims.exp, until, "the snapshot's deadline, not 30 days");
         let back = claims.snapshot_identity().unwrap();
         assert_eq!(back.groups, ["readers"]);
@@ -434,6 +457,7 @@ mod tests {
         ann.credential_stamp = Some("pwdChangedTime=20261201000000Z".into());
         let claims = t
             .check(&t.issue(&ann, "reg").unwrap().unwrap(), "reg")
+            .await
             .unwrap();
         assert_eq!(claims.stamp, ann.credential_stamp);
         assert!(claims.snapshot.is_none() && claims.snapshot_identity().is_none());

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
-use crate::AppState;
+use crate::Live;
 
 /// At most this many over-the-limit connections are being answered 503 at
 /// once; beyond that they are closed without an answer.
@@ -46,14 +46,11 @@ const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: appl
 
 /// Serves until `shutdown` completes, then drains in-flight requests for
 /// at most `server.shutdown_timeout`.
-pub async fn serve<F>(
-    state: Arc<AppState>,
-    listener: TcpListener,
-    shutdown: F,
-) -> std::io::Result<()>
+pub async fn serve<F>(live: Arc<Live>, listener: TcpListener, shutdown: F) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    let state = live.load();
     let server = &state.config.server;
     let bounds = Arc::new(Bounds {
         header_timeout: server.timeouts.header,
@@ -63,7 +60,7 @@ where
     let drain_for = server.timeouts.shutdown;
     let connections = Arc::new(Semaphore::new(server.limits.max_connections));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
-    let app = crate::app(state.clone());
+    let app = crate::http::router(live.clone());
     let (stop, stopping) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
@@ -86,13 +83,26 @@ where
                         let app = app.clone();
                         let bounds = bounds.clone();
                         let stopping = stopping.clone();
+                        // each connection takes the certificate current
+                        // when it arrives; open ones keep theirs
+                        let tls = live.load().tls.clone();
                         tasks.spawn(async move {
-                            serve_connection(stream, peer, app, &bounds, stopping).await;
+                            match tls {
+                                None => serve_connection(stream, peer, app, &bounds, stopping).await,
+                                Some(tls) => {
+                                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                                    match tokio::time::timeout(bounds.header_timeout, acceptor.accept(stream)).await {
+                                        Ok(Ok(stream)) => serve_connection(stream, peer, app, &bounds, stopping).await,
+                                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                    }
+                                }
+                            }
                             drop(permit);
                         });
                     }
                     Err(_) => {
-                        state.metrics.connection_refused();
+                        live.load().metrics.connection_refused();
                         if let Ok(permit) = refusing.clone().try_acquire_owned() {
                             tokio::spawn(async move {
                                 let mut stream = stream;

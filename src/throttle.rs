@@ -14,18 +14,17 @@
 //! - per provider: failed attempts per second reaching each provider (a
 //!   token bucket, reserved like the account budget), whoever sends them.
 //!
-//! Every table is bounded in entries, and every entry is a fixed size.
+//! Account and client counters live in the state backend, so replicas
+//! count together; the provider bucket is per replica. A backend that
+//! cannot answer holds every attempt back (fail closed).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
-use moka::sync::Cache;
 
-/// At most this many accounts and client networks are tracked at once.
-const MAX_ENTRIES: u64 = 100_000;
+use crate::state::Store;
 
 /// The budgets (`cache.max_failures`, `cache.max_client_failures`,
 /// `cache.max_provider_failures_per_second`, `cache.failure_window`).
@@ -42,7 +41,7 @@ pub struct Budgets {
 }
 
 /// Why an attempt may not go ahead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Held {
     /// This account failed too often: 401, the provider is not asked.
     Account,
@@ -50,6 +49,8 @@ pub enum Held {
     Client,
     /// The provider gets too many failed attempts from everyone: 503.
     Provider,
+    /// The state backend cannot say: 503 (fail closed).
+    Store(String),
 }
 
 /// Whether an attempt reaches the identity provider itself.
@@ -72,74 +73,75 @@ struct Bucket {
 pub struct Throttle {
     key: hmac::Key,
     budgets: Budgets,
-    accounts: Cache<[u8; 32], Arc<AtomicU32>>,
-    clients: Cache<u128, Arc<AtomicU32>>,
+    store: Arc<dyn Store>,
     providers: Mutex<std::collections::HashMap<String, Arc<Mutex<Bucket>>>>,
 }
 
 /// An attempt allowed to reach a provider; settle it with the outcome.
-/// Dropped unsettled (a cancelled request), it is released.
+/// Dropped unsettled (a cancelled request), it is given back.
 pub struct Reservation {
-    account: Option<(Arc<AtomicU32>, [u8; 32])>,
+    account: Option<String>,
     bucket: Option<Arc<Mutex<Bucket>>>,
-    settled: bool,
+    store: Arc<dyn Store>,
 }
 
 impl Throttle {
-    /// A throttle with these budgets. `secret` keys the account digests.
-    pub fn new(budgets: Budgets, secret: &[u8]) -> Self {
+    /// A throttle with these budgets over `store`. `secret` keys the
+    /// account digests (replicas sharing a store must share it).
+    pub fn new(budgets: Budgets, secret: &[u8], store: Arc<dyn Store>) -> Self {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
-            accounts: Cache::builder()
-                .max_capacity(MAX_ENTRIES)
-                .time_to_live(budgets.window)
-                .build(),
-            clients: Cache::builder()
-                .max_capacity(MAX_ENTRIES)
-                .time_to_live(budgets.window)
-                .build(),
-            providers: Mutex::new(Default::default()),
             budgets,
+            store,
+            providers: Mutex::new(Default::default()),
         }
     }
 
-    fn account_key(&self, provider: &str, normalized_user: &str) -> [u8; 32] {
+    fn account_key(&self, provider: &str, normalized_user: &str) -> String {
         let mut ctx = hmac::Context::with_key(&self.key);
         for part in [provider.as_bytes(), normalized_user.as_bytes()] {
             ctx.update(&(part.len() as u64).to_be_bytes());
             ctx.update(part);
         }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.sign().as_ref());
-        out
+        let digest = ctx.sign();
+        let mut key = String::with_capacity(2 + 64);
+        key.push_str("a:");
+        for b in &digest.as_ref()[..24] {
+            key.push_str(&format!("{b:02x}"));
+        }
+        key
+    }
+
+    fn client_key(client: IpAddr) -> String {
+        format!("c:{:032x}", network_of(client))
     }
 
     /// Whether this client network may try at all.
-    pub fn client_allowed(&self, client: IpAddr) -> Result<(), Held> {
+    pub async fn client_allowed(&self, client: IpAddr) -> Result<(), Held> {
         if self.budgets.per_client == 0 {
             return Ok(());
         }
-        match self.clients.get(&network_of(client)) {
-            Some(count) if count.load(Ordering::Relaxed) >= self.budgets.per_client => {
-                Err(Held::Client)
-            }
-            _ => Ok(()),
+        match self.store.count(&Self::client_key(client)).await {
+            Ok(n) if n >= self.budgets.per_client => Err(Held::Client),
+            Ok(_) => Ok(()),
+            Err(e) => Err(Held::Store(e.0)),
         }
     }
 
     /// Counts a failure against the client network.
-    pub fn client_failed(&self, client: IpAddr) {
+    pub async fn client_failed(&self, client: IpAddr) {
         if self.budgets.per_client == 0 {
             return;
         }
-        self.clients
-            .get_with(network_of(client), || Arc::new(AtomicU32::new(0)))
-            .fetch_add(1, Ordering::Relaxed);
+        let key = Self::client_key(client);
+        if let Err(e) = self.store.add(&key, self.budgets.window).await {
+            tracing::warn!(error = %e, "could not count a failed login against its client");
+        }
     }
 
     /// Reserves one attempt of this account at this provider, or says
     /// which budget is spent.
-    pub fn reserve(
+    pub async fn reserve(
         &self,
         provider: &str,
         normalized_user: &str,
@@ -148,25 +150,24 @@ impl Throttle {
         let mut reservation = Reservation {
             account: None,
             bucket: None,
-            settled: false,
+            store: self.store.clone(),
         };
         if self.budgets.per_account > 0 {
             let key = self.account_key(provider, normalized_user);
-            let count = self.accounts.get_with(key, || Arc::new(AtomicU32::new(0)));
-            let limit = self.budgets.per_account;
-            let taken = count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < limit).then_some(n + 1)
-            });
-            if taken.is_err() {
-                reservation.settled = true;
-                return Err(Held::Account);
+            match self
+                .store
+                .take(&key, self.budgets.per_account, self.budgets.window)
+                .await
+            {
+                Ok(true) => reservation.account = Some(key),
+                Ok(false) => return Err(Held::Account),
+                Err(e) => return Err(Held::Store(e.0)),
             }
-            reservation.account = Some((count, key));
         }
         if self.budgets.per_provider_per_second > 0 && reach == Reach::Upstream {
             let bucket = self.bucket(provider);
             if !take(&bucket, self.budgets.per_provider_per_second) {
-                // gives the account slot back on drop
+                // the account slot is given back when `reservation` drops
                 return Err(Held::Provider);
             }
             reservation.bucket = Some(bucket);
@@ -189,30 +190,35 @@ impl Throttle {
 
     /// The attempt failed (a wrong secret): it stays counted.
     pub fn failed(&self, mut reservation: Reservation) {
-        reservation.settled = true;
+        reservation.account = None;
+        reservation.bucket = None;
     }
 
     /// The attempt did not fail (an unknown user, an unreachable
     /// provider): it is given back.
-    pub fn released(&self, reservation: Reservation) {
-        drop(reservation);
+    pub async fn released(&self, mut reservation: Reservation) {
+        if let Some(key) = reservation.account.take() {
+            let _ = self.store.give_back(&key).await;
+        }
     }
 
-    /// The attempt succeeded for `subject`: the account's failures are
-    /// forgotten if the subject is the account that was tried (a JWT login
-    /// that ignores the typed username resets nothing).
-    pub fn succeeded(
+    /// The attempt succeeded for `normalized_subject`: the account's
+    /// failures are forgotten if that is the account that was tried (a JWT
+    /// login that ignores the typed username resets nothing).
+    pub async fn succeeded(
         &self,
         mut reservation: Reservation,
         normalized_user: &str,
         normalized_subject: &str,
     ) {
-        if normalized_user == normalized_subject {
-            if let Some((_, key)) = reservation.account.take() {
-                self.accounts.invalidate(&key);
-            }
+        if let Some(key) = reservation.account.take() {
+            let done = if normalized_user == normalized_subject {
+                self.store.clear(&key).await
+            } else {
+                self.store.give_back(&key).await
+            };
+            let _ = done;
         }
-        drop(reservation);
     }
 }
 
@@ -237,15 +243,18 @@ fn take(bucket: &Mutex<Bucket>, rate: u32) -> bool {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if self.settled {
-            return;
-        }
-        if let Some((count, _)) = &self.account {
-            let _ = count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        }
-        if let Some(bucket) = &self.bucket {
+        if let Some(bucket) = self.bucket.take() {
             let mut b = bucket.lock().unwrap_or_else(|p| p.into_inner());
             b.tokens += 1.0;
+        }
+        if let Some(key) = self.account.take() {
+            // a cancelled attempt: give the slot back off the request path
+            let store = self.store.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = store.give_back(&key).await;
+                });
+            }
         }
     }
 }
@@ -264,6 +273,7 @@ mod tests {
     use super::*;
 
     fn throttle(per_account: u32, per_client: u32, per_second: u32) -> Throttle {
+        let dir = std::env::temp_dir();
         Throttle::new(
             Budgets {
                 per_account,
@@ -272,86 +282,85 @@ mod tests {
                 window: Duration::from_secs(60),
             },
             b"test key",
+            Arc::new(crate::state::Embedded::new(&dir)),
         )
     }
 
-    #[test]
-    fn reservations_count_before_the_answer() {
+    #[tokio::test]
+    async fn reservations_count_before_the_answer() {
         let t = throttle(3, 0, 0);
-        let held: Vec<_> = (0..3)
-            .map(|_| t.reserve("corp", "erin", Reach::Upstream).unwrap())
-            .collect();
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(t.reserve("corp", "erin", Reach::Upstream).await.unwrap());
+        }
         assert_eq!(
-            t.reserve("corp", "erin", Reach::Upstream).err(),
+            t.reserve("corp", "erin", Reach::Upstream).await.err(),
             Some(Held::Account),
             "in flight counts"
         );
-        assert!(
-            t.reserve("corp", "other", Reach::Upstream).is_ok(),
-            "another account"
-        );
-        assert!(
-            t.reserve("other", "erin", Reach::Upstream).is_ok(),
-            "another provider"
-        );
+        assert!(t.reserve("corp", "other", Reach::Upstream).await.is_ok());
+        assert!(t.reserve("other", "erin", Reach::Upstream).await.is_ok());
         let mut held = held.into_iter();
-        t.released(held.next().unwrap());
-        let again = t.reserve("corp", "erin", Reach::Upstream).unwrap();
+        t.released(held.next().unwrap()).await;
+        let again = t.reserve("corp", "erin", Reach::Upstream).await.unwrap();
         for r in held {
             t.failed(r);
         }
         t.failed(again);
         assert_eq!(
-            t.reserve("corp", "erin", Reach::Upstream).err(),
+            t.reserve("corp", "erin", Reach::Upstream).await.err(),
             Some(Held::Account)
         );
     }
 
-    #[test]
-    fn only_the_same_subject_resets_an_account() {
+    #[tokio::test]
+    async fn only_the_same_subject_resets_an_account() {
         let t = throttle(2, 0, 0);
-        t.failed(t.reserve("corp", "erin", Reach::Upstream).unwrap());
-        let r = t.reserve("corp", "erin", Reach::Upstream).unwrap();
-        t.succeeded(r, "erin", "someone-else");
-        t.failed(t.reserve("corp", "erin", Reach::Upstream).unwrap());
+        t.failed(t.reserve("corp", "erin", Reach::Upstream).await.unwrap());
+        let r = t.reserve("corp", "erin", Reach::Upstream).await.unwrap();
+        t.succeeded(r, "erin", "someone-else").await;
+        t.failed(t.reserve("corp", "erin", Reach::Upstream).await.unwrap());
         assert!(
-            t.reserve("corp", "erin", Reach::Upstream).is_err(),
+            t.reserve("corp", "erin", Reach::Upstream).await.is_err(),
             "not reset by another subject"
         );
         let t = throttle(2, 0, 0);
-        t.failed(t.reserve("corp", "erin", Reach::Upstream).unwrap());
-        let r = t.reserve("corp", "erin", Reach::Upstream).unwrap();
-        t.succeeded(r, "erin", "erin");
-        t.failed(t.reserve("corp", "erin", Reach::Upstream).unwrap());
+        t.failed(t.reserve("corp", "erin", Reach::Upstream).await.unwrap());
+        let r = t.reserve("corp", "erin", Reach::Upstream).await.unwrap();
+        t.succeeded(r, "erin", "erin").await;
+        t.failed(t.reserve("corp", "erin", Reach::Upstream).await.unwrap());
         assert!(
-            t.reserve("corp", "erin", Reach::Upstream).is_ok(),
+            t.reserve("corp", "erin", Reach::Upstream).await.is_ok(),
             "reset by erin herself"
         );
     }
 
-    #[test]
-    fn clients_are_counted_by_network() {
+    #[tokio::test]
+    async fn clients_are_counted_by_network() {
         let t = throttle(0, 2, 0);
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        t.client_failed(a);
-        t.client_failed(b);
-        assert_eq!(t.client_allowed(a), Err(Held::Client));
-        assert_eq!(t.client_allowed(b), Err(Held::Client), "same /64");
-        assert!(t.client_allowed(c).is_ok(), "another /64");
+        t.client_failed(a).await;
+        t.client_failed(b).await;
+        assert_eq!(t.client_allowed(a).await, Err(Held::Client));
+        assert_eq!(t.client_allowed(b).await, Err(Held::Client), "same /64");
+        assert!(t.client_allowed(c).await.is_ok(), "another /64");
         let v4: IpAddr = "10.0.0.1".parse().unwrap();
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert_eq!(network_of(v4), network_of(mapped));
         assert_ne!(network_of(v4), network_of("10.0.0.2".parse().unwrap()));
     }
 
-    #[test]
-    fn the_provider_budget_holds_under_a_burst() {
+    #[tokio::test]
+    async fn the_provider_budget_holds_under_a_burst() {
         let t = throttle(0, 0, 10);
         let mut allowed = 0;
         for i in 0..200 {
-            if let Ok(r) = t.reserve("corp", &format!("user{i}"), Reach::Upstream) {
+            if let Ok(r) = t
+                .reserve("corp", &format!("user{i}"), Reach::Upstream)
+                .await
+            {
                 allowed += 1;
                 t.failed(r);
             }
@@ -360,11 +369,13 @@ mod tests {
             (50..=52).contains(&allowed),
             "{allowed}: five seconds' worth"
         );
+        // JWTs checked locally do not spend it
+        assert!(t.reserve("corp", "x", Reach::Local).await.is_ok());
         // successes give their token back
         let t = throttle(0, 0, 1);
         for _ in 0..20 {
-            let r = t.reserve("corp", "ann", Reach::Upstream).unwrap();
-            t.succeeded(r, "ann", "ann");
+            let r = t.reserve("corp", "ann", Reach::Upstream).await.unwrap();
+            t.succeeded(r, "ann", "ann").await;
         }
     }
 }

@@ -15,12 +15,13 @@ use axum::Router;
 
 pub use error::ApiError;
 
-use crate::AppState;
+use crate::Live;
 
 /// Every route of the server. Token requests are held to
 /// `server.request_deadline` and at most `server.max_in_flight` run at
 /// once; beyond either, the answer is a 503 with `Retry-After`.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(live: Arc<Live>) -> Router {
+    let state = live.load();
     let server = &state.config.server;
     let bounded = tower::ServiceBuilder::new()
         .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
@@ -50,7 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 axum::response::IntoResponse::into_response(ApiError::internal())
             },
         ))
-        .with_state(state)
+        .with_state(live)
 }
 
 /// More token requests in flight than `server.max_in_flight`.

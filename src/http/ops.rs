@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::AppState;
+use crate::{AppState, Live};
 
 pub async fn healthz() -> &'static str {
     "ok\n"
@@ -16,7 +16,8 @@ pub async fn healthz() -> &'static str {
 /// Readiness: each provider, and whether log lines are being lost. The
 /// answer is computed at most once a second (one caller at a time), so
 /// probing `/readyz` cannot turn into LDAP binds or IdP requests.
-pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+pub async fn readyz(State(live): State<Arc<Live>>) -> Response {
+    let state = live.load();
     let mut cached = state.readiness.lock().await;
     let fresh = cached
         .as_ref()
@@ -63,12 +64,14 @@ async fn readiness(state: &AppState) -> (bool, serde_json::Value) {
     (ready, body)
 }
 
-pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
-    let body = serde_json::json!({ "keys": [state.key.jwk()] });
+pub async fn jwks(State(live): State<Arc<Live>>) -> Response {
+    let state = live.load();
+    let body = state.keys.jwks();
     axum::Json(body).into_response()
 }
 
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+pub async fn metrics(State(live): State<Arc<Live>>) -> Response {
+    let state = live.load();
     let text = state.metrics.render(&state);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

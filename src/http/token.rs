@@ -21,7 +21,7 @@ use crate::audit::{self, Event};
 use crate::issue::{self, scopes_text, Flow, Issued, Refusal, TokenRequest, Who};
 use crate::scope::{parse_basic, parse_bool, BasicAuth};
 use crate::token;
-use crate::AppState;
+use crate::{AppState, Live};
 
 /// The parameters of a token request, from the query or the form body.
 #[derive(Default)]
@@ -100,7 +100,8 @@ fn client_ip(state: &AppState, request: &Request) -> IpAddr {
         .unwrap_or(peer)
 }
 
-pub async fn get(State(state): State<Arc<AppState>>, request: Request) -> Response {
+pub async fn get(State(live): State<Arc<Live>>, request: Request) -> Response {
+    let state = live.load();
     let started = Instant::now();
     let ip = client_ip(&state, &request);
     let params = Params::parse(request.uri().query().unwrap_or("").as_bytes());
@@ -135,7 +136,8 @@ pub async fn get(State(state): State<Arc<AppState>>, request: Request) -> Respon
     finish(&state, &meta, Flow::Get, result, started)
 }
 
-pub async fn post(State(state): State<Arc<AppState>>, request: Request) -> Response {
+pub async fn post(State(live): State<Arc<Live>>, request: Request) -> Response {
+    let state = live.load();
     let started = Instant::now();
     let ip = client_ip(&state, &request);
     let (parts, body) = request.into_parts();

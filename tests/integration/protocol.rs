@@ -740,7 +740,7 @@ async fn items_54_to_65_jwt_header_and_claims() {
     let (header, claims) = decode(&jwt);
     assert_eq!(header["typ"], "JWT");
     assert_eq!(header["alg"], "ES256");
-    assert_eq!(header["kid"], state.key.kid.as_str());
+    assert_eq!(header["kid"], state.keys.current.kid.as_str());
     // x5c: standard base64 DER of the certificate given to the registry
     let x5c = header["x5c"][0].as_str().unwrap();
     let der = base64::engine::general_purpose::STANDARD
@@ -754,7 +754,7 @@ async fn items_54_to_65_jwt_header_and_claims() {
         .decode(sig)
         .unwrap();
     assert_eq!(sig.len(), 64);
-    let jwk = state.key.jwk();
+    let jwk = state.keys.current.jwk();
     let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(jwk["x"].as_str().unwrap())
         .unwrap();
@@ -799,7 +799,7 @@ async fn jwks_publishes_the_header_kid() {
     let state = f.state("");
     let r = get(&state, "/jwks", None).await;
     let keys = r.json()["keys"].clone();
-    assert_eq!(keys[0]["kid"], state.key.kid.as_str());
+    assert_eq!(keys[0]["kid"], state.keys.current.kid.as_str());
     assert_eq!(keys[0]["kty"], "EC");
     assert_eq!(keys[0]["alg"], "ES256");
     assert!(keys[0].get("d").is_none(), "no private part");
@@ -809,12 +809,12 @@ async fn jwks_publishes_the_header_kid() {
 async fn item_66_certificate_validity_is_watched() {
     let f = Fixture::new();
     let state = f.state("");
-    let left = state.key.not_after - regauth::token::now();
+    let left = state.keys.current.not_after - regauth::token::now();
     assert!(left > 0 && left <= 3600);
     let metrics = get(&state, "/metrics", None).await.text();
     assert!(metrics.contains(&format!(
         "regauth_signing_certificate_expiry_seconds {}",
-        state.key.not_after
+        state.keys.current.not_after
     )));
 }
 
@@ -883,6 +883,8 @@ async fn verdict_cache_checks_a_password_once_per_ttl() {
     assert!(hits >= 20, "sequential repeats are cache hits: {hits}");
 }
 
+/// A reload re-reads the configuration, its policy file included; a bad
+/// file keeps the running state.
 #[tokio::test]
 async fn policy_reload_swaps_rules() {
     let f = Fixture::new();
@@ -898,42 +900,42 @@ async fn policy_reload_swaps_rules() {
         policy_path.display(),
         f.config_text("127.0.0.1:0", "")
     );
-    let state2 = f.state_with(&text);
-    let r = get(
-        &state2,
-        &scope_uri(&["repository:extra/a:pull"]),
-        Some(&basic("reader", "reader-pw")),
-    )
-    .await;
-    assert_eq!(r.access(), [access("extra/a", &["pull"])]);
+    let config_path = f.path("regauth.toml");
+    std::fs::write(&config_path, &text).unwrap();
+    let live = regauth::Live::new(f.state_with(&text));
+    let reader = |scope: &'static str| {
+        let live = live.clone();
+        async move {
+            let request = Request::get(scope_uri(&[scope]))
+                .header("authorization", basic("reader", "reader-pw"))
+                .body(Body::empty())
+                .unwrap();
+            call_live(&live, request).await
+        }
+    };
+    assert_eq!(
+        reader("repository:extra/a:pull").await.access(),
+        [access("extra/a", &["pull"])]
+    );
     std::fs::write(
         &policy_path,
         "[[rule]]\nusers=[\"reader\"]\nrepos=[\"other/**\"]\nactions=[\"pull\"]\n",
     )
     .unwrap();
-    state2.reload_policy().unwrap();
-    let r = get(
-        &state2,
-        &scope_uri(&["repository:extra/a:pull"]),
-        Some(&basic("reader", "reader-pw")),
-    )
-    .await;
-    assert!(r.access().is_empty());
+    regauth::reload(&live, Some(&config_path)).unwrap();
+    assert!(reader("repository:extra/a:pull").await.access().is_empty());
     std::fs::write(
         &policy_path,
         "[[rule]]\nusers=[\"reader\"]\nrepos=[\"x\"]\nactions=[\"pul\"]\n",
     )
     .unwrap();
-    let err = state2.reload_policy().unwrap_err().to_string();
+    let err = regauth::reload(&live, Some(&config_path))
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("rule[0].actions[0]"), "{err}");
-    let r = get(
-        &state2,
-        &scope_uri(&["repository:other/a:pull"]),
-        Some(&basic("reader", "reader-pw")),
-    )
-    .await;
     assert_eq!(
-        r.access(),
+        reader("repository:other/a:pull").await.access(),
         [access("other/a", &["pull"])],
         "a bad file keeps the old policy"
     );

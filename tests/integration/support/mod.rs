@@ -147,6 +147,7 @@ max_failures = 1000
 
 [refresh_tokens]
 state_dir = "{state}"
+key_file = "{refresh_key}"
 
 [[provider]]
 name = "local"
@@ -162,6 +163,7 @@ htpasswd = "{users}"
             cert = self.cert.display(),
             users = self.path("users.htpasswd").display(),
             state = self.path("data").display(),
+            refresh_key = self.path("refresh.key").display(),
         )
     }
 
@@ -259,6 +261,28 @@ pub fn basic(user: &str, password: &str) -> String {
 /// Sends one request through the router without a socket.
 pub async fn call(state: &Arc<AppState>, request: Request<Body>) -> Reply {
     let response = regauth::app(state.clone())
+        .oneshot(request)
+        .await
+        .expect("infallible router");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Sends one request through the router of a [`regauth::Live`] state.
+pub async fn call_live(live: &Arc<regauth::Live>, request: Request<Body>) -> Reply {
+    let response = regauth::http::router(live.clone())
         .oneshot(request)
         .await
         .expect("infallible router");

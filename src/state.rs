@@ -1,0 +1,403 @@
+//! State that every replica must agree on: refresh-token revocations and
+//! the failure throttle's counters (and, with the app-password store, its
+//! records). `backend = "embedded"` keeps them in this process and a file
+//! under `state.dir`; `backend = "redis"` in a Redis server that every
+//! replica points at.
+//!
+//! A backend that cannot answer is an error, never a silent yes: callers
+//! fail closed (a refresh grant or a throttle decision is a 503). Nothing
+//! secret is stored: throttle keys are HMAC digests, revocations are
+//! subjects and times.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+
+use crate::config::{Backend, RedisConfig, StateConfig};
+use crate::refresh::FileStore;
+
+/// Why the backend could not answer. Never contains a password.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// The shared state, whatever keeps it.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// `embedded` or `redis`.
+    fn backend(&self) -> &'static str;
+
+    /// Refresh tokens of `subject` issued at or before this time (ms since
+    /// the epoch) are revoked.
+    async fn revoked_before(&self, subject: &str) -> Result<u64, StoreError>;
+
+    /// Revokes the tokens of `subject` (or everyone's) issued until `at_ms`.
+    async fn revoke(&self, subject: Option<&str>, at_ms: u64) -> Result<(), StoreError>;
+
+    /// Adds one to the counter `key` if it is below `limit`; `false` if it
+    /// is not. A new counter lives for `window`.
+    async fn take(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError>;
+
+    /// Subtracts one from the counter `key` (never below zero).
+    async fn give_back(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Adds one to the counter `key`; a new counter lives for `window`.
+    async fn add(&self, key: &str, window: Duration) -> Result<(), StoreError>;
+
+    /// The counter `key` (0 if there is none).
+    async fn count(&self, key: &str) -> Result<u32, StoreError>;
+
+    /// Forgets the counter `key`.
+    async fn clear(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Whether the backend answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Builds the configured backend. A Redis backend connects lazily, so
+/// regauth starts while Redis is down (and says so on `/readyz`).
+pub fn open(config: &StateConfig) -> Result<Arc<dyn Store>, StoreError> {
+    match (config.backend, &config.redis) {
+        (Backend::Redis, Some(redis)) => Ok(Arc::new(Redis::connect(redis)?)),
+        _ => Ok(Arc::new(Embedded::new(&config.dir))),
+    }
+}
+
+/// Counters in this process, revocations in `revocations.json`.
+pub struct Embedded {
+    revocations: FileStore,
+    counters: moka::sync::Cache<String, Arc<Counter>>,
+}
+
+/// One counter and the window it lives for.
+struct Counter {
+    count: AtomicU32,
+    window: Duration,
+}
+
+/// At most this many counters are kept in this process.
+const MAX_COUNTERS: u64 = 200_000;
+
+/// A counter lives for the window it was created with.
+struct CounterExpiry;
+
+impl moka::Expiry<String, Arc<Counter>> for CounterExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<Counter>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.window)
+    }
+}
+
+impl Embedded {
+    /// The embedded backend with its files under `dir`.
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            revocations: FileStore::new(dir),
+            counters: moka::sync::Cache::builder()
+                .max_capacity(MAX_COUNTERS)
+                .expire_after(CounterExpiry)
+                .build(),
+        }
+    }
+
+    fn counter(&self, key: &str, window: Duration) -> Arc<Counter> {
+        self.counters.get_with(key.to_owned(), || {
+            Arc::new(Counter {
+                count: AtomicU32::new(0),
+                window,
+            })
+        })
+    }
+}
+
+#[async_trait]
+impl Store for Embedded {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn revoked_before(&self, subject: &str) -> Result<u64, StoreError> {
+        self.revocations
+            .revoked_before(subject)
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    async fn revoke(&self, subject: Option<&str>, at_ms: u64) -> Result<(), StoreError> {
+        let done = match subject {
+            Some(subject) => self.revocations.revoke_subject_at(subject, at_ms),
+            None => self.revocations.revoke_all_at(at_ms),
+        };
+        done.map_err(|e| StoreError(e.to_string()))
+    }
+
+    async fn take(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {
+        let counter = self.counter(key, window);
+        Ok(counter
+            .count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok())
+    }
+
+    async fn give_back(&self, key: &str) -> Result<(), StoreError> {
+        if let Some(counter) = self.counters.get(key) {
+            let _ = counter
+                .count
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+        Ok(())
+    }
+
+    async fn add(&self, key: &str, window: Duration) -> Result<(), StoreError> {
+        self.counter(key, window)
+            .count
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn count(&self, key: &str) -> Result<u32, StoreError> {
+        Ok(self
+            .counters
+            .get(key)
+            .map_or(0, |c| c.count.load(Ordering::Relaxed)))
+    }
+
+    async fn clear(&self, key: &str) -> Result<(), StoreError> {
+        self.counters.invalidate(key);
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// A Redis server shared by every replica.
+pub struct Redis {
+    connection: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+}
+
+/// `INCR` unless at the limit; a new counter gets the window as its TTL.
+const TAKE: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then return 0 end
+n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+";
+/// `DECR`, never below zero.
+const GIVE_BACK: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+";
+/// `INCR`; a new counter gets the window as its TTL.
+const ADD: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+";
+/// Sets a revocation time, never moving it back.
+const REVOKE: &str = r"
+local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > old then redis.call('SET', KEYS[1], ARGV[1]) end
+return 0
+";
+
+impl Redis {
+    /// A lazily connecting client for this configuration.
+    pub fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
+        use redis::IntoConnectionInfo as _;
+        let bad = |e: redis::RedisError| StoreError(format!("state.url: {e}"));
+        let mut info = config.url.as_str().into_connection_info().map_err(bad)?;
+        let password = match (&config.password_file, &config.password_env) {
+            (None, None) => None,
+            (file, env) => Some(
+                regauth_providers::load_secret("state.password", file.as_deref(), env.as_deref())
+                    .map_err(|e| StoreError(e.to_string()))?,
+            ),
+        };
+        if let Some(password) = password {
+            use regauth_providers::ExposeSecret as _;
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_password(password.expose_secret());
+            info = info.set_redis_settings(settings);
+        }
+        let client = match &config.ca_file {
+            Some(path) => {
+                let root_cert = std::fs::read(path)
+                    .map_err(|e| StoreError(format!("state.ca_file {}: {e}", path.display())))?;
+                redis::Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )
+            }
+            None => redis::Client::open(info),
+        }
+        .map_err(bad)?;
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, manager_config).map_err(bad)?;
+        Ok(Self {
+            connection,
+            prefix: config.key_prefix.clone(),
+            timeout: config.command_timeout + config.connect_timeout,
+        })
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.prefix)
+    }
+
+    /// Runs one command or script within the command timeout.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        invocation: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, invocation).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(StoreError(format!("redis {what}: {e}"))),
+            Err(_) => Err(StoreError(format!(
+                "redis {what}: no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+}
+
+/// Milliseconds of a window, at least one.
+fn millis(window: Duration) -> u64 {
+    (window.as_millis() as u64).max(1)
+}
+
+#[async_trait]
+impl Store for Redis {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn revoked_before(&self, subject: &str) -> Result<u64, StoreError> {
+        let keys = [
+            self.key("revoked", "*all"),
+            self.key("revoked-subject", subject),
+        ];
+        let mut connection = self.connection.clone();
+        let times: Vec<Option<u64>> = self
+            .run(
+                "MGET",
+                redis::cmd("MGET").arg(&keys).query_async(&mut connection),
+            )
+            .await?;
+        Ok(times.into_iter().flatten().max().unwrap_or(0))
+    }
+
+    async fn revoke(&self, subject: Option<&str>, at_ms: u64) -> Result<(), StoreError> {
+        let key = match subject {
+            Some(subject) => self.key("revoked-subject", subject),
+            None => self.key("revoked", "*all"),
+        };
+        let mut connection = self.connection.clone();
+        self.run::<i64>(
+            "revoke",
+            redis::Script::new(REVOKE)
+                .key(key)
+                .arg(at_ms)
+                .invoke_async(&mut connection),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn take(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let taken: i64 = self
+            .run(
+                "take",
+                redis::Script::new(TAKE)
+                    .key(self.key("count", key))
+                    .arg(limit)
+                    .arg(millis(window))
+                    .invoke_async(&mut connection),
+            )
+            .await?;
+        Ok(taken == 1)
+    }
+
+    async fn give_back(&self, key: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        self.run::<i64>(
+            "give back",
+            redis::Script::new(GIVE_BACK)
+                .key(self.key("count", key))
+                .invoke_async(&mut connection),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn add(&self, key: &str, window: Duration) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        self.run::<i64>(
+            "add",
+            redis::Script::new(ADD)
+                .key(self.key("count", key))
+                .arg(millis(window))
+                .invoke_async(&mut connection),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn count(&self, key: &str) -> Result<u32, StoreError> {
+        let mut connection = self.connection.clone();
+        let count: Option<u32> = self
+            .run(
+                "GET",
+                redis::cmd("GET")
+                    .arg(self.key("count", key))
+                    .query_async(&mut connection),
+            )
+            .await?;
+        Ok(count.unwrap_or(0))
+    }
+
+    async fn clear(&self, key: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        self.run::<i64>(
+            "DEL",
+            redis::cmd("DEL")
+                .arg(self.key("count", key))
+                .query_async(&mut connection),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        self.run::<String>("PING", redis::cmd("PING").query_async(&mut connection))
+            .await
+            .map(drop)
+    }
+}
