@@ -7,7 +7,6 @@
 //! client typed can forge a log line: client-chosen text is escaped and
 //! truncated ([`Safe`]).
 
-use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -35,48 +34,34 @@ impl Outcome {
     }
 }
 
-/// At most this many bytes of any client-chosen text reach a log line.
-pub const MAX_LOGGED_BYTES: usize = 256;
-
-/// Client-chosen text as it may appear in a log line: control characters
-/// (newlines, ANSI escapes) escaped as `\u{a}`, at most
-/// [`MAX_LOGGED_BYTES`] bytes of input shown, and the rest counted.
-pub struct Safe<'a>(pub &'a str);
-
-impl fmt::Display for Safe<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut end = self.0.len().min(MAX_LOGGED_BYTES);
-        while !self.0.is_char_boundary(end) {
-            end -= 1;
-        }
-        for c in self.0[..end].chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_unicode())?;
-            } else {
-                write!(f, "{c}")?;
-            }
-        }
-        if end < self.0.len() {
-            write!(f, "…(+{} bytes)", self.0.len() - end)?;
-        }
-        Ok(())
-    }
-}
+pub use regauth_providers::{Safe, MAX_LOGGED_BYTES};
 
 /// At most this many bytes of a scope list reach a log line.
 pub const MAX_LOGGED_SCOPES_BYTES: usize = 4096;
 
-/// A scope list cut to [`MAX_LOGGED_SCOPES_BYTES`], with the rest counted.
-fn bounded(text: String) -> String {
-    if text.len() <= MAX_LOGGED_SCOPES_BYTES {
-        return text;
-    }
-    let mut end = MAX_LOGGED_SCOPES_BYTES;
+/// Client-chosen text of up to `max` bytes for a log line: control
+/// characters escaped, the rest cut and counted.
+fn bounded(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…(+{} bytes)", &text[..end], text.len() - end)
+    let mut out = String::with_capacity(end + 16);
+    for c in text[..end].chars() {
+        if c.is_control() {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    if end < text.len() {
+        out.push_str(&format!("…(+{} bytes)", text.len() - end));
+    }
+    out
 }
+
+/// At most this many bytes of a refusal's reason reach a log line.
+const MAX_LOGGED_REASON_BYTES: usize = 1024;
 
 /// What the HTTP layer knows about a request besides its result.
 #[derive(Debug, Default)]
@@ -117,8 +102,8 @@ impl Event {
                     subject: Safe(issued.principal.subject()).to_string(),
                     provider: issued.principal.provider().unwrap_or_default().to_owned(),
                     service: issued.service.clone(),
-                    requested: bounded(scopes_text(&issued.requested)),
-                    granted: bounded(scopes_text(&issued.access)),
+                    requested: bounded(&scopes_text(&issued.requested), MAX_LOGGED_SCOPES_BYTES),
+                    granted: bounded(&scopes_text(&issued.access), MAX_LOGGED_SCOPES_BYTES),
                     cache_hit: issued.cache_hit,
                     reused: issued.reused,
                     reason: String::new(),
@@ -127,8 +112,8 @@ impl Event {
             ),
             Err(refusal) => (
                 Event {
-                    requested: bounded(Safe(&request.scopes.join(" ")).to_string()),
-                    reason: refusal.reason(),
+                    requested: bounded(&request.scopes.join(" "), MAX_LOGGED_SCOPES_BYTES),
+                    reason: bounded(&refusal.reason(), MAX_LOGGED_REASON_BYTES),
                     ..Default::default()
                 },
                 refusal.outcome(),
@@ -191,5 +176,8 @@ mod tests {
         // never splits a character
         let s = "é".repeat(200);
         assert!(Safe(&s).to_string().contains("(+144 bytes)"));
+        // a pasted token is not shown
+        assert_eq!(Safe("ghp_secret").to_string(), "[a token, not shown]");
+        assert_eq!(bounded("a\nb", 10), "a\\u{a}b");
     }
 }

@@ -49,6 +49,26 @@ pub fn random_key() -> Result<[u8; 32], crate::token::KeyError> {
     Ok(secret)
 }
 
+/// A verdict lives for the TTL, and never past its credential's expiry
+/// (a token's `exp`, a robot's last day).
+struct VerdictExpiry {
+    ttl: Duration,
+}
+
+impl moka::Expiry<VerdictKey, Arc<Identity>> for VerdictExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &VerdictKey,
+        identity: &Arc<Identity>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        let left = identity.expires_at.map(|at| {
+            Duration::from_secs(at.saturating_sub(regauth_providers::clock::unix_seconds()))
+        });
+        Some(left.map_or(self.ttl, |left| left.min(self.ttl)))
+    }
+}
+
 impl VerdictCache {
     /// A cache whose digests are keyed by `secret` (process-local).
     pub fn new(ttl: Duration, capacity: u64, secret: &[u8; 32]) -> Self {
@@ -56,7 +76,7 @@ impl VerdictCache {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
             entries: Cache::builder()
                 .max_capacity(capacity)
-                .time_to_live(ttl)
+                .expire_after(VerdictExpiry { ttl })
                 .build(),
             counters: Counters::default(),
         }
@@ -153,12 +173,21 @@ pub struct IssuedTokens {
     pub reused: AtomicU64,
 }
 
+/// At most this many bytes of tokens are kept for reuse.
+const REUSE_BYTES: u64 = 32 * 1024 * 1024;
+/// Grants larger than this are signed every time rather than kept.
+const REUSE_MAX_GRANT_BYTES: usize = 8 * 1024;
+
 impl IssuedTokens {
     pub fn new(window: Duration) -> Self {
         Self {
             entries: (!window.is_zero()).then(|| {
                 moka::sync::Cache::builder()
-                    .max_capacity(10_000)
+                    .max_capacity(REUSE_BYTES)
+                    .weigher(|key: &String, issued: &Arc<Issued>| {
+                        let bytes = key.len() + issued.jwt.len() + issued.body.len() + 64;
+                        u32::try_from(bytes).unwrap_or(u32::MAX)
+                    })
                     .time_to_live(window)
                     .build()
             }),
@@ -186,6 +215,9 @@ impl IssuedTokens {
     }
 
     pub fn insert(&self, key: String, issued: Arc<Issued>) {
+        if key.len() > REUSE_MAX_GRANT_BYTES {
+            return;
+        }
         if let Some(entries) = &self.entries {
             entries.insert(key, issued);
         }

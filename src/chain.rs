@@ -113,7 +113,7 @@ pub struct Chain {
     /// Per provider (same order), the username patterns pinned to it.
     pins: Vec<Vec<Pattern>>,
     pub verdicts: VerdictCache,
-    throttle: Throttle,
+    throttle: Arc<Throttle>,
     timeout: Duration,
 }
 
@@ -128,7 +128,7 @@ impl Chain {
             pins: vec![Vec::new(); providers.len()],
             providers,
             verdicts,
-            throttle,
+            throttle: Arc::new(throttle),
             timeout,
         }
     }
@@ -253,10 +253,18 @@ impl Chain {
     /// Checks credentials. A fresh cached verdict answers at once; then
     /// every provider the credential may go to is asked in turn, each
     /// attempt reserved with the throttle first, until one knows the user.
-    pub async fn authenticate(&self, credentials: &Credentials, client: IpAddr) -> Verdict {
+    ///
+    /// The asking runs in a task of its own: a client that hangs up after
+    /// its guess reached the directory cannot take the guess back (the
+    /// attempt is settled, and counted, whether anyone waits for it).
+    pub async fn authenticate(
+        self: &Arc<Self>,
+        credentials: &Credentials,
+        client: IpAddr,
+    ) -> Verdict {
         // A fresh cached verdict answers without any upstream call, even
         // while the user is throttled (the cached secret is known good).
-        let (candidates, reach) = self.candidates(credentials);
+        let (candidates, _) = self.candidates(credentials);
         for provider in &candidates {
             let key = self.verdicts.key(provider.name(), credentials);
             if let Some(identity) = self.verdicts.get(&key).await {
@@ -273,8 +281,21 @@ impl Chain {
                 };
             }
         }
-        match self.throttle.client_allowed(client).await {
-            Ok(()) => {}
+        let chain = self.clone();
+        let credentials = credentials.clone();
+        let asking = tokio::spawn(async move { chain.ask(&credentials, client).await });
+        asking.await.unwrap_or_else(|_| Verdict::Unavailable {
+            provider: "regauth".into(),
+            reason: "the credential check did not finish".into(),
+            retry_after: Some(1),
+        })
+    }
+
+    /// Asks the providers, the throttle's budgets reserved first.
+    async fn ask(self: &Arc<Self>, credentials: &Credentials, client: IpAddr) -> Verdict {
+        let (candidates, reach) = self.candidates(credentials);
+        let client_slot = match self.throttle.reserve_client(client).await {
+            Ok(slot) => slot,
             Err(Held::Store(e)) => {
                 return Verdict::Unavailable {
                     provider: "state".into(),
@@ -283,16 +304,17 @@ impl Chain {
                 }
             }
             Err(held) => return Verdict::Throttled(held),
-        }
+        };
         for provider in candidates {
             let key = self.verdicts.key(provider.name(), credentials);
-            let normalized = provider.normalize_username(&credentials.username);
+            // The account tried, for passwords; a token tries none.
+            let account = provider.account_of(credentials);
             // Concurrent requests with the same credentials share this one
             // check, and so one reservation.
             let check = async {
                 let reservation = self
                     .throttle
-                    .reserve(provider.name(), &normalized, reach)
+                    .reserve(provider.name(), account.as_deref(), reach)
                     .await
                     .map_err(Miss::Held)?;
                 let outcome = self.bounded(provider.authenticate(credentials)).await;
@@ -300,13 +322,12 @@ impl Chain {
                     Ok(identity) => {
                         let subject = provider.normalize_username(&identity.subject);
                         self.throttle
-                            .succeeded(reservation, &normalized, &subject)
+                            .succeeded(reservation, account.as_deref(), &subject)
                             .await;
                         Ok(identity)
                     }
                     Err(miss @ Miss::Rejected(_)) => {
                         self.throttle.failed(reservation);
-                        self.throttle.client_failed(client).await;
                         Err(miss)
                     }
                     Err(miss) => {
@@ -317,18 +338,26 @@ impl Chain {
             };
             match self.verdicts.get_or_check(key, check).await {
                 Ok(identity) => {
+                    self.throttle.client_released(client_slot).await;
                     return Verdict::Authenticated {
                         identity,
                         cache_hit: false,
-                    }
+                    };
                 }
                 Err(miss) => match &*miss {
                     Miss::NotMine => continue,
-                    other => return self.verdict_of(provider.name(), other),
+                    Miss::Rejected(_) => {
+                        self.throttle.client_failed(client_slot);
+                        return self.verdict_of(provider.name(), &miss);
+                    }
+                    other => {
+                        self.throttle.client_released(client_slot).await;
+                        return self.verdict_of(provider.name(), other);
+                    }
                 },
             }
         }
-        self.throttle.client_failed(client).await;
+        self.throttle.client_failed(client_slot);
         Verdict::Unknown
     }
 }
@@ -387,9 +416,9 @@ mod tests {
         (verdicts, throttle)
     }
 
-    fn chain(providers: Vec<Arc<Fake>>, max_failures: u32) -> Chain {
+    fn chain(providers: Vec<Arc<Fake>>, max_failures: u32) -> Arc<Chain> {
         let (verdicts, throttle) = caches(max_failures);
-        Chain::new(
+        Arc::new(Chain::new(
             providers
                 .into_iter()
                 .map(|p| p as Arc<dyn IdentityProvider>)
@@ -397,7 +426,7 @@ mod tests {
             verdicts,
             throttle,
             Duration::from_secs(1),
-        )
+        ))
     }
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -449,7 +478,7 @@ mod tests {
         });
         let tokens = Arc::new(TokenOnly(AtomicUsize::new(0)));
         let (verdicts, throttle) = caches(0);
-        let chain = Chain::new(
+        let chain = Arc::new(Chain::new(
             vec![
                 passwords.clone() as Arc<dyn IdentityProvider>,
                 tokens.clone(),
@@ -457,7 +486,7 @@ mod tests {
             verdicts,
             throttle,
             Duration::from_secs(1),
-        );
+        ));
         let who = |v: Verdict| match v {
             Verdict::Authenticated { identity, .. } => identity.provider.clone(),
             other => format!("{other:?}"),
@@ -483,7 +512,12 @@ mod tests {
             "the password never reached it"
         );
         // a pinned username goes to its provider alone
-        let chain = chain.with_pins(vec![("tokens".into(), vec!["ci-*".into()])]);
+        let chain = Arc::new(
+            Arc::try_unwrap(chain)
+                .ok()
+                .unwrap()
+                .with_pins(vec![("tokens".into(), vec!["ci-*".into()])]),
+        );
         assert!(matches!(
             chain
                 .authenticate(&Credentials::new("ci-x", "pw"), IP)
@@ -622,5 +656,55 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(slow.calls.load(Ordering::SeqCst), 5);
+    }
+
+    /// A client that hangs up after its guess reached the provider cannot
+    /// take the guess back: the attempt still counts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hanging_up_does_not_take_a_guess_back() {
+        let slow = Arc::new(Fake {
+            name: "slow",
+            answer: |_| Outcome::Rejected(Rejection::WrongSecret),
+            calls: AtomicUsize::new(0),
+        });
+        struct Slow(Arc<Fake>);
+        #[async_trait]
+        impl IdentityProvider for Slow {
+            fn name(&self) -> &str {
+                "slow"
+            }
+            fn kind(&self) -> &'static str {
+                "fake"
+            }
+            async fn authenticate(&self, c: &Credentials) -> Outcome {
+                self.0.calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                (self.0.answer)(c)
+            }
+        }
+        let (verdicts, throttle) = caches(3);
+        let chain = Arc::new(Chain::new(
+            vec![Arc::new(Slow(slow.clone()))],
+            verdicts,
+            throttle,
+            Duration::from_secs(5),
+        ));
+        for i in 0..20 {
+            let chain = chain.clone();
+            let guess = tokio::spawn(async move {
+                chain
+                    .authenticate(&Credentials::new("erin", format!("guess{i}")), IP)
+                    .await
+            });
+            // hang up once the guess is on its way
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            guess.abort();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        assert_eq!(
+            slow.calls.load(Ordering::SeqCst),
+            3,
+            "only max_failures guesses got through"
+        );
     }
 }

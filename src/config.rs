@@ -94,6 +94,8 @@ struct RawServer {
     shutdown_timeout: Seconds,
     /// Connections served at once; more are answered 503 and closed.
     max_connections: usize,
+    /// Connections from one client network at once (IPv4 address, IPv6 /64).
+    max_connections_per_client: usize,
     /// Requests handled at once; more are answered 503.
     max_in_flight: usize,
     max_body_bytes: usize,
@@ -124,6 +126,7 @@ impl Default for RawServer {
             idle_timeout: secs(60),
             shutdown_timeout: secs(20),
             max_connections: 4096,
+            max_connections_per_client: 256,
             max_in_flight: 1024,
             max_body_bytes: 64 * 1024,
             max_scopes: 100,
@@ -220,7 +223,7 @@ impl Default for RawCache {
 }
 
 fn default_max_client_failures() -> u32 {
-    30
+    100
 }
 fn default_max_provider_failures_per_second() -> u32 {
     20
@@ -233,7 +236,7 @@ fn default_verdict_capacity() -> u64 {
     100_000
 }
 fn default_failure_window() -> Seconds {
-    Seconds(Duration::from_secs(300))
+    Seconds(Duration::from_secs(1800))
 }
 fn default_max_failures() -> u32 {
     5
@@ -446,6 +449,7 @@ pub struct Timeouts {
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_connections: usize,
+    pub max_connections_per_client: usize,
     pub max_in_flight: usize,
     pub max_body_bytes: usize,
     pub max_scopes: usize,
@@ -642,6 +646,10 @@ impl Config {
         for (key, value) in [
             ("server.max_scopes", server.max_scopes),
             ("server.max_connections", server.max_connections),
+            (
+                "server.max_connections_per_client",
+                server.max_connections_per_client,
+            ),
             ("server.max_in_flight", server.max_in_flight),
             ("server.max_username_bytes", server.max_username_bytes),
             ("server.max_secret_bytes", server.max_secret_bytes),
@@ -727,11 +735,18 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
         let mut names = std::collections::BTreeSet::new();
         for (i, p) in providers.iter().enumerate() {
-            if p.name().is_empty() {
+            let valid = !p.name().is_empty()
+                && p.name()
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
                 return Err(invalid(
                     origin,
                     format!("provider[{i}].name"),
-                    "must not be empty",
+                    format!(
+                        "`{}` must be letters, digits, `-` and `_` (it is written `name:` in rules and inserted as ${{provider}})",
+                        p.name()
+                    ),
                 ));
             }
             if !names.insert(p.name().to_owned()) {
@@ -788,6 +803,7 @@ impl Config {
                 },
                 limits: Limits {
                     max_connections: raw.server.max_connections,
+                    max_connections_per_client: raw.server.max_connections_per_client,
                     max_in_flight: raw.server.max_in_flight,
                     max_body_bytes: raw.server.max_body_bytes,
                     max_scopes: raw.server.max_scopes,

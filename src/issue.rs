@@ -354,6 +354,14 @@ async fn redeem(
         Err(Refusal::Unauthorized { reason, .. }) => return Err(login_again(reason)),
         Err(other) => return Err(other),
     };
+    if identity.subject != claims.sub || identity.provider != claims.provider {
+        return Err(login_again(format!(
+            "the refresh token of {} now resolves to {} at {}",
+            audit::Safe(&claims.sub),
+            audit::Safe(&identity.subject),
+            identity.provider
+        )));
+    }
     if identity.credential_stamp != claims.stamp {
         return Err(login_again(format!(
             "the credentials of {} at {} changed after this refresh token was issued",

@@ -71,7 +71,7 @@ pub struct AppState {
     pub policy: Policy,
     /// The signing keys: the current one and a staged next one.
     pub keys: KeyRing,
-    pub chain: Chain,
+    pub chain: Arc<Chain>,
     /// Recently signed tokens, reused within `token.reuse_window`.
     pub issued: cache::IssuedTokens,
     /// Refresh tokens, unless `refresh_tokens.enabled = false`.
@@ -297,13 +297,15 @@ pub fn build_carrying(
         throttle_key.as_ref(),
         store.clone(),
     );
-    let chain = Chain::new(
-        providers,
-        verdicts,
-        throttle,
-        config.server.upstream_timeout,
-    )
-    .with_pins(pins);
+    let chain = Arc::new(
+        Chain::new(
+            providers,
+            verdicts,
+            throttle,
+            config.server.upstream_timeout,
+        )
+        .with_pins(pins),
+    );
     let realm = config.realm();
     let issued = cache::IssuedTokens::new(config.token.reuse_window);
     let refresh = refresh_tokens(&config, &secret, store.clone());

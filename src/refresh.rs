@@ -136,8 +136,13 @@ impl FileStore {
             .cached
             .lock()
             .map_err(|_| RefreshError::Store("lock poisoned".into()))?;
+        // A file rewritten within its timestamp's resolution (a second on
+        // some file systems) keeps its time: a fresh one is read again.
+        let settled = modified
+            .elapsed()
+            .is_ok_and(|age| age > Duration::from_secs(2));
         if let Some((at, revocations)) = cached.as_ref() {
-            if *at == modified {
+            if *at == modified && settled {
                 return Ok(revocations.clone());
             }
         }
@@ -156,7 +161,10 @@ impl FileStore {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(store)?;
         }
-        let temporary = self.path.with_extension("json.tmp");
+        // One temporary file per writer, so two writers never share one.
+        let temporary =
+            self.path
+                .with_extension(format!("json.{}.{}.tmp", std::process::id(), now_ms()));
         let text = serde_json::to_string_pretty(&revocations)
             .map_err(|e| RefreshError::Store(e.to_string()))?;
         std::fs::write(&temporary, text).map_err(store)?;
@@ -186,6 +194,10 @@ impl FileStore {
         self.update(|r| r.all_before_ms = r.all_before_ms.max(at))
     }
 }
+
+/// How long a refresh token of a login without a credential stamp lives
+/// at most: without one, a password change cannot end it.
+pub const UNSTAMPED_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// Issues and checks refresh tokens.
 pub struct RefreshTokens {
@@ -227,6 +239,11 @@ impl RefreshTokens {
         let lifetime_end = iat_ms / 1000 + self.lifetime.as_secs();
         let (exp, snapshot) = match identity.renewal {
             Renewal::Never => return Ok(None),
+            // Nothing would notice a password change: a short life only.
+            Renewal::Lookup if identity.credential_stamp.is_none() => (
+                lifetime_end.min(iat_ms / 1000 + UNSTAMPED_LIFETIME.as_secs()),
+                None,
+            ),
             Renewal::Lookup => (lifetime_end, None),
             Renewal::Snapshot { until } => (
                 lifetime_end.min(until),

@@ -41,6 +41,48 @@ struct Bounds {
     max_header_bytes: usize,
 }
 
+/// A connection asked to close (idle, or shutting down) gets this long to
+/// finish the answer it is writing; a client that does not read it is cut
+/// off.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Open connections per client network, for `server.max_connections_per_client`.
+#[derive(Default)]
+struct PerClient(std::sync::Mutex<std::collections::HashMap<u128, usize>>);
+
+/// One open connection of a client network; dropping it counts it out.
+struct ClientConnection {
+    table: Arc<PerClient>,
+    network: u128,
+}
+
+impl PerClient {
+    fn open(table: &Arc<PerClient>, network: u128, cap: usize) -> Option<ClientConnection> {
+        let mut open = table.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(network).or_default();
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(ClientConnection {
+            table: table.clone(),
+            network,
+        })
+    }
+}
+
+impl Drop for ClientConnection {
+    fn drop(&mut self) {
+        let mut open = self.table.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.network) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.network);
+            }
+        }
+    }
+}
+
 /// The answer to a connection beyond `server.max_connections`.
 const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: 91\r\n\r\n{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"too many connections; try again in a second\"}]}";
 
@@ -60,6 +102,8 @@ where
     let drain_for = server.timeouts.shutdown;
     let connections = Arc::new(Semaphore::new(server.limits.max_connections));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let per_client = Arc::new(PerClient::default());
+    let per_client_cap = server.limits.max_connections_per_client;
     let app = crate::http::router(live.clone());
     let (stop, stopping) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -78,8 +122,14 @@ where
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                match connections.clone().try_acquire_owned() {
-                    Ok(permit) => {
+                let network = crate::throttle::network_of(peer.ip());
+                let admitted = connections
+                    .clone()
+                    .try_acquire_owned()
+                    .ok()
+                    .and_then(|permit| Some((permit, PerClient::open(&per_client, network, per_client_cap)?)));
+                match admitted {
+                    Some((permit, client)) => {
                         let app = app.clone();
                         let bounds = bounds.clone();
                         let stopping = stopping.clone();
@@ -98,10 +148,11 @@ where
                                     }
                                 }
                             }
+                            drop(client);
                             drop(permit);
                         });
                     }
-                    Err(_) => {
+                    None => {
                         live.load().metrics.connection_refused();
                         if let Ok(permit) = refusing.clone().try_acquire_owned() {
                             tokio::spawn(async move {
@@ -161,9 +212,12 @@ async fn serve_connection<I>(
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
-    let mut draining = false;
+    // Set once the connection is asked to close: the answer being written
+    // gets DRAIN_GRACE, then the connection is dropped.
+    let mut cut_off: Option<Instant> = None;
     loop {
         let idle_until = activity.last() + bounds.idle_timeout;
+        let deadline = cut_off.unwrap_or(idle_until);
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(e) = result {
@@ -171,15 +225,19 @@ async fn serve_connection<I>(
                 }
                 return;
             }
-            () = tokio::time::sleep_until(idle_until), if !draining => {
+            () = tokio::time::sleep_until(deadline) => {
+                if cut_off.is_some() {
+                    tracing::debug!(%peer, "connection did not finish after it was asked to close: cut off");
+                    return;
+                }
                 if activity.last() + bounds.idle_timeout <= Instant::now() {
                     connection.as_mut().graceful_shutdown();
-                    draining = true;
+                    cut_off = Some(Instant::now() + DRAIN_GRACE);
                 }
             }
-            _ = stopping.changed(), if !draining => {
+            _ = stopping.changed(), if cut_off.is_none() => {
                 connection.as_mut().graceful_shutdown();
-                draining = true;
+                cut_off = Some(Instant::now() + DRAIN_GRACE);
             }
         }
     }

@@ -116,26 +116,41 @@ impl Throttle {
         format!("c:{:032x}", network_of(client))
     }
 
-    /// Whether this client network may try at all.
-    pub async fn client_allowed(&self, client: IpAddr) -> Result<(), Held> {
+    /// Reserves one failure of this client network's budget for a login
+    /// about to reach the providers: attempts in flight count, so a burst
+    /// from one network cannot outrun its budget.
+    pub async fn reserve_client(&self, client: IpAddr) -> Result<ClientSlot, Held> {
         if self.budgets.per_client == 0 {
-            return Ok(());
+            return Ok(ClientSlot {
+                key: None,
+                store: self.store.clone(),
+            });
         }
-        match self.store.count(&Self::client_key(client)).await {
-            Ok(n) if n >= self.budgets.per_client => Err(Held::Client),
-            Ok(_) => Ok(()),
+        let key = Self::client_key(client);
+        match self
+            .store
+            .take(&key, self.budgets.per_client, self.budgets.window)
+            .await
+        {
+            Ok(true) => Ok(ClientSlot {
+                key: Some(key),
+                store: self.store.clone(),
+            }),
+            Ok(false) => Err(Held::Client),
             Err(e) => Err(Held::Store(e.0)),
         }
     }
 
-    /// Counts a failure against the client network.
-    pub async fn client_failed(&self, client: IpAddr) {
-        if self.budgets.per_client == 0 {
-            return;
-        }
-        let key = Self::client_key(client);
-        if let Err(e) = self.store.add(&key, self.budgets.window).await {
-            tracing::warn!(error = %e, "could not count a failed login against its client");
+    /// The login failed (a wrong secret, or nobody knows the user): the
+    /// client's slot stays counted.
+    pub fn client_failed(&self, mut slot: ClientSlot) {
+        slot.key = None;
+    }
+
+    /// The login succeeded or could not be decided: the slot is given back.
+    pub async fn client_released(&self, mut slot: ClientSlot) {
+        if let Some(key) = slot.key.take() {
+            let _ = self.store.give_back(&key).await;
         }
     }
 
@@ -144,7 +159,7 @@ impl Throttle {
     pub async fn reserve(
         &self,
         provider: &str,
-        normalized_user: &str,
+        account: Option<&str>,
         reach: Reach,
     ) -> Result<Reservation, Held> {
         let mut reservation = Reservation {
@@ -152,8 +167,8 @@ impl Throttle {
             bucket: None,
             store: self.store.clone(),
         };
-        if self.budgets.per_account > 0 {
-            let key = self.account_key(provider, normalized_user);
+        if let (true, Some(account)) = (self.budgets.per_account > 0, account) {
+            let key = self.account_key(provider, account);
             match self
                 .store
                 .take(&key, self.budgets.per_account, self.budgets.window)
@@ -208,11 +223,11 @@ impl Throttle {
     pub async fn succeeded(
         &self,
         mut reservation: Reservation,
-        normalized_user: &str,
+        account: Option<&str>,
         normalized_subject: &str,
     ) {
         if let Some(key) = reservation.account.take() {
-            let done = if normalized_user == normalized_subject {
+            let done = if account == Some(normalized_subject) {
                 self.store.clear(&key).await
             } else {
                 self.store.give_back(&key).await
@@ -238,6 +253,25 @@ fn take(bucket: &Mutex<Bucket>, rate: u32) -> bool {
         true
     } else {
         false
+    }
+}
+
+/// A client network's reserved slot; dropped unsettled, it is given back.
+pub struct ClientSlot {
+    key: Option<String>,
+    store: Arc<dyn Store>,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let store = self.store.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = store.give_back(&key).await;
+                });
+            }
+        }
     }
 }
 
@@ -291,24 +325,37 @@ mod tests {
         let t = throttle(3, 0, 0);
         let mut held = Vec::new();
         for _ in 0..3 {
-            held.push(t.reserve("corp", "erin", Reach::Upstream).await.unwrap());
+            held.push(
+                t.reserve("corp", Some("erin"), Reach::Upstream)
+                    .await
+                    .unwrap(),
+            );
         }
         assert_eq!(
-            t.reserve("corp", "erin", Reach::Upstream).await.err(),
+            t.reserve("corp", Some("erin"), Reach::Upstream).await.err(),
             Some(Held::Account),
             "in flight counts"
         );
-        assert!(t.reserve("corp", "other", Reach::Upstream).await.is_ok());
-        assert!(t.reserve("other", "erin", Reach::Upstream).await.is_ok());
+        assert!(t
+            .reserve("corp", Some("other"), Reach::Upstream)
+            .await
+            .is_ok());
+        assert!(t
+            .reserve("other", Some("erin"), Reach::Upstream)
+            .await
+            .is_ok());
         let mut held = held.into_iter();
         t.released(held.next().unwrap()).await;
-        let again = t.reserve("corp", "erin", Reach::Upstream).await.unwrap();
+        let again = t
+            .reserve("corp", Some("erin"), Reach::Upstream)
+            .await
+            .unwrap();
         for r in held {
             t.failed(r);
         }
         t.failed(again);
         assert_eq!(
-            t.reserve("corp", "erin", Reach::Upstream).await.err(),
+            t.reserve("corp", Some("erin"), Reach::Upstream).await.err(),
             Some(Held::Account)
         );
     }
@@ -316,36 +363,77 @@ mod tests {
     #[tokio::test]
     async fn only_the_same_subject_resets_an_account() {
         let t = throttle(2, 0, 0);
-        t.failed(t.reserve("corp", "erin", Reach::Upstream).await.unwrap());
-        let r = t.reserve("corp", "erin", Reach::Upstream).await.unwrap();
-        t.succeeded(r, "erin", "someone-else").await;
-        t.failed(t.reserve("corp", "erin", Reach::Upstream).await.unwrap());
+        t.failed(
+            t.reserve("corp", Some("erin"), Reach::Upstream)
+                .await
+                .unwrap(),
+        );
+        let r = t
+            .reserve("corp", Some("erin"), Reach::Upstream)
+            .await
+            .unwrap();
+        t.succeeded(r, Some("erin"), "someone-else").await;
+        t.failed(
+            t.reserve("corp", Some("erin"), Reach::Upstream)
+                .await
+                .unwrap(),
+        );
         assert!(
-            t.reserve("corp", "erin", Reach::Upstream).await.is_err(),
+            t.reserve("corp", Some("erin"), Reach::Upstream)
+                .await
+                .is_err(),
             "not reset by another subject"
         );
         let t = throttle(2, 0, 0);
-        t.failed(t.reserve("corp", "erin", Reach::Upstream).await.unwrap());
-        let r = t.reserve("corp", "erin", Reach::Upstream).await.unwrap();
-        t.succeeded(r, "erin", "erin").await;
-        t.failed(t.reserve("corp", "erin", Reach::Upstream).await.unwrap());
+        t.failed(
+            t.reserve("corp", Some("erin"), Reach::Upstream)
+                .await
+                .unwrap(),
+        );
+        let r = t
+            .reserve("corp", Some("erin"), Reach::Upstream)
+            .await
+            .unwrap();
+        t.succeeded(r, Some("erin"), "erin").await;
+        t.failed(
+            t.reserve("corp", Some("erin"), Reach::Upstream)
+                .await
+                .unwrap(),
+        );
         assert!(
-            t.reserve("corp", "erin", Reach::Upstream).await.is_ok(),
+            t.reserve("corp", Some("erin"), Reach::Upstream)
+                .await
+                .is_ok(),
             "reset by erin herself"
         );
     }
 
     #[tokio::test]
-    async fn clients_are_counted_by_network() {
+    async fn clients_are_counted_by_network_and_in_flight() {
         let t = throttle(0, 2, 0);
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        t.client_failed(a).await;
-        t.client_failed(b).await;
-        assert_eq!(t.client_allowed(a).await, Err(Held::Client));
-        assert_eq!(t.client_allowed(b).await, Err(Held::Client), "same /64");
-        assert!(t.client_allowed(c).await.is_ok(), "another /64");
+        let first = t.reserve_client(a).await.unwrap();
+        let second = t.reserve_client(b).await.unwrap();
+        assert_eq!(
+            t.reserve_client(a).await.err(),
+            Some(Held::Client),
+            "in flight counts"
+        );
+        t.client_released(second).await;
+        t.client_failed(first);
+        t.client_failed(t.reserve_client(b).await.unwrap());
+        assert_eq!(
+            t.reserve_client(b).await.err(),
+            Some(Held::Client),
+            "same /64"
+        );
+        assert!(t.reserve_client(c).await.is_ok(), "another /64");
+        // a token login tries no account
+        let t = throttle(1, 0, 0);
+        t.failed(t.reserve("gh", None, Reach::Upstream).await.unwrap());
+        assert!(t.reserve("gh", None, Reach::Upstream).await.is_ok());
         let v4: IpAddr = "10.0.0.1".parse().unwrap();
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert_eq!(network_of(v4), network_of(mapped));
@@ -358,7 +446,7 @@ mod tests {
         let mut allowed = 0;
         for i in 0..200 {
             if let Ok(r) = t
-                .reserve("corp", &format!("user{i}"), Reach::Upstream)
+                .reserve("corp", Some(&format!("user{i}")), Reach::Upstream)
                 .await
             {
                 allowed += 1;
@@ -370,12 +458,15 @@ mod tests {
             "{allowed}: five seconds' worth"
         );
         // JWTs checked locally do not spend it
-        assert!(t.reserve("corp", "x", Reach::Local).await.is_ok());
+        assert!(t.reserve("corp", Some("x"), Reach::Local).await.is_ok());
         // successes give their token back
         let t = throttle(0, 0, 1);
         for _ in 0..20 {
-            let r = t.reserve("corp", "ann", Reach::Upstream).await.unwrap();
-            t.succeeded(r, "ann", "ann").await;
+            let r = t
+                .reserve("corp", Some("ann"), Reach::Upstream)
+                .await
+                .unwrap();
+            t.succeeded(r, Some("ann"), "ann").await;
         }
     }
 }

@@ -98,7 +98,7 @@ pub struct GitHub {
     config: GithubConfig,
     api: String,
     client: reqwest::Client,
-    /// Groups per login (lower-cased), for `team_cache_ttl`.
+    /// Groups per token (a digest of it), for `team_cache_ttl`.
     groups: moka::future::Cache<String, Arc<Vec<String>>>,
 }
 
@@ -158,6 +158,12 @@ fn token_expiration(value: &str) -> Option<u64> {
         .or_else(|_| time::OffsetDateTime::parse(value, &offset))
         .ok()?;
     u64::try_from(at.unix_timestamp()).ok()
+}
+
+/// A digest standing for a token in a cache key.
+fn token_digest(token: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -294,11 +300,14 @@ impl GitHub {
             .map_err(|e| Outcome::Unavailable(Error::Upstream(format!("GitHub /user: {e}"))))?;
         if !self.config.any_username && !user.login.eq_ignore_ascii_case(&credentials.username) {
             return Err(Outcome::Rejected(Rejection::Other(format!(
-                "the Basic username {:?} is not the token's login {:?}",
-                credentials.username, user.login
+                "the Basic username \"{}\" is not the token's login {:?}",
+                crate::Safe(&credentials.username),
+                user.login
             ))));
         }
-        let key = user.login.to_lowercase();
+        // Per token, not per login: another token of the same user (without
+        // read:org, or not authorized for SSO) must pass the checks itself.
+        let key = token_digest(token);
         let groups = match self.groups.get(&key).await {
             Some(groups) => groups,
             None => {
@@ -319,6 +328,7 @@ impl GitHub {
         identity.renewal = Renewal::Snapshot {
             until: token_expires.map_or(max_age, |exp| exp.min(max_age)),
         };
+        identity.expires_at = token_expires;
         Ok(identity)
     }
 
@@ -389,6 +399,11 @@ impl IdentityProvider for GitHub {
     /// GitHub logins are case-insensitive.
     fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
         std::borrow::Cow::Owned(username.trim().to_lowercase())
+    }
+
+    /// A token stands alone: the typed username tries no account.
+    fn account_of(&self, _credentials: &Credentials) -> Option<String> {
+        None
     }
 
     async fn authenticate(&self, credentials: &Credentials) -> Outcome {

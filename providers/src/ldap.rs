@@ -157,39 +157,100 @@ enum Base {
     MayBeGone,
 }
 
-/// Operational attributes that say when a password changed (OpenLDAP
-/// ppolicy, Active Directory), read with the user entry.
-const PASSWORD_CHANGED: &[&str] = &["pwdChangedTime", "pwdLastSet"];
-/// Attributes that say an account is locked or disabled.
-const LOCK_ATTRIBUTES: &[&str] = &["pwdAccountLockedTime", "lockoutTime", "userAccountControl"];
+/// A search's entries, and whether the server referred part of it
+/// elsewhere (continuation references).
+struct Found {
+    entries: Vec<SearchEntry>,
+    referred: bool,
+}
+
+/// Operational attributes that say when a password (or, failing that, the
+/// entry) last changed: OpenLDAP ppolicy, Active Directory, any server.
+const CHANGED: &[&str] = &["pwdChangedTime", "pwdLastSet", "modifyTimestamp"];
+/// Attributes that stay with one entry for its life (a new account under
+/// a reused name gets another).
+const ENTRY_ID: &[&str] = &["entryUUID", "objectGUID"];
+/// Attributes that say an account is locked, disabled or expired.
+const LOCK_ATTRIBUTES: &[&str] = &[
+    "pwdAccountLockedTime",
+    "lockoutTime",
+    "userAccountControl",
+    "accountExpires",
+];
 /// Active Directory's ACCOUNTDISABLE bit of `userAccountControl`.
 const UAC_ACCOUNTDISABLE: u64 = 0x2;
+/// OpenLDAP ppolicy's value for "locked by an administrator".
+const LOCKED_FOR_GOOD: &str = "000001010000Z";
+/// Seconds between 1601-01-01 (Windows FILETIME) and 1970-01-01.
+const FILETIME_EPOCH_OFFSET: u64 = 11_644_473_600;
+
+/// When the account checks run: after a successful bind the directory has
+/// applied its own lockout (a time-based lock that has expired no longer
+/// counts); without a bind (a refresh) every lock counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum After {
+    Bind,
+    Lookup,
+}
 
 /// Why the account of an entry cannot be used, from its attributes.
-fn lock_of(entry: &SearchEntry) -> Option<Rejection> {
+fn lock_of(entry: &SearchEntry, after: After) -> Option<Rejection> {
+    let number = |name: &str| attribute(entry, name).first()?.parse::<u64>().ok();
     // OpenLDAP ppolicy: present while the account is locked.
-    if !attribute(entry, "pwdAccountLockedTime").is_empty() {
+    let locked = attribute(entry, "pwdAccountLockedTime");
+    let locked_for_good = locked.iter().any(|v| v == LOCKED_FOR_GOOD);
+    if locked_for_good || (after == After::Lookup && !locked.is_empty()) {
         return Some(Rejection::Locked);
     }
-    // Active Directory: non-zero while locked out (until the next
-    // successful bind after the lockout duration, or an unlock).
-    let number = |name: &str| attribute(entry, name).first()?.parse::<u64>().ok();
-    if number("lockoutTime").is_some_and(|t| t > 0) {
+    // Active Directory: non-zero while locked out (it refuses the bind
+    // itself then, and resets it at the next successful one).
+    if after == After::Lookup && number("lockoutTime").is_some_and(|t| t > 0) {
         return Some(Rejection::Locked);
     }
     if number("userAccountControl").is_some_and(|uac| uac & UAC_ACCOUNTDISABLE != 0) {
         return Some(Rejection::Disabled);
     }
+    // accountExpires: 100 ns since 1601; 0 and i64::MAX mean never.
+    if let Some(expires) = number("accountExpires").filter(|v| *v != 0 && *v < i64::MAX as u64) {
+        let unix = (expires / 10_000_000).saturating_sub(FILETIME_EPOCH_OFFSET);
+        if unix <= crate::clock::unix_seconds() {
+            return Some(Rejection::Expired);
+        }
+    }
     None
 }
 
-/// The entry's password-change marker, as the directory wrote it.
+/// The entry's identity and change marker, as the directory wrote them:
+/// a refresh token minted under another stamp (the password changed, or
+/// the name now belongs to another entry) is refused.
 fn credential_stamp(entry: &SearchEntry) -> Option<String> {
-    PASSWORD_CHANGED.iter().find_map(|name| {
+    let id = ENTRY_ID.iter().find_map(|name| {
+        attribute(entry, name)
+            .first()
+            .cloned()
+            .or_else(|| {
+                entry
+                    .bin_attrs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .and_then(|(_, v)| v.first())
+                    .map(|bytes| bytes.iter().map(|b| format!("{b:02x}")).collect())
+            })
+            .map(|value| format!("{name}={value}"))
+    });
+    let changed = CHANGED.iter().find_map(|name| {
         attribute(entry, name)
             .first()
             .map(|value| format!("{name}={value}"))
-    })
+    });
+    match (id, changed) {
+        (None, None) => None,
+        (id, changed) => Some(format!(
+            "{}|{}",
+            id.unwrap_or_default(),
+            changed.unwrap_or_default()
+        )),
+    }
 }
 
 /// How LDAP's default matching rules compare names: case-insensitive, with
@@ -302,9 +363,7 @@ impl Ldap {
         }
     }
 
-    /// One search as the service account. A pooled connection that fails
-    /// (the server restarted, say) is dropped and the search retried once
-    /// on a fresh one.
+    /// One search as the service account (see [`Ldap::search_found`]).
     async fn search(
         &self,
         base: &str,
@@ -313,6 +372,24 @@ impl Ldap {
         attrs: &[&str],
         missing: Base,
     ) -> Result<Vec<SearchEntry>, Error> {
+        Ok(self
+            .search_found(base, scope, filter, attrs, missing)
+            .await?
+            .entries)
+    }
+
+    /// One search as the service account, saying whether the server also
+    /// referred part of it elsewhere. A pooled connection that fails (the
+    /// server restarted, say) is dropped and the search retried once on a
+    /// fresh one.
+    async fn search_found(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        missing: Base,
+    ) -> Result<Found, Error> {
         loop {
             let (mut conn, pooled) = self.service_connection().await?;
             self.stats.searches.fetch_add(1, Ordering::Relaxed);
@@ -324,17 +401,22 @@ impl Ldap {
                 Ok(ldap3::SearchResult(entries, result)) => {
                     self.give_back(conn);
                     // Continuation references point at other servers; this
-                    // provider does not chase them.
-                    let entries = || {
-                        entries
+                    // provider does not chase them, but says they were there.
+                    let referred = entries.iter().any(|e| e.is_ref());
+                    let found = || Found {
+                        entries: entries
                             .into_iter()
                             .filter(|e| !e.is_ref())
                             .map(SearchEntry::construct)
-                            .collect()
+                            .collect(),
+                        referred,
                     };
                     return match (result.rc, missing) {
-                        (0, _) => Ok(entries()),
-                        (RC_NO_SUCH_OBJECT, Base::MayBeGone) => Ok(Vec::new()),
+                        (0, _) => Ok(found()),
+                        (RC_NO_SUCH_OBJECT, Base::MayBeGone) => Ok(Found {
+                            entries: Vec::new(),
+                            referred: false,
+                        }),
                         (rc @ (RC_NO_SUCH_OBJECT | RC_REFERRAL), Base::Required) => {
                             tracing::error!(provider = %self.name, base, result = rc, "a search base does not exist on this server (noSuchObject or referral): check user_base, group_base and the service account's access; refusing logins with 503");
                             Err(Error::Upstream(format!(
@@ -393,10 +475,11 @@ impl Ldap {
         if let Some(member_of) = &c.member_of_attribute {
             attrs.push(member_of);
         }
-        attrs.extend(PASSWORD_CHANGED);
+        attrs.extend(CHANGED);
+        attrs.extend(ENTRY_ID);
         attrs.extend(LOCK_ATTRIBUTES);
-        let mut entries = self
-            .search(
+        let found = self
+            .search_found(
                 &c.user_base,
                 Scope::Subtree,
                 &filter,
@@ -404,11 +487,20 @@ impl Ldap {
                 Base::Required,
             )
             .await?;
+        let mut entries = found.entries;
         let entry = match entries.len() {
+            // Referred elsewhere: the user may live there, so the password
+            // goes to no other provider.
+            0 if found.referred => {
+                return Ok(Err(Outcome::Rejected(Rejection::Other(
+                    "not found here, and the directory referred part of the search elsewhere"
+                        .into(),
+                ))))
+            }
             0 => return Ok(Err(Outcome::NotMine)),
             1 => entries.remove(0),
             n => {
-                tracing::warn!(provider = %self.name, user = %username, entries = n, "user_filter matched several entries; refusing the login");
+                tracing::warn!(provider = %self.name, user = %crate::Safe(username), entries = n, "user_filter matched several entries; refusing the login");
                 return Ok(Err(Outcome::Rejected(Rejection::Other(format!(
                     "{n} directory entries match"
                 )))));
@@ -450,7 +542,7 @@ impl Ldap {
         }
         // A directory without a password policy may let a locked or
         // disabled account bind; the attributes say otherwise.
-        if let Some(rejection) = lock_of(&entry) {
+        if let Some(rejection) = lock_of(&entry, After::Bind) {
             return Ok(Outcome::Rejected(rejection));
         }
         self.identity(&entry, subject).await
@@ -654,7 +746,13 @@ impl IdentityProvider for Ldap {
             Ok(Err(outcome)) => return outcome,
             Err(e) => return Outcome::Unavailable(e),
         };
-        if let Some(rejection) = lock_of(&found.0) {
+        // The entry found must be the subject itself, not another entry
+        // that user_filter also matches (a mail alias, say).
+        let subject_of_entry = attribute(&found.0, &self.config.username_attribute).first();
+        if subject_of_entry.is_none_or(|s| normalize(s) != normalize(subject)) {
+            return Outcome::NotMine;
+        }
+        if let Some(rejection) = lock_of(&found.0, After::Lookup) {
             return Outcome::Rejected(rejection);
         }
         match self.identity(&found.0, found.1).await {

@@ -26,6 +26,41 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// Text a client chose, as it may appear in a log line: control
+/// characters (newlines, ANSI escapes) escaped, at most [`MAX_LOGGED_BYTES`]
+/// bytes of it, the rest counted, and anything shaped like a token (a
+/// GitHub token or a JWT pasted as the username) not shown at all.
+pub struct Safe<'a>(pub &'a str);
+
+/// At most this many bytes of client-chosen text reach a log line.
+pub const MAX_LOGGED_BYTES: usize = 256;
+
+impl fmt::Display for Safe<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0;
+        let looks_like_token = GITHUB_TOKEN_PREFIXES.iter().any(|p| text.starts_with(p))
+            || (text.starts_with("eyJ") && text.matches('.').count() == 2);
+        if looks_like_token {
+            return f.write_str("[a token, not shown]");
+        }
+        let mut end = text.len().min(MAX_LOGGED_BYTES);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        for c in text[..end].chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_unicode())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        if end < text.len() {
+            write!(f, "…(+{} bytes)", text.len() - end)?;
+        }
+        Ok(())
+    }
+}
+
 /// Upper bound on the body of an identity provider's answer.
 pub const MAX_UPSTREAM_BODY: usize = 1024 * 1024;
 
@@ -321,6 +356,10 @@ pub struct Identity {
     /// change time, a hash fingerprint): a refresh token minted under
     /// another stamp is refused. Never a secret.
     pub credential_stamp: Option<String>,
+    /// When the credential itself stops being valid (a token's `exp`, a
+    /// robot's last day), in seconds since the epoch: a cached verdict
+    /// never outlives it.
+    pub expires_at: Option<u64>,
 }
 
 impl Identity {
@@ -333,6 +372,7 @@ impl Identity {
             claims: BTreeMap::new(),
             renewal: Renewal::Lookup,
             credential_stamp: None,
+            expires_at: None,
         }
     }
 
@@ -470,11 +510,19 @@ pub trait IdentityProvider: Send + Sync {
         Outcome::NotMine
     }
 
-    /// The form of a typed username under which this provider finds the
-    /// same account, so that failed logins under `Erin`, `erin` and
-    /// ` erin` are counted together. The default is the name as typed.
+    /// The form of a username under which this provider finds the same
+    /// account, so that failed logins under `Erin`, `erin` and ` erin` are
+    /// counted together. The default is the name as typed.
     fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
         std::borrow::Cow::Borrowed(username)
+    }
+
+    /// The account these credentials try, for the failed-login throttle:
+    /// the normalized username when the secret is a password checked
+    /// against that account, `None` when the secret stands alone (a token:
+    /// its typed username means nothing, and tokens cannot be guessed).
+    fn account_of(&self, credentials: &Credentials) -> Option<String> {
+        Some(self.normalize_username(&credentials.username).into_owned())
     }
 
     /// Readiness: can this provider answer right now?

@@ -104,6 +104,12 @@ impl OidcConfig {
                 ),
             });
         }
+        if self.introspection && self.audiences.is_empty() {
+            return Err(crate::Invalid {
+                key: "audiences",
+                message: "introspection needs the accepted audiences (an introspected token for another client must not log in)".into(),
+            });
+        }
         for (claim, values) in &self.required_claims {
             if values.values().is_empty() || values.values().iter().any(|v| v.is_empty()) {
                 return Err(crate::Invalid {
@@ -144,6 +150,8 @@ pub const PUBLIC_ISSUERS: &[&str] = &[
     "https://accounts.google.com",
     "https://app.terraform.io",
     "https://agent.buildkite.com",
+    // Microsoft's tenant for personal accounts
+    "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
 ];
 
 fn default_refresh_max_age() -> Seconds {
@@ -465,8 +473,17 @@ impl Oidc {
                 .iter()
                 .filter_map(Value::as_str)
                 .any(|a| self.config.audiences.iter().any(|x| x == a)),
-            _ => self.config.audiences.is_empty(),
+            _ => false,
         };
+        let issuer_ok = match claims.get("iss").and_then(Value::as_str) {
+            Some(iss) => iss.trim_end_matches('/') == self.issuer,
+            None => true,
+        };
+        if !issuer_ok {
+            return Outcome::Rejected(Rejection::Other(
+                "introspected token is from another issuer".into(),
+            ));
+        }
         if !audience_ok {
             return Outcome::Rejected(Rejection::Other(
                 "introspected token is for another audience".into(),
@@ -580,6 +597,7 @@ impl Oidc {
             tracing::warn!(provider = %self.name, claims = ?missing, "tokens lack a configured groups claim; in Keycloak, add a \"Group Membership\" mapper (full group path) to the client's dedicated scope");
         }
         let mut identity = Identity::new(username, self.name.clone()).with_groups(groups);
+        identity.expires_at = claims.get("exp").and_then(Value::as_u64);
         // This provider cannot look users up again: a refresh token carries
         // this login, until refresh_max_age or the token's own expiry.
         let max_age = crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs();
@@ -673,7 +691,9 @@ impl IdentityProvider for Oidc {
         if secret.is_empty() {
             return Outcome::Rejected(Rejection::EmptySecret);
         }
-        let looks_like_jwt = secret.split('.').count() == 3;
+        // As strict as the chain's routing: a password with two dots is a
+        // password, not a token.
+        let looks_like_jwt = jsonwebtoken::decode_header(secret).is_ok();
         if looks_like_jwt && self.config.access_tokens {
             return self.outcome_of_token(secret, Via::Token).await;
         }
@@ -694,6 +714,16 @@ impl IdentityProvider for Oidc {
     /// Keycloak (and most IdPs) match usernames case-insensitively.
     fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
         std::borrow::Cow::Owned(username.trim().to_lowercase())
+    }
+
+    /// Only the password grant tries an account; a token stands alone.
+    fn account_of(&self, credentials: &Credentials) -> Option<String> {
+        let secret = credentials.secret.expose_secret();
+        let token = jsonwebtoken::decode_header(secret).is_ok()
+            || (self.config.introspection
+                && credentials.username == self.config.introspection_username);
+        (!token && self.config.password_grant)
+            .then(|| self.normalize_username(&credentials.username).into_owned())
     }
 
     async fn ready(&self) -> Result<(), Error> {

@@ -91,6 +91,20 @@ impl PasswordHash {
         }
     }
 
+    /// How expensive a check is, comparable within one kind of hash.
+    fn cost(&self) -> (u8, u32) {
+        match self {
+            Self::Bcrypt(hash) => (0, hash.get(4..6).and_then(|c| c.parse().ok()).unwrap_or(0)),
+            Self::Argon2(hash) => (
+                1,
+                argon2::PasswordHash::new(hash)
+                    .ok()
+                    .and_then(|h| argon2::Params::try_from(&h).ok())
+                    .map_or(0, |p| p.m_cost().saturating_mul(p.t_cost())),
+            ),
+        }
+    }
+
     /// A short digest of the stored hash: it changes when the password
     /// does, and says nothing about the password or the hash.
     fn fingerprint(&self) -> String {
@@ -147,6 +161,7 @@ impl User {
             Identity::new(subject, provider).with_groups(self.groups.iter().cloned());
         identity.kind = self.kind;
         identity.credential_stamp = Some(self.hash.fingerprint());
+        identity.expires_at = self.expires.as_ref().map(|(at, _)| *at as u64);
         identity
     }
 }
@@ -316,10 +331,11 @@ impl StaticUsers {
                 "group member has no password entry"
             );
         }
+        // The costliest hash stands in for unknown users, so none is faster.
         let dummy = users
-            .iter()
-            .min_by(|a, b| a.0.cmp(b.0))
-            .map(|(_, user)| user.hash.clone());
+            .values()
+            .max_by_key(|user| user.hash.cost())
+            .map(|user| user.hash.clone());
         Ok(Self {
             name: name.to_owned(),
             users,
@@ -348,6 +364,10 @@ impl IdentityProvider for StaticUsers {
     }
 
     async fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        // Refused the same way whether or not the user exists.
+        if credentials.secret.expose_secret().is_empty() {
+            return Outcome::Rejected(Rejection::EmptySecret);
+        }
         let Some(user) = self.users.get(&credentials.username).cloned() else {
             // As slow as a known user, so that names cannot be probed.
             if let Some(dummy) = &self.dummy {
@@ -358,14 +378,11 @@ impl IdentityProvider for StaticUsers {
             }
             return Outcome::NotMine;
         };
-        if credentials.secret.expose_secret().is_empty() {
-            return Outcome::Rejected(Rejection::EmptySecret);
-        }
         let secret = credentials.secret.clone();
         match verify_bounded(user.hash.clone(), secret, self.queue_timeout).await {
             Ok(true) => match user.expired() {
                 Some(day) => {
-                    tracing::warn!(provider = %self.name, robot = %credentials.username, expired_after = day, "robot account expired; refusing it");
+                    tracing::warn!(provider = %self.name, robot = %crate::Safe(&credentials.username), expired_after = day, "robot account expired; refusing it");
                     Outcome::Rejected(Rejection::Expired)
                 }
                 None => Outcome::Authenticated(user.identity(&credentials.username, &self.name)),

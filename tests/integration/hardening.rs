@@ -617,3 +617,92 @@ async fn the_default_config_runs_anywhere_and_errors_say_things_once() {
         "{stderr}"
     );
 }
+
+/// Found by review: token logins under one username (every CI job's JWT,
+/// every introspected token under `oauth2accesstoken`) shared one account
+/// budget, so a few bad tokens locked everyone out. A token tries no
+/// account: bad ones never hold back good ones.
+#[tokio::test]
+async fn bad_tokens_never_lock_out_a_shared_username() {
+    let issuer = Issuer::start().await;
+    let f = Fixture::new();
+    let text = f
+        .config_text("127.0.0.1:0", &issuer.provider_toml("sso", ""))
+        .replace(
+            "max_failures = 1000",
+            "max_failures = 2\nmax_client_failures = 100000",
+        );
+    let state = f.state_with(&text);
+    for i in 0..10 {
+        let forged = issuer.token_with_kid(json!({"sub": "ci"}), 600, &format!("nope-{i}"));
+        token_for(&state, "ci", &forged, "repository:x:pull")
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED);
+    }
+    let good = issuer.token(json!({"sub": "ci", "preferred_username": "ci"}), 600);
+    assert_eq!(
+        token_for(&state, "ci", &good, "repository:x:pull")
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+/// Found by review: a cached verdict outlived its token's `exp`.
+#[tokio::test]
+async fn a_cached_token_verdict_never_outlives_the_token() {
+    let issuer = Issuer::start().await;
+    let f = Fixture::new();
+    let state = f.state(&issuer.provider_toml("sso", "leeway = \"0s\""));
+    let short = issuer.token(json!({"sub": "svc", "preferred_username": "svc"}), 2);
+    let first = token_for(&state, "svc", &short, "repository:x:pull").await;
+    assert_eq!(first.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    token_for(&state, "svc", &short, "repository:x:pull")
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+}
+
+/// Found by review: a client that sent pipelined requests and never read
+/// the answers kept its connection forever. Asked to close, a connection
+/// gets a few seconds to finish writing, then is cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_cut_off() {
+    let f = Fixture::new();
+    let text = f.config_text("127.0.0.1:0", "").replace(
+        "[server]\n",
+        "[server]\nidle_timeout = \"1s\"\nheader_timeout = \"1s\"\n",
+    );
+    let server = Server::start_with(&f, &text).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(server.addr).await.unwrap();
+    let pipelined = "GET /jwks HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000);
+    let started = Instant::now();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.write_all(pipelined.as_bytes())).await;
+    // never read; wait until the server gives up on us
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut buf = vec![0u8; 1 << 20];
+        // drain what is there; EOF or a reset means the server closed
+        loop {
+            match tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed = true;
+                    break;
+                }
+                Ok(Ok(_)) if started.elapsed() < Duration::from_secs(8) => {
+                    // reading would keep it alive: only look after 8 s
+                    break;
+                }
+                Ok(Ok(_)) => continue,
+                Err(_) => break,
+            }
+        }
+        if closed {
+            break;
+        }
+    }
+    assert!(closed, "the connection was cut off within 15 s");
+}

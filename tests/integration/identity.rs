@@ -458,3 +458,62 @@ async fn static_refresh_tokens_end_with_a_password_change() {
         ["pull"]
     );
 }
+
+/// Found by review: GitHub groups were cached per login, so a second token
+/// of the same user (without read:org, say) skipped the organization check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_github_token_passes_the_organization_check_itself() {
+    let github = FakeGitHub::start().await;
+    github.token(
+        "ghp_full",
+        Behaviour::Member {
+            login: "dev",
+            orgs: vec!["acme"],
+            teams: vec![("acme", "platform", None)],
+            scopes: Some("repo, read:org"),
+        },
+    );
+    github.token(
+        "ghp_no_read_org",
+        Behaviour::Member {
+            login: "dev",
+            orgs: vec![],
+            teams: vec![],
+            scopes: Some("repo"),
+        },
+    );
+    let f = Fixture::new();
+    let extra = format!(
+        "\n[[provider]]\nname = \"github\"\nkind = \"github\"\napi_url = \"{}\"\norganizations = [\"acme\"]\n\n[[rule]]\ngroups = [\"github:acme\"]\nrepos = [\"acme/**\"]\nactions = [\"pull\"]\n",
+        github.url()
+    );
+    let state = f.state(&extra);
+    let pull = "repository:acme/app:pull";
+    assert_eq!(
+        token_for(&state, "dev", "ghp_full", pull).await.actions(),
+        ["pull"]
+    );
+    token_for(&state, "dev", "ghp_no_read_org", pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+}
+
+/// Found by review: an empty password was refused at once for a known
+/// static user and after a hash check for an unknown one, which told them
+/// apart. Both are refused the same way.
+#[tokio::test]
+async fn empty_passwords_do_not_tell_known_users_from_unknown_ones() {
+    let f = Fixture::new();
+    let state = f.state("");
+    for user in ["writer", "nobody-by-this-name"] {
+        token_for(&state, user, "", "repository:team/a:pull")
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED);
+    }
+    let log = log_capture();
+    let _ = token_for(&state, "ghost", "", "repository:team/a:pull").await;
+    assert!(
+        log.text().contains("rejected by local: empty password"),
+        "unknown users are refused like known ones"
+    );
+}
