@@ -115,6 +115,7 @@ pub struct Chain {
     pub verdicts: VerdictCache,
     throttle: Arc<Throttle>,
     timeout: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Chain {
@@ -130,7 +131,14 @@ impl Chain {
             verdicts,
             throttle: Arc::new(throttle),
             timeout,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Records provider checks in these metrics.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn providers(&self) -> &[Arc<dyn IdentityProvider>] {
@@ -317,7 +325,16 @@ impl Chain {
                     .reserve(provider.name(), account.as_deref(), reach)
                     .await
                     .map_err(Miss::Held)?;
+                let started = std::time::Instant::now();
                 let outcome = self.bounded(provider.authenticate(credentials)).await;
+                let label = match &outcome {
+                    Outcome::Authenticated(_) => "authenticated",
+                    Outcome::Rejected(_) => "rejected",
+                    Outcome::NotMine => "unknown",
+                    Outcome::Unavailable(_) => "unavailable",
+                };
+                self.metrics
+                    .login(provider.name(), label, started.elapsed());
                 match Miss::of(outcome) {
                     Ok(identity) => {
                         let subject = provider.normalize_username(&identity.subject);

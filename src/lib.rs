@@ -269,7 +269,10 @@ pub fn build_carrying(
     let secret = refresh_key(&config)?;
     let store = match carry.store {
         Some((state, store)) if state == config.state => store,
-        _ => state::open(&config.state).map_err(|e| Error::State(e.0))?,
+        _ => {
+            let opened = state::open(&config.state).map_err(|e| Error::State(e.0))?;
+            Arc::new(state::Metered::new(opened, carry.metrics.clone())) as Arc<dyn state::Store>
+        }
     };
     let pins = config
         .providers

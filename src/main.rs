@@ -212,6 +212,9 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve { config } => serve(config),
         Command::Check { config } => {
             let config = Config::load(config.as_deref())?;
+            if config.providers.is_empty() {
+                bail!(regauth::Error::NoProvider);
+            }
             let policy = config.load_policy()?;
             let providers = regauth::providers(&config)?;
             println!(
@@ -302,16 +305,18 @@ fn run(command: Command) -> anyhow::Result<()> {
             command: TokensCommand::Revoke { config, user, all },
         } => {
             let config = Config::load(config.as_deref())?;
-            let store = regauth::state::open(&config.state)
-                .map_err(|e| anyhow::anyhow!("state backend: {e}"))?;
             let at = regauth_providers::clock::unix_millis();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
             let subject = if all { None } else { user.as_deref() };
-            runtime.block_on(store.revoke(subject, at)).map_err(|e| {
-                anyhow::anyhow!("revoking in the {} state backend: {e}", store.backend())
+            runtime.block_on(async {
+                let store = regauth::state::open(&config.state)
+                    .map_err(|e| anyhow::anyhow!("state backend: {e}"))?;
+                store.revoke(subject, at).await.map_err(|e| {
+                    anyhow::anyhow!("revoking in the {} state backend: {e}", store.backend())
+                })
             })?;
             match subject {
                 Some(user) => println!("revoked the refresh tokens of {user} issued until now"),

@@ -219,6 +219,11 @@ impl Redis {
     /// A lazily connecting client for this configuration.
     pub fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
         use redis::IntoConnectionInfo as _;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError(
+                "the Redis backend must be opened inside a Tokio runtime".into(),
+            ));
+        }
         let bad = |e: redis::RedisError| StoreError(format!("state.url: {e}"));
         let mut info = config.url.as_str().into_connection_info().map_err(bad)?;
         let password = match (&config.password_file, &config.password_env) {
@@ -399,5 +404,60 @@ impl Store for Redis {
         self.run::<String>("PING", redis::cmd("PING").query_async(&mut connection))
             .await
             .map(drop)
+    }
+}
+
+/// A backend whose every operation is timed into the metrics.
+pub struct Metered {
+    inner: Arc<dyn Store>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Metered {
+    /// Times `inner`'s operations into `metrics`.
+    pub fn new(inner: Arc<dyn Store>, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+
+    async fn timed<T>(
+        &self,
+        operation: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = operation.await;
+        self.metrics
+            .state_op(self.inner.backend(), result.is_ok(), started.elapsed());
+        result
+    }
+}
+
+#[async_trait]
+impl Store for Metered {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn revoked_before(&self, subject: &str) -> Result<u64, StoreError> {
+        self.timed(self.inner.revoked_before(subject)).await
+    }
+    async fn revoke(&self, subject: Option<&str>, at_ms: u64) -> Result<(), StoreError> {
+        self.timed(self.inner.revoke(subject, at_ms)).await
+    }
+    async fn take(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {
+        self.timed(self.inner.take(key, limit, window)).await
+    }
+    async fn give_back(&self, key: &str) -> Result<(), StoreError> {
+        self.timed(self.inner.give_back(key)).await
+    }
+    async fn add(&self, key: &str, window: Duration) -> Result<(), StoreError> {
+        self.timed(self.inner.add(key, window)).await
+    }
+    async fn count(&self, key: &str) -> Result<u32, StoreError> {
+        self.timed(self.inner.count(key)).await
+    }
+    async fn clear(&self, key: &str) -> Result<(), StoreError> {
+        self.timed(self.inner.clear(key)).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.timed(self.inner.ping()).await
     }
 }

@@ -100,6 +100,10 @@ pub struct GitHub {
     client: reqwest::Client,
     /// Groups per token (a digest of it), for `team_cache_ttl`.
     groups: moka::future::Cache<String, Arc<Vec<String>>>,
+    /// Calls to the API, and group cache hits and misses (`/metrics`).
+    api_calls: std::sync::atomic::AtomicU64,
+    group_cache_hits: std::sync::atomic::AtomicU64,
+    group_cache_misses: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +197,9 @@ impl GitHub {
                 .max_capacity(100_000)
                 .time_to_live(config.team_cache_ttl.0)
                 .build(),
+            api_calls: Default::default(),
+            group_cache_hits: Default::default(),
+            group_cache_misses: Default::default(),
         })
     }
 
@@ -205,6 +212,8 @@ impl GitHub {
                 "GitHub pointed outside api_url: {url}"
             ))));
         }
+        self.api_calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let response = self
             .client
             .get(url)
@@ -309,8 +318,14 @@ impl GitHub {
         // read:org, or not authorized for SSO) must pass the checks itself.
         let key = token_digest(token);
         let groups = match self.groups.get(&key).await {
-            Some(groups) => groups,
+            Some(groups) => {
+                self.group_cache_hits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                groups
+            }
             None => {
+                self.group_cache_misses
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let groups = Arc::new(
                     self.resolve_groups(token, &user.login, scopes.as_deref())
                         .await?,
@@ -399,6 +414,15 @@ impl IdentityProvider for GitHub {
     /// GitHub logins are case-insensitive.
     fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
         std::borrow::Cow::Owned(username.trim().to_lowercase())
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        vec![
+            ("api_calls", self.api_calls.load(Relaxed)),
+            ("group_cache_hits", self.group_cache_hits.load(Relaxed)),
+            ("group_cache_misses", self.group_cache_misses.load(Relaxed)),
+        ]
     }
 
     /// A token stands alone: the typed username tries no account.

@@ -119,6 +119,10 @@ pub struct Stats {
     pub service_binds: AtomicU64,
     pub user_binds: AtomicU64,
     pub searches: AtomicU64,
+    pub group_cache_hits: AtomicU64,
+    pub group_cache_misses: AtomicU64,
+    /// Groups served past their TTL because the directory did not answer.
+    pub group_cache_stale: AtomicU64,
 }
 
 struct CachedGroups {
@@ -560,9 +564,13 @@ impl Ldap {
         let cached = self.groups.get(&key).await;
         if let Some(hit) = &cached {
             if hit.fetched.elapsed() < self.config.group_cache_ttl.0 {
+                self.stats.group_cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(hit.groups.clone());
             }
         }
+        self.stats
+            .group_cache_misses
+            .fetch_add(1, Ordering::Relaxed);
         match self.resolve_groups(dn, subject, member_of).await {
             Ok(groups) => {
                 let entry = Arc::new(CachedGroups {
@@ -574,6 +582,7 @@ impl Ldap {
             }
             Err(e) => match cached {
                 Some(stale) => {
+                    self.stats.group_cache_stale.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(provider = %self.name, error = %e, "serving cached groups past their TTL: the directory did not answer");
                     Ok(stale.groups.clone())
                 }
@@ -773,6 +782,22 @@ impl IdentityProvider for Ldap {
 
     fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
         std::borrow::Cow::Owned(normalize(username))
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = &self.stats;
+        [
+            ("connects", &s.connects),
+            ("service_binds", &s.service_binds),
+            ("user_binds", &s.user_binds),
+            ("searches", &s.searches),
+            ("group_cache_hits", &s.group_cache_hits),
+            ("group_cache_misses", &s.group_cache_misses),
+            ("group_cache_stale", &s.group_cache_stale),
+        ]
+        .into_iter()
+        .map(|(name, c)| (name, c.load(Ordering::Relaxed)))
+        .collect()
     }
 }
 

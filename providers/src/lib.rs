@@ -103,6 +103,8 @@ pub(crate) async fn json_limited<T: serde::de::DeserializeOwned>(
 pub(crate) struct Fetched<T> {
     state: std::sync::Mutex<FetchState<T>>,
     flight: tokio::sync::Mutex<()>,
+    /// Fetches made (for `/metrics`).
+    pub(crate) fetches: std::sync::atomic::AtomicU64,
 }
 
 struct FetchState<T> {
@@ -122,6 +124,7 @@ impl<T> Fetched<T> {
                 error: String::new(),
             }),
             flight: tokio::sync::Mutex::new(()),
+            fetches: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -168,6 +171,8 @@ impl<T> Fetched<T> {
                 return Err(e);
             }
         }
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let fetched = fetch().await;
         let mut state = self.state.lock().map_err(|_| poisoned())?;
         match fetched {
@@ -523,6 +528,12 @@ pub trait IdentityProvider: Send + Sync {
     /// its typed username means nothing, and tokens cannot be guessed).
     fn account_of(&self, credentials: &Credentials) -> Option<String> {
         Some(self.normalize_username(&credentials.username).into_owned())
+    }
+
+    /// Operation counters for `/metrics` (name, value): binds, searches,
+    /// cache hits, fetches. None by default.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
     }
 
     /// Readiness: can this provider answer right now?

@@ -729,6 +729,14 @@ impl IdentityProvider for Oidc {
     async fn ready(&self) -> Result<(), Error> {
         self.discovery().await.map(|_| ())
     }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        vec![
+            ("discovery_fetches", self.discovery.fetches.load(Relaxed)),
+            ("jwks_fetches", self.keys.fetches.load(Relaxed)),
+        ]
+    }
 }
 
 #[cfg(test)]

@@ -54,13 +54,25 @@ async fn readiness(state: &AppState) -> (bool, serde_json::Value) {
         };
         providers.insert(provider.name().to_owned(), status.into());
     }
+    let store = match state.store.ping().await {
+        Ok(()) => format!("{}: ok", state.store.backend()),
+        Err(e) => {
+            ready = false;
+            tracing::warn!(backend = state.store.backend(), error = %e, "state backend not ready");
+            format!(
+                "{}: unreachable ({e}); refresh grants and uncached logins get 503",
+                state.store.backend()
+            )
+        }
+    };
     let log = if crate::logging::losing_lines() {
         ready = false;
         "losing lines: the log sink cannot keep up or refuses writes (see regauth_log_lines_dropped_total)"
     } else {
         "ok"
     };
-    let body = serde_json::json!({ "ready": ready, "providers": providers, "log": log });
+    let body =
+        serde_json::json!({ "ready": ready, "providers": providers, "state": store, "log": log });
     (ready, body)
 }
 

@@ -4,11 +4,14 @@
 mod bad_input;
 mod cli;
 mod compose;
+mod container;
+mod deploy;
 mod github;
 mod hardening;
 mod identity;
 mod ldap;
 mod oidc;
+mod operations;
 mod protocol;
 mod refresh;
 mod registry;

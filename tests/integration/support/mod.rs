@@ -5,10 +5,13 @@
 
 #![allow(dead_code)]
 
+pub mod docker;
 pub mod github;
 pub mod idp;
 pub mod issuer;
+pub mod nginx;
 pub mod oci;
+pub mod redis;
 pub mod slapd;
 
 use std::net::SocketAddr;
@@ -368,7 +371,10 @@ pub async fn post_form(state: &Arc<AppState>, uri: &str, form: &str) -> Reply {
 
 /// regauth on a real loopback socket, stopped on drop.
 pub struct Server {
+    /// The state it started with.
     pub state: Arc<AppState>,
+    /// What it serves from now (reloads swap it).
+    pub live: Arc<regauth::Live>,
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -390,15 +396,17 @@ impl Server {
     fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> Self {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = state.clone();
+        let live = regauth::Live::new(state.clone());
+        let serving = live.clone();
         tokio::spawn(async move {
-            let _ = regauth::serve(serving, listener, async {
+            let _ = regauth::server::serve(serving, listener, async {
                 let _ = stopped.await;
             })
             .await;
         });
         Self {
             state,
+            live,
             addr,
             stop: Some(stop),
         }
@@ -460,6 +468,35 @@ impl Regauth {
         Self { addr, process }
     }
 
+    /// Starts an HTTPS `regauth serve` and waits until it listens.
+    pub async fn start_tls(config: &Path, addr: SocketAddr, _ca: &Path) -> Self {
+        let log = config.with_extension("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_regauth"))
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(config)
+            .env_remove("REGAUTH_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start regauth");
+        let process = Process {
+            child,
+            name: "regauth",
+            log,
+        };
+        let server = Self { addr, process };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !server.log().contains("regauth listening") {
+            assert!(
+                Instant::now() < deadline,
+                "regauth did not start: {}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
     /// Resident memory of the process, in KiB (from /proc).
     pub fn rss_kib(&self) -> u64 {
         let status =
@@ -499,6 +536,11 @@ pub struct Registry {
 
 impl Registry {
     pub async fn start(realm: &str, rootcertbundle: &Path) -> Self {
+        Self::start_with_env(realm, rootcertbundle, &[]).await
+    }
+
+    /// A registry with extra environment variables (`SSL_CERT_FILE`, ...).
+    pub async fn start_with_env(realm: &str, rootcertbundle: &Path, env: &[(&str, &str)]) -> Self {
         let binary = require("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -530,6 +572,7 @@ auth:
         let child = Command::new(binary)
             .arg("serve")
             .arg(&config_path)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -575,6 +618,11 @@ pub struct Run {
 
 /// Runs skopeo with an isolated policy and auth file.
 pub async fn skopeo(work: &Path, args: &[&str]) -> Run {
+    skopeo_env(work, args, &[]).await
+}
+
+/// Runs skopeo with extra environment variables (`SSL_CERT_FILE`, ...).
+pub async fn skopeo_env(work: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let binary = require("skopeo", "skopeo");
     let policy = work.join("policy.json");
     if !policy.exists() {
@@ -591,6 +639,7 @@ pub async fn skopeo(work: &Path, args: &[&str]) -> Run {
         .env("REGISTRY_AUTH_FILE", work.join("auth.json"))
         .env("HOME", work)
         .env("XDG_RUNTIME_DIR", work)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output();
     let output = tokio::time::timeout(Duration::from_secs(120), output)

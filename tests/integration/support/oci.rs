@@ -12,7 +12,7 @@ fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// A ustar archive holding one regular file.
-fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
+pub fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
     let mut header = [0u8; 512];
     let put =
         |h: &mut [u8; 512], at: usize, value: &[u8]| h[at..at + value.len()].copy_from_slice(value);
