@@ -66,7 +66,7 @@ fn main() {
 
     let config =
         regauth::config::Config::from_toml("bench", regauth::config::EMBEDDED, &[]).unwrap();
-    let policy = config.load_policy().unwrap();
+    let policy = config.policy.clone();
     let bob = Principal::Authenticated(Arc::new(
         Identity::new("bob", "local").with_groups(["developers"]),
     ));

@@ -236,10 +236,17 @@ pub async fn issue(state: &AppState, request: TokenRequest<'_>) -> Result<Issued
         }
     };
 
-    let policy = &state.policy;
-    let access: Vec<Access> = requested
-        .iter()
-        .map(|scope| policy.evaluate(&principal, service, scope))
+    let grants = state
+        .authorizer
+        .authorize(&principal, service, &requested)
+        .await
+        .map_err(|e| Refusal::Unavailable {
+            reason: format!("authorizer: {e}"),
+            message: "access cannot be decided right now; try again shortly",
+            retry_after: 2,
+        })?;
+    let access: Vec<Access> = grants
+        .into_iter()
         .filter(|grant| !grant.actions.is_empty())
         .map(|grant| Access {
             kind: grant.scope.kind,

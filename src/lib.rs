@@ -9,8 +9,11 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod authorize;
+pub mod builder;
 pub mod cache;
 pub mod chain;
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod issue;
@@ -42,6 +45,8 @@ use crate::keys::{KeyRing, SigningKey};
 use crate::policy::Policy;
 use crate::throttle::{Budgets, Throttle};
 
+pub use builder::{Builder, Server};
+
 /// Errors building the server from its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -68,7 +73,10 @@ pub enum Error {
 /// ([`Live`]); requests in flight finish on the one they started with.
 pub struct AppState {
     pub config: Arc<Config>,
-    pub policy: Policy,
+    /// The policy (the default authorizer, and `regauth explain`'s).
+    pub policy: Arc<Policy>,
+    /// Who decides grants.
+    pub authorizer: Arc<dyn authorize::Authorizer>,
     /// The signing keys: the current one and a staged next one.
     pub keys: KeyRing,
     pub chain: Arc<Chain>,
@@ -148,6 +156,14 @@ pub fn providers(config: &Config) -> Result<Vec<Arc<dyn IdentityProvider>>, Erro
                 ProviderSettings::Ldap(s) => Arc::new(Ldap::new(&p.name, s).map_err(wrap)?),
                 ProviderSettings::Github(s) => Arc::new(GitHub::new(&p.name, s).map_err(wrap)?),
                 ProviderSettings::Oidc(s) => Arc::new(Oidc::new(&p.name, s).map_err(wrap)?),
+                ProviderSettings::Webhook(s) => {
+                    Arc::new(regauth_providers::webhook::Webhook::new(&p.name, s).map_err(wrap)?)
+                }
+                ProviderSettings::InCode { .. } => {
+                    return Err(wrap(regauth_providers::Error::Config(
+                        "a provider built in code cannot be built from a configuration".into(),
+                    )))
+                }
             })
         })
         .collect()
@@ -258,20 +274,69 @@ pub fn build_with(
     build_carrying(config, providers, carry)
 }
 
-/// Builds a new state for a reload, keeping what `carry` holds.
+/// Builds a new state for a reload, keeping what `carry` holds. Keys,
+/// the refresh key and the state backend come from the configuration's
+/// files.
 pub fn build_carrying(
     config: Config,
     providers: Vec<Arc<dyn IdentityProvider>>,
     carry: Carry,
 ) -> Result<Arc<AppState>, Error> {
-    let policy = config.load_policy()?;
     let keys = signing_keys(&config)?;
-    let secret = refresh_key(&config)?;
+    let refresh_secret = refresh_key(&config)?;
     let store = match carry.store {
         Some((state, store)) if state == config.state => store,
         _ => {
             let opened = state::open(&config.state).map_err(|e| Error::State(e.0))?;
             Arc::new(state::Metered::new(opened, carry.metrics.clone())) as Arc<dyn state::Store>
+        }
+    };
+    assemble(
+        config,
+        Parts {
+            providers,
+            keys,
+            refresh_secret,
+            store,
+            authorizer: None,
+            metrics: carry.metrics,
+        },
+    )
+}
+
+/// What a state is assembled from besides its configuration: everything
+/// that may come from files or from the code embedding regauth.
+pub struct Parts {
+    /// The identity providers, in the order to ask them.
+    pub providers: Vec<Arc<dyn IdentityProvider>>,
+    /// The signing keys.
+    pub keys: KeyRing,
+    /// The refresh-token key (at least 32 bytes; replicas share it).
+    pub refresh_secret: Vec<u8>,
+    /// The state backend.
+    pub store: Arc<dyn state::Store>,
+    /// Who decides grants; `None`: the configuration's (`[authorizer]`).
+    pub authorizer: Option<Arc<dyn authorize::Authorizer>>,
+    /// The metrics to count into.
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+/// Assembles a state from a configuration and its parts.
+pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
+    let Parts {
+        providers,
+        keys,
+        refresh_secret,
+        store,
+        authorizer,
+        metrics,
+    } = parts;
+    let policy = config.policy.clone();
+    let authorizer: Arc<dyn authorize::Authorizer> = match (authorizer, &config.authorizer) {
+        (Some(mine), _) => mine,
+        (None, config::AuthorizerConfig::Policy) => policy.clone(),
+        (None, config::AuthorizerConfig::Webhook(hook)) => {
+            Arc::new(authorize::Webhook::new(hook, policy.clone()).map_err(|e| Error::State(e.0))?)
         }
     };
     let pins = config
@@ -287,7 +352,7 @@ pub fn build_carrying(
     // Replicas sharing the state backend share the refresh key, so their
     // account digests agree.
     let throttle_key = aws_lc_rs::hmac::sign(
-        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &refresh_secret),
         b"regauth throttle key v1",
     );
     let throttle = Throttle::new(
@@ -307,11 +372,12 @@ pub fn build_carrying(
             throttle,
             config.server.upstream_timeout,
         )
-        .with_pins(pins),
+        .with_pins(pins)
+        .with_metrics(metrics.clone()),
     );
     let realm = config.realm();
     let issued = cache::IssuedTokens::new(config.token.reuse_window);
-    let refresh = refresh_tokens(&config, &secret, store.clone());
+    let refresh = refresh_tokens(&config, &refresh_secret, store.clone());
     let tls = config.server.tls.as_ref().map(tls_config).transpose()?;
     Ok(Arc::new(AppState {
         tls,
@@ -319,10 +385,11 @@ pub fn build_carrying(
         refresh,
         config: Arc::new(config),
         policy,
+        authorizer,
         keys,
         chain,
         store,
-        metrics: carry.metrics,
+        metrics,
         realm,
         readiness: tokio::sync::Mutex::new(None),
     }))

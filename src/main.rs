@@ -215,7 +215,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             if config.providers.is_empty() {
                 bail!(regauth::Error::NoProvider);
             }
-            let policy = config.load_policy()?;
+            let policy = config.policy.clone();
             let providers = regauth::providers(&config)?;
             println!(
                 "{}: ok ({} providers, {} rules, services: {})",
@@ -236,7 +236,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             scope,
         } => {
             let config = Config::load(config.as_deref())?;
-            let policy = config.load_policy()?;
+            let policy = config.policy.clone();
             let service = service.unwrap_or_else(|| config.token.services[0].clone());
             let principal = if anonymous {
                 Principal::Anonymous

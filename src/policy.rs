@@ -100,7 +100,11 @@ pub struct PolicyFile {
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct PolicyError {
+    /// The index of the offending rule in the list compiled.
+    pub rule: usize,
+    /// Its key path under the prefix, e.g. `rule[3].users[0]`.
     pub path: String,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -300,6 +304,7 @@ impl Policy {
 /// narrowed to one provider, and `${provider}` in a namespace pattern are
 /// unambiguous. With a single provider nothing is ambiguous.
 fn check_names_are_unambiguous(
+    index: usize,
     raw: &RuleConfig,
     path: &str,
     providers: &[ProviderInfo],
@@ -308,6 +313,7 @@ fn check_names_are_unambiguous(
     repos: &[Pattern],
 ) -> Result<(), PolicyError> {
     let err = |key: String, message: String| PolicyError {
+        rule: index,
         path: format!("{path}.{key}"),
         message,
     };
@@ -563,6 +569,7 @@ fn compile_rule(
     providers: &[ProviderInfo],
 ) -> Result<Rule, PolicyError> {
     let err = |key: &str, message: String| PolicyError {
+        rule: index,
         path: format!("{path}.{key}"),
         message,
     };
@@ -629,7 +636,7 @@ fn compile_rule(
             "an anonymous rule cannot use ${user}, ${group} or ${provider}".into(),
         ));
     }
-    check_names_are_unambiguous(raw, path, providers, &users, &groups, &repos)?;
+    check_names_are_unambiguous(index, raw, path, providers, &users, &groups, &repos)?;
     let actions = |key: &str, list: &[String]| -> Result<BTreeSet<String>, PolicyError> {
         list.iter()
             .enumerate()

@@ -67,10 +67,17 @@ pub fn open(config: &StateConfig) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
-/// Counters in this process, revocations in `revocations.json`.
+/// Counters in this process, revocations in `revocations.json` (or in
+/// memory, for an embedded server without files).
 pub struct Embedded {
-    revocations: FileStore,
+    revocations: Revocations,
     counters: moka::sync::Cache<String, Arc<Counter>>,
+}
+
+enum Revocations {
+    File(FileStore),
+    /// (everyone's revoked-before, per subject)
+    Memory(std::sync::Mutex<(u64, std::collections::HashMap<String, u64>)>),
 }
 
 /// One counter and the window it lives for.
@@ -99,8 +106,18 @@ impl moka::Expiry<String, Arc<Counter>> for CounterExpiry {
 impl Embedded {
     /// The embedded backend with its files under `dir`.
     pub fn new(dir: &Path) -> Self {
+        Self::with(Revocations::File(FileStore::new(dir)))
+    }
+
+    /// The embedded backend without files: revocations last as long as
+    /// the process (for embedding regauth in another service).
+    pub fn in_memory() -> Self {
+        Self::with(Revocations::Memory(Default::default()))
+    }
+
+    fn with(revocations: Revocations) -> Self {
         Self {
-            revocations: FileStore::new(dir),
+            revocations,
             counters: moka::sync::Cache::builder()
                 .max_capacity(MAX_COUNTERS)
                 .expire_after(CounterExpiry)
@@ -125,17 +142,36 @@ impl Store for Embedded {
     }
 
     async fn revoked_before(&self, subject: &str) -> Result<u64, StoreError> {
-        self.revocations
-            .revoked_before(subject)
-            .map_err(|e| StoreError(e.to_string()))
+        match &self.revocations {
+            Revocations::File(file) => file
+                .revoked_before(subject)
+                .map_err(|e| StoreError(e.to_string())),
+            Revocations::Memory(memory) => {
+                let memory = memory.lock().unwrap_or_else(|p| p.into_inner());
+                Ok(memory.0.max(memory.1.get(subject).copied().unwrap_or(0)))
+            }
+        }
     }
 
     async fn revoke(&self, subject: Option<&str>, at_ms: u64) -> Result<(), StoreError> {
-        let done = match subject {
-            Some(subject) => self.revocations.revoke_subject_at(subject, at_ms),
-            None => self.revocations.revoke_all_at(at_ms),
-        };
-        done.map_err(|e| StoreError(e.to_string()))
+        match &self.revocations {
+            Revocations::File(file) => match subject {
+                Some(subject) => file.revoke_subject_at(subject, at_ms),
+                None => file.revoke_all_at(at_ms),
+            }
+            .map_err(|e| StoreError(e.to_string())),
+            Revocations::Memory(memory) => {
+                let mut memory = memory.lock().unwrap_or_else(|p| p.into_inner());
+                match subject {
+                    Some(subject) => {
+                        let at = memory.1.entry(subject.to_owned()).or_default();
+                        *at = (*at).max(at_ms);
+                    }
+                    None => memory.0 = memory.0.max(at_ms),
+                }
+                Ok(())
+            }
+        }
     }
 
     async fn take(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {

@@ -181,13 +181,7 @@ impl GitHub {
             return Err(Error::Config("api_url must be an http(s) URL".into()));
         }
         config.validate()?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(crate::https_client_tls(config.ca_file.as_deref())?)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.timeout.0)
-            .connect_timeout(config.timeout.0)
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let client = crate::http_client(config.ca_file.as_deref(), config.timeout.0)?;
         Ok(Self {
             name: name.to_owned(),
             config: config.clone(),

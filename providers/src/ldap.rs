@@ -311,7 +311,10 @@ impl Ldap {
             .set_conn_timeout(config.connect_timeout.0)
             .set_starttls(config.start_tls);
         if let Some(path) = &config.ca_file {
-            settings = settings.set_config(Arc::new(tls_config(path)?));
+            settings = settings.set_config(Arc::new(crate::client_tls(
+                Some(path),
+                crate::Roots::OnlyTheFile,
+            )?));
         }
         Ok(Self {
             name: name.to_owned(),
@@ -697,26 +700,6 @@ impl Ldap {
             .map(|n| format!("{prefix}{}", n.to_lowercase()))
             .collect()
     }
-}
-
-fn tls_config(path: &std::path::Path) -> Result<rustls::ClientConfig, Error> {
-    use rustls_pki_types::pem::PemObject as _;
-    use rustls_pki_types::CertificateDer;
-    let bad = |m: String| Error::Config(format!("ca_file {}: {m}", path.display()));
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
-        let cert = cert.map_err(|e| bad(e.to_string()))?;
-        roots.add(cert).map_err(|e| bad(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("no certificate in the file".into()));
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 #[async_trait]

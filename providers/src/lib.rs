@@ -18,6 +18,7 @@ pub mod github;
 pub mod ldap;
 pub mod oidc;
 pub mod static_users;
+pub mod webhook;
 
 /// Makes aws-lc-rs the process-wide rustls provider, so every TLS client
 /// in the process (including ones built without a preconfigured config)
@@ -64,8 +65,43 @@ impl fmt::Display for Safe<'_> {
 /// Upper bound on the body of an identity provider's answer.
 pub const MAX_UPSTREAM_BODY: usize = 1024 * 1024;
 
+/// A client that POSTs JSON over HTTPS (or to loopback http) and reads a
+/// bounded answer: for the server's webhooks, which must not speak HTTP
+/// themselves.
+pub struct JsonClient {
+    client: reqwest::Client,
+    max_response_bytes: usize,
+}
+
+impl JsonClient {
+    /// A client with this timeout and answer bound.
+    pub fn new(timeout: std::time::Duration, max_response_bytes: usize) -> Result<Self, Error> {
+        Ok(Self {
+            client: http_client(None, timeout)?,
+            max_response_bytes,
+        })
+    }
+
+    /// POSTs `body` (JSON) to `url`: the status and the body of the answer.
+    pub async fn post(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        let response = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        let status = response.status().as_u16();
+        Ok((
+            status,
+            body_limited(response, self.max_response_bytes).await?,
+        ))
+    }
+}
+
 /// Reads a response body of at most `limit` bytes.
-pub(crate) async fn body_limited(
+pub async fn body_limited(
     mut response: reqwest::Response,
     limit: usize,
 ) -> Result<Vec<u8>, String> {
@@ -88,7 +124,7 @@ pub(crate) async fn body_limited(
 }
 
 /// Reads a JSON body of at most `limit` bytes.
-pub(crate) async fn json_limited<T: serde::de::DeserializeOwned>(
+pub async fn json_limited<T: serde::de::DeserializeOwned>(
     response: reqwest::Response,
     limit: usize,
 ) -> Result<T, String> {
@@ -195,29 +231,63 @@ impl<T> Fetched<T> {
     }
 }
 
-/// TLS for HTTPS calls to identity providers: aws-lc-rs, the system's
-/// roots, plus the certificates of `ca_file` (a private CA) if given.
-pub(crate) fn https_client_tls(
+/// Which certificate authorities a TLS client trusts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Roots {
+    /// The system's roots, plus those of the CA file if one is given.
+    SystemAnd,
+    /// Only the CA file's certificates (a private directory's CA).
+    OnlyTheFile,
+}
+
+/// The one TLS client configuration of regauth: aws-lc-rs, TLS 1.2 and
+/// 1.3, and the roots asked for.
+pub fn client_tls(
     ca_file: Option<&std::path::Path>,
+    roots: Roots,
 ) -> Result<rustls::ClientConfig, Error> {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    let mut store = rustls::RootCertStore::empty();
+    if roots == Roots::SystemAnd {
+        store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    }
     if let Some(path) = ca_file {
         let bad = |m: String| Error::Config(format!("ca_file {}: {m}", path.display()));
+        let mut added = 0;
         for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
-            roots
+            store
                 .add(cert.map_err(|e| bad(e.to_string()))?)
                 .map_err(|e| bad(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(bad("no certificate in the file".into()));
         }
     }
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(e.to_string()))?
-        .with_root_certificates(roots)
+        .with_root_certificates(store)
         .with_no_client_auth())
+}
+
+/// The one HTTPS client builder: the TLS above (system roots plus
+/// `ca_file`), redirects never followed (a token must not leave the
+/// origin it was meant for), and `timeout` for connecting and for the
+/// whole call.
+pub fn http_client(
+    ca_file: Option<&std::path::Path>,
+    timeout: std::time::Duration,
+) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(client_tls(ca_file, Roots::SystemAnd)?)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|e| Error::Config(format!("HTTP client: {e}")))
 }
 
 /// What a secret looks like, which decides the providers it may go to.

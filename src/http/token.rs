@@ -72,32 +72,19 @@ impl<'a> Params<'a> {
     }
 }
 
-/// The client's address: the peer, or, when the peer is a trusted proxy,
-/// the right-most `X-Forwarded-For` entry that is not a trusted proxy.
+/// The client's address (see [`crate::client`]).
 fn client_ip(state: &AppState, request: &Request) -> IpAddr {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let trusted = &state.config.server.trusted_proxies;
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(peer) {
-        return peer;
-    }
     let forwarded = request
         .headers()
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-        .collect::<Vec<_>>();
-    forwarded
-        .into_iter()
-        .rev()
-        .find(|ip| !is_trusted(*ip))
-        .unwrap_or(peer)
+        .filter_map(|v| v.to_str().ok());
+    crate::client::client_address(peer, forwarded, &state.config.server.trusted_proxies)
 }
 
 pub async fn get(State(live): State<Arc<Live>>, request: Request) -> Response {

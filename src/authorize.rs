@@ -1,0 +1,206 @@
+//! What an identity may do: the [`Authorizer`] seam. The default is the
+//! policy (`[[rule]]`s); `[authorizer] kind = "webhook"` asks an HTTP
+//! service of your own; a library user can plug in any implementation.
+//!
+//! An authorizer decides every scope of one request at once and never
+//! grants more than was asked (the pipeline intersects anyway). One that
+//! cannot decide answers an error, which is a 503: never a guess.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::policy::{Grant, Policy, Principal};
+use crate::scope::Scope;
+
+/// Why an authorizer could not decide (a 503; logged, never shown).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct AuthorizeError(pub String);
+
+/// Decides what a principal may do with the scopes it asked for.
+#[async_trait]
+pub trait Authorizer: Send + Sync {
+    /// One grant per requested scope (possibly with no actions), in the
+    /// order asked.
+    async fn authorize(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scopes: &[Scope],
+    ) -> Result<Vec<Grant>, AuthorizeError>;
+}
+
+#[async_trait]
+impl Authorizer for Policy {
+    async fn authorize(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scopes: &[Scope],
+    ) -> Result<Vec<Grant>, AuthorizeError> {
+        Ok(scopes
+            .iter()
+            .map(|scope| self.evaluate(principal, service, scope))
+            .collect())
+    }
+}
+
+/// `[authorizer] kind = "webhook"`: an HTTP service decides.
+///
+/// It receives `POST {subject, provider, kind, groups, claims, service,
+/// scopes: [{type, name, actions}]}` and answers `{scopes: [{type, name,
+/// actions}]}`: the actions it grants per scope. Scopes it leaves out get
+/// nothing. A timeout, a status other than 200, an answer larger than
+/// `max_response_bytes` or one that does not parse is a 503. Answers are
+/// cached per identity, service and scopes for `cache_ttl`; with
+/// `cap_with_policy`, the policy caps what the hook grants.
+pub struct Webhook {
+    url: String,
+    client: regauth_providers::JsonClient,
+    cache: moka::future::Cache<String, Arc<Vec<Grant>>>,
+    cap: Option<Arc<Policy>>,
+}
+
+/// The settings of a webhook authorizer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookConfig {
+    /// Where to POST (https, or http to a loopback address).
+    pub url: String,
+    /// Upper bound for the answer.
+    pub timeout: Duration,
+    /// How long an answer is reused for the same identity and scopes.
+    pub cache_ttl: Duration,
+    /// Upper bound on the answer's body.
+    pub max_response_bytes: usize,
+    /// Grant only what the policy grants too.
+    pub cap_with_policy: bool,
+}
+
+#[derive(serde::Serialize)]
+struct AskScope<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    name: &'a str,
+    actions: &'a [String],
+}
+
+#[derive(serde::Serialize)]
+struct Ask<'a> {
+    subject: &'a str,
+    provider: Option<&'a str>,
+    kind: Option<regauth_providers::Kind>,
+    groups: &'a [String],
+    claims: Option<&'a std::collections::BTreeMap<String, String>>,
+    service: &'a str,
+    scopes: Vec<AskScope<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Answer {
+    scopes: Vec<AnswerScope>,
+}
+
+#[derive(serde::Deserialize)]
+struct AnswerScope {
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+    actions: Vec<String>,
+}
+
+impl Webhook {
+    /// A webhook authorizer; `policy` is the cap when `cap_with_policy`.
+    pub fn new(config: &WebhookConfig, policy: Arc<Policy>) -> Result<Self, AuthorizeError> {
+        let client = regauth_providers::JsonClient::new(config.timeout, config.max_response_bytes)
+            .map_err(|e| AuthorizeError(e.to_string()))?;
+        Ok(Self {
+            url: config.url.clone(),
+            client,
+            cache: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(config.cache_ttl)
+                .build(),
+            cap: config.cap_with_policy.then_some(policy),
+        })
+    }
+
+    async fn ask(&self, body: Vec<u8>, scopes: &[Scope]) -> Result<Vec<Grant>, AuthorizeError> {
+        let fail = |what: String| AuthorizeError(format!("authorization webhook: {what}"));
+        let (status, body) = self.client.post(&self.url, body).await.map_err(fail)?;
+        if status != 200 {
+            return Err(fail(format!("answered {status}")));
+        }
+        let answer: Answer =
+            serde_json::from_slice(&body).map_err(|e| fail(format!("unusable answer: {e}")))?;
+        Ok(scopes
+            .iter()
+            .map(|scope| {
+                let granted: Vec<String> = answer
+                    .scopes
+                    .iter()
+                    .filter(|a| a.kind == scope.kind && a.name == scope.name)
+                    .flat_map(|a| a.actions.iter())
+                    .filter(|a| scope.actions.contains(a))
+                    .cloned()
+                    .collect();
+                let mut actions: Vec<String> = Vec::new();
+                for action in granted {
+                    if !actions.contains(&action) {
+                        actions.push(action);
+                    }
+                }
+                Grant {
+                    scope: scope.clone(),
+                    actions,
+                    trace: Vec::new(),
+                }
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Authorizer for Webhook {
+    async fn authorize(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scopes: &[Scope],
+    ) -> Result<Vec<Grant>, AuthorizeError> {
+        let identity = principal.identity();
+        let ask = Ask {
+            subject: principal.subject(),
+            provider: principal.provider(),
+            kind: identity.map(|id| id.kind),
+            groups: identity.map_or(&[][..], |id| &id.groups),
+            claims: identity.map(|id| &id.claims),
+            service,
+            scopes: scopes
+                .iter()
+                .map(|s| AskScope {
+                    kind: &s.kind,
+                    name: &s.name,
+                    actions: &s.actions,
+                })
+                .collect(),
+        };
+        let body = serde_json::to_vec(&ask).map_err(|e| AuthorizeError(e.to_string()))?;
+        // the request body is the whole question: it is the cache key too
+        let key = String::from_utf8_lossy(&body).into_owned();
+        let grants = self
+            .cache
+            .try_get_with(key, async { self.ask(body, scopes).await.map(Arc::new) })
+            .await
+            .map_err(|e| (*e).clone())?;
+        let mut grants = (*grants).clone();
+        if let Some(policy) = &self.cap {
+            for grant in &mut grants {
+                let allowed = policy.evaluate(principal, service, &grant.scope).actions;
+                grant.actions.retain(|a| allowed.contains(a));
+            }
+        }
+        Ok(grants)
+    }
+}

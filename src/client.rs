@@ -1,0 +1,97 @@
+//! Who the client is, by network address: the peer, or, behind trusted
+//! proxies, the right-most `X-Forwarded-For` hop that is not one of them
+//! (the left-most hops are whatever the client chose to send). The
+//! failure throttle and the audit log use it.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// A proxy network whose `X-Forwarded-For` is believed
+/// (`server.trusted_proxies`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrustedProxy(IpNet);
+
+impl TrustedProxy {
+    /// `10.0.0.0/8`, `::1/128`, or a bare address (a /32 or /128).
+    pub fn parse(text: &str) -> Option<Self> {
+        text.parse::<IpNet>()
+            .ok()
+            .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+            .map(Self)
+    }
+
+    /// Whether `ip` is in this network (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&ip.to_canonical())
+    }
+}
+
+/// The client's address, given the peer, the `X-Forwarded-For` values in
+/// the order received, and the trusted proxies.
+pub fn client_address<'h>(
+    peer: IpAddr,
+    forwarded_for: impl Iterator<Item = &'h str>,
+    trusted: &[TrustedProxy],
+) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = forwarded_for
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .collect();
+    hops.into_iter()
+        .rev()
+        .find(|ip| !is_trusted(*ip))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        let net = TrustedProxy::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains("10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        assert!(
+            net.contains("::ffff:10.0.0.1".parse().unwrap()),
+            "IPv4-mapped IPv6"
+        );
+        let one = TrustedProxy::parse("192.168.1.7").unwrap();
+        assert!(one.contains("192.168.1.7".parse().unwrap()));
+        assert!(!one.contains("192.168.1.8".parse().unwrap()));
+        assert!(TrustedProxy::parse("::/0")
+            .unwrap()
+            .contains("2001:db8::1".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "nonsense", "10.0.0/8", "::1/129"] {
+            assert!(TrustedProxy::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_right_most_untrusted_hop_is_the_client() {
+        let trusted = [TrustedProxy::parse("10.0.0.0/8").unwrap()];
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let client = client_address(
+            peer,
+            ["1.2.3.4, 203.0.113.7, 10.0.0.9"].into_iter(),
+            &trusted,
+        );
+        assert_eq!(client, "203.0.113.7".parse::<IpAddr>().unwrap());
+        // an untrusted peer's header is ignored
+        let outside: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(
+            client_address(outside, ["1.2.3.4"].into_iter(), &trusted),
+            outside
+        );
+        // only trusted hops: the peer
+        assert_eq!(
+            client_address(peer, ["10.0.0.1"].into_iter(), &trusted),
+            peer
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! External decision hooks, against small HTTP services in the test
+//! process: an authorization webhook (grants per scope, cached, capped by
+//! the policy when asked, 503 when it fails) and an authentication
+//! webhook on a unix socket (identities, refusals, unknown users, 503 when
+//! it fails; never over plain http).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+#[derive(Clone, Default)]
+struct Calls(Arc<AtomicUsize>);
+
+/// Grants pull and push on `SUBJECT/*`, pull on everything else asked;
+/// a subject "slow" waits 5 s; a subject "garbage" gets a non-answer.
+async fn decide(State(calls): State<Calls>, Json(ask): Json<Value>) -> (StatusCode, String) {
+    calls.0.fetch_add(1, Ordering::SeqCst);
+    let subject = ask["subject"].as_str().unwrap_or_default().to_owned();
+    match subject.as_str() {
+        "slow" => tokio::time::sleep(Duration::from_secs(5)).await,
+        "garbage" => return (StatusCode::OK, "not json".into()),
+        _ => {}
+    }
+    let scopes: Vec<Value> = ask["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let name = s["name"].as_str().unwrap();
+            let actions = if name.starts_with(&format!("{subject}/")) {
+                json!(["pull", "push", "delete"])
+            } else {
+                json!(["pull"])
+            };
+            json!({"type": s["type"], "name": name, "actions": actions})
+        })
+        .collect();
+    (StatusCode::OK, json!({ "scopes": scopes }).to_string())
+}
+
+async fn serve_tcp(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_webhook_decides_and_fails_closed() {
+    let calls = Calls::default();
+    let hook = serve_tcp(
+        axum::Router::new()
+            .route("/decide", post(decide))
+            .with_state(calls.clone()),
+    )
+    .await;
+    let f = Fixture::new();
+    let mut users = std::fs::read_to_string(f.path("users.htpasswd")).unwrap();
+    for name in ["slow", "garbage"] {
+        let hash = regauth_providers::static_users::hash_bcrypt("pw", 4).unwrap();
+        users.push_str(&format!("{name}:{hash}\n"));
+    }
+    std::fs::write(f.path("users.htpasswd"), users).unwrap();
+    let authorizer = format!(
+        "\n[authorizer]\nkind = \"webhook\"\nurl = \"http://{hook}/decide\"\ntimeout = \"1s\"\ncache_ttl = \"60s\"\n"
+    );
+    let state = f.state(&authorizer);
+    let r = token_for(
+        &state,
+        "writer",
+        "writer-pw",
+        "repository:writer/app:pull,push",
+    )
+    .await;
+    assert_eq!(
+        r.actions(),
+        ["pull", "push"],
+        "the hook's grant, what was asked only"
+    );
+    let r = token_for(
+        &state,
+        "writer",
+        "writer-pw",
+        "repository:other/app:pull,push",
+    )
+    .await;
+    assert_eq!(r.actions(), ["pull"]);
+    let before = calls.0.load(Ordering::SeqCst);
+    for _ in 0..5 {
+        token_for(
+            &state,
+            "writer",
+            "writer-pw",
+            "repository:other/app:pull,push",
+        )
+        .await;
+    }
+    assert_eq!(
+        calls.0.load(Ordering::SeqCst),
+        before,
+        "answers are cached per identity and scopes"
+    );
+    // a slow or broken hook is a 503, never a guess
+    for user in ["slow", "garbage"] {
+        let r = token_for(&state, user, "pw", "repository:x/y:pull").await;
+        r.assert_error(StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.header("retry-after").is_some());
+    }
+    // capped by the policy: the fixture's rules grant writer team/**, not
+    // writer/*, so the hook's push on writer/* is taken away
+    let capped = f.state(&authorizer.replace("cache_ttl", "cap_with_policy = true\ncache_ttl"));
+    let r = token_for(
+        &capped,
+        "writer",
+        "writer-pw",
+        "repository:writer/app:pull,push",
+    )
+    .await;
+    assert!(r.actions().is_empty(), "{:?}", r.actions());
+    let r = token_for(
+        &capped,
+        "writer",
+        "writer-pw",
+        "repository:team/app:pull,push",
+    )
+    .await;
+    assert_eq!(
+        r.actions(),
+        ["pull"],
+        "the policy grants push, the hook pull: pull"
+    );
+    // https (or loopback http) only
+    let text = f.config_text(
+        "127.0.0.1:0",
+        "\n[authorizer]\nkind = \"webhook\"\nurl = \"http://decide.example/\"\n",
+    );
+    let err = regauth::config::Config::from_toml("t", &text, &[])
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("authorizer.url"), "{err}");
+}
+
+/// The authentication hook: `{"result": "authenticated" | "rejected" | "unknown"}`.
+async fn check(Json(ask): Json<Value>) -> (StatusCode, String) {
+    let (user, secret) = (
+        ask["username"].as_str().unwrap(),
+        ask["secret"].as_str().unwrap(),
+    );
+    let answer = match (user, secret) {
+        ("hookuser", "hook-pw") => {
+            json!({"result": "authenticated", "subject": "hookuser", "groups": ["builders"], "claims": {"team": "ci"}})
+        }
+        ("hookuser", _) => json!({"result": "rejected"}),
+        ("slowpoke", _) => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            json!({"result": "rejected"})
+        }
+        ("broken", _) => return (StatusCode::INTERNAL_SERVER_ERROR, "oops".into()),
+        _ => json!({"result": "unknown"}),
+    };
+    (StatusCode::OK, answer.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authentication_webhook_on_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("auth.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, axum::Router::new().route("/check", post(check))).await;
+    });
+    let f = Fixture::new();
+    let provider = format!(
+        "\n[[provider]]\nname = \"hook\"\nkind = \"webhook\"\nsocket = \"{}\"\npath = \"/check\"\ntimeout = \"1s\"\n\n[[rule]]\ngroups = [\"hook:builders\"]\nrepos = [\"builds/**\"]\nactions = [\"pull\", \"push\"]\n",
+        socket.display()
+    );
+    let state = f.state(&provider);
+    let push = "repository:builds/app:pull,push";
+    let r = token_for(&state, "hookuser", "hook-pw", push).await;
+    assert_eq!(r.actions(), ["pull", "push"]);
+    assert_eq!(r.token().1["sub"], "hookuser");
+    token_for(&state, "hookuser", "wrong", push)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    token_for(&state, "stranger", "x", push)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    // the static users before it still work
+    assert_eq!(
+        token_for(&state, "writer", "writer-pw", "repository:team/a:pull")
+            .await
+            .actions(),
+        ["pull"]
+    );
+    for user in ["slowpoke", "broken"] {
+        token_for(&state, user, "x", push)
+            .await
+            .assert_error(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    // never over plain http
+    let text = f.config_text(
+        "127.0.0.1:0",
+        "\n[[provider]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://auth.internal/check\"\n",
+    );
+    let err = regauth::config::Config::from_toml("t", &text, &[])
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("provider[1].url") && err.contains("https"),
+        "{err}"
+    );
+}
