@@ -6,6 +6,14 @@
 //!
 //!   cargo bench --bench providers   (needs slapd, ldap-utils, openssl, wrk)
 
+// Benchmark harness: a failed unwrap is a failed run.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
 #[path = "../tests/integration/support/mod.rs"]
 mod support;
 

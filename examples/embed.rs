@@ -31,8 +31,8 @@ impl IdentityProvider for HostUsers {
         "app"
     }
 
-    fn kind(&self) -> &'static str {
-        "host"
+    fn kind(&self) -> regauth_providers::ProviderKind {
+        regauth_providers::ProviderKind::Custom("host")
     }
 
     async fn authenticate(&self, credentials: &Credentials) -> Outcome {

@@ -63,13 +63,46 @@ fn bounded(text: &str, max: usize) -> String {
 /// At most this many bytes of a refusal's reason reach a log line.
 const MAX_LOGGED_REASON_BYTES: usize = 1024;
 
+/// How a token request proves who it is, as the audit line names it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GrantType {
+    /// Not known: a POST whose body could not be read, or without
+    /// `grant_type`.
+    #[default]
+    Unknown,
+    /// GET with Basic credentials.
+    Basic,
+    /// GET without credentials.
+    Anonymous,
+    /// POST `grant_type=password`.
+    Password,
+    /// POST `grant_type=refresh_token`.
+    RefreshToken,
+    /// POST with any other `grant_type`.
+    Unsupported,
+}
+
+impl GrantType {
+    /// The name on the audit line (empty when unknown).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::Unknown => "",
+            GrantType::Basic => "basic",
+            GrantType::Anonymous => "anonymous",
+            GrantType::Password => "password",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::Unsupported => "unsupported",
+        }
+    }
+}
+
 /// What the HTTP layer knows about a request besides its result.
 #[derive(Debug, Default)]
 pub struct Request<'a> {
     /// `GET` or `POST`.
     pub method: &'a str,
-    /// `basic`, `anonymous`, `password`, `refresh_token`, ...
-    pub grant: &'a str,
+    /// How the request proves who it is.
+    pub grant: GrantType,
     /// The client's address (after trusted proxies).
     pub client_ip: Option<IpAddr>,
     /// The `client_id` parameter.
@@ -133,7 +166,7 @@ pub fn record(request: &Request<'_>, event: &Event, outcome: Outcome, latency: D
         target: "regauth::audit",
         outcome = outcome.as_str(),
         method = request.method,
-        grant = request.grant,
+        grant = request.grant.as_str(),
         subject = %event.subject,
         provider = %event.provider,
         service = %event.service,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::policy::{Grant, Policy, Principal};
-use crate::scope::Scope;
+use crate::scope::{Action, ResourceType, Scope};
 
 /// Why an authorizer could not decide (a 503; logged, never shown).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -81,9 +81,9 @@ pub struct WebhookConfig {
 #[derive(serde::Serialize)]
 struct AskScope<'a> {
     #[serde(rename = "type")]
-    kind: &'a str,
+    kind: &'a ResourceType,
     name: &'a str,
-    actions: &'a [String],
+    actions: &'a [Action],
 }
 
 #[derive(serde::Serialize)]
@@ -105,9 +105,9 @@ struct Answer {
 #[derive(serde::Deserialize)]
 struct AnswerScope {
     #[serde(rename = "type")]
-    kind: String,
+    kind: ResourceType,
     name: String,
-    actions: Vec<String>,
+    actions: Vec<Action>,
 }
 
 impl Webhook {
@@ -137,7 +137,7 @@ impl Webhook {
         Ok(scopes
             .iter()
             .map(|scope| {
-                let granted: Vec<String> = answer
+                let granted: Vec<Action> = answer
                     .scopes
                     .iter()
                     .filter(|a| a.kind == scope.kind && a.name == scope.name)
@@ -145,7 +145,7 @@ impl Webhook {
                     .filter(|a| scope.actions.contains(a))
                     .cloned()
                     .collect();
-                let mut actions: Vec<String> = Vec::new();
+                let mut actions: Vec<Action> = Vec::new();
                 for action in granted {
                     if !actions.contains(&action) {
                         actions.push(action);

@@ -397,8 +397,8 @@ mod tests {
         fn name(&self) -> &str {
             self.name
         }
-        fn kind(&self) -> &'static str {
-            "fake"
+        fn kind(&self) -> regauth_providers::ProviderKind {
+            regauth_providers::ProviderKind::Custom("fake")
         }
         async fn authenticate(&self, c: &Credentials) -> Outcome {
             self.calls.fetch_add(1, Ordering::SeqCst);
@@ -476,8 +476,8 @@ mod tests {
         fn name(&self) -> &str {
             "tokens"
         }
-        fn kind(&self) -> &'static str {
-            "fake"
+        fn kind(&self) -> regauth_providers::ProviderKind {
+            regauth_providers::ProviderKind::Custom("fake")
         }
         fn accepts(&self, shape: SecretShape<'_>) -> bool {
             shape == SecretShape::GitHubToken
@@ -644,8 +644,8 @@ mod tests {
             fn name(&self) -> &str {
                 "slow"
             }
-            fn kind(&self) -> &'static str {
-                "fake"
+            fn kind(&self) -> regauth_providers::ProviderKind {
+                regauth_providers::ProviderKind::Custom("fake")
             }
             async fn authenticate(&self, c: &Credentials) -> Outcome {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -690,8 +690,8 @@ mod tests {
             fn name(&self) -> &str {
                 "slow"
             }
-            fn kind(&self) -> &'static str {
-                "fake"
+            fn kind(&self) -> regauth_providers::ProviderKind {
+                regauth_providers::ProviderKind::Custom("fake")
             }
             async fn authenticate(&self, c: &Credentials) -> Outcome {
                 self.0.calls.fetch_add(1, Ordering::SeqCst);

@@ -117,7 +117,7 @@ pub enum ProviderSettings {
     /// A provider built by the code embedding regauth (`Server::builder()`).
     InCode {
         /// Its kind, as it says.
-        kind: &'static str,
+        kind: regauth_providers::ProviderKind,
     },
 }
 
@@ -127,7 +127,7 @@ impl ProviderConfig {
     }
 
     /// A provider built in code, known to the configuration by its name.
-    pub fn in_code(name: &str, kind: &'static str) -> Self {
+    pub fn in_code(name: &str, kind: regauth_providers::ProviderKind) -> Self {
         Self {
             name: name.to_owned(),
             usernames: Vec::new(),

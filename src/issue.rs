@@ -20,7 +20,7 @@ use crate::cache::{Issued as SignedToken, IssuedTokens};
 use crate::chain::Verdict;
 use crate::policy::Principal;
 use crate::refresh::RefreshError;
-use crate::scope::{parse_scopes, Scope};
+use crate::scope::{parse_scopes, Action, ResourceType, Scope};
 use crate::throttle::Held;
 use crate::token::{self, Access, Claims};
 use crate::AppState;
@@ -497,7 +497,7 @@ where
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(item.kind());
+        out.push_str(item.kind().as_str());
         out.push(':');
         out.push_str(item.name());
         out.push(':');
@@ -505,7 +505,7 @@ where
             if i > 0 {
                 out.push(',');
             }
-            out.push_str(action);
+            out.push_str(action.as_str());
         }
     }
     out
@@ -514,33 +514,33 @@ where
 /// A requested or granted scope, for [`scopes_text`].
 pub trait ScopeLike {
     /// The resource type.
-    fn kind(&self) -> &str;
+    fn kind(&self) -> &ResourceType;
     /// The resource name.
     fn name(&self) -> &str;
     /// The actions.
-    fn actions(&self) -> &[String];
+    fn actions(&self) -> &[Action];
 }
 
 impl ScopeLike for Scope {
-    fn kind(&self) -> &str {
+    fn kind(&self) -> &ResourceType {
         &self.kind
     }
     fn name(&self) -> &str {
         &self.name
     }
-    fn actions(&self) -> &[String] {
+    fn actions(&self) -> &[Action] {
         &self.actions
     }
 }
 
 impl ScopeLike for Access {
-    fn kind(&self) -> &str {
+    fn kind(&self) -> &ResourceType {
         &self.kind
     }
     fn name(&self) -> &str {
         &self.name
     }
-    fn actions(&self) -> &[String] {
+    fn actions(&self) -> &[Action] {
         &self.actions
     }
 }

@@ -328,14 +328,23 @@ pub fn generate(
     Ok((key.serialize_pem(), cert.pem()))
 }
 
+/// What writing a file does when the file is already there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfExists {
+    /// Fail, leaving it as it is.
+    Refuse,
+    /// Replace its contents.
+    Replace,
+}
+
 /// Writes a generated key pair, refusing to overwrite unless told to.
-/// The private key file is created with mode 0600.
+/// The private key file is created with mode 0600, the certificate 0644.
 pub fn write_key_files(
     key_path: &Path,
     cert_path: &Path,
     key_pem: &str,
     cert_pem: &str,
-    overwrite: bool,
+    if_exists: IfExists,
 ) -> Result<(), KeyError> {
     use std::io::Write as _;
     let write_err = |path: &Path, source| KeyError::Write {
@@ -348,28 +357,27 @@ pub fn write_key_files(
         }
     }
     // The private key is created 0600; neither file is replaced unless asked.
-    let write = |path: &Path, contents: &str, private: bool| {
+    let write = |path: &Path, contents: &str, mode: u32| {
         let mut options = std::fs::OpenOptions::new();
         options.write(true);
-        if overwrite {
-            options.create(true).truncate(true);
-        } else {
-            options.create_new(true);
-        }
+        match if_exists {
+            IfExists::Replace => options.create(true).truncate(true),
+            IfExists::Refuse => options.create_new(true),
+        };
         #[cfg(unix)]
-        if private {
+        {
             use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
+            options.mode(mode);
         }
         #[cfg(not(unix))]
-        let _ = private;
+        let _ = mode;
         options
             .open(path)
             .and_then(|mut file| file.write_all(contents.as_bytes()))
             .map_err(|e| write_err(path, e))
     };
-    write(key_path, key_pem, true)?;
-    write(cert_path, cert_pem, false)
+    write(key_path, key_pem, 0o600)?;
+    write(cert_path, cert_pem, 0o644)
 }
 
 /// Writes a secret file (created 0600), refusing to replace one.

@@ -7,6 +7,7 @@
 //! `regauth-providers` crate; this crate never speaks LDAP or IdP HTTP.
 
 #![forbid(unsafe_code)]
+//MISSINGDOCS
 
 pub mod audit;
 pub mod authorize;
@@ -203,7 +204,7 @@ pub fn signing_key(config: &Config) -> Result<SigningKey, Error> {
             &config.token.issuer,
             Duration::from_secs(365 * 24 * 3600),
         )?;
-        token::write_key_files(key, cert, &key_pem, &cert_pem, false)?;
+        token::write_key_files(key, cert, &key_pem, &cert_pem, token::IfExists::Refuse)?;
         tracing::warn!(
             key = %key.display(),
             certificate = %cert.display(),

@@ -12,7 +12,7 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use regauth::config::Config;
 use regauth::policy::Principal;
-use regauth::scope::Scope;
+use regauth::scope::{join_actions, Scope};
 use regauth::token;
 use regauth_providers::Identity;
 
@@ -272,11 +272,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                         m.rule,
                         m.because,
                         m.repo,
-                        m.allows.join(","),
-                        m.denies.join(",")
+                        join_actions(&m.allows),
+                        join_actions(&m.denies)
                     )?;
                 }
-                writeln!(out, "  granted: [{}]", grant.actions.join(","))?;
+                writeln!(out, "  granted: [{}]", join_actions(&grant.actions))?;
             }
             Ok(())
         }
@@ -346,7 +346,12 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
             }
             let (key_pem, cert_pem) =
                 token::generate(algorithm, &common_name, Duration::from_secs(days * 86400))?;
-            token::write_key_files(&key, &certificate, &key_pem, &cert_pem, force)
+            let if_exists = if force {
+                token::IfExists::Replace
+            } else {
+                token::IfExists::Refuse
+            };
+            token::write_key_files(&key, &certificate, &key_pem, &cert_pem, if_exists)
                 .context("use --force to replace existing files")?;
             let loaded = token::SigningKey::load(&key, &certificate)?;
             println!("key:         {}", key.display());
@@ -369,7 +374,8 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
         } => {
             let config = Config::load(config.as_deref())?;
             if finish {
-                finish_rotation(&config, force)
+                let when = if force { Retire::Now } else { Retire::WhenSafe };
+                finish_rotation(&config, when)
             } else {
                 stage_next_key(&config, algorithm, days)
             }
@@ -499,7 +505,13 @@ fn stage_next_key(config: &Config, algorithm: token::KeyType, days: u64) -> anyh
         Duration::from_secs(days * 86400),
     )?;
     let (next_key, next_cert) = (&config.token.next_key, &config.token.next_certificate);
-    token::write_key_files(next_key, next_cert, &key_pem, &cert_pem, false)?;
+    token::write_key_files(
+        next_key,
+        next_cert,
+        &key_pem,
+        &cert_pem,
+        token::IfExists::Refuse,
+    )?;
     let staged_at = token::now();
     let marker = regauth::keys::staged_marker(next_key);
     std::fs::write(&marker, format!("{staged_at}\n"))
@@ -536,7 +548,16 @@ fn stage_next_key(config: &Config, algorithm: token::KeyType, days: u64) -> anyh
     Ok(())
 }
 
-fn finish_rotation(config: &Config, force: bool) -> anyhow::Result<()> {
+/// When `keys rotate --finish` may retire the old key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retire {
+    /// Once no token it signed can still be valid.
+    WhenSafe,
+    /// Now (`--force`): tokens it signed stop working.
+    Now,
+}
+
+fn finish_rotation(config: &Config, when: Retire) -> anyhow::Result<()> {
     let ring = key_ring(config)?;
     let Some(next) = &ring.next else {
         bail!(
@@ -545,7 +566,7 @@ fn finish_rotation(config: &Config, force: bool) -> anyhow::Result<()> {
         );
     };
     let retire_after = next.switch_at + config.token.longest_lifetime().as_secs() as i64;
-    if token::now() < retire_after && !force {
+    if token::now() < retire_after && when == Retire::WhenSafe {
         bail!(
             "tokens of the old key {} may be valid until {}: finish after that (or --force)",
             ring.current.kid,

@@ -18,7 +18,7 @@ use regauth_providers::Identity;
 use serde::{Deserialize, Serialize};
 
 use crate::pattern::{Pattern, Placeholder, Placeholders, Values};
-use crate::scope::Scope;
+use crate::scope::{join_actions, Action, ResourceType, Scope};
 
 /// Who is asking. Anonymous is its own principal, never a user named so.
 #[derive(Clone, Debug)]
@@ -108,17 +108,6 @@ pub struct PolicyError {
     pub message: String,
 }
 
-const REPOSITORY_ACTIONS: &[&str] = &["delete", "pull", "push"];
-const REGISTRY_ACTIONS: &[&str] = &["*"];
-
-fn known_actions(kind: &str) -> Option<&'static [&'static str]> {
-    match kind {
-        "repository" => Some(REPOSITORY_ACTIONS),
-        "registry" => Some(REGISTRY_ACTIONS),
-        _ => None,
-    }
-}
-
 /// What the policy needs to know about each configured provider: its
 /// name (for `provider:name` entries and for deciding whether a bare name
 /// is ambiguous) and whether its identities carry claims.
@@ -185,10 +174,10 @@ pub struct Rule {
     services: Vec<Pattern>,
     providers: Vec<String>,
     claims: Vec<(String, Pattern)>,
-    kind: String,
+    kind: ResourceType,
     repos: Vec<Pattern>,
-    actions: BTreeSet<String>,
-    deny: BTreeSet<String>,
+    actions: BTreeSet<Action>,
+    deny: BTreeSet<Action>,
 }
 
 /// The compiled policy.
@@ -207,8 +196,8 @@ pub struct Matched {
     pub because: String,
     /// The repository pattern that matched, after substitution.
     pub repo: String,
-    pub allows: Vec<String>,
-    pub denies: Vec<String>,
+    pub allows: Vec<Action>,
+    pub denies: Vec<Action>,
 }
 
 /// The decision for one scope.
@@ -216,7 +205,7 @@ pub struct Matched {
 pub struct Grant {
     pub scope: Scope,
     /// Granted actions (possibly empty), in a stable order.
-    pub actions: Vec<String>,
+    pub actions: Vec<Action>,
     pub trace: Vec<Matched>,
 }
 
@@ -249,41 +238,47 @@ impl Policy {
     /// Decides one scope for one principal and service (the hot path: no
     /// trace is built).
     pub fn evaluate(&self, principal: &Principal, service: &str, scope: &Scope) -> Grant {
-        self.decide(principal, service, scope, false)
+        self.decide(principal, service, scope, Trace::Skip)
     }
 
     /// Like [`Policy::evaluate`], recording which rules matched and why.
     pub fn explain(&self, principal: &Principal, service: &str, scope: &Scope) -> Grant {
-        self.decide(principal, service, scope, true)
+        self.decide(principal, service, scope, Trace::Record)
     }
 
-    fn decide(&self, principal: &Principal, service: &str, scope: &Scope, tracing: bool) -> Grant {
+    fn decide(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scope: &Scope,
+        trace_mode: Trace,
+    ) -> Grant {
         let mut allowed = BTreeSet::new();
         let mut denied = BTreeSet::new();
         let mut trace = Vec::new();
-        let known = known_actions(&scope.kind).unwrap_or(&[]);
+        let known = scope.kind.known_actions().unwrap_or_default();
         for rule in &self.rules {
             let Some(matched) = rule.applies(principal, service, scope) else {
                 continue;
             };
             let allows = expand(&rule.actions, known);
             let denies = expand(&rule.deny, known);
-            if tracing {
+            if trace_mode == Trace::Record {
                 trace.push(rule.describe(principal, &matched, &allows, &denies));
             }
             allowed.extend(allows);
             denied.extend(denies);
         }
-        let held = |action: &str| allowed.contains(action) && !denied.contains(action);
-        let mut actions: Vec<String> = Vec::new();
+        let held = |action: &Action| allowed.contains(action) && !denied.contains(action);
+        let mut actions: Vec<Action> = Vec::new();
         for asked in &scope.actions {
-            if asked == "*" {
-                if !known.is_empty() && known.iter().all(|a| held(a)) {
+            if *asked == Action::All {
+                if !known.is_empty() && known.iter().all(held) {
                     // Registries understand `*`; zot wants the explicit list.
-                    actions.push("*".into());
-                    actions.extend(known.iter().filter(|a| **a != "*").map(|a| a.to_string()));
+                    actions.push(Action::All);
+                    actions.extend(known.iter().filter(|a| **a != Action::All).cloned());
                 }
-            } else if known.contains(&asked.as_str()) && held(asked) {
+            } else if known.contains(asked) && held(asked) {
                 actions.push(asked.clone());
             }
         }
@@ -395,12 +390,19 @@ fn raw_entry<'r>(raw: &'r RuleConfig, key: &str, i: usize) -> &'r str {
 }
 
 /// A rule's action set with `*` spelled out as the type's actions.
-fn expand<'a>(set: &'a BTreeSet<String>, known: &'static [&'static str]) -> Vec<&'a str> {
-    if set.contains("*") {
+fn expand(set: &BTreeSet<Action>, known: &[Action]) -> Vec<Action> {
+    if set.contains(&Action::All) {
         known.to_vec()
     } else {
-        set.iter().map(String::as_str).collect()
+        set.iter().cloned().collect()
     }
+}
+
+/// Whether a decision records which rules matched.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trace {
+    Skip,
+    Record,
 }
 
 /// How a rule matched: which selector, and which repository pattern with
@@ -423,8 +425,8 @@ impl Rule {
         &self,
         principal: &Principal,
         m: &Applies<'_>,
-        allows: &[&str],
-        denies: &[&str],
+        allows: &[Action],
+        denies: &[Action],
     ) -> Matched {
         let identity = principal.identity();
         let user = identity.map(|id| id.subject.as_str());
@@ -455,8 +457,8 @@ impl Rule {
                 group: m.group,
                 provider,
             }),
-            allows: allows.iter().map(|a| a.to_string()).collect(),
-            denies: denies.iter().map(|a| a.to_string()).collect(),
+            allows: allows.to_vec(),
+            denies: denies.to_vec(),
         }
     }
 
@@ -573,8 +575,11 @@ fn compile_rule(
         path: format!("{path}.{key}"),
         message,
     };
-    let kind = raw.kind.clone().unwrap_or_else(|| "repository".into());
-    let known = known_actions(&kind).ok_or_else(|| {
+    let kind = raw
+        .kind
+        .as_deref()
+        .map_or(ResourceType::Repository, ResourceType::parse);
+    let known = kind.known_actions().ok_or_else(|| {
         err(
             "type",
             format!("unknown resource type `{kind}` (use `repository` or `registry`)"),
@@ -637,18 +642,19 @@ fn compile_rule(
         ));
     }
     check_names_are_unambiguous(index, raw, path, providers, &users, &groups, &repos)?;
-    let actions = |key: &str, list: &[String]| -> Result<BTreeSet<String>, PolicyError> {
+    let actions = |key: &str, list: &[String]| -> Result<BTreeSet<Action>, PolicyError> {
         list.iter()
             .enumerate()
             .map(|(i, a)| {
-                if a == "*" || known.contains(&a.as_str()) {
-                    Ok(a.clone())
+                let action = Action::parse(a);
+                if action == Action::All || known.contains(&action) {
+                    Ok(action)
                 } else {
                     Err(err(
                         &format!("{key}[{i}]"),
                         format!(
                             "unknown action `{a}` for type `{kind}` (known: {})",
-                            known.join(", ")
+                            join_actions(known).replace(',', ", ")
                         ),
                     ))
                 }
@@ -694,7 +700,7 @@ mod tests {
         ))
     }
 
-    fn grant(policy: &Policy, who: &Principal, scope: &str) -> Vec<String> {
+    fn grant(policy: &Policy, who: &Principal, scope: &str) -> Vec<Action> {
         policy
             .evaluate(who, "svc", &Scope::parse(scope).unwrap())
             .actions
@@ -1137,11 +1143,11 @@ mod properties {
             .prop_map(|(name, actions)| Scope {
                 kind: "repository".into(),
                 name: name.to_owned(),
-                actions: actions.into_iter().map(str::to_owned).collect(),
+                actions: actions.into_iter().map(Action::parse).collect(),
             })
     }
 
-    fn granted(rules: &[RuleConfig], who: &Principal, scope: &Scope) -> Vec<String> {
+    fn granted(rules: &[RuleConfig], who: &Principal, scope: &Scope) -> Vec<Action> {
         Policy::compile(rules, "rule", &[])
             .expect("generated rules compile")
             .evaluate(who, "svc", scope)

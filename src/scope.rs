@@ -8,20 +8,191 @@
 
 use std::fmt;
 
+/// A resource type of the protocol. Types regauth does not know are kept
+/// as written (they are granted nothing, and logged as asked).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResourceType {
+    /// `repository`: images (`pull`, `push`, `delete`).
+    Repository,
+    /// `registry`: the registry itself (`registry:catalog:*`).
+    Registry,
+    /// Any other type, as written.
+    Other(String),
+}
+
+impl ResourceType {
+    /// The type named `name`.
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "repository" => ResourceType::Repository,
+            "registry" => ResourceType::Registry,
+            other => ResourceType::Other(other.to_owned()),
+        }
+    }
+
+    /// The actions the type defines, or `None` for a type regauth does
+    /// not know (and grants nothing on).
+    pub fn known_actions(&self) -> Option<&'static [Action]> {
+        const REPOSITORY: &[Action] = &[Action::Delete, Action::Pull, Action::Push];
+        const REGISTRY: &[Action] = &[Action::All];
+        match self {
+            ResourceType::Repository => Some(REPOSITORY),
+            ResourceType::Registry => Some(REGISTRY),
+            ResourceType::Other(_) => None,
+        }
+    }
+
+    /// The type as written in scopes and tokens.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ResourceType::Repository => "repository",
+            ResourceType::Registry => "registry",
+            ResourceType::Other(name) => name,
+        }
+    }
+}
+
+impl From<&str> for ResourceType {
+    fn from(name: &str) -> Self {
+        ResourceType::parse(name)
+    }
+}
+
+impl PartialEq<str> for ResourceType {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ResourceType {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ResourceType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ResourceType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| ResourceType::parse(&s))
+    }
+}
+
+/// An action on a resource. Variants sort as their names do (`*` first),
+/// so sets of actions print in a stable, alphabetical order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    /// `*`: every action the type has.
+    All,
+    /// `delete`.
+    Delete,
+    /// `pull`.
+    Pull,
+    /// `push`.
+    Push,
+    /// Any other action, as written (never granted).
+    Other(String),
+}
+
+impl Action {
+    /// The action named `name`.
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "*" => Action::All,
+            "delete" => Action::Delete,
+            "pull" => Action::Pull,
+            "push" => Action::Push,
+            other => Action::Other(other.to_owned()),
+        }
+    }
+
+    /// The action as written in scopes and tokens.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Action::All => "*",
+            Action::Delete => "delete",
+            Action::Pull => "pull",
+            Action::Push => "push",
+            Action::Other(name) => name,
+        }
+    }
+}
+
+impl From<&str> for Action {
+    fn from(name: &str) -> Self {
+        Action::parse(name)
+    }
+}
+
+impl PartialEq<str> for Action {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Action {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| Action::parse(&s))
+    }
+}
+
+/// Actions joined with commas, as scopes write them.
+pub fn join_actions(actions: &[Action]) -> String {
+    actions
+        .iter()
+        .map(Action::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// One requested resource and the actions asked for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scope {
-    /// Resource type without the deprecated class (`repository`, `registry`).
-    pub kind: String,
+    /// Resource type without the deprecated class.
+    pub kind: ResourceType,
     /// Resource name, exactly as requested (may contain `host:port`).
     pub name: String,
     /// Requested actions, deduplicated, in request order.
-    pub actions: Vec<String>,
+    pub actions: Vec<Action>,
 }
 
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.kind, self.name, self.actions.join(","))
+        write!(
+            f,
+            "{}:{}:{}",
+            self.kind,
+            self.name,
+            join_actions(&self.actions)
+        )
     }
 }
 
@@ -35,18 +206,22 @@ impl Scope {
         if name.is_empty() {
             return None;
         }
-        let mut list: Vec<String> = Vec::new();
+        let mut list: Vec<Action> = Vec::new();
         for action in actions.split(',') {
             let action = action.trim();
-            if !action.is_empty() && !list.iter().any(|a| a == action) {
-                list.push(action.to_owned());
+            if action.is_empty() {
+                continue;
+            }
+            let action = Action::parse(action);
+            if !list.contains(&action) {
+                list.push(action);
             }
         }
         if list.is_empty() {
             return None;
         }
         Some(Scope {
-            kind: kind.to_owned(),
+            kind: ResourceType::parse(kind),
             name: name.to_owned(),
             actions: list,
         })
@@ -312,7 +487,11 @@ mod properties {
             name in "[a-zA-Z0-9._/:@-]{1,60}",
             actions in actions(),
         ) {
-            let scope = Scope { kind, name, actions };
+            let scope = Scope {
+                kind: ResourceType::parse(&kind),
+                name,
+                actions: actions.iter().map(|a| Action::parse(a)).collect(),
+            };
             let printed = scope.to_string();
             prop_assert_eq!(Scope::parse(&printed), Some(scope.clone()));
             prop_assert_eq!(parse_scopes([printed.as_str()]), vec![scope]);

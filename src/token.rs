@@ -5,15 +5,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Serialize;
 
-pub use crate::keys::{generate, write_key_files, KeyError, KeyType, SigningKey};
+use crate::scope::{Action, ResourceType};
+
+pub use crate::keys::{generate, write_key_files, IfExists, KeyError, KeyType, SigningKey};
 
 /// One entry of the `access` claim.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Access {
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ResourceType,
     pub name: String,
-    pub actions: Vec<String>,
+    pub actions: Vec<Action>,
 }
 
 /// The registry token's claim set.

@@ -397,8 +397,8 @@ impl IdentityProvider for GitHub {
         &self.name
     }
 
-    fn kind(&self) -> &'static str {
-        "github"
+    fn kind(&self) -> crate::ProviderKind {
+        crate::ProviderKind::Github
     }
 
     fn accepts(&self, shape: SecretShape<'_>) -> bool {

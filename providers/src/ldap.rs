@@ -708,8 +708,8 @@ impl IdentityProvider for Ldap {
         &self.name
     }
 
-    fn kind(&self) -> &'static str {
-        "ldap"
+    fn kind(&self) -> crate::ProviderKind {
+        crate::ProviderKind::Ldap
     }
 
     async fn authenticate(&self, credentials: &Credentials) -> Outcome {
@@ -788,9 +788,11 @@ impl IdentityProvider for Ldap {
 mod tests {
     use super::*;
 
+    /// A configuration whose service password comes from a variable every
+    /// process has (the tests never set variables).
     fn config() -> LdapConfig {
         toml_like(
-            r#"{"url":"ldap://127.0.0.1:1","bind_dn":"cn=x","bind_password_env":"REGAUTH_TEST_LDAP_PW","user_base":"dc=x"}"#,
+            r#"{"url":"ldap://127.0.0.1:1","bind_dn":"cn=x","bind_password_env":"PATH","user_base":"dc=x"}"#,
         )
     }
 
@@ -800,7 +802,6 @@ mod tests {
 
     #[test]
     fn defaults_and_validation() {
-        std::env::set_var("REGAUTH_TEST_LDAP_PW", "pw");
         let c = config();
         assert_eq!(c.user_filter, "(uid={username})");
         assert_eq!(c.group_name_attribute, "cn");
@@ -823,7 +824,6 @@ mod tests {
 
     #[tokio::test]
     async fn empty_password_is_refused_without_connecting() {
-        std::env::set_var("REGAUTH_TEST_LDAP_PW", "pw");
         let ldap = Ldap::new("l", &config()).unwrap();
         let outcome = ldap.authenticate(&Credentials::new("ann", "")).await;
         assert!(matches!(outcome, Outcome::Rejected(Rejection::EmptySecret)));
@@ -832,7 +832,6 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_directory_is_unavailable() {
-        std::env::set_var("REGAUTH_TEST_LDAP_PW", "pw");
         let ldap = Ldap::new("l", &config()).unwrap();
         let outcome = ldap.authenticate(&Credentials::new("ann", "pw")).await;
         assert!(matches!(outcome, Outcome::Unavailable(_)), "{outcome:?}");

@@ -6,6 +6,7 @@
 //! secret it was handed: passwords and tokens stay inside [`SecretString`].
 
 #![forbid(unsafe_code)]
+//MISSINGDOCS
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -413,6 +414,44 @@ pub enum Renewal {
     Never,
 }
 
+/// What kind of provider an instance is: one of the built-in ones, or a
+/// provider of the embedding application's own, under a name it picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    /// Users listed in the configuration (`kind = "static"`).
+    Static,
+    /// A directory (`kind = "ldap"`).
+    Ldap,
+    /// An OpenID Connect issuer (`kind = "oidc"`).
+    Oidc,
+    /// GitHub tokens (`kind = "github"`).
+    Github,
+    /// An authentication webhook (`kind = "webhook"`).
+    Webhook,
+    /// A provider written by the embedding application.
+    Custom(&'static str),
+}
+
+impl ProviderKind {
+    /// The kind as configuration files and metrics spell it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProviderKind::Static => "static",
+            ProviderKind::Ldap => "ldap",
+            ProviderKind::Oidc => "oidc",
+            ProviderKind::Github => "github",
+            ProviderKind::Webhook => "webhook",
+            ProviderKind::Custom(name) => name,
+        }
+    }
+}
+
+impl std::fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An authenticated principal, as a provider names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
@@ -564,8 +603,8 @@ pub trait IdentityProvider: Send + Sync {
     /// The configured instance name (`name = "..."`).
     fn name(&self) -> &str;
 
-    /// The provider kind (`static`, `ldap`, `oidc`, `github`).
-    fn kind(&self) -> &'static str;
+    /// What kind of provider this is (metrics and `check` name it).
+    fn kind(&self) -> ProviderKind;
 
     /// Checks credentials. Must not panic, must not log the secret.
     async fn authenticate(&self, credentials: &Credentials) -> Outcome;

@@ -665,8 +665,8 @@ impl IdentityProvider for Oidc {
         &self.name
     }
 
-    fn kind(&self) -> &'static str {
-        "oidc"
+    fn kind(&self) -> crate::ProviderKind {
+        crate::ProviderKind::Oidc
     }
 
     fn accepts(&self, shape: SecretShape<'_>) -> bool {

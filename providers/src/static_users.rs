@@ -351,8 +351,8 @@ impl IdentityProvider for StaticUsers {
         &self.name
     }
 
-    fn kind(&self) -> &'static str {
-        "static"
+    fn kind(&self) -> crate::ProviderKind {
+        crate::ProviderKind::Static
     }
 
     async fn lookup(&self, subject: &str) -> Outcome {

@@ -210,8 +210,8 @@ impl IdentityProvider for Webhook {
         &self.name
     }
 
-    fn kind(&self) -> &'static str {
-        "webhook"
+    fn kind(&self) -> crate::ProviderKind {
+        crate::ProviderKind::Webhook
     }
 
     async fn authenticate(&self, credentials: &Credentials) -> Outcome {

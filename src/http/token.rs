@@ -17,7 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use regauth_providers::{Credentials, SecretString};
 
-use crate::audit::{self, Event};
+use crate::audit::{self, Event, GrantType};
 use crate::issue::{self, scopes_text, Flow, Issued, Refusal, TokenRequest, Who};
 use crate::scope::{parse_basic, parse_bool, BasicAuth};
 use crate::token;
@@ -94,7 +94,7 @@ pub async fn get(State(live): State<Arc<Live>>, request: Request) -> Response {
     let params = Params::parse(request.uri().query().unwrap_or("").as_bytes());
     let mut meta = audit::Request {
         method: "GET",
-        grant: "basic",
+        grant: GrantType::Basic,
         client_ip: Some(ip),
         client_id: params.client_id.as_deref().unwrap_or(""),
         scopes: params.scopes.iter().map(|s| s.as_ref()).collect(),
@@ -106,7 +106,7 @@ pub async fn get(State(live): State<Arc<Live>>, request: Request) -> Response {
     let who = match parse_basic(authorization) {
         Err(e) => Err(Refusal::bad_request(e.to_string())),
         Ok(BasicAuth::Absent) => {
-            meta.grant = "anonymous";
+            meta.grant = GrantType::Anonymous;
             Ok(Who::Anonymous)
         }
         Ok(BasicAuth::Present { username, password }) => {
@@ -144,7 +144,7 @@ pub async fn post(State(live): State<Arc<Live>>, request: Request) -> Response {
     let offline = params.access_type.as_deref() == Some("offline");
     let who = match params.grant_type.as_deref() {
         Some("password") => {
-            meta.grant = "password";
+            meta.grant = GrantType::Password;
             match (params.username.as_deref(), params.password.as_deref()) {
                 (Some(username), Some(password)) => {
                     Ok(Who::Credentials(Credentials::new(username, password)))
@@ -155,7 +155,7 @@ pub async fn post(State(live): State<Arc<Live>>, request: Request) -> Response {
             }
         }
         Some("refresh_token") => {
-            meta.grant = "refresh_token";
+            meta.grant = GrantType::RefreshToken;
             match (&state.refresh, params.refresh_token.as_deref()) {
                 // Disabled: 404 is the one answer every client falls back on.
                 (None, _) => Err(Refusal::RefreshDisabled),
@@ -166,7 +166,7 @@ pub async fn post(State(live): State<Arc<Live>>, request: Request) -> Response {
             }
         }
         Some(other) => {
-            meta.grant = "unsupported";
+            meta.grant = GrantType::Unsupported;
             Err(Refusal::UnsupportedGrant {
                 grant: audit::Safe(other).to_string(),
             })

@@ -1,6 +1,15 @@
 //! Integration tests: one binary, with a `support` module that starts the
 //! real components (Debian's docker-registry and skopeo) on loopback.
 
+// Test code: a failed unwrap is a failed test, and helpers that wait for a
+// process to come up may block their thread.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
 mod bad_input;
 mod cli;
 mod compose;

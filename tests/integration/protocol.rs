@@ -80,8 +80,8 @@ impl IdentityProvider for Hanging {
     fn name(&self) -> &str {
         "hanging"
     }
-    fn kind(&self) -> &'static str {
-        "fake"
+    fn kind(&self) -> regauth_providers::ProviderKind {
+        regauth_providers::ProviderKind::Custom("fake")
     }
     async fn authenticate(&self, _: &Credentials) -> Outcome {
         tokio::time::sleep(Duration::from_secs(3600)).await;

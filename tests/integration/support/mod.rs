@@ -108,7 +108,8 @@ impl Fixture {
         let cert = dir.path().join("token.crt");
         let (k, c) = regauth::token::generate(kind, ISSUER, Duration::from_secs(3600))
             .expect("key generation");
-        regauth::token::write_key_files(&key, &cert, &k, &c, false).expect("write keys");
+        regauth::token::write_key_files(&key, &cert, &k, &c, regauth::token::IfExists::Refuse)
+            .expect("write keys");
         let mut htpasswd = String::new();
         for (user, password, _) in USERS {
             let hash = regauth_providers::static_users::hash_bcrypt(password, 4).unwrap();
