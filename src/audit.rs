@@ -15,14 +15,22 @@ use crate::issue::{scopes_text, Flow, Issued, Refusal};
 /// How a token request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// A token was issued.
     Issued,
+    /// The request was malformed, or asked for an unsupported or disabled
+    /// grant.
     BadRequest,
+    /// Credentials, a refresh token or anonymous access were refused (401).
     Unauthorized,
+    /// Too many failed logins: refused without asking a provider (401).
     Throttled,
+    /// A provider or a store could not answer, or something failed inside
+    /// regauth.
     Unavailable,
 }
 
 impl Outcome {
+    /// The outcome's name on the audit line.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Issued => "issued",
@@ -114,11 +122,17 @@ pub struct Request<'a> {
 /// Everything the audit line says about one request.
 #[derive(Debug, Default)]
 pub struct Event {
+    /// Who the token was issued to (empty when refused or anonymous).
     pub subject: String,
+    /// The provider that vouched for the subject (empty if none).
     pub provider: String,
+    /// The service the token is for (empty when refused).
     pub service: String,
+    /// The scopes asked for, bounded for the log.
     pub requested: String,
+    /// The access granted, bounded for the log (empty when refused).
     pub granted: String,
+    /// The credentials were answered from the verdict cache.
     pub cache_hit: bool,
     /// The token was one signed moments ago for the same grant.
     pub reused: bool,

@@ -21,7 +21,9 @@ pub type VerdictKey = [u8; 32];
 /// Hit/miss counters of one cache.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Lookups that found an entry.
     pub hits: AtomicU64,
+    /// Lookups that found none.
     pub misses: AtomicU64,
 }
 
@@ -36,6 +38,7 @@ impl Counters {
 pub struct VerdictCache {
     key: hmac::Key,
     entries: Cache<VerdictKey, Arc<Identity>>,
+    /// Hits and misses of [`VerdictCache::get`].
     pub counters: Counters,
 }
 
@@ -111,6 +114,7 @@ impl VerdictCache {
         out
     }
 
+    /// The cached identity for `key`, if any; counted as a hit or a miss.
     pub async fn get(&self, key: &VerdictKey) -> Option<Arc<Identity>> {
         let found = self.entries.get(key).await;
         self.counters.record(found.is_some());
@@ -139,6 +143,7 @@ impl VerdictCache {
         self.entries.run_pending_tasks().await;
     }
 
+    /// The number of cached verdicts (exact after [`VerdictCache::sync`]).
     pub fn entry_count(&self) -> u64 {
         self.entries.entry_count()
     }
@@ -147,7 +152,9 @@ impl VerdictCache {
 /// A token signed recently, kept for reuse.
 #[derive(Debug)]
 pub struct Issued {
+    /// The signed token.
     pub jwt: String,
+    /// When it was signed, in seconds since the epoch.
     pub iat: i64,
     /// The complete GET response body for this token.
     pub body: bytes::Bytes,
@@ -170,6 +177,7 @@ impl Issued {
 /// window. A zero window disables it.
 pub struct IssuedTokens {
     entries: Option<moka::sync::Cache<String, Arc<Issued>>>,
+    /// Tokens handed out again (for `/metrics`).
     pub reused: AtomicU64,
 }
 
@@ -179,6 +187,7 @@ const REUSE_BYTES: u64 = 32 * 1024 * 1024;
 const REUSE_MAX_GRANT_BYTES: usize = 8 * 1024;
 
 impl IssuedTokens {
+    /// Keeps tokens for `window`; a zero window keeps none.
     pub fn new(window: Duration) -> Self {
         Self {
             entries: (!window.is_zero()).then(|| {
@@ -195,6 +204,8 @@ impl IssuedTokens {
         }
     }
 
+    /// The reuse key of a grant: subject, provider, service and the granted
+    /// access as text.
     pub fn key(subject: &str, provider: &str, service: &str, granted: &str) -> String {
         // NUL cannot occur in any of the parts' meaningful values, and the
         // parts' lengths make the key unambiguous anyway.
@@ -206,6 +217,7 @@ impl IssuedTokens {
         )
     }
 
+    /// A token kept for this key, if any; each hit counts in `reused`.
     pub fn get(&self, key: &str) -> Option<Arc<Issued>> {
         let found = self.entries.as_ref()?.get(key);
         if found.is_some() {
@@ -214,6 +226,8 @@ impl IssuedTokens {
         found
     }
 
+    /// Keeps a token for reuse, unless reuse is disabled or the key is too
+    /// large.
     pub fn insert(&self, key: String, issued: Arc<Issued>) {
         if key.len() > REUSE_MAX_GRANT_BYTES {
             return;

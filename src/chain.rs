@@ -25,19 +25,30 @@ use crate::throttle::{Held, Reach, Throttle};
 /// The chain's answer for one credential.
 #[derive(Debug)]
 pub enum Verdict {
+    /// A provider (or the verdict cache) vouched for the credentials.
     Authenticated {
+        /// Who the credentials belong to.
         identity: Arc<Identity>,
+        /// The answer came from the verdict cache.
         cache_hit: bool,
     },
     /// The owning provider said no.
-    Rejected { provider: String, reason: Rejection },
+    Rejected {
+        /// The provider that owns the user.
+        provider: String,
+        /// Why it said no.
+        reason: Rejection,
+    },
     /// No provider knows this user.
     Unknown,
     /// Too many recent failures for this account or client network.
     Throttled(Held),
     /// The owning provider could not answer.
     Unavailable {
+        /// The provider that could not answer (`regauth` or `state` when the
+        /// check itself failed).
         provider: String,
+        /// Why, for the log.
         reason: String,
         /// Seconds after which asking again makes sense, if the IdP said.
         retry_after: Option<u64>,
@@ -108,10 +119,13 @@ impl Miss {
     }
 }
 
+/// The configured providers, in order, behind the verdict cache and the
+/// failed-login throttle.
 pub struct Chain {
     providers: Vec<Arc<dyn IdentityProvider>>,
     /// Per provider (same order), the username patterns pinned to it.
     pins: Vec<Vec<Pattern>>,
+    /// Successful verdicts, shared by all requests.
     pub verdicts: VerdictCache,
     throttle: Arc<Throttle>,
     timeout: Duration,
@@ -119,6 +133,8 @@ pub struct Chain {
 }
 
 impl Chain {
+    /// A chain asking `providers` in this order; a provider that takes longer
+    /// than `timeout` to answer counts as unavailable.
     pub fn new(
         providers: Vec<Arc<dyn IdentityProvider>>,
         verdicts: VerdictCache,
@@ -141,6 +157,7 @@ impl Chain {
         self
     }
 
+    /// The providers, in the order they are asked.
     pub fn providers(&self) -> &[Arc<dyn IdentityProvider>] {
         &self.providers
     }

@@ -25,18 +25,27 @@ pub const EMBEDDED: &str = include_str!("../config/regauth.toml");
 pub const DEFAULT_PATH: &str = "config/regauth.toml";
 const ENV_PREFIX: &str = "REGAUTH_";
 
+/// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A configuration or policy file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file, as it was given.
         path: String,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
+    /// A value is missing, malformed or inconsistent with another.
     #[error("{origin}: {key}: {message}")]
     Invalid {
+        /// The file it is in (a path, or `embedded default`).
         origin: String,
+        /// The offending key path, e.g. `token.lifetime` or
+        /// `rule[3].actions[0]`.
         key: String,
+        /// What is wrong.
         message: String,
     },
 }
@@ -68,9 +77,11 @@ pub enum Backend {
 /// The `[state]` section, validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StateConfig {
+    /// Where the state lives (`state.backend`).
     pub backend: Backend,
     /// Files of the embedded backend (revocations, app passwords).
     pub dir: PathBuf,
+    /// How to reach Redis, with `backend = "redis"`.
     pub redis: Option<RedisConfig>,
 }
 
@@ -79,18 +90,27 @@ pub struct StateConfig {
 pub struct RedisConfig {
     /// `redis://host:port/db` or `rediss://...`, without a password.
     pub url: String,
+    /// File holding the Redis password (`state.password_file`).
     pub password_file: Option<PathBuf>,
+    /// Environment variable holding the Redis password (`state.password_env`).
     pub password_env: Option<String>,
+    /// PEM CA certificate for a `rediss://` server (`state.ca_file`).
     pub ca_file: Option<PathBuf>,
+    /// Prepended to every Redis key (`state.key_prefix`).
     pub key_prefix: String,
+    /// Timeout for connecting to Redis (`state.connect_timeout`).
     pub connect_timeout: Duration,
+    /// Timeout for each Redis command's answer (`state.command_timeout`).
     pub command_timeout: Duration,
 }
 
 /// Refresh tokens (docker's identity tokens).
 #[derive(Clone, Debug)]
 pub struct RefreshConfig {
+    /// Whether refresh tokens are handed out and accepted
+    /// (`refresh_tokens.enabled`).
     pub enabled: bool,
+    /// The longest a refresh token lives (`refresh_tokens.lifetime`).
     pub lifetime: Duration,
     /// The sealing key (generated if missing).
     pub key_file: PathBuf,
@@ -99,20 +119,27 @@ pub struct RefreshConfig {
 /// One `[[provider]]`: its instance name and its kind's settings.
 #[derive(Clone, Debug)]
 pub struct ProviderConfig {
+    /// The instance name (`name`), unique among the providers.
     pub name: String,
     /// Username patterns pinned to this provider: such logins go to it
     /// alone (e.g. `["ci-*"]` for robots).
     pub usernames: Vec<String>,
+    /// The kind's settings (`kind` and the rest of the table).
     pub settings: ProviderSettings,
 }
 
 /// The settings of each provider kind, defined by the providers crate.
 #[derive(Clone, Debug)]
 pub enum ProviderSettings {
+    /// `kind = "static"`: users (inline or an htpasswd file) and robots.
     Static(StaticConfig),
+    /// `kind = "ldap"`: a directory.
     Ldap(Box<LdapConfig>),
+    /// `kind = "github"`: GitHub tokens.
     Github(Box<GithubConfig>),
+    /// `kind = "oidc"`: an OpenID Connect issuer.
     Oidc(Box<OidcConfig>),
+    /// `kind = "webhook"`: an authentication webhook.
     Webhook(Box<regauth_providers::webhook::WebhookConfig>),
     /// A provider built by the code embedding regauth (`Server::builder()`).
     InCode {
@@ -122,6 +149,7 @@ pub enum ProviderSettings {
 }
 
 impl ProviderConfig {
+    /// The instance name.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -152,15 +180,25 @@ impl ProviderConfig {
     }
 }
 
+/// The `[server]` section, validated.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
+    /// The address to listen on (`server.listen`).
     pub listen: SocketAddr,
+    /// The public URL of the token endpoint, if set (`server.realm`); see
+    /// [`Config::realm`].
     pub realm: Option<String>,
+    /// Whether requests without credentials may get anonymous grants
+    /// (`server.anonymous`).
     pub anonymous: bool,
     /// Upper bound for one identity provider's answer.
     pub upstream_timeout: Duration,
+    /// How long the server waits for clients.
     pub timeouts: Timeouts,
+    /// Size and count bounds on what clients send.
     pub limits: Limits,
+    /// Proxies whose `X-Forwarded-For` names the real client
+    /// (`server.trusted_proxies`).
     pub trusted_proxies: Vec<crate::client::TrustedProxy>,
     /// The HTTPS listener's certificate chain and key, if any.
     pub tls: Option<TlsFiles>,
@@ -169,7 +207,9 @@ pub struct ServerConfig {
 /// A certificate chain and its key, as PEM files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {
+    /// The PEM certificate chain (`server.tls_certificate`).
     pub certificate: PathBuf,
+    /// The PEM private key (`server.tls_key`).
     pub key: PathBuf,
 }
 
@@ -189,30 +229,54 @@ pub struct Timeouts {
 /// Size and count bounds on what clients send (`server.max_*`).
 #[derive(Clone, Debug)]
 pub struct Limits {
+    /// Connections served at once; more are answered 503 and closed.
     pub max_connections: usize,
+    /// Connections from one client network at once (IPv4 address, IPv6 /64).
     pub max_connections_per_client: usize,
+    /// Token requests handled at once; more are answered 503.
     pub max_in_flight: usize,
+    /// Upper bound on a POST token request's body, in bytes.
     pub max_body_bytes: usize,
+    /// Most scope items in one token request.
     pub max_scopes: usize,
+    /// Upper bound on a request's head (request line and headers), in bytes.
     pub max_header_bytes: usize,
+    /// Upper bound on a username, in bytes.
     pub max_username_bytes: usize,
+    /// Upper bound on a password, token or refresh token, in bytes.
     pub max_secret_bytes: usize,
+    /// Upper bound on a requested repository name, in bytes.
     pub max_repository_bytes: usize,
 }
 
+/// The `[token]` section, validated.
 #[derive(Clone, Debug)]
 pub struct TokenConfig {
+    /// The tokens' `iss` (`token.issuer`), the registry's `auth.token.issuer`.
     pub issuer: String,
+    /// The services tokens are issued for, their `aud` (`token.services`).
     pub services: Vec<String>,
+    /// How long a token lives unless its service has its own
+    /// (`token.lifetime`).
     pub lifetime: Duration,
+    /// Per-service lifetimes that override `lifetime`
+    /// (`token.service_lifetimes`).
     pub service_lifetimes: BTreeMap<String, Duration>,
+    /// How long a token signed for the same grant is handed out again
+    /// (`token.reuse_window`); zero disables reuse.
     pub reuse_window: Duration,
+    /// The signing key file (`token.key`).
     pub key: PathBuf,
+    /// The signing key's certificate file (`token.certificate`).
     pub certificate: PathBuf,
+    /// The staged next key (`token.next_key`; default: `key` with `.next`
+    /// before the extension).
     pub next_key: PathBuf,
+    /// The staged next key's certificate (`token.next_certificate`).
     pub next_certificate: PathBuf,
     /// How long after staging a next key starts to sign.
     pub rotation_overlap: Duration,
+    /// Whether token headers carry the certificate chain (`token.x5c`).
     pub x5c: crate::keys::X5c,
 }
 
@@ -240,6 +304,7 @@ impl TokenConfig {
             .unwrap_or(self.lifetime)
     }
 
+    /// The lifetime of tokens for `service`.
     pub fn lifetime_for(&self, service: &str) -> Duration {
         self.service_lifetimes
             .get(service)
@@ -248,10 +313,15 @@ impl TokenConfig {
     }
 }
 
+/// The `[cache]` section, validated: the verdict cache and the failed-login
+/// throttle.
 #[derive(Clone, Debug)]
 pub struct CacheConfig {
+    /// How long a successful check is reused (`cache.verdict_ttl`, at most 1h).
     pub verdict_ttl: Duration,
+    /// Most verdicts kept (`cache.verdict_capacity`).
     pub verdict_capacity: u64,
+    /// How long failed logins are remembered (`cache.failure_window`).
     pub failure_window: Duration,
     /// Failed logins per account (provider and normalized username).
     pub max_failures: u32,
@@ -266,11 +336,17 @@ pub struct CacheConfig {
 pub struct Config {
     /// Where it came from (a path, or `embedded default`).
     pub origin: String,
+    /// The `[server]` section.
     pub server: ServerConfig,
+    /// The `[token]` section.
     pub token: TokenConfig,
+    /// The `[cache]` section.
     pub cache: CacheConfig,
+    /// The `[refresh_tokens]` section.
     pub refresh: RefreshConfig,
+    /// The `[state]` section.
     pub state: StateConfig,
+    /// The `[[provider]]` tables, in the order they are asked.
     pub providers: Vec<ProviderConfig>,
     /// The policy, compiled once: inline rules, then the policy file's.
     pub policy: std::sync::Arc<Policy>,
@@ -653,6 +729,26 @@ fn compile_policy(
     })
 }
 
+/// Whether `url` is `http://` to localhost or a loopback address (no
+/// userinfo: `http://127.0.0.1@elsewhere/` is elsewhere).
+fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn validate_authorizer(
     origin: &str,
     raw: raw::RawAuthorizer,
@@ -676,17 +772,7 @@ fn validate_authorizer(
                     "kind = \"webhook\" needs url = \"https://...\"",
                 )
             })?;
-            let loopback_http = url
-                .strip_prefix("http://")
-                .and_then(|rest| rest.split(['/', ':']).next())
-                .is_some_and(|host| {
-                    host == "localhost"
-                        || host == "[::1]"
-                        || host
-                            .parse::<std::net::Ipv4Addr>()
-                            .is_ok_and(|ip| ip.is_loopback())
-                });
-            if !url.starts_with("https://") && !loopback_http {
+            if !(url.starts_with("https://") || is_loopback_http(&url)) {
                 return Err(invalid(
                     origin,
                     "authorizer.url",
@@ -963,6 +1049,36 @@ mod tests {
             "{MINIMAL}\n[[provider]]\nkind = \"static\"\nname = \"a\"\ngroups = {{ a = 1 }}"
         ));
         assert!(e.contains("provider[0].groups.a"), "{e}");
+    }
+
+    #[test]
+    fn an_authorization_webhook_is_https_or_loopback_http() {
+        let with = |url: &str| {
+            Config::from_toml(
+                "t",
+                &format!("{MINIMAL}\n[authorizer]\nkind = \"webhook\"\nurl = \"{url}\""),
+                &[],
+            )
+            .map_err(|e| e.to_string())
+        };
+        for ok in [
+            "https://authz.internal/decide",
+            "http://127.0.0.1:9000/decide",
+            "http://localhost:9000/",
+            "http://[::1]:9000/decide",
+        ] {
+            assert!(with(ok).is_ok(), "{ok}: {:?}", with(ok).err());
+        }
+        for refused in [
+            "http://10.0.0.5/decide",
+            "http://127.0.0.1@authz.example/",
+            "http://127.0.0.1.example/",
+            "ftp://127.0.0.1/",
+            "not a url",
+        ] {
+            let e = with(refused).expect_err(refused);
+            assert!(e.contains("authorizer.url"), "{refused}: {e}");
+        }
     }
 
     #[test]

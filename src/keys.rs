@@ -17,20 +17,34 @@ use base64::Engine as _;
 /// Errors loading or generating keys. Never contains key material.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// A key or certificate file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
+    /// A key or certificate file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The file.
         path: String,
+        /// Why it could not be written.
         #[source]
         source: std::io::Error,
     },
+    /// A file's contents cannot be used (not PEM, an unsupported key, a
+    /// mismatched certificate, a short key).
     #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Making a key, a signature or random bytes failed.
     #[error("key generation failed: {0}")]
     Generate(String),
 }
@@ -38,12 +52,16 @@ pub enum KeyError {
 /// Signature algorithm of a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
+    /// ECDSA with P-256 and SHA-256.
     Es256,
+    /// ECDSA with P-384 and SHA-384.
     Es384,
+    /// RSA (PKCS#1 v1.5) with SHA-256.
     Rs256,
 }
 
 impl Algorithm {
+    /// The JWA name, as in the JWT header and the JWK (`ES256`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Es256 => "ES256",
@@ -60,6 +78,7 @@ enum Signer {
 
 /// A loaded signing key with its certificate chain.
 pub struct SigningKey {
+    /// The key's signature algorithm.
     pub algorithm: Algorithm,
     /// libtrust key ID of the public key.
     pub kid: String,
@@ -105,6 +124,8 @@ impl SigningKey {
         Self::from_pem(&key_pem, &cert_pem, key_path, cert_path)
     }
 
+    /// Like [`SigningKey::load`], from PEM text; the paths only name the files
+    /// in errors.
     pub fn from_pem(
         key_pem: &[u8],
         cert_pem: &[u8],
@@ -253,7 +274,8 @@ impl SigningKey {
         jwk
     }
 
-    /// The leaf certificate as PEM (the registry's `rootcertbundle`).
+    /// The certificate chain as PEM, leaf first (the registry's
+    /// `rootcertbundle`).
     pub fn certificate_pem(&self) -> String {
         self.chain
             .iter()
@@ -284,7 +306,7 @@ fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
     })
 }
 
-/// The libtrust key ID: base32(SHA-256(SPKI DER)[:30]) in 12 groups of 4.
+/// The libtrust key ID: `base32(SHA-256(SPKI DER)[:30])` in 12 groups of 4.
 pub fn libtrust_kid(spki_der: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki_der);
     // 30 bytes are exactly 48 base32 characters: no padding
@@ -299,7 +321,9 @@ pub fn libtrust_kid(spki_der: &[u8]) -> String {
 /// Which key type `regauth keys generate` makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum KeyType {
+    /// ECDSA P-256 (ES256).
     Es256,
+    /// RSA (RS256).
     Rs256,
 }
 

@@ -7,7 +7,7 @@
 //! `regauth-providers` crate; this crate never speaks LDAP or IdP HTTP.
 
 #![forbid(unsafe_code)]
-//MISSINGDOCS
+#![warn(missing_docs)]
 
 pub mod audit;
 pub mod authorize;
@@ -51,20 +51,29 @@ pub use builder::{Builder, Server};
 /// Errors building the server from its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// A key or certificate (signing, refresh or TLS) could not be loaded or
+    /// made.
     #[error(transparent)]
     Key(#[from] token::KeyError),
+    /// A provider could not be built from its settings.
     #[error("provider {name}: {source}")]
     Provider {
+        /// The provider's instance name.
         name: String,
+        /// Why it could not be built.
         #[source]
         source: regauth_providers::Error,
     },
+    /// A file could not be read or written.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The state backend (or the authorizer webhook) could not be set up.
     #[error("state backend: {0}")]
     State(String),
+    /// No `[[provider]]` is configured.
     #[error("no identity provider is configured ([[provider]]): nobody could log in. Mount a configuration with at least one provider (for the container image: /etc/regauth/regauth.toml)")]
     NoProvider,
 }
@@ -73,6 +82,7 @@ pub enum Error {
 /// builds a new one from the new configuration and swaps it in whole
 /// ([`Live`]); requests in flight finish on the one they started with.
 pub struct AppState {
+    /// The configuration this state was built from.
     pub config: Arc<Config>,
     /// The policy (the default authorizer, and `regauth explain`'s).
     pub policy: Arc<Policy>,
@@ -80,6 +90,7 @@ pub struct AppState {
     pub authorizer: Arc<dyn authorize::Authorizer>,
     /// The signing keys: the current one and a staged next one.
     pub keys: KeyRing,
+    /// The provider chain that checks credentials.
     pub chain: Arc<Chain>,
     /// Recently signed tokens, reused within `token.reuse_window`.
     pub issued: cache::IssuedTokens,

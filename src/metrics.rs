@@ -95,6 +95,7 @@ fn labels(names: &[&str], values: &[String]) -> String {
         .join(",")
 }
 
+/// The counters and histograms served on `/metrics`.
 #[derive(Debug, Default)]
 pub struct Metrics {
     issued: AtomicU64,
@@ -110,6 +111,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts one token request by its outcome.
     pub fn record(&self, outcome: Outcome) {
         let counter = match outcome {
             Outcome::Issued => &self.issued,
@@ -138,6 +140,8 @@ impl Metrics {
         self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// All metrics in the Prometheus text format, including the caches, keys
+    /// and providers of `state`.
     pub fn render(&self, state: &AppState) -> String {
         let mut out = String::new();
         let outcomes: Vec<(String, u64)> = [

@@ -23,7 +23,9 @@ use crate::scope::{join_actions, Action, ResourceType, Scope};
 /// Who is asking. Anonymous is its own principal, never a user named so.
 #[derive(Clone, Debug)]
 pub enum Principal {
+    /// A request without credentials.
     Anonymous,
+    /// An identity a provider vouched for.
     Authenticated(Arc<Identity>),
 }
 
@@ -36,6 +38,7 @@ impl Principal {
         }
     }
 
+    /// The subject, or the empty string when anonymous.
     pub fn subject(&self) -> &str {
         match self {
             Principal::Anonymous => "",
@@ -43,6 +46,7 @@ impl Principal {
         }
     }
 
+    /// The provider that vouched for the identity, unless anonymous.
     pub fn provider(&self) -> Option<&str> {
         match self {
             Principal::Anonymous => None,
@@ -82,8 +86,10 @@ pub struct RuleConfig {
     /// Resource name patterns.
     #[serde(default)]
     pub repos: Vec<String>,
+    /// Actions granted on matching resources (`*` for all of them).
     #[serde(default)]
     pub actions: Vec<String>,
+    /// Actions withheld even where a matching rule grants them.
     #[serde(default)]
     pub deny: Vec<String>,
 }
@@ -92,6 +98,7 @@ pub struct RuleConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
+    /// The `[[rule]]` tables.
     #[serde(default)]
     pub rule: Vec<RuleConfig>,
 }
@@ -166,7 +173,10 @@ impl Selector {
 /// A compiled rule.
 #[derive(Debug)]
 pub struct Rule {
+    /// The rule's position in the compiled list (inline rules first, then the
+    /// policy file's).
     pub index: usize,
+    /// The rule's `description`.
     pub description: Option<String>,
     users: Vec<Selector>,
     groups: Vec<Selector>,
@@ -189,23 +199,30 @@ pub struct Policy {
 /// One rule that applied to a scope, for the audit trace and `explain`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Matched {
+    /// The index of the rule in the compiled list.
     pub rule: usize,
+    /// The rule's `description`, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Why the principal matched (`user alice`, `group platform`, ...).
     pub because: String,
     /// The repository pattern that matched, after substitution.
     pub repo: String,
+    /// The rule's `actions`, expanded for the scope's resource type.
     pub allows: Vec<Action>,
+    /// The rule's `deny`, expanded for the scope's resource type.
     pub denies: Vec<Action>,
 }
 
 /// The decision for one scope.
 #[derive(Clone, Debug)]
 pub struct Grant {
+    /// The scope decided.
     pub scope: Scope,
     /// Granted actions (possibly empty), in a stable order.
     pub actions: Vec<Action>,
+    /// The rules that matched, with [`Policy::explain`] (empty from
+    /// [`Policy::evaluate`]).
     pub trace: Vec<Matched>,
 }
 
@@ -227,10 +244,12 @@ impl Policy {
         Ok(Self { rules: compiled })
     }
 
+    /// The number of compiled rules.
     pub fn len(&self) -> usize {
         self.rules.len()
     }
 
+    /// Whether the policy has no rules.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }

@@ -36,20 +36,28 @@ const MAX_CLAIMS_BYTES: usize = 8 * 1024;
 /// Why a refresh token was not accepted. Logged, never shown to clients.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RefreshError {
+    /// Malformed, tampered with, or sealed under another key.
     #[error("not a refresh token of this server (malformed, tampered or from another key)")]
     Invalid,
+    /// Past its expiry.
     #[error("the refresh token expired")]
     Expired,
+    /// Issued for another service, the one named.
     #[error("the refresh token was issued for service {0:?}")]
     OtherService(String),
+    /// Revoked after it was issued (its subject's, or everyone's).
     #[error("the refresh token was revoked")]
     Revoked,
+    /// The revocation store could not answer.
     #[error("revocation store: {0}")]
     Store(String),
+    /// An `rt1.` token of an earlier version; the user must log in again.
     #[error("a refresh token of an earlier regauth version (rt1): the user must log in again")]
     Legacy,
+    /// The login's groups and claims are too large to seal (the size in bytes).
     #[error("the login's groups and claims are too large for a refresh token ({0} bytes)")]
     TooLarge(usize),
+    /// Encoding or sealing the claims failed (what failed).
     #[error("sealing failed: {0}")]
     Crypto(&'static str),
 }
@@ -57,8 +65,11 @@ pub enum RefreshError {
 /// What a refresh token says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
+    /// The subject the token continues.
     pub sub: String,
+    /// The provider instance that vouched for the subject.
     pub provider: String,
+    /// The service the token is bound to.
     pub service: String,
     /// Issued at, in milliseconds since the epoch (revocation compares it).
     pub iat_ms: u64,
@@ -76,8 +87,11 @@ pub struct Claims {
 /// What one login established, carried by its refresh token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// Whether the login was a user or a robot.
     pub kind: Kind,
+    /// The login's groups.
     pub groups: Vec<String>,
+    /// The login's claims.
     #[serde(default)]
     pub claims: BTreeMap<String, String>,
 }
@@ -203,6 +217,7 @@ pub const UNSTAMPED_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 pub struct RefreshTokens {
     key: LessSafeKey,
     lifetime: Duration,
+    /// The state backend holding revocations.
     pub store: std::sync::Arc<dyn crate::state::Store>,
 }
 

@@ -280,8 +280,11 @@ where
 pub enum BasicAuth {
     /// No `Authorization` header at all: an anonymous request.
     Absent,
+    /// Basic credentials, decoded.
     Present {
+        /// The part before the first `:`.
         username: String,
+        /// The rest, exactly as sent.
         password: String,
     },
 }
@@ -289,12 +292,16 @@ pub enum BasicAuth {
 /// Why an `Authorization` header could not be used.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthHeaderError {
+    /// The header is not `Basic <credentials>`.
     #[error("the Authorization header must use the Basic scheme")]
     NotBasic,
+    /// The credentials are not base64.
     #[error("the Basic credentials are not valid base64")]
     Base64,
+    /// The decoded credentials are not UTF-8.
     #[error("the Basic credentials are not valid UTF-8")]
     Utf8,
+    /// The decoded credentials have no `:`.
     #[error("the Basic credentials have no `:` between user and password")]
     NoColon,
 }

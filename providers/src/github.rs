@@ -45,8 +45,10 @@ pub struct GithubConfig {
     /// PEM CA bundle for a GitHub Enterprise Server with a private CA.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Timeout for connecting and for each API call.
     #[serde(default = "default_timeout")]
     pub timeout: Seconds,
+    /// How long a token's groups (organizations and teams) are cached.
     #[serde(default = "default_team_ttl")]
     pub team_cache_ttl: Seconds,
     /// How long a refresh token may carry the groups of the login that
@@ -54,6 +56,7 @@ pub struct GithubConfig {
     /// user must log in again.
     #[serde(default = "default_refresh_max_age")]
     pub refresh_max_age: Seconds,
+    /// The `X-GitHub-Api-Version` header sent with every call.
     #[serde(default = "default_api_version")]
     pub api_version: String,
     /// Upper bound on `Link` pages followed per listing.
@@ -93,6 +96,7 @@ fn default_max_pages() -> usize {
     20
 }
 
+/// The `github` provider: checks GitHub tokens against `api_url`.
 pub struct GitHub {
     name: String,
     config: GithubConfig,
@@ -175,6 +179,8 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 impl GitHub {
+    /// The provider instance `name`: fails if `api_url` is not an http(s) URL
+    /// or the configuration is invalid.
     pub fn new(name: &str, config: &GithubConfig) -> Result<Self, Error> {
         let api = config.api_url.trim_end_matches('/').to_owned();
         if !(api.starts_with("https://") || api.starts_with("http://")) {

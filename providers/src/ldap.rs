@@ -32,16 +32,21 @@ use crate::{
 pub struct LdapConfig {
     /// `ldaps://host:636` or `ldap://host:389` (with `start_tls = true`).
     pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS.
     #[serde(default)]
     pub start_tls: bool,
     /// PEM CA bundle for the server's certificate (default: system roots).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The service account's DN, used for searches.
     pub bind_dn: String,
+    /// File holding the service account's password.
     #[serde(default)]
     pub bind_password_file: Option<PathBuf>,
+    /// Environment variable holding the service account's password.
     #[serde(default)]
     pub bind_password_env: Option<String>,
+    /// Where users are searched (subtree).
     pub user_base: String,
     /// `{username}` is replaced by the escaped login name.
     #[serde(default = "default_user_filter")]
@@ -49,18 +54,23 @@ pub struct LdapConfig {
     /// The attribute whose value is the subject (canonical case).
     #[serde(default = "default_username_attribute")]
     pub username_attribute: String,
+    /// Where groups are searched (subtree); set together with `group_filter`.
     #[serde(default)]
     pub group_base: Option<String>,
     /// `{dn}` (the member's DN) and `{username}` are replaced, escaped.
     #[serde(default)]
     pub group_filter: Option<String>,
+    /// The attribute of a group entry that is its name.
     #[serde(default = "default_group_name_attribute")]
     pub group_name_attribute: String,
     /// Read group DNs from this attribute of the user (e.g. `memberOf`).
     #[serde(default)]
     pub member_of_attribute: Option<String>,
+    /// Also collect the groups that groups belong to, up to `max_nesting`
+    /// levels.
     #[serde(default)]
     pub nested_groups: bool,
+    /// Most levels of nested groups walked with `nested_groups`.
     #[serde(default = "default_max_nesting")]
     pub max_nesting: usize,
     /// Active Directory: one search with LDAP_MATCHING_RULE_IN_CHAIN.
@@ -69,13 +79,16 @@ pub struct LdapConfig {
     /// Prepended to every group name (e.g. `ldap:`).
     #[serde(default)]
     pub group_prefix: Option<String>,
+    /// Timeout for opening a connection to the directory.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Seconds,
+    /// Timeout for each bind and search.
     #[serde(default = "default_operation_timeout")]
     pub operation_timeout: Seconds,
     /// Idle service-account connections kept open.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
+    /// How long a user's groups are cached.
     #[serde(default = "default_group_ttl")]
     pub group_cache_ttl: Seconds,
     /// How long past their TTL cached groups may serve while the directory
@@ -115,11 +128,17 @@ fn default_stale_if_error() -> Seconds {
 /// Operation counters, for tests, benchmarks and metrics.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Connections opened to the directory.
     pub connects: AtomicU64,
+    /// Binds as the service account.
     pub service_binds: AtomicU64,
+    /// Binds as a user, to check a password.
     pub user_binds: AtomicU64,
+    /// Searches made.
     pub searches: AtomicU64,
+    /// Groups served from the cache.
     pub group_cache_hits: AtomicU64,
+    /// Group lookups the cache could not answer.
     pub group_cache_misses: AtomicU64,
     /// Groups served past their TTL because the directory did not answer.
     pub group_cache_stale: AtomicU64,
@@ -130,6 +149,7 @@ struct CachedGroups {
     fetched: Instant,
 }
 
+/// The `ldap` provider: one configured directory.
 pub struct Ldap {
     name: String,
     config: LdapConfig,
@@ -140,6 +160,7 @@ pub struct Ldap {
     /// False after a connection to the directory failed, true again after
     /// one succeeds.
     reachable: AtomicBool,
+    /// Operation counters of this instance.
     pub stats: Stats,
 }
 
@@ -282,6 +303,8 @@ fn attribute<'e>(entry: &'e SearchEntry, name: &str) -> &'e [String] {
 }
 
 impl Ldap {
+    /// The provider instance `name`: checks the URL and the filters and loads
+    /// the service account's password.
     pub fn new(name: &str, config: &LdapConfig) -> Result<Self, Error> {
         let url = config.url.as_str();
         if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {

@@ -6,7 +6,7 @@
 //! secret it was handed: passwords and tokens stay inside [`SecretString`].
 
 #![forbid(unsafe_code)]
-//MISSINGDOCS
+#![warn(missing_docs)]
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -298,8 +298,10 @@ pub enum SecretShape<'a> {
     GitHubToken,
     /// A compact JWT, with its (unverified) issuer if it has one.
     Jwt {
+        /// The token's `iss` claim, not verified; `None` if it has none.
         issuer: Option<&'a str>,
     },
+    /// Anything else: a password (or an opaque token).
     Password,
 }
 
@@ -361,11 +363,14 @@ pub fn load_secret(
 /// an access token or a personal access token).
 #[derive(Clone)]
 pub struct Credentials {
+    /// The Basic username as the client typed it.
     pub username: String,
+    /// The password or token.
     pub secret: SecretString,
 }
 
 impl Credentials {
+    /// Credentials from a username and a secret.
     pub fn new(username: impl Into<String>, secret: impl Into<String>) -> Self {
         Self {
             username: username.into(),
@@ -387,7 +392,9 @@ impl fmt::Debug for Credentials {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// An ordinary user account (the default).
     User,
+    /// A service account (a static provider's robot).
     Robot,
 }
 
@@ -459,6 +466,7 @@ pub struct Identity {
     pub subject: String,
     /// Name of the provider instance that vouched for it.
     pub provider: String,
+    /// Whether this is a user or a robot.
     pub kind: Kind,
     /// Group names as this provider documents them (sorted, deduplicated).
     pub groups: Vec<String>,
@@ -477,6 +485,8 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// An identity of `subject` vouched for by `provider`: a user with no
+    /// groups or claims, renewed by lookup.
     pub fn new(subject: impl Into<String>, provider: impl Into<String>) -> Self {
         Self {
             subject: subject.into(),
@@ -490,6 +500,7 @@ impl Identity {
         }
     }
 
+    /// Replaces the groups with these, sorted and deduplicated.
     pub fn with_groups<I, S>(mut self, groups: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -520,9 +531,13 @@ pub enum Outcome {
 /// Why credentials were rejected. Logged, never told to the client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rejection {
+    /// The password or token is wrong.
     WrongSecret,
+    /// The secret is empty.
     EmptySecret,
+    /// The account (or the robot) has expired.
     Expired,
+    /// The account is disabled.
     Disabled,
     /// The directory has locked the account (too many failures, or an
     /// administrator).
@@ -577,22 +592,31 @@ impl From<Invalid> for Error {
 /// Messages never contain secrets.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The configuration is invalid.
     #[error("configuration: {0}")]
     Config(String),
+    /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file, as it was given.
         path: String,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
+    /// The identity provider failed or could not be reached.
     #[error("identity provider unavailable: {0}")]
     Upstream(String),
     /// The IdP throttles us: retry after this many seconds, if it said.
     #[error("identity provider rate limit reached: {message}")]
     RateLimited {
+        /// What happened, for the log.
         message: String,
+        /// Seconds to wait before retrying, if the IdP said.
         retry_after: Option<u64>,
     },
+    /// A failure inside regauth itself (a poisoned lock, a cancelled password
+    /// check).
     #[error("internal: {0}")]
     Internal(String),
 }

@@ -39,10 +39,14 @@ pub struct OidcConfig {
     /// PEM CA bundle for an IdP with a private CA (added to system roots).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The client regauth is at the IdP, for the password grant and
+    /// introspection.
     #[serde(default)]
     pub client_id: Option<String>,
+    /// File holding the client secret (none for a public client).
     #[serde(default)]
     pub client_secret_file: Option<PathBuf>,
+    /// Environment variable holding the client secret.
     #[serde(default)]
     pub client_secret_env: Option<String>,
     /// Basic username/password -> the IdP's password grant.
@@ -55,11 +59,13 @@ pub struct OidcConfig {
     /// `introspection_username`, is checked at the introspection endpoint.
     #[serde(default)]
     pub introspection: bool,
+    /// The Basic username that marks the password as a token to introspect.
     #[serde(default = "default_introspection_username")]
     pub introspection_username: String,
     /// Accepted `aud` values (any of them).
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// The claim whose value is the subject.
     #[serde(default = "default_username_claim")]
     pub username_claim: String,
     /// Tried in order when `username_claim` is missing.
@@ -68,6 +74,7 @@ pub struct OidcConfig {
     /// Dotted claim paths whose values are groups.
     #[serde(default = "default_groups_claims")]
     pub groups_claims: Vec<String>,
+    /// Timeout for each call to the IdP.
     #[serde(default = "default_timeout")]
     pub timeout: Seconds,
     /// Clock skew allowed on `exp` and `nbf`.
@@ -227,6 +234,7 @@ impl Keys {
     }
 }
 
+/// The `oidc` provider: one configured issuer.
 pub struct Oidc {
     name: String,
     config: OidcConfig,
@@ -256,6 +264,8 @@ enum Refusal {
 }
 
 impl Oidc {
+    /// The provider instance `name`: checks the configuration and loads the
+    /// client secret; the IdP is not contacted yet.
     pub fn new(name: &str, config: &OidcConfig) -> Result<Self, Error> {
         let issuer = config.issuer.trim_end_matches('/').to_owned();
         if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {

@@ -62,6 +62,7 @@ pub struct RobotConfig {
     pub name: String,
     /// bcrypt or argon2 hash of the robot's secret (`regauth hash-password`).
     pub secret: String,
+    /// Groups the robot belongs to.
     #[serde(default)]
     pub groups: Vec<String>,
     /// Last valid day (`YYYY-MM-DD`, UTC); the robot is refused from the

@@ -38,8 +38,10 @@ pub struct WebhookConfig {
     /// PEM CA bundle for the service's certificate (added to system roots).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// How long to wait for the service's answer.
     #[serde(default = "default_timeout")]
     pub timeout: Seconds,
+    /// Upper bound on the size of the answer, in bytes.
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,
     /// How long a refresh token may carry a login (the service cannot be

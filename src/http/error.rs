@@ -8,15 +8,20 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+/// An error response: status, registry error code and a message for the client.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The registry error code, e.g. `UNAUTHORIZED`.
     pub code: &'static str,
+    /// What the client is told.
     pub message: String,
     /// RFC 6749 error code, for the OAuth2 POST flow.
     pub oauth: Option<&'static str>,
     /// Realm for `WWW-Authenticate: Basic` on 401.
     pub realm: Option<String>,
+    /// Seconds for the `Retry-After` header, if any.
     pub retry_after: Option<u64>,
 }
 
@@ -32,10 +37,12 @@ impl ApiError {
         }
     }
 
+    /// A 400 (`BAD_REQUEST`, OAuth2 `invalid_request`).
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message).oauth("invalid_request")
     }
 
+    /// A 401 asking for Basic credentials in `realm` (OAuth2 `invalid_grant`).
     pub fn unauthorized(realm: &str) -> Self {
         let mut e = Self::new(
             StatusCode::UNAUTHORIZED,
@@ -47,6 +54,7 @@ impl ApiError {
         e
     }
 
+    /// A 503 with `Retry-After` in seconds (OAuth2 `temporarily_unavailable`).
     pub fn unavailable(message: impl Into<String>, retry_after: u64) -> Self {
         let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
             .oauth("temporarily_unavailable");
@@ -54,10 +62,12 @@ impl ApiError {
         e
     }
 
+    /// A 404, without an OAuth2 code.
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "not found")
     }
 
+    /// A 500 that tells the client nothing but to see the server log.
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -66,11 +76,13 @@ impl ApiError {
         )
     }
 
+    /// Sets the RFC 6749 error code.
     pub fn oauth(mut self, code: &'static str) -> Self {
         self.oauth = Some(code);
         self
     }
 
+    /// Replaces the registry error code.
     pub fn with_code(mut self, code: &'static str) -> Self {
         self.code = code;
         self

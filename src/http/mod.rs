@@ -1,8 +1,8 @@
 //! The HTTP surface: routes, request limits and the operational endpoints.
 //!
-//! Handlers get everything from the shared [`AppState`]; nothing here knows
-//! how a provider checks a password. A panic anywhere becomes a generic 500
-//! without internal text.
+//! Handlers get everything from the shared [`AppState`](crate::AppState);
+//! nothing here knows how a provider checks a password. A panic anywhere
+//! becomes a generic 500 without internal text.
 
 mod error;
 mod ops;
