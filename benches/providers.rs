@@ -20,7 +20,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use regauth_providers::{Credentials, Outcome};
+use support::gitea::{FakeGitea, Token as GiteaToken};
 use support::github::{Behaviour, FakeGitHub};
+use support::gitlab::{FakeGitLab, Job, Token as GitLabToken};
 use support::idp::Idp;
 use support::slapd::Slapd;
 use support::{Fixture, Server};
@@ -53,7 +55,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 async fn main() {
     let slapd = Slapd::start();
     let fixture = Fixture::new();
-    let policy = "\n[[rule]]\ngroups = [\"platform\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n";
+    let policy = "\n[[rule]]\ngroups = [\"corp:platform\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n";
 
     // Cold path: the provider itself, with group caching off.
     let cold = fixture.state(&format!(
@@ -84,7 +86,7 @@ async fn main() {
     // OIDC: access tokens as passwords with a warm JWKS.
     let idp = Idp::start();
     let oidc_policy =
-        "\n[[rule]]\ngroups = [\"ci\"]\nrepos = [\"ci/**\"]\nactions = [\"pull\", \"push\"]\n";
+        "\n[[rule]]\ngroups = [\"keycloak:ci\"]\nrepos = [\"ci/**\"]\nactions = [\"pull\", \"push\"]\n";
     let oidc_state = fixture.state(&format!(
         "{}{oidc_policy}",
         idp.provider_toml("keycloak", "")
@@ -169,7 +171,8 @@ async fn main() {
     .unwrap();
     drop(oidc_server);
 
-    // Cached path: a whole server, LDAP vs GitHub vs static user vs baseline.
+    // Cached path: a whole server, LDAP vs the forges' tokens vs static
+    // user vs baseline.
     let github = FakeGitHub::start().await;
     let pat = "ghp_benchTOKEN000000000000000000000000";
     github.token(
@@ -182,11 +185,53 @@ async fn main() {
         },
     );
     let github_provider = format!(
-        "\n[[provider]]\nname = \"github\"\nkind = \"github\"\napi_url = \"{}\"\norganizations = [\"acme\"]\n\n[[rule]]\ngroups = [\"acme/platform\"]\nrepos = [\"acme/**\"]\nactions = [\"pull\", \"push\"]\n",
+        "\n[[provider]]\nname = \"github\"\nkind = \"github\"\napi_url = \"{}\"\norganizations = [\"acme\"]\n\n[[rule]]\ngroups = [\"github:acme/platform\"]\nrepos = [\"acme/**\"]\nactions = [\"pull\", \"push\"]\n",
         github.url()
     );
+    let gitlab = FakeGitLab::start().await;
+    let glpat = "glpat-benchTOKEN0000000000";
+    gitlab.token(
+        glpat,
+        GitLabToken::User {
+            username: "gl-dev",
+            state: "active",
+            bot: false,
+            groups: vec![("acme/platform", 30)],
+            projects: vec![],
+            scopes: &["read_api"],
+        },
+    );
+    let job_token = "glcbt-64_benchJobToken00000";
+    gitlab.job(
+        job_token,
+        Job {
+            project: "acme/app",
+            git_ref: "main",
+            tag: false,
+            status: "running",
+            source: "push",
+            user: "gl-dev",
+        },
+    );
+    let gitea = FakeGitea::start().await;
+    let gitea_token = "0123456789abcdef0123456789abcdef01234567";
+    gitea.token(
+        gitea_token,
+        GiteaToken::User {
+            login: "gt-dev",
+            prohibited: false,
+            orgs: vec!["acme"],
+            teams: vec![("acme", "platform")],
+            scopes: &["read:user", "read:organization"],
+        },
+    );
+    let forges = format!(
+        "\n[[provider]]\nname = \"gitlab\"\nkind = \"gitlab\"\nurl = \"{}\"\ngroups = [\"acme\"]\n\n[[provider]]\nname = \"gitea\"\nkind = \"gitea\"\nurl = \"{}\"\norganizations = [\"acme\"]\n\n[[rule]]\ngroups = [\"gitlab:acme/platform\", \"gitea:acme/platform\"]\nrepos = [\"acme/**\"]\nactions = [\"pull\", \"push\"]\n\n[[rule]]\nusers = [\"gitlab:acme/app\"]\nclaims = {{ token_type = \"job\", ref = \"main\" }}\nrepos = [\"acme/app\"]\nactions = [\"pull\", \"push\"]\n",
+        gitlab.url(),
+        gitea.url()
+    );
     let providers = format!(
-        "{}{policy}{github_provider}",
+        "{}{policy}{github_provider}{forges}",
         slapd.provider_toml("corp", &[])
     );
     let server = Server::start(&fixture, &providers).await;
@@ -199,21 +244,28 @@ async fn main() {
         format!("{base}/auth?service=registry.test&scope=repository:acme/app:pull,push");
     let ann_auth = support::basic("ann", "ann-pw");
     let pat_auth = support::basic("octocat", pat);
+    let glpat_auth = support::basic("gl-dev", glpat);
+    let job_auth = support::basic("gitlab-ci-token", job_token);
+    let gitea_auth = support::basic("gt-dev", gitea_token);
     let writer_auth = support::basic("writer", "writer-pw");
     let (mut l, mut g, mut s, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut gl, mut job, mut gt) = (Vec::new(), Vec::new(), Vec::new());
     let seconds = 5;
     let rounds = tokio::task::spawn_blocking(move || {
         for _ in 0..3 {
             l.push(wrk(&ldap_url, Some(&ann_auth), seconds));
             g.push(wrk(&github_url, Some(&pat_auth), seconds));
+            gl.push(wrk(&github_url, Some(&glpat_auth), seconds));
+            job.push(wrk(&github_url, Some(&job_auth), seconds));
+            gt.push(wrk(&github_url, Some(&gitea_auth), seconds));
             s.push(wrk(&static_url, Some(&writer_auth), seconds));
             h.push(wrk(&format!("{base}/healthz"), None, seconds));
         }
-        (l, g, s, h)
+        (l, g, s, h, gl, job, gt)
     })
     .await
     .unwrap();
-    let (l, g, s, h) = rounds;
+    let (l, g, s, h, gl, job, gt) = rounds;
     let user_calls = github.user_calls();
     println!("LDAP cold login (search + bind + nested groups, no cache), {logins} logins:");
     println!(
@@ -236,6 +288,18 @@ async fn main() {
         median(g.clone())
     );
     println!(
+        "  GitLab PAT:          {gl:?} -> median {:.0} tokens/s",
+        median(gl.clone())
+    );
+    println!(
+        "  GitLab CI job token: {job:?} -> median {:.0} tokens/s",
+        median(job.clone())
+    );
+    println!(
+        "  Gitea token:         {gt:?} -> median {:.0} tokens/s",
+        median(gt.clone())
+    );
+    println!(
         "  static user:         {s:?} -> median {:.0} tokens/s",
         median(s.clone())
     );
@@ -246,7 +310,18 @@ async fn main() {
     println!(
         "  LDAP / static: {:.2}, GitHub / static: {:.2}",
         median(l.clone()) / median(s.clone()),
-        median(g) / median(s)
+        median(g.clone()) / median(s)
     );
-    println!("  GitHub /user calls during all GitHub rounds: {user_calls}");
+    println!(
+        "  GitLab PAT / GitHub: {:.2}, GitLab job / GitHub: {:.2}, Gitea / GitHub: {:.2}",
+        median(gl) / median(g.clone()),
+        median(job) / median(g.clone()),
+        median(gt) / median(g)
+    );
+    println!(
+        "  upstream /user (or /job) calls during all rounds: GitHub {user_calls}, GitLab {}, Gitea {}",
+        gitlab.calls.user.load(std::sync::atomic::Ordering::SeqCst)
+            + gitlab.calls.job.load(std::sync::atomic::Ordering::SeqCst),
+        gitea.user_calls()
+    );
 }

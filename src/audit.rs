@@ -124,6 +124,8 @@ pub struct Request<'a> {
 pub struct Event {
     /// Who the token was issued to (empty when refused or anonymous).
     pub subject: String,
+    /// `user` or `robot` (empty when anonymous or refused).
+    pub kind: &'static str,
     /// The provider that vouched for the subject (empty if none).
     pub provider: String,
     /// The service the token is for (empty when refused).
@@ -147,6 +149,10 @@ impl Event {
             Ok(issued) => (
                 Event {
                     subject: Safe(issued.principal.subject()).to_string(),
+                    kind: issued
+                        .principal
+                        .identity()
+                        .map_or("", |id| id.kind.as_str()),
                     provider: issued.principal.provider().unwrap_or_default().to_owned(),
                     service: issued.service.clone(),
                     requested: bounded(&scopes_text(&issued.requested), MAX_LOGGED_SCOPES_BYTES),
@@ -182,6 +188,7 @@ pub fn record(request: &Request<'_>, event: &Event, outcome: Outcome, latency: D
         method = request.method,
         grant = request.grant.as_str(),
         subject = %event.subject,
+        kind = event.kind,
         provider = %event.provider,
         service = %event.service,
         requested = %event.requested,

@@ -13,6 +13,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use regauth_providers::gitea::is_gitea_token;
+use regauth_providers::gitlab::{is_gitlab_token, GITLAB_TOKEN_PREFIXES};
 use regauth_providers::{
     Credentials, ExposeSecret, Identity, IdentityProvider, Outcome, Rejection, SecretShape,
     GITHUB_TOKEN_PREFIXES,
@@ -69,14 +71,18 @@ impl Verdict {
     }
 }
 
-/// Recognises a secret's shape: GitHub token prefixes, or a compact JWT
-/// (three base64url parts whose header is a JSON object with `alg`),
-/// whose unverified issuer is returned for routing.
-pub fn shape_of(secret: &str) -> (SecretShape<'static>, Option<String>) {
+/// Recognises a credential's shape: GitHub and GitLab token prefixes, a
+/// compact JWT (three base64url parts whose header is a JSON object with
+/// `alg`, whose unverified issuer is returned for routing), GitLab's
+/// job-token username, a Gitea token's 40 hex digits, or a password.
+pub fn shape_of(username: &str, secret: &str) -> (SecretShape<'static>, Option<String>) {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
     if GITHUB_TOKEN_PREFIXES.iter().any(|p| secret.starts_with(p)) {
         return (SecretShape::GitHubToken, None);
+    }
+    if GITLAB_TOKEN_PREFIXES.iter().any(|p| secret.starts_with(p)) {
+        return (SecretShape::GitLabToken, None);
     }
     let parts: Vec<&str> = secret.split('.').collect();
     let json = |part: &str| -> Option<serde_json::Value> {
@@ -88,6 +94,12 @@ pub fn shape_of(secret: &str) -> (SecretShape<'static>, Option<String>) {
     if is_jwt {
         let issuer = json(parts[1]).and_then(|c| c.get("iss")?.as_str().map(str::to_owned));
         return (SecretShape::Jwt { issuer: None }, issuer);
+    }
+    if is_gitlab_token(username, secret) {
+        return (SecretShape::GitLabToken, None);
+    }
+    if is_gitea_token(secret) {
+        return (SecretShape::HexToken, None);
     }
     (SecretShape::Password, None)
 }
@@ -188,7 +200,7 @@ impl Chain {
     /// token never reaches LDAP, a password never reaches GitHub, a JWT only
     /// the OIDC provider of its issuer).
     fn candidates(&self, credentials: &Credentials) -> (Vec<&Arc<dyn IdentityProvider>>, Reach) {
-        let (shape, issuer) = shape_of(credentials.secret.expose_secret());
+        let (shape, issuer) = shape_of(&credentials.username, credentials.secret.expose_secret());
         // A JWT is verified against the issuer's keys here: a forged one
         // never reaches the IdP, so it does not spend the IdP's budget.
         let reach = match shape {
@@ -210,10 +222,16 @@ impl Chain {
             Some(i) => &self.providers[i..=i],
             None => &self.providers[..],
         };
-        (
-            providers.iter().filter(|p| p.accepts(shape)).collect(),
-            reach,
-        )
+        let mut candidates: Vec<_> = providers.iter().filter(|p| p.accepts(shape)).collect();
+        if candidates.is_empty() && shape == SecretShape::HexToken {
+            // 40 hex digits are a Gitea token only where a Gitea provider
+            // takes them; anywhere else they are a password.
+            candidates = providers
+                .iter()
+                .filter(|p| p.accepts(SecretShape::Password))
+                .collect();
+        }
+        (candidates, reach)
     }
 
     /// The provider's answer, or Unavailable after the request timeout.
@@ -470,18 +488,46 @@ mod tests {
         use base64::Engine as _;
         let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
         for token in ["ghp_x", "github_pat_x", "gho_x", "ghu_x", "ghs_x"] {
-            assert_eq!(shape_of(token).0, SecretShape::GitHubToken, "{token}");
+            assert_eq!(shape_of("u", token).0, SecretShape::GitHubToken, "{token}");
         }
+        for token in ["glpat-x", "glcbt-x", "gldt-x"] {
+            assert_eq!(shape_of("u", token).0, SecretShape::GitLabToken, "{token}");
+        }
+        // GitLab's own registry login for CI_JOB_TOKEN, whatever its form
+        for user in ["gitlab-ci-token", "GitLab-CI-Token", " gitlab-ci-token"] {
+            assert_eq!(
+                shape_of(user, "64_hGf2dsJ4w").0,
+                SecretShape::GitLabToken,
+                "{user}"
+            );
+        }
+        let hex = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(shape_of("u", hex).0, SecretShape::HexToken);
         let jwt = format!(
             "{}.{}.sig",
             b64(r#"{"alg":"RS256"}"#),
             b64(r#"{"iss":"https://sso"}"#)
         );
-        let (shape, issuer) = shape_of(&jwt);
+        let (shape, issuer) = shape_of("u", &jwt);
         assert!(matches!(shape, SecretShape::Jwt { .. }));
         assert_eq!(issuer.as_deref(), Some("https://sso"));
-        for password in ["hunter2", "a.b.c", "ghx_x", "", "x.y"] {
-            assert_eq!(shape_of(password).0, SecretShape::Password, "{password}");
+        // a GitLab ID token goes to its issuer, whatever the username
+        let (shape, _) = shape_of("gitlab-ci-token", &jwt);
+        assert!(matches!(shape, SecretShape::Jwt { .. }));
+        for password in [
+            "hunter2",
+            "a.b.c",
+            "ghx_x",
+            "",
+            "x.y",
+            &hex.to_uppercase(),
+            &hex[1..],
+        ] {
+            assert_eq!(
+                shape_of("u", password).0,
+                SecretShape::Password,
+                "{password}"
+            );
         }
     }
 

@@ -137,6 +137,10 @@ pub enum ProviderSettings {
     Ldap(Box<LdapConfig>),
     /// `kind = "github"`: GitHub tokens.
     Github(Box<GithubConfig>),
+    /// `kind = "gitlab"`: GitLab access tokens and CI job tokens.
+    Gitlab(Box<regauth_providers::gitlab::GitlabConfig>),
+    /// `kind = "gitea"`: Gitea and Forgejo access tokens.
+    Gitea(Box<regauth_providers::gitea::GiteaConfig>),
     /// `kind = "oidc"`: an OpenID Connect issuer.
     Oidc(Box<OidcConfig>),
     /// `kind = "webhook"`: an authentication webhook.
@@ -168,10 +172,12 @@ impl ProviderConfig {
         let claims = match self.settings {
             ProviderSettings::Oidc(_)
             | ProviderSettings::Webhook(_)
+            | ProviderSettings::Gitlab(_)
             | ProviderSettings::InCode { .. } => Claims::Carried,
             ProviderSettings::Static(_)
             | ProviderSettings::Ldap(_)
-            | ProviderSettings::Github(_) => Claims::None,
+            | ProviderSettings::Github(_)
+            | ProviderSettings::Gitea(_) => Claims::None,
         };
         ProviderInfo {
             name: self.name.clone(),
@@ -865,7 +871,7 @@ fn validate_state(
     })
 }
 
-const PROVIDER_KINDS: &str = "static, ldap, oidc, github, webhook";
+const PROVIDER_KINDS: &str = "static, ldap, oidc, github, gitlab, gitea, webhook";
 
 /// Parses one `[[provider]]` table: `name` and `kind` here, the rest by the
 /// kind's own settings type, so errors keep their full key path.
@@ -943,6 +949,20 @@ fn parse_provider(
                 .validate()
                 .map_err(|e| invalid(origin, format!("{prefix}.{}", e.key), e.message))?;
             ProviderSettings::Github(Box::new(github))
+        }
+        "gitlab" => {
+            let gitlab: regauth_providers::gitlab::GitlabConfig = settings(origin, &prefix, table)?;
+            gitlab
+                .validate()
+                .map_err(|e| invalid(origin, format!("{prefix}.{}", e.key), e.message))?;
+            ProviderSettings::Gitlab(Box::new(gitlab))
+        }
+        "gitea" => {
+            let gitea: regauth_providers::gitea::GiteaConfig = settings(origin, &prefix, table)?;
+            gitea
+                .validate()
+                .map_err(|e| invalid(origin, format!("{prefix}.{}", e.key), e.message))?;
+            ProviderSettings::Gitea(Box::new(gitea))
         }
         "webhook" => {
             let webhook: regauth_providers::webhook::WebhookConfig =

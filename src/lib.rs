@@ -167,6 +167,12 @@ pub fn providers(config: &Config) -> Result<Vec<Arc<dyn IdentityProvider>>, Erro
                 }
                 ProviderSettings::Ldap(s) => Arc::new(Ldap::new(&p.name, s).map_err(wrap)?),
                 ProviderSettings::Github(s) => Arc::new(GitHub::new(&p.name, s).map_err(wrap)?),
+                ProviderSettings::Gitlab(s) => {
+                    Arc::new(regauth_providers::gitlab::GitLab::new(&p.name, s).map_err(wrap)?)
+                }
+                ProviderSettings::Gitea(s) => {
+                    Arc::new(regauth_providers::gitea::Gitea::new(&p.name, s).map_err(wrap)?)
+                }
                 ProviderSettings::Oidc(s) => Arc::new(Oidc::new(&p.name, s).map_err(wrap)?),
                 ProviderSettings::Webhook(s) => {
                     Arc::new(regauth_providers::webhook::Webhook::new(&p.name, s).map_err(wrap)?)

@@ -10,15 +10,15 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderMap, ACCEPT, USER_AGENT};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
+use crate::forge::{header, next_link, retry_after, Api, GroupCache};
 use crate::{
     Credentials, Error, Identity, IdentityProvider, Outcome, Rejection, Renewal, Seconds,
     SecretShape, GITHUB_TOKEN_PREFIXES,
@@ -100,14 +100,9 @@ fn default_max_pages() -> usize {
 pub struct GitHub {
     name: String,
     config: GithubConfig,
-    api: String,
-    client: reqwest::Client,
-    /// Groups per token (a digest of it), for `team_cache_ttl`.
-    groups: moka::future::Cache<String, Arc<Vec<String>>>,
-    /// Calls to the API, and group cache hits and misses (`/metrics`).
-    api_calls: std::sync::atomic::AtomicU64,
-    group_cache_hits: std::sync::atomic::AtomicU64,
-    group_cache_misses: std::sync::atomic::AtomicU64,
+    api: Api,
+    /// Groups per token, for `team_cache_ttl`.
+    groups: GroupCache,
 }
 
 #[derive(Deserialize)]
@@ -133,24 +128,6 @@ struct ParentTeam {
     slug: String,
 }
 
-/// The `rel="next"` target of a `Link` header.
-fn next_link(headers: &HeaderMap) -> Option<String> {
-    let link = headers.get("link")?.to_str().ok()?;
-    link.split(',').find_map(|part| {
-        let (target, params) = part.split_once(';')?;
-        params
-            .split(';')
-            .any(|p| p.trim() == "rel=\"next\"")
-            .then(|| {
-                target
-                    .trim()
-                    .trim_start_matches('<')
-                    .trim_end_matches('>')
-                    .to_owned()
-            })
-    })
-}
-
 /// GitHub's `github-authentication-token-expiration` header
 /// (`2026-12-31 23:59:59 UTC`, sometimes with a numeric offset) as seconds
 /// since the epoch.
@@ -168,72 +145,41 @@ fn token_expiration(value: &str) -> Option<u64> {
     u64::try_from(at.unix_timestamp()).ok()
 }
 
-/// A digest standing for a token in a cache key.
-fn token_digest(token: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
 impl GitHub {
     /// The provider instance `name`: fails if `api_url` is not an http(s) URL
     /// or the configuration is invalid.
     pub fn new(name: &str, config: &GithubConfig) -> Result<Self, Error> {
-        let api = config.api_url.trim_end_matches('/').to_owned();
-        if !(api.starts_with("https://") || api.starts_with("http://")) {
-            return Err(Error::Config("api_url must be an http(s) URL".into()));
-        }
+        let api = Api::new(
+            "GitHub",
+            "api_url",
+            &config.api_url,
+            config.ca_file.as_deref(),
+            config.timeout.0,
+        )?;
         config.validate()?;
-        let client = crate::http_client(config.ca_file.as_deref(), config.timeout.0)?;
         Ok(Self {
             name: name.to_owned(),
             config: config.clone(),
             api,
-            client,
-            groups: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(config.team_cache_ttl.0)
-                .build(),
-            api_calls: Default::default(),
-            group_cache_hits: Default::default(),
-            group_cache_misses: Default::default(),
+            groups: GroupCache::new(config.team_cache_ttl.0),
         })
     }
 
     /// One API call; GitHub's refusals become the matching outcome.
     async fn get(&self, token: &str, url: &str) -> Result<reqwest::Response, Outcome> {
-        // The token goes to api_url's origin and nowhere else (Link headers
-        // are followed only within it).
-        if !url.starts_with(&self.api) {
-            return Err(Outcome::Unavailable(Error::Upstream(format!(
-                "GitHub pointed outside api_url: {url}"
-            ))));
+        let mut headers = HeaderMap::new();
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| Outcome::Rejected(Rejection::WrongSecret))?;
+        headers.insert(AUTHORIZATION, bearer);
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/vnd.github+json"),
+        );
+        if let Ok(version) = HeaderValue::from_str(&self.config.api_version) {
+            headers.insert("x-github-api-version", version);
         }
-        self.api_calls
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let response = self
-            .client
-            .get(url)
-            .bearer_auth(token)
-            .header(ACCEPT, "application/vnd.github+json")
-            .header("X-GitHub-Api-Version", &self.config.api_version)
-            .header(USER_AGENT, "regauth")
-            .send()
-            .await
-            .map_err(|e| {
-                let kind = if e.is_timeout() {
-                    "timed out"
-                } else {
-                    "failed"
-                };
-                Outcome::Unavailable(Error::Upstream(format!(
-                    "GitHub request {kind}: {}",
-                    e.without_url()
-                )))
-            })?;
+        // Link headers are followed only within api_url (Api::get).
+        let response = self.api.get(url, headers).await?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -252,23 +198,13 @@ impl GitHub {
                     "this GitHub token is not authorized for the organization's SAML single sign-on: authorize it at {url} and log in again"
                 )))
             }
-            StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS if rate_limited => {
-                let retry_after = header(headers, "retry-after")
-                    .and_then(|v| v.parse().ok())
-                    .or_else(|| {
-                        let reset: u64 = header(headers, "x-ratelimit-reset")?.parse().ok()?;
-                        let now = crate::clock::unix_seconds();
-                        Some(reset.saturating_sub(now).max(1))
-                    });
-                Outcome::Unavailable(Error::RateLimited {
-                    message: format!("GitHub answered {status}"),
-                    retry_after,
-                })
-            }
+            StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS if rate_limited => self
+                .api
+                .rate_limited(status.as_u16(), retry_after(headers, "x-ratelimit-reset")),
             StatusCode::FORBIDDEN => {
                 Outcome::Rejected(Rejection::Other("GitHub refused the token (403)".into()))
             }
-            s => Outcome::Unavailable(Error::Upstream(format!("GitHub answered {s}"))),
+            s => self.api.unavailable(format!("answered {s}")),
         })
     }
 
@@ -278,16 +214,12 @@ impl GitHub {
         token: &str,
         path: &str,
     ) -> Result<Vec<T>, Outcome> {
-        let mut url = format!("{}{path}?per_page=100", self.api);
+        let mut url = format!("{}{path}?per_page=100", self.api.base);
         let mut items = Vec::new();
         for _ in 0..self.config.max_pages {
             let response = self.get(token, &url).await?;
             let next = next_link(response.headers());
-            let page: Vec<T> = crate::json_limited(response, crate::MAX_UPSTREAM_BODY)
-                .await
-                .map_err(|e| {
-                    Outcome::Unavailable(Error::Upstream(format!("GitHub {path}: {e}")))
-                })?;
+            let page: Vec<T> = self.api.json(response, path).await?;
             items.extend(page);
             match next {
                 Some(n) => url = n,
@@ -300,13 +232,11 @@ impl GitHub {
 
     async fn login(&self, credentials: &Credentials) -> Result<Identity, Outcome> {
         let token = credentials.secret.expose_secret();
-        let response = self.get(token, &format!("{}/user", self.api)).await?;
+        let response = self.get(token, &format!("{}/user", self.api.base)).await?;
         let scopes = header(response.headers(), "x-oauth-scopes").map(str::to_owned);
         let token_expires = header(response.headers(), "github-authentication-token-expiration")
             .and_then(token_expiration);
-        let user: User = crate::json_limited(response, crate::MAX_UPSTREAM_BODY)
-            .await
-            .map_err(|e| Outcome::Unavailable(Error::Upstream(format!("GitHub /user: {e}"))))?;
+        let user: User = self.api.json(response, "/user").await?;
         if !self.config.any_username && !user.login.eq_ignore_ascii_case(&credentials.username) {
             return Err(Outcome::Rejected(Rejection::Other(format!(
                 "the Basic username \"{}\" is not the token's login {:?}",
@@ -316,24 +246,13 @@ impl GitHub {
         }
         // Per token, not per login: another token of the same user (without
         // read:org, or not authorized for SSO) must pass the checks itself.
-        let key = token_digest(token);
-        let groups = match self.groups.get(&key).await {
-            Some(groups) => {
-                self.group_cache_hits
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                groups
-            }
-            None => {
-                self.group_cache_misses
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let groups = Arc::new(
-                    self.resolve_groups(token, &user.login, scopes.as_deref())
-                        .await?,
-                );
-                self.groups.insert(key, groups.clone()).await;
-                groups
-            }
-        };
+        let groups = self
+            .groups
+            .get_or(
+                token,
+                self.resolve_groups(token, &user.login, scopes.as_deref()),
+            )
+            .await?;
         let mut identity =
             Identity::new(user.login, self.name.clone()).with_groups(groups.iter().cloned());
         // GitHub cannot be asked about a user without their token: a
@@ -417,12 +336,9 @@ impl IdentityProvider for GitHub {
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        use std::sync::atomic::Ordering::Relaxed;
-        vec![
-            ("api_calls", self.api_calls.load(Relaxed)),
-            ("group_cache_hits", self.group_cache_hits.load(Relaxed)),
-            ("group_cache_misses", self.group_cache_misses.load(Relaxed)),
-        ]
+        let mut counters = vec![("api_calls", self.api.calls())];
+        counters.extend(self.groups.counters());
+        counters
     }
 
     /// A token stands alone: the typed username tries no account.
@@ -445,26 +361,6 @@ impl IdentityProvider for GitHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn link_header_next() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "link",
-            r#"<https://api.github.com/user/teams?page=2>; rel="next", <https://api.github.com/user/teams?page=5>; rel="last""#
-                .parse()
-                .unwrap(),
-        );
-        assert_eq!(
-            next_link(&h).as_deref(),
-            Some("https://api.github.com/user/teams?page=2")
-        );
-        h.insert(
-            "link",
-            r#"<https://x/?page=1>; rel="prev""#.parse().unwrap(),
-        );
-        assert_eq!(next_link(&h), None);
-    }
 
     #[test]
     fn token_expiration_header() {

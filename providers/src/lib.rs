@@ -15,7 +15,10 @@ use async_trait::async_trait;
 pub use secrecy::{ExposeSecret, SecretString};
 
 pub mod clock;
+mod forge;
+pub mod gitea;
 pub mod github;
+pub mod gitlab;
 pub mod ldap;
 pub mod oidc;
 pub mod static_users;
@@ -31,7 +34,7 @@ pub fn install_crypto_provider() {
 /// Text a client chose, as it may appear in a log line: control
 /// characters (newlines, ANSI escapes) escaped, at most [`MAX_LOGGED_BYTES`]
 /// bytes of it, the rest counted, and anything shaped like a token (a
-/// GitHub token or a JWT pasted as the username) not shown at all.
+/// GitHub, GitLab or Gitea token, or a JWT, pasted as the username) not shown at all.
 pub struct Safe<'a>(pub &'a str);
 
 /// At most this many bytes of client-chosen text reach a log line.
@@ -41,6 +44,10 @@ impl fmt::Display for Safe<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = self.0;
         let looks_like_token = GITHUB_TOKEN_PREFIXES.iter().any(|p| text.starts_with(p))
+            || gitlab::GITLAB_TOKEN_PREFIXES
+                .iter()
+                .any(|p| text.starts_with(p))
+            || gitea::is_gitea_token(text)
             || (text.starts_with("eyJ") && text.matches('.').count() == 2);
         if looks_like_token {
             return f.write_str("[a token, not shown]");
@@ -296,6 +303,12 @@ pub fn http_client(
 pub enum SecretShape<'a> {
     /// `ghp_`, `github_pat_`, `gho_`, `ghu_`, `ghs_`.
     GitHubToken,
+    /// `glpat-`, `glcbt-`, `gldt-`, or any secret under the username
+    /// `gitlab-ci-token` (a CI job token).
+    GitLabToken,
+    /// 40 lower-case hex digits: a Gitea or Forgejo access token when a
+    /// Gitea provider is configured, a password otherwise.
+    HexToken,
     /// A compact JWT, with its (unverified) issuer if it has one.
     Jwt {
         /// The token's `iss` claim, not verified; `None` if it has none.
@@ -394,8 +407,19 @@ impl fmt::Debug for Credentials {
 pub enum Kind {
     /// An ordinary user account (the default).
     User,
-    /// A service account (a static provider's robot).
+    /// A service account: a static provider's robot, a GitLab project or
+    /// group access token's bot, a CI job.
     Robot,
+}
+
+impl Kind {
+    /// `user` or `robot`, as the audit line says.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::User => "user",
+            Kind::Robot => "robot",
+        }
+    }
 }
 
 /// How a refresh token (docker's identity token) may continue a login.
@@ -433,6 +457,10 @@ pub enum ProviderKind {
     Oidc,
     /// GitHub tokens (`kind = "github"`).
     Github,
+    /// GitLab tokens (`kind = "gitlab"`).
+    Gitlab,
+    /// Gitea and Forgejo tokens (`kind = "gitea"`).
+    Gitea,
     /// An authentication webhook (`kind = "webhook"`).
     Webhook,
     /// A provider written by the embedding application.
@@ -447,6 +475,8 @@ impl ProviderKind {
             ProviderKind::Ldap => "ldap",
             ProviderKind::Oidc => "oidc",
             ProviderKind::Github => "github",
+            ProviderKind::Gitlab => "gitlab",
+            ProviderKind::Gitea => "gitea",
             ProviderKind::Webhook => "webhook",
             ProviderKind::Custom(name) => name,
         }

@@ -16,6 +16,7 @@ mod compose;
 mod container;
 mod deploy;
 mod examples;
+mod forges;
 mod github;
 mod hardening;
 mod hooks;

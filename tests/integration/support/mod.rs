@@ -6,7 +6,9 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod gitea;
 pub mod github;
+pub mod gitlab;
 pub mod idp;
 pub mod issuer;
 pub mod nginx;

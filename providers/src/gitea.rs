@@ -1,0 +1,369 @@
+//! The `gitea` provider: Gitea and Forgejo access tokens (they share the
+//! API) as registry passwords.
+//!
+//! The token is checked with `GET /api/v1/user` (`Authorization: token
+//! …`); an inactive account or one prohibited from signing in is refused.
+//! Organizations and teams become groups (`org`, `org/team`), inside the
+//! required `organizations` only. A token needs the `read:user` scope, and
+//! `read:organization` to list organizations. Rate limits and outages are
+//! 503s; redirects are never followed and the token is only ever sent to
+//! `url`'s API.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use crate::forge::{header, next_link, retry_after, Api, GroupCache};
+use crate::{
+    Credentials, Error, Identity, IdentityProvider, Outcome, Rejection, Renewal, Seconds,
+    SecretShape,
+};
+
+/// Whether a secret has the shape of a Gitea or Forgejo access token: 40
+/// lower-case hex digits.
+pub fn is_gitea_token(secret: &str) -> bool {
+    secret.len() == 40
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Items per page: Gitea's maximum.
+const PAGE_LIMIT: usize = 50;
+
+/// `[[provider]] kind = "gitea"` as written in the configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GiteaConfig {
+    /// The instance: `https://gitea.corp` or `https://codeberg.org`.
+    pub url: String,
+    /// Membership in each of these is required; they and their teams are
+    /// the only groups. Required unless `allow_any_account = true`.
+    #[serde(default)]
+    pub organizations: Vec<String>,
+    /// Admit every account of the instance (with no groups) when
+    /// `organizations` is empty.
+    #[serde(default)]
+    pub allow_any_account: bool,
+    /// Accept any Basic username instead of requiring the token's login.
+    #[serde(default)]
+    pub any_username: bool,
+    /// PEM CA bundle for an instance with a private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Timeout for connecting and for each API call.
+    #[serde(default = "default_timeout")]
+    pub timeout: Seconds,
+    /// How long a token's groups are cached.
+    #[serde(default = "default_team_ttl")]
+    pub team_cache_ttl: Seconds,
+    /// How long a refresh token may carry the groups of the login that
+    /// minted it.
+    #[serde(default = "default_refresh_max_age")]
+    pub refresh_max_age: Seconds,
+    /// Upper bound on pages followed per listing (50 items a page).
+    #[serde(default = "default_max_pages")]
+    pub max_pages: usize,
+}
+
+fn default_timeout() -> Seconds {
+    Seconds(Duration::from_secs(10))
+}
+fn default_team_ttl() -> Seconds {
+    Seconds(Duration::from_secs(300))
+}
+fn default_refresh_max_age() -> Seconds {
+    Seconds(Duration::from_secs(3600))
+}
+fn default_max_pages() -> usize {
+    20
+}
+
+impl GiteaConfig {
+    /// Checks what can be checked without the network.
+    pub fn validate(&self) -> Result<(), crate::Invalid> {
+        if self.organizations.is_empty() && !self.allow_any_account {
+            return Err(crate::Invalid {
+                key: "organizations",
+                message: "name the organizations whose members may log in (without them every account of the instance is admitted; set allow_any_account = true if that is really meant)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The `gitea` provider: checks Gitea or Forgejo tokens against `url`'s API.
+pub struct Gitea {
+    name: String,
+    config: GiteaConfig,
+    api: Api,
+    groups: GroupCache,
+}
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+    #[serde(default = "yes")]
+    active: bool,
+    #[serde(default)]
+    prohibit_login: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+struct Org {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Team {
+    name: String,
+    organization: Option<Org>,
+}
+
+#[derive(Deserialize, Default)]
+struct ApiError {
+    #[serde(default)]
+    message: String,
+}
+
+impl Gitea {
+    /// The provider instance `name`: fails if `url` is not an http(s) URL
+    /// or the configuration is invalid.
+    pub fn new(name: &str, config: &GiteaConfig) -> Result<Self, Error> {
+        config.validate()?;
+        let url = config.url.trim_end_matches('/');
+        let api = Api::new(
+            "Gitea",
+            "url",
+            &format!("{url}/api/v1"),
+            config.ca_file.as_deref(),
+            config.timeout.0,
+        )?;
+        Ok(Self {
+            name: name.to_owned(),
+            config: config.clone(),
+            api,
+            groups: GroupCache::new(config.team_cache_ttl.0),
+        })
+    }
+
+    /// One API call; Gitea's refusals become the matching outcome.
+    async fn get(&self, token: &str, url: &str) -> Result<reqwest::Response, Outcome> {
+        let mut headers = HeaderMap::new();
+        let value = HeaderValue::from_str(&format!("token {token}"))
+            .map_err(|_| Outcome::Rejected(Rejection::WrongSecret))?;
+        headers.insert(AUTHORIZATION, value);
+        let response = self.api.get(url, headers).await?;
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        if status == 429 {
+            let wait = retry_after(response.headers(), "x-ratelimit-reset");
+            return Err(self.api.rate_limited(status, wait));
+        }
+        if !(400..500).contains(&status) {
+            return Err(self.api.unavailable(format!("answered {status}")));
+        }
+        let body: ApiError = crate::json_limited(response, 64 * 1024)
+            .await
+            .unwrap_or_default();
+        Err(Outcome::Rejected(match status {
+            401 => Rejection::WrongSecret,
+            403 if body.message.contains("scope") => Rejection::UserAction(
+                "this Gitea token lacks a scope: give it read:user and read:organization".into(),
+            ),
+            403 if body.message.contains("prohibited") => Rejection::Disabled,
+            s => Rejection::Other(format!(
+                "Gitea answered {s}: {}",
+                crate::Safe(&body.message)
+            )),
+        }))
+    }
+
+    /// A listing, page by page: `Link: rel="next"` where Gitea sends it,
+    /// otherwise until a short page or `X-Total-Count`, up to `max_pages`.
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        path: &str,
+    ) -> Result<Vec<T>, Outcome> {
+        let mut items = Vec::new();
+        let mut url = format!("{}{path}?limit={PAGE_LIMIT}&page=1", self.api.base);
+        for page in 1..=self.config.max_pages {
+            let response = self.get(token, &url).await?;
+            let headers = response.headers();
+            let next = next_link(headers);
+            let has_link = headers.contains_key("link");
+            let total: Option<usize> =
+                header(headers, "x-total-count").and_then(|t| t.trim().parse().ok());
+            let batch: Vec<T> = self.api.json(response, path).await?;
+            let (empty, full) = (batch.is_empty(), batch.len() >= PAGE_LIMIT);
+            items.extend(batch);
+            let more = match (next, has_link) {
+                (Some(n), _) => {
+                    url = n;
+                    true
+                }
+                (None, true) => false,
+                (None, false) => {
+                    url = format!(
+                        "{}{path}?limit={PAGE_LIMIT}&page={}",
+                        self.api.base,
+                        page + 1
+                    );
+                    // X-Total-Count where sent (an instance may page below
+                    // PAGE_LIMIT), else until a short page
+                    !empty && total.map_or(full, |t| items.len() < t)
+                }
+            };
+            if !more {
+                return Ok(items);
+            }
+        }
+        tracing::warn!(provider = %self.name, path, pages = self.config.max_pages, "stopped following Gitea pagination at max_pages");
+        Ok(items)
+    }
+
+    async fn resolve_groups(&self, token: &str, login: &str) -> Result<Vec<String>, Outcome> {
+        let wanted: BTreeSet<String> = self
+            .config
+            .organizations
+            .iter()
+            .map(|o| o.trim().to_lowercase())
+            .collect();
+        let orgs: BTreeSet<String> = match self.list::<Org>(token, "/user/orgs").await {
+            Ok(orgs) => orgs.into_iter().map(|o| o.name.to_lowercase()).collect(),
+            Err(Outcome::Rejected(Rejection::UserAction(message))) => {
+                tracing::warn!(provider = %self.name, user = login, "Gitea token cannot list organizations: add the read:organization scope to it");
+                if wanted.is_empty() {
+                    BTreeSet::new()
+                } else {
+                    return Err(Outcome::Rejected(Rejection::UserAction(message)));
+                }
+            }
+            Err(other) => return Err(other),
+        };
+        if let Some(missing) = wanted.iter().find(|o| !orgs.contains(*o)) {
+            tracing::warn!(provider = %self.name, user = login, organization = %missing, "Gitea organization membership missing");
+            return Err(Outcome::Rejected(Rejection::Other(format!(
+                "not a member of Gitea organization {missing}"
+            ))));
+        }
+        let in_scope = |org: &str| wanted.is_empty() || wanted.contains(org);
+        let mut groups: BTreeSet<String> = orgs.iter().filter(|o| in_scope(o)).cloned().collect();
+        if !groups.is_empty() {
+            for team in self.list::<Team>(token, "/user/teams").await? {
+                let Some(org) = team.organization.map(|o| o.name.to_lowercase()) else {
+                    continue;
+                };
+                if in_scope(&org) && orgs.contains(&org) {
+                    groups.insert(format!("{org}/{}", team.name.to_lowercase()));
+                }
+            }
+        }
+        Ok(groups.into_iter().collect())
+    }
+
+    async fn login(&self, credentials: &Credentials, token: &str) -> Result<Identity, Outcome> {
+        let response = self.get(token, &format!("{}/user", self.api.base)).await?;
+        let user: User = self.api.json(response, "/user").await?;
+        if !user.active || user.prohibit_login {
+            return Err(Outcome::Rejected(Rejection::Disabled));
+        }
+        if !self.config.any_username
+            && !user.login.eq_ignore_ascii_case(credentials.username.trim())
+        {
+            return Err(Outcome::Rejected(Rejection::Other(format!(
+                "the Basic username \"{}\" is not the token's login {:?}",
+                crate::Safe(&credentials.username),
+                user.login
+            ))));
+        }
+        let groups = self
+            .groups
+            .get_or(token, self.resolve_groups(token, &user.login))
+            .await?;
+        let mut identity =
+            Identity::new(user.login, self.name.clone()).with_groups(groups.iter().cloned());
+        identity.renewal = Renewal::Snapshot {
+            until: crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs(),
+        };
+        Ok(identity)
+    }
+}
+
+#[async_trait]
+impl IdentityProvider for Gitea {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> crate::ProviderKind {
+        crate::ProviderKind::Gitea
+    }
+
+    fn accepts(&self, shape: SecretShape<'_>) -> bool {
+        shape == SecretShape::HexToken
+    }
+
+    /// Gitea logins are case-insensitive.
+    fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Owned(username.trim().to_lowercase())
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut counters = vec![("api_calls", self.api.calls())];
+        counters.extend(self.groups.counters());
+        counters
+    }
+
+    /// A token stands alone: the typed username tries no account.
+    fn account_of(&self, _credentials: &Credentials) -> Option<String> {
+        None
+    }
+
+    async fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        let token = credentials.secret.expose_secret();
+        if !is_gitea_token(token) {
+            return Outcome::NotMine;
+        }
+        match self.login(credentials, token).await {
+            Ok(identity) => Outcome::Authenticated(identity),
+            Err(outcome) => outcome,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_shape() {
+        assert!(is_gitea_token("0123456789abcdef0123456789abcdef01234567"));
+        assert!(!is_gitea_token("0123456789ABCDEF0123456789abcdef01234567"));
+        assert!(!is_gitea_token("0123456789abcdef0123456789abcdef0123456"));
+        assert!(!is_gitea_token("ghp_0123456789abcdef0123456789abcdef0123"));
+    }
+
+    #[test]
+    fn organizations_are_required_unless_any_account_is_allowed() {
+        let c: GiteaConfig = serde_json::from_str(r#"{"url":"http://127.0.0.1:1"}"#).unwrap();
+        let err = Gitea::new("gt", &c).err().unwrap().to_string();
+        assert!(err.contains("organizations"), "{err}");
+        let c: GiteaConfig =
+            serde_json::from_str(r#"{"url":"http://127.0.0.1:1","allow_any_account":true}"#)
+                .unwrap();
+        assert!(Gitea::new("gt", &c).is_ok());
+    }
+}

@@ -1,0 +1,758 @@
+//! The `gitlab` provider: GitLab tokens as registry passwords, for
+//! gitlab.com and self-managed GitLab.
+//!
+//! Two kinds of token are accepted:
+//!
+//! - **Access tokens** (`glpat-`: personal, project and group access
+//!   tokens), checked with `GET /api/v4/user`. Groups are the `full_path`s
+//!   of `GET /api/v4/groups?min_access_level=…` with their parents, inside
+//!   the configured top-level `groups` only. Project and group access
+//!   tokens belong to bot users (`project_123_bot_…`, `group_45_bot_…`):
+//!   they are robots, and a project bot's project counts for `groups`.
+//!   Claims: `token_type` (`personal`, `project_bot`, `group_bot`) and a
+//!   project bot's `bot_project`.
+//! - **CI job tokens** (`CI_JOB_TOKEN`, username `gitlab-ci-token`, or a
+//!   `glcbt-` token), checked with `GET /api/v4/job`: the job must be
+//!   running. The identity is the job's project path, with claims named as
+//!   in GitLab's ID tokens: `token_type = "job"`, `project_path`, `ref`,
+//!   `ref_type`, `pipeline_source`, `user_login` (and `tag`, `job_id`). A job token lives as
+//!   long as its job: its verdict is cached for `cache.verdict_ttl` at
+//!   most and it never gets a refresh token.
+//!
+//! Deploy tokens (`gldt-`) cannot be checked through GitLab's API and are
+//! refused with a message saying so. Rate limits and outages are 503s
+//! (never 401s); redirects are never followed and the token is only ever
+//! sent to `url`'s API.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use crate::forge::{next_link, retry_after, Api, GroupCache};
+use crate::{
+    Credentials, Error, Identity, IdentityProvider, Kind, Outcome, Rejection, Renewal, Seconds,
+    SecretShape,
+};
+
+/// The Basic username GitLab's own registry uses with `CI_JOB_TOKEN`.
+pub const JOB_TOKEN_USERNAME: &str = "gitlab-ci-token";
+
+/// Token prefixes that belong to GitLab: access tokens, CI job tokens and
+/// deploy tokens.
+pub const GITLAB_TOKEN_PREFIXES: &[&str] = &["glpat-", "glcbt-", "gldt-"];
+
+/// Whether these credentials are a GitLab token: a GitLab prefix, or the
+/// job-token username.
+pub fn is_gitlab_token(username: &str, secret: &str) -> bool {
+    GITLAB_TOKEN_PREFIXES.iter().any(|p| secret.starts_with(p))
+        || username.trim().eq_ignore_ascii_case(JOB_TOKEN_USERNAME)
+}
+
+/// GitLab's role levels (`min_access_level`).
+const ACCESS_LEVELS: &[u8] = &[5, 10, 15, 20, 30, 40, 50];
+
+/// `[[provider]] kind = "gitlab"` as written in the configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitlabConfig {
+    /// The instance: `https://gitlab.com` or `https://gitlab.corp` (with
+    /// its relative URL root, if any).
+    #[serde(default = "default_url")]
+    pub url: String,
+    /// Top-level groups (or subgroups) a login must belong to, each of
+    /// them; groups inside them are the only groups. Required unless
+    /// `allow_any_account = true`.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Admit every account of the instance when `groups` is empty.
+    #[serde(default)]
+    pub allow_any_account: bool,
+    /// The role that makes a group membership count: 10 guest, 20
+    /// reporter, 30 developer, 40 maintainer, 50 owner.
+    #[serde(default = "default_min_access_level")]
+    pub min_access_level: u8,
+    /// Accept any Basic username with an access token instead of
+    /// requiring the token's user.
+    #[serde(default)]
+    pub any_username: bool,
+    /// PEM CA bundle for an instance with a private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Timeout for connecting and for each API call.
+    #[serde(default = "default_timeout")]
+    pub timeout: Seconds,
+    /// How long a token's groups are cached.
+    #[serde(default = "default_group_ttl")]
+    pub group_cache_ttl: Seconds,
+    /// How long a refresh token may carry the groups of the access-token
+    /// login that minted it.
+    #[serde(default = "default_refresh_max_age")]
+    pub refresh_max_age: Seconds,
+    /// Upper bound on pages followed per listing (100 groups a page).
+    #[serde(default = "default_max_pages")]
+    pub max_pages: usize,
+}
+
+fn default_url() -> String {
+    "https://gitlab.com".into()
+}
+fn default_min_access_level() -> u8 {
+    10
+}
+fn default_timeout() -> Seconds {
+    Seconds(Duration::from_secs(10))
+}
+fn default_group_ttl() -> Seconds {
+    Seconds(Duration::from_secs(300))
+}
+fn default_refresh_max_age() -> Seconds {
+    Seconds(Duration::from_secs(3600))
+}
+fn default_max_pages() -> usize {
+    20
+}
+
+impl GitlabConfig {
+    /// Checks what can be checked without the network.
+    pub fn validate(&self) -> Result<(), crate::Invalid> {
+        if self.groups.is_empty() && !self.allow_any_account {
+            return Err(crate::Invalid {
+                key: "groups",
+                message: "name the GitLab groups whose members may log in (without them every account of the instance is admitted; set allow_any_account = true if that is really meant)".into(),
+            });
+        }
+        if let Some(bad) = self
+            .groups
+            .iter()
+            .find(|g| g.is_empty() || g.starts_with('/') || g.ends_with('/'))
+        {
+            return Err(crate::Invalid {
+                key: "groups",
+                message: format!("`{bad}` is not a group path (like `acme` or `acme/platform`)"),
+            });
+        }
+        if !ACCESS_LEVELS.contains(&self.min_access_level) {
+            return Err(crate::Invalid {
+                key: "min_access_level",
+                message: "must be one of 5, 10, 15, 20, 30, 40, 50 (10 guest ... 50 owner)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The `gitlab` provider: checks GitLab tokens against `url`'s API.
+pub struct GitLab {
+    name: String,
+    config: GitlabConfig,
+    api: Api,
+    /// The instance's path below its host (`/gitlab`), or empty.
+    root_path: String,
+    /// Required groups, lower-cased.
+    required: Vec<String>,
+    memberships: GroupCache<Memberships>,
+}
+
+/// What an access token's user belongs to, inside the required groups.
+struct Memberships {
+    /// Group paths with their parents, lower-cased.
+    groups: Vec<String>,
+    /// A project bot's project.
+    project: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    username: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    locked: bool,
+    #[serde(default)]
+    bot: bool,
+}
+
+#[derive(Deserialize)]
+struct Group {
+    full_path: String,
+}
+
+#[derive(Deserialize)]
+struct Project {
+    path_with_namespace: String,
+}
+
+#[derive(Deserialize)]
+struct Job {
+    id: u64,
+    status: String,
+    #[serde(rename = "ref")]
+    git_ref: String,
+    #[serde(default)]
+    tag: bool,
+    web_url: String,
+    #[serde(default)]
+    pipeline: Option<Pipeline>,
+    #[serde(default)]
+    user: Option<JobUser>,
+}
+
+#[derive(Deserialize)]
+struct Pipeline {
+    #[serde(default)]
+    source: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JobUser {
+    username: String,
+}
+
+/// GitLab's error bodies: `{"message": …}` or OAuth's `{"error": …,
+/// "error_description": …}`.
+#[derive(Deserialize, Default)]
+struct ApiError {
+    #[serde(default)]
+    message: Option<serde_json::Value>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+impl ApiError {
+    fn text(&self) -> String {
+        match (&self.message, &self.error_description, &self.error) {
+            (Some(serde_json::Value::String(m)), _, _) => m.clone(),
+            (Some(other), _, _) => other.to_string(),
+            (None, Some(d), _) => d.clone(),
+            (None, None, Some(e)) => e.clone(),
+            (None, None, None) => String::new(),
+        }
+    }
+}
+
+/// Which call a refusal came from, for its message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    User,
+    Groups,
+    Projects,
+    Job,
+}
+
+impl GitLab {
+    /// The provider instance `name`: fails if `url` is not an http(s) URL
+    /// or the configuration is invalid.
+    pub fn new(name: &str, config: &GitlabConfig) -> Result<Self, Error> {
+        config.validate()?;
+        let url = config.url.trim_end_matches('/');
+        let api = Api::new(
+            "GitLab",
+            "url",
+            &format!("{url}/api/v4"),
+            config.ca_file.as_deref(),
+            config.timeout.0,
+        )?;
+        let root_path = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .map(|(_, path)| path.trim_matches('/').to_owned())
+            .unwrap_or_default();
+        Ok(Self {
+            name: name.to_owned(),
+            config: config.clone(),
+            api,
+            root_path,
+            required: config
+                .groups
+                .iter()
+                .map(|g| g.trim().to_lowercase())
+                .collect(),
+            memberships: GroupCache::new(config.group_cache_ttl.0),
+        })
+    }
+
+    /// One API call with `credential` as the header `name`; GitLab's
+    /// refusals become the matching outcome.
+    async fn get(
+        &self,
+        name: &'static str,
+        credential: &str,
+        url: &str,
+        call: Call,
+    ) -> Result<reqwest::Response, Outcome> {
+        let mut headers = HeaderMap::new();
+        let value = HeaderValue::from_str(credential)
+            .map_err(|_| Outcome::Rejected(Rejection::WrongSecret))?;
+        headers.insert(name, value);
+        let response = self.api.get(url, headers).await?;
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let wait = retry_after(response.headers(), "ratelimit-reset");
+        if status == 429 {
+            return Err(self.api.rate_limited(status, wait));
+        }
+        if !(400..500).contains(&status) {
+            return Err(self.api.unavailable(format!("answered {status}")));
+        }
+        let body: ApiError = crate::json_limited(response, 64 * 1024)
+            .await
+            .unwrap_or_default();
+        Err(Outcome::Rejected(self.refusal(status, &body, call)))
+    }
+
+    /// What a 4xx from GitLab means.
+    fn refusal(&self, status: u16, body: &ApiError, call: Call) -> Rejection {
+        let text = body.text();
+        match (status, call) {
+            (403, _) if body.error.as_deref() == Some("insufficient_scope") => {
+                Rejection::UserAction(match call {
+                    Call::User => "this GitLab token cannot read its user: give it the read_user scope (read_api to list groups too)".into(),
+                    _ => "this GitLab token cannot list its groups: give it the read_api scope".into(),
+                })
+            }
+            (401, Call::Job) => Rejection::Other(
+                "the GitLab job token is not valid: its job is not running (or the token is wrong)"
+                    .into(),
+            ),
+            (401, _) if text.contains("expired") => Rejection::Expired,
+            (401, _) if text.contains("revoked") => {
+                Rejection::Other("the GitLab token was revoked".into())
+            }
+            (401, _) => Rejection::WrongSecret,
+            (403, _) if text.contains("blocked") || text.contains("deactivated") => {
+                Rejection::Disabled
+            }
+            (404, Call::Job) => Rejection::Other("not a GitLab job token".into()),
+            (s, _) => Rejection::Other(format!("GitLab answered {s}: {}", crate::Safe(&text))),
+        }
+    }
+
+    /// A listing, following `Link: rel="next"` up to `max_pages`.
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        first: String,
+        call: Call,
+    ) -> Result<Vec<T>, Outcome> {
+        let mut url = first;
+        let mut items = Vec::new();
+        for _ in 0..self.config.max_pages {
+            let response = self.get("private-token", token, &url, call).await?;
+            let next = next_link(response.headers());
+            let page: Vec<T> = self.api.json(response, "listing").await?;
+            items.extend(page);
+            match next {
+                Some(n) => url = n,
+                None => return Ok(items),
+            }
+        }
+        tracing::warn!(provider = %self.name, pages = self.config.max_pages, "stopped following GitLab pagination at max_pages");
+        Ok(items)
+    }
+
+    /// Whether `path` is one of the required groups or inside one.
+    fn in_scope(&self, path: &str) -> bool {
+        self.required.is_empty()
+            || self.required.iter().any(|g| {
+                path == g
+                    || path
+                        .strip_prefix(g.as_str())
+                        .is_some_and(|r| r.starts_with('/'))
+            })
+    }
+
+    /// The required group `paths` (memberships, lower-cased) do not reach.
+    fn missing<'a>(&'a self, paths: &BTreeSet<String>) -> Option<&'a str> {
+        self.required
+            .iter()
+            .find(|g| {
+                !paths.iter().any(|p| {
+                    p == *g
+                        || p.strip_prefix(g.as_str())
+                            .is_some_and(|r| r.starts_with('/'))
+                })
+            })
+            .map(String::as_str)
+    }
+
+    async fn access_token(&self, credentials: &Credentials, token: &str) -> Outcome {
+        let url = format!("{}/user", self.api.base);
+        let user: User = match self.get("private-token", token, &url, Call::User).await {
+            Ok(response) => match self.api.json(response, "/user").await {
+                Ok(user) => user,
+                Err(outcome) => return outcome,
+            },
+            Err(outcome) => return outcome,
+        };
+        if user.state != "active" {
+            return Outcome::Rejected(Rejection::Disabled);
+        }
+        if user.locked {
+            return Outcome::Rejected(Rejection::Locked);
+        }
+        if !self.config.any_username
+            && !user
+                .username
+                .eq_ignore_ascii_case(credentials.username.trim())
+        {
+            return Outcome::Rejected(Rejection::Other(format!(
+                "the Basic username \"{}\" is not the token's user {:?}",
+                crate::Safe(&credentials.username),
+                user.username
+            )));
+        }
+        let bot = user.bot.then(|| {
+            if user.username.starts_with("group_") {
+                "group"
+            } else {
+                "project"
+            }
+        });
+        let resolved = self
+            .memberships
+            .get_or(token, self.memberships(token, &user.username, bot))
+            .await;
+        let memberships = match resolved {
+            Ok(memberships) => memberships,
+            Err(outcome) => return outcome,
+        };
+        let mut identity = Identity::new(user.username, self.name.clone())
+            .with_groups(memberships.groups.iter().cloned());
+        let token_type = match bot {
+            None => "personal",
+            Some("group") => "group_bot",
+            Some(_) => "project_bot",
+        };
+        identity
+            .claims
+            .insert("token_type".into(), token_type.into());
+        if bot.is_some() {
+            identity.kind = Kind::Robot;
+            if let Some(project) = &memberships.project {
+                identity
+                    .claims
+                    .insert("bot_project".into(), project.clone());
+            }
+        }
+        identity.renewal = Renewal::Snapshot {
+            until: crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs(),
+        };
+        Outcome::Authenticated(identity)
+    }
+
+    /// The token's groups inside the required ones (with their parents),
+    /// and for a project bot its project.
+    async fn memberships(
+        &self,
+        token: &str,
+        username: &str,
+        bot: Option<&str>,
+    ) -> Result<Memberships, Outcome> {
+        let level = self.config.min_access_level;
+        let listed = self
+            .list::<Group>(
+                token,
+                format!(
+                    "{}/groups?min_access_level={level}&per_page=100",
+                    self.api.base
+                ),
+                Call::Groups,
+            )
+            .await;
+        let groups = match listed {
+            Ok(groups) => groups,
+            Err(Outcome::Rejected(Rejection::UserAction(message))) => {
+                tracing::warn!(provider = %self.name, user = username, "GitLab token cannot list groups: add the read_api scope to it");
+                if self.required.is_empty() {
+                    Vec::new()
+                } else {
+                    return Err(Outcome::Rejected(Rejection::UserAction(message)));
+                }
+            }
+            Err(other) => return Err(other),
+        };
+        let mut paths = BTreeSet::new();
+        for group in groups {
+            let path = group.full_path.to_lowercase();
+            let mut at = 0;
+            while let Some(i) = path[at..].find('/') {
+                paths.insert(path[..at + i].to_owned());
+                at += i + 1;
+            }
+            paths.insert(path);
+        }
+        let mut projects = BTreeSet::new();
+        if bot == Some("project") {
+            let listed = self
+                .list::<Project>(
+                    token,
+                    format!(
+                        "{}/projects?membership=true&simple=true&min_access_level={level}&per_page=100",
+                        self.api.base
+                    ),
+                    Call::Projects,
+                )
+                .await?;
+            projects.extend(
+                listed
+                    .into_iter()
+                    .map(|p| p.path_with_namespace.to_lowercase()),
+            );
+        }
+        let reached: BTreeSet<String> = paths.union(&projects).cloned().collect();
+        if let Some(missing) = self.missing(&reached) {
+            tracing::warn!(provider = %self.name, user = username, group = missing, min_access_level = level, "GitLab group membership missing");
+            return Err(Outcome::Rejected(Rejection::Other(format!(
+                "not a member of GitLab group {missing} (at access level {level} or above)"
+            ))));
+        }
+        Ok(Memberships {
+            groups: paths.into_iter().filter(|p| self.in_scope(p)).collect(),
+            // a project bot belongs to exactly one project
+            project: (projects.len() == 1)
+                .then(|| projects.into_iter().next())
+                .flatten(),
+        })
+    }
+
+    async fn job_token(&self, token: &str) -> Outcome {
+        let url = format!("{}/job", self.api.base);
+        let job: Job = match self.get("job-token", token, &url, Call::Job).await {
+            Ok(response) => match self.api.json(response, "/job").await {
+                Ok(job) => job,
+                Err(outcome) => return outcome,
+            },
+            Err(outcome) => return outcome,
+        };
+        if job.status != "running" {
+            return Outcome::Rejected(Rejection::Other(format!(
+                "the GitLab job {} is {}, not running",
+                job.id,
+                crate::Safe(&job.status)
+            )));
+        }
+        let Some(project) = self.project_of(&job.web_url) else {
+            return self.api.unavailable(format!(
+                "job {}: no project path in web_url {:?}",
+                job.id, job.web_url
+            ));
+        };
+        if !self.in_scope(&project) {
+            return Outcome::Rejected(Rejection::Other(format!(
+                "the job's project {project} is outside the GitLab groups {:?}",
+                self.config.groups
+            )));
+        }
+        let mut claims = BTreeMap::from([
+            ("token_type".to_owned(), "job".to_owned()),
+            ("project_path".to_owned(), project.clone()),
+            ("ref".to_owned(), job.git_ref),
+            (
+                "ref_type".to_owned(),
+                if job.tag { "tag" } else { "branch" }.to_owned(),
+            ),
+            ("tag".to_owned(), job.tag.to_string()),
+            ("job_id".to_owned(), job.id.to_string()),
+        ]);
+        if let Some(source) = job.pipeline.and_then(|p| p.source) {
+            claims.insert("pipeline_source".into(), source);
+        }
+        if let Some(user) = job.user {
+            claims.insert("user_login".into(), user.username);
+        }
+        let mut identity = Identity::new(project, self.name.clone());
+        identity.kind = Kind::Robot;
+        identity.claims = claims;
+        // A job token is valid while its job runs: no refresh token, and
+        // the verdict lives no longer than cache.verdict_ttl.
+        identity.renewal = Renewal::Never;
+        Outcome::Authenticated(identity)
+    }
+
+    /// The project path of a job's `web_url`
+    /// (`https://gitlab.corp[/root]/acme/app/-/jobs/42` → `acme/app`).
+    fn project_of(&self, web_url: &str) -> Option<String> {
+        let (before, _) = web_url.split_once("/-/jobs/")?;
+        let (_, rest) = before.split_once("://")?;
+        let (_, path) = rest.split_once('/')?;
+        let path = match self.root_path.as_str() {
+            "" => path,
+            root => path.strip_prefix(root)?.strip_prefix('/')?,
+        };
+        let valid = !path.is_empty()
+            && path
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..");
+        valid.then(|| path.to_lowercase())
+    }
+}
+
+#[async_trait]
+impl IdentityProvider for GitLab {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> crate::ProviderKind {
+        crate::ProviderKind::Gitlab
+    }
+
+    fn accepts(&self, shape: SecretShape<'_>) -> bool {
+        shape == SecretShape::GitLabToken
+    }
+
+    /// GitLab usernames are case-insensitive.
+    fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Owned(username.trim().to_lowercase())
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut counters = vec![("api_calls", self.api.calls())];
+        counters.extend(self.memberships.counters());
+        counters
+    }
+
+    /// A token stands alone: the typed username tries no account.
+    fn account_of(&self, _credentials: &Credentials) -> Option<String> {
+        None
+    }
+
+    async fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        let token = credentials.secret.expose_secret();
+        if !is_gitlab_token(&credentials.username, token) {
+            return Outcome::NotMine;
+        }
+        if token.is_empty() {
+            return Outcome::Rejected(Rejection::EmptySecret);
+        }
+        if token.starts_with("gldt-") {
+            return Outcome::Rejected(Rejection::UserAction(
+                "GitLab deploy tokens cannot be checked through GitLab's API: use a personal, project or group access token, or the job's CI_JOB_TOKEN".into(),
+            ));
+        }
+        let job = token.starts_with("glcbt-")
+            || credentials
+                .username
+                .trim()
+                .eq_ignore_ascii_case(JOB_TOKEN_USERNAME);
+        if job {
+            self.job_token(token).await
+        } else {
+            self.access_token(credentials, token).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: serde_json::Value) -> GitlabConfig {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn groups_are_required_unless_any_account_is_allowed() {
+        let err = GitLab::new("gl", &config(serde_json::json!({})))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("groups"), "{err}");
+        assert!(GitLab::new(
+            "gl",
+            &config(serde_json::json!({"allow_any_account": true}))
+        )
+        .is_ok());
+        let err = GitLab::new(
+            "gl",
+            &config(serde_json::json!({"groups": ["acme"], "min_access_level": 25})),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("min_access_level"), "{err}");
+    }
+
+    #[test]
+    fn the_project_path_comes_from_the_job_url() {
+        let gl = GitLab::new(
+            "gl",
+            &config(serde_json::json!({"url": "https://git.corp/gitlab/", "groups": ["acme"]})),
+        )
+        .unwrap();
+        assert_eq!(
+            gl.project_of("https://git.corp/gitlab/Acme/platform/app/-/jobs/42")
+                .as_deref(),
+            Some("acme/platform/app")
+        );
+        assert_eq!(gl.project_of("https://git.corp/other/app/-/jobs/42"), None);
+        assert_eq!(gl.project_of("https://git.corp/gitlab/-/jobs/42"), None);
+        assert_eq!(
+            gl.project_of("https://git.corp/gitlab/a/../b/-/jobs/1"),
+            None
+        );
+        let root = GitLab::new(
+            "gl",
+            &config(serde_json::json!({"url": "https://gitlab.com", "groups": ["acme"]})),
+        )
+        .unwrap();
+        assert_eq!(
+            root.project_of("https://gitlab.com/acme/app/-/jobs/7")
+                .as_deref(),
+            Some("acme/app")
+        );
+    }
+
+    #[test]
+    fn required_groups_reach_subgroups_not_lookalikes() {
+        let gl = GitLab::new("gl", &config(serde_json::json!({"groups": ["acme"]}))).unwrap();
+        assert!(gl.in_scope("acme"));
+        assert!(gl.in_scope("acme/platform"));
+        assert!(!gl.in_scope("acme-evil"));
+        assert!(!gl.in_scope("other/acme"));
+        let reached = BTreeSet::from(["acme-evil".to_owned(), "acme2/x".to_owned()]);
+        assert_eq!(gl.missing(&reached), Some("acme"));
+        let reached = BTreeSet::from(["acme/platform".to_owned()]);
+        assert_eq!(gl.missing(&reached), None);
+    }
+
+    #[tokio::test]
+    async fn only_gitlab_tokens_are_considered() {
+        let gl = GitLab::new(
+            "gl",
+            &config(serde_json::json!({"url": "http://127.0.0.1:1", "groups": ["acme"]})),
+        )
+        .unwrap();
+        assert!(matches!(
+            gl.authenticate(&Credentials::new("u", "password")).await,
+            Outcome::NotMine
+        ));
+        assert!(matches!(
+            gl.authenticate(&Credentials::new("u", "gldt-abc")).await,
+            Outcome::Rejected(Rejection::UserAction(_))
+        ));
+        // unreachable API: unavailable, never rejected
+        for (user, token) in [
+            ("u", "glpat-abc"),
+            ("gitlab-ci-token", "abc"),
+            ("x", "glcbt-abc"),
+        ] {
+            assert!(
+                matches!(
+                    gl.authenticate(&Credentials::new(user, token)).await,
+                    Outcome::Unavailable(_)
+                ),
+                "{user}"
+            );
+        }
+    }
+}
