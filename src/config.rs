@@ -545,6 +545,7 @@ impl Config {
                 ));
             }
         }
+        check_forges_are_pinned(origin, &providers)?;
         for (i, rule) in raw.rule.iter().enumerate() {
             for (j, p) in rule.providers.iter().enumerate() {
                 if !names.contains(p) {
@@ -733,6 +734,40 @@ fn compile_policy(
         }
         _ => invalid(origin, e.path, e.message),
     })
+}
+
+/// Refuses two providers of one forge kind (GitHub, GitLab, Gitea) unless
+/// each pins its usernames: a token goes to the first provider of its
+/// shape, so an unpinned second one would see its users' tokens sent to
+/// the first one's host (and refused there).
+fn check_forges_are_pinned(origin: &str, providers: &[ProviderConfig]) -> Result<(), ConfigError> {
+    let forge = |p: &ProviderConfig| match p.settings {
+        ProviderSettings::Github(_) => Some("github"),
+        ProviderSettings::Gitlab(_) => Some("gitlab"),
+        ProviderSettings::Gitea(_) => Some("gitea"),
+        _ => None,
+    };
+    for (i, p) in providers.iter().enumerate() {
+        let Some(kind) = forge(p) else { continue };
+        let others: Vec<&str> = providers
+            .iter()
+            .enumerate()
+            .filter(|(j, q)| *j != i && forge(q) == Some(kind))
+            .map(|(_, q)| q.name())
+            .collect();
+        if !others.is_empty() && p.usernames.is_empty() {
+            return Err(invalid(
+                origin,
+                format!("provider[{i}].usernames"),
+                format!(
+                    "`{}` and {} both take {kind} tokens: pin each one's users with usernames = [...], or a token of one would be sent to the other's host",
+                    p.name(),
+                    others.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `url` is `http://` to localhost or a loopback address (no
@@ -1069,6 +1104,28 @@ mod tests {
             "{MINIMAL}\n[[provider]]\nkind = \"static\"\nname = \"a\"\ngroups = {{ a = 1 }}"
         ));
         assert!(e.contains("provider[0].groups.a"), "{e}");
+    }
+
+    #[test]
+    fn two_providers_of_one_forge_need_pins() {
+        let gitlab = |name: &str, pin: &str| {
+            format!("\n[[provider]]\nname = \"{name}\"\nkind = \"gitlab\"\nurl = \"https://{name}.example\"\ngroups = [\"acme\"]\n{pin}\n")
+        };
+        let e = err(&format!(
+            "{MINIMAL}{}{}",
+            gitlab("saas", ""),
+            gitlab("corp", "")
+        ));
+        assert!(
+            e.contains("usernames") && e.contains("gitlab tokens"),
+            "{e}"
+        );
+        let pinned = format!(
+            "{MINIMAL}{}{}",
+            gitlab("saas", "usernames = [\"ext-*\"]"),
+            gitlab("corp", "usernames = [\"*\"]")
+        );
+        assert!(Config::from_toml("t", &pinned, &[]).is_ok());
     }
 
     #[test]

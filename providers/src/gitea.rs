@@ -107,6 +107,8 @@ pub struct Gitea {
 
 #[derive(Deserialize)]
 struct User {
+    #[serde(default)]
+    id: i64,
     login: String,
     #[serde(default = "yes")]
     active: bool,
@@ -171,8 +173,10 @@ impl Gitea {
             let wait = retry_after(response.headers(), "x-ratelimit-reset");
             return Err(self.api.rate_limited(status, wait));
         }
-        if !(400..500).contains(&status) {
-            return Err(self.api.unavailable(format!("answered {status}")));
+        // Only Gitea's word on the token is a refusal; any other 4xx (a
+        // wrong url, a proxy) is a fault to fix, not a failed login.
+        if !matches!(status, 401 | 403) {
+            return Err(self.api.unavailable(format!("answered {status} for {url}")));
         }
         let body: ApiError = crate::json_limited(response, 64 * 1024)
             .await
@@ -182,7 +186,11 @@ impl Gitea {
             403 if body.message.contains("scope") => Rejection::UserAction(
                 "this Gitea token lacks a scope: give it read:user and read:organization".into(),
             ),
-            403 if body.message.contains("prohibited") => Rejection::Disabled,
+            403 if body.message.contains("prohibited")
+                || body.message.contains("not activated") =>
+            {
+                Rejection::Disabled
+            }
             s => Rejection::Other(format!(
                 "Gitea answered {s}: {}",
                 crate::Safe(&body.message)
@@ -190,8 +198,10 @@ impl Gitea {
         }))
     }
 
-    /// A listing, page by page: `Link: rel="next"` where Gitea sends it,
-    /// otherwise until a short page or `X-Total-Count`, up to `max_pages`.
+    /// A listing, page by page up to `max_pages`: while `Link` has a
+    /// `rel="next"` where Gitea sends one, otherwise until `X-Total-Count`
+    /// or a short page. The next page is always asked of `url`'s API:
+    /// Gitea's links name its `ROOT_URL`, which may be another address.
     async fn list<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
@@ -209,22 +219,17 @@ impl Gitea {
             let batch: Vec<T> = self.api.json(response, path).await?;
             let (empty, full) = (batch.is_empty(), batch.len() >= PAGE_LIMIT);
             items.extend(batch);
+            url = format!(
+                "{}{path}?limit={PAGE_LIMIT}&page={}",
+                self.api.base,
+                page + 1
+            );
             let more = match (next, has_link) {
-                (Some(n), _) => {
-                    url = n;
-                    true
-                }
+                (Some(_), _) => true,
                 (None, true) => false,
-                (None, false) => {
-                    url = format!(
-                        "{}{path}?limit={PAGE_LIMIT}&page={}",
-                        self.api.base,
-                        page + 1
-                    );
-                    // X-Total-Count where sent (an instance may page below
-                    // PAGE_LIMIT), else until a short page
-                    !empty && total.map_or(full, |t| items.len() < t)
-                }
+                // X-Total-Count where sent (an instance may page below
+                // PAGE_LIMIT), else until a short page
+                (None, false) => !empty && total.map_or(full, |t| items.len() < t),
             };
             if !more {
                 return Ok(items);
@@ -280,6 +285,14 @@ impl Gitea {
         if !user.active || user.prohibit_login {
             return Err(Outcome::Rejected(Rejection::Disabled));
         }
+        // Gitea's built-in users (the Actions user `gitea-actions`, id -2,
+        // behind every Actions job's token; the ghost user) are nobody's.
+        if user.id <= 0 {
+            return Err(Outcome::Rejected(Rejection::UserAction(format!(
+                "a token of Gitea's built-in user {:?} (an Actions job token) cannot log in: use a personal access token",
+                user.login
+            ))));
+        }
         if !self.config.any_username
             && !user.login.eq_ignore_ascii_case(credentials.username.trim())
         {
@@ -293,8 +306,10 @@ impl Gitea {
             .groups
             .get_or(token, self.resolve_groups(token, &user.login))
             .await?;
-        let mut identity =
-            Identity::new(user.login, self.name.clone()).with_groups(groups.iter().cloned());
+        // Gitea logins are case-insensitive; repository names are
+        // lower-case, so `${user}` only works lower-cased.
+        let mut identity = Identity::new(user.login.to_lowercase(), self.name.clone())
+            .with_groups(groups.iter().cloned());
         identity.renewal = Renewal::Snapshot {
             until: crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs(),
         };

@@ -33,7 +33,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use crate::forge::{next_link, retry_after, Api, GroupCache};
+use crate::forge::{header, retry_after, Api, GroupCache};
 use crate::{
     Credentials, Error, Identity, IdentityProvider, Kind, Outcome, Rejection, Renewal, Seconds,
     SecretShape,
@@ -42,15 +42,25 @@ use crate::{
 /// The Basic username GitLab's own registry uses with `CI_JOB_TOKEN`.
 pub const JOB_TOKEN_USERNAME: &str = "gitlab-ci-token";
 
-/// Token prefixes that belong to GitLab: access tokens, CI job tokens and
-/// deploy tokens.
-pub const GITLAB_TOKEN_PREFIXES: &[&str] = &["glpat-", "glcbt-", "gldt-"];
+/// Token prefixes that belong to GitLab: access tokens (`glpat-`), CI job
+/// tokens (`glcbt-`), and the kinds regauth refuses with a message (deploy
+/// tokens and GitLab's other token types), so that none of them is ever
+/// offered to a password provider.
+pub const GITLAB_TOKEN_PREFIXES: &[&str] = &[
+    "glpat-", "glcbt-", "gldt-", "glrt-", "gloas-", "glptt-", "glft-", "glimt-", "glagent-",
+    "glsoat-", "glffct-",
+];
 
-/// Whether these credentials are a GitLab token: a GitLab prefix, or the
-/// job-token username.
+/// The Basic usernames of GitLab deploy tokens (`gitlab+deploy-token-N`).
+const DEPLOY_TOKEN_USERNAME: &str = "gitlab+deploy-token-";
+
+/// Whether these credentials are a GitLab token: a GitLab prefix, the
+/// job-token username, or a deploy token's username.
 pub fn is_gitlab_token(username: &str, secret: &str) -> bool {
+    let username = username.trim().to_ascii_lowercase();
     GITLAB_TOKEN_PREFIXES.iter().any(|p| secret.starts_with(p))
-        || username.trim().eq_ignore_ascii_case(JOB_TOKEN_USERNAME)
+        || username == JOB_TOKEN_USERNAME
+        || username.starts_with(DEPLOY_TOKEN_USERNAME)
 }
 
 /// GitLab's role levels (`min_access_level`).
@@ -73,9 +83,17 @@ pub struct GitlabConfig {
     #[serde(default)]
     pub allow_any_account: bool,
     /// The role that makes a group membership count: 10 guest, 20
-    /// reporter, 30 developer, 40 maintainer, 50 owner.
+    /// reporter (the default: the role that may pull images), 30
+    /// developer, 40 maintainer, 50 owner.
     #[serde(default = "default_min_access_level")]
     pub min_access_level: u8,
+    /// Whether a subgroup member's groups include the subgroup's parents
+    /// (`acme/platform/core` gives `acme/platform` and `acme` too). GitLab
+    /// itself passes rights down, not up: set `false` where a rule on
+    /// `acme` must mean members of `acme` itself (and of the groups
+    /// GitLab lists for them).
+    #[serde(default = "yes")]
+    pub parent_groups: bool,
     /// Accept any Basic username with an access token instead of
     /// requiring the token's user.
     #[serde(default)]
@@ -102,7 +120,10 @@ fn default_url() -> String {
     "https://gitlab.com".into()
 }
 fn default_min_access_level() -> u8 {
-    10
+    20
+}
+fn yes() -> bool {
+    true
 }
 fn default_timeout() -> Seconds {
     Seconds(Duration::from_secs(10))
@@ -184,7 +205,45 @@ struct Group {
 
 #[derive(Deserialize)]
 struct Project {
+    id: u64,
     path_with_namespace: String,
+}
+
+/// What kind of bot user an access token belongs to, from GitLab's
+/// naming of bot users (`project_{id}_bot_…`, `group_{id}_bot_…`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bot {
+    /// A project access token's bot, for project `id`.
+    Project(u64),
+    /// A group access token's bot.
+    Group,
+    /// Another bot (a service account).
+    Other,
+}
+
+impl Bot {
+    fn of(username: &str) -> Bot {
+        let id = |prefix: &str| {
+            let rest = username.strip_prefix(prefix)?;
+            let (digits, tail) = rest.split_once('_')?;
+            tail.starts_with("bot")
+                .then(|| digits.parse::<u64>().ok())
+                .flatten()
+        };
+        match (id("project_"), id("group_")) {
+            (Some(project), _) => Bot::Project(project),
+            (None, Some(_)) => Bot::Group,
+            (None, None) => Bot::Other,
+        }
+    }
+
+    fn token_type(self) -> &'static str {
+        match self {
+            Bot::Project(_) => "project_bot",
+            Bot::Group => "group_bot",
+            Bot::Other => "bot",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -300,8 +359,11 @@ impl GitLab {
         if status == 429 {
             return Err(self.api.rate_limited(status, wait));
         }
-        if !(400..500).contains(&status) {
-            return Err(self.api.unavailable(format!("answered {status}")));
+        // Only GitLab's word on the token is a refusal; any other 4xx (a
+        // wrong url, a proxy) is a fault to fix, not a failed login.
+        let refusal = matches!(status, 401 | 403) || (status == 404 && call == Call::Job);
+        if !refusal {
+            return Err(self.api.unavailable(format!("answered {status} for {url}")));
         }
         let body: ApiError = crate::json_limited(response, 64 * 1024)
             .await
@@ -315,7 +377,7 @@ impl GitLab {
         match (status, call) {
             (403, _) if body.error.as_deref() == Some("insufficient_scope") => {
                 Rejection::UserAction(match call {
-                    Call::User => "this GitLab token cannot read its user: give it the read_user scope (read_api to list groups too)".into(),
+                    Call::User => "this GitLab token cannot read its user: give it the read_api scope (or read_user and read_api for a personal token)".into(),
                     _ => "this GitLab token cannot list its groups: give it the read_api scope".into(),
                 })
             }
@@ -328,30 +390,40 @@ impl GitLab {
                 Rejection::Other("the GitLab token was revoked".into())
             }
             (401, _) => Rejection::WrongSecret,
-            (403, _) if text.contains("blocked") || text.contains("deactivated") => {
+            (403, _)
+                if text.contains("blocked")
+                    || text.contains("deactivated")
+                    || text.contains("pending approval") =>
+            {
                 Rejection::Disabled
             }
-            (404, Call::Job) => Rejection::Other("not a GitLab job token".into()),
+            (404, _) => Rejection::Other("not a GitLab job token".into()),
             (s, _) => Rejection::Other(format!("GitLab answered {s}: {}", crate::Safe(&text))),
         }
     }
 
-    /// A listing, following `Link: rel="next"` up to `max_pages`.
+    /// A listing of `path` (with its query), page by page up to
+    /// `max_pages`: the next page is `X-Next-Page` (empty on the last one),
+    /// asked of `url`'s API whatever host GitLab's own links name (behind
+    /// a proxy they may name another).
     async fn list<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
-        first: String,
+        path: &str,
         call: Call,
     ) -> Result<Vec<T>, Outcome> {
-        let mut url = first;
         let mut items = Vec::new();
+        let mut page = 1u64;
         for _ in 0..self.config.max_pages {
+            let url = format!("{}{path}&per_page=100&page={page}", self.api.base);
             let response = self.get("private-token", token, &url, call).await?;
-            let next = next_link(response.headers());
-            let page: Vec<T> = self.api.json(response, "listing").await?;
-            items.extend(page);
+            let next = header(response.headers(), "x-next-page")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .filter(|n| *n > page);
+            let batch: Vec<T> = self.api.json(response, "listing").await?;
+            items.extend(batch);
             match next {
-                Some(n) => url = n,
+                Some(n) => page = n,
                 None => return Ok(items),
             }
         }
@@ -410,13 +482,7 @@ impl GitLab {
                 user.username
             )));
         }
-        let bot = user.bot.then(|| {
-            if user.username.starts_with("group_") {
-                "group"
-            } else {
-                "project"
-            }
-        });
+        let bot = user.bot.then(|| Bot::of(&user.username));
         let resolved = self
             .memberships
             .get_or(token, self.memberships(token, &user.username, bot))
@@ -425,13 +491,11 @@ impl GitLab {
             Ok(memberships) => memberships,
             Err(outcome) => return outcome,
         };
-        let mut identity = Identity::new(user.username, self.name.clone())
+        // GitLab usernames are case-insensitive; repository names are
+        // lower-case, so `${user}` only works lower-cased.
+        let mut identity = Identity::new(user.username.to_lowercase(), self.name.clone())
             .with_groups(memberships.groups.iter().cloned());
-        let token_type = match bot {
-            None => "personal",
-            Some("group") => "group_bot",
-            Some(_) => "project_bot",
-        };
+        let token_type = bot.map_or("personal", Bot::token_type);
         identity
             .claims
             .insert("token_type".into(), token_type.into());
@@ -455,16 +519,13 @@ impl GitLab {
         &self,
         token: &str,
         username: &str,
-        bot: Option<&str>,
+        bot: Option<Bot>,
     ) -> Result<Memberships, Outcome> {
         let level = self.config.min_access_level;
         let listed = self
             .list::<Group>(
                 token,
-                format!(
-                    "{}/groups?min_access_level={level}&per_page=100",
-                    self.api.base
-                ),
+                &format!("/groups?min_access_level={level}"),
                 Call::Groups,
             )
             .await;
@@ -483,28 +544,29 @@ impl GitLab {
         let mut paths = BTreeSet::new();
         for group in groups {
             let path = group.full_path.to_lowercase();
-            let mut at = 0;
-            while let Some(i) = path[at..].find('/') {
-                paths.insert(path[..at + i].to_owned());
-                at += i + 1;
+            if self.config.parent_groups {
+                let mut at = 0;
+                while let Some(i) = path[at..].find('/') {
+                    paths.insert(path[..at + i].to_owned());
+                    at += i + 1;
+                }
             }
             paths.insert(path);
         }
         let mut projects = BTreeSet::new();
-        if bot == Some("project") {
+        if let Some(Bot::Project(id)) = bot {
             let listed = self
                 .list::<Project>(
                     token,
-                    format!(
-                        "{}/projects?membership=true&simple=true&min_access_level={level}&per_page=100",
-                        self.api.base
-                    ),
+                    &format!("/projects?membership=true&simple=true&min_access_level={level}"),
                     Call::Projects,
                 )
                 .await?;
+            // the bot's own project, by the id in its name
             projects.extend(
                 listed
                     .into_iter()
+                    .filter(|p| p.id == id)
                     .map(|p| p.path_with_namespace.to_lowercase()),
             );
         }
@@ -634,9 +696,24 @@ impl IdentityProvider for GitLab {
         if token.is_empty() {
             return Outcome::Rejected(Rejection::EmptySecret);
         }
-        if token.starts_with("gldt-") {
+        let deploy = token.starts_with("gldt-")
+            || credentials
+                .username
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with(DEPLOY_TOKEN_USERNAME);
+        if deploy {
             return Outcome::Rejected(Rejection::UserAction(
                 "GitLab deploy tokens cannot be checked through GitLab's API: use a personal, project or group access token, or the job's CI_JOB_TOKEN".into(),
+            ));
+        }
+        let supported = ["glpat-", "glcbt-"];
+        if token.starts_with("gl")
+            && GITLAB_TOKEN_PREFIXES.iter().any(|p| token.starts_with(p))
+            && !supported.iter().any(|p| token.starts_with(p))
+        {
+            return Outcome::Rejected(Rejection::UserAction(
+                "this kind of GitLab token cannot log in to the registry: use a personal, project or group access token, or the job's CI_JOB_TOKEN".into(),
             ));
         }
         let job = token.starts_with("glcbt-")
@@ -710,6 +787,23 @@ mod tests {
                 .as_deref(),
             Some("acme/app")
         );
+    }
+
+    #[test]
+    fn bot_users_by_gitlabs_naming() {
+        assert!(Bot::of("project_12_bot_4ffca233d8298ea1") == Bot::Project(12));
+        assert!(Bot::of("group_7_bot_9c1d2e3f4a5b6c7d") == Bot::Group);
+        assert!(Bot::of("service_account_group_7_1a2b") == Bot::Other);
+        assert!(Bot::of("project_x_bot_1") == Bot::Other);
+        assert!(Bot::of("project_12_botany") == Bot::Project(12));
+    }
+
+    #[test]
+    fn deploy_tokens_and_other_gitlab_tokens_are_gitlabs() {
+        assert!(is_gitlab_token("gitlab+deploy-token-3", "x5kq_legacy"));
+        assert!(is_gitlab_token("ci", "glrt-runner"));
+        assert!(is_gitlab_token("GitLab-CI-Token", "legacy"));
+        assert!(!is_gitlab_token("dev", "hunter2"));
     }
 
     #[test]

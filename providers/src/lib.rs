@@ -299,7 +299,10 @@ pub fn http_client(
 }
 
 /// What a secret looks like, which decides the providers it may go to.
+/// New shapes may be added: a provider's `accepts` should name the shapes
+/// it takes, never accept "anything but".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SecretShape<'a> {
     /// `ghp_`, `github_pat_`, `gho_`, `ghu_`, `ghs_`.
     GitHubToken,

@@ -30,7 +30,7 @@ actions = ["pull", "push"]
 [[rule]]
 description = "acme/app's pipelines on main push its image"
 users = ["gitlab:acme/app"]
-claims = { token_type = "job", ref = "main" }
+claims = { token_type = "job", ref = "main", ref_type = "branch" }
 repos = ["acme/app"]
 actions = ["pull", "push"]
 
@@ -156,7 +156,8 @@ async fn gitlabs_answers_map_to_what_clients_can_act_on() {
             state: "active",
             bot: true,
             groups: vec![],
-            projects: vec![("acme/tools", 40)],
+            // a project of another id it is a member of does not count
+            projects: vec![(12, "acme/tools", 40), (99, "acme/other", 40)],
             scopes: &["read_api", "read_registry"],
         },
     );
@@ -215,11 +216,18 @@ async fn gitlabs_answers_map_to_what_clients_can_act_on() {
         log.text().contains("add the read_api scope"),
         "the log says which scope to add"
     );
-    // a deploy token: 401 that says what to use instead
-    let deploy = token_for(&state, "gitlab+deploy-token-1", "gldt-abc", push).await;
-    let body = deploy.assert_error(StatusCode::UNAUTHORIZED);
-    let message = body["errors"][0]["message"].as_str().unwrap();
-    assert!(message.contains("deploy tokens"), "{message}");
+    // a deploy token (prefixed, or a legacy one by its username) and other
+    // GitLab tokens: 401 that says what to use instead, never a password
+    for (who, token, says) in [
+        ("gitlab+deploy-token-1", "gldt-abc", "deploy tokens"),
+        ("gitlab+deploy-token-2", "x5kqLegacy", "deploy tokens"),
+        ("runner", "glrt-abc", "cannot log in"),
+    ] {
+        let refused = token_for(&state, who, token, push).await;
+        let body = refused.assert_error(StatusCode::UNAUTHORIZED);
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{who}: {message}");
+    }
     // rate limits and outages: 503 with Retry-After, never 401
     let limited = token_for(&state, "dev", "glpat-limited", push).await;
     limited.assert_error(StatusCode::SERVICE_UNAVAILABLE);
@@ -270,6 +278,18 @@ async fn gitlabs_answers_map_to_what_clients_can_act_on() {
         token_for(&any, "ci", DEV, push).await.actions(),
         ["pull", "push"]
     );
+
+    // parent_groups = false: a member of acme/platform/core is not one of
+    // acme/platform (but still inside the required acme)
+    let own = f.state(&gitlab_provider(&gitlab.url(), "parent_groups = false"));
+    assert!(token_for(&own, "dev", DEV, push).await.actions().is_empty());
+
+    // a wrong url (GitLab answers 404 for /api/v4/api/v4/user): 503, the
+    // operator's to fix, never a failed login
+    let wrong = f.state(&gitlab_provider(&format!("{}/api/v4", gitlab.url()), ""));
+    token_for(&wrong, "dev", DEV, push)
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,6 +495,7 @@ async fn a_gitea_team_member_pushes_and_the_rest_is_refused() {
         },
     );
     gitea.token(&hex(5), GiteaToken::RateLimited);
+    gitea.token(&hex(6), GiteaToken::ActionsTask);
     let f = Fixture::new();
     let server = Server::start(&f, &gitea_provider(&gitea.url())).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
@@ -528,6 +549,11 @@ async fn a_gitea_team_member_pushes_and_the_rest_is_refused() {
     let body = narrow.assert_error(StatusCode::UNAUTHORIZED);
     let message = body["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("read:organization"), "{message}");
+    // an Actions job's token is Gitea's built-in user: refused, with why
+    let actions = token_for(&state, "gitea-actions", &hex(6), push_scope).await;
+    let body = actions.assert_error(StatusCode::UNAUTHORIZED);
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("personal access token"), "{message}");
     let limited = token_for(&state, "gdev", &hex(5), push_scope).await;
     limited.assert_error(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(limited.header("retry-after"), Some("20"));

@@ -31,6 +31,8 @@ pub enum Token {
         scopes: &'static [&'static str],
     },
     RateLimited,
+    /// An Actions job's token: Gitea's built-in `gitea-actions` user.
+    ActionsTask,
 }
 
 #[derive(Default)]
@@ -44,6 +46,8 @@ pub struct Calls {
 struct Shared {
     tokens: Arc<Mutex<HashMap<String, Token>>>,
     calls: Arc<Calls>,
+    /// Gitea's `ROOT_URL`: its links name it, not the address regauth
+    /// calls.
     base: String,
 }
 
@@ -55,6 +59,10 @@ pub struct FakeGitea {
 }
 
 const PER_PAGE: usize = 2;
+
+/// The instance's `ROOT_URL`, unlike the loopback address the tests give
+/// regauth (as behind a reverse proxy).
+pub const ROOT_URL: &str = "https://gitea.example.com";
 
 fn error(shared: &Shared, status: StatusCode, message: &str) -> Response {
     (
@@ -94,6 +102,7 @@ fn user_of(shared: &Shared, headers: &HeaderMap, needed: &[&str]) -> Result<Toke
             StatusCode::UNAUTHORIZED,
             "user does not exist [uid: 0, name: ]",
         ))),
+        Some(Token::ActionsTask) => Ok(Token::ActionsTask),
         Some(Token::RateLimited) => {
             let mut r = error(shared, StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
             r.headers_mut().insert("retry-after", HeaderValue::from_static("20"));
@@ -145,7 +154,14 @@ async fn user(State(shared): State<Shared>, headers: HeaderMap) -> Response {
             "username": login,
         }))
         .into_response(),
-        Ok(Token::RateLimited) => unreachable!(),
+        Ok(Token::ActionsTask) => axum::Json(serde_json::json!({
+            "id": -2, "login": "gitea-actions", "login_name": "", "source_id": 0,
+            "full_name": "", "email": "teabot@gitea.io", "is_admin": false,
+            "active": true, "prohibit_login": false, "restricted": false,
+            "username": "gitea-actions",
+        }))
+        .into_response(),
+        Ok(_) => unreachable!(),
     }
 }
 
@@ -217,7 +233,7 @@ async fn orgs(
                 .collect();
             page(&shared, "/api/v1/user/orgs", &query, items, true)
         }
-        Ok(Token::RateLimited) => unreachable!(),
+        Ok(_) => axum::Json(serde_json::json!([])).into_response(),
     }
 }
 
@@ -247,7 +263,7 @@ async fn teams(
             // Gitea sends no Link header on /user/teams
             page(&shared, "/api/v1/user/teams", &query, items, false)
         }
-        Ok(Token::RateLimited) => unreachable!(),
+        Ok(_) => axum::Json(serde_json::json!([])).into_response(),
     }
 }
 
@@ -260,7 +276,7 @@ impl FakeGitea {
         let shared = Shared {
             tokens: tokens.clone(),
             calls: calls.clone(),
-            base: format!("http://{addr}"),
+            base: ROOT_URL.into(),
         };
         let app = Router::new()
             .route("/api/v1/user", get(user))

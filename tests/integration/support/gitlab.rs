@@ -33,8 +33,9 @@ pub enum Token {
         /// (full_path, access level): what `/groups?min_access_level`
         /// returns for this user (direct memberships and their subgroups).
         groups: Vec<(&'static str, u8)>,
-        /// (path_with_namespace, access level) for `/projects?membership`.
-        projects: Vec<(&'static str, u8)>,
+        /// (id, path_with_namespace, access level) for
+        /// `/projects?membership`.
+        projects: Vec<(u64, &'static str, u8)>,
         /// The token's scopes (`read_user`, `read_api`, `api`).
         scopes: &'static [&'static str],
     },
@@ -68,6 +69,8 @@ struct Shared {
     tokens: Arc<Mutex<HashMap<String, Token>>>,
     jobs: Arc<Mutex<HashMap<String, Job>>>,
     calls: Arc<Calls>,
+    /// GitLab's `external_url`: its links and `web_url`s name it, not the
+    /// address regauth calls.
     base: String,
 }
 
@@ -78,6 +81,10 @@ pub struct FakeGitLab {
     jobs: Arc<Mutex<HashMap<String, Job>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
+
+/// The instance's `external_url`, unlike the loopback address the tests
+/// give regauth (as behind a proxy or a TLS-offloading load balancer).
+pub const EXTERNAL_URL: &str = "https://gitlab.example.com";
 
 /// Items per page, so two pages are easy to reach.
 const PER_PAGE: usize = 2;
@@ -350,12 +357,11 @@ async fn projects(
     };
     let items = projects
         .iter()
-        .enumerate()
-        .filter(|(_, (_, l))| *l >= level)
-        .map(|(i, (path, _))| {
+        .filter(|(_, _, l)| *l >= level)
+        .map(|(id, path, _)| {
             let name = path.rsplit('/').next().unwrap_or(path);
             serde_json::json!({
-                "id": 500 + i, "name": name, "path": name,
+                "id": id, "name": name, "path": name,
                 "path_with_namespace": path, "name_with_namespace": path.replace('/', " / "),
                 "web_url": format!("{}/{path}", shared.base),
             })
@@ -416,7 +422,7 @@ impl FakeGitLab {
             tokens: tokens.clone(),
             jobs: jobs.clone(),
             calls: calls.clone(),
-            base: format!("http://{addr}"),
+            base: EXTERNAL_URL.into(),
         };
         let app = Router::new()
             .route("/api/v4/user", get(user))
