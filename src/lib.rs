@@ -25,6 +25,7 @@ pub mod pattern;
 pub mod policy;
 pub mod refresh;
 pub mod scope;
+pub mod seal;
 pub mod server;
 pub mod state;
 pub mod throttle;

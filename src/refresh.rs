@@ -19,10 +19,6 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use aws_lc_rs::rand::SecureRandom;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use regauth_providers::{clock, Identity, Kind, Renewal};
 use serde::{Deserialize, Serialize};
 
@@ -215,7 +211,7 @@ pub const UNSTAMPED_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// Issues and checks refresh tokens.
 pub struct RefreshTokens {
-    key: LessSafeKey,
+    sealer: crate::seal::Sealer,
     lifetime: Duration,
     /// The state backend holding revocations.
     pub store: std::sync::Arc<dyn crate::state::Store>,
@@ -228,15 +224,8 @@ impl RefreshTokens {
         lifetime: Duration,
         store: std::sync::Arc<dyn crate::state::Store>,
     ) -> Self {
-        let derived = aws_lc_rs::hmac::sign(
-            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret),
-            b"regauth refresh-token key v2",
-        );
-        let key = UnboundKey::new(&AES_256_GCM, derived.as_ref())
-            .map(LessSafeKey::new)
-            .unwrap_or_else(|_| unreachable!("a SHA-256 output is an AES-256 key"));
         Self {
-            key,
+            sealer: crate::seal::Sealer::new(secret, b"regauth refresh-token key v2"),
             lifetime,
             store,
         }
@@ -281,26 +270,16 @@ impl RefreshTokens {
             stamp: identity.credential_stamp.clone(),
             snapshot,
         };
-        let mut sealed =
+        let plain =
             serde_json::to_vec(&claims).map_err(|_| RefreshError::Crypto("encoding the claims"))?;
-        if sealed.len() > MAX_CLAIMS_BYTES {
-            return Err(RefreshError::TooLarge(sealed.len()));
+        if plain.len() > MAX_CLAIMS_BYTES {
+            return Err(RefreshError::TooLarge(plain.len()));
         }
-        let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::SystemRandom::new()
-            .fill(&mut nonce)
+        let sealed = self
+            .sealer
+            .seal(PREFIX.as_bytes(), &plain)
             .map_err(|_| RefreshError::Crypto("no randomness for the nonce"))?;
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(PREFIX.as_bytes()),
-                &mut sealed,
-            )
-            .map_err(|_| RefreshError::Crypto("AES-GCM sealing"))?;
-        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(Some(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(out))))
+        Ok(Some(format!("{PREFIX}{sealed}")))
     }
 
     /// Opens a token presented for `service`, checking expiry and revocation.
@@ -323,19 +302,11 @@ impl RefreshTokens {
             return Err(RefreshError::Legacy);
         }
         let encoded = token.strip_prefix(PREFIX).ok_or(RefreshError::Invalid)?;
-        let mut raw = URL_SAFE_NO_PAD
-            .decode(encoded)
-            .map_err(|_| RefreshError::Invalid)?;
-        if raw.len() < NONCE_LEN + AES_256_GCM.tag_len() {
-            return Err(RefreshError::Invalid);
-        }
-        let mut sealed = raw.split_off(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(&raw).map_err(|_| RefreshError::Invalid)?;
         let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(PREFIX.as_bytes()), &mut sealed)
-            .map_err(|_| RefreshError::Invalid)?;
-        let claims: Claims = serde_json::from_slice(plain).map_err(|_| RefreshError::Invalid)?;
+            .sealer
+            .open(PREFIX.as_bytes(), encoded)
+            .ok_or(RefreshError::Invalid)?;
+        let claims: Claims = serde_json::from_slice(&plain).map_err(|_| RefreshError::Invalid)?;
         if claims.exp <= now_ms() / 1000 {
             return Err(RefreshError::Expired);
         }

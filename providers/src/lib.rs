@@ -654,6 +654,39 @@ pub enum Error {
     Internal(String),
 }
 
+/// A browser sign-in under way: what the callback needs. The caller keeps
+/// it between the redirect and the callback, sealed (it holds the PKCE
+/// verifier), and bound to the browser that started the sign-in.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PendingLogin {
+    /// The `state` sent to the IdP, which the callback must bring back.
+    pub state: String,
+    /// The `nonce` the ID token must carry.
+    pub nonce: String,
+    /// The PKCE code verifier for the code exchange.
+    pub pkce_verifier: String,
+}
+
+/// A provider people sign in to in a browser: OpenID Connect's
+/// authorization code flow with PKCE.
+#[async_trait]
+pub trait BrowserLogin: Send + Sync {
+    /// The URL to send the browser to, and what [`BrowserLogin::finish`]
+    /// will need.
+    async fn begin(&self, redirect_uri: &str) -> Result<(String, PendingLogin), Error>;
+
+    /// The identity of a finished sign-in, from the callback's `state` and
+    /// `code`: the code is exchanged (with the PKCE verifier) and the ID
+    /// token verified (signature, issuer, audience, expiry, nonce).
+    async fn finish(
+        &self,
+        redirect_uri: &str,
+        pending: &PendingLogin,
+        state: &str,
+        code: &str,
+    ) -> Outcome;
+}
+
 /// One identity provider instance (a configured `[[provider]]`).
 #[async_trait]
 pub trait IdentityProvider: Send + Sync {
@@ -700,6 +733,12 @@ pub trait IdentityProvider: Send + Sync {
     /// cache hits, fetches. None by default.
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
+    }
+
+    /// The browser sign-in this provider offers, if any (an OpenID Connect
+    /// issuer with `browser_login = true`).
+    fn browser_login(&self) -> Option<&dyn BrowserLogin> {
+        None
     }
 
     /// Readiness: can this provider answer right now?

@@ -8,6 +8,13 @@
 //! username claim, groups from configured claim paths (Keycloak's leading
 //! `/` removed), and the top-level string claims for policy rules.
 //!
+//! A third way, for people rather than machines: a browser sign-in
+//! (`browser_login = true`, authorization code with PKCE, `state` and
+//! `nonce`, ID-token verification), which regauth's app-password page
+//! uses. Discovery, the password grant and the browser sign-in go through
+//! the `openidconnect` crate, over regauth's own HTTP client (no
+//! redirects, bounded answers).
+//!
 //! Discovery is lazy and retried, so regauth starts while the IdP is down.
 //! The signature algorithm comes from the JWK, never from the token alone:
 //! `none` and HMAC are never accepted. Tokens and secrets are never logged.
@@ -52,6 +59,10 @@ pub struct OidcConfig {
     /// Basic username/password -> the IdP's password grant.
     #[serde(default)]
     pub password_grant: bool,
+    /// People sign in to regauth's app-password page through this IdP in
+    /// a browser (authorization code with PKCE); needs `client_id`.
+    #[serde(default)]
+    pub browser_login: bool,
     /// A JWT from this issuer as the password -> verified against its JWKS.
     #[serde(default = "default_true")]
     pub access_tokens: bool,
@@ -190,13 +201,87 @@ fn default_jwks_refresh() -> Seconds {
     Seconds(Duration::from_secs(30))
 }
 
-#[derive(Clone, Debug, Deserialize)]
-struct Discovery {
-    issuer: String,
-    token_endpoint: String,
-    jwks_uri: String,
+/// What discovery documents carry beyond OpenID Connect Discovery's
+/// fields: RFC 8414's introspection endpoint.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+struct ExtraMetadata {
     #[serde(default)]
     introspection_endpoint: Option<String>,
+}
+
+impl openidconnect::AdditionalProviderMetadata for ExtraMetadata {}
+
+/// The discovery document, as the `openidconnect` crate reads it.
+type Discovery = openidconnect::ProviderMetadata<
+    ExtraMetadata,
+    openidconnect::core::CoreAuthDisplay,
+    openidconnect::core::CoreClientAuthMethod,
+    openidconnect::core::CoreClaimName,
+    openidconnect::core::CoreClaimType,
+    openidconnect::core::CoreGrantType,
+    openidconnect::core::CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJweKeyManagementAlgorithm,
+    openidconnect::core::CoreJsonWebKey,
+    openidconnect::core::CoreResponseMode,
+    openidconnect::core::CoreResponseType,
+    openidconnect::core::CoreSubjectIdentifierType,
+>;
+
+/// An OpenID Connect client of this issuer, with a token endpoint.
+type OidcClient = openidconnect::Client<
+    openidconnect::EmptyAdditionalClaims,
+    openidconnect::core::CoreAuthDisplay,
+    openidconnect::core::CoreGenderClaim,
+    openidconnect::core::CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJsonWebKey,
+    openidconnect::core::CoreAuthPrompt,
+    openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    openidconnect::core::CoreTokenResponse,
+    openidconnect::core::CoreTokenIntrospectionResponse,
+    openidconnect::core::CoreRevocableToken,
+    openidconnect::core::CoreRevocationErrorResponse,
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+/// Why an HTTP call for `openidconnect` failed (no URL, never a secret).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct HttpError(String);
+
+/// `openidconnect`'s HTTP client: regauth's client (TLS roots, timeouts, no
+/// redirects) with answers bounded to [`crate::MAX_UPSTREAM_BODY`].
+fn bounded_http(
+    client: &reqwest::Client,
+) -> impl Fn(
+    openidconnect::HttpRequest,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<openidconnect::HttpResponse, HttpError>> + Send>,
+> + '_ {
+    move |request| {
+        let client = client.clone();
+        Box::pin(async move {
+            let request = reqwest::Request::try_from(request)
+                .map_err(|e| HttpError(e.without_url().to_string()))?;
+            let response = client
+                .execute(request)
+                .await
+                .map_err(|e| HttpError(e.without_url().to_string()))?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = crate::body_limited(response, crate::MAX_UPSTREAM_BODY)
+                .await
+                .map_err(HttpError)?;
+            let mut answer = http::Response::new(body);
+            *answer.status_mut() = status;
+            *answer.headers_mut() = headers;
+            Ok(answer)
+        })
+    }
 }
 
 /// A fetched key set, with each usable key decoded once.
@@ -253,6 +338,8 @@ enum Via {
     PasswordGrant,
     /// A token presented as the password (JWT or introspected).
     Token,
+    /// A browser sign-in (its ID token).
+    Browser,
 }
 
 /// Why a token was not accepted.
@@ -271,9 +358,9 @@ impl Oidc {
         if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
             return Err(Error::Config("issuer must be an http(s) URL".into()));
         }
-        if !config.password_grant && !config.access_tokens {
+        if !config.password_grant && !config.access_tokens && !config.browser_login {
             return Err(Error::Config(
-                "enable password_grant, access_tokens or both".into(),
+                "enable password_grant, access_tokens, browser_login or several".into(),
             ));
         }
         if config.access_tokens && config.audiences.is_empty() {
@@ -282,10 +369,11 @@ impl Oidc {
             ));
         }
         config.validate()?;
-        let client_secret = if config.password_grant || config.introspection {
+        let client_secret = if config.password_grant || config.introspection || config.browser_login
+        {
             if config.client_id.is_none() {
                 return Err(Error::Config(
-                    "password_grant and introspection need client_id".into(),
+                    "password_grant, introspection and browser_login need client_id".into(),
                 ));
             }
             match (&config.client_secret_file, &config.client_secret_env) {
@@ -343,10 +431,11 @@ impl Oidc {
                 || async {
                     let url = format!("{}/.well-known/openid-configuration", self.issuer);
                     let found: Discovery = self.get_json(&url).await?;
-                    if found.issuer.trim_end_matches('/') != self.issuer {
+                    let named = found.issuer().as_str().trim_end_matches('/');
+                    if named != self.issuer {
                         return Err(Error::Upstream(format!(
-                            "discovery names issuer {:?}, configured {:?}",
-                            found.issuer, self.issuer
+                            "discovery names issuer {named:?}, configured {:?}",
+                            self.issuer
                         )));
                     }
                     Ok(found)
@@ -379,7 +468,9 @@ impl Oidc {
             .keys
             .refresh(stale, || async {
                 let discovery = self.discovery().await?;
-                let set = self.get_json::<JwkSet>(&discovery.jwks_uri).await?;
+                let set = self
+                    .get_json::<JwkSet>(discovery.jwks_uri().as_str())
+                    .await?;
                 Ok(Keys::new(set))
             })
             .await;
@@ -430,7 +521,7 @@ impl Oidc {
             Ok(d) => d,
             Err(e) => return Outcome::Unavailable(e),
         };
-        let Some(endpoint) = &discovery.introspection_endpoint else {
+        let Some(endpoint) = &discovery.additional_metadata().introspection_endpoint else {
             return Outcome::Unavailable(Error::Upstream(
                 "the IdP offers no introspection_endpoint".into(),
             ));
@@ -506,56 +597,92 @@ impl Oidc {
         }
     }
 
+    /// A client of the issuer for the token endpoint (password grant,
+    /// code exchange); `redirect` for the browser sign-in.
+    fn client(&self, discovery: &Discovery, redirect: Option<&str>) -> Result<OidcClient, Error> {
+        let client_id = self.config.client_id.clone().unwrap_or_default();
+        let secret = self
+            .client_secret
+            .as_ref()
+            .map(|s| openidconnect::ClientSecret::new(s.expose_secret().to_owned()));
+        let client = openidconnect::core::CoreClient::from_provider_metadata(
+            discovery.clone(),
+            openidconnect::ClientId::new(client_id),
+            secret,
+        );
+        let token_url = discovery
+            .token_endpoint()
+            .cloned()
+            .ok_or_else(|| Error::Upstream("the IdP offers no token_endpoint".into()))?;
+        let client = client.set_token_uri(token_url);
+        let client = match redirect {
+            Some(uri) => client.set_redirect_uri(
+                openidconnect::RedirectUrl::new(uri.to_owned())
+                    .map_err(|e| Error::Config(format!("redirect URI {uri:?}: {e}")))?,
+            ),
+            None => client,
+        };
+        // the client authenticates as the IdP's metadata says it may
+        let basic = discovery
+            .token_endpoint_auth_methods_supported()
+            .is_none_or(|methods| {
+                methods.contains(&openidconnect::core::CoreClientAuthMethod::ClientSecretBasic)
+            });
+        Ok(client.set_auth_type(if basic {
+            openidconnect::AuthType::BasicAuth
+        } else {
+            openidconnect::AuthType::RequestBody
+        }))
+    }
+
     /// The password grant: Ok(access token), or the outcome to return.
     async fn password_grant(&self, credentials: &Credentials) -> Result<String, Outcome> {
+        use openidconnect::core::CoreErrorResponseType as Code;
+        use openidconnect::{OAuth2TokenResponse as _, RequestTokenError};
         let discovery = self.discovery().await.map_err(Outcome::Unavailable)?;
-        let mut form = vec![
-            ("grant_type", "password"),
-            ("username", credentials.username.as_str()),
-            ("password", credentials.secret.expose_secret()),
-            ("scope", "openid"),
-        ];
-        let client_id = self.config.client_id.as_deref().unwrap_or_default();
-        let mut request = self.http.post(&discovery.token_endpoint);
-        match &self.client_secret {
-            Some(secret) => request = request.basic_auth(client_id, Some(secret.expose_secret())),
-            None => form.push(("client_id", client_id)),
-        }
-        let response = request.form(&form).send().await.map_err(|e| {
-            Outcome::Unavailable(Error::Upstream(format!(
-                "token endpoint: {}",
-                e.without_url()
-            )))
-        })?;
-        let status = response.status();
-        let body: Value = crate::json_limited(response, crate::MAX_UPSTREAM_BODY)
-            .await
-            .unwrap_or(Value::Null);
-        if status.is_success() {
-            return body["access_token"]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    Outcome::Unavailable(Error::Upstream(
-                        "token endpoint sent no access_token".into(),
-                    ))
-                });
-        }
-        let error = body["error"].as_str().unwrap_or("");
-        match (status.as_u16(), error) {
-            (400 | 401, "invalid_grant") => Err(Outcome::Rejected(Rejection::WrongSecret)),
-            (400 | 401, "invalid_client" | "unauthorized_client") => {
-                tracing::error!(provider = %self.name, error, "the IdP refused regauth's client: check client_id, the secret and Direct Access Grants");
-                Err(Outcome::Unavailable(Error::Upstream(format!(
-                    "the IdP refused the client ({error})"
-                ))))
+        let client = self
+            .client(&discovery, None)
+            .map_err(Outcome::Unavailable)?;
+        let username = openidconnect::ResourceOwnerUsername::new(credentials.username.clone());
+        let password = openidconnect::ResourceOwnerPassword::new(
+            credentials.secret.expose_secret().to_owned(),
+        );
+        let http = bounded_http(&self.http);
+        let answer = client
+            .exchange_password(&username, &password)
+            .add_scope(openidconnect::Scope::new("openid".into()))
+            .request_async(&http)
+            .await;
+        match answer {
+            Ok(token) => Ok(token.access_token().secret().to_owned()),
+            Err(RequestTokenError::ServerResponse(refusal)) => match refusal.error() {
+                Code::InvalidGrant => Err(Outcome::Rejected(Rejection::WrongSecret)),
+                Code::InvalidClient | Code::UnauthorizedClient => {
+                    tracing::error!(provider = %self.name, error = %refusal.error(), "the IdP refused regauth's client: check client_id, the secret and Direct Access Grants");
+                    Err(Outcome::Unavailable(Error::Upstream(format!(
+                        "the IdP refused the client ({})",
+                        refusal.error()
+                    ))))
+                }
+                Code::Extension(code)
+                    if code == "server_error" || code == "temporarily_unavailable" =>
+                {
+                    Err(Outcome::Unavailable(Error::Upstream(format!(
+                        "token endpoint: {code}"
+                    ))))
+                }
+                other => Err(Outcome::Rejected(Rejection::Other(format!(
+                    "token endpoint refused the password grant: {other}"
+                )))),
+            },
+            Err(RequestTokenError::Request(e)) => Err(Outcome::Unavailable(Error::Upstream(
+                format!("token endpoint: {e}"),
+            ))),
+            Err(RequestTokenError::Parse(_, _)) | Err(RequestTokenError::Other(_)) => {
+                Err(Outcome::Unavailable(Error::Upstream(
+                    "token endpoint sent an answer that is not a token response".into(),
+                )))
             }
-            (s, _) if s >= 500 => Err(Outcome::Unavailable(Error::Upstream(format!(
-                "token endpoint answered {s}"
-            )))),
-            (s, _) => Err(Outcome::Rejected(Rejection::Other(format!(
-                "token endpoint answered {s} {error}"
-            )))),
         }
     }
 
@@ -611,7 +738,7 @@ impl Oidc {
             Via::Token if self.config.offline_tokens => Renewal::Snapshot {
                 until: exp.map_or(max_age, |exp| exp.min(max_age)),
             },
-            Via::Token => Renewal::Never,
+            Via::Token | Via::Browser => Renewal::Never,
         };
         identity.claims = claims
             .as_object()
@@ -632,6 +759,113 @@ impl Oidc {
             },
             Err(Refusal::Invalid(why)) => Outcome::Rejected(Rejection::Other(why)),
             Err(Refusal::Unavailable(e)) => Outcome::Unavailable(e),
+        }
+    }
+}
+
+#[async_trait]
+impl crate::BrowserLogin for Oidc {
+    async fn begin(&self, redirect_uri: &str) -> Result<(String, crate::PendingLogin), Error> {
+        use openidconnect::core::CoreAuthenticationFlow;
+        use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge};
+        let discovery = self.discovery().await?;
+        let client = self.client(&discovery, Some(redirect_uri))?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, state, nonce) = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_scope(openidconnect::Scope::new("profile".into()))
+            .set_pkce_challenge(challenge)
+            .url();
+        Ok((
+            url.to_string(),
+            crate::PendingLogin {
+                state: state.secret().clone(),
+                nonce: nonce.secret().clone(),
+                pkce_verifier: verifier.secret().clone(),
+            },
+        ))
+    }
+
+    async fn finish(
+        &self,
+        redirect_uri: &str,
+        pending: &crate::PendingLogin,
+        state: &str,
+        code: &str,
+    ) -> Outcome {
+        use base64::Engine as _;
+        use openidconnect::{
+            AuthorizationCode, JsonWebKeySet, Nonce, PkceCodeVerifier, RequestTokenError,
+        };
+        let same_state = aws_lc_rs::constant_time::verify_slices_are_equal(
+            state.as_bytes(),
+            pending.state.as_bytes(),
+        )
+        .is_ok();
+        if !same_state {
+            return Outcome::Rejected(Rejection::Other(
+                "the sign-in's state does not match the browser's".into(),
+            ));
+        }
+        let discovery = match self.discovery().await {
+            Ok(d) => d,
+            Err(e) => return Outcome::Unavailable(e),
+        };
+        let http = bounded_http(&self.http);
+        let keys = match JsonWebKeySet::fetch_async(discovery.jwks_uri(), &http).await {
+            Ok(keys) => keys,
+            Err(e) => return Outcome::Unavailable(Error::Upstream(format!("JWKS: {e}"))),
+        };
+        let with_keys = (*discovery).clone().set_jwks(keys);
+        let client = match self.client(&with_keys, Some(redirect_uri)) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Unavailable(e),
+        };
+        let exchanged = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
+            .request_async(&http)
+            .await;
+        let token = match exchanged {
+            Ok(token) => token,
+            Err(RequestTokenError::ServerResponse(refusal)) => {
+                return Outcome::Rejected(Rejection::Other(format!(
+                    "the IdP refused the code: {}",
+                    refusal.error()
+                )))
+            }
+            Err(e) => return Outcome::Unavailable(Error::Upstream(format!("code exchange: {e}"))),
+        };
+        let Some(id_token) = openidconnect::TokenResponse::id_token(&token) else {
+            return Outcome::Unavailable(Error::Upstream(
+                "the token endpoint sent no ID token".into(),
+            ));
+        };
+        let verifier = client.id_token_verifier();
+        if let Err(e) = id_token.claims(&verifier, &Nonce::new(pending.nonce.clone())) {
+            return Outcome::Rejected(Rejection::Other(format!("ID token refused: {e}")));
+        }
+        // Verified: its claims, as the IdP wrote them, become the identity.
+        let compact = id_token.to_string();
+        let claims: Option<Value> = compact
+            .split('.')
+            .nth(1)
+            .and_then(|part| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(part)
+                    .ok()
+            })
+            .and_then(|json| serde_json::from_slice(&json).ok());
+        let Some(claims) = claims else {
+            return Outcome::Unavailable(Error::Upstream("an unreadable ID token".into()));
+        };
+        match self.identity(&claims, Via::Browser) {
+            Ok(identity) => Outcome::Authenticated(identity),
+            Err(rejection) => Outcome::Rejected(rejection),
         }
     }
 }
@@ -732,6 +966,12 @@ impl IdentityProvider for Oidc {
 
     async fn ready(&self) -> Result<(), Error> {
         self.discovery().await.map(|_| ())
+    }
+
+    fn browser_login(&self) -> Option<&dyn crate::BrowserLogin> {
+        self.config
+            .browser_login
+            .then_some(self as &dyn crate::BrowserLogin)
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
