@@ -232,6 +232,7 @@ impl Builder {
                 store,
                 authorizer: self.authorizer,
                 metrics: Arc::default(),
+                app_password_key: None,
             },
         )
     }

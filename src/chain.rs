@@ -17,7 +17,7 @@ use regauth_providers::gitea::is_gitea_token;
 use regauth_providers::gitlab::{is_gitlab_token, GITLAB_TOKEN_PREFIXES};
 use regauth_providers::{
     Credentials, ExposeSecret, Identity, IdentityProvider, Outcome, Rejection, SecretShape,
-    GITHUB_TOKEN_PREFIXES,
+    APP_PASSWORD_PREFIX, GITHUB_TOKEN_PREFIXES,
 };
 
 use crate::cache::VerdictCache;
@@ -78,6 +78,9 @@ impl Verdict {
 pub fn shape_of(username: &str, secret: &str) -> (SecretShape<'static>, Option<String>) {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
+    if secret.starts_with(APP_PASSWORD_PREFIX) {
+        return (SecretShape::AppPassword, None);
+    }
     if GITHUB_TOKEN_PREFIXES.iter().any(|p| secret.starts_with(p)) {
         return (SecretShape::GitHubToken, None);
     }
@@ -214,10 +217,12 @@ impl Chain {
             other => other,
         };
         let username = pin_form(&credentials.username);
+        // An app password names its owner itself: pins do not apply.
         let pinned = self
             .pins
             .iter()
-            .position(|patterns| patterns.iter().any(|p| p.matches(&username)));
+            .position(|patterns| patterns.iter().any(|p| p.matches(&username)))
+            .filter(|_| shape != SecretShape::AppPassword);
         let providers = match pinned {
             Some(i) => &self.providers[i..=i],
             None => &self.providers[..],

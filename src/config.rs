@@ -358,6 +358,49 @@ pub struct Config {
     pub policy: std::sync::Arc<Policy>,
     /// Who decides grants: the policy, or a webhook.
     pub authorizer: AuthorizerConfig,
+    /// `[app_passwords]`: app passwords and their page, when present.
+    pub app_passwords: Option<AppPasswordsConfig>,
+}
+
+/// App passwords and the page that makes them (`[app_passwords]`).
+#[derive(Clone, Debug)]
+pub struct AppPasswordsConfig {
+    /// The key their digests, the page's sessions and sign-in state are
+    /// derived from (generated if missing; replicas share it).
+    pub key_file: PathBuf,
+    /// The expiry the page proposes (`default_lifetime`).
+    pub default_lifetime: Duration,
+    /// The longest expiry allowed (`max_lifetime`).
+    pub max_lifetime: Duration,
+    /// How many app passwords one user may have (`max_per_user`).
+    pub max_per_user: usize,
+    /// How long the groups of a browser sign-in stand in for a provider
+    /// that cannot look users up (`sign_in_max_age`).
+    pub sign_in_max_age: Duration,
+    /// `provider:group` whose members see and revoke everyone's.
+    pub admin_groups: Vec<(String, String)>,
+    /// The page's external URL, without a trailing slash (`url`, default:
+    /// the realm's origin and `/ui`).
+    pub url: String,
+    /// How long a sign-in to the page lasts (`session_lifetime`).
+    pub session_lifetime: Duration,
+    /// Password providers whose users sign in with a form (`login_form`).
+    pub login_form: Vec<String>,
+}
+
+impl AppPasswordsConfig {
+    /// Whether the page is served over https (cookies are then `Secure`).
+    pub fn https(&self) -> bool {
+        self.url.starts_with("https://")
+    }
+
+    /// The page's path below its origin (`/ui`).
+    pub fn path(&self) -> &str {
+        self.url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+            .unwrap_or("/")
+    }
 }
 
 impl Config {
@@ -400,7 +443,7 @@ impl Config {
         Self::validate(origin, raw)
     }
 
-    fn validate(origin: &str, raw: RawConfig) -> Result<Self, ConfigError> {
+    fn validate(origin: &str, mut raw: RawConfig) -> Result<Self, ConfigError> {
         let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
             invalid(
                 origin,
@@ -557,6 +600,25 @@ impl Config {
                 }
             }
         }
+        let realm_default = {
+            let scheme = match (&raw.server.tls_certificate, &raw.server.tls_key) {
+                (Some(_), Some(_)) => "https",
+                _ => "http",
+            };
+            raw.server
+                .realm
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{listen}/auth"))
+        };
+        let app_passwords = match raw.app_passwords.take() {
+            Some(section) => Some(validate_app_passwords(
+                origin,
+                section,
+                &providers,
+                &realm_default,
+            )?),
+            None => None,
+        };
         let infos: Vec<ProviderInfo> = providers.iter().map(ProviderConfig::info).collect();
         let policy = compile_policy(origin, raw.rule, raw.policy.as_deref(), &infos)?;
         if raw.token.reuse_window.0 * 10 > lifetime {
@@ -670,6 +732,7 @@ impl Config {
             providers,
             policy: std::sync::Arc::new(policy),
             authorizer,
+            app_passwords,
         };
         Ok(config)
     }
@@ -733,6 +796,145 @@ fn compile_policy(
             invalid(file_origin, path, e.message)
         }
         _ => invalid(origin, e.path, e.message),
+    })
+}
+
+/// `[app_passwords]`, checked: lifetimes, the page's URL, sign-in methods
+/// that exist, admin groups of known providers.
+fn validate_app_passwords(
+    origin: &str,
+    raw: raw::RawAppPasswords,
+    providers: &[ProviderConfig],
+    realm: &str,
+) -> Result<AppPasswordsConfig, ConfigError> {
+    let key = |k: &str| format!("app_passwords.{k}");
+    if raw.max_lifetime.0.is_zero() || raw.default_lifetime.0.is_zero() {
+        return Err(invalid(
+            origin,
+            key("max_lifetime"),
+            "must be longer than 0s",
+        ));
+    }
+    if raw.default_lifetime.0 > raw.max_lifetime.0 {
+        return Err(invalid(
+            origin,
+            key("default_lifetime"),
+            "must not be longer than max_lifetime",
+        ));
+    }
+    if raw.max_per_user == 0 {
+        return Err(invalid(origin, key("max_per_user"), "must be at least 1"));
+    }
+    if raw.session_lifetime.0.is_zero() {
+        return Err(invalid(
+            origin,
+            key("session_lifetime"),
+            "must be longer than 0s",
+        ));
+    }
+    let url = match raw.url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let origin_of = realm
+                .split_once("://")
+                .map(|(scheme, rest)| {
+                    format!("{scheme}://{}", rest.split('/').next().unwrap_or_default())
+                })
+                .unwrap_or_default();
+            format!("{origin_of}/ui")
+        }
+    };
+    let has_path = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/'))
+        .is_some();
+    if !(url.starts_with("https://") || url.starts_with("http://"))
+        || !has_path
+        || url.contains(['?', '#'])
+    {
+        return Err(invalid(
+            origin,
+            key("url"),
+            format!(
+                "`{url}` must be an absolute http(s) URL with a path, like https://auth.corp/ui"
+            ),
+        ));
+    }
+    if url.ends_with("/auth") || url.ends_with("/token") {
+        return Err(invalid(
+            origin,
+            key("url"),
+            "must not be the token endpoint",
+        ));
+    }
+    let provider = |name: &str| providers.iter().find(|p| p.name == name);
+    for (i, name) in raw.login_form.iter().enumerate() {
+        match provider(name).map(|p| &p.settings) {
+            Some(ProviderSettings::Static(_) | ProviderSettings::Ldap(_) | ProviderSettings::Webhook(_)) => {}
+            Some(ProviderSettings::Oidc(oidc)) if oidc.password_grant => {}
+            Some(_) => {
+                return Err(invalid(
+                    origin,
+                    format!("app_passwords.login_form[{i}]"),
+                    format!("`{name}` does not check passwords (use a static, ldap or webhook provider, or oidc with password_grant)"),
+                ))
+            }
+            None => {
+                return Err(invalid(
+                    origin,
+                    format!("app_passwords.login_form[{i}]"),
+                    format!("no provider is named `{name}`"),
+                ))
+            }
+        }
+    }
+    let browser = providers
+        .iter()
+        .any(|p| matches!(&p.settings, ProviderSettings::Oidc(oidc) if oidc.browser_login));
+    if !browser && raw.login_form.is_empty() {
+        return Err(invalid(
+            origin,
+            key("login_form"),
+            "nobody could sign in: set browser_login = true on an oidc provider, or name password providers in login_form",
+        ));
+    }
+    if providers
+        .iter()
+        .any(|p| p.name == crate::app_passwords::PROVIDER_NAME)
+    {
+        return Err(invalid(
+            origin,
+            key("key_file"),
+            format!(
+                "a provider is named `{}`, the name app passwords use",
+                crate::app_passwords::PROVIDER_NAME
+            ),
+        ));
+    }
+    let mut admin_groups = Vec::new();
+    for (i, entry) in raw.admin_groups.iter().enumerate() {
+        let found = entry
+            .split_once(':')
+            .filter(|(p, g)| provider(p).is_some() && !g.is_empty());
+        let Some((p, g)) = found else {
+            return Err(invalid(
+                origin,
+                format!("app_passwords.admin_groups[{i}]"),
+                format!("`{entry}` must be provider:group, with a configured provider"),
+            ));
+        };
+        admin_groups.push((p.to_owned(), g.to_owned()));
+    }
+    Ok(AppPasswordsConfig {
+        key_file: raw.key_file,
+        default_lifetime: raw.default_lifetime.0,
+        max_lifetime: raw.max_lifetime.0,
+        max_per_user: raw.max_per_user,
+        sign_in_max_age: raw.sign_in_max_age.0,
+        admin_groups,
+        url,
+        session_lifetime: raw.session_lifetime.0,
+        login_form: raw.login_form,
     })
 }
 

@@ -245,8 +245,14 @@ pub async fn issue(state: &AppState, request: TokenRequest<'_>) -> Result<Issued
             message: "access cannot be decided right now; try again shortly",
             retry_after: 2,
         })?;
+    // An app password narrowed to some repositories gets no more there.
+    let limit = principal.identity().and_then(|id| id.limit.as_deref());
     let access: Vec<Access> = grants
         .into_iter()
+        .map(|grant| match limit {
+            Some(limit) => crate::app_passwords::within(limit, grant),
+            None => grant,
+        })
         .filter(|grant| !grant.actions.is_empty())
         .map(|grant| Access {
             kind: grant.scope.kind,

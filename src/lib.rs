@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod app_passwords;
 pub mod audit;
 pub mod authorize;
 pub mod builder;
@@ -107,6 +108,8 @@ pub struct AppState {
     pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, (bool, serde_json::Value))>>,
     /// The HTTPS listener's certificate, if `server.tls_*` is set.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// App passwords and their page, if `[app_passwords]` is set.
+    pub app_passwords: Option<Arc<app_passwords::AppPasswords>>,
 }
 
 /// The state requests are served from, swapped whole on reload.
@@ -242,20 +245,25 @@ pub fn signing_key(config: &Config) -> Result<SigningKey, Error> {
 /// The refresh-token key (`refresh_tokens.key_file`), generated (32
 /// random bytes, mode 0600) when missing. Replicas must share it.
 pub fn refresh_key(config: &Config) -> Result<Vec<u8>, Error> {
-    let path = &config.refresh.key_file;
+    secret_key(&config.refresh.key_file, "refresh-token")
+}
+
+/// A key file (`what` key, for messages), generated (32 random bytes,
+/// base64, mode 0600) when missing. Replicas must share it.
+pub fn secret_key(path: &std::path::Path, what: &str) -> Result<Vec<u8>, Error> {
     if !path.exists() {
         use base64::Engine as _;
         let secret = cache::random_key()?;
         let text = base64::engine::general_purpose::STANDARD.encode(secret) + "\n";
         keys::write_secret_file(path, &text)?;
-        tracing::warn!(key = %path.display(), "generated a new refresh-token key; replicas must share this file");
+        tracing::warn!(key = %path.display(), "generated a new {what} key; replicas must share this file");
     }
     let text = std::fs::read(path)?;
     let secret: Vec<u8> = text.trim_ascii().to_vec();
     if secret.len() < 32 {
         return Err(Error::Key(token::KeyError::Invalid {
             path: path.display().to_string(),
-            message: "a refresh-token key needs at least 32 bytes".into(),
+            message: format!("a {what} key needs at least 32 bytes"),
         }));
     }
     Ok(secret)
@@ -303,6 +311,10 @@ pub fn build_carrying(
 ) -> Result<Arc<AppState>, Error> {
     let keys = signing_keys(&config)?;
     let refresh_secret = refresh_key(&config)?;
+    let app_password_key = match &config.app_passwords {
+        Some(section) => Some(secret_key(&section.key_file, "app-password")?),
+        None => None,
+    };
     let store = match carry.store {
         Some((state, store)) if state == config.state => store,
         _ => {
@@ -319,6 +331,7 @@ pub fn build_carrying(
             store,
             authorizer: None,
             metrics: carry.metrics,
+            app_password_key,
         },
     )
 }
@@ -338,6 +351,9 @@ pub struct Parts {
     pub authorizer: Option<Arc<dyn authorize::Authorizer>>,
     /// The metrics to count into.
     pub metrics: Arc<metrics::Metrics>,
+    /// The app-password key (at least 32 bytes; replicas share it), when
+    /// `[app_passwords]` is set.
+    pub app_password_key: Option<Vec<u8>>,
 }
 
 /// Assembles a state from a configuration and its parts.
@@ -349,7 +365,29 @@ pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
         store,
         authorizer,
         metrics,
+        app_password_key,
     } = parts;
+    let app_passwords = match (&config.app_passwords, app_password_key) {
+        (Some(section), Some(key)) => Some(Arc::new(app_passwords::AppPasswords::new(
+            section.clone(),
+            &key,
+            store.clone(),
+            providers.clone(),
+            config.server.upstream_timeout,
+        ))),
+        (Some(_), None) => {
+            return Err(Error::State(
+                "[app_passwords] needs its key (app_passwords.key_file)".into(),
+            ))
+        }
+        (None, _) => None,
+    };
+    let mut providers = providers;
+    if let Some(passwords) = &app_passwords {
+        providers.push(Arc::new(app_passwords::AppPasswordProvider(
+            passwords.clone(),
+        )));
+    }
     let policy = config.policy.clone();
     let authorizer: Arc<dyn authorize::Authorizer> = match (authorizer, &config.authorizer) {
         (Some(mine), _) => mine,
@@ -399,6 +437,7 @@ pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
     let refresh = refresh_tokens(&config, &refresh_secret, store.clone());
     let tls = config.server.tls.as_ref().map(tls_config).transpose()?;
     Ok(Arc::new(AppState {
+        app_passwords,
         tls,
         issued,
         refresh,

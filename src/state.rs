@@ -56,6 +56,110 @@ pub trait Store: Send + Sync {
 
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Stores the record `id` of `collection` (small JSON text: an app
+    /// password's digest and metadata, a sign-in's groups), replacing it.
+    async fn put_record(
+        &self,
+        _collection: &str,
+        _id: &str,
+        _value: &str,
+    ) -> Result<(), StoreError> {
+        Err(StoreError(format!(
+            "the {} state backend keeps no records",
+            self.backend()
+        )))
+    }
+
+    /// The record `id` of `collection`, if there is one.
+    async fn get_record(&self, _collection: &str, _id: &str) -> Result<Option<String>, StoreError> {
+        Err(StoreError(format!(
+            "the {} state backend keeps no records",
+            self.backend()
+        )))
+    }
+
+    /// Deletes the record `id` of `collection`; whether there was one.
+    async fn delete_record(&self, _collection: &str, _id: &str) -> Result<bool, StoreError> {
+        Err(StoreError(format!(
+            "the {} state backend keeps no records",
+            self.backend()
+        )))
+    }
+
+    /// Every record of `collection`, as (id, value).
+    async fn records(&self, _collection: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Err(StoreError(format!(
+            "the {} state backend keeps no records",
+            self.backend()
+        )))
+    }
+}
+
+/// Records per collection, by id.
+type RecordMap = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+
+/// The embedded backend's records: in memory, and written through to
+/// `records.json` under `state.dir` when it has files.
+struct Records {
+    file: Option<std::path::PathBuf>,
+    /// `None` until the file has been read.
+    map: std::sync::Mutex<Option<RecordMap>>,
+}
+
+impl Records {
+    fn with<T>(&self, change: impl FnOnce(&mut RecordMap) -> (T, bool)) -> Result<T, StoreError> {
+        let mut guard = self
+            .map
+            .lock()
+            .map_err(|_| StoreError("the records lock is poisoned".into()))?;
+        if guard.is_none() {
+            let loaded = match &self.file {
+                Some(path) => match std::fs::read(path) {
+                    Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                        StoreError(format!("{}: not a records file: {e}", path.display()))
+                    })?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => RecordMap::new(),
+                    Err(e) => return Err(StoreError(format!("{}: {e}", path.display()))),
+                },
+                None => RecordMap::new(),
+            };
+            *guard = Some(loaded);
+        }
+        let Some(map) = guard.as_mut() else {
+            return Err(StoreError("the records are not loaded".into()));
+        };
+        let (answer, changed) = change(map);
+        if changed {
+            if let Some(path) = &self.file {
+                write_atomically(path, map)?;
+            }
+        }
+        Ok(answer)
+    }
+}
+
+/// Writes `map` to `path` through a temporary file and a rename, so a
+/// crash leaves the old file or the new one, never half of either.
+fn write_atomically(path: &Path, map: &RecordMap) -> Result<(), StoreError> {
+    use std::io::Write as _;
+    let fail = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let text = serde_json::to_vec(map).map_err(|e| StoreError(e.to_string()))?;
+    let temporary = path.with_extension("json.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&temporary).map_err(fail)?;
+    file.write_all(&text).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    std::fs::rename(&temporary, path).map_err(fail)
 }
 
 /// Builds the configured backend. A Redis backend connects lazily, so
@@ -72,6 +176,7 @@ pub fn open(config: &StateConfig) -> Result<Arc<dyn Store>, StoreError> {
 pub struct Embedded {
     revocations: Revocations,
     counters: moka::sync::Cache<String, Arc<Counter>>,
+    records: Records,
 }
 
 enum Revocations {
@@ -106,18 +211,25 @@ impl moka::Expiry<String, Arc<Counter>> for CounterExpiry {
 impl Embedded {
     /// The embedded backend with its files under `dir`.
     pub fn new(dir: &Path) -> Self {
-        Self::with(Revocations::File(FileStore::new(dir)))
+        Self::with(
+            Revocations::File(FileStore::new(dir)),
+            Some(dir.join("records.json")),
+        )
     }
 
-    /// The embedded backend without files: revocations last as long as
-    /// the process (for embedding regauth in another service).
+    /// The embedded backend without files: revocations and records last as
+    /// long as the process (for embedding regauth in another service).
     pub fn in_memory() -> Self {
-        Self::with(Revocations::Memory(Default::default()))
+        Self::with(Revocations::Memory(Default::default()), None)
     }
 
-    fn with(revocations: Revocations) -> Self {
+    fn with(revocations: Revocations, records: Option<std::path::PathBuf>) -> Self {
         Self {
             revocations,
+            records: Records {
+                file: records,
+                map: std::sync::Mutex::new(None),
+            },
             counters: moka::sync::Cache::builder()
                 .max_capacity(MAX_COUNTERS)
                 .expire_after(CounterExpiry)
@@ -214,6 +326,37 @@ impl Store for Embedded {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn put_record(&self, collection: &str, id: &str, value: &str) -> Result<(), StoreError> {
+        self.records.with(|map| {
+            map.entry(collection.to_owned())
+                .or_default()
+                .insert(id.to_owned(), value.to_owned());
+            ((), true)
+        })
+    }
+
+    async fn get_record(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
+        self.records
+            .with(|map| (map.get(collection).and_then(|c| c.get(id)).cloned(), false))
+    }
+
+    async fn delete_record(&self, collection: &str, id: &str) -> Result<bool, StoreError> {
+        self.records.with(|map| {
+            let removed = map.get_mut(collection).and_then(|c| c.remove(id)).is_some();
+            (removed, removed)
+        })
+    }
+
+    async fn records(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.records.with(|map| {
+            let all = map
+                .get(collection)
+                .map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            (all, false)
+        })
     }
 }
 
@@ -441,6 +584,56 @@ impl Store for Redis {
             .await
             .map(drop)
     }
+
+    async fn put_record(&self, collection: &str, id: &str, value: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        self.run::<i64>(
+            "HSET",
+            redis::cmd("HSET")
+                .arg(self.key("records", collection))
+                .arg(id)
+                .arg(value)
+                .query_async(&mut connection),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn get_record(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
+        let mut connection = self.connection.clone();
+        self.run(
+            "HGET",
+            redis::cmd("HGET")
+                .arg(self.key("records", collection))
+                .arg(id)
+                .query_async(&mut connection),
+        )
+        .await
+    }
+
+    async fn delete_record(&self, collection: &str, id: &str) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        self.run::<i64>(
+            "HDEL",
+            redis::cmd("HDEL")
+                .arg(self.key("records", collection))
+                .arg(id)
+                .query_async(&mut connection),
+        )
+        .await
+        .map(|n| n > 0)
+    }
+
+    async fn records(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut connection = self.connection.clone();
+        self.run(
+            "HGETALL",
+            redis::cmd("HGETALL")
+                .arg(self.key("records", collection))
+                .query_async(&mut connection),
+        )
+        .await
+    }
 }
 
 /// A backend whose every operation is timed into the metrics.
@@ -495,5 +688,56 @@ impl Store for Metered {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.timed(self.inner.ping()).await
+    }
+    async fn put_record(&self, collection: &str, id: &str, value: &str) -> Result<(), StoreError> {
+        self.timed(self.inner.put_record(collection, id, value))
+            .await
+    }
+    async fn get_record(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
+        self.timed(self.inner.get_record(collection, id)).await
+    }
+    async fn delete_record(&self, collection: &str, id: &str) -> Result<bool, StoreError> {
+        self.timed(self.inner.delete_record(collection, id)).await
+    }
+    async fn records(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.timed(self.inner.records(collection)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded_records_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Embedded::new(dir.path());
+        store.put_record("things", "a", "1").await.unwrap();
+        store.put_record("things", "b", "2").await.unwrap();
+        store.put_record("other", "a", "x").await.unwrap();
+        assert!(store.delete_record("things", "b").await.unwrap());
+        assert!(!store.delete_record("things", "b").await.unwrap());
+        let again = Embedded::new(dir.path());
+        assert_eq!(
+            again.get_record("things", "a").await.unwrap().as_deref(),
+            Some("1")
+        );
+        assert_eq!(again.get_record("things", "b").await.unwrap(), None);
+        assert_eq!(
+            again.records("other").await.unwrap(),
+            [("a".to_owned(), "x".to_owned())]
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join("records.json"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let memory = Embedded::in_memory();
+        memory.put_record("things", "a", "1").await.unwrap();
+        assert_eq!(memory.records("things").await.unwrap().len(), 1);
     }
 }

@@ -755,6 +755,10 @@ impl IdentityProvider for Ldap {
     /// account, and resolves the groups. The identity carries the entry's
     /// password-change stamp, so a refresh token minted before a password
     /// change is refused by the server.
+    fn looks_up(&self) -> bool {
+        true
+    }
+
     async fn lookup(&self, subject: &str) -> Outcome {
         let found = match self.find_user(subject).await {
             Ok(Ok(found)) => found,

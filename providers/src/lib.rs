@@ -48,6 +48,7 @@ impl fmt::Display for Safe<'_> {
                 .iter()
                 .any(|p| text.starts_with(p))
             || gitea::is_gitea_token(text)
+            || text.starts_with(APP_PASSWORD_PREFIX)
             || (text.starts_with("eyJ") && text.matches('.').count() == 2);
         if looks_like_token {
             return f.write_str("[a token, not shown]");
@@ -309,6 +310,8 @@ pub enum SecretShape<'a> {
     /// `glpat-`, `glcbt-`, `gldt-`, or any secret under the username
     /// `gitlab-ci-token` (a CI job token).
     GitLabToken,
+    /// `rga_`: one of regauth's own app passwords.
+    AppPassword,
     /// 40 lower-case hex digits: a Gitea or Forgejo access token when a
     /// Gitea provider is configured, a password otherwise.
     HexToken,
@@ -320,6 +323,9 @@ pub enum SecretShape<'a> {
     /// Anything else: a password (or an opaque token).
     Password,
 }
+
+/// The prefix of regauth's app passwords.
+pub const APP_PASSWORD_PREFIX: &str = "rga_";
 
 /// The prefixes of GitHub's token formats.
 pub const GITHUB_TOKEN_PREFIXES: &[&str] = &["ghp_", "github_pat_", "gho_", "ghu_", "ghs_"];
@@ -515,6 +521,19 @@ pub struct Identity {
     /// robot's last day), in seconds since the epoch: a cached verdict
     /// never outlives it.
     pub expires_at: Option<u64>,
+    /// The most this login may be granted, whatever the policy grants (an
+    /// app password narrowed to some repositories); `None`: no limit.
+    pub limit: Option<Vec<AccessLimit>>,
+}
+
+/// Part of an [`Identity::limit`]: these actions on repositories matching
+/// this pattern.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccessLimit {
+    /// A repository pattern, as in policy rules (`dev/**`).
+    pub repos: String,
+    /// The actions allowed there (`pull`, `push`, `delete`).
+    pub actions: Vec<String>,
 }
 
 impl Identity {
@@ -530,6 +549,7 @@ impl Identity {
             renewal: Renewal::Lookup,
             credential_stamp: None,
             expires_at: None,
+            limit: None,
         }
     }
 
@@ -703,6 +723,14 @@ pub trait IdentityProvider: Send + Sync {
     /// all. Passwords by default; token providers say which tokens.
     fn accepts(&self, shape: SecretShape<'_>) -> bool {
         shape == SecretShape::Password
+    }
+
+    /// Whether [`IdentityProvider::lookup`] can find users at all (a
+    /// directory, a user list): then its `NotMine` means "no such user".
+    /// Providers that cannot be asked about a user without their secret
+    /// (an OIDC issuer, GitHub) answer `false`.
+    fn looks_up(&self) -> bool {
+        false
     }
 
     /// Looks up a subject this provider vouched for earlier, without a

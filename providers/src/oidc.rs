@@ -920,7 +920,10 @@ impl IdentityProvider for Oidc {
                 self.config.access_tokens
                     && issuer.is_some_and(|i| i.trim_end_matches('/') == self.issuer)
             }
-            SecretShape::GitHubToken | SecretShape::GitLabToken | SecretShape::HexToken => false,
+            SecretShape::GitHubToken
+            | SecretShape::GitLabToken
+            | SecretShape::HexToken
+            | SecretShape::AppPassword => false,
         }
     }
 

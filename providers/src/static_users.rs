@@ -356,6 +356,10 @@ impl IdentityProvider for StaticUsers {
         crate::ProviderKind::Static
     }
 
+    fn looks_up(&self) -> bool {
+        true
+    }
+
     async fn lookup(&self, subject: &str) -> Outcome {
         match self.users.get(subject) {
             Some(user) if user.expired().is_some() => Outcome::Rejected(Rejection::Expired),

@@ -34,6 +34,51 @@ pub(super) struct RawConfig {
     pub(super) policy: Option<PathBuf>,
     #[serde(default)]
     pub(super) authorizer: RawAuthorizer,
+    /// Present: app passwords and their page are on.
+    #[serde(default)]
+    pub(super) app_passwords: Option<RawAppPasswords>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAppPasswords {
+    #[serde(default = "default_app_password_key")]
+    pub(super) key_file: PathBuf,
+    #[serde(default = "default_app_password_lifetime")]
+    pub(super) default_lifetime: Seconds,
+    #[serde(default = "default_app_password_max_lifetime")]
+    pub(super) max_lifetime: Seconds,
+    #[serde(default = "default_app_passwords_per_user")]
+    pub(super) max_per_user: usize,
+    #[serde(default = "default_sign_in_max_age")]
+    pub(super) sign_in_max_age: Seconds,
+    #[serde(default)]
+    pub(super) admin_groups: Vec<String>,
+    #[serde(default)]
+    pub(super) url: Option<String>,
+    #[serde(default = "default_session_lifetime")]
+    pub(super) session_lifetime: Seconds,
+    #[serde(default)]
+    pub(super) login_form: Vec<String>,
+}
+
+fn default_app_password_key() -> PathBuf {
+    "certs/app-passwords.key".into()
+}
+fn default_app_password_lifetime() -> Seconds {
+    Seconds(Duration::from_secs(90 * 86400))
+}
+fn default_app_password_max_lifetime() -> Seconds {
+    Seconds(Duration::from_secs(365 * 86400))
+}
+fn default_app_passwords_per_user() -> usize {
+    20
+}
+fn default_sign_in_max_age() -> Seconds {
+    Seconds(Duration::from_secs(30 * 86400))
+}
+fn default_session_lifetime() -> Seconds {
+    Seconds(Duration::from_secs(8 * 3600))
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,6 +7,7 @@
 mod error;
 mod ops;
 mod token;
+mod ui;
 
 use std::sync::Arc;
 
@@ -34,8 +35,25 @@ pub fn router(live: Arc<Live>) -> Router {
             server.timeouts.request,
         ))
         .map_response(json_errors);
-    let token_routes = get(token::get).post(token::post).route_layer(bounded);
-    Router::new()
+    let token_routes = get(token::get)
+        .post(token::post)
+        .route_layer(bounded.clone());
+    let ui_path = state
+        .app_passwords
+        .as_ref()
+        .map(|p| p.config.path().to_owned());
+    let router = Router::new();
+    let router = match ui_path {
+        // the page is `{path}/` (and `{path}`, nested `/`)
+        Some(path) => router
+            .route(
+                &format!("{path}/"),
+                get(ui::home).route_layer(bounded.clone()),
+            )
+            .nest(&path, ui::routes().route_layer(bounded)),
+        None => router,
+    };
+    router
         .route("/auth", token_routes.clone())
         .route("/token", token_routes.clone())
         .route("/auth/token", token_routes.clone())

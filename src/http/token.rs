@@ -73,7 +73,7 @@ impl<'a> Params<'a> {
 }
 
 /// The client's address (see [`crate::client`]).
-fn client_ip(state: &AppState, request: &Request) -> IpAddr {
+pub(crate) fn client_ip(state: &AppState, request: &Request) -> IpAddr {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod docker;
 pub mod gitea;
 pub mod github;
@@ -388,6 +389,13 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let state = fixture.state_with(&fixture.config_text(&addr.to_string(), extra));
         Self::serve(state, listener)
+    }
+
+    /// Serves a complete configuration text on `addr` (a port found free
+    /// earlier, for configurations that must name it).
+    pub async fn start_at(fixture: &Fixture, text: &str, addr: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        Self::serve(fixture.state_with(text), listener)
     }
 
     /// Serves a complete configuration text (its `listen` is not used).

@@ -1,0 +1,676 @@
+//! App passwords: scoped, expiring, revocable registry passwords that a
+//! signed-in user makes on regauth's page (`/ui`), for people whose IdP
+//! wants a second factor that `docker login` cannot give.
+//!
+//! An app password is `rga_<id>_<secret>`: the id (80 random bits) finds
+//! the record, the secret (256 random bits) is checked against a keyed
+//! digest of it (HMAC-SHA256 under `app_passwords.key_file`), compared in
+//! constant time. Records live in the state backend (the embedded file, or
+//! Redis shared by replicas), so a revocation reaches every replica; a
+//! cached verdict lasts `cache.verdict_ttl` at most.
+//!
+//! At use, the login is the owner's: the Basic username must be theirs,
+//! their groups come from their provider when it can look users up (LDAP
+//! through its service account, static users), or else from their last
+//! browser sign-in, for `sign_in_max_age`. The policy decides as for any
+//! login of theirs, and an app password narrowed to some repositories
+//! never gets more than that.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use regauth_providers::{
+    AccessLimit, Credentials, Error as ProviderError, ExposeSecret, Identity, IdentityProvider,
+    Kind, Outcome, Rejection, Renewal, SecretShape, SecretString, APP_PASSWORD_PREFIX,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::Safe;
+use crate::config::AppPasswordsConfig;
+use crate::pattern::{Pattern, Placeholders};
+use crate::policy::Grant;
+use crate::scope::{Action, ResourceType};
+use crate::state::{Store, StoreError};
+
+/// The name app-password logins are checked under (never a configured
+/// provider's).
+pub const PROVIDER_NAME: &str = "app-passwords";
+
+/// The state backend's collection of app passwords.
+const PASSWORDS: &str = "app_password";
+/// Last use per app password, apart from the record: a use racing a
+/// revocation can never bring the record back.
+const LAST_USED: &str = "app_password_used";
+/// Each user's last browser sign-in (groups and claims).
+const SIGN_INS: &str = "sign_in";
+
+/// The longest a name may be.
+pub const MAX_NAME_CHARS: usize = 64;
+/// At most this many repository limits per app password.
+pub const MAX_LIMITS: usize = 10;
+
+/// One app password, as stored (never its secret).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AppPassword {
+    /// Its id (the part of the password after `rga_` and before `_`).
+    pub id: String,
+    /// The owner's provider.
+    pub provider: String,
+    /// The owner (their subject at that provider).
+    pub subject: String,
+    /// What the owner called it ("laptop", "ci-nightly").
+    pub name: String,
+    /// When it was made, in seconds since the epoch.
+    pub created: u64,
+    /// When it stops working, in seconds since the epoch.
+    pub expires: u64,
+    /// The repositories and actions it is narrowed to; empty: the owner's
+    /// rights.
+    #[serde(default)]
+    pub limit: Vec<AccessLimit>,
+    /// HMAC-SHA256 of the secret, hex.
+    digest: String,
+}
+
+/// An app password with its last use, for the page.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    /// The app password.
+    pub password: AppPassword,
+    /// When it last logged in (at most once per verdict TTL is recorded).
+    pub last_used: Option<u64>,
+}
+
+/// A user's last browser sign-in: what their app passwords carry when
+/// their provider cannot be asked again.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignIn {
+    /// Their groups then.
+    pub groups: Vec<String>,
+    /// Their claims then.
+    pub claims: BTreeMap<String, String>,
+    /// User or robot.
+    pub kind: Kind,
+    /// When, in seconds since the epoch.
+    pub at: u64,
+}
+
+/// Why an app password could not be made, listed or revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum AppPasswordError {
+    /// Already `max_per_user`.
+    #[error("you have {0} app passwords, the most allowed: revoke one first")]
+    TooMany(usize),
+    /// A name that is empty, too long or not printable.
+    #[error("give it a name of 1 to {MAX_NAME_CHARS} printable characters")]
+    Name,
+    /// An expiry outside 1 day ..= `max_lifetime`.
+    #[error("the expiry must be between 1 and {0} days")]
+    Lifetime(u64),
+    /// A repository limit that does not parse, or an unknown action.
+    #[error("{0}")]
+    Limit(String),
+    /// No such app password (or not the caller's).
+    #[error("no such app password")]
+    NotFound,
+    /// The state backend could not answer.
+    #[error("the state backend: {0}")]
+    Store(#[from] StoreError),
+    /// No randomness for a secret.
+    #[error("no randomness for a secret")]
+    Random,
+}
+
+/// App passwords: their records, their checks, and the sign-ins behind
+/// them.
+pub struct AppPasswords {
+    /// `[app_passwords]`.
+    pub config: AppPasswordsConfig,
+    store: Arc<dyn Store>,
+    digest_key: aws_lc_rs::hmac::Key,
+    /// The configured providers, for looking owners up again.
+    providers: Vec<Arc<dyn IdentityProvider>>,
+    /// How long a lookup may take.
+    timeout: Duration,
+    /// The page's sessions.
+    pub sessions: crate::seal::Sealer,
+    /// The page's sign-ins under way (OIDC state, nonce, PKCE verifier).
+    pub pending: crate::seal::Sealer,
+}
+
+fn now() -> u64 {
+    regauth_providers::clock::unix_seconds()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `rga_<id>_<secret>` split, if it has that shape.
+fn parse(password: &str) -> Option<(&str, &str)> {
+    let rest = password.strip_prefix(APP_PASSWORD_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    let base32 = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+    };
+    (id.len() == 16 && secret.len() == 52 && base32(id) && base32(secret)).then_some((id, secret))
+}
+
+fn random_base32(bytes: usize) -> Result<String, AppPasswordError> {
+    use aws_lc_rs::rand::SecureRandom as _;
+    let mut raw = vec![0u8; bytes];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut raw)
+        .map_err(|_| AppPasswordError::Random)?;
+    Ok(data_encoding::BASE32_NOPAD.encode(&raw).to_lowercase())
+}
+
+/// The key of a user's records: provider names cannot hold `:`.
+fn owner_key(provider: &str, subject: &str) -> String {
+    format!("{provider}:{}", subject.to_lowercase())
+}
+
+impl AppPasswords {
+    /// App passwords under `key` (at least 32 bytes, shared by replicas),
+    /// kept in `store`; owners are looked up among `providers`.
+    pub fn new(
+        config: AppPasswordsConfig,
+        key: &[u8],
+        store: Arc<dyn Store>,
+        providers: Vec<Arc<dyn IdentityProvider>>,
+        timeout: Duration,
+    ) -> Self {
+        let derived = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
+            b"regauth app-password digest key v1",
+        );
+        Self {
+            config,
+            store,
+            digest_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, derived.as_ref()),
+            providers,
+            timeout,
+            sessions: crate::seal::Sealer::new(key, b"regauth ui session v1"),
+            pending: crate::seal::Sealer::new(key, b"regauth ui sign-in v1"),
+        }
+    }
+
+    /// The state backend the records live in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn digest(&self, id: &str, secret: &str) -> String {
+        let mut context = aws_lc_rs::hmac::Context::with_key(&self.digest_key);
+        context.update(id.as_bytes());
+        context.update(b"\0");
+        context.update(secret.as_bytes());
+        hex(context.sign().as_ref())
+    }
+
+    /// Makes an app password for the owner; the secret is returned once
+    /// and never stored.
+    pub async fn create(
+        &self,
+        owner: &Identity,
+        name: &str,
+        lifetime: Duration,
+        limit: Vec<AccessLimit>,
+    ) -> Result<(AppPassword, SecretString), AppPasswordError> {
+        let name = name.trim();
+        if name.is_empty()
+            || name.chars().count() > MAX_NAME_CHARS
+            || name.chars().any(char::is_control)
+        {
+            return Err(AppPasswordError::Name);
+        }
+        let max_days = self.config.max_lifetime.as_secs() / 86400;
+        if lifetime < Duration::from_secs(86400) || lifetime > self.config.max_lifetime {
+            return Err(AppPasswordError::Lifetime(max_days.max(1)));
+        }
+        check_limits(&limit)?;
+        let mine = self.list(Some((&owner.provider, &owner.subject))).await?;
+        if mine.len() >= self.config.max_per_user {
+            return Err(AppPasswordError::TooMany(mine.len()));
+        }
+        let id = random_base32(10)?;
+        let secret = random_base32(32)?;
+        let created = now();
+        let password = AppPassword {
+            id: id.clone(),
+            provider: owner.provider.clone(),
+            subject: owner.subject.clone(),
+            name: name.to_owned(),
+            created,
+            expires: created + lifetime.as_secs(),
+            limit,
+            digest: self.digest(&id, &secret),
+        };
+        let record = serde_json::to_string(&password).map_err(|e| StoreError(e.to_string()))?;
+        self.store.put_record(PASSWORDS, &id, &record).await?;
+        let text = format!("{APP_PASSWORD_PREFIX}{id}_{secret}");
+        Ok((password, SecretString::from(text)))
+    }
+
+    /// App passwords of one owner, or everyone's (`None`), newest first;
+    /// expired ones are left out and deleted.
+    pub async fn list(&self, owner: Option<(&str, &str)>) -> Result<Vec<Listed>, AppPasswordError> {
+        let used: BTreeMap<String, u64> = self
+            .store
+            .records(LAST_USED)
+            .await?
+            .into_iter()
+            .filter_map(|(id, at)| Some((id, at.parse().ok()?)))
+            .collect();
+        let now = now();
+        let mut out = Vec::new();
+        for (id, text) in self.store.records(PASSWORDS).await? {
+            let Ok(password) = serde_json::from_str::<AppPassword>(&text) else {
+                tracing::warn!(id = %Safe(&id), "an unreadable app-password record");
+                continue;
+            };
+            if password.expires <= now {
+                self.forget(&id).await;
+                continue;
+            }
+            let theirs = owner.is_none_or(|(provider, subject)| {
+                password.provider == provider && password.subject.eq_ignore_ascii_case(subject)
+            });
+            if theirs {
+                out.push(Listed {
+                    last_used: used.get(&id).copied(),
+                    password,
+                });
+            }
+        }
+        out.sort_by_key(|l| std::cmp::Reverse(l.password.created));
+        Ok(out)
+    }
+
+    async fn forget(&self, id: &str) {
+        for collection in [PASSWORDS, LAST_USED] {
+            if let Err(e) = self.store.delete_record(collection, id).await {
+                tracing::warn!(id = %Safe(id), error = %e, "could not delete an app-password record");
+            }
+        }
+    }
+
+    /// Revokes the app password `id` if `by` owns it (or `admin`): it stops
+    /// working within `cache.verdict_ttl`.
+    pub async fn revoke(
+        &self,
+        id: &str,
+        by: &Identity,
+        admin: bool,
+    ) -> Result<AppPassword, AppPasswordError> {
+        let found = self.store.get_record(PASSWORDS, id).await?;
+        let password = found
+            .and_then(|text| serde_json::from_str::<AppPassword>(&text).ok())
+            .ok_or(AppPasswordError::NotFound)?;
+        let theirs =
+            password.provider == by.provider && password.subject.eq_ignore_ascii_case(&by.subject);
+        if !(theirs || admin) {
+            return Err(AppPasswordError::NotFound);
+        }
+        self.store.delete_record(PASSWORDS, id).await?;
+        let _ = self.store.delete_record(LAST_USED, id).await;
+        Ok(password)
+    }
+
+    /// Keeps a browser sign-in's groups and claims for the owner's app
+    /// passwords.
+    pub async fn remember_sign_in(&self, identity: &Identity) -> Result<(), AppPasswordError> {
+        let sign_in = SignIn {
+            groups: identity.groups.clone(),
+            claims: identity.claims.clone(),
+            kind: identity.kind,
+            at: now(),
+        };
+        let text = serde_json::to_string(&sign_in).map_err(|e| StoreError(e.to_string()))?;
+        self.store
+            .put_record(
+                SIGN_INS,
+                &owner_key(&identity.provider, &identity.subject),
+                &text,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The owner's last browser sign-in, if one is kept.
+    pub async fn sign_in_of(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<SignIn>, AppPasswordError> {
+        let text = self
+            .store
+            .get_record(SIGN_INS, &owner_key(provider, subject))
+            .await?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Whether this identity may see and revoke everyone's app passwords.
+    pub fn is_admin(&self, identity: &Identity) -> bool {
+        self.config.admin_groups.iter().any(|(provider, group)| {
+            identity.provider == *provider && identity.groups.contains(group)
+        })
+    }
+
+    /// Checks an app password presented as a registry password.
+    async fn check(&self, credentials: &Credentials) -> Outcome {
+        let presented = credentials.secret.expose_secret();
+        let Some((id, secret)) = parse(presented) else {
+            return Outcome::Rejected(Rejection::WrongSecret);
+        };
+        let unavailable = |e: StoreError| {
+            Outcome::Unavailable(ProviderError::Upstream(format!("app passwords: {e}")))
+        };
+        let record = match self.store.get_record(PASSWORDS, id).await {
+            Ok(record) => record,
+            Err(e) => return unavailable(e),
+        };
+        let digest = self.digest(id, secret);
+        let Some(password) = record.and_then(|t| serde_json::from_str::<AppPassword>(&t).ok())
+        else {
+            return Outcome::Rejected(Rejection::Other("no such app password (revoked?)".into()));
+        };
+        if aws_lc_rs::constant_time::verify_slices_are_equal(
+            digest.as_bytes(),
+            password.digest.as_bytes(),
+        )
+        .is_err()
+        {
+            return Outcome::Rejected(Rejection::WrongSecret);
+        }
+        if password.expires <= now() {
+            return Outcome::Rejected(Rejection::Expired);
+        }
+        if !password
+            .subject
+            .eq_ignore_ascii_case(credentials.username.trim())
+        {
+            return Outcome::Rejected(Rejection::Other(format!(
+                "the Basic username \"{}\" is not the app password's owner",
+                Safe(&credentials.username)
+            )));
+        }
+        let mut identity = match self.owner(&password).await {
+            Ok(identity) => identity,
+            Err(outcome) => return outcome,
+        };
+        identity.provider = password.provider.clone();
+        identity.renewal = Renewal::Never;
+        identity.credential_stamp = None;
+        identity.expires_at = Some(
+            identity
+                .expires_at
+                .map_or(password.expires, |e| e.min(password.expires)),
+        );
+        identity.limit = (!password.limit.is_empty()).then(|| password.limit.clone());
+        if let Err(e) = self
+            .store
+            .put_record(LAST_USED, &password.id, &now().to_string())
+            .await
+        {
+            tracing::warn!(id = %password.id, error = %e, "could not record an app password's use");
+        }
+        tracing::info!(
+            target: "regauth::audit",
+            event = "app_password_used",
+            id = %password.id,
+            name = %Safe(&password.name),
+            subject = %Safe(&password.subject),
+            provider = %password.provider,
+            "app password used"
+        );
+        Outcome::Authenticated(identity)
+    }
+
+    /// The owner as their provider sees them now, or as their last browser
+    /// sign-in did.
+    async fn owner(&self, password: &AppPassword) -> Result<Identity, Outcome> {
+        let Some(provider) = self
+            .providers
+            .iter()
+            .find(|p| p.name() == password.provider)
+        else {
+            return Err(Outcome::Rejected(Rejection::Other(format!(
+                "the app password's provider {} is no longer configured",
+                password.provider
+            ))));
+        };
+        if provider.looks_up() {
+            let looked = tokio::time::timeout(self.timeout, provider.lookup(&password.subject))
+                .await
+                .unwrap_or_else(|_| {
+                    Outcome::Unavailable(ProviderError::Upstream(format!(
+                        "{} did not answer within {:?}",
+                        password.provider, self.timeout
+                    )))
+                });
+            return match looked {
+                Outcome::Authenticated(found)
+                    if found.subject.eq_ignore_ascii_case(&password.subject) =>
+                {
+                    Ok(found)
+                }
+                Outcome::Authenticated(_) | Outcome::NotMine => Err(Outcome::Rejected(
+                    Rejection::Other("the app password's owner no longer exists".into()),
+                )),
+                other => Err(other),
+            };
+        }
+        let sign_in = self
+            .sign_in_of(&password.provider, &password.subject)
+            .await
+            .map_err(|e| {
+                Outcome::Unavailable(ProviderError::Upstream(format!("app passwords: {e}")))
+            })?;
+        let renew = || {
+            Outcome::Rejected(Rejection::UserAction(format!(
+                "sign in at {} again to renew your app passwords",
+                self.config.url
+            )))
+        };
+        match sign_in {
+            Some(s) if s.at + self.config.sign_in_max_age.as_secs() > now() => {
+                let mut identity =
+                    Identity::new(password.subject.clone(), password.provider.clone())
+                        .with_groups(s.groups);
+                identity.claims = s.claims;
+                identity.kind = s.kind;
+                Ok(identity)
+            }
+            _ => Err(renew()),
+        }
+    }
+}
+
+/// Checks repository limits: patterns that parse, known actions, a few.
+fn check_limits(limits: &[AccessLimit]) -> Result<(), AppPasswordError> {
+    if limits.len() > MAX_LIMITS {
+        return Err(AppPasswordError::Limit(format!(
+            "at most {MAX_LIMITS} repository patterns"
+        )));
+    }
+    for limit in limits {
+        Pattern::parse(&limit.repos, Placeholders::Forbidden)
+            .map_err(|e| AppPasswordError::Limit(format!("`{}`: {e}", limit.repos)))?;
+        if limit.actions.is_empty() {
+            return Err(AppPasswordError::Limit(format!(
+                "`{}`: choose at least one action",
+                limit.repos
+            )));
+        }
+        if let Some(bad) = limit
+            .actions
+            .iter()
+            .find(|a| !matches!(a.as_str(), "pull" | "push" | "delete"))
+        {
+            return Err(AppPasswordError::Limit(format!(
+                "`{bad}` is not an action (pull, push, delete)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A grant cut down to an identity's limit: only repository scopes whose
+/// name a limit's pattern matches, only the actions it allows there (`*`
+/// only when it allows all of them).
+pub fn within(limits: &[AccessLimit], mut grant: Grant) -> Grant {
+    if grant.scope.kind != ResourceType::Repository {
+        grant.actions.clear();
+        return grant;
+    }
+    let allowed: Vec<Action> = limits
+        .iter()
+        .filter(|l| {
+            Pattern::parse(&l.repos, Placeholders::Forbidden)
+                .is_ok_and(|p| p.matches(&grant.scope.name))
+        })
+        .flat_map(|l| l.actions.iter().map(|a| Action::parse(a)))
+        .collect();
+    let every = ResourceType::Repository
+        .known_actions()
+        .unwrap_or_default()
+        .iter()
+        .all(|a| allowed.contains(a));
+    grant.actions.retain(|a| match a {
+        Action::All => every,
+        other => allowed.contains(other),
+    });
+    grant
+}
+
+/// App passwords as a provider in the chain: `rga_` secrets go here alone.
+pub struct AppPasswordProvider(pub Arc<AppPasswords>);
+
+#[async_trait]
+impl IdentityProvider for AppPasswordProvider {
+    fn name(&self) -> &str {
+        PROVIDER_NAME
+    }
+
+    fn kind(&self) -> regauth_providers::ProviderKind {
+        regauth_providers::ProviderKind::Custom(PROVIDER_NAME)
+    }
+
+    fn accepts(&self, shape: SecretShape<'_>) -> bool {
+        shape == SecretShape::AppPassword
+    }
+
+    /// An app password stands alone: the typed username tries no account.
+    fn account_of(&self, _credentials: &Credentials) -> Option<String> {
+        None
+    }
+
+    async fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        if !credentials
+            .secret
+            .expose_secret()
+            .starts_with(APP_PASSWORD_PREFIX)
+        {
+            return Outcome::NotMine;
+        }
+        self.0.check(credentials).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::Scope;
+
+    fn limit(repos: &str, actions: &[&str]) -> AccessLimit {
+        AccessLimit {
+            repos: repos.into(),
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    fn grant(scope: &str, actions: &[&str]) -> Grant {
+        Grant {
+            scope: Scope::parse(scope).unwrap(),
+            actions: actions.iter().map(|a| Action::parse(a)).collect(),
+            trace: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_limit_never_widens_a_grant() {
+        let limits = [
+            limit("dev/**", &["pull", "push"]),
+            limit("base/*", &["pull"]),
+        ];
+        let cut = within(
+            &limits,
+            grant(
+                "repository:dev/app:pull,push,delete",
+                &["pull", "push", "delete"],
+            ),
+        );
+        assert_eq!(cut.actions, [Action::Pull, Action::Push]);
+        let cut = within(
+            &limits,
+            grant("repository:base/debian:pull,push", &["pull", "push"]),
+        );
+        assert_eq!(cut.actions, [Action::Pull]);
+        let cut = within(&limits, grant("repository:prod/app:pull", &["pull"]));
+        assert!(cut.actions.is_empty());
+        // the policy granted nothing: a limit adds nothing
+        let cut = within(&limits, grant("repository:dev/app:pull,push", &[]));
+        assert!(cut.actions.is_empty());
+        // `*` only when every action is allowed
+        let cut = within(
+            &limits,
+            grant("repository:dev/app:*", &["*", "delete", "pull", "push"]),
+        );
+        assert_eq!(cut.actions, [Action::Pull, Action::Push]);
+        let all = [limit("dev/**", &["pull", "push", "delete"])];
+        let cut = within(
+            &all,
+            grant("repository:dev/app:*", &["*", "delete", "pull", "push"]),
+        );
+        assert_eq!(cut.actions.len(), 4);
+        // other resource types: nothing
+        let cut = within(&all, grant("registry:catalog:*", &["*"]));
+        assert!(cut.actions.is_empty());
+    }
+
+    #[test]
+    fn only_well_formed_app_passwords_parse() {
+        let id = "a".repeat(16);
+        let secret = "b".repeat(52);
+        assert_eq!(
+            parse(&format!("rga_{id}_{secret}")),
+            Some((&id[..], &secret[..]))
+        );
+        for bad in [
+            format!("rga_{id}{secret}"),
+            format!("rga_{id}_{secret}x"),
+            format!("rga_{}_{secret}", "A".repeat(16)),
+            format!("rga_{id}_{}", "1".repeat(52)),
+            format!("rgb_{id}_{secret}"),
+            "rga_".to_owned(),
+        ] {
+            assert_eq!(parse(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        assert!(check_limits(&[limit("dev/**", &["pull"])]).is_ok());
+        assert!(check_limits(&[limit("dev/**", &["pull", "admin"])]).is_err());
+        assert!(check_limits(&[limit("", &["pull"])]).is_err());
+        assert!(check_limits(&[limit("dev/**", &[])]).is_err());
+        let many: Vec<_> = (0..=MAX_LIMITS)
+            .map(|i| limit(&format!("r{i}"), &["pull"]))
+            .collect();
+        assert!(check_limits(&many).is_err());
+    }
+}

@@ -1,0 +1,1071 @@
+//! The app-password page (`/ui`): sign in (a browser sign-in through an
+//! OpenID Connect provider, or a password form for static and LDAP users),
+//! see your groups and app passwords, make one (shown once, with its
+//! `docker login` line), revoke any; admins see everyone's.
+//!
+//! Server-rendered HTML (askama, escaped), usable without JavaScript.
+//! Sessions are sealed cookies (HttpOnly, SameSite=Lax, Secure under
+//! https), bound to a lifetime, ended server-side on sign-out; every form
+//! carries a CSRF token that must match the session's; sign-in state
+//! (OIDC `state`, `nonce`, PKCE verifier) is sealed in a cookie of its own
+//! for ten minutes. Nothing on these pages is cached.
+
+// Handlers answer early with a finished page: `Result<_, Response>` is the
+// shape of that, and a response is as large as it is.
+#![allow(clippy::result_large_err)]
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use regauth_providers::{AccessLimit, Credentials, ExposeSecret, Identity, Outcome, PendingLogin};
+use serde::{Deserialize, Serialize};
+
+use crate::app_passwords::{AppPasswordError, AppPasswords, Listed};
+use crate::audit::Safe;
+use crate::chain::Verdict;
+use crate::{AppState, Live};
+
+const SESSION: &str = "regauth_session";
+const SIGNING_IN: &str = "regauth_signin";
+const FORM: &str = "regauth_form";
+/// How long a sign-in may take at the IdP.
+const SIGN_IN_WINDOW: Duration = Duration::from_secs(600);
+/// Sessions ended before their time (sign-out), until their expiry.
+const ENDED: &str = "ui_session_ended";
+/// The largest form body accepted.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// The page's routes, to nest under its path.
+pub fn routes() -> Router<Arc<Live>> {
+    Router::new()
+        .route("/", get(home))
+        .route("/style.css", get(style))
+        .route("/signin/{provider}", get(begin_sign_in))
+        .route("/callback", get(callback))
+        .route("/signin", post(form_sign_in))
+        .route("/signout", post(sign_out))
+        .route("/passwords", post(create))
+        .route("/passwords/{id}/revoke", post(revoke))
+        .route("/admin", get(admin))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .fallback(|| async {
+            message(StatusCode::NOT_FOUND, "Not found", "There is no such page.")
+        })
+}
+
+/// A signed-in session, sealed in its cookie.
+#[derive(Clone, Serialize, Deserialize)]
+struct Session {
+    sid: String,
+    provider: String,
+    subject: String,
+    admin: bool,
+    csrf: String,
+    exp: u64,
+}
+
+impl Session {
+    fn identity(&self) -> Identity {
+        Identity::new(self.subject.clone(), self.provider.clone())
+    }
+}
+
+/// A browser sign-in under way, sealed in its cookie.
+#[derive(Serialize, Deserialize)]
+struct SigningIn {
+    provider: String,
+    pending: PendingLogin,
+    exp: u64,
+}
+
+/// The password form's CSRF token before anyone is signed in.
+#[derive(Serialize, Deserialize)]
+struct FormToken {
+    csrf: String,
+    exp: u64,
+}
+
+fn now() -> u64 {
+    regauth_providers::clock::unix_seconds()
+}
+
+fn random_token() -> Option<String> {
+    use aws_lc_rs::rand::SecureRandom as _;
+    let mut raw = [0u8; 24];
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut raw).ok()?;
+    Some(data_encoding::BASE64URL_NOPAD.encode(&raw))
+}
+
+fn same(a: &str, b: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
+/// A cookie's value, from the request's `Cookie` headers.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A `Set-Cookie` value for the page's path; `max_age` zero deletes it.
+fn set_cookie(passwords: &AppPasswords, name: &str, value: &str, max_age: Duration) -> HeaderValue {
+    let built = cookie::Cookie::build((name, value))
+        .path(passwords.config.path().to_owned())
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .secure(passwords.config.https())
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+        ))
+        .build();
+    HeaderValue::from_str(&built.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn seal<T: Serialize>(sealer: &crate::seal::Sealer, aad: &[u8], value: &T) -> Option<String> {
+    let plain = serde_json::to_vec(value).ok()?;
+    sealer.seal(aad, &plain).ok()
+}
+
+fn open<T: for<'de> Deserialize<'de>>(
+    sealer: &crate::seal::Sealer,
+    aad: &[u8],
+    text: &str,
+) -> Option<T> {
+    serde_json::from_slice(&sealer.open(aad, text)?).ok()
+}
+
+/// Headers every page carries: no caching (a secret may be on it), no
+/// framing, no referrer (the callback's URL holds a code), and a content
+/// policy that allows nothing but this page's own stylesheet and forms.
+fn secure(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    response
+}
+
+fn html(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(body) => secure(
+            (
+                status,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                body,
+            )
+                .into_response(),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "a page did not render");
+            secure(
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the page could not be shown",
+                )
+                    .into_response(),
+            )
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ui/message.html")]
+struct Message<'a> {
+    base: &'a str,
+    title: &'a str,
+    text: &'a str,
+}
+
+fn message(status: StatusCode, title: &str, text: &str) -> Response {
+    html(
+        status,
+        &Message {
+            base: "",
+            title,
+            text,
+        },
+    )
+}
+
+fn redirect(to: &str) -> Response {
+    secure((StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response())
+}
+
+/// The page's state, or the answer when app passwords are off.
+fn passwords(state: &AppState) -> Result<Arc<AppPasswords>, Response> {
+    state.app_passwords.clone().ok_or_else(|| {
+        message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "App passwords are not enabled.",
+        )
+    })
+}
+
+fn unavailable(e: &AppPasswordError) -> Response {
+    tracing::warn!(error = %e, "the app-password page could not reach the state backend");
+    message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again shortly",
+        "regauth cannot reach its state right now.",
+    )
+}
+
+/// The session of this request: sealed, unexpired, not signed out.
+async fn session(
+    passwords: &AppPasswords,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, Response> {
+    let Some(text) = cookie(headers, SESSION) else {
+        return Ok(None);
+    };
+    let Some(session) = open::<Session>(&passwords.sessions, SESSION.as_bytes(), text) else {
+        return Ok(None);
+    };
+    if session.exp <= now() {
+        return Ok(None);
+    }
+    match passwords.store().get_record(ENDED, &session.sid).await {
+        Ok(Some(_)) => Ok(None),
+        Ok(None) => Ok(Some(session)),
+        Err(e) => Err(unavailable(&AppPasswordError::Store(e))),
+    }
+}
+
+/// Whether a form's token is the session's.
+fn csrf_holds(session: &Session, token: &str) -> bool {
+    !token.is_empty() && same(&session.csrf, token)
+}
+
+fn csrf_refused() -> Response {
+    message(
+        StatusCode::FORBIDDEN,
+        "Form expired",
+        "This form was not made for your session. Go back, reload the page and try again.",
+    )
+}
+
+#[derive(Template)]
+#[template(path = "ui/signin.html")]
+struct SignInPage<'a> {
+    base: &'a str,
+    browser: Vec<String>,
+    form: bool,
+    csrf: &'a str,
+    error: Option<&'a str>,
+}
+
+fn sign_in_page(
+    state: &AppState,
+    passwords: &AppPasswords,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    let browser: Vec<String> = state
+        .chain
+        .providers()
+        .iter()
+        .filter(|p| p.browser_login().is_some())
+        .map(|p| p.name().to_owned())
+        .collect();
+    let form = !passwords.config.login_form.is_empty();
+    // The form's CSRF token lives in its own sealed cookie.
+    let existing = cookie(headers, FORM)
+        .and_then(|t| open::<FormToken>(&passwords.pending, FORM.as_bytes(), t))
+        .filter(|t| t.exp > now() + 60);
+    let (token, fresh) = match existing {
+        Some(t) => (t.csrf, None),
+        None => {
+            let Some(csrf) = random_token() else {
+                return message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again shortly",
+                    "No randomness.",
+                );
+            };
+            let sealed = seal(
+                &passwords.pending,
+                FORM.as_bytes(),
+                &FormToken {
+                    csrf: csrf.clone(),
+                    exp: now() + SIGN_IN_WINDOW.as_secs(),
+                },
+            );
+            (csrf, sealed)
+        }
+    };
+    let mut response = html(
+        status,
+        &SignInPage {
+            base: passwords.config.path(),
+            browser,
+            form,
+            csrf: &token,
+            error,
+        },
+    );
+    if let Some(sealed) = fresh {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(passwords, FORM, &sealed, SIGN_IN_WINDOW),
+        );
+    }
+    response
+}
+
+/// One app password as the page shows it.
+struct Row {
+    id: String,
+    name: String,
+    owner: String,
+    created: String,
+    last_used: String,
+    expires: String,
+    scope: String,
+}
+
+fn day(at: u64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp(i64::try_from(at).unwrap_or(0))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    at.format(time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute] UTC"
+    ))
+    .unwrap_or_default()
+}
+
+fn rows(listed: Vec<Listed>) -> Vec<Row> {
+    listed
+        .into_iter()
+        .map(|l| {
+            let p = l.password;
+            let scope = if p.limit.is_empty() {
+                "all your access".to_owned()
+            } else {
+                p.limit
+                    .iter()
+                    .map(|l| format!("{}: {}", l.repos, l.actions.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            Row {
+                owner: format!("{} ({})", p.subject, p.provider),
+                id: p.id,
+                name: p.name,
+                created: day(p.created),
+                last_used: l.last_used.map_or_else(|| "never".to_owned(), day),
+                expires: day(p.expires),
+                scope,
+            }
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "ui/home.html")]
+struct Home<'a> {
+    base: &'a str,
+    subject: &'a str,
+    provider: &'a str,
+    groups: Vec<String>,
+    passwords: Vec<Row>,
+    csrf: &'a str,
+    admin: bool,
+    default_days: u64,
+    max_days: u64,
+    error: Option<String>,
+}
+
+pub(super) async fn home(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
+    let state = live.load();
+    let passwords = match passwords(&state) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match session(&passwords, &headers).await {
+        Err(r) => r,
+        Ok(None) => sign_in_page(&state, &passwords, &headers, StatusCode::OK, None),
+        Ok(Some(session)) => home_page(&passwords, &session, StatusCode::OK, None).await,
+    }
+}
+
+async fn home_page(
+    passwords: &AppPasswords,
+    session: &Session,
+    status: StatusCode,
+    error: Option<String>,
+) -> Response {
+    let listed = match passwords
+        .list(Some((&session.provider, &session.subject)))
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return unavailable(&e),
+    };
+    let groups = match passwords
+        .sign_in_of(&session.provider, &session.subject)
+        .await
+    {
+        Ok(s) => s.map(|s| s.groups).unwrap_or_default(),
+        Err(e) => return unavailable(&e),
+    };
+    let config = &passwords.config;
+    html(
+        status,
+        &Home {
+            base: config.path(),
+            subject: &session.subject,
+            provider: &session.provider,
+            groups,
+            passwords: rows(listed),
+            csrf: &session.csrf,
+            admin: session.admin,
+            default_days: config.default_lifetime.as_secs() / 86400,
+            max_days: (config.max_lifetime.as_secs() / 86400).max(1),
+            error,
+        },
+    )
+}
+
+async fn style() -> Response {
+    secure(
+        (
+            [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+            include_str!("../../templates/ui/style.css"),
+        )
+            .into_response(),
+    )
+}
+
+async fn begin_sign_in(State(live): State<Arc<Live>>, Path(provider): Path<String>) -> Response {
+    let state = live.load();
+    let passwords = match passwords(&state) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Some(found) = state.chain.provider(&provider) else {
+        return message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such sign-in.",
+        );
+    };
+    let Some(browser) = found.browser_login() else {
+        return message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such sign-in.",
+        );
+    };
+    let redirect_uri = format!("{}/callback", passwords.config.url);
+    let (url, pending) = match browser.begin(&redirect_uri).await {
+        Ok(begun) => begun,
+        Err(e) => {
+            tracing::warn!(provider = %provider, error = %e, "a browser sign-in could not start");
+            return message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again shortly",
+                "The identity provider cannot be reached right now.",
+            );
+        }
+    };
+    let signing_in = SigningIn {
+        provider,
+        pending,
+        exp: now() + SIGN_IN_WINDOW.as_secs(),
+    };
+    let Some(sealed) = seal(&passwords.pending, SIGNING_IN.as_bytes(), &signing_in) else {
+        return message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Try again shortly",
+            "No randomness.",
+        );
+    };
+    let mut response = redirect(&url);
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&passwords, SIGNING_IN, &sealed, SIGN_IN_WINDOW),
+    );
+    response
+}
+
+#[derive(Deserialize)]
+struct Callback {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+async fn callback(
+    State(live): State<Arc<Live>>,
+    headers: HeaderMap,
+    query: Result<Query<Callback>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let state = live.load();
+    let passwords = match passwords(&state) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let refused = |text: &str| {
+        let mut r = message(StatusCode::UNAUTHORIZED, "Sign-in refused", text);
+        r.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(&passwords, SIGNING_IN, "", Duration::ZERO),
+        );
+        r
+    };
+    let Ok(Query(answer)) = query else {
+        return refused("The identity provider's answer is not readable.");
+    };
+    if let Some(error) = &answer.error {
+        tracing::info!(error = %Safe(error), "a browser sign-in was refused at the identity provider");
+        return refused("The identity provider did not sign you in.");
+    }
+    let signing_in = cookie(&headers, SIGNING_IN)
+        .and_then(|t| open::<SigningIn>(&passwords.pending, SIGNING_IN.as_bytes(), t))
+        .filter(|s| s.exp > now());
+    let (Some(signing_in), Some(code), Some(returned_state)) =
+        (signing_in, answer.code.as_deref(), answer.state.as_deref())
+    else {
+        return refused(
+            "This sign-in was not started in this browser, or took too long. Start again.",
+        );
+    };
+    let Some(browser) = state
+        .chain
+        .provider(&signing_in.provider)
+        .and_then(|p| p.browser_login())
+    else {
+        return refused("This sign-in's provider is no longer configured.");
+    };
+    let redirect_uri = format!("{}/callback", passwords.config.url);
+    let outcome = browser
+        .finish(&redirect_uri, &signing_in.pending, returned_state, code)
+        .await;
+    match outcome {
+        Outcome::Authenticated(identity) => {
+            let mut response = start_session(&passwords, &identity).await;
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(&passwords, SIGNING_IN, "", Duration::ZERO),
+            );
+            response
+        }
+        Outcome::Unavailable(e) => {
+            tracing::warn!(provider = %signing_in.provider, error = %e, "a browser sign-in could not finish");
+            message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again shortly",
+                "The identity provider cannot be reached right now.",
+            )
+        }
+        Outcome::Rejected(reason) => {
+            tracing::info!(provider = %signing_in.provider, reason = %reason, "a browser sign-in was refused");
+            refused("The identity provider's answer was not accepted. Start again.")
+        }
+        Outcome::NotMine => refused("The identity provider did not sign you in."),
+    }
+}
+
+/// Keeps the sign-in's groups, then answers with a new session.
+async fn start_session(passwords: &AppPasswords, identity: &Identity) -> Response {
+    if let Err(e) = passwords.remember_sign_in(identity).await {
+        return unavailable(&e);
+    }
+    let (Some(sid), Some(csrf)) = (random_token(), random_token()) else {
+        return message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Try again shortly",
+            "No randomness.",
+        );
+    };
+    let lifetime = passwords.config.session_lifetime;
+    let session = Session {
+        sid,
+        provider: identity.provider.clone(),
+        subject: identity.subject.clone(),
+        admin: passwords.is_admin(identity),
+        csrf,
+        exp: now() + lifetime.as_secs(),
+    };
+    let Some(sealed) = seal(&passwords.sessions, SESSION.as_bytes(), &session) else {
+        return message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Try again shortly",
+            "No randomness.",
+        );
+    };
+    tracing::info!(
+        target: "regauth::audit",
+        event = "ui_signed_in",
+        subject = %Safe(&identity.subject),
+        provider = %identity.provider,
+        "signed in to the app-password page"
+    );
+    let mut response = redirect(&format!("{}/", passwords.config.path()));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(passwords, SESSION, &sealed, lifetime),
+    );
+    response
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn form_sign_in(State(live): State<Arc<Live>>, request: Request) -> Response {
+    let state = live.load();
+    let passwords = match passwords(&state) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if passwords.config.login_form.is_empty() {
+        return message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no password sign-in here.",
+        );
+    }
+    let ip = super::token::client_ip(&state, &request);
+    let headers = request.headers().clone();
+    let form: SignInForm = match read_form(request).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let expected = cookie(&headers, FORM)
+        .and_then(|t| open::<FormToken>(&passwords.pending, FORM.as_bytes(), t))
+        .filter(|t| t.exp > now());
+    if !expected.is_some_and(|t| !form.csrf.is_empty() && same(&t.csrf, &form.csrf)) {
+        return csrf_refused();
+    }
+    let limits = &state.config.server.limits;
+    if form.username.is_empty()
+        || form.password.is_empty()
+        || form.username.len() > limits.max_username_bytes
+        || form.password.len() > limits.max_secret_bytes
+    {
+        return sign_in_page(
+            &state,
+            &passwords,
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            Some("Wrong username or password."),
+        );
+    }
+    let credentials = Credentials::new(form.username.trim(), form.password);
+    match sign_in_with_password(&state, &passwords, &credentials, ip).await {
+        Ok(identity) => start_session(&passwords, &identity).await,
+        Err(SignInRefusal::Unavailable) => message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Try again shortly",
+            "Your password cannot be checked right now.",
+        ),
+        Err(SignInRefusal::Throttled) => sign_in_page(
+            &state,
+            &passwords,
+            &headers,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many failed sign-ins. Wait a while and try again."),
+        ),
+        Err(SignInRefusal::Refused) => sign_in_page(
+            &state,
+            &passwords,
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            Some("Wrong username or password."),
+        ),
+    }
+}
+
+enum SignInRefusal {
+    Refused,
+    Throttled,
+    Unavailable,
+}
+
+/// A password sign-in through the chain (routing, throttle, caches),
+/// accepted only from a `login_form` provider and never with an app
+/// password or a token.
+async fn sign_in_with_password(
+    state: &AppState,
+    passwords: &AppPasswords,
+    credentials: &Credentials,
+    ip: IpAddr,
+) -> Result<Identity, SignInRefusal> {
+    let shape = crate::chain::shape_of(&credentials.username, credentials.secret.expose_secret()).0;
+    if !matches!(
+        shape,
+        regauth_providers::SecretShape::Password | regauth_providers::SecretShape::HexToken
+    ) {
+        return Err(SignInRefusal::Refused);
+    }
+    match state.chain.authenticate(credentials, ip).await {
+        Verdict::Authenticated { identity, .. }
+            if passwords.config.login_form.contains(&identity.provider)
+                && identity.limit.is_none() =>
+        {
+            Ok((*identity).clone())
+        }
+        Verdict::Authenticated { .. } | Verdict::Rejected { .. } | Verdict::Unknown => {
+            Err(SignInRefusal::Refused)
+        }
+        Verdict::Throttled(_) => Err(SignInRefusal::Throttled),
+        Verdict::Unavailable { .. } => Err(SignInRefusal::Unavailable),
+    }
+}
+
+/// A form body (`application/x-www-form-urlencoded`, bounded).
+async fn read_form<T: for<'de> Deserialize<'de>>(request: Request) -> Result<T, Response> {
+    let bad = || {
+        message(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The form could not be read.",
+        )
+    };
+    let media = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if media.as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(bad());
+    }
+    let body = axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES)
+        .await
+        .map_err(|_| bad())?;
+    serde_urlencoded_from(&body).ok_or_else(bad)
+}
+
+/// Decodes a form: repeated keys (checkboxes) become lists where the
+/// type wants one.
+fn serde_urlencoded_from<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Option<T> {
+    let mut map = serde_json::Map::new();
+    for (key, value) in form_urlencoded::parse(body) {
+        let value = serde_json::Value::String(value.into_owned());
+        match map.get_mut(key.as_ref()) {
+            Some(serde_json::Value::Array(list)) => list.push(value),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = serde_json::Value::Array(vec![first, value]);
+            }
+            None => {
+                map.insert(key.into_owned(), value);
+            }
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(map)).ok()
+}
+
+/// A value or a list of values (a form's repeated field).
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn values(self) -> Vec<String> {
+        match self {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(v) => vec![v],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    days: String,
+    /// Repository patterns, one per line; empty: all the user's access.
+    #[serde(default)]
+    repos: String,
+    #[serde(default)]
+    actions: OneOrMany,
+}
+
+#[derive(Template)]
+#[template(path = "ui/created.html")]
+struct Created<'a> {
+    base: &'a str,
+    name: &'a str,
+    subject: &'a str,
+    registry: &'a str,
+    secret: &'a str,
+    expires: String,
+}
+
+async fn create(State(live): State<Arc<Live>>, request: Request) -> Response {
+    let state = live.load();
+    let passwords = match passwords(&state) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let headers = request.headers().clone();
+    let session = match session(&passwords, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return redirect(&format!("{}/", passwords.config.path())),
+        Err(r) => return r,
+    };
+    let form: CreateForm = match read_form(request).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if !csrf_holds(&session, &form.csrf) {
+        return csrf_refused();
+    }
+    let days: u64 = match form.days.trim().parse() {
+        Ok(d) => d,
+        Err(_) => {
+            let error = Some("The expiry must be a number of days.".to_owned());
+            return home_page(&passwords, &session, StatusCode::BAD_REQUEST, error).await;
+        }
+    };
+    let actions = form.actions.values();
+    let limit: Vec<AccessLimit> = form
+        .repos
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|repos| AccessLimit {
+            repos: repos.to_owned(),
+            actions: actions.clone(),
+        })
+        .collect();
+    let lifetime = Duration::from_secs(days.saturating_mul(86400));
+    let owner = session.identity();
+    match passwords.create(&owner, &form.name, lifetime, limit).await {
+        Ok((password, secret)) => {
+            tracing::info!(
+                target: "regauth::audit",
+                event = "app_password_created",
+                id = %password.id,
+                name = %Safe(&password.name),
+                subject = %Safe(&password.subject),
+                provider = %password.provider,
+                expires = password.expires,
+                limited = !password.limit.is_empty(),
+                "app password created"
+            );
+            let registry = state
+                .config
+                .token
+                .services
+                .first()
+                .cloned()
+                .unwrap_or_default();
+            html(
+                StatusCode::OK,
+                &Created {
+                    base: passwords.config.path(),
+                    name: &password.name,
+                    subject: &password.subject,
+                    registry: &registry,
+                    secret: secret.expose_secret(),
+                    expires: day(password.expires),
+                },
+            )
+        }
+        Err(AppPasswordError::Store(e)) => unavailable(&AppPasswordError::Store(e)),
+        Err(AppPasswordError::Random) => unavailable(&AppPasswordError::Random),
+        Err(e) => {
+            home_page(
+                &passwords,
+                &session,
+                StatusCode::BAD_REQUEST,
+                Some(e.to_string()),
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    back: String,
+}
+
+async fn revoke(
+    State(live): State<Arc<Live>>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let state = live.load();
+    let passwords = match passwords(&state) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let headers = request.headers().clone();
+    let session = match session(&passwords, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return redirect(&format!("{}/", passwords.config.path())),
+        Err(r) => return r,
+    };
+    let form: CsrfForm = match read_form(request).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if !csrf_holds(&session, &form.csrf) {
+        return csrf_refused();
+    }
+    match passwords
+        .revoke(&id, &session.identity(), session.admin)
+        .await
+    {
+        Ok(password) => {
+            tracing::info!(
+                target: "regauth::audit",
+                event = "app_password_revoked",
+                id = %password.id,
+                name = %Safe(&password.name),
+                subject = %Safe(&password.subject),
+                provider = %password.provider,
+                by = %Safe(&session.subject),
+                by_provider = %session.provider,
+                "app password revoked"
+            );
+            let back = if form.back == "admin" && session.admin {
+                format!("{}/admin", passwords.config.path())
+            } else {
+                format!("{}/", passwords.config.path())
+            };
+            redirect(&back)
+        }
+        Err(AppPasswordError::NotFound) => message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such app password (it may have been revoked already).",
+        ),
+        Err(e) => unavailable(&e),
+    }
+}
+
+async fn sign_out(State(live): State<Arc<Live>>, request: Request) -> Response {
+    let state = live.load();
+    let passwords = match passwords(&state) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let headers = request.headers().clone();
+    let session = match session(&passwords, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return redirect(&format!("{}/", passwords.config.path())),
+        Err(r) => return r,
+    };
+    let form: CsrfForm = match read_form(request).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if !csrf_holds(&session, &form.csrf) {
+        return csrf_refused();
+    }
+    // The sealed cookie stays valid until its expiry: the session is
+    // ended server-side, and ended sessions past their expiry forgotten.
+    let store = passwords.store();
+    if let Err(e) = store
+        .put_record(ENDED, &session.sid, &session.exp.to_string())
+        .await
+    {
+        return unavailable(&AppPasswordError::Store(e));
+    }
+    if let Ok(ended) = store.records(ENDED).await {
+        for (sid, exp) in ended {
+            if exp.parse::<u64>().is_ok_and(|exp| exp <= now()) {
+                let _ = store.delete_record(ENDED, &sid).await;
+            }
+        }
+    }
+    let mut response = redirect(&format!("{}/", passwords.config.path()));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&passwords, SESSION, "", Duration::ZERO),
+    );
+    response
+}
+
+#[derive(Template)]
+#[template(path = "ui/admin.html")]
+struct Admin<'a> {
+    base: &'a str,
+    passwords: Vec<Row>,
+    csrf: &'a str,
+}
+
+async fn admin(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
+    let state = live.load();
+    let passwords = match passwords(&state) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let session = match session(&passwords, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return redirect(&format!("{}/", passwords.config.path())),
+        Err(r) => return r,
+    };
+    if !session.admin {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not for you",
+            "Only administrators see everyone's app passwords.",
+        );
+    }
+    let listed = match passwords.list(None).await {
+        Ok(l) => l,
+        Err(e) => return unavailable(&e),
+    };
+    html(
+        StatusCode::OK,
+        &Admin {
+            base: passwords.config.path(),
+            passwords: rows(listed),
+            csrf: &session.csrf,
+        },
+    )
+}

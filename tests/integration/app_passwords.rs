@@ -1,0 +1,629 @@
+//! App passwords and their page: a real browser signing in through a real
+//! OpenID Connect server and pushing with what it made, the page's forms
+//! and sessions under attack, and app passwords that expire, keep to their
+//! scope, belong to their owner and follow the directory.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+
+use crate::support::browser::{browser, LoginIdp};
+use crate::support::oci::build_image;
+use crate::support::slapd::Slapd;
+use crate::support::*;
+use regauth::AppState;
+
+/// Cookies as a browser keeps them.
+#[derive(Default, Clone)]
+struct Jar(BTreeMap<String, String>);
+
+impl Jar {
+    fn take(&mut self, reply: &Reply) {
+        for value in reply.headers.get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if attributes.contains("Max-Age=0") || value.is_empty() {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+async fn page(state: &Arc<AppState>, jar: &mut Jar, path: &str) -> Reply {
+    let request = Request::get(path)
+        .header("cookie", jar.header())
+        .body(Body::empty())
+        .unwrap();
+    let reply = call(state, request).await;
+    jar.take(&reply);
+    reply
+}
+
+async fn submit(state: &Arc<AppState>, jar: &mut Jar, path: &str, form: &[(&str, &str)]) -> Reply {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let request = Request::post(path)
+        .header("cookie", jar.header())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let reply = call(state, request).await;
+    jar.take(&reply);
+    reply
+}
+
+/// The value of the first `name="csrf"` field on a page.
+fn csrf(reply: &Reply) -> String {
+    let text = reply.text();
+    let at = text
+        .find(r#"name="csrf" value=""#)
+        .unwrap_or_else(|| panic!("no CSRF field:\n{text}"));
+    let rest = &text[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// The app password on a "created" page.
+fn secret_of(reply: &Reply) -> String {
+    let text = reply.text();
+    let at = text
+        .find(r#"<code id="secret">"#)
+        .unwrap_or_else(|| panic!("no secret:\n{text}"));
+    let rest = &text[at + r#"<code id="secret">"#.len()..];
+    rest[..rest.find('<').unwrap()].to_owned()
+}
+
+fn ui_config(f: &Fixture, section: &str, cache: &str) -> String {
+    f.config_text(
+        "127.0.0.1:0",
+        &format!(
+            "\n[app_passwords]\nkey_file = \"{}\"\nlogin_form = [\"local\"]\nadmin_groups = [\"local:readers\"]\n{section}\n",
+            f.path("app-passwords.key").display()
+        ),
+    )
+    .replace("[cache]\n", &format!("[cache]\n{cache}\n"))
+}
+
+/// Signs in with the password form; the session's CSRF token.
+async fn sign_in(state: &Arc<AppState>, jar: &mut Jar, user: &str, password: &str) -> String {
+    let form = page(state, jar, "/ui/").await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text());
+    let token = csrf(&form);
+    let signed = submit(
+        state,
+        jar,
+        "/ui/signin",
+        &[("username", user), ("password", password), ("csrf", &token)],
+    )
+    .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.text());
+    let home = page(state, jar, "/ui/").await;
+    assert!(
+        home.text().contains("Your app passwords"),
+        "{}",
+        home.text()
+    );
+    csrf(&home)
+}
+
+async fn create(
+    state: &Arc<AppState>,
+    jar: &mut Jar,
+    csrf: &str,
+    name: &str,
+    repos: &str,
+    actions: &[&str],
+) -> String {
+    let mut form = vec![
+        ("csrf", csrf),
+        ("name", name),
+        ("days", "30"),
+        ("repos", repos),
+    ];
+    form.extend(actions.iter().map(|a| ("actions", *a)));
+    let created = submit(state, jar, "/ui/passwords", &form).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text());
+    assert_eq!(created.header("cache-control"), Some("no-store"));
+    secret_of(&created)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_sign_in_makes_an_app_password_that_pushes_until_revoked() {
+    let f = Fixture::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let ui = format!("http://{addr}/ui");
+    let idp = LoginIdp::start(&format!("{ui}/callback"), "regauth-browser-secret");
+    let secret_file = f.path("client.secret");
+    std::fs::write(&secret_file, "regauth-browser-secret\n").unwrap();
+    let extra = format!(
+        r#"
+[[provider]]
+name = "sso"
+kind = "oidc"
+issuer = "{issuer}"
+client_id = "regauth"
+client_secret_file = "{secret}"
+access_tokens = false
+browser_login = true
+timeout = "5s"
+
+[[rule]]
+groups = ["sso:platform"]
+repos = ["platform/**"]
+actions = ["pull", "push"]
+
+[app_passwords]
+key_file = "{key}"
+url = "{ui}"
+"#,
+        issuer = idp.issuer,
+        secret = secret_file.display(),
+        key = f.path("app-passwords.key").display(),
+    );
+    let text = f
+        .config_text(&addr.to_string(), &extra)
+        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
+    let server = Server::start_at(&f, &text, addr).await;
+    let registry = Registry::start(&server.realm(), &f.cert).await;
+    let work = tempfile::tempdir().unwrap();
+    let shots = std::env::var("REGAUTH_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| work.path().to_owned());
+    std::fs::create_dir_all(&shots).unwrap();
+    let options = serde_json::json!({
+        "ui": ui,
+        "user": "dana",
+        "name": "laptop",
+        "push": true,
+        "state": work.path().join("browser-state.json"),
+        "shots": shots,
+    });
+
+    // sign in at the IdP, make an app password, read it from the page
+    let made = browser(&options, "create").await;
+    let secret = made["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("rga_"), "{made}");
+    let login = made["login"].as_str().unwrap();
+    assert!(
+        login.starts_with("docker login registry.test -u dana -p rga_"),
+        "{login}"
+    );
+    for shot in ["sign-in", "created", "app-passwords", "app-passwords-phone"] {
+        assert!(shots.join(format!("{shot}.png")).is_file(), "{shot}.png");
+    }
+
+    // push with it to the real registry
+    let image = work.path().join("image");
+    build_image(&image, "latest", 2, "app-password");
+    let target = format!("docker://{}/platform/app:v1", registry.addr);
+    let run = push(work.path(), &format!("dana:{secret}"), &image, &target).await;
+    assert!(
+        run.ok,
+        "push with the app password: {run:?}\n{}",
+        registry.log()
+    );
+
+    // revoke it in the browser: the next push is refused
+    let revoked = browser(&options, "revoke").await;
+    assert_eq!(revoked["revoked"], true, "{revoked}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let target = format!("docker://{}/platform/app:v2", registry.addr);
+    let run = push(work.path(), &format!("dana:{secret}"), &image, &target).await;
+    assert!(!run.ok, "a revoked app password pushed: {run:?}");
+    token_for(
+        &server.state,
+        "dana",
+        &secret,
+        "repository:platform/app:pull",
+    )
+    .await
+    .assert_error(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_refuses_forged_forms_and_ended_sessions() {
+    let f = Fixture::new();
+    let state = f.state_with(&ui_config(&f, "", ""));
+    let mut writer = Jar::default();
+    let token = sign_in(&state, &mut writer, "writer", "writer-pw").await;
+
+    // the page carries the headers that keep it to itself
+    let home = page(&state, &mut writer, "/ui/").await;
+    let policy = home.header("content-security-policy").unwrap();
+    assert!(policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"));
+    assert_eq!(home.header("x-frame-options"), Some("DENY"));
+    let session_cookie = home_cookie(&state, "writer", "writer-pw").await;
+    assert!(
+        session_cookie.contains("HttpOnly")
+            && session_cookie.contains("SameSite=Lax")
+            && session_cookie.contains("Path=/ui"),
+        "{session_cookie}"
+    );
+
+    // a form without the session's token, or with another session's
+    let mut reader = Jar::default();
+    let readers_token = sign_in(&state, &mut reader, "reader", "reader-pw").await;
+    for forged in ["", "x", readers_token.as_str()] {
+        let r = submit(
+            &state,
+            &mut writer,
+            "/ui/passwords",
+            &[("csrf", forged), ("name", "evil"), ("days", "30")],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "create with {forged:?}");
+        let r = submit(&state, &mut writer, "/ui/signout", &[("csrf", forged)]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "sign-out with {forged:?}");
+    }
+    let listed = page(&state, &mut writer, "/ui/").await.text();
+    assert!(!listed.contains("evil"), "no app password was made");
+    // the sign-in form needs its own token too
+    let mut stranger = Jar::default();
+    let r = submit(
+        &state,
+        &mut stranger,
+        "/ui/signin",
+        &[
+            ("username", "writer"),
+            ("password", "writer-pw"),
+            ("csrf", "x"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // a tampered session cookie is no session
+    let mut tampered = writer.clone();
+    let value = tampered.0.get_mut("regauth_session").unwrap();
+    value.replace_range(10..12, if &value[10..12] == "AA" { "BB" } else { "AA" });
+    assert!(page(&state, &mut tampered, "/ui/")
+        .await
+        .text()
+        .contains("Sign in"));
+
+    // an app password made, then a revocation of someone else's: not found
+    let secret = create(&state, &mut writer, &token, "laptop", "", &["pull"]).await;
+    let id = secret
+        .strip_prefix("rga_")
+        .unwrap()
+        .split('_')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = submit(
+        &state,
+        &mut reader,
+        &format!("/ui/passwords/{id}/revoke"),
+        &[("csrf", &readers_token)],
+    )
+    .await;
+    // reader is an admin (admin_groups = local:readers): may revoke it;
+    // writer is not, and sees no admin page
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    let admin_page = page(&state, &mut writer, "/ui/admin").await;
+    assert_eq!(admin_page.status, StatusCode::FORBIDDEN);
+
+    // signed out: the old cookie, replayed, is no session
+    let kept = writer.clone();
+    let r = submit(&state, &mut writer, "/ui/signout", &[("csrf", &token)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(
+        !writer.0.contains_key("regauth_session"),
+        "the cookie is deleted"
+    );
+    let mut replay = kept;
+    assert!(page(&state, &mut replay, "/ui/")
+        .await
+        .text()
+        .contains("Sign in"));
+    let r = submit(
+        &state,
+        &mut replay,
+        "/ui/passwords",
+        &[("csrf", &token), ("name", "after"), ("days", "30")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "back to the sign-in page");
+
+    // a session past its lifetime is over
+    let short = f.state_with(&ui_config(&f, "session_lifetime = \"1s\"", ""));
+    let mut brief = Jar::default();
+    sign_in(&short, &mut brief, "writer", "writer-pw").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(page(&short, &mut brief, "/ui/")
+        .await
+        .text()
+        .contains("Sign in"));
+
+    // wrong passwords, app passwords and tokens do not sign in
+    let mut jar = Jar::default();
+    let form = page(&state, &mut jar, "/ui/").await;
+    let token = csrf(&form);
+    for (user, password) in [
+        ("writer", "wrong"),
+        ("writer", secret.as_str()),
+        ("nobody", "x"),
+    ] {
+        let r = submit(
+            &state,
+            &mut jar,
+            "/ui/signin",
+            &[("username", user), ("password", password), ("csrf", &token)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{user}");
+        assert!(r.text().contains("Wrong username or password"));
+    }
+}
+
+/// The `Set-Cookie` of a fresh session.
+async fn home_cookie(state: &Arc<AppState>, user: &str, password: &str) -> String {
+    let mut jar = Jar::default();
+    let form = page(state, &mut jar, "/ui/").await;
+    let token = csrf(&form);
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("username", user), ("password", password), ("csrf", &token)])
+        .finish();
+    let request = Request::post("/ui/signin")
+        .header("cookie", jar.header())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let reply = call(state, request).await;
+    reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("regauth_session="))
+        .expect("a session cookie")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_passwords_keep_to_their_scope_owner_and_expiry() {
+    let f = Fixture::new();
+    let state = f.state_with(&ui_config(&f, "", "verdict_ttl = \"1s\""));
+    let mut jar = Jar::default();
+    let token = sign_in(&state, &mut jar, "writer", "writer-pw").await;
+    let full = create(&state, &mut jar, &token, "everything", "", &[]).await;
+    let narrow = create(&state, &mut jar, &token, "pull team", "team/**", &["pull"]).await;
+    let push = "repository:team/app:pull,push";
+
+    // all of writer's access, or no more than the scope allows
+    assert_eq!(
+        token_for(&state, "writer", &full, push).await.actions(),
+        ["pull", "push"]
+    );
+    assert_eq!(
+        token_for(&state, "writer", &narrow, push).await.actions(),
+        ["pull"]
+    );
+    assert!(
+        token_for(&state, "writer", &narrow, "repository:public/x:pull")
+            .await
+            .actions()
+            .is_empty()
+    );
+    // never more than writer's own rights, whatever the scope says
+    let wide = create(
+        &state,
+        &mut jar,
+        &token,
+        "wide",
+        "**",
+        &["pull", "push", "delete"],
+    )
+    .await;
+    assert_eq!(
+        token_for(
+            &state,
+            "writer",
+            &wide,
+            "repository:secret/x:pull,push,delete"
+        )
+        .await
+        .actions(),
+        Vec::<String>::new()
+    );
+    // only with its owner's name; a wrong secret or a made-up id is a 401
+    token_for(&state, "reader", &full, push)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    let mut wrong = full.clone();
+    wrong.replace_range(wrong.len() - 3.., "aaa");
+    token_for(&state, "writer", &wrong, push)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    token_for(
+        &state,
+        "writer",
+        &format!("rga_{}_{}", "a".repeat(16), "b".repeat(52)),
+        push,
+    )
+    .await
+    .assert_error(StatusCode::UNAUTHORIZED);
+    // no refresh token: the app password itself is the credential
+    let offline = login_offline(&state, "writer", &full).await;
+    assert!(
+        offline.json().get("refresh_token").is_none(),
+        "{}",
+        offline.text()
+    );
+    // the page lists them, with their last use
+    let home = page(&state, &mut jar, "/ui/").await.text();
+    assert!(
+        home.contains("pull team") && home.contains("team/**: pull"),
+        "{home}"
+    );
+
+    // past its expiry it is refused (its record says so; the page would
+    // never make one that short)
+    let soon = create(&state, &mut jar, &token, "soon", "", &[]).await;
+    let id = soon
+        .strip_prefix("rga_")
+        .unwrap()
+        .split('_')
+        .next()
+        .unwrap();
+    let store = state.app_passwords.as_ref().unwrap().store().clone();
+    let record = store.get_record("app_password", id).await.unwrap().unwrap();
+    let mut record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    record["expires"] = serde_json::json!(regauth_providers::clock::unix_seconds() - 1);
+    store
+        .put_record("app_password", id, &record.to_string())
+        .await
+        .unwrap();
+    token_for(&state, "writer", &soon, push)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    assert!(
+        !page(&state, &mut jar, "/ui/")
+            .await
+            .text()
+            .contains(">soon<"),
+        "expired ones leave the list"
+    );
+
+    // a name, an expiry beyond max_lifetime, a bad pattern: refused on the page
+    for (name, days, repos) in [
+        ("", "30", ""),
+        ("x", "9999", ""),
+        ("x", "0", ""),
+        ("x", "30", "${user}/x"),
+    ] {
+        let r = submit(
+            &state,
+            &mut jar,
+            "/ui/passwords",
+            &[
+                ("csrf", &token),
+                ("name", name),
+                ("days", days),
+                ("repos", repos),
+                ("actions", "pull"),
+            ],
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{name:?} {days} {repos:?}: {}",
+            r.text()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ldap_users_app_password_follows_the_directory() {
+    let slapd = Slapd::start();
+    let f = Fixture::new();
+    let ldap = slapd.provider_toml("corp", &[("group_cache_ttl", "\"0s\"")]);
+    let section = format!(
+        "\n[app_passwords]\nkey_file = \"{}\"\nlogin_form = [\"corp\"]\n",
+        f.path("app-passwords.key").display()
+    );
+    let text = f
+        .config_text(
+            "127.0.0.1:0",
+            &format!("{ldap}\n[[rule]]\ngroups = [\"corp:platform\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n{section}"),
+        )
+        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
+    let state = f.state_with(&text);
+    let mut jar = Jar::default();
+    let token = sign_in(&state, &mut jar, "ann", "ann-pw").await;
+    let secret = create(&state, &mut jar, &token, "ci", "", &[]).await;
+    let push = "repository:platform/app:push";
+    assert_eq!(
+        token_for(&state, "ann", &secret, push).await.actions(),
+        ["push"]
+    );
+    // leaving the group takes the rights away at the next check
+    slapd.modify("dn: cn=core,ou=groups,dc=corp,dc=test\nchangetype: modify\nreplace: member\nmember: uid=ben,ou=people,dc=corp,dc=test\n");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(token_for(&state, "ann", &secret, push)
+        .await
+        .actions()
+        .is_empty());
+    // a locked account's app passwords stop working
+    slapd.modify("dn: uid=ann,ou=people,dc=corp,dc=test\nchangetype: modify\nadd: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    token_for(&state, "ann", &secret, push)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+}
+
+/// Two replicas sharing Redis and the key files: an app password made on
+/// one logs in on the other, the page's session works on both, and a
+/// revocation on one holds on the other; every step is in the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_app_passwords_through_redis() {
+    let log = log_capture();
+    let redis = crate::support::redis::Redis::start();
+    let f = Fixture::new();
+    let text = ui_config(&f, "", "verdict_ttl = \"1s\"").replace(
+        "\n[app_passwords]",
+        &format!("{}\n[app_passwords]", redis.state_toml()),
+    );
+    let (a, b) = (f.state_with(&text), f.state_with(&text));
+    assert_eq!(a.store.backend(), "redis");
+    let mut jar = Jar::default();
+    let token = sign_in(&a, &mut jar, "writer", "writer-pw").await;
+    let secret = create(&a, &mut jar, &token, "shared", "", &[]).await;
+    let id = secret
+        .strip_prefix("rga_")
+        .unwrap()
+        .split('_')
+        .next()
+        .unwrap()
+        .to_owned();
+    let pull = "repository:team/app:pull";
+    assert_eq!(
+        token_for(&b, "writer", &secret, pull).await.actions(),
+        ["pull"]
+    );
+    // the session made on A is a session on B
+    let listed = page(&b, &mut jar, "/ui/").await.text();
+    assert!(listed.contains("shared"), "{listed}");
+    let r = submit(
+        &b,
+        &mut jar,
+        &format!("/ui/passwords/{id}/revoke"),
+        &[("csrf", &token)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    token_for(&a, "writer", &secret, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    let audit = log.text();
+    for event in [
+        "app_password_created",
+        "app_password_used",
+        "app_password_revoked",
+    ] {
+        assert!(
+            audit.lines().any(|l| l.contains(event) && l.contains(&id)),
+            "an audit line for {event}"
+        );
+    }
+    assert!(
+        !audit.contains(&secret),
+        "the secret never reaches a log line"
+    );
+}

@@ -1,0 +1,102 @@
+//! The browser test's parts: a real OpenID Connect server with an
+//! interactive login page (`tests/ui/idp.mjs`, oidc-provider pinned in
+//! `tests/ui/package-lock.json`) and Debian's chromium driven by
+//! playwright-core (`tests/ui/browser.mjs`). `tests/run` installs them.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::{free_port, require};
+
+fn ui_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui")
+}
+
+fn node() -> PathBuf {
+    let node = require("node", "nodejs (v20 or newer)");
+    for package in ["oidc-provider", "playwright-core"] {
+        assert!(
+            ui_dir().join("node_modules").join(package).is_dir(),
+            "the browser test's packages are missing: run `tests/run` or `npm ci --prefix tests/ui`"
+        );
+    }
+    node
+}
+
+/// oidc-provider on a free loopback port, stopped on drop.
+pub struct LoginIdp {
+    pub issuer: String,
+    child: Child,
+}
+
+impl LoginIdp {
+    /// An issuer whose client `regauth` (secret `secret`) may redirect to
+    /// `redirect_uri`.
+    pub fn start(redirect_uri: &str, secret: &str) -> Self {
+        let port = free_port();
+        let mut child = Command::new(node())
+            .arg(ui_dir().join("idp.mjs"))
+            .arg(port.to_string())
+            .arg(redirect_uri)
+            .arg(secret)
+            .current_dir(ui_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the login IdP");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let ready = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the login IdP printed READY within 30 s");
+        let issuer = ready
+            .strip_prefix("READY ")
+            .expect("READY <issuer>")
+            .to_owned();
+        Self { issuer, child }
+    }
+}
+
+impl Drop for LoginIdp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `tests/ui/browser.mjs` with these options and command; the JSON
+/// of its last line.
+pub async fn browser(options: &serde_json::Value, command: &str) -> serde_json::Value {
+    let chromium = require("chromium", "chromium");
+    let output = tokio::process::Command::new(node())
+        .arg(ui_dir().join("browser.mjs"))
+        .arg(options.to_string())
+        .arg(command)
+        .env("CHROMIUM", chromium)
+        .current_dir(ui_dir())
+        .stdin(Stdio::null())
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), output)
+        .await
+        .expect("the browser finished within 120 s")
+        .expect("the browser runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "browser {command} failed:\n{stdout}\n{stderr}"
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("browser said {last:?}: {e}\n{stderr}"))
+}

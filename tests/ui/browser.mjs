@@ -1,0 +1,71 @@
+// Drives Debian's chromium through regauth's app-password page.
+//
+//   node browser.mjs '{"ui": "...", "user": "dana", "name": "laptop",
+//                      "state": "/tmp/state.json", "shots": "/dir"}' create
+//   node browser.mjs '{...}' revoke
+//
+// `create` signs in at the identity provider, makes an app password and
+// prints {"secret": ..., "login": ...} as the last line; `revoke` reuses the
+// saved browser state (the session cookie) and revokes the app password
+// named `name`. Screenshots go to `shots` when set.
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+
+const options = JSON.parse(process.argv[2]);
+const command = process.argv[3];
+const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+if (!fs.existsSync(executablePath)) {
+  console.error(`no chromium at ${executablePath}: apt-get install -y chromium`);
+  process.exit(2);
+}
+const browser = await chromium.launch({ executablePath, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+const context = await browser.newContext(
+  command === 'revoke' ? { storageState: options.state } : {},
+);
+const page = await context.newPage();
+const shot = async (name, mobile = false) => {
+  if (!options.shots) return;
+  if (mobile) await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: `${options.shots}/${name}.png`, fullPage: true });
+  if (mobile) await page.setViewportSize({ width: 1280, height: 720 });
+};
+try {
+  if (command === 'create') {
+    await page.goto(options.ui + '/');
+    await shot('sign-in');
+    await page.getByRole('link', { name: /Sign in with/ }).first().click();
+    // the identity provider's login and consent pages
+    await page.fill('input[name=login]', options.user);
+    await page.fill('input[name=password]', 'any password');
+    await page.click('button[type=submit]');
+    await page.waitForSelector('button[type=submit]');
+    if (page.url().startsWith(options.ui)) throw new Error('no consent page');
+    await page.click('button[type=submit]');
+    await page.waitForURL(`${options.ui}/`);
+    await page.fill('input[name=name]', options.name);
+    if (options.repos) await page.fill('textarea[name=repos]', options.repos);
+    if (options.push) await page.check('input[name=actions][value=push]');
+    await page.click('text=Create app password');
+    const secret = (await page.textContent('#secret')).trim();
+    const login = (await page.textContent('#login')).trim();
+    await shot('created');
+    await page.goto(options.ui + '/');
+    await shot('app-passwords');
+    await shot('app-passwords-phone', true);
+    await context.storageState({ path: options.state });
+    console.log(JSON.stringify({ secret, login }));
+  } else if (command === 'revoke') {
+    await page.goto(options.ui + '/');
+    await page.getByRole('button', { name: `Revoke ${options.name}` }).click();
+    await page.waitForURL(`${options.ui}/`);
+    const left = await page.getByRole('button', { name: `Revoke ${options.name}` }).count();
+    console.log(JSON.stringify({ revoked: left === 0 }));
+  } else {
+    throw new Error(`unknown command ${command}`);
+  }
+} catch (e) {
+  console.error(`browser: ${e.message}\n--- page ${page.url()} ---\n${(await page.content()).slice(0, 3000)}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
