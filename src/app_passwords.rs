@@ -50,6 +50,8 @@ const SIGN_INS: &str = "sign_in";
 pub const MAX_NAME_CHARS: usize = 64;
 /// At most this many repository limits per app password.
 pub const MAX_LIMITS: usize = 10;
+/// The longest repository pattern of a limit (the registry's name limit).
+pub const MAX_PATTERN_BYTES: usize = 255;
 
 /// One app password, as stored (never its secret).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,6 +72,11 @@ pub struct AppPassword {
     /// rights.
     #[serde(default)]
     pub limit: Vec<AccessLimit>,
+    /// The owner's account id when their provider has one (LDAP
+    /// `entryUUID`, OIDC `sub`): a new account under the same name does
+    /// not inherit the app password.
+    #[serde(default)]
+    pub account: Option<String>,
     /// HMAC-SHA256 of the secret, hex.
     digest: String,
 }
@@ -93,6 +100,9 @@ pub struct SignIn {
     pub claims: BTreeMap<String, String>,
     /// User or robot.
     pub kind: Kind,
+    /// Their account id then, if their provider has one.
+    #[serde(default)]
+    pub account: Option<String>,
     /// When, in seconds since the epoch.
     pub at: u64,
 }
@@ -138,6 +148,8 @@ pub struct AppPasswords {
     pub sessions: crate::seal::Sealer,
     /// The page's sign-ins under way (OIDC state, nonce, PKCE verifier).
     pub pending: crate::seal::Sealer,
+    /// One creation at a time, so `max_per_user` holds within a replica.
+    creating: tokio::sync::Mutex<()>,
 }
 
 fn now() -> u64 {
@@ -168,9 +180,18 @@ fn random_base32(bytes: usize) -> Result<String, AppPasswordError> {
     Ok(data_encoding::BASE32_NOPAD.encode(&raw).to_lowercase())
 }
 
-/// The key of a user's records: provider names cannot hold `:`.
+/// The key of a user's records: provider names cannot hold `:`. The
+/// subject is as the provider names it (static users are case-sensitive).
 fn owner_key(provider: &str, subject: &str) -> String {
-    format!("{provider}:{}", subject.to_lowercase())
+    format!("{provider}:{subject}")
+}
+
+/// Formatting characters (bidirectional overrides, zero-width marks) that
+/// could make a name look like another.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
 
 impl AppPasswords {
@@ -195,6 +216,7 @@ impl AppPasswords {
             timeout,
             sessions: crate::seal::Sealer::new(key, b"regauth ui session v1"),
             pending: crate::seal::Sealer::new(key, b"regauth ui sign-in v1"),
+            creating: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -221,10 +243,7 @@ impl AppPasswords {
         limit: Vec<AccessLimit>,
     ) -> Result<(AppPassword, SecretString), AppPasswordError> {
         let name = name.trim();
-        if name.is_empty()
-            || name.chars().count() > MAX_NAME_CHARS
-            || name.chars().any(char::is_control)
-        {
+        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(invisible) {
             return Err(AppPasswordError::Name);
         }
         let max_days = self.config.max_lifetime.as_secs() / 86400;
@@ -232,6 +251,7 @@ impl AppPasswords {
             return Err(AppPasswordError::Lifetime(max_days.max(1)));
         }
         check_limits(&limit)?;
+        let _one_at_a_time = self.creating.lock().await;
         let mine = self.list(Some((&owner.provider, &owner.subject))).await?;
         if mine.len() >= self.config.max_per_user {
             return Err(AppPasswordError::TooMany(mine.len()));
@@ -247,6 +267,7 @@ impl AppPasswords {
             created,
             expires: created + lifetime.as_secs(),
             limit,
+            account: owner.account_id.clone(),
             digest: self.digest(&id, &secret),
         };
         let record = serde_json::to_string(&password).map_err(|e| StoreError(e.to_string()))?;
@@ -277,7 +298,7 @@ impl AppPasswords {
                 continue;
             }
             let theirs = owner.is_none_or(|(provider, subject)| {
-                password.provider == provider && password.subject.eq_ignore_ascii_case(subject)
+                password.provider == provider && password.subject == subject
             });
             if theirs {
                 out.push(Listed {
@@ -310,8 +331,7 @@ impl AppPasswords {
         let password = found
             .and_then(|text| serde_json::from_str::<AppPassword>(&text).ok())
             .ok_or(AppPasswordError::NotFound)?;
-        let theirs =
-            password.provider == by.provider && password.subject.eq_ignore_ascii_case(&by.subject);
+        let theirs = password.provider == by.provider && password.subject == by.subject;
         if !(theirs || admin) {
             return Err(AppPasswordError::NotFound);
         }
@@ -327,6 +347,7 @@ impl AppPasswords {
             groups: identity.groups.clone(),
             claims: identity.claims.clone(),
             kind: identity.kind,
+            account: identity.account_id.clone(),
             at: now(),
         };
         let text = serde_json::to_string(&sign_in).map_err(|e| StoreError(e.to_string()))?;
@@ -358,6 +379,15 @@ impl AppPasswords {
         self.config.admin_groups.iter().any(|(provider, group)| {
             identity.provider == *provider && identity.groups.contains(group)
         })
+    }
+
+    /// Whether this user is an admin now, as their provider (or their last
+    /// sign-in) says: a session does not keep rights its user lost.
+    pub async fn is_admin_now(&self, provider: &str, subject: &str, account: Option<&str>) -> bool {
+        match self.current(provider, subject, account).await {
+            Ok(identity) => self.is_admin(&identity),
+            Err(_) => false,
+        }
     }
 
     /// Checks an app password presented as a registry password.
@@ -398,12 +428,20 @@ impl AppPasswords {
                 Safe(&credentials.username)
             )));
         }
-        let mut identity = match self.owner(&password).await {
+        let owner = self
+            .current(
+                &password.provider,
+                &password.subject,
+                password.account.as_deref(),
+            )
+            .await;
+        let mut identity = match owner {
             Ok(identity) => identity,
             Err(outcome) => return outcome,
         };
         identity.provider = password.provider.clone();
         identity.renewal = Renewal::Never;
+        identity.proof = regauth_providers::Proof::Token;
         identity.credential_stamp = None;
         identity.expires_at = Some(
             identity
@@ -430,46 +468,47 @@ impl AppPasswords {
         Outcome::Authenticated(identity)
     }
 
-    /// The owner as their provider sees them now, or as their last browser
-    /// sign-in did.
-    async fn owner(&self, password: &AppPassword) -> Result<Identity, Outcome> {
-        let Some(provider) = self
-            .providers
-            .iter()
-            .find(|p| p.name() == password.provider)
-        else {
+    /// A user as their provider sees them now, or as their last browser
+    /// sign-in did; with `account`, only that account under the name.
+    async fn current(
+        &self,
+        provider_name: &str,
+        subject: &str,
+        account: Option<&str>,
+    ) -> Result<Identity, Outcome> {
+        let Some(provider) = self.providers.iter().find(|p| p.name() == provider_name) else {
             return Err(Outcome::Rejected(Rejection::Other(format!(
-                "the app password's provider {} is no longer configured",
-                password.provider
+                "the app password's provider {provider_name} is no longer configured"
             ))));
         };
+        let gone = || {
+            Outcome::Rejected(Rejection::Other(
+                "the app password's owner no longer exists".into(),
+            ))
+        };
+        let same_account = |found: Option<&str>| account.is_none_or(|a| found == Some(a));
         if provider.looks_up() {
-            let looked = tokio::time::timeout(self.timeout, provider.lookup(&password.subject))
+            let looked = tokio::time::timeout(self.timeout, provider.lookup(subject))
                 .await
                 .unwrap_or_else(|_| {
                     Outcome::Unavailable(ProviderError::Upstream(format!(
-                        "{} did not answer within {:?}",
-                        password.provider, self.timeout
+                        "{provider_name} did not answer within {:?}",
+                        self.timeout
                     )))
                 });
             return match looked {
                 Outcome::Authenticated(found)
-                    if found.subject.eq_ignore_ascii_case(&password.subject) =>
+                    if found.subject == subject && same_account(found.account_id.as_deref()) =>
                 {
                     Ok(found)
                 }
-                Outcome::Authenticated(_) | Outcome::NotMine => Err(Outcome::Rejected(
-                    Rejection::Other("the app password's owner no longer exists".into()),
-                )),
+                Outcome::Authenticated(_) | Outcome::NotMine => Err(gone()),
                 other => Err(other),
             };
         }
-        let sign_in = self
-            .sign_in_of(&password.provider, &password.subject)
-            .await
-            .map_err(|e| {
-                Outcome::Unavailable(ProviderError::Upstream(format!("app passwords: {e}")))
-            })?;
+        let sign_in = self.sign_in_of(provider_name, subject).await.map_err(|e| {
+            Outcome::Unavailable(ProviderError::Upstream(format!("app passwords: {e}")))
+        })?;
         let renew = || {
             Outcome::Rejected(Rejection::UserAction(format!(
                 "sign in at {} again to renew your app passwords",
@@ -477,12 +516,12 @@ impl AppPasswords {
             )))
         };
         match sign_in {
+            Some(s) if !same_account(s.account.as_deref()) => Err(gone()),
             Some(s) if s.at + self.config.sign_in_max_age.as_secs() > now() => {
-                let mut identity =
-                    Identity::new(password.subject.clone(), password.provider.clone())
-                        .with_groups(s.groups);
+                let mut identity = Identity::new(subject, provider_name).with_groups(s.groups);
                 identity.claims = s.claims;
                 identity.kind = s.kind;
+                identity.account_id = s.account;
                 Ok(identity)
             }
             _ => Err(renew()),
@@ -498,6 +537,16 @@ fn check_limits(limits: &[AccessLimit]) -> Result<(), AppPasswordError> {
         )));
     }
     for limit in limits {
+        if limit.repos.len() > MAX_PATTERN_BYTES {
+            return Err(AppPasswordError::Limit(format!(
+                "a repository pattern has at most {MAX_PATTERN_BYTES} bytes"
+            )));
+        }
+        if limit.actions.len() > 3 {
+            return Err(AppPasswordError::Limit(
+                "at most pull, push and delete".into(),
+            ));
+        }
         Pattern::parse(&limit.repos, Placeholders::Forbidden)
             .map_err(|e| AppPasswordError::Limit(format!("`{}`: {e}", limit.repos)))?;
         if limit.actions.is_empty() {

@@ -260,8 +260,24 @@ pub async fn issue(state: &AppState, request: TokenRequest<'_>) -> Result<Issued
             actions: grant.actions,
         })
         .collect();
-    let expires_in = config.token.lifetime_for(service).as_secs();
-    let (token, reused) = sign_or_reuse(state, &principal, service, &access, expires_in)?;
+    let lifetime = config.token.lifetime_for(service).as_secs();
+    // A token never outlives the credential behind it (an app password,
+    // a CI job's token, a robot's last day).
+    let expires_in = principal
+        .identity()
+        .and_then(|id| id.expires_at)
+        .map_or(lifetime, |at| {
+            let left = at.saturating_sub(u64::try_from(token::now()).unwrap_or_default());
+            left.clamp(1, lifetime)
+        });
+    let (token, reused) = sign_or_reuse(
+        state,
+        &principal,
+        service,
+        &access,
+        expires_in,
+        expires_in == lifetime,
+    )?;
     Ok(Issued {
         principal,
         service: service.to_owned(),
@@ -454,6 +470,7 @@ fn sign_or_reuse(
     service: &str,
     access: &[Access],
     expires_in: u64,
+    reusable: bool,
 ) -> Result<(Arc<SignedToken>, bool), Refusal> {
     let config = &state.config;
     let granted = scopes_text(access);
@@ -463,7 +480,7 @@ fn sign_or_reuse(
         service,
         &granted,
     );
-    if let Some(issued) = state.issued.get(&reuse_key) {
+    if let Some(issued) = reusable.then(|| state.issued.get(&reuse_key)).flatten() {
         return Ok((issued, true));
     }
     let iat = token::now();
@@ -487,7 +504,9 @@ fn sign_or_reuse(
             reason: format!("signing failed: {e}"),
         })?;
     let signed = Arc::new(SignedToken::new(jwt, iat, expires_in));
-    state.issued.insert(reuse_key, signed.clone());
+    if reusable {
+        state.issued.insert(reuse_key, signed.clone());
+    }
     Ok((signed, false))
 }
 

@@ -108,11 +108,11 @@ struct Records {
 }
 
 impl Records {
-    fn with<T>(&self, change: impl FnOnce(&mut RecordMap) -> (T, bool)) -> Result<T, StoreError> {
-        let mut guard = self
-            .map
-            .lock()
-            .map_err(|_| StoreError("the records lock is poisoned".into()))?;
+    /// The records, read from the file on first use.
+    fn loaded<'a>(
+        &self,
+        guard: &'a mut std::sync::MutexGuard<'_, Option<RecordMap>>,
+    ) -> Result<&'a mut RecordMap, StoreError> {
         if guard.is_none() {
             let loaded = match &self.file {
                 Some(path) => match std::fs::read(path) {
@@ -124,16 +124,39 @@ impl Records {
                 },
                 None => RecordMap::new(),
             };
-            *guard = Some(loaded);
+            **guard = Some(loaded);
         }
-        let Some(map) = guard.as_mut() else {
-            return Err(StoreError("the records are not loaded".into()));
+        guard
+            .as_mut()
+            .ok_or_else(|| StoreError("the records are not loaded".into()))
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Option<RecordMap>>, StoreError> {
+        self.map
+            .lock()
+            .map_err(|_| StoreError("the records lock is poisoned".into()))
+    }
+
+    fn read<T>(&self, look: impl FnOnce(&RecordMap) -> T) -> Result<T, StoreError> {
+        let mut guard = self.lock()?;
+        Ok(look(self.loaded(&mut guard)?))
+    }
+
+    /// Changes the records; `change` says whether it changed anything.
+    /// With a file, the change is made on a copy that replaces the records
+    /// only once it is on disk: a failed write changes nothing (a
+    /// revocation that failed cannot look done and come back later).
+    fn write<T>(&self, change: impl FnOnce(&mut RecordMap) -> (T, bool)) -> Result<T, StoreError> {
+        let mut guard = self.lock()?;
+        let map = self.loaded(&mut guard)?;
+        let Some(path) = &self.file else {
+            return Ok(change(map).0);
         };
-        let (answer, changed) = change(map);
+        let mut next = map.clone();
+        let (answer, changed) = change(&mut next);
         if changed {
-            if let Some(path) = &self.file {
-                write_atomically(path, map)?;
-            }
+            write_atomically(path, &next)?;
+            *map = next;
         }
         Ok(answer)
     }
@@ -329,7 +352,7 @@ impl Store for Embedded {
     }
 
     async fn put_record(&self, collection: &str, id: &str, value: &str) -> Result<(), StoreError> {
-        self.records.with(|map| {
+        self.records.write(|map| {
             map.entry(collection.to_owned())
                 .or_default()
                 .insert(id.to_owned(), value.to_owned());
@@ -339,23 +362,21 @@ impl Store for Embedded {
 
     async fn get_record(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
         self.records
-            .with(|map| (map.get(collection).and_then(|c| c.get(id)).cloned(), false))
+            .read(|map| map.get(collection).and_then(|c| c.get(id)).cloned())
     }
 
     async fn delete_record(&self, collection: &str, id: &str) -> Result<bool, StoreError> {
-        self.records.with(|map| {
+        self.records.write(|map| {
             let removed = map.get_mut(collection).and_then(|c| c.remove(id)).is_some();
             (removed, removed)
         })
     }
 
     async fn records(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
-        self.records.with(|map| {
-            let all = map
-                .get(collection)
+        self.records.read(|map| {
+            map.get(collection)
                 .map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default();
-            (all, false)
+                .unwrap_or_default()
         })
     }
 }

@@ -310,6 +310,8 @@ impl Gitea {
         // lower-case, so `${user}` only works lower-cased.
         let mut identity = Identity::new(user.login.to_lowercase(), self.name.clone())
             .with_groups(groups.iter().cloned());
+        identity.proof = crate::Proof::Token;
+        identity.account_id = Some(user.id.to_string());
         identity.renewal = Renewal::Snapshot {
             until: crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs(),
         };

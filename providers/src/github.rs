@@ -255,6 +255,7 @@ impl GitHub {
             .await?;
         let mut identity =
             Identity::new(user.login, self.name.clone()).with_groups(groups.iter().cloned());
+        identity.proof = crate::Proof::Token;
         // GitHub cannot be asked about a user without their token: a
         // refresh token carries this login until refresh_max_age, or until
         // the token itself expires if GitHub says when.

@@ -495,6 +495,7 @@ impl GitLab {
         // lower-case, so `${user}` only works lower-cased.
         let mut identity = Identity::new(user.username.to_lowercase(), self.name.clone())
             .with_groups(memberships.groups.iter().cloned());
+        identity.proof = crate::Proof::Token;
         let token_type = bot.map_or("personal", Bot::token_type);
         identity
             .claims
@@ -633,6 +634,7 @@ impl GitLab {
         }
         let mut identity = Identity::new(project, self.name.clone());
         identity.kind = Kind::Robot;
+        identity.proof = crate::Proof::Token;
         identity.claims = claims;
         // A job token is valid while its job runs: no refresh token, and
         // the verdict lives no longer than cache.verdict_ttl.

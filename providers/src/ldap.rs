@@ -249,20 +249,7 @@ fn lock_of(entry: &SearchEntry, after: After) -> Option<Rejection> {
 /// a refresh token minted under another stamp (the password changed, or
 /// the name now belongs to another entry) is refused.
 fn credential_stamp(entry: &SearchEntry) -> Option<String> {
-    let id = ENTRY_ID.iter().find_map(|name| {
-        attribute(entry, name)
-            .first()
-            .cloned()
-            .or_else(|| {
-                entry
-                    .bin_attrs
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .and_then(|(_, v)| v.first())
-                    .map(|bytes| bytes.iter().map(|b| format!("{b:02x}")).collect())
-            })
-            .map(|value| format!("{name}={value}"))
-    });
+    let id = entry_id(entry);
     let changed = CHANGED.iter().find_map(|name| {
         attribute(entry, name)
             .first()
@@ -276,6 +263,25 @@ fn credential_stamp(entry: &SearchEntry) -> Option<String> {
             changed.unwrap_or_default()
         )),
     }
+}
+
+/// The entry's own id (`entryUUID=…`, `objectGUID=<hex>`), which a new
+/// entry reusing the name does not get.
+fn entry_id(entry: &SearchEntry) -> Option<String> {
+    ENTRY_ID.iter().find_map(|name| {
+        attribute(entry, name)
+            .first()
+            .cloned()
+            .or_else(|| {
+                entry
+                    .bin_attrs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .and_then(|(_, v)| v.first())
+                    .map(|bytes| bytes.iter().map(|b| format!("{b:02x}")).collect())
+            })
+            .map(|value| format!("{name}={value}"))
+    })
 }
 
 /// How LDAP's default matching rules compare names: case-insensitive, with
@@ -556,6 +562,7 @@ impl Ldap {
         let groups = self.groups_of(&entry.dn, &subject, member_of).await?;
         let mut identity = Identity::new(subject, self.name.clone()).with_groups(groups);
         identity.credential_stamp = credential_stamp(entry);
+        identity.account_id = entry_id(entry);
         Ok(Outcome::Authenticated(identity))
     }
 

@@ -524,6 +524,27 @@ pub struct Identity {
     /// The most this login may be granted, whatever the policy grants (an
     /// app password narrowed to some repositories); `None`: no limit.
     pub limit: Option<Vec<AccessLimit>>,
+    /// The account's own id where the provider has one that a new account
+    /// reusing the name does not get (LDAP `entryUUID`/`objectGUID`, an
+    /// OIDC `sub`): what outlives this login (app passwords) is bound to it.
+    pub account_id: Option<String>,
+    /// What the secret of this login was.
+    pub proof: Proof,
+}
+
+/// What an identity's login presented.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Proof {
+    /// A password the provider checked (the default).
+    #[default]
+    Password,
+    /// A token issued to the user or a job (an access token, a JWT, a
+    /// forge token, an app password): it proves possession, not the
+    /// user's presence.
+    Token,
+    /// An interactive sign-in at the identity provider.
+    Browser,
 }
 
 /// Part of an [`Identity::limit`]: these actions on repositories matching
@@ -550,6 +571,8 @@ impl Identity {
             credential_stamp: None,
             expires_at: None,
             limit: None,
+            account_id: None,
+            proof: Proof::Password,
         }
     }
 

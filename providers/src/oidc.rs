@@ -729,6 +729,12 @@ impl Oidc {
         }
         let mut identity = Identity::new(username, self.name.clone()).with_groups(groups);
         identity.expires_at = claims.get("exp").and_then(Value::as_u64);
+        identity.account_id = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+        identity.proof = match via {
+            Via::PasswordGrant => crate::Proof::Password,
+            Via::Token => crate::Proof::Token,
+            Via::Browser => crate::Proof::Browser,
+        };
         // This provider cannot look users up again: a refresh token carries
         // this login, until refresh_max_age or the token's own expiry.
         let max_age = crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs();
@@ -816,12 +822,7 @@ impl crate::BrowserLogin for Oidc {
             Err(e) => return Outcome::Unavailable(e),
         };
         let http = bounded_http(&self.http);
-        let keys = match JsonWebKeySet::fetch_async(discovery.jwks_uri(), &http).await {
-            Ok(keys) => keys,
-            Err(e) => return Outcome::Unavailable(Error::Upstream(format!("JWKS: {e}"))),
-        };
-        let with_keys = (*discovery).clone().set_jwks(keys);
-        let client = match self.client(&with_keys, Some(redirect_uri)) {
+        let client = match self.client(&discovery, Some(redirect_uri)) {
             Ok(c) => c,
             Err(e) => return Outcome::Unavailable(e),
         };
@@ -845,7 +846,32 @@ impl crate::BrowserLogin for Oidc {
                 "the token endpoint sent no ID token".into(),
             ));
         };
-        let verifier = client.id_token_verifier();
+        // The keys only now, for a code the IdP took: made-up codes cause
+        // no JWKS fetches.
+        let keys = match JsonWebKeySet::fetch_async(discovery.jwks_uri(), &http).await {
+            Ok(keys) => keys,
+            Err(e) => return Outcome::Unavailable(Error::Upstream(format!("JWKS: {e}"))),
+        };
+        let with_keys = (*discovery).clone().set_jwks(keys);
+        let client = match self.client(&with_keys, Some(redirect_uri)) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Unavailable(e),
+        };
+        // Signed by the IdP's keys only: never HMAC under the client secret.
+        let verifier = client.id_token_verifier().set_allowed_algs({
+            use openidconnect::core::CoreJwsSigningAlgorithm as A;
+            [
+                A::RsaSsaPkcs1V15Sha256,
+                A::RsaSsaPkcs1V15Sha384,
+                A::RsaSsaPkcs1V15Sha512,
+                A::RsaSsaPssSha256,
+                A::RsaSsaPssSha384,
+                A::RsaSsaPssSha512,
+                A::EcdsaP256Sha256,
+                A::EcdsaP384Sha384,
+                A::EdDsa,
+            ]
+        });
         if let Err(e) = id_token.claims(&verifier, &Nonce::new(pending.nonce.clone())) {
             return Outcome::Rejected(Rejection::Other(format!("ID token refused: {e}")));
         }

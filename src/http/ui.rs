@@ -66,14 +66,28 @@ struct Session {
     sid: String,
     provider: String,
     subject: String,
+    /// Shown at sign-in; every admin action asks again.
     admin: bool,
+    #[serde(default)]
+    account: Option<String>,
     csrf: String,
     exp: u64,
 }
 
 impl Session {
     fn identity(&self) -> Identity {
-        Identity::new(self.subject.clone(), self.provider.clone())
+        let mut identity = Identity::new(self.subject.clone(), self.provider.clone());
+        identity.account_id = self.account.clone();
+        identity
+    }
+
+    /// Whether the user is an admin now (their provider, or their last
+    /// sign-in, says so): removal from the admin group holds at once.
+    async fn admin_now(&self, passwords: &AppPasswords) -> bool {
+        self.admin
+            && passwords
+                .is_admin_now(&self.provider, &self.subject, self.account.as_deref())
+                .await
     }
 }
 
@@ -613,6 +627,7 @@ async fn start_session(passwords: &AppPasswords, identity: &Identity) -> Respons
         provider: identity.provider.clone(),
         subject: identity.subject.clone(),
         admin: passwords.is_admin(identity),
+        account: identity.account_id.clone(),
         csrf,
         exp: now() + lifetime.as_secs(),
     };
@@ -735,8 +750,11 @@ async fn sign_in_with_password(
         return Err(SignInRefusal::Refused);
     }
     match state.chain.authenticate(credentials, ip).await {
+        // a password the provider checked: never a token (an introspected
+        // access token would become a session and long-lived passwords)
         Verdict::Authenticated { identity, .. }
             if passwords.config.login_form.contains(&identity.provider)
+                && identity.proof == regauth_providers::Proof::Password
                 && identity.limit.is_none() =>
         {
             Ok((*identity).clone())
@@ -865,12 +883,25 @@ async fn create(State(live): State<Arc<Live>>, request: Request) -> Response {
             return home_page(&passwords, &session, StatusCode::BAD_REQUEST, error).await;
         }
     };
-    let actions = form.actions.values();
-    let limit: Vec<AccessLimit> = form
+    let mut actions = form.actions.values();
+    actions.sort();
+    actions.dedup();
+    let mut patterns: Vec<&str> = form
         .repos
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
+        .collect();
+    // The ticked actions always hold; no pattern means every repository,
+    // and all actions on every repository is no limit at all.
+    let every_action = ["delete", "pull", "push"]
+        .iter()
+        .all(|a| actions.iter().any(|b| b == a));
+    if patterns.is_empty() && !every_action {
+        patterns.push("**");
+    }
+    let limit: Vec<AccessLimit> = patterns
+        .into_iter()
         .map(|repos| AccessLimit {
             repos: repos.to_owned(),
             actions: actions.clone(),
@@ -955,10 +986,8 @@ async fn revoke(
     if !csrf_holds(&session, &form.csrf) {
         return csrf_refused();
     }
-    match passwords
-        .revoke(&id, &session.identity(), session.admin)
-        .await
-    {
+    let admin = session.admin_now(&passwords).await;
+    match passwords.revoke(&id, &session.identity(), admin).await {
         Ok(password) => {
             tracing::info!(
                 target: "regauth::audit",
@@ -971,7 +1000,7 @@ async fn revoke(
                 by_provider = %session.provider,
                 "app password revoked"
             );
-            let back = if form.back == "admin" && session.admin {
+            let back = if form.back == "admin" && admin {
                 format!("{}/admin", passwords.config.path())
             } else {
                 format!("{}/", passwords.config.path())
@@ -1049,7 +1078,7 @@ async fn admin(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
         Ok(None) => return redirect(&format!("{}/", passwords.config.path())),
         Err(r) => return r,
     };
-    if !session.admin {
+    if !session.admin_now(&passwords).await {
         return message(
             StatusCode::FORBIDDEN,
             "Not for you",

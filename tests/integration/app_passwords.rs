@@ -120,6 +120,9 @@ async fn sign_in(state: &Arc<AppState>, jar: &mut Jar, user: &str, password: &st
     csrf(&home)
 }
 
+/// Every action ticked on the page, no pattern: all of the owner's access.
+const ALL: &[&str] = &["pull", "push", "delete"];
+
 async fn create(
     state: &Arc<AppState>,
     jar: &mut Jar,
@@ -400,7 +403,7 @@ async fn app_passwords_keep_to_their_scope_owner_and_expiry() {
     let state = f.state_with(&ui_config(&f, "", "verdict_ttl = \"1s\""));
     let mut jar = Jar::default();
     let token = sign_in(&state, &mut jar, "writer", "writer-pw").await;
-    let full = create(&state, &mut jar, &token, "everything", "", &[]).await;
+    let full = create(&state, &mut jar, &token, "everything", "", ALL).await;
     let narrow = create(&state, &mut jar, &token, "pull team", "team/**", &["pull"]).await;
     let push = "repository:team/app:pull,push";
 
@@ -473,7 +476,7 @@ async fn app_passwords_keep_to_their_scope_owner_and_expiry() {
 
     // past its expiry it is refused (its record says so; the page would
     // never make one that short)
-    let soon = create(&state, &mut jar, &token, "soon", "", &[]).await;
+    let soon = create(&state, &mut jar, &token, "soon", "", ALL).await;
     let id = soon
         .strip_prefix("rga_")
         .unwrap()
@@ -483,6 +486,22 @@ async fn app_passwords_keep_to_their_scope_owner_and_expiry() {
     let store = state.app_passwords.as_ref().unwrap().store().clone();
     let record = store.get_record("app_password", id).await.unwrap().unwrap();
     let mut record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    // a registry token never outlives the app password behind it
+    let ends = regauth_providers::clock::unix_seconds() + 100;
+    record["expires"] = serde_json::json!(ends);
+    store
+        .put_record("app_password", id, &record.to_string())
+        .await
+        .unwrap();
+    let last = token_for(&state, "writer", &soon, push).await;
+    assert_eq!(last.actions(), ["pull", "push"]);
+    assert!(
+        last.token().1["exp"].as_u64().unwrap() <= ends,
+        "{:?}",
+        last.token().1
+    );
+    assert!(last.json()["expires_in"].as_u64().unwrap() <= 100);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the verdict TTL
     record["expires"] = serde_json::json!(regauth_providers::clock::unix_seconds() - 1);
     store
         .put_record("app_password", id, &record.to_string())
@@ -546,7 +565,7 @@ async fn an_ldap_users_app_password_follows_the_directory() {
     let state = f.state_with(&text);
     let mut jar = Jar::default();
     let token = sign_in(&state, &mut jar, "ann", "ann-pw").await;
-    let secret = create(&state, &mut jar, &token, "ci", "", &[]).await;
+    let secret = create(&state, &mut jar, &token, "ci", "", ALL).await;
     let push = "repository:platform/app:push";
     assert_eq!(
         token_for(&state, "ann", &secret, push).await.actions(),
@@ -565,6 +584,101 @@ async fn an_ldap_users_app_password_follows_the_directory() {
     token_for(&state, "ann", &secret, push)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
+
+    // an account removed and made again under the same name (a new
+    // entryUUID) does not inherit the old one's app passwords
+    let mut jar = Jar::default();
+    let token = sign_in(&state, &mut jar, "ben", "ben-pw").await;
+    let bens = create(&state, &mut jar, &token, "laptop", "", ALL).await;
+    let pull = "repository:platform/app:pull";
+    assert_eq!(
+        token_for(&state, "ben", &bens, pull).await.status,
+        StatusCode::OK
+    );
+    slapd.modify("dn: uid=ben,ou=people,dc=corp,dc=test\nchangetype: delete\n");
+    slapd.modify("dn: uid=ben,ou=people,dc=corp,dc=test\nchangetype: add\nobjectClass: inetOrgPerson\nuid: ben\ncn: Another Ben\nsn: B\nuserPassword: new-ben-pw\n");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    token_for(&state, "ben", &bens, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+}
+
+/// The password form takes a password the provider checked, never a token
+/// (an introspected access token would become long-lived app passwords),
+/// and the actions ticked hold even without a repository pattern.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_form_takes_passwords_and_keeps_to_the_actions_ticked() {
+    let idp = crate::support::idp::Idp::start();
+    let f = Fixture::new();
+    let section = format!(
+        "\n[app_passwords]\nkey_file = \"{}\"\nlogin_form = [\"keycloak\"]\n",
+        f.path("app-passwords.key").display()
+    );
+    let state = f.state(&format!(
+        "{}\n[[rule]]\ngroups = [\"keycloak:platform/core\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n{section}",
+        idp.provider_toml("keycloak", "introspection = true")
+    ));
+    // an opaque access token under the introspection username: a good
+    // login at /auth, but no session on the page
+    let push = "repository:platform/app:pull,push";
+    assert_eq!(
+        token_for(
+            &state,
+            "oauth2accesstoken",
+            "opaque-ci-token-1",
+            "repository:ci/tool:pull"
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let mut jar = Jar::default();
+    let form = page(&state, &mut jar, "/ui/").await;
+    let refused = submit(
+        &state,
+        &mut jar,
+        "/ui/signin",
+        &[
+            ("username", "oauth2accesstoken"),
+            ("password", "opaque-ci-token-1"),
+            ("csrf", &csrf(&form)),
+        ],
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        refused.text()
+    );
+    assert!(!jar.0.contains_key("regauth_session"));
+
+    // kate's password: signed in; "pull" ticked and no pattern is pull only
+    let token = sign_in(&state, &mut jar, "kate", "kate-pw").await;
+    let pull_only = create(&state, &mut jar, &token, "pull", "", &["pull"]).await;
+    assert_eq!(
+        token_for(&state, "kate", &pull_only, push).await.actions(),
+        ["pull"]
+    );
+    let full = create(&state, &mut jar, &token, "full", "", ALL).await;
+    assert_eq!(
+        token_for(&state, "kate", &full, push).await.actions(),
+        ["pull", "push"]
+    );
+    // no action ticked is no app password
+    let none = submit(
+        &state,
+        &mut jar,
+        "/ui/passwords",
+        &[
+            ("csrf", &token),
+            ("name", "none"),
+            ("days", "30"),
+            ("repos", ""),
+        ],
+    )
+    .await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST, "{}", none.text());
 }
 
 /// Two replicas sharing Redis and the key files: an app password made on
@@ -583,7 +697,7 @@ async fn replicas_share_app_passwords_through_redis() {
     assert_eq!(a.store.backend(), "redis");
     let mut jar = Jar::default();
     let token = sign_in(&a, &mut jar, "writer", "writer-pw").await;
-    let secret = create(&a, &mut jar, &token, "shared", "", &[]).await;
+    let secret = create(&a, &mut jar, &token, "shared", "", ALL).await;
     let id = secret
         .strip_prefix("rga_")
         .unwrap()
