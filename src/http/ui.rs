@@ -383,7 +383,14 @@ fn rows(listed: Vec<Listed>) -> Vec<Row> {
             } else {
                 p.limit
                     .iter()
-                    .map(|l| format!("{}: {}", l.repos, l.actions.join(", ")))
+                    .map(|l| {
+                        let repos = if l.repos == "**" {
+                            "every repository"
+                        } else {
+                            &l.repos
+                        };
+                        format!("{repos}: {}", l.actions.join(", "))
+                    })
                     .collect::<Vec<_>>()
                     .join("; ")
             };
