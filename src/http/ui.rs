@@ -276,6 +276,43 @@ fn csrf_holds(session: &Session, token: &str) -> bool {
     !token.is_empty() && same(&session.csrf, token)
 }
 
+/// A form posted from a signed-in page: the state, the user's session and
+/// the form, whose CSRF token must be the session's. Otherwise the answer:
+/// the sign-in page, or a refusal.
+async fn signed_in_post<T: for<'de> Deserialize<'de> + HasCsrf>(
+    live: &Live,
+    request: Request,
+) -> Result<(Arc<AppState>, Arc<AppPasswords>, Session, T), Response> {
+    let state = live.load();
+    let passwords = passwords(&state)?;
+    let headers = request.headers().clone();
+    let Some(session) = session(&passwords, &headers).await? else {
+        return Err(redirect(&format!("{}/", passwords.config.path())));
+    };
+    let form: T = read_form(request).await?;
+    if !csrf_holds(&session, form.csrf()) {
+        return Err(csrf_refused());
+    }
+    Ok((state, passwords, session, form))
+}
+
+/// A form with a CSRF token.
+trait HasCsrf {
+    fn csrf(&self) -> &str;
+}
+
+impl HasCsrf for CreateForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl HasCsrf for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 fn csrf_refused() -> Response {
     message(
         StatusCode::FORBIDDEN,
@@ -865,24 +902,11 @@ struct Created<'a> {
 }
 
 async fn create(State(live): State<Arc<Live>>, request: Request) -> Response {
-    let state = live.load();
-    let passwords = match passwords(&state) {
-        Ok(p) => p,
+    let (state, passwords, session, form) = match signed_in_post::<CreateForm>(&live, request).await
+    {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
-    let headers = request.headers().clone();
-    let session = match session(&passwords, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return redirect(&format!("{}/", passwords.config.path())),
-        Err(r) => return r,
-    };
-    let form: CreateForm = match read_form(request).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if !csrf_holds(&session, &form.csrf) {
-        return csrf_refused();
-    }
     let days: u64 = match form.days.trim().parse() {
         Ok(d) => d,
         Err(_) => {
@@ -975,24 +999,10 @@ async fn revoke(
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    let state = live.load();
-    let passwords = match passwords(&state) {
-        Ok(p) => p,
+    let (_, passwords, session, form) = match signed_in_post::<CsrfForm>(&live, request).await {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
-    let headers = request.headers().clone();
-    let session = match session(&passwords, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return redirect(&format!("{}/", passwords.config.path())),
-        Err(r) => return r,
-    };
-    let form: CsrfForm = match read_form(request).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if !csrf_holds(&session, &form.csrf) {
-        return csrf_refused();
-    }
     let admin = session.admin_now(&passwords).await;
     match passwords.revoke(&id, &session.identity(), admin).await {
         Ok(password) => {
@@ -1024,24 +1034,10 @@ async fn revoke(
 }
 
 async fn sign_out(State(live): State<Arc<Live>>, request: Request) -> Response {
-    let state = live.load();
-    let passwords = match passwords(&state) {
-        Ok(p) => p,
+    let (_, passwords, session, _) = match signed_in_post::<CsrfForm>(&live, request).await {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
-    let headers = request.headers().clone();
-    let session = match session(&passwords, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return redirect(&format!("{}/", passwords.config.path())),
-        Err(r) => return r,
-    };
-    let form: CsrfForm = match read_form(request).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if !csrf_holds(&session, &form.csrf) {
-        return csrf_refused();
-    }
     // The sealed cookie stays valid until its expiry: the session is
     // ended server-side, and ended sessions past their expiry forgotten.
     let store = passwords.store();

@@ -120,6 +120,23 @@ async fn sign_in(state: &Arc<AppState>, jar: &mut Jar, user: &str, password: &st
     csrf(&home)
 }
 
+/// The id part of an app password (`rga_<id>_<secret>`).
+fn id_of(secret: &str) -> String {
+    let rest = secret.strip_prefix("rga_").expect("an app password");
+    rest.split('_').next().unwrap().to_owned()
+}
+
+/// Presses "Revoke" on app password `id`.
+async fn revoke(state: &Arc<AppState>, jar: &mut Jar, id: &str, csrf: &str) -> Reply {
+    submit(
+        state,
+        jar,
+        &format!("/ui/passwords/{id}/revoke"),
+        &[("csrf", csrf)],
+    )
+    .await
+}
+
 /// Every action ticked on the page, no pattern: all of the owner's access.
 const ALL: &[&str] = &["pull", "push", "delete"];
 
@@ -301,20 +318,8 @@ async fn the_page_refuses_forged_forms_and_ended_sessions() {
 
     // an app password made, then a revocation of someone else's: not found
     let secret = create(&state, &mut writer, &token, "laptop", "", &["pull"]).await;
-    let id = secret
-        .strip_prefix("rga_")
-        .unwrap()
-        .split('_')
-        .next()
-        .unwrap()
-        .to_owned();
-    let r = submit(
-        &state,
-        &mut reader,
-        &format!("/ui/passwords/{id}/revoke"),
-        &[("csrf", &readers_token)],
-    )
-    .await;
+    let id = id_of(&secret);
+    let r = revoke(&state, &mut reader, &id, &readers_token).await;
     // reader is an admin (admin_groups = local:readers): may revoke it;
     // writer is not, and sees no admin page
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
@@ -477,20 +482,19 @@ async fn app_passwords_keep_to_their_scope_owner_and_expiry() {
     // past its expiry it is refused (its record says so; the page would
     // never make one that short)
     let soon = create(&state, &mut jar, &token, "soon", "", ALL).await;
-    let id = soon
-        .strip_prefix("rga_")
-        .unwrap()
-        .split('_')
-        .next()
-        .unwrap();
+    let id = id_of(&soon);
     let store = state.app_passwords.as_ref().unwrap().store().clone();
-    let record = store.get_record("app_password", id).await.unwrap().unwrap();
+    let record = store
+        .get_record("app_password", &id)
+        .await
+        .unwrap()
+        .unwrap();
     let mut record: serde_json::Value = serde_json::from_str(&record).unwrap();
     // a registry token never outlives the app password behind it
     let ends = regauth_providers::clock::unix_seconds() + 100;
     record["expires"] = serde_json::json!(ends);
     store
-        .put_record("app_password", id, &record.to_string())
+        .put_record("app_password", &id, &record.to_string())
         .await
         .unwrap();
     let last = token_for(&state, "writer", &soon, push).await;
@@ -504,7 +508,7 @@ async fn app_passwords_keep_to_their_scope_owner_and_expiry() {
     tokio::time::sleep(Duration::from_millis(1100)).await; // the verdict TTL
     record["expires"] = serde_json::json!(regauth_providers::clock::unix_seconds() - 1);
     store
-        .put_record("app_password", id, &record.to_string())
+        .put_record("app_password", &id, &record.to_string())
         .await
         .unwrap();
     token_for(&state, "writer", &soon, push)
@@ -698,13 +702,7 @@ async fn replicas_share_app_passwords_through_redis() {
     let mut jar = Jar::default();
     let token = sign_in(&a, &mut jar, "writer", "writer-pw").await;
     let secret = create(&a, &mut jar, &token, "shared", "", ALL).await;
-    let id = secret
-        .strip_prefix("rga_")
-        .unwrap()
-        .split('_')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = id_of(&secret);
     let pull = "repository:team/app:pull";
     assert_eq!(
         token_for(&b, "writer", &secret, pull).await.actions(),
@@ -713,13 +711,7 @@ async fn replicas_share_app_passwords_through_redis() {
     // the session made on A is a session on B
     let listed = page(&b, &mut jar, "/ui/").await.text();
     assert!(listed.contains("shared"), "{listed}");
-    let r = submit(
-        &b,
-        &mut jar,
-        &format!("/ui/passwords/{id}/revoke"),
-        &[("csrf", &token)],
-    )
-    .await;
+    let r = revoke(&b, &mut jar, &id, &token).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
     tokio::time::sleep(Duration::from_millis(1200)).await;
     token_for(&a, "writer", &secret, pull)

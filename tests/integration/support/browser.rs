@@ -3,10 +3,8 @@
 //! `tests/ui/package-lock.json`) and Debian's chromium driven by
 //! playwright-core (`tests/ui/browser.mjs`). `tests/run` installs them.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use super::{free_port, require};
@@ -48,22 +46,7 @@ impl LoginIdp {
             .stderr(Stdio::null())
             .spawn()
             .expect("start the login IdP");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let ready = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the login IdP printed READY within 30 s");
-        let issuer = ready
-            .strip_prefix("READY ")
-            .expect("READY <issuer>")
-            .to_owned();
+        let (issuer, _) = super::ready_issuer(&mut child, "the login IdP");
         Self { issuer, child }
     }
 }

@@ -2,7 +2,7 @@
 //! with Keycloak-shaped hooks, pinned in `tests/oidc/package-lock.json`) on a
 //! free loopback port, stopped on drop. `tests/run` installs its packages.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -41,23 +41,8 @@ impl Idp {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the test IdP");
-        let stdout = child.stdout.take().unwrap();
         let stdin = child.stdin.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let ready = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the test IdP printed READY within 30 s");
-        let issuer = ready
-            .strip_prefix("READY ")
-            .expect("READY <issuer>")
-            .to_owned();
+        let (issuer, lines) = super::ready_issuer(&mut child, "the test IdP");
         Self {
             issuer,
             child,

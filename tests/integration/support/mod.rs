@@ -782,3 +782,32 @@ pub async fn podman(work: &Path, args: &[&str]) -> Run {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// Waits for a test server's `READY <issuer>` line on its stdout: the
+/// issuer, and the lines it prints after.
+pub fn ready_issuer(
+    child: &mut std::process::Child,
+    what: &str,
+) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead as _;
+    let stdout = child.stdout.take().expect("the server's stdout is piped");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let ready = lines
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{what} printed READY within 30 s"));
+    let issuer = ready
+        .strip_prefix("READY ")
+        .expect("READY <issuer>")
+        .to_owned();
+    (issuer, lines)
+}
