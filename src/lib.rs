@@ -491,7 +491,8 @@ pub fn tls_config(files: &config::TlsFiles) -> Result<Arc<rustls::ServerConfig>,
 /// Re-reads the whole configuration (providers, users files, rules, keys,
 /// TLS) and swaps in a new state. On any error the old state stays and
 /// the error names what is wrong. Settings of the socket itself
-/// (`server.listen`, the connection limits) need a restart.
+/// (`server.listen`, the connection limits) and the app-password page's
+/// path need a restart.
 pub fn reload(live: &Live, path: Option<&std::path::Path>) -> Result<Arc<AppState>, Error> {
     let config = Config::load(path)?;
     if config.providers.is_empty() {
@@ -503,6 +504,12 @@ pub fn reload(live: &Live, path: Option<&std::path::Path>) -> Result<Arc<AppStat
     {
         tracing::warn!(
             "server.listen and switching HTTPS on or off take effect at the next restart"
+        );
+    }
+    let page = |c: &Config| c.app_passwords.as_ref().map(|a| a.path().to_owned());
+    if page(&config).is_some() && page(&config) != page(&old.config) {
+        tracing::warn!(
+            "the app-password page's path (app_passwords.url, or turning it on) takes effect at the next restart"
         );
     }
     let providers = providers(&config)?;
