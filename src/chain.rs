@@ -172,6 +172,12 @@ impl Chain {
         self
     }
 
+    /// The failed-login throttle (the app-password page's sign-ins count
+    /// on it too).
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
     /// The providers, in the order they are asked.
     pub fn providers(&self) -> &[Arc<dyn IdentityProvider>] {
         &self.providers

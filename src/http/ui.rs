@@ -582,12 +582,11 @@ struct Callback {
     error: Option<String>,
 }
 
-async fn callback(
-    State(live): State<Arc<Live>>,
-    headers: HeaderMap,
-    query: Result<Query<Callback>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+async fn callback(State(live): State<Arc<Live>>, request: Request) -> Response {
     let state = live.load();
+    let ip = super::token::client_ip(&state, &request);
+    let headers = request.headers();
+    let query = Query::<Callback>::try_from_uri(request.uri());
     let passwords = match passwords(&state) {
         Ok(p) => p,
         Err(r) => return r,
@@ -607,7 +606,7 @@ async fn callback(
         tracing::info!(error = %Safe(error), "a browser sign-in was refused at the identity provider");
         return refused("The identity provider did not sign you in.");
     }
-    let signing_in = cookie(&headers, SIGNING_IN)
+    let signing_in = cookie(headers, SIGNING_IN)
         .and_then(|t| open::<SigningIn>(&passwords.pending, SIGNING_IN.as_bytes(), t))
         .filter(|s| s.exp > now());
     let (Some(signing_in), Some(code), Some(returned_state)) =
@@ -624,10 +623,37 @@ async fn callback(
     else {
         return refused("This sign-in's provider is no longer configured.");
     };
+    // A refused answer counts against the client network's failure
+    // budget, as a wrong password does: replaying a sign-in cookie with
+    // made-up codes cannot make the IdP's token endpoint work for free.
+    let throttle = state.chain.throttle();
+    let slot = match throttle.reserve_client(ip).await {
+        Ok(slot) => slot,
+        Err(crate::throttle::Held::Store(e)) => {
+            tracing::warn!(error = %e, "the failure throttle cannot be read");
+            return message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again shortly",
+                "Sign-ins cannot be checked right now.",
+            );
+        }
+        Err(_) => {
+            return message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed sign-ins",
+                "Wait a while and try again.",
+            )
+        }
+    };
     let redirect_uri = format!("{}/callback", passwords.config.url);
     let outcome = browser
         .finish(&redirect_uri, &signing_in.pending, returned_state, code)
         .await;
+    if matches!(outcome, Outcome::Rejected(_) | Outcome::NotMine) {
+        throttle.client_failed(slot);
+    } else {
+        throttle.client_released(slot).await;
+    }
     match outcome {
         Outcome::Authenticated(identity) => {
             let mut response = start_session(&passwords, &identity).await;

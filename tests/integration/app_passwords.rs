@@ -733,3 +733,43 @@ async fn replicas_share_app_passwords_through_redis() {
         "the secret never reaches a log line"
     );
 }
+
+/// A sign-in cookie replayed with made-up codes: each refused answer costs
+/// the client's failure budget, so the IdP's token endpoint is not asked
+/// without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_codes_on_the_callback_spend_the_clients_budget() {
+    let f = Fixture::new();
+    let ui = "http://127.0.0.1:9/ui";
+    let idp = LoginIdp::start(&format!("{ui}/callback"), "regauth-browser-secret");
+    let secret_file = f.path("client.secret");
+    std::fs::write(&secret_file, "regauth-browser-secret\n").unwrap();
+    let extra = format!(
+        "\n[[provider]]\nname = \"sso\"\nkind = \"oidc\"\nissuer = \"{}\"\nclient_id = \"regauth\"\nclient_secret_file = \"{}\"\nbrowser_login = true\naccess_tokens = false\ntimeout = \"5s\"\n\n[app_passwords]\nkey_file = \"{}\"\nurl = \"{ui}\"\n",
+        idp.issuer,
+        secret_file.display(),
+        f.path("app-passwords.key").display(),
+    );
+    let text = f
+        .config_text("127.0.0.1:0", &extra)
+        .replace("[cache]\n", "[cache]\nmax_client_failures = 3\n");
+    let state = f.state_with(&text);
+    let mut jar = Jar::default();
+    let begun = page(&state, &mut jar, "/ui/signin/sso").await;
+    assert_eq!(begun.status, StatusCode::SEE_OTHER, "{}", begun.text());
+    let location = begun.header("location").unwrap().to_owned();
+    let (_, query) = location.split_once('?').expect("a query");
+    let returned_state = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("the authorization URL has a state");
+    let callback = format!("/ui/callback?code=made-up&state={returned_state}");
+    for _ in 0..3 {
+        let mut replayed = jar.clone();
+        let r = page(&state, &mut replayed, &callback).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    }
+    let mut replayed = jar.clone();
+    let r = page(&state, &mut replayed, &callback).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+}
