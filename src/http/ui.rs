@@ -122,7 +122,19 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// A cookie's value, from the request's `Cookie` headers.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+/// A cookie's name: under https with the `__Host-` prefix, which a
+/// browser accepts only from this very host (Secure, `Path=/`, no
+/// `Domain`), so a sibling subdomain cannot plant a session or a form token.
+fn cookie_name(passwords: &AppPasswords, base: &str) -> String {
+    if passwords.config.https() {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
+    }
+}
+
+fn cookie<'h>(passwords: &AppPasswords, headers: &'h HeaderMap, base: &str) -> Option<&'h str> {
+    let name = cookie_name(passwords, base);
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -133,10 +145,16 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(|(_, v)| v)
 }
 
-/// A `Set-Cookie` value for the page's path; `max_age` zero deletes it.
-fn set_cookie(passwords: &AppPasswords, name: &str, value: &str, max_age: Duration) -> HeaderValue {
-    let built = cookie::Cookie::build((name, value))
-        .path(passwords.config.path().to_owned())
+/// A `Set-Cookie` value for the page's path (under https `/`, as the
+/// `__Host-` prefix requires); `max_age` zero deletes it.
+fn set_cookie(passwords: &AppPasswords, base: &str, value: &str, max_age: Duration) -> HeaderValue {
+    let path = if passwords.config.https() {
+        "/".to_owned()
+    } else {
+        passwords.config.path().to_owned()
+    };
+    let built = cookie::Cookie::build((cookie_name(passwords, base), value))
+        .path(path)
         .http_only(true)
         .same_site(cookie::SameSite::Lax)
         .secure(passwords.config.https())
@@ -255,7 +273,7 @@ async fn session(
     passwords: &AppPasswords,
     headers: &HeaderMap,
 ) -> Result<Option<Session>, Response> {
-    let Some(text) = cookie(headers, SESSION) else {
+    let Some(text) = cookie(passwords, headers, SESSION) else {
         return Ok(None);
     };
     let Some(session) = open::<Session>(&passwords.sessions, SESSION.as_bytes(), text) else {
@@ -347,7 +365,7 @@ fn sign_in_page(
         .collect();
     let form = !passwords.config.login_form.is_empty();
     // The form's CSRF token lives in its own sealed cookie.
-    let existing = cookie(headers, FORM)
+    let existing = cookie(passwords, headers, FORM)
         .and_then(|t| open::<FormToken>(&passwords.pending, FORM.as_bytes(), t))
         .filter(|t| t.exp > now() + 60);
     let (token, fresh) = match existing {
@@ -606,7 +624,7 @@ async fn callback(State(live): State<Arc<Live>>, request: Request) -> Response {
         tracing::info!(error = %Safe(error), "a browser sign-in was refused at the identity provider");
         return refused("The identity provider did not sign you in.");
     }
-    let signing_in = cookie(headers, SIGNING_IN)
+    let signing_in = cookie(&passwords, headers, SIGNING_IN)
         .and_then(|t| open::<SigningIn>(&passwords.pending, SIGNING_IN.as_bytes(), t))
         .filter(|s| s.exp > now());
     let (Some(signing_in), Some(code), Some(returned_state)) =
@@ -752,7 +770,7 @@ async fn form_sign_in(State(live): State<Arc<Live>>, request: Request) -> Respon
         Ok(f) => f,
         Err(r) => return r,
     };
-    let expected = cookie(&headers, FORM)
+    let expected = cookie(&passwords, &headers, FORM)
         .and_then(|t| open::<FormToken>(&passwords.pending, FORM.as_bytes(), t))
         .filter(|t| t.exp > now());
     if !expected.is_some_and(|t| !form.csrf.is_empty() && same(&t.csrf, &form.csrf)) {

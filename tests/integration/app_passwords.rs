@@ -773,3 +773,43 @@ async fn made_up_codes_on_the_callback_spend_the_clients_budget() {
     let r = page(&state, &mut replayed, &callback).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
 }
+
+/// Under https the page's cookies are `__Host-` cookies (Secure, `Path=/`,
+/// no Domain): a sibling subdomain cannot plant one, and a cookie without
+/// the prefix is no session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_https_the_cookies_are_host_only() {
+    let f = Fixture::new();
+    let state = f.state_with(&ui_config(&f, "url = \"https://auth.test/ui\"", ""));
+    let mut jar = Jar::default();
+    let form = page(&state, &mut jar, "/ui/").await;
+    let set: Vec<&str> = form
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(!set.is_empty());
+    for cookie in &set {
+        assert!(cookie.starts_with("__Host-regauth_"), "{cookie}");
+        for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+            assert!(
+                cookie.split("; ").any(|a| a == attribute),
+                "{attribute}: {cookie}"
+            );
+        }
+        assert!(!cookie.contains("Domain"), "{cookie}");
+    }
+    sign_in(&state, &mut jar, "writer", "writer-pw").await;
+    let session = jar
+        .0
+        .get("__Host-regauth_session")
+        .cloned()
+        .expect("a session");
+    let mut planted = Jar::default();
+    planted.0.insert("regauth_session".into(), session);
+    assert!(page(&state, &mut planted, "/ui/")
+        .await
+        .text()
+        .contains("Sign in"));
+}
