@@ -529,6 +529,44 @@ impl AppPasswords {
     }
 }
 
+/// Revokes the app passwords of `subject` (at any provider, any case) or,
+/// with `None`, everyone's, straight in the state backend: what `regauth
+/// tokens revoke` does when someone leaves or a key leaked. The revoked
+/// ones, each with an audit line.
+pub async fn revoke_every(
+    store: &dyn Store,
+    subject: Option<&str>,
+) -> Result<Vec<AppPassword>, StoreError> {
+    let mut revoked = Vec::new();
+    for (id, text) in store.records(PASSWORDS).await? {
+        let password = serde_json::from_str::<AppPassword>(&text).ok();
+        let theirs = subject.is_none_or(|s| {
+            password
+                .as_ref()
+                .is_some_and(|p| p.subject.eq_ignore_ascii_case(s.trim()))
+        });
+        if !theirs {
+            continue;
+        }
+        store.delete_record(PASSWORDS, &id).await?;
+        let _ = store.delete_record(LAST_USED, &id).await;
+        if let Some(password) = password {
+            tracing::info!(
+                target: "regauth::audit",
+                event = "app_password_revoked",
+                id = %password.id,
+                name = %Safe(&password.name),
+                subject = %Safe(&password.subject),
+                provider = %password.provider,
+                by = "regauth tokens revoke",
+                "app password revoked"
+            );
+            revoked.push(password);
+        }
+    }
+    Ok(revoked)
+}
+
 /// Checks repository limits: patterns that parse, known actions, a few.
 fn check_limits(limits: &[AccessLimit]) -> Result<(), AppPasswordError> {
     if limits.len() > MAX_LIMITS {

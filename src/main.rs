@@ -100,8 +100,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TokensCommand {
-    /// Revoke refresh tokens issued until now: one user's, or everyone's.
-    /// Takes effect on every replica that shares refresh_tokens.state_dir.
+    /// Revoke refresh tokens issued until now, and app passwords: one
+    /// user's, or everyone's. Takes effect on every replica that shares
+    /// the state backend (state.dir, or Redis).
     Revoke {
         #[arg(long, env = "REGAUTH_CONFIG")]
         config: Option<PathBuf>,
@@ -316,12 +317,24 @@ fn run(command: Command) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("state backend: {e}"))?;
                 store.revoke(subject, at).await.map_err(|e| {
                     anyhow::anyhow!("revoking in the {} state backend: {e}", store.backend())
-                })
+                })?;
+                match subject {
+                    Some(user) => println!("revoked the refresh tokens of {user} issued until now"),
+                    None => println!("revoked every refresh token issued until now"),
+                }
+                if config.app_passwords.is_some() {
+                    let revoked = regauth::app_passwords::revoke_every(store.as_ref(), subject)
+                        .await
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "revoking app passwords in the {} state backend: {e}",
+                                store.backend()
+                            )
+                        })?;
+                    println!("revoked {} app password(s)", revoked.len());
+                }
+                anyhow::Ok(())
             })?;
-            match subject {
-                Some(user) => println!("revoked the refresh tokens of {user} issued until now"),
-                None => println!("revoked every refresh token issued until now"),
-            }
             Ok(())
         }
     }

@@ -100,38 +100,58 @@ pub trait Store: Send + Sync {
 type RecordMap = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
 
 /// The embedded backend's records: in memory, and written through to
-/// `records.json` under `state.dir` when it has files.
+/// `records.json` under `state.dir` when it has files. The file is read
+/// again when its modification time changes, so a change made by another
+/// process (`regauth tokens revoke`) reaches a running server.
 struct Records {
     file: Option<std::path::PathBuf>,
-    /// `None` until the file has been read.
-    map: std::sync::Mutex<Option<RecordMap>>,
+    /// `None` until the file has been read; with the file's modification
+    /// time then.
+    map: std::sync::Mutex<Option<(Option<std::time::SystemTime>, RecordMap)>>,
 }
 
+type RecordsGuard<'a> =
+    std::sync::MutexGuard<'a, Option<(Option<std::time::SystemTime>, RecordMap)>>;
+
 impl Records {
-    /// The records, read from the file on first use.
-    fn loaded<'a>(
-        &self,
-        guard: &'a mut std::sync::MutexGuard<'_, Option<RecordMap>>,
-    ) -> Result<&'a mut RecordMap, StoreError> {
-        if guard.is_none() {
-            let loaded = match &self.file {
-                Some(path) => match std::fs::read(path) {
-                    Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+    /// The records, read from the file on first use and whenever it
+    /// changed since.
+    fn loaded<'a>(&self, guard: &'a mut RecordsGuard<'_>) -> Result<&'a mut RecordMap, StoreError> {
+        let Some(path) = &self.file else {
+            return Ok(&mut guard.get_or_insert_with(|| (None, RecordMap::new())).1);
+        };
+        let fail = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
+        let modified = match std::fs::metadata(path) {
+            Ok(meta) => Some(meta.modified().map_err(fail)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(fail(e)),
+        };
+        // A file rewritten within its timestamp's resolution keeps its
+        // time: a fresh one is read again.
+        let settled =
+            modified.is_none_or(|m| m.elapsed().is_ok_and(|age| age > Duration::from_secs(2)));
+        let current = guard
+            .as_ref()
+            .is_some_and(|(at, _)| *at == modified && settled);
+        if !current {
+            let map = match modified {
+                Some(_) => {
+                    let bytes = std::fs::read(path).map_err(fail)?;
+                    serde_json::from_slice(&bytes).map_err(|e| {
                         StoreError(format!("{}: not a records file: {e}", path.display()))
-                    })?,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => RecordMap::new(),
-                    Err(e) => return Err(StoreError(format!("{}: {e}", path.display()))),
-                },
+                    })?
+                }
                 None => RecordMap::new(),
             };
-            **guard = Some(loaded);
+            **guard = Some((modified, map));
         }
         guard
             .as_mut()
+            .map(|(_, map)| map)
             .ok_or_else(|| StoreError("the records are not loaded".into()))
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Option<RecordMap>>, StoreError> {
+    fn lock(&self) -> Result<RecordsGuard<'_>, StoreError> {
         self.map
             .lock()
             .map_err(|_| StoreError("the records lock is poisoned".into()))
@@ -156,7 +176,8 @@ impl Records {
         let (answer, changed) = change(&mut next);
         if changed {
             write_atomically(path, &next)?;
-            *map = next;
+            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            *guard = Some((modified, next));
         }
         Ok(answer)
     }
@@ -171,7 +192,12 @@ fn write_atomically(path: &Path, map: &RecordMap) -> Result<(), StoreError> {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
     let text = serde_json::to_vec(map).map_err(|e| StoreError(e.to_string()))?;
-    let temporary = path.with_extension("json.tmp");
+    // One temporary file per writer (the server, `regauth tokens revoke`).
+    let temporary = path.with_extension(format!(
+        "json.{}.{}.tmp",
+        std::process::id(),
+        regauth_providers::clock::unix_millis()
+    ));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -813,3 +813,58 @@ async fn under_https_the_cookies_are_host_only() {
         .text()
         .contains("Sign in"));
 }
+
+/// Offboarding: `regauth tokens revoke --user` also revokes that user's app
+/// passwords, and a running server with the embedded backend honours it
+/// (it reads the records file again when it changes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_revoke_ends_a_users_app_passwords_on_a_running_server() {
+    let f = Fixture::new();
+    let text = ui_config(&f, "", "verdict_ttl = \"1s\"");
+    let config_path = f.path("regauth.toml");
+    std::fs::write(&config_path, &text).unwrap();
+    let state = f.state_with(&text);
+    let mut jar = Jar::default();
+    let token = sign_in(&state, &mut jar, "writer", "writer-pw").await;
+    let writers = create(&state, &mut jar, &token, "laptop", "", ALL).await;
+    let mut jar = Jar::default();
+    let token = sign_in(&state, &mut jar, "reader", "reader-pw").await;
+    let readers = create(&state, &mut jar, &token, "laptop", "", ALL).await;
+    let pull = "repository:team/app:pull";
+    assert_eq!(
+        token_for(&state, "writer", &writers, pull).await.status,
+        StatusCode::OK
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
+        .args([
+            "tokens",
+            "revoke",
+            "--config",
+            config_path.to_str().unwrap(),
+            "--user",
+            "writer",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("revoked 1 app password"), "{said}");
+    tokio::time::sleep(Duration::from_millis(1200)).await; // the verdict TTL
+    token_for(&state, "writer", &writers, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        token_for(&state, "reader", &readers, pull).await.status,
+        StatusCode::OK
+    );
+    let everyone = page(&state, &mut jar, "/ui/admin").await.text();
+    assert!(
+        everyone.contains("reader (local)") && !everyone.contains("writer (local)"),
+        "{everyone}"
+    );
+}
