@@ -131,6 +131,13 @@ pub enum AppPasswordError {
     /// No randomness for a secret.
     #[error("no randomness for a secret")]
     Random,
+    /// The owner's provider no longer vouches for them (gone, locked,
+    /// offboarded): a session does not outlive its account.
+    #[error("your account cannot be confirmed: sign in again")]
+    Owner,
+    /// The owner's provider cannot be asked now.
+    #[error("your account cannot be checked right now")]
+    OwnerUnavailable,
 }
 
 /// App passwords: their records, their checks, and the sign-ins behind
@@ -186,11 +193,25 @@ fn owner_key(provider: &str, subject: &str) -> String {
     format!("{provider}:{subject}")
 }
 
+/// Whether `who` owns `password`: the same provider and name, and the
+/// same account where both know it (a new account under an old name does
+/// not see the old one's).
+fn owns(who: &Identity, password: &AppPassword) -> bool {
+    who.provider == password.provider
+        && who.subject == password.subject
+        && match (&who.account_id, &password.account) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
+}
+
 /// Formatting characters (bidirectional overrides, zero-width marks) that
 /// could make a name look like another.
 fn invisible(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+        || matches!(c, '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{180b}'..='\u{180f}'
+            | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{ffa0}' | '\u{e0000}'..='\u{e0fff}'
+            | '\u{200b}'..='\u{200f}'
             | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
 
@@ -251,8 +272,18 @@ impl AppPasswords {
             return Err(AppPasswordError::Lifetime(max_days.max(1)));
         }
         check_limits(&limit)?;
+        // The account as its provider (or its last sign-in) sees it now:
+        // a session of someone locked or offboarded mints nothing.
+        match self
+            .current(&owner.provider, &owner.subject, owner.account_id.as_deref())
+            .await
+        {
+            Ok(_) => {}
+            Err(Outcome::Unavailable(_)) => return Err(AppPasswordError::OwnerUnavailable),
+            Err(_) => return Err(AppPasswordError::Owner),
+        }
         let _one_at_a_time = self.creating.lock().await;
-        let mine = self.list(Some((&owner.provider, &owner.subject))).await?;
+        let mine = self.list(Some(owner)).await?;
         if mine.len() >= self.config.max_per_user {
             return Err(AppPasswordError::TooMany(mine.len()));
         }
@@ -278,7 +309,7 @@ impl AppPasswords {
 
     /// App passwords of one owner, or everyone's (`None`), newest first;
     /// expired ones are left out and deleted.
-    pub async fn list(&self, owner: Option<(&str, &str)>) -> Result<Vec<Listed>, AppPasswordError> {
+    pub async fn list(&self, owner: Option<&Identity>) -> Result<Vec<Listed>, AppPasswordError> {
         let used: BTreeMap<String, u64> = self
             .store
             .records(LAST_USED)
@@ -297,9 +328,7 @@ impl AppPasswords {
                 self.forget(&id).await;
                 continue;
             }
-            let theirs = owner.is_none_or(|(provider, subject)| {
-                password.provider == provider && password.subject == subject
-            });
+            let theirs = owner.is_none_or(|owner| owns(owner, &password));
             if theirs {
                 out.push(Listed {
                     last_used: used.get(&id).copied(),
@@ -331,7 +360,7 @@ impl AppPasswords {
         let password = found
             .and_then(|text| serde_json::from_str::<AppPassword>(&text).ok())
             .ok_or(AppPasswordError::NotFound)?;
-        let theirs = password.provider == by.provider && password.subject == by.subject;
+        let theirs = owns(by, &password);
         if !(theirs || admin) {
             return Err(AppPasswordError::NotFound);
         }
@@ -562,6 +591,17 @@ pub async fn revoke_every(
                 "app password revoked"
             );
             revoked.push(password);
+        }
+    }
+    // Their sign-ins too: what stood in for an OIDC provider is gone, so
+    // a page session still open can mint nothing new.
+    for (key, _) in store.records(SIGN_INS).await? {
+        let theirs = subject.is_none_or(|s| {
+            key.split_once(':')
+                .is_some_and(|(_, who)| who.eq_ignore_ascii_case(s.trim()))
+        });
+        if theirs {
+            store.delete_record(SIGN_INS, &key).await?;
         }
     }
     Ok(revoked)

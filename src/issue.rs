@@ -262,14 +262,20 @@ pub async fn issue(state: &AppState, request: TokenRequest<'_>) -> Result<Issued
         .collect();
     let lifetime = config.token.lifetime_for(service).as_secs();
     // A token never outlives the credential behind it (an app password,
-    // a CI job's token, a robot's last day).
-    let expires_in = principal
+    // a CI job's token, a robot's last day); one already at its end (a
+    // JWT inside the clock leeway) gets none.
+    let left = principal
         .identity()
         .and_then(|id| id.expires_at)
-        .map_or(lifetime, |at| {
-            let left = at.saturating_sub(u64::try_from(token::now()).unwrap_or_default());
-            left.clamp(1, lifetime)
+        .map(|at| at.saturating_sub(u64::try_from(token::now()).unwrap_or_default()));
+    if left == Some(0) {
+        return Err(Refusal::Unauthorized {
+            reason: "the credential has expired".into(),
+            user_action: Some("the password or token has expired".into()),
+            realm: state.realm.clone(),
         });
+    }
+    let expires_in = left.map_or(lifetime, |left| left.min(lifetime));
     let (token, reused) = sign_or_reuse(
         state,
         &principal,

@@ -331,6 +331,24 @@ fn run(command: Command) -> anyhow::Result<()> {
                                 store.backend()
                             )
                         })?;
+                    // The app passwords matched the name in any case:
+                    // the refresh tokens of those very subjects end too.
+                    let mut others: Vec<&str> = revoked
+                        .iter()
+                        .map(|p| p.subject.as_str())
+                        .filter(|s| subject.is_some_and(|u| u != *s))
+                        .collect();
+                    others.sort_unstable();
+                    others.dedup();
+                    for other in others {
+                        store.revoke(Some(other), at).await.map_err(|e| {
+                            anyhow::anyhow!(
+                                "revoking in the {} state backend: {e}",
+                                store.backend()
+                            )
+                        })?;
+                        println!("revoked the refresh tokens of {other} issued until now");
+                    }
                     println!("revoked {} app password(s)", revoked.len());
                 }
                 anyhow::Ok(())

@@ -101,6 +101,8 @@ impl Claims {
         identity.kind = snapshot.kind;
         identity.claims = snapshot.claims.clone();
         identity.renewal = Renewal::Snapshot { until: self.exp };
+        // Its registry tokens end with it (a JWT login's `exp`, at most).
+        identity.expires_at = Some(self.exp);
         Some(identity)
     }
 }

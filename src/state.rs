@@ -168,6 +168,13 @@ impl Records {
     /// revocation that failed cannot look done and come back later).
     fn write<T>(&self, change: impl FnOnce(&mut RecordMap) -> (T, bool)) -> Result<T, StoreError> {
         let mut guard = self.lock()?;
+        // Another process (`regauth tokens revoke`) writes this file too:
+        // an advisory lock over read-change-write keeps either from
+        // undoing the other.
+        let _locked = match &self.file {
+            Some(path) => Some(lock_file(path)?),
+            None => None,
+        };
         let map = self.loaded(&mut guard)?;
         let Some(path) = &self.file else {
             return Ok(change(map).0);
@@ -185,6 +192,26 @@ impl Records {
 
 /// Writes `map` to `path` through a temporary file and a rename, so a
 /// crash leaves the old file or the new one, never half of either.
+/// An exclusive advisory lock on `path`'s `.lock` file, held until the
+/// file handle is dropped.
+fn lock_file(path: &Path) -> Result<std::fs::File, StoreError> {
+    let lock = path.with_extension("json.lock");
+    let fail = |e: std::io::Error| StoreError(format!("{}: {e}", lock.display()));
+    if let Some(dir) = lock.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let file = options.open(&lock).map_err(fail)?;
+    file.lock().map_err(fail)?;
+    Ok(file)
+}
+
 fn write_atomically(path: &Path, map: &RecordMap) -> Result<(), StoreError> {
     use std::io::Write as _;
     let fail = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
@@ -192,23 +219,26 @@ fn write_atomically(path: &Path, map: &RecordMap) -> Result<(), StoreError> {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
     let text = serde_json::to_vec(map).map_err(|e| StoreError(e.to_string()))?;
-    // One temporary file per writer (the server, `regauth tokens revoke`).
-    let temporary = path.with_extension(format!(
-        "json.{}.{}.tmp",
-        std::process::id(),
-        regauth_providers::clock::unix_millis()
-    ));
+    // One new temporary file per write, never shared with another writer.
+    let unique =
+        crate::token::random_id().map_err(|e| StoreError(format!("no randomness: {e}")))?;
+    let temporary = path.with_extension(format!("json.{unique}.tmp"));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut file = options.open(&temporary).map_err(fail)?;
-    file.write_all(&text).map_err(fail)?;
-    file.sync_all().map_err(fail)?;
-    std::fs::rename(&temporary, path).map_err(fail)
+    let written = options.open(&temporary).and_then(|mut file| {
+        file.write_all(&text)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written.map_err(fail)
 }
 
 /// Builds the configured backend. A Redis backend connects lazily, so

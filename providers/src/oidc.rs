@@ -728,7 +728,13 @@ impl Oidc {
             tracing::warn!(provider = %self.name, claims = ?missing, "tokens lack a configured groups claim; in Keycloak, add a \"Group Membership\" mapper (full group path) to the client's dedicated scope");
         }
         let mut identity = Identity::new(username, self.name.clone()).with_groups(groups);
-        identity.expires_at = claims.get("exp").and_then(Value::as_u64);
+        // A token presented as the password ends with its `exp`; after a
+        // password grant the credential is the password, and the access
+        // token regauth got for it says nothing about registry tokens.
+        identity.expires_at = match via {
+            Via::Token => claims.get("exp").and_then(Value::as_u64),
+            Via::PasswordGrant | Via::Browser => None,
+        };
         identity.account_id = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
         identity.proof = match via {
             Via::PasswordGrant => crate::Proof::Password,

@@ -496,10 +496,7 @@ async fn home_page(
     status: StatusCode,
     error: Option<String>,
 ) -> Response {
-    let listed = match passwords
-        .list(Some((&session.provider, &session.subject)))
-        .await
-    {
+    let listed = match passwords.list(Some(&session.identity())).await {
         Ok(l) => l,
         Err(e) => return unavailable(&e),
     };
@@ -634,44 +631,37 @@ async fn callback(State(live): State<Arc<Live>>, request: Request) -> Response {
             "This sign-in was not started in this browser, or took too long. Start again.",
         );
     };
-    let Some(browser) = state
+    if state
         .chain
         .provider(&signing_in.provider)
         .and_then(|p| p.browser_login())
-    else {
+        .is_none()
+    {
         return refused("This sign-in's provider is no longer configured.");
-    };
-    // A refused answer counts against the client network's failure
-    // budget, as a wrong password does: replaying a sign-in cookie with
-    // made-up codes cannot make the IdP's token endpoint work for free.
-    let throttle = state.chain.throttle();
-    let slot = match throttle.reserve_client(ip).await {
-        Ok(slot) => slot,
-        Err(crate::throttle::Held::Store(e)) => {
-            tracing::warn!(error = %e, "the failure throttle cannot be read");
+    }
+    // In a task of its own: a client hanging up mid-exchange cannot take
+    // its failure back.
+    let finishing = tokio::spawn(finish_counted(
+        state.clone(),
+        signing_in.provider.clone(),
+        format!("{}/callback", passwords.config.url),
+        signing_in.pending.clone(),
+        returned_state.to_owned(),
+        code.to_owned(),
+        ip,
+    ));
+    let outcome = match finishing.await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(response)) => return response,
+        Err(e) => {
+            tracing::error!(error = %e, "a browser sign-in task failed");
             return message(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Try again shortly",
-                "Sign-ins cannot be checked right now.",
+                "The sign-in could not finish.",
             );
         }
-        Err(_) => {
-            return message(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many failed sign-ins",
-                "Wait a while and try again.",
-            )
-        }
     };
-    let redirect_uri = format!("{}/callback", passwords.config.url);
-    let outcome = browser
-        .finish(&redirect_uri, &signing_in.pending, returned_state, code)
-        .await;
-    if matches!(outcome, Outcome::Rejected(_) | Outcome::NotMine) {
-        throttle.client_failed(slot);
-    } else {
-        throttle.client_released(slot).await;
-    }
     match outcome {
         Outcome::Authenticated(identity) => {
             let mut response = start_session(&passwords, &identity).await;
@@ -695,6 +685,56 @@ async fn callback(State(live): State<Arc<Live>>, request: Request) -> Response {
         }
         Outcome::NotMine => refused("The identity provider did not sign you in."),
     }
+}
+
+/// Finishes a browser sign-in at its provider, counted by the client
+/// network's failure budget: a refused answer counts as a wrong password
+/// does, so a replayed sign-in cookie with made-up codes cannot keep the
+/// IdP's token endpoint busy for free.
+async fn finish_counted(
+    state: Arc<AppState>,
+    provider: String,
+    redirect_uri: String,
+    pending: PendingLogin,
+    returned_state: String,
+    code: String,
+    ip: IpAddr,
+) -> Result<Outcome, Response> {
+    let Some(browser) = state
+        .chain
+        .provider(&provider)
+        .and_then(|p| p.browser_login())
+    else {
+        return Ok(Outcome::NotMine);
+    };
+    let throttle = state.chain.throttle();
+    let slot = match throttle.reserve_client(ip).await {
+        Ok(slot) => slot,
+        Err(crate::throttle::Held::Store(e)) => {
+            tracing::warn!(error = %e, "the failure throttle cannot be read");
+            return Err(message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again shortly",
+                "Sign-ins cannot be checked right now.",
+            ));
+        }
+        Err(_) => {
+            return Err(message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed sign-ins",
+                "Wait a while and try again.",
+            ))
+        }
+    };
+    let outcome = browser
+        .finish(&redirect_uri, &pending, &returned_state, &code)
+        .await;
+    if matches!(outcome, Outcome::Rejected(_) | Outcome::NotMine) {
+        throttle.client_failed(slot);
+    } else {
+        throttle.client_released(slot).await;
+    }
+    Ok(outcome)
 }
 
 /// Keeps the sign-in's groups, then answers with a new session.
@@ -843,6 +883,7 @@ async fn sign_in_with_password(
         Verdict::Authenticated { identity, .. }
             if passwords.config.login_form.contains(&identity.provider)
                 && identity.proof == regauth_providers::Proof::Password
+                && identity.kind == regauth_providers::Kind::User
                 && identity.limit.is_none() =>
         {
             Ok((*identity).clone())
@@ -1018,6 +1059,11 @@ async fn create(State(live): State<Arc<Live>>, request: Request) -> Response {
         }
         Err(AppPasswordError::Store(e)) => unavailable(&AppPasswordError::Store(e)),
         Err(AppPasswordError::Random) => unavailable(&AppPasswordError::Random),
+        Err(AppPasswordError::OwnerUnavailable) => message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Try again shortly",
+            "Your account cannot be checked right now.",
+        ),
         Err(e) => {
             home_page(
                 &passwords,

@@ -618,10 +618,16 @@ async fn the_password_form_takes_passwords_and_keeps_to_the_actions_ticked() {
         "\n[app_passwords]\nkey_file = \"{}\"\nlogin_form = [\"keycloak\"]\n",
         f.path("app-passwords.key").display()
     );
-    let state = f.state(&format!(
-        "{}\n[[rule]]\ngroups = [\"keycloak:platform/core\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n{section}",
-        idp.provider_toml("keycloak", "introspection = true")
-    ));
+    let text = f.config_text(
+        "127.0.0.1:0",
+        &format!(
+            "{}\n[[rule]]\ngroups = [\"keycloak:platform/core\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n{section}",
+            idp.provider_toml("keycloak", "introspection = true")
+        ),
+    ).replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
+    let config_path = f.path("regauth.toml");
+    std::fs::write(&config_path, &text).unwrap();
+    let state = f.state_with(&text);
     // an opaque access token under the introspection username: a good
     // login at /auth, but no session on the page
     let push = "repository:platform/app:pull,push";
@@ -683,6 +689,44 @@ async fn the_password_form_takes_passwords_and_keeps_to_the_actions_ticked() {
     )
     .await;
     assert_eq!(none.status, StatusCode::BAD_REQUEST, "{}", none.text());
+
+    // offboarded (`regauth tokens revoke --user kate`): her app passwords
+    // end, and the page session she still has mints no new one (her
+    // sign-in, which stood in for the IdP, is gone)
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
+        .args([
+            "tokens",
+            "revoke",
+            "--config",
+            config_path.to_str().unwrap(),
+            "--user",
+            "KATE",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    token_for(&state, "kate", &full, push)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    let again = submit(
+        &state,
+        &mut jar,
+        "/ui/passwords",
+        &[
+            ("csrf", &token),
+            ("name", "again"),
+            ("days", "30"),
+            ("actions", "pull"),
+        ],
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", again.text());
+    assert!(again.text().contains("sign in again"), "{}", again.text());
 }
 
 /// Two replicas sharing Redis and the key files: an app password made on

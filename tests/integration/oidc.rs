@@ -319,3 +319,34 @@ async fn opaque_tokens_are_introspected_under_the_agreed_username() {
         ["push"]
     );
 }
+
+/// A registry token ends with the credential behind it: a JWT presented as
+/// the password caps it at its `exp`; after a password grant the
+/// credential is the password, and the token gets the full lifetime
+/// whatever the IdP's access token says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_logins_get_the_full_lifetime_and_jwts_end_with_their_exp() {
+    let idp = Idp::start();
+    let f = Fixture::new();
+    let text = f
+        .config_text("127.0.0.1:0", &config(&idp))
+        .replace("[token]\n", "[token]\nlifetime = \"2h\"\n");
+    let state = f.state_with(&text);
+    let kate = token_for(&state, "kate", "kate-pw", "repository:platform/app:pull").await;
+    assert_eq!(kate.json()["expires_in"], 7200, "{}", kate.text());
+    let gha = idp.client_token("gha-acme-app", "gha-secret").await;
+    let ci = token_for(&state, "github-actions", &gha, "repository:acme/app:pull").await;
+    let jwt_exp = {
+        use base64::Engine as _;
+        let part = gha.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["exp"]
+            .as_u64()
+            .unwrap()
+    };
+    let (_, claims) = ci.token();
+    assert!(claims["exp"].as_u64().unwrap() <= jwt_exp, "{claims}");
+    assert!(ci.json()["expires_in"].as_u64().unwrap() <= 3600);
+}
