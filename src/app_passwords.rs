@@ -81,6 +81,27 @@ pub struct AppPassword {
     digest: String,
 }
 
+impl AppPassword {
+    /// One audit line about this app password (never its secret): `event`
+    /// (`app_password_created`, `_used`, `_revoked`), and `by` whom when
+    /// not its owner (empty otherwise).
+    pub fn audit(&self, event: &'static str, by: &str) {
+        tracing::info!(
+            target: "regauth::audit",
+            event,
+            id = %self.id,
+            name = %Safe(&self.name),
+            subject = %Safe(&self.subject),
+            provider = %self.provider,
+            expires = self.expires,
+            limited = !self.limit.is_empty(),
+            by = %Safe(by),
+            "{}",
+            event.replace('_', " ")
+        );
+    }
+}
+
 /// An app password with its last use, for the page.
 #[derive(Clone, Debug)]
 pub struct Listed {
@@ -485,15 +506,7 @@ impl AppPasswords {
         {
             tracing::warn!(id = %password.id, error = %e, "could not record an app password's use");
         }
-        tracing::info!(
-            target: "regauth::audit",
-            event = "app_password_used",
-            id = %password.id,
-            name = %Safe(&password.name),
-            subject = %Safe(&password.subject),
-            provider = %password.provider,
-            "app password used"
-        );
+        password.audit("app_password_used", "");
         Outcome::Authenticated(identity)
     }
 
@@ -580,16 +593,7 @@ pub async fn revoke_every(
         store.delete_record(PASSWORDS, &id).await?;
         let _ = store.delete_record(LAST_USED, &id).await;
         if let Some(password) = password {
-            tracing::info!(
-                target: "regauth::audit",
-                event = "app_password_revoked",
-                id = %password.id,
-                name = %Safe(&password.name),
-                subject = %Safe(&password.subject),
-                provider = %password.provider,
-                by = "regauth tokens revoke",
-                "app password revoked"
-            );
+            password.audit("app_password_revoked", "regauth tokens revoke");
             revoked.push(password);
         }
     }

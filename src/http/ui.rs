@@ -1027,17 +1027,7 @@ async fn create(State(live): State<Arc<Live>>, request: Request) -> Response {
     let owner = session.identity();
     match passwords.create(&owner, &form.name, lifetime, limit).await {
         Ok((password, secret)) => {
-            tracing::info!(
-                target: "regauth::audit",
-                event = "app_password_created",
-                id = %password.id,
-                name = %Safe(&password.name),
-                subject = %Safe(&password.subject),
-                provider = %password.provider,
-                expires = password.expires,
-                limited = !password.limit.is_empty(),
-                "app password created"
-            );
+            password.audit("app_password_created", "");
             let registry = state
                 .config
                 .token
@@ -1096,16 +1086,9 @@ async fn revoke(
     let admin = session.admin_now(&passwords).await;
     match passwords.revoke(&id, &session.identity(), admin).await {
         Ok(password) => {
-            tracing::info!(
-                target: "regauth::audit",
-                event = "app_password_revoked",
-                id = %password.id,
-                name = %Safe(&password.name),
-                subject = %Safe(&password.subject),
-                provider = %password.provider,
-                by = %Safe(&session.subject),
-                by_provider = %session.provider,
-                "app password revoked"
+            password.audit(
+                "app_password_revoked",
+                &format!("{} ({})", session.subject, session.provider),
             );
             let back = if form.back == "admin" && admin {
                 format!("{}/admin", passwords.config.path())

@@ -120,6 +120,22 @@ async fn sign_in(state: &Arc<AppState>, jar: &mut Jar, user: &str, password: &st
     csrf(&home)
 }
 
+/// `regauth tokens revoke --user USER` with this configuration, as an
+/// operator runs it beside the server.
+fn tokens_revoke(config: &std::path::Path, user: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
+        .args([
+            "tokens",
+            "revoke",
+            "--config",
+            config.to_str().unwrap(),
+            "--user",
+            user,
+        ])
+        .output()
+        .unwrap()
+}
+
 /// The id part of an app password (`rga_<id>_<secret>`).
 fn id_of(secret: &str) -> String {
     let rest = secret.strip_prefix("rga_").expect("an app password");
@@ -693,17 +709,7 @@ async fn the_password_form_takes_passwords_and_keeps_to_the_actions_ticked() {
     // offboarded (`regauth tokens revoke --user kate`): her app passwords
     // end, and the page session she still has mints no new one (her
     // sign-in, which stood in for the IdP, is gone)
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
-        .args([
-            "tokens",
-            "revoke",
-            "--config",
-            config_path.to_str().unwrap(),
-            "--user",
-            "KATE",
-        ])
-        .output()
-        .unwrap();
+    let out = tokens_revoke(&config_path, "KATE");
     assert!(
         out.status.success(),
         "{}",
@@ -880,17 +886,7 @@ async fn tokens_revoke_ends_a_users_app_passwords_on_a_running_server() {
         StatusCode::OK
     );
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
-        .args([
-            "tokens",
-            "revoke",
-            "--config",
-            config_path.to_str().unwrap(),
-            "--user",
-            "writer",
-        ])
-        .output()
-        .unwrap();
+    let out = tokens_revoke(&config_path, "writer");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
