@@ -55,7 +55,8 @@ pub struct FakeGitea {
     pub addr: SocketAddr,
     pub calls: Arc<Calls>,
     tokens: Arc<Mutex<HashMap<String, Token>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Stops the server when dropped.
+    _served: super::Served,
 }
 
 const PER_PAGE: usize = 2;
@@ -283,19 +284,12 @@ impl FakeGitea {
             .route("/api/v1/user/orgs", get(orgs))
             .route("/api/v1/user/teams", get(teams))
             .with_state(shared);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let served = super::Served::start(listener, app);
         Self {
             addr,
             calls,
             tokens,
-            stop: Some(stop),
+            _served: served,
         }
     }
 
@@ -309,13 +303,5 @@ impl FakeGitea {
 
     pub fn user_calls(&self) -> usize {
         self.calls.user.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for FakeGitea {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }

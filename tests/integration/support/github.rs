@@ -56,7 +56,8 @@ pub struct FakeGitHub {
     pub addr: SocketAddr,
     pub calls: Arc<Calls>,
     tokens: Arc<Mutex<HashMap<String, Behaviour>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Stops the server when dropped.
+    _served: super::Served,
 }
 
 /// Teams per page, so two pages are easy to reach.
@@ -260,19 +261,12 @@ impl FakeGitHub {
         let app = Router::new()
             .merge(api(shared))
             .nest("/api/v3", api(enterprise));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let served = super::Served::start(listener, app);
         Self {
             addr,
             calls,
             tokens,
-            stop: Some(stop),
+            _served: served,
         }
     }
 
@@ -293,13 +287,5 @@ impl FakeGitHub {
 
     pub fn user_calls(&self) -> usize {
         self.calls.user.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for FakeGitHub {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }

@@ -79,7 +79,8 @@ pub struct FakeGitLab {
     pub calls: Arc<Calls>,
     tokens: Arc<Mutex<HashMap<String, Token>>>,
     jobs: Arc<Mutex<HashMap<String, Job>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Stops the server when dropped.
+    _served: super::Served,
 }
 
 /// The instance's `external_url`, unlike the loopback address the tests
@@ -430,20 +431,13 @@ impl FakeGitLab {
             .route("/api/v4/projects", get(projects))
             .route("/api/v4/job", get(job))
             .with_state(shared);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let served = super::Served::start(listener, app);
         Self {
             addr,
             calls,
             tokens,
             jobs,
-            stop: Some(stop),
+            _served: served,
         }
     }
 
@@ -472,13 +466,5 @@ impl FakeGitLab {
             + c.groups.load(Ordering::SeqCst)
             + c.projects.load(Ordering::SeqCst)
             + c.job.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for FakeGitLab {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }

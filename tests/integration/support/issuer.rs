@@ -25,7 +25,8 @@ pub struct Issuer {
     failing: Arc<AtomicBool>,
     kid: String,
     key: jsonwebtoken::EncodingKey,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Stops the server when dropped.
+    _served: super::Served,
 }
 
 #[derive(Clone)]
@@ -90,21 +91,14 @@ impl Issuer {
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
             .with_state(shared);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let served = super::Served::start(listener, app);
         Self {
             url,
             fetches,
             failing,
             kid,
             key: jsonwebtoken::EncodingKey::from_ec_pem(key_pem.as_bytes()).unwrap(),
-            stop: Some(stop),
+            _served: served,
         }
     }
 
@@ -143,13 +137,5 @@ impl Issuer {
             "\n[[provider]]\nname = \"{name}\"\nkind = \"oidc\"\nissuer = \"{}\"\naccess_tokens = true\naudiences = [\"registry\"]\ntimeout = \"2s\"\n{extra}\n",
             self.url
         )
-    }
-}
-
-impl Drop for Issuer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }

@@ -811,3 +811,29 @@ pub fn ready_issuer(
         .to_owned();
     (issuer, lines)
 }
+
+/// An axum app served in the background on a test's listener, stopped
+/// (gracefully) when this is dropped.
+pub struct Served(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Served {
+    pub fn start(listener: tokio::net::TcpListener, app: axum::Router) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self(Some(stop))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            let _ = stop.send(());
+        }
+    }
+}
