@@ -631,19 +631,19 @@ async fn callback(State(live): State<Arc<Live>>, request: Request) -> Response {
             "This sign-in was not started in this browser, or took too long. Start again.",
         );
     };
-    if state
+    let Some(provider) = state
         .chain
         .provider(&signing_in.provider)
-        .and_then(|p| p.browser_login())
-        .is_none()
-    {
+        .filter(|p| p.browser_login().is_some())
+        .cloned()
+    else {
         return refused("This sign-in's provider is no longer configured.");
-    }
+    };
     // In a task of its own: a client hanging up mid-exchange cannot take
     // its failure back.
     let finishing = tokio::spawn(finish_counted(
         state.clone(),
-        signing_in.provider.clone(),
+        provider,
         format!("{}/callback", passwords.config.url),
         signing_in.pending.clone(),
         returned_state.to_owned(),
@@ -693,18 +693,14 @@ async fn callback(State(live): State<Arc<Live>>, request: Request) -> Response {
 /// IdP's token endpoint busy for free.
 async fn finish_counted(
     state: Arc<AppState>,
-    provider: String,
+    provider: Arc<dyn regauth_providers::IdentityProvider>,
     redirect_uri: String,
     pending: PendingLogin,
     returned_state: String,
     code: String,
     ip: IpAddr,
 ) -> Result<Outcome, Response> {
-    let Some(browser) = state
-        .chain
-        .provider(&provider)
-        .and_then(|p| p.browser_login())
-    else {
+    let Some(browser) = provider.browser_login() else {
         return Ok(Outcome::NotMine);
     };
     let throttle = state.chain.throttle();
