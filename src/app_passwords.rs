@@ -362,10 +362,8 @@ impl AppPasswords {
     }
 
     async fn forget(&self, id: &str) {
-        for collection in [PASSWORDS, LAST_USED] {
-            if let Err(e) = self.store.delete_record(collection, id).await {
-                tracing::warn!(id = %Safe(id), error = %e, "could not delete an app-password record");
-            }
+        if let Err(e) = delete(self.store.as_ref(), id).await {
+            tracing::warn!(id = %Safe(id), error = %e, "could not delete an app-password record");
         }
     }
 
@@ -385,8 +383,7 @@ impl AppPasswords {
         if !(theirs || admin) {
             return Err(AppPasswordError::NotFound);
         }
-        self.store.delete_record(PASSWORDS, id).await?;
-        let _ = self.store.delete_record(LAST_USED, id).await;
+        delete(self.store.as_ref(), id).await?;
         Ok(password)
     }
 
@@ -571,6 +568,16 @@ impl AppPasswords {
     }
 }
 
+/// Deletes app password `id` and its last use (which, kept apart, can
+/// never bring it back: a failure to delete it is only logged).
+async fn delete(store: &dyn Store, id: &str) -> Result<(), StoreError> {
+    store.delete_record(PASSWORDS, id).await?;
+    if let Err(e) = store.delete_record(LAST_USED, id).await {
+        tracing::warn!(id = %Safe(id), error = %e, "could not delete an app password's last use");
+    }
+    Ok(())
+}
+
 /// Revokes the app passwords of `subject` (at any provider, any case) or,
 /// with `None`, everyone's, straight in the state backend: what `regauth
 /// tokens revoke` does when someone leaves or a key leaked. The revoked
@@ -590,8 +597,7 @@ pub async fn revoke_every(
         if !theirs {
             continue;
         }
-        store.delete_record(PASSWORDS, &id).await?;
-        let _ = store.delete_record(LAST_USED, &id).await;
+        delete(store, &id).await?;
         if let Some(password) = password {
             password.audit("app_password_revoked", "regauth tokens revoke");
             revoked.push(password);
