@@ -236,4 +236,13 @@ async fn the_image_starts_and_serves_docker_and_containerd() {
         &ctr_denied,
     ]);
     assert!(!denied.ok, "a reader's ctr push is refused: {denied:?}");
+
+    // the engine stops and leaves nothing behind (its layers take a GB)
+    let dir = engine.dir.path().to_owned();
+    drop(engine);
+    assert!(
+        !dir.exists(),
+        "the engine's directory is left behind: {}",
+        dir.display()
+    );
 }
