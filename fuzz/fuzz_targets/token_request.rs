@@ -30,6 +30,8 @@ fn state() -> &'static (tokio::runtime::Runtime, Arc<regauth::AppState>) {
             .build()
             .expect("runtime");
         let state = runtime.block_on(async { regauth::build(config).expect("state") });
+        // the key is in memory now; libFuzzer exits without running drops
+        let _ = std::fs::remove_dir_all(&dir);
         (runtime, state)
     })
 }
