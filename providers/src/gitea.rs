@@ -47,7 +47,8 @@ pub struct GiteaConfig {
     #[serde(default)]
     pub organizations: Vec<String>,
     /// Admit every account of the instance (with no groups) when
-    /// `organizations` is empty.
+    /// `organizations` is empty. Without it, an empty list is a
+    /// configuration error.
     #[serde(default)]
     pub allow_any_account: bool,
     /// Accept any Basic username instead of requiring the token's login.
@@ -246,32 +247,36 @@ impl Gitea {
             .iter()
             .map(|o| o.trim().to_lowercase())
             .collect();
-        let orgs: BTreeSet<String> = match self.list::<Org>(token, "/user/orgs").await {
-            Ok(orgs) => orgs.into_iter().map(|o| o.name.to_lowercase()).collect(),
-            Err(Outcome::Rejected(Rejection::UserAction(message))) => {
-                tracing::warn!(provider = %self.name, user = login, "Gitea token cannot list organizations: add the read:organization scope to it");
-                if wanted.is_empty() {
-                    BTreeSet::new()
-                } else {
-                    return Err(Outcome::Rejected(Rejection::UserAction(message)));
+        // Without required organizations (allow_any_account) every
+        // account is admitted, and any of them may create an organization
+        // with a policy group's name: such logins get no groups.
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let orgs: BTreeSet<String> = self
+            .list::<Org>(token, "/user/orgs")
+            .await
+            .inspect_err(|outcome| {
+                if matches!(outcome, Outcome::Rejected(Rejection::UserAction(_))) {
+                    tracing::warn!(provider = %self.name, user = login, "Gitea token cannot list organizations: add the read:organization scope to it");
                 }
-            }
-            Err(other) => return Err(other),
-        };
+            })?
+            .into_iter()
+            .map(|o| o.name.to_lowercase())
+            .collect();
         if let Some(missing) = wanted.iter().find(|o| !orgs.contains(*o)) {
             tracing::warn!(provider = %self.name, user = login, organization = %missing, "Gitea organization membership missing");
             return Err(Outcome::Rejected(Rejection::Other(format!(
                 "not a member of Gitea organization {missing}"
             ))));
         }
-        let in_scope = |org: &str| wanted.is_empty() || wanted.contains(org);
-        let mut groups: BTreeSet<String> = orgs.iter().filter(|o| in_scope(o)).cloned().collect();
+        let mut groups: BTreeSet<String> = orgs.intersection(&wanted).cloned().collect();
         if !groups.is_empty() {
             for team in self.list::<Team>(token, "/user/teams").await? {
                 let Some(org) = team.organization.map(|o| o.name.to_lowercase()) else {
                     continue;
                 };
-                if in_scope(&org) && orgs.contains(&org) {
+                if wanted.contains(&org) {
                     groups.insert(format!("{org}/{}", team.name.to_lowercase()));
                 }
             }

@@ -79,7 +79,8 @@ pub struct GitlabConfig {
     /// `allow_any_account = true`.
     #[serde(default)]
     pub groups: Vec<String>,
-    /// Admit every account of the instance when `groups` is empty.
+    /// Admit every account of the instance (with no groups) when `groups`
+    /// is empty. Without it, an empty list is a configuration error.
     #[serde(default)]
     pub allow_any_account: bool,
     /// The role that makes a group membership count: 10 guest, 20
@@ -523,24 +524,23 @@ impl GitLab {
         bot: Option<Bot>,
     ) -> Result<Memberships, Outcome> {
         let level = self.config.min_access_level;
-        let listed = self
-            .list::<Group>(
+        // Without required groups (allow_any_account) every account is
+        // admitted, and any of them may create a group with a policy
+        // group's name: such logins get no groups, as GitHub's do.
+        let groups = if self.required.is_empty() {
+            Vec::new()
+        } else {
+            self.list::<Group>(
                 token,
                 &format!("/groups?min_access_level={level}"),
                 Call::Groups,
             )
-            .await;
-        let groups = match listed {
-            Ok(groups) => groups,
-            Err(Outcome::Rejected(Rejection::UserAction(message))) => {
-                tracing::warn!(provider = %self.name, user = username, "GitLab token cannot list groups: add the read_api scope to it");
-                if self.required.is_empty() {
-                    Vec::new()
-                } else {
-                    return Err(Outcome::Rejected(Rejection::UserAction(message)));
+            .await
+            .inspect_err(|outcome| {
+                if matches!(outcome, Outcome::Rejected(Rejection::UserAction(_))) {
+                    tracing::warn!(provider = %self.name, user = username, "GitLab token cannot list groups: add the read_api scope to it");
                 }
-            }
-            Err(other) => return Err(other),
+            })?
         };
         let mut paths = BTreeSet::new();
         for group in groups {

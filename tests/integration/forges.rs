@@ -596,3 +596,66 @@ async fn hex_passwords_are_passwords_without_gitea_and_pins_decide_collisions() 
         "a pinned password never reaches Gitea"
     );
 }
+
+/// Without required groups or organizations (`allow_any_account = true`)
+/// every account of the instance logs in, and any of them can create a
+/// group: a self-made `platform` must not be the policy's `platform`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_account_logins_get_no_groups_from_gitlab_or_gitea() {
+    const POLICY: &str = r#"
+[[rule]]
+groups = ["gitlab:platform", "gitea:platform"]
+repos = ["platform/**"]
+actions = ["pull", "push"]
+
+[[rule]]
+users = ["gitlab:*", "gitea:*"]
+repos = ["base/**"]
+actions = ["pull"]
+"#;
+    let gitlab = FakeGitLab::start().await;
+    gitlab.token(
+        DEV,
+        Token::User {
+            username: "mallory",
+            state: "active",
+            bot: false,
+            groups: vec![("platform", 50), ("platform/team", 50)],
+            projects: vec![],
+            scopes: &["read_api"],
+        },
+    );
+    let gitea = FakeGitea::start().await;
+    gitea.token(
+        GT_DEV,
+        GiteaToken::User {
+            login: "mallory",
+            prohibited: false,
+            orgs: vec!["platform"],
+            teams: vec![("platform", "Owners")],
+            scopes: &["all"],
+        },
+    );
+    let f = Fixture::new();
+    let state = f.state(&format!(
+        "\n[[provider]]\nname = \"gitlab\"\nkind = \"gitlab\"\nurl = \"{}\"\nallow_any_account = true\ntimeout = \"1s\"\n\n[[provider]]\nname = \"gitea\"\nkind = \"gitea\"\nurl = \"{}\"\nallow_any_account = true\ntimeout = \"1s\"\n{POLICY}",
+        gitlab.url(),
+        gitea.url()
+    ));
+    for secret in [DEV, GT_DEV] {
+        let admitted = token_for(&state, "mallory", secret, "repository:base/os:pull").await;
+        assert_eq!(admitted.actions(), ["pull"], "{secret}");
+        let own_group = token_for(
+            &state,
+            "mallory",
+            secret,
+            "repository:platform/app:pull,push",
+        )
+        .await;
+        assert!(
+            own_group.actions().is_empty(),
+            "{secret}: a self-made group is no policy group: {:?}",
+            own_group.actions()
+        );
+    }
+}
