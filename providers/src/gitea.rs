@@ -270,15 +270,14 @@ impl Gitea {
                 "not a member of Gitea organization {missing}"
             ))));
         }
-        let mut groups: BTreeSet<String> = orgs.intersection(&wanted).cloned().collect();
-        if !groups.is_empty() {
-            for team in self.list::<Team>(token, "/user/teams").await? {
-                let Some(org) = team.organization.map(|o| o.name.to_lowercase()) else {
-                    continue;
-                };
-                if wanted.contains(&org) {
-                    groups.insert(format!("{org}/{}", team.name.to_lowercase()));
-                }
+        // the required organizations (the account is in each) and their teams
+        let mut groups = wanted.clone();
+        for team in self.list::<Team>(token, "/user/teams").await? {
+            let Some(org) = team.organization.map(|o| o.name.to_lowercase()) else {
+                continue;
+            };
+            if wanted.contains(&org) {
+                groups.insert(format!("{org}/{}", team.name.to_lowercase()));
             }
         }
         Ok(groups.into_iter().collect())
