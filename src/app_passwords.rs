@@ -46,6 +46,10 @@ const LAST_USED: &str = "app_password_used";
 /// Each user's last browser sign-in (groups and claims).
 const SIGN_INS: &str = "sign_in";
 
+/// The record collections of app passwords and the page (what `regauth
+/// state adopt` signs).
+pub const COLLECTIONS: &[&str] = &[PASSWORDS, LAST_USED, SIGN_INS, "ui_session_ended"];
+
 /// The longest a name may be.
 pub const MAX_NAME_CHARS: usize = 64;
 /// At most this many repository limits per app password.
@@ -465,6 +469,13 @@ impl AppPasswords {
         }
         if password.expires <= now() {
             return Outcome::Rejected(Rejection::Expired);
+        }
+        // A record is authenticated by the state layer; this is a second
+        // line against a key leak: nothing regauth makes lives longer.
+        if password.expires.saturating_sub(password.created) > self.config.max_lifetime.as_secs() {
+            return Outcome::Rejected(Rejection::Other(
+                "the app password's record claims a life longer than max_lifetime".into(),
+            ));
         }
         if !password
             .subject

@@ -90,6 +90,8 @@ pub struct StateConfig {
 pub struct RedisConfig {
     /// `redis://host:port/db` or `rediss://...`, without a password.
     pub url: String,
+    /// The ACL user regauth logs in as (`state.username`).
+    pub username: Option<String>,
     /// File holding the Redis password (`state.password_file`).
     pub password_file: Option<PathBuf>,
     /// Environment variable holding the Redis password (`state.password_env`).
@@ -1092,6 +1094,7 @@ fn validate_state(
             }
             Some(RedisConfig {
                 url,
+                username: raw.username,
                 password_file: raw.password_file,
                 password_env: raw.password_env,
                 ca_file: raw.ca_file,

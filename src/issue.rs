@@ -225,7 +225,7 @@ pub async fn issue(state: &AppState, request: TokenRequest<'_>) -> Result<Issued
             let verdict = state.chain.authenticate(&credentials, request.client).await;
             let (identity, cache_hit) = admit(state, verdict, &credentials.username)?;
             let refresh_token = match (&state.refresh, request.offline) {
-                (Some(refresh), true) => refresh_token_for(refresh, &identity, service)?,
+                (Some(refresh), true) => refresh_token_for(refresh, &identity, service).await?,
                 _ => None,
             };
             (Principal::Authenticated(identity), refresh_token, cache_hit)
@@ -319,12 +319,12 @@ fn check_credential_bounds(state: &AppState, credentials: &Credentials) -> Resul
 /// A refresh token for this login, if it may have one. A login too large
 /// to seal gets none (the client keeps using its password); a failing RNG
 /// is an error.
-fn refresh_token_for(
+async fn refresh_token_for(
     refresh: &crate::refresh::RefreshTokens,
     identity: &Identity,
     service: &str,
 ) -> Result<Option<String>, Refusal> {
-    match refresh.issue(identity, service) {
+    match refresh.issue(identity, service).await {
         Ok(token) => {
             if token.is_none() && identity.renewal == Renewal::Never {
                 tracing::debug!(subject = %crate::audit::Safe(&identity.subject), provider = %identity.provider, "no refresh token for a machine login");
@@ -335,6 +335,11 @@ fn refresh_token_for(
             tracing::warn!(subject = %crate::audit::Safe(&identity.subject), provider = %identity.provider, bytes, "the login's groups and claims are too large for a refresh token; none issued");
             Ok(None)
         }
+        Err(RefreshError::Store(e)) => Err(Refusal::Unavailable {
+            reason: format!("revocation ledger: {e}"),
+            message: "refresh tokens cannot be issued right now",
+            retry_after: 5,
+        }),
         Err(e) => Err(Refusal::Internal {
             reason: format!("refresh token: {e}"),
         }),
@@ -369,9 +374,18 @@ async fn redeem(
         }
         Err(e) => return Err(login_again(format!("refresh token refused: {e}"))),
     };
-    if state.chain.provider(&claims.provider).is_none() {
+    let Some(provider) = state.chain.provider(&claims.provider) else {
         return Err(login_again(format!(
             "refresh token of provider {:?}, which is no longer configured",
+            claims.provider
+        )));
+    };
+    // A provider that can look its users up never takes a login's word
+    // for them: a snapshot token there (forged with a leaked refresh key,
+    // say) would name users and groups the directory never vouched for.
+    if claims.snapshot.is_some() && provider.looks_up() {
+        return Err(login_again(format!(
+            "a snapshot refresh token for {}, which looks its users up",
             claims.provider
         )));
     }

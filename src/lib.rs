@@ -22,6 +22,7 @@ pub mod issue;
 pub mod keys;
 pub mod logging;
 pub mod metrics;
+pub mod offboard;
 pub mod pattern;
 pub mod policy;
 pub mod refresh;
@@ -98,8 +99,12 @@ pub struct AppState {
     pub issued: cache::IssuedTokens,
     /// Refresh tokens, unless `refresh_tokens.enabled = false`.
     pub refresh: Option<refresh::RefreshTokens>,
-    /// The state backend (revocations, throttle counters).
+    /// The state backend (revocations, throttle counters, records), its
+    /// records authenticated ([`state::Authenticated`]).
     pub store: Arc<dyn state::Store>,
+    /// The same backend without the authenticating layer, which a reload
+    /// carries over (and wraps again under its own refresh key).
+    pub backend: Arc<dyn state::Store>,
     /// Counters on `/metrics`; they survive reloads.
     pub metrics: Arc<metrics::Metrics>,
     /// The realm announced in `WWW-Authenticate`.
@@ -150,7 +155,7 @@ impl AppState {
     pub fn carry(&self) -> Carry {
         Carry {
             metrics: self.metrics.clone(),
-            store: Some((self.config.state.clone(), self.store.clone())),
+            store: Some((self.config.state.clone(), self.backend.clone())),
         }
     }
 }
@@ -248,25 +253,35 @@ pub fn refresh_key(config: &Config) -> Result<Vec<u8>, Error> {
     secret_key(&config.refresh.key_file, "refresh-token")
 }
 
-/// A key file (`what` key, for messages), generated (32 random bytes,
-/// base64, mode 0600) when missing. Replicas must share it.
+/// A secret key file (`what` key, for messages), generated (32 random
+/// bytes, base64, mode 0600) when missing; refused when it is not such a
+/// key (a placeholder, a short or patterned text) or readable by everyone
+/// (see [`keys::load_secret_key`]). Replicas must share it.
 pub fn secret_key(path: &std::path::Path, what: &str) -> Result<Vec<u8>, Error> {
     if !path.exists() {
-        use base64::Engine as _;
-        let secret = cache::random_key()?;
-        let text = base64::engine::general_purpose::STANDARD.encode(secret) + "\n";
-        keys::write_secret_file(path, &text)?;
+        keys::write_secret_file(path, &keys::new_secret_key_text()?)?;
         tracing::warn!(key = %path.display(), "generated a new {what} key; replicas must share this file");
     }
-    let text = std::fs::read(path)?;
-    let secret: Vec<u8> = text.trim_ascii().to_vec();
-    if secret.len() < 32 {
+    Ok(keys::load_secret_key(path, what)?)
+}
+
+/// The configured state backend, its records authenticated under the
+/// existing refresh key (for the command line, which must not make a
+/// key: records under a new one would be refused by the servers).
+pub fn open_state(config: &Config) -> Result<Arc<dyn state::Store>, Error> {
+    let path = &config.refresh.key_file;
+    if !path.exists() {
         return Err(Error::Key(token::KeyError::Invalid {
             path: path.display().to_string(),
-            message: format!("a {what} key needs at least 32 bytes"),
+            message: "there is no refresh-token key yet: start `regauth serve` once with this configuration (or copy the servers' key here)".into(),
         }));
     }
-    Ok(secret)
+    let key = keys::load_secret_key(path, "refresh-token")?;
+    let backend = state::open(&config.state).map_err(|e| Error::State(e.0))?;
+    Ok(Arc::new(state::Authenticated::new(
+        backend,
+        state::records_key(&key),
+    )))
 }
 
 /// Refresh tokens sealed under the refresh key, so every replica that
@@ -345,7 +360,8 @@ pub struct Parts {
     pub keys: KeyRing,
     /// The refresh-token key (at least 32 bytes; replicas share it).
     pub refresh_secret: Vec<u8>,
-    /// The state backend.
+    /// The state backend (its records are authenticated under a key
+    /// derived from `refresh_secret`).
     pub store: Arc<dyn state::Store>,
     /// Who decides grants; `None`: the configuration's (`[authorizer]`).
     pub authorizer: Option<Arc<dyn authorize::Authorizer>>,
@@ -367,6 +383,11 @@ pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
         metrics,
         app_password_key,
     } = parts;
+    let backend = store;
+    let store: Arc<dyn state::Store> = Arc::new(state::Authenticated::new(
+        backend.clone(),
+        state::records_key(&refresh_secret),
+    ));
     let app_passwords = match (&config.app_passwords, app_password_key) {
         (Some(section), Some(key)) => Some(Arc::new(app_passwords::AppPasswords::new(
             section.clone(),
@@ -447,6 +468,7 @@ pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
         keys,
         chain,
         store,
+        backend,
         metrics,
         realm,
         readiness: tokio::sync::Mutex::new(None),

@@ -96,6 +96,23 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// The shared state (state.dir or Redis).
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCommand {
+    /// Sign the records (app passwords, sign-ins) an earlier version of
+    /// regauth wrote without a MAC, so that this version accepts them. Run
+    /// it once when upgrading, while nobody but regauth can write the
+    /// backend: it vouches for whatever the records say.
+    Adopt {
+        #[arg(long, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,6 +155,15 @@ enum KeysCommand {
         #[arg(long, default_value = "regauth")]
         common_name: String,
         /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write a secret key file (the refresh-token or app-password key):
+    /// base64 of 32 random bytes, mode 0600.
+    Secret {
+        /// The file to write (e.g. certs/refresh.key).
+        path: PathBuf,
+        /// Overwrite an existing file (what it sealed stops opening).
         #[arg(long)]
         force: bool,
     },
@@ -218,6 +244,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             let policy = config.policy.clone();
             let providers = regauth::providers(&config)?;
+            check_secret_keys(&config)?;
             println!(
                 "{}: ok ({} providers, {} rules, services: {})",
                 config.origin,
@@ -306,56 +333,82 @@ fn run(command: Command) -> anyhow::Result<()> {
             command: TokensCommand::Revoke { config, user, all },
         } => {
             let config = Config::load(config.as_deref())?;
-            let at = regauth_providers::clock::unix_millis();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
             let subject = if all { None } else { user.as_deref() };
             runtime.block_on(async {
-                let store = regauth::state::open(&config.state)
-                    .map_err(|e| anyhow::anyhow!("state backend: {e}"))?;
-                store.revoke(subject, at).await.map_err(|e| {
-                    anyhow::anyhow!("revoking in the {} state backend: {e}", store.backend())
-                })?;
+                let store = regauth::open_state(&config)?;
+                let done = regauth::offboard::offboard(
+                    store.clone(),
+                    config.refresh.lifetime,
+                    subject,
+                    config.app_passwords.is_some(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("the {} state backend: {e}", store.backend()))?;
                 match subject {
-                    Some(user) => println!("revoked the refresh tokens of {user} issued until now"),
+                    Some(user) => println!(
+                        "revoked the refresh tokens of {user} (in any case) issued until now"
+                    ),
                     None => println!("revoked every refresh token issued until now"),
                 }
                 if config.app_passwords.is_some() {
-                    let revoked = regauth::app_passwords::revoke_every(store.as_ref(), subject)
-                        .await
-                        .map_err(|e| {
-                            anyhow::anyhow!(
-                                "revoking app passwords in the {} state backend: {e}",
-                                store.backend()
-                            )
-                        })?;
-                    // The app passwords matched the name in any case:
-                    // the refresh tokens of those very subjects end too.
-                    let mut others: Vec<&str> = revoked
-                        .iter()
-                        .map(|p| p.subject.as_str())
-                        .filter(|s| subject.is_some_and(|u| u != *s))
-                        .collect();
-                    others.sort_unstable();
-                    others.dedup();
-                    for other in others {
-                        store.revoke(Some(other), at).await.map_err(|e| {
-                            anyhow::anyhow!(
-                                "revoking in the {} state backend: {e}",
-                                store.backend()
-                            )
-                        })?;
-                        println!("revoked the refresh tokens of {other} issued until now");
-                    }
-                    println!("revoked {} app password(s)", revoked.len());
+                    println!("revoked {} app password(s)", done.app_passwords.len());
                 }
                 anyhow::Ok(())
             })?;
             Ok(())
         }
+        Command::State {
+            command: StateCommand::Adopt { config },
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async {
+                let backend = regauth::state::open(&config.state)
+                    .map_err(|e| anyhow::anyhow!("state backend: {e}"))?;
+                let key =
+                    regauth::keys::load_secret_key(&config.refresh.key_file, "refresh-token")?;
+                let signed = regauth::state::Authenticated::new(
+                    backend.clone(),
+                    regauth::state::records_key(&key),
+                )
+                .adopt(regauth::app_passwords::COLLECTIONS)
+                .await
+                .map_err(|e| anyhow::anyhow!("the {} state backend: {e}", backend.backend()))?;
+                println!("signed {signed} record(s) of an earlier version");
+                anyhow::Ok(())
+            })?;
+            Ok(())
+        }
     }
+}
+
+/// The secret key files that exist must be keys (a placeholder left in a
+/// Secret is refused here as at startup); missing ones are made at the
+/// first start.
+fn check_secret_keys(config: &Config) -> anyhow::Result<()> {
+    let mut files = vec![(&config.refresh.key_file, "refresh-token")];
+    if let Some(section) = &config.app_passwords {
+        files.push((&section.key_file, "app-password"));
+    }
+    for (path, what) in files {
+        if path.exists() {
+            regauth::keys::load_secret_key(path, what)?;
+        } else {
+            println!(
+                "{}: the {what} key does not exist yet; `regauth serve` makes it (replicas must share one: `regauth keys secret {}`)",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn bcrypt_hash(password: &str, cost: u32) -> anyhow::Result<String> {
@@ -389,6 +442,16 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
             println!("certificate: {}", certificate.display());
             println!("algorithm:   {}", loaded.algorithm.name());
             println!("kid:         {}", loaded.kid);
+            Ok(())
+        }
+        KeysCommand::Secret { path, force } => {
+            if force && path.exists() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+            regauth::keys::write_secret_file(&path, &regauth::keys::new_secret_key_text()?)
+                .context("use --force to replace an existing file")?;
+            println!("secret key:  {}", path.display());
             Ok(())
         }
         KeysCommand::RegistryConfig {

@@ -5,22 +5,30 @@
 //! A refresh token is its claims sealed with AES-256-GCM under a key of its
 //! own (`refresh_tokens.key_file`), so every replica that shares the key
 //! accepts it, a restart changes nothing, rotating the signing key logs
-//! nobody out, and clients can neither read nor forge one. What a refresh may later use comes from the token
-//! alone, never from another login's memory: for providers that can look
-//! users up again it holds the subject and the login's credential stamp
-//! (a password change since then refuses it); for providers that cannot,
-//! it holds the login's groups and claims and a deadline of its own.
-//! Revocation is a "revoked before" time per subject and one for everybody,
-//! kept in the state backend ([`crate::state`]: a file by default, Redis
-//! for replicas). Tokens and keys are never logged.
+//! nobody out, and clients can neither read nor forge one. What a refresh
+//! may later use comes from the token alone, never from another login's
+//! memory: for providers that can look users up again it holds the subject
+//! and the login's credential stamp (a password change since then refuses
+//! it); for providers that cannot, it holds the login's groups and claims
+//! and a deadline of its own.
+//!
+//! Revocations live in one [`Ledger`] record in the state backend,
+//! authenticated like every record there. Each revocation raises the
+//! ledger's version; a token carries the ledger's id and the version it
+//! was issued at, so revocation compares versions, never two hosts'
+//! clocks. A ledger that disappears is made anew under a new id, which
+//! every earlier token fails: deleting revocations logs everyone out
+//! rather than bringing a revoked token back. Tokens and keys are never
+//! logged.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use regauth_providers::{clock, Identity, Kind, Renewal};
 use serde::{Deserialize, Serialize};
+
+use crate::state::{Store, StoreError};
 
 /// The format: `rt2.` + base64url(nonce ‖ AES-256-GCM(claims)). `rt1.`
 /// tokens (subject only, resolved from the last login) are refused.
@@ -67,8 +75,16 @@ pub struct Claims {
     pub provider: String,
     /// The service the token is bound to.
     pub service: String,
-    /// Issued at, in milliseconds since the epoch (revocation compares it).
+    /// Issued at, in milliseconds since the epoch (for the log; revocation
+    /// compares ledger versions).
     pub iat_ms: u64,
+    /// The revocation ledger this token was issued under.
+    #[serde(default)]
+    pub ledger: String,
+    /// The ledger's version when it was issued: a revocation of its
+    /// subject (or of everyone) at a later version ends it.
+    #[serde(default)]
+    pub rev: u64,
     /// Expiry, in seconds since the epoch.
     pub exp: u64,
     /// The login's credential stamp: a lookup that finds another one
@@ -111,99 +127,186 @@ pub(crate) fn now_ms() -> u64 {
     clock::unix_millis()
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Revocations {
-    #[serde(default)]
-    all_before_ms: u64,
-    #[serde(default)]
-    subjects: BTreeMap<String, u64>,
+/// The record collection and id of the revocation ledger.
+const LEDGER: (&str, &str) = ("revocations", "ledger");
+
+/// One revocation in the ledger.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Revoked {
+    /// The ledger version it was made at: tokens issued at an earlier
+    /// version are revoked.
+    v: u64,
+    /// When (ms), only to forget it once every token it could end has
+    /// expired anyway.
+    at_ms: u64,
 }
 
-/// Revocations in `revocations.json` under a state directory. Readers
-/// re-read the file when its modification time changes; writers replace it
-/// atomically (write, then rename).
-pub struct FileStore {
-    path: PathBuf,
-    cached: Mutex<Option<(SystemTime, Revocations)>>,
+/// The ledger as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct LedgerDoc {
+    /// Random, new whenever a ledger has to be made (first start, or the
+    /// old one was deleted).
+    id: String,
+    version: u64,
+    created_ms: u64,
+    /// Everyone's tokens before this version are revoked.
+    #[serde(default)]
+    all: u64,
+    /// Per subject (trimmed, lower-cased: `Octocat` and `octocat` are
+    /// revoked together).
+    #[serde(default)]
+    subjects: BTreeMap<String, Revoked>,
 }
 
-impl FileStore {
-    /// Revocations in `state_dir/revocations.json`.
-    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+/// How revocation compares subjects: trimmed and lower-cased, so a name
+/// typed in another case revokes too (over-revoking is the safe side).
+fn subject_key(subject: &str) -> String {
+    subject.trim().to_lowercase()
+}
+
+/// The revocation ledger in the state backend (see the module docs).
+pub struct Ledger {
+    store: Arc<dyn Store>,
+    /// Revocations older than this are forgotten (every token they could
+    /// end has expired): the refresh-token lifetime and a day.
+    keep: Duration,
+    /// The newest (ledger id, version) this process has read: an older
+    /// version of the same ledger is a rollback, refused.
+    seen: Mutex<Option<(String, u64)>>,
+}
+
+impl Ledger {
+    /// The ledger in `store`; revocations are kept for `lifetime` (the
+    /// longest a refresh token lives) and a day.
+    pub fn new(store: Arc<dyn Store>, lifetime: Duration) -> Self {
         Self {
-            path: state_dir.into().join("revocations.json"),
-            cached: Mutex::new(None),
+            store,
+            keep: lifetime + Duration::from_secs(86400),
+            seen: Mutex::new(None),
         }
     }
 
-    fn load(&self) -> Result<Revocations, RefreshError> {
-        let store =
-            |e: std::io::Error| RefreshError::Store(format!("{}: {e}", self.path.display()));
-        let modified = match std::fs::metadata(&self.path) {
-            Ok(meta) => meta.modified().map_err(store)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Revocations::default()),
-            Err(e) => return Err(store(e)),
-        };
-        let mut cached = self
-            .cached
-            .lock()
-            .map_err(|_| RefreshError::Store("lock poisoned".into()))?;
-        // A file rewritten within its timestamp's resolution (a second on
-        // some file systems) keeps its time: a fresh one is read again.
-        let settled = modified
-            .elapsed()
-            .is_ok_and(|age| age > Duration::from_secs(2));
-        if let Some((at, revocations)) = cached.as_ref() {
-            if *at == modified && settled {
-                return Ok(revocations.clone());
+    /// The ledger now: read (and its version checked against what this
+    /// process saw), or made when there is none.
+    async fn current(&self) -> Result<LedgerDoc, StoreError> {
+        for _ in 0..8 {
+            let (collection, id) = LEDGER;
+            match self.store.get_record(collection, id).await? {
+                Some(text) => {
+                    let doc: LedgerDoc = serde_json::from_str(&text)
+                        .map_err(|e| StoreError(format!("the revocation ledger: {e}")))?;
+                    self.saw(&doc)?;
+                    return Ok(doc);
+                }
+                None => {
+                    let doc = LedgerDoc {
+                        id: crate::token::random_id()
+                            .map_err(|e| StoreError(format!("no randomness: {e}")))?,
+                        version: 1,
+                        created_ms: now_ms(),
+                        all: 0,
+                        subjects: BTreeMap::new(),
+                    };
+                    let text = serde_json::to_string(&doc)
+                        .map_err(|e| StoreError(format!("the revocation ledger: {e}")))?;
+                    let made = self.store.swap_record(collection, id, None, &text).await?;
+                    if !made && self.store.get_record(collection, id).await?.is_none() {
+                        // There is a record, and it fails its check: a
+                        // ledger someone rewrote counts as lost.
+                        self.store.put_record(collection, id, &text).await?;
+                    } else if !made {
+                        continue; // another replica made it first
+                    }
+                    let had = self.seen.lock().map(|s| s.is_some()).unwrap_or(true);
+                    if had {
+                        tracing::error!(target: "regauth::audit", event = "revocation_ledger_replaced", "the revocation ledger was missing or altered in the state backend; a new one was made, so every refresh token issued before is refused (users log in again)");
+                    } else {
+                        tracing::info!("made a new revocation ledger in the state backend (first start with it): refresh tokens issued before it are refused");
+                    }
+                    self.saw(&doc)?;
+                    return Ok(doc);
+                }
             }
         }
-        let text = std::fs::read_to_string(&self.path).map_err(store)?;
-        let revocations: Revocations = serde_json::from_str(&text)
-            .map_err(|e| RefreshError::Store(format!("{}: {e}", self.path.display())))?;
-        *cached = Some((modified, revocations.clone()));
-        Ok(revocations)
+        Err(StoreError(
+            "the revocation ledger keeps changing under this replica".into(),
+        ))
     }
 
-    fn update(&self, change: impl FnOnce(&mut Revocations)) -> Result<(), RefreshError> {
-        let store =
-            |e: std::io::Error| RefreshError::Store(format!("{}: {e}", self.path.display()));
-        let mut revocations = self.load()?;
-        change(&mut revocations);
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(store)?;
+    fn saw(&self, doc: &LedgerDoc) -> Result<(), StoreError> {
+        let mut seen = self
+            .seen
+            .lock()
+            .map_err(|_| StoreError("ledger lock poisoned".into()))?;
+        if let Some((id, version)) = seen.as_ref() {
+            if *id == doc.id && doc.version < *version {
+                tracing::error!(target: "regauth::audit", event = "revocation_ledger_rollback", seen = version, found = doc.version, "the revocation ledger went back to an older version: someone replayed an old copy into the state backend; refusing refresh grants until it is fixed");
+                return Err(StoreError(
+                    "the revocation ledger went back to an older version".into(),
+                ));
+            }
         }
-        // One temporary file per writer, so two writers never share one.
-        let temporary =
-            self.path
-                .with_extension(format!("json.{}.{}.tmp", std::process::id(), now_ms()));
-        let text = serde_json::to_string_pretty(&revocations)
-            .map_err(|e| RefreshError::Store(e.to_string()))?;
-        std::fs::write(&temporary, text).map_err(store)?;
-        std::fs::rename(&temporary, &self.path).map_err(store)
-    }
-}
-
-impl FileStore {
-    /// Tokens of `subject` issued at or before this time (ms) are revoked.
-    pub fn revoked_before(&self, subject: &str) -> Result<u64, RefreshError> {
-        let r = self.load()?;
-        Ok(r.all_before_ms
-            .max(r.subjects.get(subject).copied().unwrap_or(0)))
+        *seen = Some((doc.id.clone(), doc.version));
+        Ok(())
     }
 
-    /// Revokes `subject`'s tokens issued until `at` (ms), never moving an
-    /// earlier revocation back.
-    pub fn revoke_subject_at(&self, subject: &str, at: u64) -> Result<(), RefreshError> {
-        self.update(|r| {
-            let entry = r.subjects.entry(subject.to_owned()).or_default();
-            *entry = (*entry).max(at);
-        })
+    /// The (ledger id, version) a token issued now carries.
+    pub async fn stamp(&self) -> Result<(String, u64), StoreError> {
+        let doc = self.current().await?;
+        Ok((doc.id, doc.version))
     }
 
-    /// Revokes everyone's tokens issued until `at` (ms).
-    pub fn revoke_all_at(&self, at: u64) -> Result<(), RefreshError> {
-        self.update(|r| r.all_before_ms = r.all_before_ms.max(at))
+    /// Whether a token of `subject` issued under `ledger` at version `rev`
+    /// is revoked (or of another ledger, which means the same).
+    pub async fn revoked(&self, subject: &str, ledger: &str, rev: u64) -> Result<bool, StoreError> {
+        let doc = self.current().await?;
+        if doc.id != ledger {
+            return Ok(true);
+        }
+        let subject = doc.subjects.get(&subject_key(subject)).map_or(0, |r| r.v);
+        Ok(rev < doc.all.max(subject))
+    }
+
+    /// Revokes the tokens of `subject` (or, `None`, everyone's) issued
+    /// until now, on every replica sharing the backend.
+    pub async fn revoke(&self, subject: Option<&str>) -> Result<(), StoreError> {
+        let (collection, id) = LEDGER;
+        for _ in 0..32 {
+            let old = self.current().await?;
+            let expected = serde_json::to_string(&old)
+                .map_err(|e| StoreError(format!("the revocation ledger: {e}")))?;
+            let mut doc = old;
+            doc.version += 1;
+            let now = now_ms();
+            match subject {
+                Some(subject) => {
+                    doc.subjects.insert(
+                        subject_key(subject),
+                        Revoked {
+                            v: doc.version,
+                            at_ms: now,
+                        },
+                    );
+                }
+                None => doc.all = doc.version,
+            }
+            let keep_ms = u64::try_from(self.keep.as_millis()).unwrap_or(u64::MAX);
+            doc.subjects
+                .retain(|_, r| r.at_ms.saturating_add(keep_ms) > now);
+            let text = serde_json::to_string(&doc)
+                .map_err(|e| StoreError(format!("the revocation ledger: {e}")))?;
+            if self
+                .store
+                .swap_record(collection, id, Some(&expected), &text)
+                .await?
+            {
+                self.saw(&doc)?;
+                return Ok(());
+            }
+        }
+        Err(StoreError(
+            "the revocation ledger keeps changing; the revocation was not recorded".into(),
+        ))
     }
 }
 
@@ -215,28 +318,25 @@ pub const UNSTAMPED_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 pub struct RefreshTokens {
     sealer: crate::seal::Sealer,
     lifetime: Duration,
-    /// The state backend holding revocations.
-    pub store: std::sync::Arc<dyn crate::state::Store>,
+    /// The revocation ledger.
+    pub ledger: Ledger,
 }
 
 impl RefreshTokens {
-    /// `secret` is key material shared by the replicas (the refresh key).
-    pub fn new(
-        secret: &[u8],
-        lifetime: Duration,
-        store: std::sync::Arc<dyn crate::state::Store>,
-    ) -> Self {
+    /// `secret` is key material shared by the replicas (the refresh key);
+    /// revocations live in `store`'s ledger.
+    pub fn new(secret: &[u8], lifetime: Duration, store: Arc<dyn Store>) -> Self {
         Self {
             sealer: crate::seal::Sealer::new(secret, b"regauth refresh-token key v2"),
             lifetime,
-            store,
+            ledger: Ledger::new(store, lifetime),
         }
     }
 
     /// A refresh token continuing this login for `service`, or `None`
     /// when the login gets none (a machine's token, or a snapshot whose
     /// deadline has passed).
-    pub fn issue(
+    pub async fn issue(
         &self,
         identity: &Identity,
         service: &str,
@@ -263,11 +363,18 @@ impl RefreshTokens {
         if exp <= iat_ms / 1000 {
             return Ok(None);
         }
+        let (ledger, rev) = self
+            .ledger
+            .stamp()
+            .await
+            .map_err(|e| RefreshError::Store(e.0))?;
         let claims = Claims {
             sub: identity.subject.clone(),
             provider: identity.provider.clone(),
             service: service.to_owned(),
             iat_ms,
+            ledger,
+            rev,
             exp,
             stamp: identity.credential_stamp.clone(),
             snapshot,
@@ -287,12 +394,12 @@ impl RefreshTokens {
     /// Opens a token presented for `service`, checking expiry and revocation.
     pub async fn check(&self, token: &str, service: &str) -> Result<Claims, RefreshError> {
         let claims = self.open(token, service)?;
-        let revoked_before = self
-            .store
-            .revoked_before(&claims.sub)
+        let revoked = self
+            .ledger
+            .revoked(&claims.sub, &claims.ledger, claims.rev)
             .await
             .map_err(|e| RefreshError::Store(e.0))?;
-        if claims.iat_ms <= revoked_before {
+        if revoked {
             return Err(RefreshError::Revoked);
         }
         Ok(claims)
@@ -328,15 +435,15 @@ mod tests {
         Identity::new(subject, "corp")
     }
 
-    fn issue(t: &RefreshTokens, subject: &str) -> String {
-        t.issue(&login(subject), "reg").unwrap().unwrap()
+    async fn issue(t: &RefreshTokens, subject: &str) -> String {
+        t.issue(&login(subject), "reg").await.unwrap().unwrap()
     }
 
     fn tokens(dir: &std::path::Path) -> RefreshTokens {
         RefreshTokens::new(
             b"refresh key bytes",
             Duration::from_secs(3600),
-            std::sync::Arc::new(Embedded::new(dir)),
+            Arc::new(Embedded::new(dir)),
         )
     }
 
@@ -344,7 +451,7 @@ mod tests {
     async fn round_trip_and_binding() {
         let dir = tempfile::tempdir().unwrap();
         let t = tokens(dir.path());
-        let token = issue(&t, "ann");
+        let token = issue(&t, "ann").await;
         assert!(token.starts_with(PREFIX));
         assert!(
             !token.contains("ann"),
@@ -372,7 +479,7 @@ mod tests {
     async fn tampered_truncated_and_garbage_are_invalid() {
         let dir = tempfile::tempdir().unwrap();
         let t = tokens(dir.path());
-        let token = issue(&t, "ann");
+        let token = issue(&t, "ann").await;
         let mut flipped = token.clone().into_bytes();
         let i = flipped.len() - 5;
         flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
@@ -398,22 +505,21 @@ mod tests {
     async fn revocation_by_subject_and_for_all_survives_a_new_instance() {
         let dir = tempfile::tempdir().unwrap();
         let t = tokens(dir.path());
-        let ann = issue(&t, "ann");
-        let ben = issue(&t, "ben");
-        let later = now_ms() + 5;
+        let ann = issue(&t, "ann").await;
+        let ben = issue(&t, "ben").await;
+        // another process (`regauth tokens revoke`), any case
         tokens(dir.path())
-            .store
-            .revoke(Some("ann"), later)
+            .ledger
+            .revoke(Some(" ANN"))
             .await
             .unwrap();
         // the first instance sees the file change
         assert_eq!(t.check(&ann, "reg").await, Err(RefreshError::Revoked));
         assert!(t.check(&ben, "reg").await.is_ok());
-        // a token issued after the revocation works
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let again = issue(&t, "ann");
+        // a token issued after the revocation works: versions, not clocks
+        let again = issue(&t, "ann").await;
         assert!(t.check(&again, "reg").await.is_ok());
-        t.store.revoke(None, now_ms() + 5).await.unwrap();
+        t.ledger.revoke(None).await.unwrap();
         assert_eq!(
             tokens(dir.path()).check(&ben, "reg").await,
             Err(RefreshError::Revoked)
@@ -422,6 +528,42 @@ mod tests {
             tokens(dir.path()).check(&again, "reg").await,
             Err(RefreshError::Revoked)
         );
+        assert!(t.check(&issue(&t, "ben").await, "reg").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_deleted_or_rolled_back_ledger_revokes_everything() {
+        let store: Arc<dyn Store> = Arc::new(Embedded::in_memory());
+        let t = RefreshTokens::new(
+            b"refresh key bytes",
+            Duration::from_secs(3600),
+            store.clone(),
+        );
+        let ann = issue(&t, "ann").await;
+        let (collection, id) = LEDGER;
+        let before = store.get_record(collection, id).await.unwrap().unwrap();
+        // deleting the ledger does not bring anything back: it ends all
+        assert!(store.delete_record(collection, id).await.unwrap());
+        assert_eq!(t.check(&ann, "reg").await, Err(RefreshError::Revoked));
+        let fresh = issue(&t, "ann").await;
+        assert!(t.check(&fresh, "reg").await.is_ok());
+        // an old copy of the ledger put back is refused by this process
+        t.ledger.revoke(Some("ben")).await.unwrap();
+        let newer = store.get_record(collection, id).await.unwrap().unwrap();
+        let doc: LedgerDoc = serde_json::from_str(&newer).unwrap();
+        let mut old: LedgerDoc = serde_json::from_str(&newer).unwrap();
+        old.version -= 1;
+        old.subjects.clear();
+        store
+            .put_record(collection, id, &serde_json::to_string(&old).unwrap())
+            .await
+            .unwrap();
+        assert!(matches!(
+            t.check(&fresh, "reg").await,
+            Err(RefreshError::Store(_))
+        ));
+        assert_ne!(before, newer);
+        assert_eq!(doc.version, old.version + 1);
     }
 
     #[tokio::test]
@@ -432,7 +574,11 @@ mod tests {
             Duration::ZERO,
             std::sync::Arc::new(Embedded::new(dir.path())),
         );
-        assert_eq!(t.issue(&login("ann"), "reg"), Ok(None), "born expired");
+        assert_eq!(
+            t.issue(&login("ann"), "reg").await,
+            Ok(None),
+            "born expired"
+        );
         assert_eq!(t.check("rt1.AAAA", "reg").await, Err(RefreshError::Legacy));
     }
 
@@ -443,7 +589,7 @@ mod tests {
         // machine logins get none
         let mut machine = login("ci");
         machine.renewal = Renewal::Never;
-        assert_eq!(t.issue(&machine, "reg"), Ok(None));
+        assert_eq!(t.issue(&machine, "reg").await, Ok(None));
         // a snapshot login: its groups, claims and deadline travel along
         let mut feature = Identity::new("acme/app", "gha").with_groups(["readers"]);
         feature
@@ -451,7 +597,7 @@ mod tests {
             .insert("ref".into(), "refs/heads/feature".into());
         let until = clock::unix_seconds() + 600;
         feature.renewal = Renewal::Snapshot { until };
-        let token = t.issue(&feature, "reg").unwrap().unwrap();
+        let token = t.issue(&feature, "reg").await.unwrap().unwrap();
         let claims = t.check(&token, "reg").await.unwrap();
         assert_eq!(claims.exp, until, "the snapshot's deadline, not 30 days");
         let back = claims.snapshot_identity().unwrap();
@@ -461,22 +607,22 @@ mod tests {
         let mut ann = login("ann");
         ann.credential_stamp = Some("pwdChangedTime=20261201000000Z".into());
         let claims = t
-            .check(&t.issue(&ann, "reg").unwrap().unwrap(), "reg")
+            .check(&t.issue(&ann, "reg").await.unwrap().unwrap(), "reg")
             .await
             .unwrap();
         assert_eq!(claims.stamp, ann.credential_stamp);
         assert!(claims.snapshot.is_none() && claims.snapshot_identity().is_none());
     }
 
-    #[test]
-    fn oversized_logins_get_no_token() {
+    #[tokio::test]
+    async fn oversized_logins_get_no_token() {
         let dir = tempfile::tempdir().unwrap();
         let t = tokens(dir.path());
         let mut big =
             Identity::new("u", "sso").with_groups((0..2000).map(|i| format!("group-{i}")));
         big.renewal = Renewal::Snapshot { until: u64::MAX };
         assert!(matches!(
-            t.issue(&big, "reg"),
+            t.issue(&big, "reg").await,
             Err(RefreshError::TooLarge(_))
         ));
     }

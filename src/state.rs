@@ -1,13 +1,17 @@
-//! State that every replica must agree on: refresh-token revocations and
-//! the failure throttle's counters (and, with the app-password store, its
-//! records). `backend = "embedded"` keeps them in this process and a file
-//! under `state.dir`; `backend = "redis"` in a Redis server that every
-//! replica points at.
+//! State that every replica must agree on: the failure throttle's counters
+//! and records (the refresh-token revocation ledger, app passwords,
+//! sign-ins, ended page sessions). `backend = "embedded"` keeps them in
+//! this process and a file under `state.dir`; `backend = "redis"` in a
+//! Redis server that every replica points at.
 //!
 //! A backend that cannot answer is an error, never a silent yes: callers
-//! fail closed (a refresh grant or a throttle decision is a 503). Nothing
-//! secret is stored: throttle keys are HMAC digests, revocations are
-//! subjects and times.
+//! fail closed (a refresh grant or a throttle decision is a 503). The
+//! backend is not trusted with the records' integrity: [`Authenticated`]
+//! stores each with a MAC over its collection, id and value under a key
+//! derived from the refresh key, which the backend never sees, and a
+//! record that fails it is refused and logged. Counters cannot be
+//! authenticated that way (deleting one resets it): keep the backend
+//! reachable by regauth alone.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,10 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use aws_lc_rs::hmac;
 use redis::aio::ConnectionManager;
 
 use crate::config::{Backend, RedisConfig, StateConfig};
-use crate::refresh::FileStore;
 
 /// Why the backend could not answer. Never contains a password.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -30,13 +34,6 @@ pub struct StoreError(pub String);
 pub trait Store: Send + Sync {
     /// `embedded` or `redis`.
     fn backend(&self) -> &'static str;
-
-    /// Refresh tokens of `subject` issued at or before this time (ms since
-    /// the epoch) are revoked.
-    async fn revoked_before(&self, subject: &str) -> Result<u64, StoreError>;
-
-    /// Revokes the tokens of `subject` (or everyone's) issued until `at_ms`.
-    async fn revoke(&self, subject: Option<&str>, at_ms: u64) -> Result<(), StoreError>;
 
     /// Adds one to the counter `key` if it is below `limit`; `false` if it
     /// is not. A new counter lives for `window`.
@@ -59,41 +56,26 @@ pub trait Store: Send + Sync {
 
     /// Stores the record `id` of `collection` (small JSON text: an app
     /// password's digest and metadata, a sign-in's groups), replacing it.
-    async fn put_record(
+    async fn put_record(&self, collection: &str, id: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Replaces the record `id` of `collection` with `value` only if it is
+    /// `expected` now (`None`: only if there is none); whether it did.
+    async fn swap_record(
         &self,
-        _collection: &str,
-        _id: &str,
-        _value: &str,
-    ) -> Result<(), StoreError> {
-        Err(StoreError(format!(
-            "the {} state backend keeps no records",
-            self.backend()
-        )))
-    }
+        collection: &str,
+        id: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError>;
 
     /// The record `id` of `collection`, if there is one.
-    async fn get_record(&self, _collection: &str, _id: &str) -> Result<Option<String>, StoreError> {
-        Err(StoreError(format!(
-            "the {} state backend keeps no records",
-            self.backend()
-        )))
-    }
+    async fn get_record(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError>;
 
     /// Deletes the record `id` of `collection`; whether there was one.
-    async fn delete_record(&self, _collection: &str, _id: &str) -> Result<bool, StoreError> {
-        Err(StoreError(format!(
-            "the {} state backend keeps no records",
-            self.backend()
-        )))
-    }
+    async fn delete_record(&self, collection: &str, id: &str) -> Result<bool, StoreError>;
 
     /// Every record of `collection`, as (id, value).
-    async fn records(&self, _collection: &str) -> Result<Vec<(String, String)>, StoreError> {
-        Err(StoreError(format!(
-            "the {} state backend keeps no records",
-            self.backend()
-        )))
-    }
+    async fn records(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 /// Records per collection, by id.
@@ -250,18 +232,11 @@ pub fn open(config: &StateConfig) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
-/// Counters in this process, revocations in `revocations.json` (or in
-/// memory, for an embedded server without files).
+/// Counters in this process, records in memory and (with files) in
+/// `records.json` under `state.dir`.
 pub struct Embedded {
-    revocations: Revocations,
     counters: moka::sync::Cache<String, Arc<Counter>>,
-    records: Records,
-}
-
-enum Revocations {
-    File(FileStore),
-    /// (everyone's revoked-before, per subject)
-    Memory(std::sync::Mutex<(u64, std::collections::HashMap<String, u64>)>),
+    records: Arc<Records>,
 }
 
 /// One counter and the window it lives for.
@@ -290,25 +265,21 @@ impl moka::Expiry<String, Arc<Counter>> for CounterExpiry {
 impl Embedded {
     /// The embedded backend with its files under `dir`.
     pub fn new(dir: &Path) -> Self {
-        Self::with(
-            Revocations::File(FileStore::new(dir)),
-            Some(dir.join("records.json")),
-        )
+        Self::with(Some(dir.join("records.json")))
     }
 
-    /// The embedded backend without files: revocations and records last as
-    /// long as the process (for embedding regauth in another service).
+    /// The embedded backend without files: records last as long as the
+    /// process (for embedding regauth in another service).
     pub fn in_memory() -> Self {
-        Self::with(Revocations::Memory(Default::default()), None)
+        Self::with(None)
     }
 
-    fn with(revocations: Revocations, records: Option<std::path::PathBuf>) -> Self {
+    fn with(records: Option<std::path::PathBuf>) -> Self {
         Self {
-            revocations,
-            records: Records {
+            records: Arc::new(Records {
                 file: records,
                 map: std::sync::Mutex::new(None),
-            },
+            }),
             counters: moka::sync::Cache::builder()
                 .max_capacity(MAX_COUNTERS)
                 .expire_after(CounterExpiry)
@@ -324,45 +295,28 @@ impl Embedded {
             })
         })
     }
+
+    /// Runs `job` on the records where file I/O (reads of a changed file,
+    /// `fsync`s) cannot hold up a runtime worker: a blocking thread when
+    /// there is a file, in place when there is none.
+    async fn on_records<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Records) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let records = self.records.clone();
+        if records.file.is_none() {
+            return job(&records);
+        }
+        tokio::task::spawn_blocking(move || job(&records))
+            .await
+            .map_err(|e| StoreError(format!("the records file's task failed: {e}")))?
+    }
 }
 
 #[async_trait]
 impl Store for Embedded {
     fn backend(&self) -> &'static str {
         "embedded"
-    }
-
-    async fn revoked_before(&self, subject: &str) -> Result<u64, StoreError> {
-        match &self.revocations {
-            Revocations::File(file) => file
-                .revoked_before(subject)
-                .map_err(|e| StoreError(e.to_string())),
-            Revocations::Memory(memory) => {
-                let memory = memory.lock().unwrap_or_else(|p| p.into_inner());
-                Ok(memory.0.max(memory.1.get(subject).copied().unwrap_or(0)))
-            }
-        }
-    }
-
-    async fn revoke(&self, subject: Option<&str>, at_ms: u64) -> Result<(), StoreError> {
-        match &self.revocations {
-            Revocations::File(file) => match subject {
-                Some(subject) => file.revoke_subject_at(subject, at_ms),
-                None => file.revoke_all_at(at_ms),
-            }
-            .map_err(|e| StoreError(e.to_string())),
-            Revocations::Memory(memory) => {
-                let mut memory = memory.lock().unwrap_or_else(|p| p.into_inner());
-                match subject {
-                    Some(subject) => {
-                        let at = memory.1.entry(subject.to_owned()).or_default();
-                        *at = (*at).max(at_ms);
-                    }
-                    None => memory.0 = memory.0.max(at_ms),
-                }
-                Ok(())
-            }
-        }
     }
 
     async fn take(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {
@@ -408,32 +362,70 @@ impl Store for Embedded {
     }
 
     async fn put_record(&self, collection: &str, id: &str, value: &str) -> Result<(), StoreError> {
-        self.records.write(|map| {
-            map.entry(collection.to_owned())
-                .or_default()
-                .insert(id.to_owned(), value.to_owned());
-            ((), true)
+        let (collection, id, value) = (collection.to_owned(), id.to_owned(), value.to_owned());
+        self.on_records(move |records| {
+            records.write(|map| {
+                map.entry(collection).or_default().insert(id, value);
+                ((), true)
+            })
         })
+        .await
+    }
+
+    async fn swap_record(
+        &self,
+        collection: &str,
+        id: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let (collection, id, value) = (collection.to_owned(), id.to_owned(), value.to_owned());
+        let expected = expected.map(str::to_owned);
+        self.on_records(move |records| {
+            records.write(|map| {
+                let entries = map.entry(collection).or_default();
+                if entries.get(&id) != expected.as_ref() {
+                    return (false, false);
+                }
+                entries.insert(id, value);
+                (true, true)
+            })
+        })
+        .await
     }
 
     async fn get_record(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
-        self.records
-            .read(|map| map.get(collection).and_then(|c| c.get(id)).cloned())
+        let (collection, id) = (collection.to_owned(), id.to_owned());
+        self.on_records(move |records| {
+            records.read(|map| map.get(&collection).and_then(|c| c.get(&id)).cloned())
+        })
+        .await
     }
 
     async fn delete_record(&self, collection: &str, id: &str) -> Result<bool, StoreError> {
-        self.records.write(|map| {
-            let removed = map.get_mut(collection).and_then(|c| c.remove(id)).is_some();
-            (removed, removed)
+        let (collection, id) = (collection.to_owned(), id.to_owned());
+        self.on_records(move |records| {
+            records.write(|map| {
+                let removed = map
+                    .get_mut(&collection)
+                    .and_then(|c| c.remove(&id))
+                    .is_some();
+                (removed, removed)
+            })
         })
+        .await
     }
 
     async fn records(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
-        self.records.read(|map| {
-            map.get(collection)
-                .map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default()
+        let collection = collection.to_owned();
+        self.on_records(move |records| {
+            records.read(|map| {
+                map.get(&collection)
+                    .map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default()
+            })
         })
+        .await
     }
 }
 
@@ -464,11 +456,17 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
 ";
-/// Sets a revocation time, never moving it back.
-const REVOKE: &str = r"
-local old = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > old then redis.call('SET', KEYS[1], ARGV[1]) end
-return 0
+/// `HSET` only if the field holds `ARGV[2]` now (or, with `ARGV[4]` = 1,
+/// holds nothing).
+const SWAP: &str = r"
+local now = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[4] == '1' then
+  if now then return 0 end
+elseif now ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
 ";
 
 impl Redis {
@@ -495,6 +493,10 @@ impl Redis {
                 .redis_settings()
                 .clone()
                 .set_password(password.expose_secret());
+            info = info.set_redis_settings(settings);
+        }
+        if let Some(user) = &config.username {
+            let settings = info.redis_settings().clone().set_username(user);
             info = info.set_redis_settings(settings);
         }
         let client = match &config.ca_file {
@@ -556,38 +558,6 @@ fn millis(window: Duration) -> u64 {
 impl Store for Redis {
     fn backend(&self) -> &'static str {
         "redis"
-    }
-
-    async fn revoked_before(&self, subject: &str) -> Result<u64, StoreError> {
-        let keys = [
-            self.key("revoked", "*all"),
-            self.key("revoked-subject", subject),
-        ];
-        let mut connection = self.connection.clone();
-        let times: Vec<Option<u64>> = self
-            .run(
-                "MGET",
-                redis::cmd("MGET").arg(&keys).query_async(&mut connection),
-            )
-            .await?;
-        Ok(times.into_iter().flatten().max().unwrap_or(0))
-    }
-
-    async fn revoke(&self, subject: Option<&str>, at_ms: u64) -> Result<(), StoreError> {
-        let key = match subject {
-            Some(subject) => self.key("revoked-subject", subject),
-            None => self.key("revoked", "*all"),
-        };
-        let mut connection = self.connection.clone();
-        self.run::<i64>(
-            "revoke",
-            redis::Script::new(REVOKE)
-                .key(key)
-                .arg(at_ms)
-                .invoke_async(&mut connection),
-        )
-        .await
-        .map(drop)
     }
 
     async fn take(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {
@@ -676,6 +646,29 @@ impl Store for Redis {
         .map(drop)
     }
 
+    async fn swap_record(
+        &self,
+        collection: &str,
+        id: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let swapped: i64 = self
+            .run(
+                "swap",
+                redis::Script::new(SWAP)
+                    .key(self.key("records", collection))
+                    .arg(id)
+                    .arg(expected.unwrap_or(""))
+                    .arg(value)
+                    .arg(if expected.is_none() { "1" } else { "0" })
+                    .invoke_async(&mut connection),
+            )
+            .await?;
+        Ok(swapped == 1)
+    }
+
     async fn get_record(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
         let mut connection = self.connection.clone();
         self.run(
@@ -742,12 +735,6 @@ impl Store for Metered {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
-    async fn revoked_before(&self, subject: &str) -> Result<u64, StoreError> {
-        self.timed(self.inner.revoked_before(subject)).await
-    }
-    async fn revoke(&self, subject: Option<&str>, at_ms: u64) -> Result<(), StoreError> {
-        self.timed(self.inner.revoke(subject, at_ms)).await
-    }
     async fn take(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {
         self.timed(self.inner.take(key, limit, window)).await
     }
@@ -770,6 +757,16 @@ impl Store for Metered {
         self.timed(self.inner.put_record(collection, id, value))
             .await
     }
+    async fn swap_record(
+        &self,
+        collection: &str,
+        id: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        self.timed(self.inner.swap_record(collection, id, expected, value))
+            .await
+    }
     async fn get_record(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
         self.timed(self.inner.get_record(collection, id)).await
     }
@@ -778,6 +775,170 @@ impl Store for Metered {
     }
     async fn records(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.timed(self.inner.records(collection)).await
+    }
+}
+
+/// The prefix of an authenticated record: `r1.` + base64url(MAC) + `.` +
+/// the value.
+const RECORD_FORMAT: &str = "r1.";
+
+/// The key records are authenticated under: derived from the refresh key
+/// (which replicas share and the backend never sees).
+pub fn records_key(refresh_secret: &[u8]) -> hmac::Key {
+    let derived = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, refresh_secret),
+        b"regauth state records v1",
+    );
+    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+}
+
+/// A backend whose records carry a MAC over (collection, id, value): a
+/// record rewritten, moved to another id or collection, or written by
+/// anyone without the key is refused (as if absent) and logged. Counters
+/// pass through unchanged.
+pub struct Authenticated {
+    inner: Arc<dyn Store>,
+    key: hmac::Key,
+}
+
+impl Authenticated {
+    /// Authenticates `inner`'s records under `key` (see [`records_key`]).
+    pub fn new(inner: Arc<dyn Store>, key: hmac::Key) -> Self {
+        Self { inner, key }
+    }
+
+    fn tag(&self, collection: &str, id: &str, value: &str) -> String {
+        let mut context = hmac::Context::with_key(&self.key);
+        for part in [collection.as_bytes(), id.as_bytes(), value.as_bytes()] {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part);
+        }
+        data_encoding::BASE64URL_NOPAD.encode(context.sign().as_ref())
+    }
+
+    fn seal(&self, collection: &str, id: &str, value: &str) -> String {
+        format!("{RECORD_FORMAT}{}.{value}", self.tag(collection, id, value))
+    }
+
+    /// The value of a stored record whose MAC holds.
+    fn open(&self, collection: &str, id: &str, stored: &str) -> Option<String> {
+        let opened = stored
+            .strip_prefix(RECORD_FORMAT)
+            .and_then(|rest| rest.split_once('.'))
+            .filter(|(tag, value)| {
+                aws_lc_rs::constant_time::verify_slices_are_equal(
+                    tag.as_bytes(),
+                    self.tag(collection, id, value).as_bytes(),
+                )
+                .is_ok()
+            })
+            .map(|(_, value)| value.to_owned());
+        if opened.is_none() {
+            let why = if stored.starts_with(RECORD_FORMAT) {
+                "its MAC does not hold (rewritten outside regauth, or sealed under another refresh key)"
+            } else {
+                "it carries no MAC (written by regauth before 0.2, or by someone else; `regauth state adopt` signs an earlier version's records)"
+            };
+            tracing::warn!(
+                target: "regauth::audit",
+                event = "state_record_refused",
+                backend = self.inner.backend(),
+                collection,
+                id = %crate::audit::Safe(id),
+                "a stored record is refused: {why}"
+            );
+        }
+        opened
+    }
+
+    /// Signs every record of `collections` that carries no MAC yet (what an
+    /// earlier version wrote), leaving signed ones alone: what `regauth
+    /// state adopt` does once, on an upgrade, while nobody else can write
+    /// the backend. The number signed.
+    pub async fn adopt(&self, collections: &[&str]) -> Result<usize, StoreError> {
+        let mut signed = 0;
+        for collection in collections {
+            for (id, stored) in self.inner.records(collection).await? {
+                if stored.starts_with(RECORD_FORMAT) {
+                    continue;
+                }
+                let sealed = self.seal(collection, &id, &stored);
+                if self
+                    .inner
+                    .swap_record(collection, &id, Some(&stored), &sealed)
+                    .await?
+                {
+                    signed += 1;
+                }
+            }
+        }
+        Ok(signed)
+    }
+}
+
+#[async_trait]
+impl Store for Authenticated {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn take(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {
+        self.inner.take(key, limit, window).await
+    }
+    async fn give_back(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.give_back(key).await
+    }
+    async fn add(&self, key: &str, window: Duration) -> Result<(), StoreError> {
+        self.inner.add(key, window).await
+    }
+    async fn count(&self, key: &str) -> Result<u32, StoreError> {
+        self.inner.count(key).await
+    }
+    async fn clear(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.clear(key).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn put_record(&self, collection: &str, id: &str, value: &str) -> Result<(), StoreError> {
+        let sealed = self.seal(collection, id, value);
+        self.inner.put_record(collection, id, &sealed).await
+    }
+    async fn swap_record(
+        &self,
+        collection: &str,
+        id: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        // The MAC is deterministic: the expected value sealed is what the
+        // backend holds, if it holds it.
+        let expected = expected.map(|e| self.seal(collection, id, e));
+        let sealed = self.seal(collection, id, value);
+        self.inner
+            .swap_record(collection, id, expected.as_deref(), &sealed)
+            .await
+    }
+    async fn get_record(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .inner
+            .get_record(collection, id)
+            .await?
+            .and_then(|stored| self.open(collection, id, &stored)))
+    }
+    async fn delete_record(&self, collection: &str, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_record(collection, id).await
+    }
+    async fn records(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .inner
+            .records(collection)
+            .await?
+            .into_iter()
+            .filter_map(|(id, stored)| {
+                let value = self.open(collection, &id, &stored)?;
+                Some((id, value))
+            })
+            .collect())
     }
 }
 

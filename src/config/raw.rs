@@ -323,6 +323,9 @@ pub(super) struct RawState {
     pub(super) dir: Option<PathBuf>,
     #[serde(default)]
     pub(super) url: Option<String>,
+    /// The Redis ACL user (default: Redis's `default` user).
+    #[serde(default)]
+    pub(super) username: Option<String>,
     #[serde(default)]
     pub(super) password_file: Option<PathBuf>,
     #[serde(default)]
@@ -343,6 +346,7 @@ impl Default for RawState {
             backend: Backend::Embedded,
             dir: None,
             url: None,
+            username: None,
             password_file: None,
             password_env: None,
             ca_file: None,

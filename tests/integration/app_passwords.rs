@@ -3,7 +3,6 @@
 //! and sessions under attack, and app passwords that expire, keep to their
 //! scope, belong to their owner and follow the directory.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,170 +11,10 @@ use axum::http::{Request, StatusCode};
 
 use crate::support::browser::{browser, LoginIdp};
 use crate::support::oci::build_image;
+use crate::support::page::*;
 use crate::support::slapd::Slapd;
 use crate::support::*;
 use regauth::AppState;
-
-/// Cookies as a browser keeps them.
-#[derive(Default, Clone)]
-struct Jar(BTreeMap<String, String>);
-
-impl Jar {
-    fn take(&mut self, reply: &Reply) {
-        for value in reply.headers.get_all("set-cookie") {
-            let text = value.to_str().unwrap();
-            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            if attributes.contains("Max-Age=0") || value.is_empty() {
-                self.0.remove(name);
-            } else {
-                self.0.insert(name.to_owned(), value.to_owned());
-            }
-        }
-    }
-
-    fn header(&self) -> String {
-        self.0
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
-async fn page(state: &Arc<AppState>, jar: &mut Jar, path: &str) -> Reply {
-    let request = Request::get(path)
-        .header("cookie", jar.header())
-        .body(Body::empty())
-        .unwrap();
-    let reply = call(state, request).await;
-    jar.take(&reply);
-    reply
-}
-
-async fn submit(state: &Arc<AppState>, jar: &mut Jar, path: &str, form: &[(&str, &str)]) -> Reply {
-    let body: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish();
-    let request = Request::post(path)
-        .header("cookie", jar.header())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Body::from(body))
-        .unwrap();
-    let reply = call(state, request).await;
-    jar.take(&reply);
-    reply
-}
-
-/// The value of the first `name="csrf"` field on a page.
-fn csrf(reply: &Reply) -> String {
-    let text = reply.text();
-    let at = text
-        .find(r#"name="csrf" value=""#)
-        .unwrap_or_else(|| panic!("no CSRF field:\n{text}"));
-    let rest = &text[at + r#"name="csrf" value=""#.len()..];
-    rest[..rest.find('"').unwrap()].to_owned()
-}
-
-/// The app password on a "created" page.
-fn secret_of(reply: &Reply) -> String {
-    let text = reply.text();
-    let at = text
-        .find(r#"<code id="secret">"#)
-        .unwrap_or_else(|| panic!("no secret:\n{text}"));
-    let rest = &text[at + r#"<code id="secret">"#.len()..];
-    rest[..rest.find('<').unwrap()].to_owned()
-}
-
-fn ui_config(f: &Fixture, section: &str, cache: &str) -> String {
-    f.config_text(
-        "127.0.0.1:0",
-        &format!(
-            "\n[app_passwords]\nkey_file = \"{}\"\nlogin_form = [\"local\"]\nadmin_groups = [\"local:readers\"]\n{section}\n",
-            f.path("app-passwords.key").display()
-        ),
-    )
-    .replace("[cache]\n", &format!("[cache]\n{cache}\n"))
-}
-
-/// Signs in with the password form; the session's CSRF token.
-async fn sign_in(state: &Arc<AppState>, jar: &mut Jar, user: &str, password: &str) -> String {
-    let form = page(state, jar, "/ui/").await;
-    assert_eq!(form.status, StatusCode::OK, "{}", form.text());
-    let token = csrf(&form);
-    let signed = submit(
-        state,
-        jar,
-        "/ui/signin",
-        &[("username", user), ("password", password), ("csrf", &token)],
-    )
-    .await;
-    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.text());
-    let home = page(state, jar, "/ui/").await;
-    assert!(
-        home.text().contains("Your app passwords"),
-        "{}",
-        home.text()
-    );
-    csrf(&home)
-}
-
-/// `regauth tokens revoke --user USER` with this configuration, as an
-/// operator runs it beside the server.
-fn tokens_revoke(config: &std::path::Path, user: &str) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
-        .args([
-            "tokens",
-            "revoke",
-            "--config",
-            config.to_str().unwrap(),
-            "--user",
-            user,
-        ])
-        .output()
-        .unwrap()
-}
-
-/// The id part of an app password (`rga_<id>_<secret>`).
-fn id_of(secret: &str) -> String {
-    let rest = secret.strip_prefix("rga_").expect("an app password");
-    rest.split('_').next().unwrap().to_owned()
-}
-
-/// Presses "Revoke" on app password `id`.
-async fn revoke(state: &Arc<AppState>, jar: &mut Jar, id: &str, csrf: &str) -> Reply {
-    submit(
-        state,
-        jar,
-        &format!("/ui/passwords/{id}/revoke"),
-        &[("csrf", csrf)],
-    )
-    .await
-}
-
-/// Every action ticked on the page, no pattern: all of the owner's access.
-const ALL: &[&str] = &["pull", "push", "delete"];
-
-async fn create(
-    state: &Arc<AppState>,
-    jar: &mut Jar,
-    csrf: &str,
-    name: &str,
-    repos: &str,
-    actions: &[&str],
-) -> String {
-    let mut form = vec![
-        ("csrf", csrf),
-        ("name", name),
-        ("days", "30"),
-        ("repos", repos),
-    ];
-    form.extend(actions.iter().map(|a| ("actions", *a)));
-    let created = submit(state, jar, "/ui/passwords", &form).await;
-    assert_eq!(created.status, StatusCode::OK, "{}", created.text());
-    assert_eq!(created.header("cache-control"), Some("no-store"));
-    secret_of(&created)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_sign_in_makes_an_app_password_that_pushes_until_revoked() {

