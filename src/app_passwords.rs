@@ -712,8 +712,13 @@ impl IdentityProvider for AppPasswordProvider {
         shape == SecretShape::AppPassword
     }
 
+    /// One record read and one HMAC here: no upstream to protect.
+    fn checks_locally(&self) -> bool {
+        true
+    }
+
     /// An app password stands alone: the typed username tries no account.
-    fn account_of(&self, _credentials: &Credentials) -> Option<String> {
+    async fn account_of(&self, _credentials: &Credentials) -> Option<String> {
         None
     }
 

@@ -22,7 +22,7 @@ use regauth_providers::{
 
 use crate::cache::VerdictCache;
 use crate::pattern::{Pattern, Placeholders};
-use crate::throttle::{Held, Reach, Throttle};
+use crate::throttle::{Attempt, Held, Reach, Throttle};
 
 /// The chain's answer for one credential.
 #[derive(Debug)]
@@ -362,15 +362,21 @@ impl Chain {
         for provider in candidates {
             let key = self.verdicts.key(provider.name(), credentials);
             // The account tried, for passwords; a token tries none.
-            let account = provider.account_of(credentials);
+            let account = provider.account_of(credentials).await;
             // Concurrent requests with the same credentials share this one
             // check, and so one reservation.
+            let attempt = Attempt {
+                provider: provider.name(),
+                account: account.as_deref(),
+                client,
+                reach: if provider.checks_locally() {
+                    Reach::Local
+                } else {
+                    reach
+                },
+            };
             let check = async {
-                let reservation = self
-                    .throttle
-                    .reserve(provider.name(), account.as_deref(), reach)
-                    .await
-                    .map_err(Miss::Held)?;
+                let reservation = self.throttle.reserve(attempt).await.map_err(Miss::Held)?;
                 let started = std::time::Instant::now();
                 let outcome = self.bounded(provider.authenticate(credentials)).await;
                 let label = match &outcome {
@@ -409,7 +415,9 @@ impl Chain {
                 }
                 Err(miss) => match &*miss {
                     Miss::NotMine => continue,
-                    Miss::Rejected(_) => {
+                    // Held back with the flood: still the sender's failure,
+                    // so a flood's networks run out of their own budgets.
+                    Miss::Rejected(_) | Miss::Held(Held::Provider) => {
                         self.throttle.client_failed(client_slot);
                         return self.verdict_of(provider.name(), &miss);
                     }
@@ -469,12 +477,14 @@ mod tests {
         let throttle = Throttle::new(
             crate::throttle::Budgets {
                 per_account: max_failures,
+                per_familiar_network: max_failures,
+                familiar_for: Duration::from_secs(3600),
                 per_client: 0,
                 per_provider_per_second: 0,
                 window: Duration::from_secs(60),
             },
             b"test",
-            Arc::new(crate::state::Embedded::new(&std::env::temp_dir())),
+            Arc::new(crate::state::Embedded::in_memory()),
         );
         (verdicts, throttle)
     }
@@ -701,6 +711,50 @@ mod tests {
             ));
         }
         assert_eq!(p.calls.load(Ordering::SeqCst), 3);
+    }
+
+    /// Attempts the provider bucket holds back are the sender's failures:
+    /// a flood from one network runs out of its own budget.
+    #[tokio::test]
+    async fn held_back_attempts_spend_the_senders_budget() {
+        let p = fake("upstream", |_| Outcome::Rejected(Rejection::WrongSecret));
+        let verdicts = VerdictCache::new(
+            Duration::from_secs(60),
+            100,
+            &crate::cache::random_key().unwrap(),
+        );
+        let throttle = Throttle::new(
+            crate::throttle::Budgets {
+                per_account: 5,
+                per_familiar_network: 5,
+                familiar_for: Duration::from_secs(3600),
+                per_client: 10,
+                per_provider_per_second: 1,
+                window: Duration::from_secs(60),
+            },
+            b"test",
+            Arc::new(crate::state::Embedded::in_memory()),
+        );
+        let chain = Arc::new(Chain::new(
+            vec![p.clone() as Arc<dyn IdentityProvider>],
+            verdicts,
+            throttle,
+            Duration::from_secs(1),
+        ));
+        let mut held = 0;
+        for i in 0..30 {
+            let v = chain
+                .authenticate(&Credentials::new(format!("u{i}"), "wrong"), IP)
+                .await;
+            match v {
+                Verdict::Unavailable { .. } => held += 1,
+                Verdict::Throttled(Held::Client) => {}
+                Verdict::Rejected { .. } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(p.calls.load(Ordering::SeqCst), 5, "the bucket's burst");
+        assert_eq!(held, 5, "then held back until the client's budget ran out");
     }
 
     /// 200 concurrent wrong passwords reach the provider at most

@@ -331,8 +331,15 @@ pub struct CacheConfig {
     pub verdict_capacity: u64,
     /// How long failed logins are remembered (`cache.failure_window`).
     pub failure_window: Duration,
-    /// Failed logins per account (provider and normalized username).
+    /// Failed logins per account (provider and normalized username) from
+    /// the networks it has not logged in from, together.
     pub max_failures: u32,
+    /// Failed logins per account from each network it has logged in from
+    /// (`cache.max_familiar_failures`, default `max_failures`).
+    pub max_familiar_failures: u32,
+    /// How long a network stays familiar to an account after a successful
+    /// login (`cache.familiar_for`).
+    pub familiar_for: Duration,
     /// Failed logins per client network (IPv4 address, IPv6 /64).
     pub max_client_failures: u32,
     /// Failed attempts per second reaching one provider, from everyone.
@@ -722,6 +729,11 @@ impl Config {
                 verdict_capacity: raw.cache.verdict_capacity,
                 failure_window: raw.cache.failure_window.0,
                 max_failures: raw.cache.max_failures,
+                max_familiar_failures: raw
+                    .cache
+                    .max_familiar_failures
+                    .unwrap_or(raw.cache.max_failures),
+                familiar_for: raw.cache.familiar_for.0,
                 max_client_failures: raw.cache.max_client_failures,
                 max_provider_failures_per_second: raw.cache.max_provider_failures_per_second,
             },

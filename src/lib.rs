@@ -436,6 +436,8 @@ pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
     let throttle = Throttle::new(
         Budgets {
             per_account: config.cache.max_failures,
+            per_familiar_network: config.cache.max_familiar_failures,
+            familiar_for: config.cache.familiar_for,
             per_client: config.cache.max_client_failures,
             per_provider_per_second: config.cache.max_provider_failures_per_second,
             window: config.cache.failure_window,

@@ -1,20 +1,27 @@
 //! The failed-login throttle: what keeps a CI job retrying a stale
 //! password, a password sprayer and a flood of guesses from locking
-//! directory accounts or hammering an identity provider.
+//! directory accounts or hammering an identity provider, without letting
+//! a stranger lock a user out.
 //!
-//! Three budgets, each checked before a provider is asked:
+//! Budgets, each checked before a provider is asked:
 //!
-//! - per account: failures per (provider, the provider's normalized form
-//!   of the username), keyed by an HMAC so that no username is kept. An
-//!   attempt is reserved before the provider is asked, so concurrent
-//!   guesses count; only a success of the same subject on the same
-//!   provider resets it.
+//! - per account, split the way Entra ID's smart lockout splits it: one
+//!   budget that every network shares where the account has never logged
+//!   in (failures per provider and the provider's form of the account,
+//!   keyed by an HMAC so that no username is kept), and one per network
+//!   where it has logged in within `familiar_for` (its own). A stranger
+//!   spends the first and cannot touch the second: the user keeps logging
+//!   in from their usual networks. An attempt is reserved before the
+//!   provider is asked, so concurrent guesses count; only a success of the
+//!   same subject on the same provider resets them.
 //! - per client: failures per client network (an IPv4 address, an IPv6
 //!   /64, which a client cannot rotate out of), across all usernames.
-//! - per provider: failed attempts per second reaching each provider (a
-//!   token bucket, reserved like the account budget), whoever sends them.
+//! - per provider: failed attempts per second reaching each provider with
+//!   an upstream to protect (a token bucket, reserved like the account
+//!   budget), from networks the account is not familiar from. Static users
+//!   and app passwords are checked here and spend none.
 //!
-//! Account and client counters live in the state backend, so replicas
+//! Counters and familiar networks live in the state backend, so replicas
 //! count together; the provider bucket is per replica. A backend that
 //! cannot answer holds every attempt back (fail closed).
 
@@ -26,12 +33,19 @@ use aws_lc_rs::hmac;
 
 use crate::state::Store;
 
-/// The budgets (`cache.max_failures`, `cache.max_client_failures`,
+/// The budgets (`cache.max_failures`, `cache.max_familiar_failures`,
+/// `cache.familiar_for`, `cache.max_client_failures`,
 /// `cache.max_provider_failures_per_second`, `cache.failure_window`).
 #[derive(Clone, Debug)]
 pub struct Budgets {
-    /// Failures per account within the window; 0 disables the throttle.
+    /// Failures per account within the window, from every network it has
+    /// not logged in from, together; 0 disables the account budgets.
     pub per_account: u32,
+    /// Failures per account within the window from each network it has
+    /// logged in from before.
+    pub per_familiar_network: u32,
+    /// How long a network stays familiar after a successful login.
+    pub familiar_for: Duration,
     /// Failures per client network within the window; 0 disables it.
     pub per_client: u32,
     /// Failed attempts per second reaching one provider; 0 disables it.
@@ -59,9 +73,22 @@ pub enum Reach {
     /// A password or an opaque token: the IdP checks it (and may lock the
     /// account): the provider's budget applies.
     Upstream,
-    /// A JWT checked against cached keys: only the account and client
-    /// budgets apply.
+    /// A JWT checked against cached keys, a static user's hash, an app
+    /// password: only the account and client budgets apply.
     Local,
+}
+
+/// One login attempt about to reach a provider.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt<'a> {
+    /// The provider asked.
+    pub provider: &'a str,
+    /// The account tried (the provider's form of it), for passwords.
+    pub account: Option<&'a str>,
+    /// The client's address.
+    pub client: IpAddr,
+    /// Whether it reaches an upstream.
+    pub reach: Reach,
 }
 
 struct Bucket {
@@ -80,9 +107,21 @@ pub struct Throttle {
 /// An attempt allowed to reach a provider; settle it with the outcome.
 /// Dropped unsettled (a cancelled request), it is given back.
 pub struct Reservation {
+    /// The budget counter the attempt was charged to.
     account: Option<String>,
+    /// The account's keys, for a success to reset: (the unfamiliar
+    /// budget, this network's budget, this network's familiarity).
+    keys: Option<AccountKeys>,
     bucket: Option<Arc<Mutex<Bucket>>>,
     store: Arc<dyn Store>,
+}
+
+/// The store keys of one account seen from one network.
+#[derive(Clone)]
+struct AccountKeys {
+    shared: String,
+    network: String,
+    familiar: String,
 }
 
 impl Throttle {
@@ -97,19 +136,29 @@ impl Throttle {
         }
     }
 
-    fn account_key(&self, provider: &str, normalized_user: &str) -> String {
+    fn digest(&self, tag: &str, parts: &[&[u8]]) -> String {
         let mut ctx = hmac::Context::with_key(&self.key);
-        for part in [provider.as_bytes(), normalized_user.as_bytes()] {
+        for part in parts {
             ctx.update(&(part.len() as u64).to_be_bytes());
             ctx.update(part);
         }
         let digest = ctx.sign();
-        let mut key = String::with_capacity(2 + 64);
-        key.push_str("a:");
+        let mut key = String::with_capacity(tag.len() + 48);
+        key.push_str(tag);
         for b in &digest.as_ref()[..24] {
             key.push_str(&format!("{b:02x}"));
         }
         key
+    }
+
+    fn account_keys(&self, provider: &str, account: &str, client: IpAddr) -> AccountKeys {
+        let (provider, account) = (provider.as_bytes(), account.as_bytes());
+        let network = network_of(client).to_be_bytes();
+        AccountKeys {
+            shared: self.digest("a:", &[provider, account]),
+            network: self.digest("an:", &[provider, account, &network]),
+            familiar: self.digest("f:", &[provider, account, &network]),
+        }
     }
 
     fn client_key(client: IpAddr) -> String {
@@ -154,33 +203,41 @@ impl Throttle {
         }
     }
 
-    /// Reserves one attempt of this account at this provider, or says
-    /// which budget is spent.
-    pub async fn reserve(
-        &self,
-        provider: &str,
-        account: Option<&str>,
-        reach: Reach,
-    ) -> Result<Reservation, Held> {
+    /// Reserves one attempt of this account at this provider from this
+    /// client, or says which budget is spent.
+    pub async fn reserve(&self, attempt: Attempt<'_>) -> Result<Reservation, Held> {
         let mut reservation = Reservation {
             account: None,
+            keys: None,
             bucket: None,
             store: self.store.clone(),
         };
-        if let (true, Some(account)) = (self.budgets.per_account > 0, account) {
-            let key = self.account_key(provider, account);
-            match self
+        let mut familiar = false;
+        if let (true, Some(account)) = (self.budgets.per_account > 0, attempt.account) {
+            let keys = self.account_keys(attempt.provider, account, attempt.client);
+            familiar = self
                 .store
-                .take(&key, self.budgets.per_account, self.budgets.window)
+                .count(&keys.familiar)
                 .await
-            {
-                Ok(true) => reservation.account = Some(key),
+                .map_err(|e| Held::Store(e.0))?
+                > 0;
+            let (key, limit) = if familiar {
+                (&keys.network, self.budgets.per_familiar_network)
+            } else {
+                (&keys.shared, self.budgets.per_account)
+            };
+            match self.store.take(key, limit, self.budgets.window).await {
+                Ok(true) => reservation.account = Some(key.clone()),
                 Ok(false) => return Err(Held::Account),
                 Err(e) => return Err(Held::Store(e.0)),
             }
+            reservation.keys = Some(keys);
         }
-        if self.budgets.per_provider_per_second > 0 && reach == Reach::Upstream {
-            let bucket = self.bucket(provider);
+        // The provider bucket holds back the flood, which never comes from
+        // where the account is at home.
+        if self.budgets.per_provider_per_second > 0 && attempt.reach == Reach::Upstream && !familiar
+        {
+            let bucket = self.bucket(attempt.provider);
             if !take(&bucket, self.budgets.per_provider_per_second) {
                 // the account slot is given back when `reservation` drops
                 return Err(Held::Provider);
@@ -217,22 +274,32 @@ impl Throttle {
         }
     }
 
-    /// The attempt succeeded for `normalized_subject`: the account's
-    /// failures are forgotten if that is the account that was tried (a JWT
-    /// login that ignores the typed username resets nothing).
+    /// The attempt succeeded for `normalized_subject`: if that is the
+    /// account that was tried (a JWT login that ignores the typed username
+    /// resets nothing), its failures are forgotten and this network
+    /// becomes (or stays) familiar.
     pub async fn succeeded(
         &self,
         mut reservation: Reservation,
         account: Option<&str>,
         normalized_subject: &str,
     ) {
-        if let Some(key) = reservation.account.take() {
-            let done = if account == Some(normalized_subject) {
-                self.store.clear(&key).await
-            } else {
-                self.store.give_back(&key).await
-            };
-            let _ = done;
+        let charged = reservation.account.take();
+        let keys = reservation.keys.take();
+        match (keys, account == Some(normalized_subject)) {
+            (Some(keys), true) => {
+                let _ = self.store.clear(&keys.shared).await;
+                let _ = self.store.clear(&keys.network).await;
+                let _ = self
+                    .store
+                    .add(&keys.familiar, self.budgets.familiar_for)
+                    .await;
+            }
+            _ => {
+                if let Some(key) = charged {
+                    let _ = self.store.give_back(&key).await;
+                }
+            }
         }
     }
 }
@@ -307,17 +374,38 @@ mod tests {
     use super::*;
 
     fn throttle(per_account: u32, per_client: u32, per_second: u32) -> Throttle {
-        let dir = std::env::temp_dir();
         Throttle::new(
             Budgets {
                 per_account,
+                per_familiar_network: per_account,
+                familiar_for: Duration::from_secs(3600),
                 per_client,
                 per_provider_per_second: per_second,
                 window: Duration::from_secs(60),
             },
             b"test key",
-            Arc::new(crate::state::Embedded::new(&dir)),
+            Arc::new(crate::state::Embedded::in_memory()),
         )
+    }
+
+    const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+    fn attempt<'a>(provider: &'a str, account: Option<&'a str>, reach: Reach) -> Attempt<'a> {
+        attempt_from(provider, account, reach, HOME)
+    }
+
+    fn attempt_from<'a>(
+        provider: &'a str,
+        account: Option<&'a str>,
+        reach: Reach,
+        client: IpAddr,
+    ) -> Attempt<'a> {
+        Attempt {
+            provider,
+            account,
+            client,
+            reach,
+        }
     }
 
     #[tokio::test]
@@ -326,28 +414,30 @@ mod tests {
         let mut held = Vec::new();
         for _ in 0..3 {
             held.push(
-                t.reserve("corp", Some("erin"), Reach::Upstream)
+                t.reserve(attempt("corp", Some("erin"), Reach::Upstream))
                     .await
                     .unwrap(),
             );
         }
         assert_eq!(
-            t.reserve("corp", Some("erin"), Reach::Upstream).await.err(),
+            t.reserve(attempt("corp", Some("erin"), Reach::Upstream))
+                .await
+                .err(),
             Some(Held::Account),
             "in flight counts"
         );
         assert!(t
-            .reserve("corp", Some("other"), Reach::Upstream)
+            .reserve(attempt("corp", Some("other"), Reach::Upstream))
             .await
             .is_ok());
         assert!(t
-            .reserve("other", Some("erin"), Reach::Upstream)
+            .reserve(attempt("other", Some("erin"), Reach::Upstream))
             .await
             .is_ok());
         let mut held = held.into_iter();
         t.released(held.next().unwrap()).await;
         let again = t
-            .reserve("corp", Some("erin"), Reach::Upstream)
+            .reserve(attempt("corp", Some("erin"), Reach::Upstream))
             .await
             .unwrap();
         for r in held {
@@ -355,7 +445,9 @@ mod tests {
         }
         t.failed(again);
         assert_eq!(
-            t.reserve("corp", Some("erin"), Reach::Upstream).await.err(),
+            t.reserve(attempt("corp", Some("erin"), Reach::Upstream))
+                .await
+                .err(),
             Some(Held::Account)
         );
     }
@@ -364,47 +456,112 @@ mod tests {
     async fn only_the_same_subject_resets_an_account() {
         let t = throttle(2, 0, 0);
         t.failed(
-            t.reserve("corp", Some("erin"), Reach::Upstream)
+            t.reserve(attempt("corp", Some("erin"), Reach::Upstream))
                 .await
                 .unwrap(),
         );
         let r = t
-            .reserve("corp", Some("erin"), Reach::Upstream)
+            .reserve(attempt("corp", Some("erin"), Reach::Upstream))
             .await
             .unwrap();
         t.succeeded(r, Some("erin"), "someone-else").await;
         t.failed(
-            t.reserve("corp", Some("erin"), Reach::Upstream)
+            t.reserve(attempt("corp", Some("erin"), Reach::Upstream))
                 .await
                 .unwrap(),
         );
         assert!(
-            t.reserve("corp", Some("erin"), Reach::Upstream)
+            t.reserve(attempt("corp", Some("erin"), Reach::Upstream))
                 .await
                 .is_err(),
             "not reset by another subject"
         );
         let t = throttle(2, 0, 0);
         t.failed(
-            t.reserve("corp", Some("erin"), Reach::Upstream)
+            t.reserve(attempt("corp", Some("erin"), Reach::Upstream))
                 .await
                 .unwrap(),
         );
         let r = t
-            .reserve("corp", Some("erin"), Reach::Upstream)
+            .reserve(attempt("corp", Some("erin"), Reach::Upstream))
             .await
             .unwrap();
         t.succeeded(r, Some("erin"), "erin").await;
         t.failed(
-            t.reserve("corp", Some("erin"), Reach::Upstream)
+            t.reserve(attempt("corp", Some("erin"), Reach::Upstream))
                 .await
                 .unwrap(),
         );
         assert!(
-            t.reserve("corp", Some("erin"), Reach::Upstream)
+            t.reserve(attempt("corp", Some("erin"), Reach::Upstream))
                 .await
                 .is_ok(),
             "reset by erin herself"
+        );
+    }
+
+    /// The review's M2: five wrong passwords from one address locked the
+    /// user out everywhere. Now they spend only what unfamiliar networks
+    /// share; where the user logged in before keeps its own budget, and is
+    /// not held back by the provider bucket either.
+    #[tokio::test]
+    async fn strangers_cannot_lock_out_a_familiar_network() {
+        let t = throttle(2, 0, 1);
+        let stranger: IpAddr = "198.51.100.7".parse().unwrap();
+        let another: IpAddr = "203.0.113.9".parse().unwrap();
+        let erin = || attempt("corp", Some("erin"), Reach::Upstream);
+        let r = t.reserve(erin()).await.unwrap();
+        t.succeeded(r, Some("erin"), "erin").await;
+        for _ in 0..2 {
+            let r = t
+                .reserve(attempt_from(
+                    "corp",
+                    Some("erin"),
+                    Reach::Upstream,
+                    stranger,
+                ))
+                .await
+                .unwrap();
+            t.failed(r);
+        }
+        for from in [stranger, another] {
+            assert_eq!(
+                t.reserve(attempt_from("corp", Some("erin"), Reach::Upstream, from))
+                    .await
+                    .err(),
+                Some(Held::Account),
+                "unfamiliar networks share one budget"
+            );
+        }
+        // the provider bucket (1/s, 5 s burst) is empty by now for strangers
+        for i in 0..10 {
+            let r = t
+                .reserve(attempt_from(
+                    "corp",
+                    Some(&format!("u{i}")),
+                    Reach::Upstream,
+                    stranger,
+                ))
+                .await;
+            if let Ok(r) = r {
+                t.failed(r);
+            }
+        }
+        assert_eq!(
+            t.reserve(attempt_from("corp", Some("zed"), Reach::Upstream, stranger))
+                .await
+                .err(),
+            Some(Held::Provider)
+        );
+        // erin at home: neither her account nor the bucket holds her back
+        for _ in 0..2 {
+            let r = t.reserve(erin()).await.unwrap();
+            t.failed(r);
+        }
+        assert_eq!(
+            t.reserve(erin()).await.err(),
+            Some(Held::Account),
+            "her own budget is hers"
         );
     }
 
@@ -432,8 +589,15 @@ mod tests {
         assert!(t.reserve_client(c).await.is_ok(), "another /64");
         // a token login tries no account
         let t = throttle(1, 0, 0);
-        t.failed(t.reserve("gh", None, Reach::Upstream).await.unwrap());
-        assert!(t.reserve("gh", None, Reach::Upstream).await.is_ok());
+        t.failed(
+            t.reserve(attempt("gh", None, Reach::Upstream))
+                .await
+                .unwrap(),
+        );
+        assert!(t
+            .reserve(attempt("gh", None, Reach::Upstream))
+            .await
+            .is_ok());
         let v4: IpAddr = "10.0.0.1".parse().unwrap();
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert_eq!(network_of(v4), network_of(mapped));
@@ -446,7 +610,7 @@ mod tests {
         let mut allowed = 0;
         for i in 0..200 {
             if let Ok(r) = t
-                .reserve("corp", Some(&format!("user{i}")), Reach::Upstream)
+                .reserve(attempt("corp", Some(&format!("user{i}")), Reach::Upstream))
                 .await
             {
                 allowed += 1;
@@ -458,12 +622,15 @@ mod tests {
             "{allowed}: five seconds' worth"
         );
         // JWTs checked locally do not spend it
-        assert!(t.reserve("corp", Some("x"), Reach::Local).await.is_ok());
+        assert!(t
+            .reserve(attempt("corp", Some("x"), Reach::Local))
+            .await
+            .is_ok());
         // successes give their token back
         let t = throttle(0, 0, 1);
         for _ in 0..20 {
             let r = t
-                .reserve("corp", Some("ann"), Reach::Upstream)
+                .reserve(attempt("corp", Some("ann"), Reach::Upstream))
                 .await
                 .unwrap();
             t.succeeded(r, Some("ann"), "ann").await;

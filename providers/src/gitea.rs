@@ -349,7 +349,7 @@ impl IdentityProvider for Gitea {
     }
 
     /// A token stands alone: the typed username tries no account.
-    fn account_of(&self, _credentials: &Credentials) -> Option<String> {
+    async fn account_of(&self, _credentials: &Credentials) -> Option<String> {
         None
     }
 

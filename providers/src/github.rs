@@ -343,7 +343,7 @@ impl IdentityProvider for GitHub {
     }
 
     /// A token stands alone: the typed username tries no account.
-    fn account_of(&self, _credentials: &Credentials) -> Option<String> {
+    async fn account_of(&self, _credentials: &Credentials) -> Option<String> {
         None
     }
 

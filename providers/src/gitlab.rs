@@ -686,7 +686,7 @@ impl IdentityProvider for GitLab {
     }
 
     /// A token stands alone: the typed username tries no account.
-    fn account_of(&self, _credentials: &Credentials) -> Option<String> {
+    async fn account_of(&self, _credentials: &Credentials) -> Option<String> {
         None
     }
 

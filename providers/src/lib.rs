@@ -748,6 +748,13 @@ pub trait IdentityProvider: Send + Sync {
         shape == SecretShape::Password
     }
 
+    /// Whether this provider checks secrets itself, with no upstream that
+    /// a flood of wrong ones could hurt (a user list's hashes): the
+    /// per-provider failure bucket does not apply to it.
+    fn checks_locally(&self) -> bool {
+        false
+    }
+
     /// Whether [`IdentityProvider::lookup`] can find users at all (a
     /// directory, a user list): then its `NotMine` means "no such user".
     /// Providers that cannot be asked about a user without their secret
@@ -776,7 +783,7 @@ pub trait IdentityProvider: Send + Sync {
     /// the normalized username when the secret is a password checked
     /// against that account, `None` when the secret stands alone (a token:
     /// its typed username means nothing, and tokens cannot be guessed).
-    fn account_of(&self, credentials: &Credentials) -> Option<String> {
+    async fn account_of(&self, credentials: &Credentials) -> Option<String> {
         Some(self.normalize_username(&credentials.username).into_owned())
     }
 

@@ -990,7 +990,7 @@ impl IdentityProvider for Oidc {
     }
 
     /// Only the password grant tries an account; a token stands alone.
-    fn account_of(&self, credentials: &Credentials) -> Option<String> {
+    async fn account_of(&self, credentials: &Credentials) -> Option<String> {
         let secret = credentials.secret.expose_secret();
         let token = jsonwebtoken::decode_header(secret).is_ok()
             || (self.config.introspection

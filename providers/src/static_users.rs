@@ -360,6 +360,11 @@ impl IdentityProvider for StaticUsers {
         true
     }
 
+    /// Hashes checked here (bounded per core): no upstream to protect.
+    fn checks_locally(&self) -> bool {
+        true
+    }
+
     async fn lookup(&self, subject: &str) -> Outcome {
         match self.users.get(subject) {
             Some(user) if user.expired().is_some() => Outcome::Rejected(Rejection::Expired),

@@ -254,6 +254,10 @@ pub(super) struct RawCache {
     pub(super) failure_window: Seconds,
     #[serde(default = "default_max_failures")]
     pub(super) max_failures: u32,
+    #[serde(default)]
+    pub(super) max_familiar_failures: Option<u32>,
+    #[serde(default = "default_familiar_for")]
+    pub(super) familiar_for: Seconds,
     #[serde(default = "default_max_client_failures")]
     pub(super) max_client_failures: u32,
     #[serde(default = "default_max_provider_failures_per_second")]
@@ -267,12 +271,17 @@ impl Default for RawCache {
             verdict_capacity: default_verdict_capacity(),
             failure_window: default_failure_window(),
             max_failures: default_max_failures(),
+            max_familiar_failures: None,
+            familiar_for: default_familiar_for(),
             max_client_failures: default_max_client_failures(),
             max_provider_failures_per_second: default_max_provider_failures_per_second(),
         }
     }
 }
 
+fn default_familiar_for() -> Seconds {
+    Seconds(Duration::from_secs(30 * 86400))
+}
 fn default_max_client_failures() -> u32 {
     100
 }

@@ -256,12 +256,7 @@ async fn guess(
     password: &str,
     client: &str,
 ) -> StatusCode {
-    let request = axum::http::Request::get(format!("/auth?service={SERVICE}"))
-        .header("authorization", basic(user, password))
-        .header("x-forwarded-for", client)
-        .body(axum::body::Body::empty())
-        .unwrap();
-    call(state, request).await.status
+    token_from(state, client, user, password, "").await.status
 }
 
 /// Reproduced: concurrent wrong passwords all reached slapd, since each

@@ -3,6 +3,8 @@
 //! placeholders, lockouts that strangers cannot cause, forge token scopes,
 //! leavers at the IdP, readiness that does not take every replica out.
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 
 use crate::support::page::*;
@@ -288,4 +290,100 @@ async fn a_forged_snapshot_refresh_token_is_refused_by_a_directory_provider() {
         .unwrap();
     let reply = refresh_grant(&state, &forged, "repository:team/app:pull,push").await;
     reply.assert_error(StatusCode::UNAUTHORIZED);
+}
+
+/// Static users behind a trusted proxy (clients by `X-Forwarded-For`),
+/// with the throttle as shipped (5 failures) and short verdicts.
+fn throttled(f: &Fixture, cache: &str) -> std::sync::Arc<regauth::AppState> {
+    let text = f
+        .config_text("127.0.0.1:0", "")
+        .replace(
+            "max_failures = 1000",
+            &format!("max_failures = 5\nverdict_ttl = \"1s\"\n{cache}"),
+        )
+        .replace("[server]\n", "[server]\ntrusted_proxies = [\"0.0.0.0\"]\n");
+    f.state_with(&text)
+}
+
+/// M2: five wrong passwords from one address blocked the user's correct
+/// password from every other address for 30 minutes. Now the stranger
+/// spends the budget of networks the user never logged in from; the
+/// user's own network keeps working (as with Entra ID's smart lockout).
+#[tokio::test]
+async fn a_stranger_cannot_lock_a_user_out_of_their_usual_network() {
+    let f = Fixture::new();
+    let state = throttled(&f, "");
+    let pull = "repository:team/app:pull";
+    let home = "127.0.0.3";
+    let ok = token_from(&state, home, "writer", "writer-pw", pull).await;
+    assert_eq!(ok.actions(), ["pull"]);
+    for i in 0..6 {
+        let wrong = token_from(&state, "127.0.0.2", "writer", &format!("guess{i}"), pull).await;
+        wrong.assert_error(StatusCode::UNAUTHORIZED);
+    }
+    // the cached verdict gone, the correct password from home still works
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let elsewhere = token_from(&state, "127.0.0.4", "writer", "wrong", pull).await;
+    elsewhere.assert_error(StatusCode::UNAUTHORIZED);
+    let again = token_from(&state, home, "writer", "writer-pw", pull).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+}
+
+/// M4: wrong app passwords from 40 networks emptied the per-provider bucket
+/// and every uncached login with an app password got a 503. App passwords
+/// and static users have no upstream to protect, so the bucket no longer
+/// applies to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_app_passwords_does_not_refuse_good_ones() {
+    let f = Fixture::new();
+    let text = ui_config(
+        &f,
+        "",
+        "max_client_failures = 100\nmax_provider_failures_per_second = 20",
+    )
+    .replace("[server]\n", "[server]\ntrusted_proxies = [\"0.0.0.0\"]\n");
+    let state = f.state_with(&text);
+    let mut jar = Jar::default();
+    let csrf = sign_in(&state, &mut jar, "writer", "writer-pw").await;
+    let mut good = Vec::new();
+    for i in 0..8 {
+        good.push(create(&state, &mut jar, &csrf, &format!("ci-{i}"), "", ALL).await);
+    }
+    let pull = "repository:team/app:pull";
+    let flood: Vec<_> = (1..=40)
+        .map(|n| {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for i in 0..30 {
+                    let wrong = format!("rga_{n}x{i}_wrong");
+                    let client = format!("127.0.4.{n}");
+                    let r = token_from(&state, &client, "writer", &wrong, pull).await;
+                    statuses.push(r.status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    // meanwhile, logins with good app passwords never used before
+    for (i, password) in good.iter().enumerate() {
+        let r = token_from(&state, "127.0.5.1", "writer", password, pull).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "login {i} during the flood: {}",
+            r.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut unavailable = 0;
+    for task in flood {
+        unavailable += task
+            .await
+            .unwrap()
+            .iter()
+            .filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE)
+            .count();
+    }
+    assert_eq!(unavailable, 0, "app passwords are not held back as a flood");
 }

@@ -324,6 +324,28 @@ pub async fn token_for(state: &Arc<AppState>, user: &str, secret: &str, scope: &
     get(state, &uri, Some(&basic(user, secret))).await
 }
 
+/// A GET token request for `scope` (none if empty) with Basic credentials
+/// from `client` (an `X-Forwarded-For` hop, believed when the config trusts
+/// the router's peer: `trusted_proxies = ["0.0.0.0"]`).
+pub async fn token_from(
+    state: &Arc<AppState>,
+    client: &str,
+    user: &str,
+    secret: &str,
+    scope: &str,
+) -> Reply {
+    let mut uri = format!("/auth?service={SERVICE}");
+    if !scope.is_empty() {
+        uri.push_str(&format!("&scope={scope}"));
+    }
+    let request = Request::get(uri)
+        .header("authorization", basic(user, secret))
+        .header("x-forwarded-for", client)
+        .body(Body::empty())
+        .unwrap();
+    call(state, request).await
+}
+
 /// `docker login`: GET with `offline_token=true`, Basic credentials and
 /// no scope. The reply holds a `refresh_token` when the login may have one.
 pub async fn login_offline(state: &Arc<AppState>, user: &str, secret: &str) -> Reply {
