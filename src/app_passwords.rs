@@ -182,7 +182,14 @@ pub struct AppPasswords {
     pub pending: crate::seal::Sealer,
     /// One creation at a time, so `max_per_user` holds within a replica.
     creating: tokio::sync::Mutex<()>,
+    /// Uses not written yet: when the last batch was written, and the
+    /// last use per id since (see [`AppPasswords::record_use`]).
+    uses: std::sync::Mutex<(u64, BTreeMap<String, u64>)>,
 }
+
+/// Last uses are written together, at most this often: a stream of
+/// logins costs no store write per login.
+const USES_EVERY: u64 = 30;
 
 fn now() -> u64 {
     regauth_providers::clock::unix_seconds()
@@ -263,7 +270,47 @@ impl AppPasswords {
             sessions: crate::seal::Sealer::new(key, b"regauth ui session v1"),
             pending: crate::seal::Sealer::new(key, b"regauth ui sign-in v1"),
             creating: tokio::sync::Mutex::new(()),
+            uses: std::sync::Mutex::new((0, BTreeMap::new())),
         }
+    }
+
+    /// Notes a use of app password `id`; every [`USES_EVERY`] seconds the
+    /// uses noted since are written in one batch, in a task of its own
+    /// (never on the login's path).
+    fn record_use(&self, id: &str) {
+        let now = now();
+        let batch = {
+            let mut uses = self.uses.lock().unwrap_or_else(|p| p.into_inner());
+            uses.1.insert(id.to_owned(), now);
+            if now >= uses.0 + USES_EVERY {
+                uses.0 = now;
+                Some(std::mem::take(&mut uses.1))
+            } else {
+                None
+            }
+        };
+        let Some(batch) = batch else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.store.clone();
+        runtime.spawn(async move {
+            let entries: Vec<(String, String)> = batch
+                .into_iter()
+                .map(|(id, at)| (id, at.to_string()))
+                .collect();
+            if let Err(e) = store.put_records(LAST_USED, &entries).await {
+                tracing::warn!(error = %e, uses = entries.len(), "could not record app passwords' last use");
+            }
+        });
+    }
+
+    /// Uses noted and not written yet.
+    fn pending_uses(&self) -> BTreeMap<String, u64> {
+        self.uses
+            .lock()
+            .map(|uses| uses.1.clone())
+            .unwrap_or_default()
     }
 
     /// The state backend the records live in.
@@ -335,13 +382,14 @@ impl AppPasswords {
     /// App passwords of one owner, or everyone's (`None`), newest first;
     /// expired ones are left out and deleted.
     pub async fn list(&self, owner: Option<&Identity>) -> Result<Vec<Listed>, AppPasswordError> {
-        let used: BTreeMap<String, u64> = self
+        let mut used: BTreeMap<String, u64> = self
             .store
             .records(LAST_USED)
             .await?
             .into_iter()
             .filter_map(|(id, at)| Some((id, at.parse().ok()?)))
             .collect();
+        used.extend(self.pending_uses());
         let now = now();
         let mut out = Vec::new();
         for (id, text) in self.store.records(PASSWORDS).await? {
@@ -507,13 +555,7 @@ impl AppPasswords {
                 .map_or(password.expires, |e| e.min(password.expires)),
         );
         identity.limit = (!password.limit.is_empty()).then(|| password.limit.clone());
-        if let Err(e) = self
-            .store
-            .put_record(LAST_USED, &password.id, &now().to_string())
-            .await
-        {
-            tracing::warn!(id = %password.id, error = %e, "could not record an app password's use");
-        }
+        self.record_use(&password.id);
         password.audit("app_password_used", "");
         Outcome::Authenticated(identity)
     }
@@ -715,6 +757,12 @@ impl IdentityProvider for AppPasswordProvider {
     /// One record read and one HMAC here: no upstream to protect.
     fn checks_locally(&self) -> bool {
         true
+    }
+
+    /// The owner check takes the username trimmed and in any ASCII case:
+    /// so does the verdict cache's key.
+    fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Owned(username.trim().to_ascii_lowercase())
     }
 
     /// An app password stands alone: the typed username tries no account.

@@ -85,14 +85,12 @@ impl VerdictCache {
         }
     }
 
-    /// The key of a password (or token) verdict.
-    pub fn key(&self, provider: &str, credentials: &Credentials) -> VerdictKey {
-        self.key_for(
-            "login",
-            provider,
-            &credentials.username,
-            credentials.secret.expose_secret(),
-        )
+    /// The key of a password (or token) verdict. `user` is the username
+    /// in the provider's normalized form: spellings the provider takes for
+    /// the same account (`Erin`, ` erin`) share one verdict, so varying
+    /// them cannot bypass the cache.
+    pub fn key(&self, provider: &str, user: &str, credentials: &Credentials) -> VerdictKey {
+        self.key_for("login", provider, user, credentials.secret.expose_secret())
     }
 
     /// The key of any verdict: `purpose` keeps kinds of proof apart (a
@@ -246,14 +244,14 @@ mod tests {
     #[tokio::test]
     async fn keys_differ_by_every_part_and_hide_the_secret() {
         let cache = VerdictCache::new(Duration::from_secs(60), 10, &random_key().unwrap());
-        let a = cache.key("p", &Credentials::new("ab", "c"));
-        assert_ne!(a, cache.key("p", &Credentials::new("a", "bc")));
-        assert_ne!(a, cache.key("q", &Credentials::new("ab", "c")));
-        assert_eq!(a, cache.key("p", &Credentials::new("ab", "c")));
+        let a = cache.key("p", "ab", &Credentials::new("ab", "c"));
+        assert_ne!(a, cache.key("p", "a", &Credentials::new("a", "bc")));
+        assert_ne!(a, cache.key("q", "ab", &Credentials::new("ab", "c")));
+        assert_eq!(a, cache.key("p", "ab", &Credentials::new("ab", "c")));
         let other = VerdictCache::new(Duration::from_secs(60), 10, &random_key().unwrap());
         assert_ne!(
             a,
-            other.key("p", &Credentials::new("ab", "c")),
+            other.key("p", "ab", &Credentials::new("ab", "c")),
             "process-local key"
         );
     }
@@ -266,7 +264,7 @@ mod tests {
             &random_key().unwrap(),
         ));
         let calls = Arc::new(AtomicUsize::new(0));
-        let key = cache.key("p", &Credentials::new("u", "s"));
+        let key = cache.key("p", "u", &Credentials::new("u", "s"));
         let mut tasks = Vec::new();
         for _ in 0..16 {
             let (cache, calls) = (cache.clone(), calls.clone());

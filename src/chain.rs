@@ -320,7 +320,8 @@ impl Chain {
         // while the user is throttled (the cached secret is known good).
         let (candidates, _) = self.candidates(credentials);
         for provider in &candidates {
-            let key = self.verdicts.key(provider.name(), credentials);
+            let user = provider.normalize_username(&credentials.username);
+            let key = self.verdicts.key(provider.name(), &user, credentials);
             if let Some(identity) = self.verdicts.get(&key).await {
                 if !provider.reachable() {
                     tracing::warn!(
@@ -360,7 +361,8 @@ impl Chain {
             Err(held) => return Verdict::Throttled(held),
         };
         for provider in candidates {
-            let key = self.verdicts.key(provider.name(), credentials);
+            let user = provider.normalize_username(&credentials.username);
+            let key = self.verdicts.key(provider.name(), &user, credentials);
             // The account tried, for passwords; a token tries none.
             let account = provider.account_of(credentials).await;
             // Concurrent requests with the same credentials share this one

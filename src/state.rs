@@ -58,6 +58,14 @@ pub trait Store: Send + Sync {
     /// password's digest and metadata, a sign-in's groups), replacing it.
     async fn put_record(&self, collection: &str, id: &str, value: &str) -> Result<(), StoreError>;
 
+    /// Stores several records of `collection` at once (one write of the
+    /// embedded file), replacing them.
+    async fn put_records(
+        &self,
+        collection: &str,
+        entries: &[(String, String)],
+    ) -> Result<(), StoreError>;
+
     /// Replaces the record `id` of `collection` with `value` only if it is
     /// `expected` now (`None`: only if there is none); whether it did.
     async fn swap_record(
@@ -372,6 +380,22 @@ impl Store for Embedded {
         .await
     }
 
+    async fn put_records(
+        &self,
+        collection: &str,
+        entries: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let (collection, entries) = (collection.to_owned(), entries.to_vec());
+        self.on_records(move |records| {
+            records.write(|map| {
+                let changed = !entries.is_empty();
+                map.entry(collection).or_default().extend(entries);
+                ((), changed)
+            })
+        })
+        .await
+    }
+
     async fn swap_record(
         &self,
         collection: &str,
@@ -646,6 +670,25 @@ impl Store for Redis {
         .map(drop)
     }
 
+    async fn put_records(
+        &self,
+        collection: &str,
+        entries: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.connection.clone();
+        let mut command = redis::cmd("HSET");
+        command.arg(self.key("records", collection));
+        for (id, value) in entries {
+            command.arg(id).arg(value);
+        }
+        self.run::<i64>("HSET", command.query_async(&mut connection))
+            .await
+            .map(drop)
+    }
+
     async fn swap_record(
         &self,
         collection: &str,
@@ -755,6 +798,14 @@ impl Store for Metered {
     }
     async fn put_record(&self, collection: &str, id: &str, value: &str) -> Result<(), StoreError> {
         self.timed(self.inner.put_record(collection, id, value))
+            .await
+    }
+    async fn put_records(
+        &self,
+        collection: &str,
+        entries: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        self.timed(self.inner.put_records(collection, entries))
             .await
     }
     async fn swap_record(
@@ -902,6 +953,17 @@ impl Store for Authenticated {
     async fn put_record(&self, collection: &str, id: &str, value: &str) -> Result<(), StoreError> {
         let sealed = self.seal(collection, id, value);
         self.inner.put_record(collection, id, &sealed).await
+    }
+    async fn put_records(
+        &self,
+        collection: &str,
+        entries: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let sealed: Vec<(String, String)> = entries
+            .iter()
+            .map(|(id, value)| (id.clone(), self.seal(collection, id, value)))
+            .collect();
+        self.inner.put_records(collection, &sealed).await
     }
     async fn swap_record(
         &self,

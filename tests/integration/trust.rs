@@ -387,3 +387,66 @@ async fn a_flood_of_wrong_app_passwords_does_not_refuse_good_ones() {
     }
     assert_eq!(unavailable, 0, "app passwords are not held back as a flood");
 }
+
+/// M5: varying the case or spaces of an app password's username bypassed
+/// the verdict cache, and every fresh check rewrote and fsynced the
+/// records file. Variants now share one verdict, and last uses are
+/// written in batches off the request path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spelling_the_owner_differently_hits_the_cache() {
+    use std::os::unix::fs::MetadataExt as _;
+    let capture = log_capture();
+    let f = Fixture::new();
+    let state = f.state_with(&ui_config(&f, "", ""));
+    let mut jar = Jar::default();
+    let csrf = sign_in(&state, &mut jar, "writer", "writer-pw").await;
+    let password = create(&state, &mut jar, &csrf, "laptop", "", ALL).await;
+    let id = id_of(&password);
+    let pull = "repository:team/app:pull";
+    for name in [
+        "writer",
+        "WRITER",
+        " writer",
+        "Writer ",
+        "wRiTeR",
+        "  WRITER  ",
+    ] {
+        let r = token_for(&state, name, &password, pull).await;
+        assert_eq!(r.actions(), ["pull"], "{name:?}");
+    }
+    let checks = capture
+        .text()
+        .lines()
+        .filter(|l| l.contains("app_password_used") && l.contains(&id))
+        .count();
+    assert_eq!(checks, 1, "one fresh check for every spelling");
+
+    // ten app passwords used once each: at most one write of the file
+    let mut more = Vec::new();
+    for i in 0..10 {
+        more.push(create(&state, &mut jar, &csrf, &format!("ci-{i}"), "", ALL).await);
+    }
+    let file = f.path("data/records.json");
+    let inode = || std::fs::metadata(&file).unwrap().ino();
+    let mut writes = 0;
+    let mut last = inode();
+    for password in &more {
+        assert_eq!(
+            token_for(&state, "writer", password, pull).await.status,
+            StatusCode::OK
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if inode() != last {
+            writes += 1;
+            last = inode();
+        }
+    }
+    assert!(writes <= 1, "{writes} writes of records.json for 10 logins");
+    // the page still shows when each was used
+    let home = page(&state, &mut jar, "/ui/").await;
+    assert!(
+        !home.text().contains(r#"data-label="Last used">never<"#),
+        "{}",
+        home.text()
+    );
+}
