@@ -30,6 +30,19 @@ pub trait Authorizer: Send + Sync {
         service: &str,
         scopes: &[Scope],
     ) -> Result<Vec<Grant>, AuthorizeError>;
+
+    /// [`Authorizer::authorize`] for a request from `client` (after
+    /// trusted proxies): an authorizer that calls out may bound what one
+    /// client network costs it. The default ignores the client.
+    async fn authorize_from(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scopes: &[Scope],
+        _client: std::net::IpAddr,
+    ) -> Result<Vec<Grant>, AuthorizeError> {
+        self.authorize(principal, service, scopes).await
+    }
 }
 
 #[async_trait]
@@ -56,12 +69,25 @@ impl Authorizer for Policy {
 /// `max_response_bytes` or one that does not parse is a 503. Answers are
 /// cached per identity, service and scopes for `cache_ttl`; with
 /// `cap_with_policy`, the policy caps what the hook grants.
+///
+/// Anonymous requests cost nobody a login, so each client network may
+/// cause at most `anonymous_calls_per_second` calls (answers from the
+/// cache are free), and at most `max_concurrent_calls` are under way at
+/// once: beyond either, the request is a 503 at once rather than a queue
+/// that would hold authenticated requests up too.
 pub struct Webhook {
     url: String,
     client: regauth_providers::JsonClient,
     cache: moka::future::Cache<String, Arc<Vec<Grant>>>,
     cap: Option<Arc<Policy>>,
+    in_flight: tokio::sync::Semaphore,
+    anonymous_rate: u32,
+    /// Per client network: (calls left, when last refilled).
+    anonymous_buckets: moka::sync::Cache<u128, Arc<std::sync::Mutex<(f64, std::time::Instant)>>>,
 }
+
+/// Seconds of calls a client network may save up.
+const ANONYMOUS_BURST_SECONDS: f64 = 4.0;
 
 /// The settings of a webhook authorizer.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,6 +102,10 @@ pub struct WebhookConfig {
     pub max_response_bytes: usize,
     /// Grant only what the policy grants too.
     pub cap_with_policy: bool,
+    /// Calls per second one client network's anonymous requests may cause.
+    pub anonymous_calls_per_second: u32,
+    /// Calls under way at once, at most.
+    pub max_concurrent_calls: usize,
 }
 
 #[derive(serde::Serialize)]
@@ -123,7 +153,94 @@ impl Webhook {
                 .time_to_live(config.cache_ttl)
                 .build(),
             cap: config.cap_with_policy.then_some(policy),
+            in_flight: tokio::sync::Semaphore::new(config.max_concurrent_calls),
+            anonymous_rate: config.anonymous_calls_per_second,
+            anonymous_buckets: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(60))
+                .build(),
         })
+    }
+
+    /// Takes one call from `client`'s network's allowance.
+    fn anonymous_call_allowed(&self, client: std::net::IpAddr) -> bool {
+        let rate = f64::from(self.anonymous_rate);
+        let bucket = self
+            .anonymous_buckets
+            .get_with(crate::throttle::network_of(client), || {
+                Arc::new(std::sync::Mutex::new((
+                    rate * ANONYMOUS_BURST_SECONDS,
+                    std::time::Instant::now(),
+                )))
+            });
+        let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(bucket.1).as_secs_f64() * rate;
+        bucket.0 = (bucket.0 + refill).min(rate * ANONYMOUS_BURST_SECONDS);
+        bucket.1 = now;
+        if bucket.0 >= 1.0 {
+            bucket.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    async fn decide(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scopes: &[Scope],
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Vec<Grant>, AuthorizeError> {
+        let identity = principal.identity();
+        let ask = Ask {
+            subject: principal.subject(),
+            provider: principal.provider(),
+            kind: identity.map(|id| id.kind),
+            groups: identity.map_or(&[][..], |id| &id.groups),
+            claims: identity.map(|id| &id.claims),
+            service,
+            scopes: scopes
+                .iter()
+                .map(|s| AskScope {
+                    kind: &s.kind,
+                    name: &s.name,
+                    actions: &s.actions,
+                })
+                .collect(),
+        };
+        let body = serde_json::to_vec(&ask).map_err(|e| AuthorizeError(e.to_string()))?;
+        // the request body is the whole question: it is the cache key too
+        let key = String::from_utf8_lossy(&body).into_owned();
+        let anonymous = matches!(principal, Principal::Anonymous);
+        let grants = self
+            .cache
+            .try_get_with(key, async {
+                if let (true, Some(client)) = (anonymous, client) {
+                    if !self.anonymous_call_allowed(client) {
+                        return Err(AuthorizeError(
+                            "authorization webhook: this client network's anonymous requests ask it too often".into(),
+                        ));
+                    }
+                }
+                let _turn = self.in_flight.try_acquire().map_err(|_| {
+                    AuthorizeError(
+                        "authorization webhook: max_concurrent_calls are under way".into(),
+                    )
+                })?;
+                self.ask(body, scopes).await.map(Arc::new)
+            })
+            .await
+            .map_err(|e| (*e).clone())?;
+        let mut grants = (*grants).clone();
+        if let Some(policy) = &self.cap {
+            for grant in &mut grants {
+                let allowed = policy.evaluate(principal, service, &grant.scope).actions;
+                grant.actions.retain(|a| allowed.contains(a));
+            }
+        }
+        Ok(grants)
     }
 
     async fn ask(&self, body: Vec<u8>, scopes: &[Scope]) -> Result<Vec<Grant>, AuthorizeError> {
@@ -169,38 +286,16 @@ impl Authorizer for Webhook {
         service: &str,
         scopes: &[Scope],
     ) -> Result<Vec<Grant>, AuthorizeError> {
-        let identity = principal.identity();
-        let ask = Ask {
-            subject: principal.subject(),
-            provider: principal.provider(),
-            kind: identity.map(|id| id.kind),
-            groups: identity.map_or(&[][..], |id| &id.groups),
-            claims: identity.map(|id| &id.claims),
-            service,
-            scopes: scopes
-                .iter()
-                .map(|s| AskScope {
-                    kind: &s.kind,
-                    name: &s.name,
-                    actions: &s.actions,
-                })
-                .collect(),
-        };
-        let body = serde_json::to_vec(&ask).map_err(|e| AuthorizeError(e.to_string()))?;
-        // the request body is the whole question: it is the cache key too
-        let key = String::from_utf8_lossy(&body).into_owned();
-        let grants = self
-            .cache
-            .try_get_with(key, async { self.ask(body, scopes).await.map(Arc::new) })
-            .await
-            .map_err(|e| (*e).clone())?;
-        let mut grants = (*grants).clone();
-        if let Some(policy) = &self.cap {
-            for grant in &mut grants {
-                let allowed = policy.evaluate(principal, service, &grant.scope).actions;
-                grant.actions.retain(|a| allowed.contains(a));
-            }
-        }
-        Ok(grants)
+        self.decide(principal, service, scopes, None).await
+    }
+
+    async fn authorize_from(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scopes: &[Scope],
+        client: std::net::IpAddr,
+    ) -> Result<Vec<Grant>, AuthorizeError> {
+        self.decide(principal, service, scopes, Some(client)).await
     }
 }

@@ -1043,12 +1043,21 @@ fn validate_authorizer(
                     "must be at least 1",
                 ));
             }
+            if raw.max_concurrent_calls == 0 {
+                return Err(invalid(
+                    origin,
+                    "authorizer.max_concurrent_calls",
+                    "must be at least 1",
+                ));
+            }
             Ok(AuthorizerConfig::Webhook(crate::authorize::WebhookConfig {
                 url,
                 timeout: raw.timeout.0,
                 cache_ttl: raw.cache_ttl.0,
                 max_response_bytes: raw.max_response_bytes,
                 cap_with_policy: raw.cap_with_policy,
+                anonymous_calls_per_second: raw.anonymous_calls_per_second,
+                max_concurrent_calls: raw.max_concurrent_calls,
             }))
         }
         other => Err(invalid(

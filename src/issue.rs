@@ -238,7 +238,7 @@ pub async fn issue(state: &AppState, request: TokenRequest<'_>) -> Result<Issued
 
     let grants = state
         .authorizer
-        .authorize(&principal, service, &requested)
+        .authorize_from(&principal, service, &requested, request.client)
         .await
         .map_err(|e| Refusal::Unavailable {
             reason: format!("authorizer: {e}"),

@@ -110,7 +110,7 @@ pub struct AppState {
     /// The realm announced in `WWW-Authenticate`.
     pub realm: String,
     /// The last readiness report and when it was made (`/readyz`).
-    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, (bool, serde_json::Value))>>,
+    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>,
     /// The HTTPS listener's certificate, if `server.tls_*` is set.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// App passwords and their page, if `[app_passwords]` is set.

@@ -96,6 +96,17 @@ pub(super) struct RawAuthorizer {
     pub(super) max_response_bytes: usize,
     #[serde(default)]
     pub(super) cap_with_policy: bool,
+    #[serde(default = "default_anonymous_calls")]
+    pub(super) anonymous_calls_per_second: u32,
+    #[serde(default = "default_max_concurrent_calls")]
+    pub(super) max_concurrent_calls: usize,
+}
+
+fn default_anonymous_calls() -> u32 {
+    5
+}
+fn default_max_concurrent_calls() -> usize {
+    32
 }
 
 impl Default for RawAuthorizer {
@@ -107,6 +118,8 @@ impl Default for RawAuthorizer {
             cache_ttl: default_authorizer_cache_ttl(),
             max_response_bytes: default_authorizer_max_response(),
             cap_with_policy: false,
+            anonymous_calls_per_second: default_anonymous_calls(),
+            max_concurrent_calls: default_max_concurrent_calls(),
         }
     }
 }

@@ -13,9 +13,15 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: each provider, and whether log lines are being lost. The
-/// answer is computed at most once a second (one caller at a time), so
-/// probing `/readyz` cannot turn into LDAP binds or IdP requests.
+/// Readiness: whether this replica can serve, which it can whenever it
+/// runs (its configuration and keys are loaded before it listens). An
+/// identity provider that is down, an unreachable state backend or lost
+/// log lines are the same on every replica, so they do not turn it red
+/// (the probe would take every replica out at once, and with them the
+/// cached logins, static users and anonymous pulls that still work): the
+/// answer stays 200 and names what is degraded, as the metrics and logs
+/// do. The report is made at most once a second (one caller at a time),
+/// so probing cannot turn into LDAP binds or IdP requests.
 pub async fn readyz(State(live): State<Arc<Live>>) -> Response {
     let state = live.load();
     let mut cached = state.readiness.lock().await;
@@ -23,7 +29,7 @@ pub async fn readyz(State(live): State<Arc<Live>>) -> Response {
         .as_ref()
         .filter(|(at, _)| at.elapsed() < std::time::Duration::from_secs(1))
         .map(|(_, report)| report.clone());
-    let (ready, body) = match fresh {
+    let body = match fresh {
         Some(report) => report,
         None => {
             let report = readiness(&state).await;
@@ -32,23 +38,18 @@ pub async fn readyz(State(live): State<Arc<Live>>) -> Response {
         }
     };
     drop(cached);
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(body)).into_response()
+    (StatusCode::OK, axum::Json(body)).into_response()
 }
 
-async fn readiness(state: &AppState) -> (bool, serde_json::Value) {
-    let mut ready = true;
+async fn readiness(state: &AppState) -> serde_json::Value {
+    let mut degraded = Vec::new();
     let mut providers = serde_json::Map::new();
     for provider in state.chain.providers() {
         let status = match provider.ready().await {
             Ok(()) => "ready".to_owned(),
             Err(e) => {
-                ready = false;
                 tracing::warn!(provider = provider.name(), error = %e, "provider not ready");
+                degraded.push(format!("provider {}", provider.name()));
                 "unavailable".to_owned()
             }
         };
@@ -57,8 +58,8 @@ async fn readiness(state: &AppState) -> (bool, serde_json::Value) {
     let store = match state.store.ping().await {
         Ok(()) => format!("{}: ok", state.store.backend()),
         Err(e) => {
-            ready = false;
             tracing::warn!(backend = state.store.backend(), error = %e, "state backend not ready");
+            degraded.push("state".to_owned());
             format!(
                 "{}: unreachable ({e}); refresh grants and uncached logins get 503",
                 state.store.backend()
@@ -66,14 +67,18 @@ async fn readiness(state: &AppState) -> (bool, serde_json::Value) {
         }
     };
     let log = if crate::logging::losing_lines() {
-        ready = false;
+        degraded.push("log".to_owned());
         "losing lines: the log sink cannot keep up or refuses writes (see regauth_log_lines_dropped_total)"
     } else {
         "ok"
     };
-    let body =
-        serde_json::json!({ "ready": ready, "providers": providers, "state": store, "log": log });
-    (ready, body)
+    serde_json::json!({
+        "ready": true,
+        "degraded": degraded,
+        "providers": providers,
+        "state": store,
+        "log": log,
+    })
 }
 
 pub async fn jwks(State(live): State<Arc<Live>>) -> Response {

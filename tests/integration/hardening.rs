@@ -494,7 +494,7 @@ async fn a_flood_of_password_checks_queues_then_gets_503() {
 
 /// Reproduced: the audit writer blocked request workers when its sink
 /// stalled. With stderr a pipe nobody reads, requests are still answered;
-/// the dropped lines are counted and `/readyz` turns red.
+/// the dropped lines are counted and `/readyz` names the loss.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_log_sink_never_stops_requests() {
     let f = Fixture::new();
@@ -558,12 +558,15 @@ async fn a_stalled_log_sink_never_stops_requests() {
         .send()
         .await
         .unwrap();
-    assert_eq!(ready.status(), 503);
+    // readiness names the loss but stays 200: every replica loses lines
+    // alike, and a red probe everywhere would take the service out
+    assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert!(
         body["log"].as_str().unwrap().contains("losing lines"),
         "{body}"
     );
+    assert!(body["degraded"].to_string().contains("log"), "{body}");
     let _ = child.kill();
     let _ = child.wait();
 }

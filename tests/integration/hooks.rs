@@ -220,3 +220,58 @@ async fn an_authentication_webhook_on_a_unix_socket() {
         "{err}"
     );
 }
+
+/// Review M8: every anonymous request with new scopes was a webhook call,
+/// so unauthenticated clients could drive the policy service. Now a client
+/// network's anonymous requests cause a bounded number of calls (then
+/// 503), other networks are served, and cached answers stay free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_requests_cannot_drive_the_authorization_webhook() {
+    let calls = Calls::default();
+    let hook = serve_tcp(
+        axum::Router::new()
+            .route("/decide", post(decide))
+            .with_state(calls.clone()),
+    )
+    .await;
+    let f = Fixture::new();
+    let text = f
+        .config_text(
+            "127.0.0.1:0",
+            &format!(
+                "\n[authorizer]\nkind = \"webhook\"\nurl = \"http://{hook}/decide\"\ntimeout = \"1s\"\ncache_ttl = \"60s\"\nanonymous_calls_per_second = 5\n"
+            ),
+        )
+        .replace("[server]\n", "[server]\ntrusted_proxies = [\"0.0.0.0\"]\n");
+    let state = f.state_with(&text);
+    let anonymous = |client: &'static str, repo: String| {
+        let state = state.clone();
+        async move {
+            let request = axum::http::Request::get(format!(
+                "/auth?service={SERVICE}&scope=repository:{repo}:pull"
+            ))
+            .header("x-forwarded-for", client)
+            .body(axum::body::Body::empty())
+            .unwrap();
+            call(&state, request).await.status
+        }
+    };
+    let mut refused = 0;
+    for i in 0..200 {
+        if anonymous("127.0.0.9", format!("x/r{i}")).await == StatusCode::SERVICE_UNAVAILABLE {
+            refused += 1;
+        }
+    }
+    let made = calls.0.load(Ordering::SeqCst);
+    assert!(
+        made <= 25,
+        "{made} webhook calls for 200 anonymous requests"
+    );
+    assert_eq!(refused + made, 200);
+    // another network is served, and answers already cached are free
+    assert_eq!(
+        anonymous("127.0.0.10", "x/other".into()).await,
+        StatusCode::OK
+    );
+    assert_eq!(anonymous("127.0.0.9", "x/r0".into()).await, StatusCode::OK);
+}

@@ -249,11 +249,17 @@ async fn directory_outage_serves_cached_verdicts_and_recovers() {
     let body = down.assert_error(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
     assert!(down.header("retry-after").is_some());
-    // readiness is computed at most once a second
+    // readiness is computed at most once a second; it names the directory
+    // as degraded and stays 200 (the replica serves static users, cached
+    // logins and anonymous pulls)
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    let ready = get(&state, "/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(
-        get(&state, "/readyz", None).await.status,
-        StatusCode::SERVICE_UNAVAILABLE
+        ready.json()["degraded"][0],
+        "provider corp",
+        "{}",
+        ready.text()
     );
 
     slapd.resume();
@@ -261,7 +267,9 @@ async fn directory_outage_serves_cached_verdicts_and_recovers() {
     let back = token_for(&state, "ben", "ben-pw", "repository:platform/x:pull").await;
     assert_eq!(back.actions(), ["pull"]);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(get(&state, "/readyz", None).await.status, StatusCode::OK);
+    let ready = get(&state, "/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["degraded"], serde_json::json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
