@@ -245,12 +245,18 @@ pub async fn issue(state: &AppState, request: TokenRequest<'_>) -> Result<Issued
             message: "access cannot be decided right now; try again shortly",
             retry_after: 2,
         })?;
-    // An app password narrowed to some repositories gets no more there.
+    // An app password narrowed to some repositories gets no more there,
+    // and a forge token no more than its package scopes allow.
     let limit = principal.identity().and_then(|id| id.limit.as_deref());
+    let rights = principal.identity().and_then(|id| id.package_rights);
     let access: Vec<Access> = grants
         .into_iter()
         .map(|grant| match limit {
             Some(limit) => crate::app_passwords::within(limit, grant),
+            None => grant,
+        })
+        .map(|grant| match rights {
+            Some(rights) => within_package_rights(rights, grant),
             None => grant,
         })
         .filter(|grant| !grant.actions.is_empty())
@@ -295,6 +301,27 @@ pub async fn issue(state: &AppState, request: TokenRequest<'_>) -> Result<Issued
         cache_hit,
         reused,
     })
+}
+
+/// A grant cut down to what a forge token's package scopes allow: pull
+/// with read, push with write, delete with delete; `*` and resources other
+/// than repositories only when it may do all three.
+fn within_package_rights(
+    rights: regauth_providers::PackageRights,
+    mut grant: crate::policy::Grant,
+) -> crate::policy::Grant {
+    let all = rights.read && rights.write && rights.delete;
+    if grant.scope.kind != ResourceType::Repository && !all {
+        grant.actions.clear();
+        return grant;
+    }
+    grant.actions.retain(|action| match action {
+        Action::Pull => rights.read,
+        Action::Push => rights.write,
+        Action::Delete => rights.delete,
+        _ => all,
+    });
+    grant
 }
 
 /// Usernames and secrets over their bounds are refused before anything

@@ -53,12 +53,23 @@ impl Api {
     /// comes back as a response; a URL outside the API or a failed call is
     /// `Unavailable`.
     pub async fn get(&self, url: &str, headers: HeaderMap) -> Result<reqwest::Response, Outcome> {
+        self.call(reqwest::Method::GET, url, headers).await
+    }
+
+    /// Like [`Api::get`], with another method (a probe of what a token's
+    /// scopes allow).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: HeaderMap,
+    ) -> Result<reqwest::Response, Outcome> {
         if !self.owns(url) {
             return Err(self.unavailable(format!("pointed outside its API URL: {url}")));
         }
         self.calls.fetch_add(1, Relaxed);
         self.client
-            .get(url)
+            .request(method, url)
             .headers(headers)
             .header(USER_AGENT, "regauth")
             .send()

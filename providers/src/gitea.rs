@@ -70,6 +70,31 @@ pub struct GiteaConfig {
     /// Upper bound on pages followed per listing (50 items a page).
     #[serde(default = "default_max_pages")]
     pub max_pages: usize,
+    /// Bound a token's registry rights by its scopes, as Gitea's own
+    /// registry does (`read:package` pulls, `write:package` pushes and
+    /// deletes): a token made for another tool cannot push. Gitea says a
+    /// token's scopes only by refusing a call, so two calls find out: a
+    /// listing of the user's packages (`read:package`) and a delete of a
+    /// package version that cannot exist (`write:package`: Gitea checks
+    /// the scope before it looks the package up, so a token that may gets
+    /// 404, one that may not 403, and nothing is ever deleted). Off: the
+    /// user's full rights.
+    #[serde(default = "default_true")]
+    pub check_token_scopes: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The package version the write probe asks Gitea to delete: a generic
+/// package by this name and version is never made by anyone on purpose.
+const PROBE_PACKAGE: &str = "generic/regauth-scope-probe/0.0.0-regauth-scope-probe";
+
+/// What a token resolved to besides its user, cached per token.
+struct Resolved {
+    groups: Vec<String>,
+    rights: Option<crate::PackageRights>,
 }
 
 fn default_timeout() -> Seconds {
@@ -103,7 +128,7 @@ pub struct Gitea {
     name: String,
     config: GiteaConfig,
     api: Api,
-    groups: GroupCache,
+    groups: GroupCache<Resolved>,
 }
 
 #[derive(Deserialize)]
@@ -159,12 +184,80 @@ impl Gitea {
         })
     }
 
+    fn headers(token: &str) -> Result<HeaderMap, Rejection> {
+        let mut headers = HeaderMap::new();
+        let value =
+            HeaderValue::from_str(&format!("token {token}")).map_err(|_| Rejection::WrongSecret)?;
+        headers.insert(AUTHORIZATION, value);
+        Ok(headers)
+    }
+
+    /// Whether a call the token's scope must allow is refused for the
+    /// scope (403) or let through to the handler (2xx, 404).
+    async fn scope_allows(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        url: &str,
+    ) -> Result<bool, Outcome> {
+        let response = self
+            .api
+            .call(
+                method,
+                url,
+                Self::headers(token).map_err(Outcome::Rejected)?,
+            )
+            .await?;
+        match response.status().as_u16() {
+            200..=299 | 404 => Ok(true),
+            403 => Ok(false),
+            429 => {
+                let wait = retry_after(response.headers(), "x-ratelimit-reset");
+                Err(self.api.rate_limited(429, wait))
+            }
+            401 => Err(Outcome::Rejected(Rejection::WrongSecret)),
+            s => Err(self.api.unavailable(format!("answered {s} for {url}"))),
+        }
+    }
+
+    /// What the token's scopes allow with packages: `read:package` lists,
+    /// `write:package` deletes (see `check_token_scopes`).
+    async fn token_rights(
+        &self,
+        token: &str,
+        login: &str,
+    ) -> Result<crate::PackageRights, Outcome> {
+        let base = &self.api.base;
+        let read = self
+            .scope_allows(
+                reqwest::Method::GET,
+                token,
+                &format!("{base}/packages/{login}?limit=1"),
+            )
+            .await?;
+        let write = self
+            .scope_allows(
+                reqwest::Method::DELETE,
+                token,
+                &format!("{base}/packages/{login}/{PROBE_PACKAGE}"),
+            )
+            .await?;
+        let rights = crate::PackageRights {
+            read: read || write,
+            write,
+            delete: write,
+        };
+        if !rights.any() {
+            return Err(Outcome::Rejected(Rejection::UserAction(
+                "the Gitea token lacks the read:package scope (write:package to push)".into(),
+            )));
+        }
+        Ok(rights)
+    }
+
     /// One API call; Gitea's refusals become the matching outcome.
     async fn get(&self, token: &str, url: &str) -> Result<reqwest::Response, Outcome> {
-        let mut headers = HeaderMap::new();
-        let value = HeaderValue::from_str(&format!("token {token}"))
-            .map_err(|_| Outcome::Rejected(Rejection::WrongSecret))?;
-        headers.insert(AUTHORIZATION, value);
+        let headers = Self::headers(token).map_err(Outcome::Rejected)?;
         let response = self.api.get(url, headers).await?;
         let status = response.status().as_u16();
         if response.status().is_success() {
@@ -240,6 +333,17 @@ impl Gitea {
         Ok(items)
     }
 
+    async fn resolve(&self, token: &str, login: &str) -> Result<Resolved, Outcome> {
+        let rights = match self.config.check_token_scopes {
+            true => Some(self.token_rights(token, login).await?),
+            false => None,
+        };
+        Ok(Resolved {
+            groups: self.resolve_groups(token, login).await?,
+            rights,
+        })
+    }
+
     async fn resolve_groups(&self, token: &str, login: &str) -> Result<Vec<String>, Outcome> {
         let wanted: BTreeSet<String> = self
             .config
@@ -306,15 +410,16 @@ impl Gitea {
                 user.login
             ))));
         }
-        let groups = self
+        let resolved = self
             .groups
-            .get_or(token, self.resolve_groups(token, &user.login))
+            .get_or(token, self.resolve(token, &user.login))
             .await?;
         // Gitea logins are case-insensitive; repository names are
         // lower-case, so `${user}` only works lower-cased.
         let mut identity = Identity::new(user.login.to_lowercase(), self.name.clone())
-            .with_groups(groups.iter().cloned());
+            .with_groups(resolved.groups.iter().cloned());
         identity.proof = crate::Proof::Token;
+        identity.package_rights = resolved.rights;
         identity.account_id = Some(user.id.to_string());
         identity.renewal = Renewal::Snapshot {
             until: crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs(),

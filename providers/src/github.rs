@@ -62,6 +62,39 @@ pub struct GithubConfig {
     /// Upper bound on `Link` pages followed per listing.
     #[serde(default = "default_max_pages")]
     pub max_pages: usize,
+    /// Bound registry rights by the token's package scopes (`read:packages`
+    /// pulls, `write:packages` pushes, `delete:packages` deletes): a token
+    /// made for another tool cannot push. Off: the user's full rights.
+    #[serde(default = "default_true")]
+    pub check_token_scopes: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// What a classic token's `X-OAuth-Scopes` allow with packages, or why it
+/// cannot log in: GitHub says nothing of other tokens' package rights
+/// (and GitHub Packages takes only classic tokens), and a token without
+/// a package scope may not touch the registry.
+fn package_rights(scopes: Option<&str>) -> Result<crate::PackageRights, Rejection> {
+    let Some(scopes) = scopes else {
+        return Err(Rejection::UserAction(
+            "GitHub does not say what this token may do with packages (a fine-grained or app token): use a classic personal access token with read:packages to pull, write:packages to push".into(),
+        ));
+    };
+    let has = |wanted: &str| scopes.split(',').any(|s| s.trim() == wanted);
+    let rights = crate::PackageRights {
+        read: has("read:packages") || has("write:packages"),
+        write: has("write:packages"),
+        delete: has("delete:packages"),
+    };
+    if !rights.any() {
+        return Err(Rejection::UserAction(
+            "the token lacks the read:packages scope (write:packages to push)".into(),
+        ));
+    }
+    Ok(rights)
 }
 
 impl GithubConfig {
@@ -237,6 +270,10 @@ impl GitHub {
         let token_expires = header(response.headers(), "github-authentication-token-expiration")
             .and_then(token_expiration);
         let user: User = self.api.json(response, "/user").await?;
+        let rights = match self.config.check_token_scopes {
+            true => Some(package_rights(scopes.as_deref()).map_err(Outcome::Rejected)?),
+            false => None,
+        };
         if !self.config.any_username && !user.login.eq_ignore_ascii_case(&credentials.username) {
             return Err(Outcome::Rejected(Rejection::Other(format!(
                 "the Basic username \"{}\" is not the token's login {:?}",
@@ -253,9 +290,12 @@ impl GitHub {
                 self.resolve_groups(token, &user.login, scopes.as_deref()),
             )
             .await?;
-        let mut identity =
-            Identity::new(user.login, self.name.clone()).with_groups(groups.iter().cloned());
+        // GitHub logins are case-insensitive: one subject for every spelling
+        // (revocation and `${user}` see the same name).
+        let mut identity = Identity::new(user.login.to_lowercase(), self.name.clone())
+            .with_groups(groups.iter().cloned());
         identity.proof = crate::Proof::Token;
+        identity.package_rights = rights;
         // GitHub cannot be asked about a user without their token: a
         // refresh token carries this login until refresh_max_age, or until
         // the token itself expires if GitHub says when.
@@ -362,6 +402,21 @@ impl IdentityProvider for GitHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn package_scopes_bound_the_token() {
+        let r = package_rights(Some("repo, read:packages")).unwrap();
+        assert!(r.read && !r.write && !r.delete);
+        let r = package_rights(Some("write:packages,delete:packages")).unwrap();
+        assert!(r.read && r.write && r.delete, "write implies read");
+        for refused in [Some("repo, read:org"), Some(""), None] {
+            let why = package_rights(refused).unwrap_err();
+            assert!(
+                why.client_message().is_some(),
+                "{refused:?}: the user is told"
+            );
+        }
+    }
 
     #[test]
     fn token_expiration_header() {

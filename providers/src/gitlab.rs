@@ -89,11 +89,10 @@ pub struct GitlabConfig {
     #[serde(default = "default_min_access_level")]
     pub min_access_level: u8,
     /// Whether a subgroup member's groups include the subgroup's parents
-    /// (`acme/platform/core` gives `acme/platform` and `acme` too). GitLab
-    /// itself passes rights down, not up: set `false` where a rule on
-    /// `acme` must mean members of `acme` itself (and of the groups
-    /// GitLab lists for them).
-    #[serde(default = "yes")]
+    /// (`acme/platform/core` gives `acme/platform` and `acme` too). Off by
+    /// default: GitLab passes rights down, not up, and with it on whoever
+    /// may add members to any subgroup grants the parent's registry rights.
+    #[serde(default)]
     pub parent_groups: bool,
     /// Accept any Basic username with an access token instead of
     /// requiring the token's user.
@@ -115,6 +114,44 @@ pub struct GitlabConfig {
     /// Upper bound on pages followed per listing (100 groups a page).
     #[serde(default = "default_max_pages")]
     pub max_pages: usize,
+    /// Bound an access token's registry rights by its scopes, as GitLab's
+    /// own registry does (`read_registry` pulls, `write_registry` pulls
+    /// and pushes, `api` does everything): a `read_api` token made for
+    /// another tool cannot push. Off: the user's full rights.
+    #[serde(default = "yes")]
+    pub check_token_scopes: bool,
+}
+
+/// What an access token's scopes allow with the registry, or why it may
+/// not use it at all.
+fn package_rights(scopes: &[String]) -> Result<crate::PackageRights, Rejection> {
+    let has = |wanted: &str| scopes.iter().any(|s| s == wanted);
+    if has("api") {
+        return Ok(crate::PackageRights {
+            read: true,
+            write: true,
+            delete: true,
+        });
+    }
+    let rights = crate::PackageRights {
+        read: has("read_registry") || has("write_registry"),
+        write: has("write_registry"),
+        delete: false,
+    };
+    if !rights.any() {
+        return Err(Rejection::UserAction(
+            "the GitLab token lacks the read_registry scope (write_registry to push, api to delete)"
+                .into(),
+        ));
+    }
+    Ok(rights)
+}
+
+/// `GET /personal_access_tokens/self`: what GitLab says of the token.
+#[derive(Deserialize)]
+struct TokenSelf {
+    #[serde(default)]
+    scopes: Vec<String>,
 }
 
 fn default_url() -> String {
@@ -186,6 +223,8 @@ struct Memberships {
     groups: Vec<String>,
     /// A project bot's project.
     project: Option<String>,
+    /// What the token's scopes allow with the registry (when checked).
+    rights: Option<crate::PackageRights>,
 }
 
 #[derive(Deserialize)]
@@ -301,6 +340,7 @@ impl ApiError {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Call {
     User,
+    TokenSelf,
     Groups,
     Projects,
     Job,
@@ -497,6 +537,7 @@ impl GitLab {
         let mut identity = Identity::new(user.username.to_lowercase(), self.name.clone())
             .with_groups(memberships.groups.iter().cloned());
         identity.proof = crate::Proof::Token;
+        identity.package_rights = memberships.rights;
         let token_type = bot.map_or("personal", Bot::token_type);
         identity
             .claims
@@ -523,6 +564,10 @@ impl GitLab {
         username: &str,
         bot: Option<Bot>,
     ) -> Result<Memberships, Outcome> {
+        let rights = match self.config.check_token_scopes {
+            true => Some(self.token_rights(token).await?),
+            false => None,
+        };
         let level = self.config.min_access_level;
         // Without required groups (allow_any_account) every account is
         // admitted, and any of them may create a group with a policy
@@ -579,12 +624,26 @@ impl GitLab {
             ))));
         }
         Ok(Memberships {
+            rights,
             groups: paths.into_iter().filter(|p| self.in_scope(p)).collect(),
             // a project bot belongs to exactly one project
             project: (projects.len() == 1)
                 .then(|| projects.into_iter().next())
                 .flatten(),
         })
+    }
+
+    /// The access token's registry rights, from its scopes.
+    async fn token_rights(&self, token: &str) -> Result<crate::PackageRights, Outcome> {
+        let url = format!("{}/personal_access_tokens/self", self.api.base);
+        let response = self
+            .get("private-token", token, &url, Call::TokenSelf)
+            .await?;
+        let found: TokenSelf = self
+            .api
+            .json(response, "/personal_access_tokens/self")
+            .await?;
+        package_rights(&found.scopes).map_err(Outcome::Rejected)
     }
 
     async fn job_token(&self, token: &str) -> Outcome {

@@ -524,6 +524,11 @@ pub struct Identity {
     /// The most this login may be granted, whatever the policy grants (an
     /// app password narrowed to some repositories); `None`: no limit.
     pub limit: Option<Vec<AccessLimit>>,
+    /// What the credential may do to the forge's own packages, when it is
+    /// a forge token whose scopes say (GitHub `read:packages`, GitLab
+    /// `read_registry`, Gitea `read:package`...): the server grants no
+    /// more than that. `None`: the credential itself sets no such bound.
+    pub package_rights: Option<PackageRights>,
     /// The account's own id where the provider has one that a new account
     /// reusing the name does not get (LDAP `entryUUID`/`objectGUID`, an
     /// OIDC `sub`): what outlives this login (app passwords) is bound to it.
@@ -545,6 +550,24 @@ pub enum Proof {
     Token,
     /// An interactive sign-in at the identity provider.
     Browser,
+}
+
+/// What a forge token may do with packages, read from its scopes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PackageRights {
+    /// Download packages (a registry's pull).
+    pub read: bool,
+    /// Publish packages (a registry's push).
+    pub write: bool,
+    /// Delete packages.
+    pub delete: bool,
+}
+
+impl PackageRights {
+    /// Whether the token may do anything with packages at all.
+    pub fn any(self) -> bool {
+        self.read || self.write || self.delete
+    }
 }
 
 /// Part of an [`Identity::limit`]: these actions on repositories matching
@@ -571,6 +594,7 @@ impl Identity {
             credential_stamp: None,
             expires_at: None,
             limit: None,
+            package_rights: None,
             account_id: None,
             proof: Proof::Password,
         }

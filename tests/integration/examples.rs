@@ -28,6 +28,8 @@ fn example(name: &str) -> PathBuf {
 
 /// Runs an example; waits until `health` answers.
 async fn start(name: &str, health: &str) -> (Process, SocketAddr, tempfile::TempDir) {
+    // reqwest's TLS needs the process's crypto provider, even for http
+    regauth_providers::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let log = dir.path().join("example.log");

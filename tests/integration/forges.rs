@@ -49,9 +49,17 @@ repos = ["acme/tools/**"]
 actions = ["pull", "push"]
 "#;
 
+/// The provider as config/example-gitlab.toml writes it: subgroup members
+/// count for their parent groups there (`parent_groups = true`, opted in),
+/// unless `tweak` says otherwise.
 fn gitlab_provider(url: &str, tweak: &str) -> String {
+    let parents = if tweak.contains("parent_groups") {
+        ""
+    } else {
+        "parent_groups = true\n"
+    };
     format!(
-        "\n[[provider]]\nname = \"gitlab\"\nkind = \"gitlab\"\nurl = \"{url}\"\ngroups = [\"acme\"]\nmin_access_level = 20\ntimeout = \"1s\"\n{tweak}\n{GITLAB_POLICY}"
+        "\n[[provider]]\nname = \"gitlab\"\nkind = \"gitlab\"\nurl = \"{url}\"\ngroups = [\"acme\"]\nmin_access_level = 20\ntimeout = \"1s\"\n{parents}{tweak}\n{GITLAB_POLICY}"
     )
 }
 
@@ -64,7 +72,7 @@ fn dev() -> Token {
         bot: false,
         groups: vec![("acme/platform/core", 30), ("acme/web", 30), ("other", 50)],
         projects: vec![],
-        scopes: &["read_api"],
+        scopes: &["read_api", "write_registry"],
     }
 }
 
@@ -146,7 +154,7 @@ async fn gitlabs_answers_map_to_what_clients_can_act_on() {
             bot: false,
             groups: vec![("acme/platform", 30)],
             projects: vec![],
-            scopes: &["read_user"],
+            scopes: &["read_user", "write_registry"],
         },
     );
     gitlab.token(
@@ -158,7 +166,7 @@ async fn gitlabs_answers_map_to_what_clients_can_act_on() {
             groups: vec![],
             // a project of another id it is a member of does not count
             projects: vec![(12, "acme/tools", 40), (99, "acme/other", 40)],
-            scopes: &["read_api", "read_registry"],
+            scopes: &["read_api", "write_registry"],
         },
     );
     gitlab.token(
@@ -169,7 +177,7 @@ async fn gitlabs_answers_map_to_what_clients_can_act_on() {
             bot: true,
             groups: vec![("acme/platform", 40)],
             projects: vec![],
-            scopes: &["read_api"],
+            scopes: &["read_api", "write_registry"],
         },
     );
     let f = Fixture::new();
@@ -369,7 +377,7 @@ async fn gitlab_tokens_reach_gitlab_only() {
             bot: false,
             groups: vec![("acme/platform", 30)],
             projects: vec![],
-            scopes: &["read_api"],
+            scopes: &["read_api", "write_registry"],
         },
     );
     gitlab.job("64_jobToken", job("acme/app", "main"));
@@ -466,7 +474,7 @@ async fn a_gitea_team_member_pushes_and_the_rest_is_refused() {
             "gdev",
             vec!["acme", "other", "third"],
             vec![("acme", "Platform"), ("other", "ops"), ("acme", "web")],
-            &["read:user", "read:organization"],
+            &["read:user", "read:organization", "write:package"],
         ),
     );
     let hex = |n: u8| format!("{:040x}", u128::from(n) << 64 | 0xabc);
@@ -476,13 +484,18 @@ async fn a_gitea_team_member_pushes_and_the_rest_is_refused() {
             "reader",
             vec!["acme"],
             vec![],
-            &["read:user", "read:organization"],
+            &["read:user", "read:organization", "write:package"],
         ),
     );
     gitea.token(&hex(2), member("outsider", vec!["other"], vec![], &["all"]));
     gitea.token(
         &hex(3),
-        member("narrow", vec!["acme"], vec![], &["read:user"]),
+        member(
+            "narrow",
+            vec!["acme"],
+            vec![],
+            &["read:user", "write:package"],
+        ),
     );
     gitea.token(
         &hex(4),
@@ -622,7 +635,7 @@ actions = ["pull"]
             bot: false,
             groups: vec![("platform", 50), ("platform/team", 50)],
             projects: vec![],
-            scopes: &["read_api"],
+            scopes: &["read_api", "write_registry"],
         },
     );
     let gitea = FakeGitea::start().await;

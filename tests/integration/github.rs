@@ -41,7 +41,7 @@ fn octocat() -> Behaviour {
             ("other-org", "ops", None),
             ("acme", "platform-core", Some("platform")),
         ],
-        scopes: Some("repo, read:org"),
+        scopes: Some("repo, read:org, write:packages"),
     }
 }
 
@@ -88,7 +88,7 @@ async fn githubs_answers_map_to_what_clients_can_act_on() {
             login: "outsider",
             orgs: vec!["other-org"],
             teams: vec![],
-            scopes: Some("repo"),
+            scopes: Some("repo, write:packages"),
         },
     );
     github.token("github_pat_sso", Behaviour::Sso);

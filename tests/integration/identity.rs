@@ -201,7 +201,7 @@ async fn a_github_login_equal_to_an_ldap_uid_gets_only_github_rights() {
             login: "ann",
             orgs: vec!["acme"],
             teams: vec![("acme", "platform", None)],
-            scopes: Some("read:org"),
+            scopes: Some("read:org, write:packages"),
         },
     );
     let f = Fixture::new();
@@ -278,7 +278,7 @@ async fn a_github_provider_must_name_its_organizations() {
             login: "stranger",
             orgs: vec!["evil-corp"],
             teams: vec![("evil-corp", "admins", None)],
-            scopes: Some("read:org"),
+            scopes: Some("read:org, write:packages"),
         },
     );
     let provider = format!(
@@ -470,7 +470,7 @@ async fn every_github_token_passes_the_organization_check_itself() {
             login: "dev",
             orgs: vec!["acme"],
             teams: vec![("acme", "platform", None)],
-            scopes: Some("repo, read:org"),
+            scopes: Some("repo, read:org, write:packages"),
         },
     );
     github.token(
@@ -479,7 +479,7 @@ async fn every_github_token_passes_the_organization_check_itself() {
             login: "dev",
             orgs: vec![],
             teams: vec![],
-            scopes: Some("repo"),
+            scopes: Some("repo, write:packages"),
         },
     );
     let f = Fixture::new();

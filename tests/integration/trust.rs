@@ -450,3 +450,131 @@ async fn spelling_the_owner_differently_hits_the_cache() {
         home.text()
     );
 }
+
+/// M7: any forge token that could read its user got the user's full
+/// registry rights, so a read-only token made for another tool could push
+/// and delete. Now the token's own scopes bound what it gets, as each
+/// forge's own registry bounds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forge_token_scopes_bound_registry_rights() {
+    use crate::support::gitea::{FakeGitea, Token as GiteaToken};
+    use crate::support::github::{Behaviour, FakeGitHub};
+    use crate::support::gitlab::{FakeGitLab, Token as GitLabToken};
+    let (github, gitlab, gitea) = (
+        FakeGitHub::start().await,
+        FakeGitLab::start().await,
+        FakeGitea::start().await,
+    );
+    let octo = |scopes| Behaviour::Member {
+        login: "octo",
+        orgs: vec!["acme"],
+        teams: vec![],
+        scopes,
+    };
+    github.token("ghp_pullonly", octo(Some("read:org, read:packages")));
+    github.token("ghp_pusher", octo(Some("read:org, write:packages")));
+    github.token("ghp_noscope", octo(Some("repo, read:org")));
+    github.token("github_pat_finegrained", octo(None));
+    let gl = |scopes| GitLabToken::User {
+        username: "gldev",
+        state: "active",
+        bot: false,
+        groups: vec![("acme", 30)],
+        projects: vec![],
+        scopes,
+    };
+    gitlab.token("glpat-readapi", gl(&["read_api"]));
+    gitlab.token("glpat-pull", gl(&["read_api", "read_registry"]));
+    gitlab.token("glpat-push", gl(&["read_api", "write_registry"]));
+    gitlab.token("glpat-api", gl(&["api"]));
+    let gt = |scopes| GiteaToken::User {
+        login: "gtdev",
+        prohibited: false,
+        orgs: vec!["acme"],
+        teams: vec![],
+        scopes,
+    };
+    let hex = |n: u8| format!("{:040x}", u128::from(n) << 64 | 0xdef);
+    gitea.token(&hex(1), gt(&["read:user", "read:organization"]));
+    gitea.token(
+        &hex(2),
+        gt(&["read:user", "read:organization", "read:package"]),
+    );
+    gitea.token(
+        &hex(3),
+        gt(&["read:user", "read:organization", "write:package"]),
+    );
+    let f = Fixture::new();
+    let providers = format!(
+        r#"
+[[provider]]
+name = "github"
+kind = "github"
+api_url = "{}"
+organizations = ["acme"]
+
+[[provider]]
+name = "gitlab"
+kind = "gitlab"
+url = "{}"
+groups = ["acme"]
+
+[[provider]]
+name = "gitea"
+kind = "gitea"
+url = "{}"
+organizations = ["acme"]
+
+[[rule]]
+groups = ["github:acme", "gitlab:acme", "gitea:acme"]
+repos = ["acme/**"]
+actions = ["*"]
+"#,
+        github.url(),
+        gitlab.url(),
+        gitea.url()
+    );
+    let state = f.state(&providers);
+    let all = "repository:acme/app:pull,push,delete";
+    let granted = |user: &'static str, token: String| {
+        let state = state.clone();
+        async move { token_for(&state, user, &token, all).await }
+    };
+    for (user, token, want) in [
+        ("octo", "ghp_pullonly".to_owned(), &["pull"][..]),
+        ("octo", "ghp_pusher".to_owned(), &["pull", "push"][..]),
+        ("gldev", "glpat-pull".to_owned(), &["pull"][..]),
+        ("gldev", "glpat-push".to_owned(), &["pull", "push"][..]),
+        (
+            "gldev",
+            "glpat-api".to_owned(),
+            &["delete", "pull", "push"][..],
+        ),
+        ("gtdev", hex(2), &["pull"][..]),
+        ("gtdev", hex(3), &["delete", "pull", "push"][..]),
+    ] {
+        let mut actions = granted(user, token.clone()).await.actions();
+        actions.sort();
+        assert_eq!(actions, want, "{token}");
+    }
+    // no package scope at all: refused, saying which scope to add
+    for (user, token, scope) in [
+        ("octo", "ghp_noscope".to_owned(), "read:packages"),
+        ("octo", "github_pat_finegrained".to_owned(), "classic"),
+        ("gldev", "glpat-readapi".to_owned(), "read_registry"),
+        ("gtdev", hex(1), "read:package"),
+    ] {
+        let refused = granted(user, token.clone()).await;
+        let body = refused.assert_error(StatusCode::UNAUTHORIZED);
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(scope), "{token}: {message}");
+    }
+    // finding out never deleted anything
+    assert_eq!(
+        gitea
+            .calls
+            .deleted
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}

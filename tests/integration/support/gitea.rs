@@ -3,7 +3,10 @@
 //! `/api/v1/user/orgs` (`Link`, entries joined by a bare comma, and
 //! `X-Total-Count`) and `/api/v1/user/teams` (`X-Total-Count` only), `page`
 //! and `limit` (at most 50), token scopes (`read:user`, and
-//! `read:organization` for organizations), and Gitea's error bodies
+//! `read:organization` for organizations; `read:package` to list
+//! `/api/v1/packages/{owner}`, `write:package` to delete a package version,
+//! checked before the package is looked up, as Gitea's router does), and
+//! Gitea's error bodies
 //! (`{"message": …, "url": …/api/swagger}`). One deviation: listings page
 //! at two items whatever `limit` says, so that pagination is easy to reach.
 
@@ -12,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use axum::extract::Path;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -40,6 +44,10 @@ pub struct Calls {
     pub user: AtomicUsize,
     pub orgs: AtomicUsize,
     pub teams: AtomicUsize,
+    /// Package calls (listings and deletes).
+    pub packages: AtomicUsize,
+    /// Package versions actually deleted (none exist in this fake).
+    pub deleted: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -268,6 +276,42 @@ async fn teams(
     }
 }
 
+/// `GET /api/v1/packages/{owner}`: the owner's packages (none here).
+async fn packages(
+    State(shared): State<Shared>,
+    Path(owner): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    shared.calls.packages.fetch_add(1, Ordering::SeqCst);
+    match user_of(&shared, &headers, &["read:package"]) {
+        Err(r) => *r,
+        Ok(Token::User { login, .. }) if login.eq_ignore_ascii_case(&owner) => {
+            let mut r = axum::Json(serde_json::json!([])).into_response();
+            r.headers_mut()
+                .insert("x-total-count", HeaderValue::from_static("0"));
+            r
+        }
+        Ok(_) => error(&shared, StatusCode::NOT_FOUND, "GetUserByName"),
+    }
+}
+
+/// `DELETE /api/v1/packages/{owner}/{type}/{name}/{version}`: the scope
+/// first, then the package (there is none: 404).
+async fn delete_package(
+    State(shared): State<Shared>,
+    Path((owner, _kind, _name, _version)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    shared.calls.packages.fetch_add(1, Ordering::SeqCst);
+    match user_of(&shared, &headers, &["write:package"]) {
+        Err(r) => *r,
+        Ok(Token::User { login, .. }) if login.eq_ignore_ascii_case(&owner) => {
+            error(&shared, StatusCode::NOT_FOUND, "package does not exist")
+        }
+        Ok(_) => error(&shared, StatusCode::NOT_FOUND, "GetUserByName"),
+    }
+}
+
 impl FakeGitea {
     pub async fn start() -> Self {
         let tokens = Arc::new(Mutex::new(HashMap::new()));
@@ -283,6 +327,11 @@ impl FakeGitea {
             .route("/api/v1/user", get(user))
             .route("/api/v1/user/orgs", get(orgs))
             .route("/api/v1/user/teams", get(teams))
+            .route("/api/v1/packages/{owner}", get(packages))
+            .route(
+                "/api/v1/packages/{owner}/{kind}/{name}/{version}",
+                axum::routing::delete(delete_package),
+            )
             .with_state(shared);
         let served = super::Served::start(listener, app);
         Self {

@@ -3,7 +3,9 @@
 //! Bearer`), `/api/v4/groups?min_access_level=…` and
 //! `/api/v4/projects?membership=true` with offset pagination (`Link`,
 //! `X-Next-Page` empty on the last page, `X-Page`, `X-Per-Page`,
-//! `X-Total`, `X-Total-Pages`), `/api/v4/job` (`JOB-TOKEN`, valid only
+//! `X-Total`, `X-Total-Pages`), `/api/v4/personal_access_tokens/self`
+//! (the token's scopes, for any scope; what `/user` needs is checked),
+//! `/api/v4/job` (`JOB-TOKEN`, valid only
 //! while the job runs), GitLab's error bodies (`{"message": "401
 //! Unauthorized"}`, OAuth's `invalid_token` and `insufficient_scope`, the
 //! blocked-account 403), the `RateLimit-*` headers with a plain-text 429,
@@ -36,7 +38,8 @@ pub enum Token {
         /// (id, path_with_namespace, access level) for
         /// `/projects?membership`.
         projects: Vec<(u64, &'static str, u8)>,
-        /// The token's scopes (`read_user`, `read_api`, `api`).
+        /// The token's scopes (`read_user`, `read_api`, `api`,
+        /// `read_registry`, `write_registry`).
         scopes: &'static [&'static str],
     },
     Expired,
@@ -59,6 +62,7 @@ pub struct Job {
 #[derive(Default)]
 pub struct Calls {
     pub user: AtomicUsize,
+    pub token_self: AtomicUsize,
     pub groups: AtomicUsize,
     pub projects: AtomicUsize,
     pub job: AtomicUsize,
@@ -204,6 +208,13 @@ async fn user(State(shared): State<Shared>, headers: HeaderMap) -> Response {
     shared.calls.user.fetch_add(1, Ordering::SeqCst);
     match user_of(&shared, &headers) {
         Err(r) => *r,
+        Ok(Token::User { scopes, .. })
+            if !scopes
+                .iter()
+                .any(|s| matches!(*s, "api" | "read_api" | "read_user")) =>
+        {
+            insufficient_scope("api read_api read_user")
+        }
         Ok(Token::User {
             username,
             state,
@@ -218,6 +229,27 @@ async fn user(State(shared): State<Shared>, headers: HeaderMap) -> Response {
                 "created_at": "2012-05-23T08:00:58Z", "bio": "", "location": null,
                 "public_email": "", "website_url": "", "organization": "",
                 "two_factor_enabled": true, "external": false, "private_profile": false,
+            });
+            let mut r = axum::Json(body).into_response();
+            common_headers(&mut r);
+            r
+        }
+        Ok(_) => server_error(),
+    }
+}
+
+/// `GET /personal_access_tokens/self`: any access token may read itself
+/// (personal, project and group access tokens alike).
+async fn token_self(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    shared.calls.token_self.fetch_add(1, Ordering::SeqCst);
+    match user_of(&shared, &headers) {
+        Err(r) => *r,
+        Ok(Token::User { scopes, .. }) => {
+            let body = serde_json::json!({
+                "id": 4, "name": "regauth test token", "revoked": false,
+                "created_at": "2026-11-01T10:00:00.000Z", "description": "",
+                "scopes": scopes, "user_id": 42, "last_used_at": null,
+                "active": true, "expires_at": "2027-11-01",
             });
             let mut r = axum::Json(body).into_response();
             common_headers(&mut r);
@@ -427,6 +459,7 @@ impl FakeGitLab {
         };
         let app = Router::new()
             .route("/api/v4/user", get(user))
+            .route("/api/v4/personal_access_tokens/self", get(token_self))
             .route("/api/v4/groups", get(groups))
             .route("/api/v4/projects", get(projects))
             .route("/api/v4/job", get(job))
@@ -463,6 +496,7 @@ impl FakeGitLab {
     pub fn calls(&self) -> usize {
         let c = &self.calls;
         c.user.load(Ordering::SeqCst)
+            + c.token_self.load(Ordering::SeqCst)
             + c.groups.load(Ordering::SeqCst)
             + c.projects.load(Ordering::SeqCst)
             + c.job.load(Ordering::SeqCst)
