@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use regauth_providers::{
     AccessLimit, Credentials, Error as ProviderError, ExposeSecret, Identity, IdentityProvider,
-    Kind, Outcome, Rejection, Renewal, SecretShape, SecretString, APP_PASSWORD_PREFIX,
+    Kind, Outcome, Rejection, Renewal, Renewed, SecretShape, SecretString, APP_PASSWORD_PREFIX,
 };
 use serde::{Deserialize, Serialize};
 
@@ -128,8 +128,16 @@ pub struct SignIn {
     /// Their account id then, if their provider has one.
     #[serde(default)]
     pub account: Option<String>,
-    /// When, in seconds since the epoch.
+    /// When, in seconds since the epoch (or when the IdP last vouched for
+    /// them again with the sign-in's refresh token).
     pub at: u64,
+    /// The IdP's refresh token of the sign-in, sealed (the state backend
+    /// never sees it): what asks the IdP about the user again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
+    /// When the IdP was last asked (seconds since the epoch).
+    #[serde(default)]
+    pub checked: u64,
 }
 
 /// Why an app password could not be made, listed or revoked.
@@ -180,6 +188,10 @@ pub struct AppPasswords {
     pub sessions: crate::seal::Sealer,
     /// The page's sign-ins under way (OIDC state, nonce, PKCE verifier).
     pub pending: crate::seal::Sealer,
+    /// The IdPs' refresh tokens in sign-in records.
+    idp_refresh: crate::seal::Sealer,
+    /// One re-check at the IdP per user at a time.
+    rechecks: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
     /// One creation at a time, so `max_per_user` holds within a replica.
     creating: tokio::sync::Mutex<()>,
     /// Uses not written yet: when the last batch was written, and the
@@ -269,6 +281,11 @@ impl AppPasswords {
             timeout,
             sessions: crate::seal::Sealer::new(key, b"regauth ui session v1"),
             pending: crate::seal::Sealer::new(key, b"regauth ui sign-in v1"),
+            idp_refresh: crate::seal::Sealer::new(key, b"regauth idp refresh token v1"),
+            rechecks: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_idle(Duration::from_secs(300))
+                .build(),
             creating: tokio::sync::Mutex::new(()),
             uses: std::sync::Mutex::new((0, BTreeMap::new())),
         }
@@ -440,14 +457,30 @@ impl AppPasswords {
     }
 
     /// Keeps a browser sign-in's groups and claims for the owner's app
-    /// passwords.
-    pub async fn remember_sign_in(&self, identity: &Identity) -> Result<(), AppPasswordError> {
+    /// passwords, with the IdP's refresh token (sealed) that asks about
+    /// them again every `recheck_interval`.
+    pub async fn remember_sign_in(
+        &self,
+        identity: &Identity,
+        refresh_token: Option<&SecretString>,
+    ) -> Result<(), AppPasswordError> {
+        let owner = owner_key(&identity.provider, &identity.subject);
+        let refresh = match refresh_token {
+            Some(token) => Some(
+                self.idp_refresh
+                    .seal(owner.as_bytes(), token.expose_secret().as_bytes())
+                    .map_err(|_| AppPasswordError::Random)?,
+            ),
+            None => None,
+        };
         let sign_in = SignIn {
             groups: identity.groups.clone(),
             claims: identity.claims.clone(),
             kind: identity.kind,
             account: identity.account_id.clone(),
             at: now(),
+            refresh,
+            checked: now(),
         };
         let text = serde_json::to_string(&sign_in).map_err(|e| StoreError(e.to_string()))?;
         self.store
@@ -561,8 +594,9 @@ impl AppPasswords {
     }
 
     /// A user as their provider sees them now, or as their last browser
-    /// sign-in did; with `account`, only that account under the name.
-    async fn current(
+    /// sign-in did (asked again at the IdP every `recheck_interval`); with
+    /// `account`, only that account under the name.
+    pub async fn current(
         &self,
         provider_name: &str,
         subject: &str,
@@ -607,6 +641,12 @@ impl AppPasswords {
                 self.config.url
             )))
         };
+        let sign_in = match sign_in {
+            Some(s) if same_account(s.account.as_deref()) => {
+                Some(self.rechecked(provider, subject, s).await?)
+            }
+            other => other,
+        };
         match sign_in {
             Some(s) if !same_account(s.account.as_deref()) => Err(gone()),
             Some(s) if s.at + self.config.sign_in_max_age.as_secs() > now() => {
@@ -618,6 +658,122 @@ impl AppPasswords {
             }
             _ => Err(renew()),
         }
+    }
+}
+
+impl AppPasswords {
+    /// The sign-in as the IdP sees it now: asked again with the sign-in's
+    /// refresh token once `recheck_interval` has passed. Fresh groups
+    /// replace the old ones; an IdP that refuses ends the sign-in (and so
+    /// the user's app passwords and page sessions); an IdP that cannot be
+    /// asked leaves the last answer, bounded by `sign_in_max_age`.
+    async fn rechecked(
+        &self,
+        provider: &Arc<dyn IdentityProvider>,
+        subject: &str,
+        sign_in: SignIn,
+    ) -> Result<SignIn, Outcome> {
+        let interval = self.config.recheck_interval.as_secs();
+        let (Some(_), Some(browser)) = (&sign_in.refresh, provider.browser_login()) else {
+            return Ok(sign_in);
+        };
+        if now() < sign_in.checked.saturating_add(interval) {
+            return Ok(sign_in);
+        }
+        let owner = owner_key(provider.name(), subject);
+        let turn = self
+            .rechecks
+            .get_with(owner.clone(), || Arc::new(tokio::sync::Mutex::new(())));
+        let _turn = turn.lock().await;
+        let unavailable = |e: AppPasswordError| {
+            Outcome::Unavailable(ProviderError::Upstream(format!("app passwords: {e}")))
+        };
+        // Another request may have asked while this one waited.
+        let Some(current) = self
+            .sign_in_of(provider.name(), subject)
+            .await
+            .map_err(unavailable)?
+        else {
+            return Err(self.sign_in_again());
+        };
+        if now() < current.checked.saturating_add(interval) {
+            return Ok(current);
+        }
+        let token = current
+            .refresh
+            .as_deref()
+            .and_then(|sealed| self.idp_refresh.open(owner.as_bytes(), sealed))
+            .and_then(|plain| String::from_utf8(plain).ok());
+        let Some(token) = token else {
+            return Ok(current);
+        };
+        match browser.renew(&SecretString::from(token)).await {
+            Renewed::Current {
+                identity,
+                refresh_token,
+            } => {
+                let mut next = current.clone();
+                if let Some(identity) = identity {
+                    let other_account = matches!(
+                        (&identity.account_id, &current.account),
+                        (Some(a), Some(b)) if a != b
+                    );
+                    if other_account || identity.subject != subject {
+                        return Err(self
+                            .end_sign_in(&owner, "the IdP now names another account")
+                            .await);
+                    }
+                    next.groups = identity.groups;
+                    next.claims = identity.claims;
+                    next.kind = identity.kind;
+                }
+                if let Some(token) = refresh_token {
+                    next.refresh = self
+                        .idp_refresh
+                        .seal(owner.as_bytes(), token.expose_secret().as_bytes())
+                        .ok()
+                        .or(next.refresh);
+                }
+                next.at = now();
+                next.checked = now();
+                let text = serde_json::to_string(&next)
+                    .map_err(|e| unavailable(StoreError(e.to_string()).into()))?;
+                self.store
+                    .put_record(SIGN_INS, &owner, &text)
+                    .await
+                    .map_err(|e| unavailable(e.into()))?;
+                tracing::debug!(provider = %provider.name(), subject = %Safe(subject), "the IdP vouched for a signed-in user again");
+                Ok(next)
+            }
+            Renewed::Refused(why) => Err(self.end_sign_in(&owner, &why.to_string()).await),
+            Renewed::Unavailable(e) => {
+                tracing::warn!(provider = %provider.name(), subject = %Safe(subject), error = %e, "the IdP could not be asked about a signed-in user again; keeping the last answer");
+                Ok(current)
+            }
+        }
+    }
+
+    /// Forgets a sign-in the IdP no longer stands behind: the user's app
+    /// passwords and page sessions end with it.
+    async fn end_sign_in(&self, owner: &str, why: &str) -> Outcome {
+        tracing::info!(
+            target: "regauth::audit",
+            event = "sign_in_ended",
+            owner = %Safe(owner),
+            reason = %Safe(why),
+            "the identity provider no longer signs this user in: their app passwords and page sessions end"
+        );
+        if let Err(e) = self.store.delete_record(SIGN_INS, owner).await {
+            return Outcome::Unavailable(ProviderError::Upstream(format!("app passwords: {e}")));
+        }
+        self.sign_in_again()
+    }
+
+    fn sign_in_again(&self) -> Outcome {
+        Outcome::Rejected(Rejection::UserAction(format!(
+            "sign in at {} again to renew your app passwords",
+            self.config.url
+        )))
     }
 }
 

@@ -395,6 +395,54 @@ pub struct AppPasswordsConfig {
     pub session_lifetime: Duration,
     /// Password providers whose users sign in with a form (`login_form`).
     pub login_form: Vec<String>,
+    /// How often a browser sign-in's IdP is asked again about its user
+    /// (`recheck_interval`, with the sign-in's refresh token).
+    pub recheck_interval: Duration,
+}
+
+impl Config {
+    /// What `regauth check` warns about: settings that work but put
+    /// something at risk (secrets over plain http or LDAP, the limits of
+    /// checking browser sign-ins again). Each names its provider or key.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let plain = |url: &str| url.starts_with("http://") && !is_loopback_http(url);
+        for p in &self.providers {
+            let name = &p.name;
+            match &p.settings {
+                ProviderSettings::Oidc(oidc) => {
+                    if plain(&oidc.issuer) {
+                        out.push(format!("provider {name}: the issuer {} is plain http: discovery, keys and passwords travel unprotected and can be forged on the way; use https", oidc.issuer));
+                    }
+                    if oidc.browser_login {
+                        if let Some(section) = &self.app_passwords {
+                            out.push(format!(
+                                "provider {name}: browser sign-ins ask the IdP for a refresh token (scope offline_access) to check its users again every {}; an IdP that gives none leaves sign_in_max_age ({}) as the bound on app passwords and admin rights",
+                                humantime::format_duration(section.recheck_interval),
+                                humantime::format_duration(section.sign_in_max_age)
+                            ));
+                        }
+                    }
+                }
+                ProviderSettings::Github(github) if plain(&github.api_url) => {
+                    out.push(format!("provider {name}: api_url {} is plain http: tokens travel unprotected; use https", github.api_url));
+                }
+                ProviderSettings::Gitlab(gitlab) if plain(&gitlab.url) => {
+                    out.push(format!("provider {name}: url {} is plain http: tokens travel unprotected; use https", gitlab.url));
+                }
+                ProviderSettings::Gitea(gitea) if plain(&gitea.url) => {
+                    out.push(format!("provider {name}: url {} is plain http: tokens travel unprotected; use https", gitea.url));
+                }
+                ProviderSettings::Ldap(ldap)
+                    if ldap.url.starts_with("ldap://") && !ldap.start_tls =>
+                {
+                    out.push(format!("provider {name}: url {} without start_tls: user passwords go to the directory in clear; use ldaps:// or start_tls = true", ldap.url));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
 }
 
 impl AppPasswordsConfig {
@@ -881,6 +929,23 @@ fn validate_app_passwords(
             "must not be the token endpoint",
         ));
     }
+    // Over plain http the page's cookies cannot be __Host- cookies (a
+    // sibling subdomain could plant a session) and passwords typed into
+    // its form travel in clear: only on loopback, or when asked for.
+    if url.starts_with("http://") && !is_loopback_http(&url) && !raw.allow_http {
+        return Err(invalid(
+            origin,
+            key("url"),
+            format!("`{url}` is plain http: serve the page over https (set app_passwords.url, or server.realm, to its https URL), or set app_passwords.allow_http = true where the network in between is trusted"),
+        ));
+    }
+    if raw.recheck_interval.0 < Duration::from_secs(1) {
+        return Err(invalid(
+            origin,
+            key("recheck_interval"),
+            "must be at least 1s",
+        ));
+    }
     let provider = |name: &str| providers.iter().find(|p| p.name == name);
     for (i, name) in raw.login_form.iter().enumerate() {
         match provider(name).map(|p| &p.settings) {
@@ -949,6 +1014,7 @@ fn validate_app_passwords(
         url,
         session_lifetime: raw.session_lifetime.0,
         login_form: raw.login_form,
+        recheck_interval: raw.recheck_interval.0,
     })
 }
 
@@ -1280,6 +1346,82 @@ mod tests {
         issuer = "regauth"
         services = ["registry"]
     "#;
+
+    /// Review (2026-12-01) M10: plaintext transports start, but `check`
+    /// says so, naming the provider.
+    #[test]
+    fn plaintext_transports_are_warned_about() {
+        let text = format!(
+            r#"{MINIMAL}
+            [[provider]]
+            name = "sso"
+            kind = "oidc"
+            issuer = "http://sso.corp.example/realms/main"
+            audiences = ["registry"]
+            [[provider]]
+            name = "dir"
+            kind = "ldap"
+            url = "ldap://dc.corp.example"
+            bind_dn = "cn=x"
+            bind_password_env = "PATH"
+            user_base = "dc=corp"
+            [[provider]]
+            name = "git"
+            kind = "gitlab"
+            url = "http://gitlab.corp.example"
+            groups = ["acme"]
+            [[provider]]
+            name = "local"
+            kind = "oidc"
+            issuer = "http://127.0.0.1:8080"
+            audiences = ["registry"]
+            "#
+        );
+        let config = Config::from_toml("t.toml", &text, &[]).unwrap();
+        let warnings = config.warnings().join("\n");
+        for provider in ["provider sso:", "provider dir:", "provider git:"] {
+            assert!(warnings.contains(provider), "{provider}: {warnings}");
+        }
+        assert!(
+            !warnings.contains("provider local:"),
+            "loopback is fine: {warnings}"
+        );
+    }
+
+    /// Review L2: the page over plain http sends LDAP passwords in clear
+    /// and cannot use __Host- cookies: refused unless on loopback or asked.
+    #[test]
+    fn the_page_over_plain_http_is_refused_unless_loopback_or_allowed() {
+        let page = |url: &str, extra: &str| {
+            format!(
+                r#"{MINIMAL}
+                [[provider]]
+                name = "local"
+                kind = "static"
+                [provider.users]
+                [app_passwords]
+                key_file = "/nonexistent/app.key"
+                login_form = ["local"]
+                url = "{url}"
+                {extra}
+                "#
+            )
+        };
+        let refused = err(&page("http://auth.corp.example/ui", ""));
+        assert!(
+            refused.contains("app_passwords.url") && refused.contains("allow_http"),
+            "{refused}"
+        );
+        for (url, extra) in [
+            ("http://auth.corp.example/ui", "allow_http = true"),
+            ("http://127.0.0.1:5001/ui", ""),
+            ("http://localhost:5001/ui", ""),
+            ("https://auth.corp.example/ui", ""),
+        ] {
+            Config::from_toml("t.toml", &page(url, extra), &[])
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+    }
 
     fn err(text: &str) -> String {
         Config::from_toml("t.toml", text, &[])

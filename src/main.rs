@@ -245,6 +245,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             let policy = config.policy.clone();
             let providers = regauth::providers(&config)?;
             check_secret_keys(&config)?;
+            for warning in config.warnings() {
+                println!("warning: {warning}");
+            }
             println!(
                 "{}: ok ({} providers, {} rules, services: {})",
                 config.origin,

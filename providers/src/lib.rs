@@ -734,6 +734,34 @@ pub struct PendingLogin {
     pub pkce_verifier: String,
 }
 
+/// A finished browser sign-in: its outcome and, when the IdP gave one,
+/// its refresh token (for [`BrowserLogin::renew`]; the caller keeps it
+/// sealed and never logs it).
+pub struct Finished {
+    /// The identity, or why there is none.
+    pub outcome: Outcome,
+    /// The IdP's refresh token (`offline_access`), if it gave one.
+    pub refresh_token: Option<SecretString>,
+}
+
+/// What the IdP says of a user when asked again with their refresh token.
+pub enum Renewed {
+    /// Still signed in: the identity as the new ID token says (`None` when
+    /// the IdP sent no new ID token), and the refresh token to keep (a new
+    /// one when the IdP rotates them).
+    Current {
+        /// The identity now, if the IdP said.
+        identity: Option<Identity>,
+        /// The refresh token to keep from now on, if it changed.
+        refresh_token: Option<SecretString>,
+    },
+    /// The IdP refuses the refresh: the user was disabled, signed out
+    /// everywhere, removed, or their session ended.
+    Refused(Rejection),
+    /// The IdP could not be asked.
+    Unavailable(Error),
+}
+
 /// A provider people sign in to in a browser: OpenID Connect's
 /// authorization code flow with PKCE.
 #[async_trait]
@@ -751,7 +779,11 @@ pub trait BrowserLogin: Send + Sync {
         pending: &PendingLogin,
         state: &str,
         code: &str,
-    ) -> Outcome;
+    ) -> Finished;
+
+    /// Asks the IdP again about a user who signed in, with the refresh
+    /// token of their sign-in: whether they still may, and their groups now.
+    async fn renew(&self, refresh_token: &SecretString) -> Renewed;
 }
 
 /// One identity provider instance (a configured `[[provider]]`).

@@ -775,6 +775,71 @@ impl Oidc {
     }
 }
 
+impl Oidc {
+    /// The claims of an ID token from the token endpoint, verified with
+    /// the issuer's keys (fetched now: only for a code or refresh token
+    /// the IdP took, so made-up ones cause no JWKS fetch): signature with
+    /// an asymmetric algorithm (never HMAC under the client secret),
+    /// issuer, audience, expiry, and the nonce when one was sent.
+    async fn verified_id_token(
+        &self,
+        discovery: &Discovery,
+        id_token: &openidconnect::core::CoreIdToken,
+        nonce: Option<&str>,
+    ) -> Result<Value, Outcome> {
+        use base64::Engine as _;
+        use openidconnect::{JsonWebKeySet, Nonce};
+        let http = bounded_http(&self.http);
+        let keys = JsonWebKeySet::fetch_async(discovery.jwks_uri(), &http)
+            .await
+            .map_err(|e| Outcome::Unavailable(Error::Upstream(format!("JWKS: {e}"))))?;
+        let with_keys = discovery.clone().set_jwks(keys);
+        let client = self
+            .client(&with_keys, None)
+            .map_err(Outcome::Unavailable)?;
+        let verifier = client.id_token_verifier().set_allowed_algs({
+            use openidconnect::core::CoreJwsSigningAlgorithm as A;
+            [
+                A::RsaSsaPkcs1V15Sha256,
+                A::RsaSsaPkcs1V15Sha384,
+                A::RsaSsaPkcs1V15Sha512,
+                A::RsaSsaPssSha256,
+                A::RsaSsaPssSha384,
+                A::RsaSsaPssSha512,
+                A::EcdsaP256Sha256,
+                A::EcdsaP384Sha384,
+                A::EdDsa,
+            ]
+        });
+        let checked = match nonce {
+            Some(nonce) => id_token
+                .claims(&verifier, &Nonce::new(nonce.to_owned()))
+                .map(drop),
+            // a refresh's ID token carries the sign-in's nonce, or none
+            None => id_token
+                .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                .map(drop),
+        };
+        if let Err(e) = checked {
+            return Err(Outcome::Rejected(Rejection::Other(format!(
+                "ID token refused: {e}"
+            ))));
+        }
+        // Verified: its claims, as the IdP wrote them, become the identity.
+        let compact = id_token.to_string();
+        compact
+            .split('.')
+            .nth(1)
+            .and_then(|part| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(part)
+                    .ok()
+            })
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or_else(|| Outcome::Unavailable(Error::Upstream("an unreadable ID token".into())))
+    }
+}
+
 #[async_trait]
 impl crate::BrowserLogin for Oidc {
     async fn begin(&self, redirect_uri: &str) -> Result<(String, crate::PendingLogin), Error> {
@@ -790,6 +855,9 @@ impl crate::BrowserLogin for Oidc {
                 Nonce::new_random,
             )
             .add_scope(openidconnect::Scope::new("profile".into()))
+            // a refresh token that outlives the IdP session, so regauth
+            // can ask about the user again while their app passwords live
+            .add_scope(openidconnect::Scope::new("offline_access".into()))
             .set_pkce_challenge(challenge)
             .url();
         Ok((
@@ -808,10 +876,13 @@ impl crate::BrowserLogin for Oidc {
         pending: &crate::PendingLogin,
         state: &str,
         code: &str,
-    ) -> Outcome {
-        use base64::Engine as _;
+    ) -> crate::Finished {
         use openidconnect::{
-            AuthorizationCode, JsonWebKeySet, Nonce, PkceCodeVerifier, RequestTokenError,
+            AuthorizationCode, OAuth2TokenResponse as _, PkceCodeVerifier, RequestTokenError,
+        };
+        let refused = |outcome| crate::Finished {
+            outcome,
+            refresh_token: None,
         };
         let same_state = aws_lc_rs::constant_time::verify_slices_are_equal(
             state.as_bytes(),
@@ -819,18 +890,18 @@ impl crate::BrowserLogin for Oidc {
         )
         .is_ok();
         if !same_state {
-            return Outcome::Rejected(Rejection::Other(
+            return refused(Outcome::Rejected(Rejection::Other(
                 "the sign-in's state does not match the browser's".into(),
-            ));
+            )));
         }
         let discovery = match self.discovery().await {
             Ok(d) => d,
-            Err(e) => return Outcome::Unavailable(e),
+            Err(e) => return refused(Outcome::Unavailable(e)),
         };
         let http = bounded_http(&self.http);
         let client = match self.client(&discovery, Some(redirect_uri)) {
             Ok(c) => c,
-            Err(e) => return Outcome::Unavailable(e),
+            Err(e) => return refused(Outcome::Unavailable(e)),
         };
         let exchanged = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -840,64 +911,99 @@ impl crate::BrowserLogin for Oidc {
         let token = match exchanged {
             Ok(token) => token,
             Err(RequestTokenError::ServerResponse(refusal)) => {
-                return Outcome::Rejected(Rejection::Other(format!(
+                return refused(Outcome::Rejected(Rejection::Other(format!(
                     "the IdP refused the code: {}",
                     refusal.error()
-                )))
+                ))))
             }
-            Err(e) => return Outcome::Unavailable(Error::Upstream(format!("code exchange: {e}"))),
+            Err(e) => {
+                return refused(Outcome::Unavailable(Error::Upstream(format!(
+                    "code exchange: {e}"
+                ))))
+            }
         };
         let Some(id_token) = openidconnect::TokenResponse::id_token(&token) else {
-            return Outcome::Unavailable(Error::Upstream(
+            return refused(Outcome::Unavailable(Error::Upstream(
                 "the token endpoint sent no ID token".into(),
-            ));
+            )));
         };
-        // The keys only now, for a code the IdP took: made-up codes cause
-        // no JWKS fetches.
-        let keys = match JsonWebKeySet::fetch_async(discovery.jwks_uri(), &http).await {
-            Ok(keys) => keys,
-            Err(e) => return Outcome::Unavailable(Error::Upstream(format!("JWKS: {e}"))),
+        let claims = match self
+            .verified_id_token(&discovery, id_token, Some(&pending.nonce))
+            .await
+        {
+            Ok(claims) => claims,
+            Err(outcome) => return refused(outcome),
         };
-        let with_keys = (*discovery).clone().set_jwks(keys);
-        let client = match self.client(&with_keys, Some(redirect_uri)) {
-            Ok(c) => c,
-            Err(e) => return Outcome::Unavailable(e),
-        };
-        // Signed by the IdP's keys only: never HMAC under the client secret.
-        let verifier = client.id_token_verifier().set_allowed_algs({
-            use openidconnect::core::CoreJwsSigningAlgorithm as A;
-            [
-                A::RsaSsaPkcs1V15Sha256,
-                A::RsaSsaPkcs1V15Sha384,
-                A::RsaSsaPkcs1V15Sha512,
-                A::RsaSsaPssSha256,
-                A::RsaSsaPssSha384,
-                A::RsaSsaPssSha512,
-                A::EcdsaP256Sha256,
-                A::EcdsaP384Sha384,
-                A::EdDsa,
-            ]
-        });
-        if let Err(e) = id_token.claims(&verifier, &Nonce::new(pending.nonce.clone())) {
-            return Outcome::Rejected(Rejection::Other(format!("ID token refused: {e}")));
-        }
-        // Verified: its claims, as the IdP wrote them, become the identity.
-        let compact = id_token.to_string();
-        let claims: Option<Value> = compact
-            .split('.')
-            .nth(1)
-            .and_then(|part| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(part)
-                    .ok()
-            })
-            .and_then(|json| serde_json::from_slice(&json).ok());
-        let Some(claims) = claims else {
-            return Outcome::Unavailable(Error::Upstream("an unreadable ID token".into()));
-        };
-        match self.identity(&claims, Via::Browser) {
+        let outcome = match self.identity(&claims, Via::Browser) {
             Ok(identity) => Outcome::Authenticated(identity),
             Err(rejection) => Outcome::Rejected(rejection),
+        };
+        crate::Finished {
+            outcome,
+            refresh_token: token
+                .refresh_token()
+                .map(|t| SecretString::from(t.secret().clone())),
+        }
+    }
+
+    async fn renew(&self, refresh_token: &SecretString) -> crate::Renewed {
+        use openidconnect::core::CoreErrorResponseType as Code;
+        use openidconnect::{OAuth2TokenResponse as _, RefreshToken, RequestTokenError};
+        let discovery = match self.discovery().await {
+            Ok(d) => d,
+            Err(e) => return crate::Renewed::Unavailable(e),
+        };
+        let client = match self.client(&discovery, None) {
+            Ok(c) => c,
+            Err(e) => return crate::Renewed::Unavailable(e),
+        };
+        let http = bounded_http(&self.http);
+        let refresh = RefreshToken::new(refresh_token.expose_secret().to_owned());
+        let answer = client
+            .exchange_refresh_token(&refresh)
+            .request_async(&http)
+            .await;
+        let token = match answer {
+            Ok(token) => token,
+            Err(RequestTokenError::ServerResponse(refusal)) => {
+                return match refusal.error() {
+                    Code::InvalidClient | Code::UnauthorizedClient => {
+                        crate::Renewed::Unavailable(Error::Upstream(format!(
+                            "the IdP refused regauth's client ({})",
+                            refusal.error()
+                        )))
+                    }
+                    Code::Extension(code)
+                        if code == "server_error" || code == "temporarily_unavailable" =>
+                    {
+                        crate::Renewed::Unavailable(Error::Upstream(format!(
+                            "token endpoint: {code}"
+                        )))
+                    }
+                    other => crate::Renewed::Refused(Rejection::Other(format!(
+                        "the IdP refused the sign-in's refresh token ({other})"
+                    ))),
+                }
+            }
+            Err(e) => return crate::Renewed::Unavailable(Error::Upstream(format!("refresh: {e}"))),
+        };
+        let identity = match openidconnect::TokenResponse::id_token(&token) {
+            None => None,
+            Some(id_token) => match self.verified_id_token(&discovery, id_token, None).await {
+                Ok(claims) => match self.identity(&claims, Via::Browser) {
+                    Ok(identity) => Some(identity),
+                    Err(rejection) => return crate::Renewed::Refused(rejection),
+                },
+                Err(Outcome::Unavailable(e)) => return crate::Renewed::Unavailable(e),
+                Err(Outcome::Rejected(rejection)) => return crate::Renewed::Refused(rejection),
+                Err(_) => None,
+            },
+        };
+        crate::Renewed::Current {
+            identity,
+            refresh_token: token
+                .refresh_token()
+                .map(|t| SecretString::from(t.secret().clone())),
         }
     }
 }

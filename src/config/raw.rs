@@ -60,6 +60,14 @@ pub(super) struct RawAppPasswords {
     pub(super) session_lifetime: Seconds,
     #[serde(default)]
     pub(super) login_form: Vec<String>,
+    #[serde(default = "default_recheck_interval")]
+    pub(super) recheck_interval: Seconds,
+    #[serde(default)]
+    pub(super) allow_http: bool,
+}
+
+fn default_recheck_interval() -> Seconds {
+    Seconds(Duration::from_secs(3600))
 }
 
 fn default_app_password_key() -> PathBuf {

@@ -283,9 +283,30 @@ async fn session(
         return Ok(None);
     }
     match passwords.store().get_record(ENDED, &session.sid).await {
-        Ok(Some(_)) => Ok(None),
-        Ok(None) => Ok(Some(session)),
-        Err(e) => Err(unavailable(&AppPasswordError::Store(e))),
+        Ok(Some(_)) => return Ok(None),
+        Ok(None) => {}
+        Err(e) => return Err(unavailable(&AppPasswordError::Store(e))),
+    }
+    // A session does not outlive its user: gone from the directory, or no
+    // longer signed in at the IdP (asked again every recheck_interval).
+    match passwords
+        .current(
+            &session.provider,
+            &session.subject,
+            session.account.as_deref(),
+        )
+        .await
+    {
+        Ok(_) => Ok(Some(session)),
+        Err(Outcome::Unavailable(e)) => {
+            tracing::warn!(error = %e, "the page cannot confirm its user right now");
+            Err(message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again shortly",
+                "Your account cannot be checked right now.",
+            ))
+        }
+        Err(_) => Ok(None),
     }
 }
 
@@ -650,8 +671,11 @@ async fn callback(State(live): State<Arc<Live>>, request: Request) -> Response {
         code.to_owned(),
         ip,
     ));
-    let outcome = match finishing.await {
-        Ok(Ok(outcome)) => outcome,
+    let regauth_providers::Finished {
+        outcome,
+        refresh_token,
+    } = match finishing.await {
+        Ok(Ok(finished)) => finished,
         Ok(Err(response)) => return response,
         Err(e) => {
             tracing::error!(error = %e, "a browser sign-in task failed");
@@ -664,7 +688,10 @@ async fn callback(State(live): State<Arc<Live>>, request: Request) -> Response {
     };
     match outcome {
         Outcome::Authenticated(identity) => {
-            let mut response = start_session(&passwords, &identity).await;
+            if refresh_token.is_none() {
+                tracing::warn!(provider = %signing_in.provider, "the IdP gave the browser sign-in no refresh token (offline_access): this user's app passwords keep the sign-in's groups for sign_in_max_age, unchecked");
+            }
+            let mut response = start_session(&passwords, &identity, refresh_token.as_ref()).await;
             response.headers_mut().append(
                 header::SET_COOKIE,
                 set_cookie(&passwords, SIGNING_IN, "", Duration::ZERO),
@@ -699,9 +726,12 @@ async fn finish_counted(
     returned_state: String,
     code: String,
     ip: IpAddr,
-) -> Result<Outcome, Response> {
+) -> Result<regauth_providers::Finished, Response> {
     let Some(browser) = provider.browser_login() else {
-        return Ok(Outcome::NotMine);
+        return Ok(regauth_providers::Finished {
+            outcome: Outcome::NotMine,
+            refresh_token: None,
+        });
     };
     let throttle = state.chain.throttle();
     let slot = match throttle.reserve_client(ip).await {
@@ -722,20 +752,25 @@ async fn finish_counted(
             ))
         }
     };
-    let outcome = browser
+    let finished = browser
         .finish(&redirect_uri, &pending, &returned_state, &code)
         .await;
-    if matches!(outcome, Outcome::Rejected(_) | Outcome::NotMine) {
+    if matches!(finished.outcome, Outcome::Rejected(_) | Outcome::NotMine) {
         throttle.client_failed(slot);
     } else {
         throttle.client_released(slot).await;
     }
-    Ok(outcome)
+    Ok(finished)
 }
 
-/// Keeps the sign-in's groups, then answers with a new session.
-async fn start_session(passwords: &AppPasswords, identity: &Identity) -> Response {
-    if let Err(e) = passwords.remember_sign_in(identity).await {
+/// Keeps the sign-in's groups (and the IdP's refresh token), then
+/// answers with a new session.
+async fn start_session(
+    passwords: &AppPasswords,
+    identity: &Identity,
+    refresh_token: Option<&regauth_providers::SecretString>,
+) -> Response {
+    if let Err(e) = passwords.remember_sign_in(identity, refresh_token).await {
         return unavailable(&e);
     }
     let (Some(sid), Some(csrf)) = (random_token(), random_token()) else {
@@ -828,7 +863,7 @@ async fn form_sign_in(State(live): State<Arc<Live>>, request: Request) -> Respon
     }
     let credentials = Credentials::new(form.username.trim(), form.password);
     match sign_in_with_password(&state, &passwords, &credentials, ip).await {
-        Ok(identity) => start_session(&passwords, &identity).await,
+        Ok(identity) => start_session(&passwords, &identity, None).await,
         Err(SignInRefusal::Unavailable) => message(
             StatusCode::SERVICE_UNAVAILABLE,
             "Try again shortly",

@@ -546,8 +546,8 @@ async fn the_password_form_takes_passwords_and_keeps_to_the_actions_ticked() {
     assert_eq!(none.status, StatusCode::BAD_REQUEST, "{}", none.text());
 
     // offboarded (`regauth tokens revoke --user kate`): her app passwords
-    // end, and the page session she still has mints no new one (her
-    // sign-in, which stood in for the IdP, is gone)
+    // end, and the page session she still has is over (her sign-in, which
+    // stood in for the IdP, is gone): it mints nothing
     let out = tokens_revoke(&config_path, "KATE");
     assert!(
         out.status.success(),
@@ -570,8 +570,16 @@ async fn the_password_form_takes_passwords_and_keeps_to_the_actions_ticked() {
         ],
     )
     .await;
-    assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", again.text());
-    assert!(again.text().contains("sign in again"), "{}", again.text());
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.text());
+    assert_eq!(
+        again.header("location"),
+        Some("/ui/"),
+        "back to the sign-in page"
+    );
+    assert!(page(&state, &mut jar, "/ui/")
+        .await
+        .text()
+        .contains("Sign in"));
 }
 
 /// Two replicas sharing Redis and the key files: an app password made on

@@ -578,3 +578,119 @@ actions = ["*"]
         0
     );
 }
+
+/// M6: an OIDC user's app passwords kept the groups of their last browser
+/// sign-in for up to 30 days after the IdP disabled them or removed them
+/// from a group. Now regauth asks the IdP again with the sign-in's refresh
+/// token every `recheck_interval`: new groups replace the old, and an IdP
+/// that refuses ends the user's app passwords and page sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leavers_at_the_idp_lose_their_app_passwords() {
+    use crate::support::browser::{browser, LoginIdp};
+    let f = Fixture::new();
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let ui = format!("http://{addr}/ui");
+    let mut idp = LoginIdp::start(&format!("{ui}/callback"), "regauth-browser-secret");
+    let secret_file = f.path("client.secret");
+    std::fs::write(&secret_file, "regauth-browser-secret\n").unwrap();
+    let extra = format!(
+        r#"
+[[provider]]
+name = "sso"
+kind = "oidc"
+issuer = "{issuer}"
+client_id = "regauth"
+client_secret_file = "{secret}"
+access_tokens = false
+browser_login = true
+timeout = "5s"
+
+[[rule]]
+groups = ["sso:platform"]
+repos = ["platform/**"]
+actions = ["pull", "push"]
+
+[app_passwords]
+key_file = "{key}"
+url = "{ui}"
+recheck_interval = "1s"
+"#,
+        issuer = idp.issuer,
+        secret = secret_file.display(),
+        key = f.path("app-passwords.key").display(),
+    );
+    let text = f
+        .config_text(&addr.to_string(), &extra)
+        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
+    let server = Server::start_at(&f, &text, addr).await;
+    let work = tempfile::tempdir().unwrap();
+    let sign_in_and_create = |user: &'static str| {
+        let options = serde_json::json!({
+            "ui": ui,
+            "user": user,
+            "name": "ci",
+            "push": true,
+            "state": work.path().join(format!("{user}.json")),
+        });
+        async move {
+            let made = browser(&options, "create").await;
+            made["secret"].as_str().unwrap().to_owned()
+        }
+    };
+    let push = "repository:platform/app:pull,push";
+    let dana = sign_in_and_create("dana").await;
+    let erin = sign_in_and_create("erin").await;
+    let actions = |user: &'static str, secret: String| {
+        let state = server.state.clone();
+        async move { token_for(&state, user, &secret, push).await }
+    };
+    assert_eq!(
+        actions("dana", dana.clone()).await.actions(),
+        ["pull", "push"]
+    );
+    assert!(actions("erin", erin.clone()).await.actions().is_empty());
+
+    // the IdP moves platform from dana to erin: after the recheck, the
+    // app passwords follow
+    idp.set_groups("dana", &[]);
+    idp.set_groups("erin", &["platform"]);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(actions("dana", dana.clone()).await.actions().is_empty());
+    assert_eq!(
+        actions("erin", erin.clone()).await.actions(),
+        ["pull", "push"]
+    );
+
+    // the IdP disables erin: her app password and her page session end
+    idp.disable("erin");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    actions("erin", erin.clone())
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.path().join("erin.json")).unwrap()).unwrap();
+    let session = saved["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "regauth_session")
+        .expect("erin's session cookie");
+    let home = reqwest::Client::new()
+        .get(format!("{ui}/"))
+        .header(
+            "cookie",
+            format!("regauth_session={}", session["value"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(home.contains("Sign in"), "her session ended: {home}");
+    // dana is still signed in at the IdP: her app password still logs in
+    assert_eq!(actions("dana", dana).await.status, StatusCode::OK);
+}

@@ -18,7 +18,15 @@ if (!fs.existsSync(executablePath)) {
   console.error(`no chromium at ${executablePath}: apt-get install -y chromium`);
   process.exit(2);
 }
-const browser = await chromium.launch({ executablePath, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+// nothing leaves the machine: no background fetches, updates, sync or
+// first-run calls
+const browser = await chromium.launch({
+  executablePath,
+  args: [
+    '--no-sandbox', '--disable-dev-shm-usage', '--disable-background-networking',
+    '--disable-component-update', '--no-first-run', '--disable-sync',
+  ],
+});
 const context = await browser.newContext(
   command === 'revoke' ? { storageState: options.state } : {},
 );

@@ -28,6 +28,8 @@ fn node() -> PathBuf {
 pub struct LoginIdp {
     pub issuer: String,
     child: Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl LoginIdp {
@@ -41,13 +43,41 @@ impl LoginIdp {
             .arg(redirect_uri)
             .arg(secret)
             .current_dir(ui_dir())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start the login IdP");
-        let (issuer, _) = super::ready_issuer(&mut child, "the login IdP");
-        Self { issuer, child }
+        let stdin = child.stdin.take().unwrap();
+        let (issuer, lines) = super::ready_issuer(&mut child, "the login IdP");
+        Self {
+            issuer,
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    fn tell(&mut self, line: &str) {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{line}").unwrap();
+        let answer = self.lines.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(answer, "ok", "the login IdP took `{line}`");
+    }
+
+    /// An administrator removes the account: its refresh tokens stop working.
+    pub fn disable(&mut self, user: &str) {
+        self.tell(&format!("disable {user}"));
+    }
+
+    /// The account's groups from now on.
+    pub fn set_groups(&mut self, user: &str, groups: &[&str]) {
+        let list = if groups.is_empty() {
+            "-".to_owned()
+        } else {
+            groups.join(",")
+        };
+        self.tell(&format!("groups {user} {list}"));
     }
 }
 
