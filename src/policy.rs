@@ -381,6 +381,25 @@ fn check_names_are_unambiguous(
             }
         }
     }
+    // `*` over several providers is any identity of any of them, including
+    // issuers whose tokens anyone can get: only where the rule names them,
+    // or where its repositories are each provider's own (`${provider}`).
+    let per_provider = !repos.is_empty() && repos.iter().all(|p| p.uses(Placeholder::Provider));
+    if reach.len() > 1 && raw.providers.is_empty() && !per_provider {
+        for (key, list) in [("users", users), ("groups", groups)] {
+            if let Some(i) = list.iter().position(Selector::is_anything) {
+                return Err(err(
+                    format!("{key}[{i}]"),
+                    format!(
+                        "`*` would match every identity of {} providers ({}), whoever can get a login or a token there: name them with providers = [...] (or write `{}:*`)",
+                        reach.len(),
+                        names(&reach),
+                        reach[0].name
+                    ),
+                ));
+            }
+        }
+    }
     let with_claims: Vec<&ProviderInfo> = reach
         .iter()
         .copied()
@@ -1009,6 +1028,30 @@ mod tests {
         assert!(grant(&p, &token, "repository:alice/x:push").is_empty());
     }
 
+    /// Review (2026-12-01) M3: an unqualified `*` spanned every provider,
+    /// public CI issuers included. Over several providers it must name them
+    /// (or keep each provider in its own namespace).
+    #[test]
+    fn a_star_over_several_providers_names_them() {
+        let infos = providers(&[("local", Claims::None), ("ci", Claims::Carried)]);
+        let e = compile_for(
+            "[[rule]]\nusers=[\"*\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",
+            &infos,
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("rule[0].users[0]") && e.contains("providers = ["),
+            "{e}"
+        );
+        for ok in [
+            "[[rule]]\nusers=[\"*\"]\nproviders=[\"local\",\"ci\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",
+            "[[rule]]\nusers=[\"local:*\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",
+            "[[rule]]\nusers=[\"*\"]\nrepos=[\"${provider}/${user}/**\"]\nactions=[\"pull\"]",
+        ] {
+            compile_for(ok, &infos).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+    }
+
     #[test]
     fn bare_names_that_two_providers_could_match_are_refused() {
         let infos = providers(&[("local", Claims::None), ("sso", Claims::Carried)]);
@@ -1054,10 +1097,12 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.starts_with("rule[0].claims"), "{e}");
-        // what stays allowed: "*", narrowed rules, one provider, qualified
+        // what stays allowed: narrowed rules, one provider, qualified (a
+        // bare "*" over several providers must name them now: see
+        // a_star_over_several_providers_names_them)
         for ok in [
-            "[[rule]]\nusers=[\"*\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",
-            "[[rule]]\ngroups=[\"*\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",
+            "[[rule]]\nusers=[\"*\"]\nproviders=[\"local\",\"sso\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",
+            "[[rule]]\ngroups=[\"*\"]\nproviders=[\"local\",\"sso\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",
             "[[rule]]\nusers=[\"alice\"]\nproviders=[\"local\"]\nrepos=[\"x\"]\nactions=[\"pull\"]",
             "[[rule]]\nusers=[\"*\"]\nproviders=[\"sso\"]\nrepos=[\"${user}/**\"]\nactions=[\"pull\"]",
             "[[rule]]\nclaims={repository=\"a/b\"}\nrepos=[\"x\"]\nactions=[\"pull\"]",

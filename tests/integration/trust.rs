@@ -76,9 +76,19 @@ async fn a_rewritten_app_password_record_is_refused() {
     assert!(before.actions().is_empty(), "bob has no secret/** rights");
 
     let file = f.path("data/records.json");
-    let mut records: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     let id = id_of(&password);
+    // the first use's last-use write lands first (it rewrites the file)
+    let read =
+        || -> serde_json::Value { serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while read()["app_password_used"][&id].is_null() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the use was never written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut records = read();
     let stored = records["app_password"][&id].as_str().unwrap().to_owned();
     records["app_password"][&id] = rewrite(&stored).into();
     std::fs::write(&file, serde_json::to_vec(&records).unwrap()).unwrap();
