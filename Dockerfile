@@ -1,6 +1,6 @@
 # regauth container image.
 #
-#   docker build -t regauth .                       # builds regauth from source (rust:1-bookworm)
+#   docker build -t regauth .                       # builds regauth from source (rust:1-bookworm, pinned)
 #   docker build --target prebuilt \
 #     --build-arg BINARY=target/release/regauth -t regauth .   # a binary built on a Debian 12 host
 #
@@ -10,7 +10,14 @@
 # state under /var/lib/regauth, has no users, and refuses to start until a
 # real configuration is mounted over it.
 
-FROM debian:bookworm-slim AS runtime-base
+# Both bases are pinned by digest, so a rebuild takes exactly the reviewed
+# bytes; Renovate's dockerfile manager (or `crane digest IMAGE:TAG` by
+# hand) bumps the ARG defaults. A build may pass another base with
+# --build-arg (the tests pass a local debootstrap image as DEBIAN).
+ARG DEBIAN=debian:bookworm-slim@sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251
+ARG RUST=rust:1-bookworm@sha256:82150a52ec202c1b14d7817e14516c392bb7f5cfebd88f1ed531cb37ebd39922
+
+FROM ${DEBIAN} AS runtime-base
 RUN set -eu; \
     if [ ! -e /etc/ssl/certs/ca-certificates.crt ]; then \
         apt-get update; \
@@ -33,7 +40,7 @@ FROM runtime-base AS prebuilt
 ARG BINARY=target/release/regauth
 COPY ${BINARY} /usr/local/bin/regauth
 
-FROM rust:1-bookworm AS build
+FROM ${RUST} AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin regauth

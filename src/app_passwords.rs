@@ -171,6 +171,9 @@ pub enum AppPasswordError {
     /// The owner's provider cannot be asked now.
     #[error("your account cannot be checked right now")]
     OwnerUnavailable,
+    /// Another app password of the same owner is being made right now.
+    #[error("another app password of yours is being made right now: try again")]
+    Busy,
 }
 
 /// App passwords: their records, their checks, and the sign-ins behind
@@ -192,12 +195,15 @@ pub struct AppPasswords {
     idp_refresh: crate::seal::Sealer,
     /// One re-check at the IdP per user at a time.
     rechecks: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
-    /// One creation at a time, so `max_per_user` holds within a replica.
-    creating: tokio::sync::Mutex<()>,
     /// Uses not written yet: when the last batch was written, and the
     /// last use per id since (see [`AppPasswords::record_use`]).
     uses: std::sync::Mutex<(u64, BTreeMap<String, u64>)>,
 }
+
+/// How long a creation waits for another of the same owner's to finish.
+const CREATE_WAIT: Duration = Duration::from_secs(5);
+/// How long a creation lock lasts should its holder never release it.
+const CREATE_HOLD: Duration = Duration::from_secs(10);
 
 /// Last uses are written together, at most this often: a stream of
 /// logins costs no store write per login.
@@ -286,7 +292,6 @@ impl AppPasswords {
                 .max_capacity(10_000)
                 .time_to_idle(Duration::from_secs(300))
                 .build(),
-            creating: tokio::sync::Mutex::new(()),
             uses: std::sync::Mutex::new((0, BTreeMap::new())),
         }
     }
@@ -371,7 +376,39 @@ impl AppPasswords {
             Err(Outcome::Unavailable(_)) => return Err(AppPasswordError::OwnerUnavailable),
             Err(_) => return Err(AppPasswordError::Owner),
         }
-        let _one_at_a_time = self.creating.lock().await;
+        // One creation per owner at a time on every replica, so that
+        // `max_per_user` holds: a counter of one in the shared backend,
+        // that expires should a replica die holding it.
+        let lock = format!(
+            "apw-create:{}",
+            hex(&aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                owner_key(&owner.provider, &owner.subject).as_bytes()
+            )
+            .as_ref()[..16])
+        );
+        let deadline = std::time::Instant::now() + CREATE_WAIT;
+        while !self.store.take(&lock, 1, CREATE_HOLD).await? {
+            if std::time::Instant::now() > deadline {
+                return Err(AppPasswordError::Busy);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let made = self.create_held(owner, name, lifetime, limit).await;
+        if let Err(e) = self.store.give_back(&lock).await {
+            tracing::warn!(error = %e, "could not release the app-password creation lock; it expires by itself");
+        }
+        made
+    }
+
+    /// [`AppPasswords::create`] once the owner's creation lock is held.
+    async fn create_held(
+        &self,
+        owner: &Identity,
+        name: &str,
+        lifetime: Duration,
+        limit: Vec<AccessLimit>,
+    ) -> Result<(AppPassword, SecretString), AppPasswordError> {
         let mine = self.list(Some(owner)).await?;
         if mine.len() >= self.config.max_per_user {
             return Err(AppPasswordError::TooMany(mine.len()));
@@ -875,9 +912,11 @@ pub fn within(limits: &[AccessLimit], mut grant: Grant) -> Grant {
     }
     let allowed: Vec<Action> = limits
         .iter()
+        // repository semantics, as in the policy's `repos`: `*` is one
+        // path segment (a top-level repository), `**` any depth
         .filter(|l| {
             Pattern::parse(&l.repos, Placeholders::Forbidden)
-                .is_ok_and(|p| p.matches(&grant.scope.name))
+                .is_ok_and(|p| p.matches_with(&grant.scope.name, crate::pattern::Values::default()))
         })
         .flat_map(|l| l.actions.iter().map(|a| Action::parse(a)))
         .collect();
@@ -996,6 +1035,13 @@ mod tests {
         assert_eq!(cut.actions.len(), 4);
         // other resource types: nothing
         let cut = within(&all, grant("registry:catalog:*", &["*"]));
+        assert!(cut.actions.is_empty());
+        // review L1: a limit `*` is what `*` is in the policy's repos, a
+        // top-level repository, not every repository
+        let top = [limit("*", &["pull"])];
+        let cut = within(&top, grant("repository:toplevel:pull", &["pull"]));
+        assert_eq!(cut.actions, [Action::Pull]);
+        let cut = within(&top, grant("repository:team/deep/app:pull", &["pull"]));
         assert!(cut.actions.is_empty());
     }
 

@@ -27,25 +27,50 @@ impl TrustedProxy {
     }
 }
 
+/// One `X-Forwarded-For` hop: an address, with or without a port
+/// (`203.0.113.7:5555`, `[2001:db8::1]:443`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Some(v6) = hop.strip_prefix('[') {
+        return v6.split_once(']')?.0.parse().ok();
+    }
+    let (v4, port) = hop.split_once(':')?;
+    port.parse::<u16>().ok()?;
+    v4.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// Whether `ip` is one of the trusted proxies.
+pub fn is_trusted(ip: IpAddr, trusted: &[TrustedProxy]) -> bool {
+    trusted.iter().any(|net| net.contains(ip))
+}
+
 /// The client's address, given the peer, the `X-Forwarded-For` values in
-/// the order received, and the trusted proxies.
+/// the order received, and the trusted proxies: the right-most hop that is
+/// not a trusted proxy. A hop that is not an address (`unknown`, a
+/// proxy's name) ends the walk at the last trusted proxy: what lies left
+/// of it cannot be attributed, and skipping it would let the client's own
+/// left-most text decide who it is.
 pub fn client_address<'h>(
     peer: IpAddr,
     forwarded_for: impl Iterator<Item = &'h str>,
     trusted: &[TrustedProxy],
 ) -> IpAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(peer) {
+    if !is_trusted(peer, trusted) {
         return peer;
     }
-    let hops: Vec<IpAddr> = forwarded_for
-        .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-        .collect();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(*ip))
-        .unwrap_or(peer)
+    let hops: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).collect();
+    let mut last_trusted = peer;
+    for hop in hops.into_iter().rev() {
+        match parse_hop(hop) {
+            Some(ip) if is_trusted(ip, trusted) => last_trusted = ip,
+            Some(ip) => return ip,
+            None => return last_trusted,
+        }
+    }
+    peer
 }
 
 #[cfg(test)]
@@ -93,5 +118,28 @@ mod tests {
             client_address(peer, ["10.0.0.1"].into_iter(), &trusted),
             peer
         );
+    }
+
+    /// Review L4: a hop that is not an address was skipped, so the client's
+    /// own left-most text could be taken for it. Ports are understood; a
+    /// hop that cannot be read stops the walk at the last trusted proxy.
+    #[test]
+    fn an_unreadable_hop_stops_the_walk() {
+        let trusted = [TrustedProxy::parse("10.0.0.0/8").unwrap()];
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for (header, client) in [
+            ("1.2.3.4, unknown", "10.0.0.5"),
+            ("1.2.3.4, unknown, 10.0.0.9", "10.0.0.9"),
+            ("1.2.3.4, 203.0.113.7:5555", "203.0.113.7"),
+            ("1.2.3.4, [2001:db8::7]:443", "2001:db8::7"),
+            ("1.2.3.4, 203.0.113.7:notaport", "10.0.0.5"),
+        ] {
+            assert_eq!(
+                client_address(peer, [header].into_iter(), &trusted),
+                ip(client),
+                "{header}"
+            );
+        }
     }
 }

@@ -123,11 +123,19 @@ where
                 };
                 let _ = stream.set_nodelay(true);
                 let network = crate::throttle::network_of(peer.ip());
+                // A trusted proxy's connections carry many clients (each
+                // counted by the throttle under its forwarded address):
+                // the per-client cap would make them one.
+                let cap = if crate::client::is_trusted(peer.ip(), &live.load().config.server.trusted_proxies) {
+                    usize::MAX
+                } else {
+                    per_client_cap
+                };
                 let admitted = connections
                     .clone()
                     .try_acquire_owned()
                     .ok()
-                    .and_then(|permit| Some((permit, PerClient::open(&per_client, network, per_client_cap)?)));
+                    .and_then(|permit| Some((permit, PerClient::open(&per_client, network, cap)?)));
                 match admitted {
                     Some((permit, client)) => {
                         let app = app.clone();

@@ -51,6 +51,9 @@ async fn the_image_starts_and_serves_docker_and_containerd() {
             "prebuilt",
             "--build-arg",
             &format!("BINARY={binary}"),
+            // the pinned base is not here: the local debootstrap image is
+            "--build-arg",
+            "DEBIAN=debian:bookworm-slim",
             "-t",
             "regauth:test",
             root,

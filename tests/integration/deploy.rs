@@ -110,3 +110,48 @@ fn the_shipped_kubernetes_configuration_is_valid() {
     let config = regauth::config::Config::from_toml("container", &default, &[]).unwrap();
     assert!(config.providers.is_empty());
 }
+
+/// The 2026-12-05 review's findings on the shipped deployment (H1, L4,
+/// L6): Redis holds security-critical state, so it has a password (an ACL
+/// user), a volume and a NetworkPolicy admitting regauth alone; regauth's
+/// port admits the ingress controller alone (whose X-Forwarded-For it
+/// believes); the ingress routes what clients need and not /metrics or
+/// /readyz; no Secret ships a value that could pass as a key.
+#[test]
+fn the_shipped_deployment_keeps_its_state_and_endpoints_to_itself() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let redis = read("redis.yaml");
+    for want in [
+        "--user default off",
+        "/etc/redis-auth/password",
+        "kind: PersistentVolumeClaim",
+        "claimName: regauth-redis",
+        "kind: NetworkPolicy",
+        "--appendonly yes",
+    ] {
+        assert!(redis.contains(want), "redis.yaml lacks {want}");
+    }
+    assert!(
+        !redis.contains("emptyDir"),
+        "Redis state must survive a restart"
+    );
+    assert!(!redis.contains("Nothing secret is stored"));
+    let policy = read("networkpolicy.yaml");
+    assert!(policy.contains("ingress-nginx") && policy.contains("port: 5001"));
+    let ingress = read("ingress.yaml");
+    for path in ["path: /auth", "path: /token", "path: /jwks", "path: /ui"] {
+        assert!(ingress.contains(path), "ingress.yaml lacks {path}");
+    }
+    for path in ["path: /\n", "path: /metrics", "path: /readyz"] {
+        assert!(!ingress.contains(path), "ingress.yaml routes {path:?}");
+    }
+    let configmap = read("configmap.yaml");
+    assert!(configmap.contains("password_file = \"/etc/regauth/redis/password\""));
+    assert!(configmap.contains("username = \"regauth\""));
+    let secret = read("secret.yaml");
+    assert!(
+        !secret.contains("replace with"),
+        "no placeholder that passes as a value"
+    );
+}

@@ -704,3 +704,45 @@ recheck_interval = "1s"
     // dana is still signed in at the IdP: her app password still logs in
     assert_eq!(actions("dana", dana).await.status, StatusCode::OK);
 }
+
+/// L3: `max_per_user` held per replica only (a process-local lock), so
+/// replicas on one Redis could each add one. Now the lock is in the
+/// backend: concurrent creations on two replicas stop at the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_per_user_holds_across_replicas() {
+    let redis = Redis::start();
+    let f = Fixture::new();
+    let text = ui_config(&f, "max_per_user = 2", "").replace(
+        "\n[app_passwords]",
+        &format!("{}\n[app_passwords]", redis.state_toml()),
+    );
+    let (a, b) = (f.state_with(&text), f.state_with(&text));
+    let mut jar = Jar::default();
+    let csrf = sign_in(&a, &mut jar, "writer", "writer-pw").await;
+    let attempts: Vec<_> = (0..6)
+        .map(|i| {
+            let state = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (mut jar, csrf) = (jar.clone(), csrf.clone());
+            tokio::spawn(async move {
+                let form = [
+                    ("csrf", csrf.as_str()),
+                    ("name", &format!("ci-{i}")),
+                    ("days", "30"),
+                    ("actions", "pull"),
+                ];
+                submit(&state, &mut jar, "/ui/passwords", &form)
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut made = 0;
+    for attempt in attempts {
+        if attempt.await.unwrap() == StatusCode::OK {
+            made += 1;
+        }
+    }
+    assert_eq!(made, 2, "at most max_per_user, whichever replica");
+    let listed = a.app_passwords.as_ref().unwrap().list(None).await.unwrap();
+    assert_eq!(listed.len(), 2);
+}
