@@ -133,6 +133,30 @@ impl Pattern {
         &self.source
     }
 
+    /// The literal first path segment, when the pattern starts with one
+    /// (`base` of `base/**`; none for `*/x` or `${user}/**`).
+    pub fn literal_namespace(&self) -> Option<&str> {
+        match self.tokens.first() {
+            Some(Token::Literal(l)) => {
+                let first = l.split('/').next().unwrap_or_default();
+                // `base` only if the segment ends there (not `base*/x`)
+                let whole = l.contains('/') || self.tokens.len() == 1;
+                (whole && !first.is_empty()).then_some(first)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the pattern starts with this placeholder (`${user}/**`).
+    pub fn starts_with(&self, placeholder: Placeholder) -> bool {
+        let token = match placeholder {
+            Placeholder::User => Token::User,
+            Placeholder::Group => Token::Group,
+            Placeholder::Provider => Token::Provider,
+        };
+        self.tokens.first() == Some(&token)
+    }
+
     /// Whether the pattern contains this placeholder.
     pub fn uses(&self, placeholder: Placeholder) -> bool {
         let token = match placeholder {

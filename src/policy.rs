@@ -194,6 +194,25 @@ pub struct Rule {
 #[derive(Debug, Default)]
 pub struct Policy {
     rules: Vec<Rule>,
+    /// The literal first segments of every rule's repository patterns
+    /// (`base` of `base/**`), lower-cased: namespaces the rules give out
+    /// by name, which `${user}` or `${group}` at the start of a pattern
+    /// must never take (a user named `base` does not own `base/**`).
+    shared: BTreeSet<String>,
+}
+
+/// Whether a name may stand in for `${user}` or `${group}` in `pattern`:
+/// not empty, no `/` (a name cannot reach into another namespace), and,
+/// at the start of a pattern, not one of the namespaces the rules share.
+fn fits(
+    pattern: &Pattern,
+    placeholder: Placeholder,
+    name: &str,
+    shared: &BTreeSet<String>,
+) -> bool {
+    !name.is_empty()
+        && !name.contains('/')
+        && !(pattern.starts_with(placeholder) && shared.contains(&name.to_lowercase()))
 }
 
 /// One rule that applied to a scope, for the audit trace and `explain`.
@@ -236,12 +255,21 @@ impl Policy {
         prefix: &str,
         providers: &[ProviderInfo],
     ) -> Result<Self, PolicyError> {
-        let compiled = rules
+        let compiled: Vec<Rule> = rules
             .iter()
             .enumerate()
             .map(|(i, rule)| compile_rule(i, rule, &format!("{prefix}[{i}]"), providers))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { rules: compiled })
+        let shared = compiled
+            .iter()
+            .flat_map(|r| r.repos.iter())
+            .filter_map(Pattern::literal_namespace)
+            .map(str::to_lowercase)
+            .collect();
+        Ok(Self {
+            rules: compiled,
+            shared,
+        })
     }
 
     /// The number of compiled rules.
@@ -277,7 +305,7 @@ impl Policy {
         let mut trace = Vec::new();
         let known = scope.kind.known_actions().unwrap_or_default();
         for rule in &self.rules {
-            let Some(matched) = rule.applies(principal, service, scope) else {
+            let Some(matched) = rule.applies(principal, service, scope, &self.shared) else {
                 continue;
             };
             let allows = expand(&rule.actions, known);
@@ -505,6 +533,7 @@ impl Rule {
         principal: &'a Principal,
         service: &str,
         scope: &Scope,
+        shared: &BTreeSet<String>,
     ) -> Option<Applies<'a>> {
         if scope.kind != self.kind {
             return None;
@@ -574,15 +603,22 @@ impl Rule {
             provider,
         };
         for pattern in &self.repos {
+            let values = Values {
+                user: values
+                    .user
+                    .filter(|u| fits(pattern, Placeholder::User, u, shared)),
+                ..values
+            };
             if pattern.uses(Placeholder::Group) {
                 if let Some(group) = groups().find(|g| {
-                    pattern.matches_with(
-                        &scope.name,
-                        Values {
-                            group: Some(g),
-                            ..values
-                        },
-                    )
+                    fits(pattern, Placeholder::Group, g, shared)
+                        && pattern.matches_with(
+                            &scope.name,
+                            Values {
+                                group: Some(g),
+                                ..values
+                            },
+                        )
                 }) {
                     return Some(Applies {
                         because,
@@ -989,6 +1025,49 @@ mod tests {
         Principal::Authenticated(Arc::new(
             Identity::new(name, provider).with_groups(groups.iter().map(|g| g.to_string())),
         ))
+    }
+
+    /// Review (2026-12-01) M4: names were not checked before they became a
+    /// namespace. A user called `base` took `base/**` (which the rules give
+    /// out by name), an empty name or one with a `/` reached into other
+    /// namespaces. Such names now get no personal namespace.
+    #[test]
+    fn names_that_would_take_a_shared_namespace_get_none() {
+        let p = rules(
+            r#"
+            [[rule]]
+            users = ["*"]
+            repos = ["${user}/**"]
+            actions = ["pull", "push", "delete"]
+
+            [[rule]]
+            groups = ["*"]
+            repos = ["${group}/**"]
+            actions = ["pull", "push"]
+
+            [[rule]]
+            users = ["*"]
+            repos = ["base/**", "team/shared"]
+            actions = ["pull"]
+        "#,
+        );
+        let alice = from("local", "alice", &["ops"]);
+        assert_eq!(grant(&p, &alice, "repository:alice/app:push"), ["push"]);
+        assert_eq!(grant(&p, &alice, "repository:ops/app:push"), ["push"]);
+        for (name, groups, scope) in [
+            ("base", &[][..], "repository:base/app:push"),
+            ("Base", &[][..], "repository:base/app:push"),
+            ("team", &[][..], "repository:team/shared:push"),
+            ("x", &["base"][..], "repository:base/app:push"),
+            ("a/b", &[][..], "repository:a/b/c:push"),
+            ("", &[][..], "repository:/x:push"),
+        ] {
+            let who = from("local", name, groups);
+            assert!(
+                grant(&p, &who, scope).is_empty(),
+                "{name:?} {groups:?}: {scope}"
+            );
+        }
     }
 
     /// Reproduced: a static `alice` in `admins` and an OIDC token saying
