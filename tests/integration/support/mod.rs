@@ -15,6 +15,7 @@ pub mod issuer;
 pub mod nginx;
 pub mod oci;
 pub mod redis;
+pub mod samba;
 pub mod slapd;
 
 use std::net::SocketAddr;
