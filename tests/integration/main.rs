@@ -10,6 +10,7 @@
     clippy::disallowed_methods
 )]
 
+mod active_directory;
 mod app_passwords;
 mod bad_input;
 mod cli;

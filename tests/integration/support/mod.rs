@@ -16,6 +16,7 @@ pub mod nginx;
 pub mod oci;
 pub mod page;
 pub mod redis;
+pub mod samba;
 pub mod slapd;
 
 use std::net::SocketAddr;
