@@ -275,6 +275,29 @@ impl Metrics {
             "Provider operations: LDAP binds and searches, group cache hits and misses, IdP fetches (since the last reload).",
             &provider_ops,
         );
+        let servers: Vec<_> = state
+            .chain
+            .providers()
+            .iter()
+            .flat_map(|provider| {
+                provider.servers().into_iter().map(move |(server, up)| {
+                    (
+                        labels(
+                            &["provider", "server"],
+                            &[provider.name().to_owned(), server],
+                        ),
+                        u64::from(up),
+                    )
+                })
+            })
+            .collect();
+        metric(
+            &mut out,
+            "regauth_provider_server_up",
+            "gauge",
+            "Whether a provider's server (a domain controller of several) answered last time.",
+            &servers,
+        );
         histograms(
             &mut out,
             "regauth_state_operation_duration_seconds",

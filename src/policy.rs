@@ -210,9 +210,9 @@ fn fits(
     name: &str,
     shared: &BTreeSet<String>,
 ) -> bool {
-    !name.is_empty()
-        && !name.contains('/')
-        && !(pattern.starts_with(placeholder) && shared.contains(&name.to_lowercase()))
+    let takes_a_shared_namespace =
+        pattern.starts_with(placeholder) && shared.contains(&name.to_lowercase());
+    !(name.is_empty() || name.contains('/') || takes_a_shared_namespace)
 }
 
 /// One rule that applied to a scope, for the audit trace and `explain`.
@@ -269,6 +269,17 @@ impl Policy {
         Ok(Self {
             rules: compiled,
             shared,
+        })
+    }
+
+    /// Every `groups` entry of every rule: (rule index, entry index, the
+    /// provider it names if qualified, the group pattern as written).
+    pub fn group_entries(&self) -> impl Iterator<Item = (usize, usize, Option<&str>, &str)> {
+        self.rules.iter().flat_map(|rule| {
+            rule.groups
+                .iter()
+                .enumerate()
+                .map(move |(i, s)| (rule.index, i, s.provider.as_deref(), s.pattern.source()))
         })
     }
 

@@ -849,6 +849,13 @@ pub trait IdentityProvider: Send + Sync {
         Vec::new()
     }
 
+    /// The upstream servers this provider spreads over (several domain
+    /// controllers), each with whether it answered last time: for
+    /// `/readyz` and `/metrics`. None by default.
+    fn servers(&self) -> Vec<(String, bool)> {
+        Vec::new()
+    }
+
     /// The browser sign-in this provider offers, if any (an OpenID Connect
     /// issuer with `browser_login = true`).
     fn browser_login(&self) -> Option<&dyn BrowserLogin> {

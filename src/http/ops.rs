@@ -44,6 +44,7 @@ pub async fn readyz(State(live): State<Arc<Live>>) -> Response {
 async fn readiness(state: &AppState) -> serde_json::Value {
     let mut degraded = Vec::new();
     let mut providers = serde_json::Map::new();
+    let mut servers = serde_json::Map::new();
     for provider in state.chain.providers() {
         let status = match provider.ready().await {
             Ok(()) => "ready".to_owned(),
@@ -54,6 +55,17 @@ async fn readiness(state: &AppState) -> serde_json::Value {
             }
         };
         providers.insert(provider.name().to_owned(), status.into());
+        let status = provider.servers();
+        if !status.is_empty() {
+            let mut each = serde_json::Map::new();
+            for (server, up) in status {
+                if !up {
+                    degraded.push(format!("server {server} of provider {}", provider.name()));
+                }
+                each.insert(server, if up { "up" } else { "down" }.into());
+            }
+            servers.insert(provider.name().to_owned(), each.into());
+        }
     }
     let store = match state.store.ping().await {
         Ok(()) => format!("{}: ok", state.store.backend()),
@@ -76,6 +88,7 @@ async fn readiness(state: &AppState) -> serde_json::Value {
         "ready": true,
         "degraded": degraded,
         "providers": providers,
+        "servers": servers,
         "state": store,
         "log": log,
     })
