@@ -106,6 +106,41 @@ pub struct Snapshot {
     /// The login's claims.
     #[serde(default)]
     pub claims: BTreeMap<String, String>,
+    /// What the login's forge token may do with packages: a refresh never
+    /// gets more than the token it continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_rights: Option<PackageRights>,
+}
+
+/// [`regauth_providers::PackageRights`] as a refresh token carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageRights {
+    /// Pull.
+    pub read: bool,
+    /// Push.
+    pub write: bool,
+    /// Delete.
+    pub delete: bool,
+}
+
+impl From<regauth_providers::PackageRights> for PackageRights {
+    fn from(r: regauth_providers::PackageRights) -> Self {
+        Self {
+            read: r.read,
+            write: r.write,
+            delete: r.delete,
+        }
+    }
+}
+
+impl From<PackageRights> for regauth_providers::PackageRights {
+    fn from(r: PackageRights) -> Self {
+        Self {
+            read: r.read,
+            write: r.write,
+            delete: r.delete,
+        }
+    }
 }
 
 impl Claims {
@@ -116,6 +151,7 @@ impl Claims {
             Identity::new(&self.sub, &self.provider).with_groups(snapshot.groups.iter().cloned());
         identity.kind = snapshot.kind;
         identity.claims = snapshot.claims.clone();
+        identity.package_rights = snapshot.package_rights.map(Into::into);
         identity.renewal = Renewal::Snapshot { until: self.exp };
         // Its registry tokens end with it (a JWT login's `exp`, at most).
         identity.expires_at = Some(self.exp);
@@ -357,6 +393,7 @@ impl RefreshTokens {
                     kind: identity.kind,
                     groups: identity.groups.clone(),
                     claims: identity.claims.clone(),
+                    package_rights: identity.package_rights.map(Into::into),
                 }),
             ),
         };

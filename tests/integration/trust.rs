@@ -567,6 +567,16 @@ actions = ["*"]
         actions.sort();
         assert_eq!(actions, want, "{token}");
     }
+    // a refresh token (docker's identity token) continues the token's
+    // bound: never more than the token it was issued for (review 2)
+    let identity = refresh_token_of(&login_offline(&state, "octo", "ghp_pullonly").await);
+    let mut actions = refresh_grant(&state, &identity, all).await.actions();
+    actions.sort();
+    assert_eq!(
+        actions,
+        ["pull"],
+        "the refresh grant keeps read:packages' bound"
+    );
     // no package scope at all: refused, saying which scope to add
     for (user, token, scope) in [
         ("octo", "ghp_noscope".to_owned(), "read:packages"),
