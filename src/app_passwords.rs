@@ -39,16 +39,12 @@ use crate::state::{Store, StoreError};
 pub const PROVIDER_NAME: &str = "app-passwords";
 
 /// The state backend's collection of app passwords.
-const PASSWORDS: &str = "app_password";
+pub(crate) const PASSWORDS: &str = "app_password";
 /// Last use per app password, apart from the record: a use racing a
 /// revocation can never bring the record back.
 const LAST_USED: &str = "app_password_used";
 /// Each user's last browser sign-in (groups and claims).
 const SIGN_INS: &str = "sign_in";
-
-/// The record collections of app passwords and the page (what `regauth
-/// state adopt` signs).
-pub const COLLECTIONS: &[&str] = &[PASSWORDS, LAST_USED, SIGN_INS, "ui_session_ended"];
 
 /// The longest a name may be.
 pub const MAX_NAME_CHARS: usize = 64;
@@ -83,6 +79,11 @@ pub struct AppPassword {
     pub account: Option<String>,
     /// HMAC-SHA256 of the secret, hex.
     digest: String,
+    /// The revocation ledger it was made under (none: made before
+    /// ledgers): a ledger deleted and made anew, which forgets
+    /// revocations, ends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ledger: Option<String>,
 }
 
 impl AppPassword {
@@ -195,6 +196,9 @@ pub struct AppPasswords {
     idp_refresh: crate::seal::Sealer,
     /// One re-check at the IdP per user at a time.
     rechecks: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Where revocations are recorded so that a stored record put back
+    /// cannot bring a revoked app password (or an ended session) back.
+    ledger: Arc<crate::refresh::Ledger>,
     /// Uses not written yet: when the last batch was written, and the
     /// last use per id since (see [`AppPasswords::record_use`]).
     uses: std::sync::Mutex<(u64, BTreeMap<String, u64>)>,
@@ -274,6 +278,7 @@ impl AppPasswords {
         store: Arc<dyn Store>,
         providers: Vec<Arc<dyn IdentityProvider>>,
         timeout: Duration,
+        ledger: Arc<crate::refresh::Ledger>,
     ) -> Self {
         let derived = aws_lc_rs::hmac::sign(
             &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
@@ -292,6 +297,7 @@ impl AppPasswords {
                 .max_capacity(10_000)
                 .time_to_idle(Duration::from_secs(300))
                 .build(),
+            ledger,
             uses: std::sync::Mutex::new((0, BTreeMap::new())),
         }
     }
@@ -338,6 +344,11 @@ impl AppPasswords {
     /// The state backend the records live in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The revocation ledger (ended page sessions are recorded there).
+    pub fn ledger(&self) -> &crate::refresh::Ledger {
+        &self.ledger
     }
 
     fn digest(&self, id: &str, secret: &str) -> String {
@@ -426,6 +437,7 @@ impl AppPasswords {
             limit,
             account: owner.account_id.clone(),
             digest: self.digest(&id, &secret),
+            ledger: Some(self.ledger.id().await?),
         };
         let record = serde_json::to_string(&password).map_err(|e| StoreError(e.to_string()))?;
         self.store.put_record(PASSWORDS, &id, &record).await?;
@@ -489,7 +501,7 @@ impl AppPasswords {
         if !(theirs || admin) {
             return Err(AppPasswordError::NotFound);
         }
-        delete(self.store.as_ref(), id).await?;
+        end(self.store.as_ref(), &self.ledger, &password).await?;
         Ok(password)
     }
 
@@ -584,6 +596,21 @@ impl AppPasswords {
         .is_err()
         {
             return Outcome::Rejected(Rejection::WrongSecret);
+        }
+        // revoked, and its record put back: still revoked; made under a
+        // ledger since replaced (which forgot what it revoked): ended
+        let (ended, ledger) = match (
+            self.ledger.ended(&ended_key(id)).await,
+            self.ledger.id().await,
+        ) {
+            (Ok(ended), Ok(ledger)) => (ended, ledger),
+            (Err(e), _) | (_, Err(e)) => return unavailable(e),
+        };
+        if ended || password.ledger.as_ref().is_some_and(|l| *l != ledger) {
+            return Outcome::Rejected(Rejection::Other(
+                "the app password was revoked (or made under a revocation ledger since replaced)"
+                    .into(),
+            ));
         }
         if password.expires <= now() {
             return Outcome::Rejected(Rejection::Expired);
@@ -824,12 +851,31 @@ async fn delete(store: &dyn Store, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The ledger's key of app password `id`'s revocation.
+fn ended_key(id: &str) -> String {
+    format!("app-password:{id}")
+}
+
+/// Revokes an app password: recorded in the ledger until it would have
+/// expired (so its record put back cannot bring it back), then deleted.
+async fn end(
+    store: &dyn Store,
+    ledger: &crate::refresh::Ledger,
+    password: &AppPassword,
+) -> Result<(), StoreError> {
+    ledger
+        .end(&ended_key(&password.id), password.expires)
+        .await?;
+    delete(store, &password.id).await
+}
+
 /// Revokes the app passwords of `subject` (at any provider, any case) or,
 /// with `None`, everyone's, straight in the state backend: what `regauth
 /// tokens revoke` does when someone leaves or a key leaked. The revoked
 /// ones, each with an audit line.
 pub async fn revoke_every(
     store: &dyn Store,
+    ledger: &crate::refresh::Ledger,
     subject: Option<&str>,
 ) -> Result<Vec<AppPassword>, StoreError> {
     let mut revoked = Vec::new();
@@ -843,10 +889,13 @@ pub async fn revoke_every(
         if !theirs {
             continue;
         }
-        delete(store, &id).await?;
-        if let Some(password) = password {
-            password.audit("app_password_revoked", "regauth tokens revoke");
-            revoked.push(password);
+        match password {
+            Some(password) => {
+                end(store, ledger, &password).await?;
+                password.audit("app_password_revoked", "regauth tokens revoke");
+                revoked.push(password);
+            }
+            None => delete(store, &id).await?,
         }
     }
     // Their sign-ins too: what stood in for an OIDC provider is gone, so

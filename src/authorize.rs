@@ -72,15 +72,18 @@ impl Authorizer for Policy {
 ///
 /// Anonymous requests cost nobody a login, so each client network may
 /// cause at most `anonymous_calls_per_second` calls (answers from the
-/// cache are free), and at most `max_concurrent_calls` are under way at
-/// once: beyond either, the request is a 503 at once rather than a queue
-/// that would hold authenticated requests up too.
+/// cache are free), and they have calls of their own at once
+/// (`max_concurrent_anonymous_calls`) apart from everyone else's
+/// (`max_concurrent_calls`): beyond either, the request is a 503 at once
+/// rather than a queue, and anonymous requests never take the calls of
+/// logged-in ones.
 pub struct Webhook {
     url: String,
     client: regauth_providers::JsonClient,
     cache: moka::future::Cache<String, Arc<Vec<Grant>>>,
     cap: Option<Arc<Policy>>,
     in_flight: tokio::sync::Semaphore,
+    anonymous_in_flight: tokio::sync::Semaphore,
     anonymous_rate: u32,
     /// Per client network: (calls left, when last refilled).
     anonymous_buckets: moka::sync::Cache<u128, Arc<std::sync::Mutex<(f64, std::time::Instant)>>>,
@@ -104,8 +107,10 @@ pub struct WebhookConfig {
     pub cap_with_policy: bool,
     /// Calls per second one client network's anonymous requests may cause.
     pub anonymous_calls_per_second: u32,
-    /// Calls under way at once, at most.
+    /// Calls for logged-in requests under way at once, at most.
     pub max_concurrent_calls: usize,
+    /// Calls for anonymous requests under way at once, at most.
+    pub max_concurrent_anonymous_calls: usize,
 }
 
 #[derive(serde::Serialize)]
@@ -154,6 +159,7 @@ impl Webhook {
                 .build(),
             cap: config.cap_with_policy.then_some(policy),
             in_flight: tokio::sync::Semaphore::new(config.max_concurrent_calls),
+            anonymous_in_flight: tokio::sync::Semaphore::new(config.max_concurrent_anonymous_calls),
             anonymous_rate: config.anonymous_calls_per_second,
             anonymous_buckets: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -224,9 +230,14 @@ impl Webhook {
                         ));
                     }
                 }
-                let _turn = self.in_flight.try_acquire().map_err(|_| {
+                let calls = if anonymous {
+                    &self.anonymous_in_flight
+                } else {
+                    &self.in_flight
+                };
+                let _turn = calls.try_acquire().map_err(|_| {
                     AuthorizeError(
-                        "authorization webhook: max_concurrent_calls are under way".into(),
+                        "authorization webhook: as many calls as allowed are under way".into(),
                     )
                 })?;
                 self.ask(body, scopes).await.map(Arc::new)

@@ -1158,11 +1158,11 @@ fn validate_authorizer(
                     "must be at least 1",
                 ));
             }
-            if raw.max_concurrent_calls == 0 {
+            if raw.max_concurrent_calls == 0 || raw.max_concurrent_anonymous_calls == 0 {
                 return Err(invalid(
                     origin,
                     "authorizer.max_concurrent_calls",
-                    "must be at least 1",
+                    "must be at least 1 (and max_concurrent_anonymous_calls too)",
                 ));
             }
             Ok(AuthorizerConfig::Webhook(crate::authorize::WebhookConfig {
@@ -1173,6 +1173,7 @@ fn validate_authorizer(
                 cap_with_policy: raw.cap_with_policy,
                 anonymous_calls_per_second: raw.anonymous_calls_per_second,
                 max_concurrent_calls: raw.max_concurrent_calls,
+                max_concurrent_anonymous_calls: raw.max_concurrent_anonymous_calls,
             }))
         }
         other => Err(invalid(

@@ -388,6 +388,8 @@ pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
         backend.clone(),
         state::records_key(&refresh_secret),
     ));
+    // One ledger per state, for refresh tokens and app passwords alike.
+    let ledger = Arc::new(refresh::Ledger::new(store.clone(), config.refresh.lifetime));
     let app_passwords = match (&config.app_passwords, app_password_key) {
         (Some(section), Some(key)) => Some(Arc::new(app_passwords::AppPasswords::new(
             section.clone(),
@@ -395,6 +397,7 @@ pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
             store.clone(),
             providers.clone(),
             config.server.upstream_timeout,
+            ledger.clone(),
         ))),
         (Some(_), None) => {
             return Err(Error::State(
@@ -457,7 +460,9 @@ pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
     );
     let realm = config.realm();
     let issued = cache::IssuedTokens::new(config.token.reuse_window);
-    let refresh = refresh_tokens(&config, &refresh_secret, store.clone());
+    let refresh = config.refresh.enabled.then(|| {
+        refresh::RefreshTokens::with_ledger(&refresh_secret, config.refresh.lifetime, ledger)
+    });
     let tls = config.server.tls.as_ref().map(tls_config).transpose()?;
     Ok(Arc::new(AppState {
         app_passwords,

@@ -105,13 +105,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum StateCommand {
-    /// Sign the records (app passwords, sign-ins) an earlier version of
-    /// regauth wrote without a MAC, so that this version accepts them. Run
-    /// it once when upgrading, while nobody but regauth can write the
-    /// backend: it vouches for whatever the records say.
+    /// Sign the app passwords an earlier version of regauth stored without
+    /// a MAC, so that this version accepts them (sign-ins are not: their
+    /// users sign in again). Lists them first; run once when upgrading,
+    /// while nobody but regauth can write the backend: it vouches for what
+    /// the records say.
     Adopt {
         #[arg(long, env = "REGAUTH_CONFIG")]
         config: Option<PathBuf>,
+        /// Sign them (without it, only list them).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -365,9 +369,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::State {
-            command: StateCommand::Adopt { config },
+            command: StateCommand::Adopt { config, yes },
         } => {
             let config = Config::load(config.as_deref())?;
+            let Some(section) = &config.app_passwords else {
+                bail!("app passwords are not configured: there is nothing to adopt");
+            };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -377,14 +384,30 @@ fn run(command: Command) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("state backend: {e}"))?;
                 let key =
                     regauth::keys::load_secret_key(&config.refresh.key_file, "refresh-token")?;
-                let signed = regauth::state::Authenticated::new(
+                let store = regauth::state::Authenticated::new(
                     backend.clone(),
                     regauth::state::records_key(&key),
-                )
-                .adopt(regauth::app_passwords::COLLECTIONS)
-                .await
-                .map_err(|e| anyhow::anyhow!("the {} state backend: {e}", backend.backend()))?;
-                println!("signed {signed} record(s) of an earlier version");
+                );
+                let found =
+                    regauth::offboard::adopt_app_passwords(&store, section.max_lifetime, yes)
+                        .await?;
+                for unsigned in &found {
+                    let what = match &unsigned.password {
+                        Some(p) => format!(
+                            "{} of {} at {} (\"{}\", expires {})",
+                            unsigned.id, p.subject, p.provider, p.name, p.expires
+                        ),
+                        None => unsigned.id.clone(),
+                    };
+                    match unsigned.refused {
+                        Some(why) => println!("not signed: {what}: {why}"),
+                        None if yes => println!("signed: {what}"),
+                        None => println!("would sign: {what}"),
+                    }
+                }
+                if !yes {
+                    println!("{} record(s) without a MAC; check that each is yours, then run again with --yes (this is done once)", found.len());
+                }
                 anyhow::Ok(())
             })?;
             Ok(())

@@ -192,6 +192,11 @@ struct LedgerDoc {
     /// revoked together).
     #[serde(default)]
     subjects: BTreeMap<String, Revoked>,
+    /// Things ended before their time (a revoked app password, a signed-out
+    /// page session), until they would have ended anyway (seconds): their
+    /// stored record coming back cannot bring them back.
+    #[serde(default)]
+    ended: BTreeMap<String, u64>,
 }
 
 /// How revocation compares subjects: trimmed and lower-cased, so a name
@@ -200,15 +205,24 @@ fn subject_key(subject: &str) -> String {
     subject.trim().to_lowercase()
 }
 
+/// The newest ledger this process has read.
+#[derive(Clone, Debug)]
+struct Mark {
+    id: String,
+    created_ms: u64,
+    version: u64,
+}
+
 /// The revocation ledger in the state backend (see the module docs).
 pub struct Ledger {
     store: Arc<dyn Store>,
     /// Revocations older than this are forgotten (every token they could
-    /// end has expired): the refresh-token lifetime and a day.
+    /// end has expired): the longest a refresh token lives, and a day.
     keep: Duration,
-    /// The newest (ledger id, version) this process has read: an older
-    /// version of the same ledger is a rollback, refused.
-    seen: Mutex<Option<(String, u64)>>,
+    /// The newest ledger this process has read: an older one (an older
+    /// version of it, or a ledger made before it) is a copy put back,
+    /// refused.
+    seen: Mutex<Option<Mark>>,
 }
 
 impl Ledger {
@@ -222,113 +236,171 @@ impl Ledger {
         }
     }
 
-    /// The ledger now: read (and its version checked against what this
-    /// process saw), or made when there is none.
-    async fn current(&self) -> Result<LedgerDoc, StoreError> {
+    /// The ledger now, and its stored text (for a compare-and-swap): read
+    /// (and checked against the newest this process saw), or made when
+    /// there is none.
+    async fn current(&self) -> Result<(LedgerDoc, String), StoreError> {
+        let (collection, id) = LEDGER;
         for _ in 0..8 {
-            let (collection, id) = LEDGER;
-            match self.store.get_record(collection, id).await? {
-                Some(text) => {
-                    let doc: LedgerDoc = serde_json::from_str(&text)
-                        .map_err(|e| StoreError(format!("the revocation ledger: {e}")))?;
-                    self.saw(&doc)?;
-                    return Ok(doc);
-                }
-                None => {
-                    let doc = LedgerDoc {
-                        id: crate::token::random_id()
-                            .map_err(|e| StoreError(format!("no randomness: {e}")))?,
-                        version: 1,
-                        created_ms: now_ms(),
-                        all: 0,
-                        subjects: BTreeMap::new(),
-                    };
-                    let text = serde_json::to_string(&doc)
-                        .map_err(|e| StoreError(format!("the revocation ledger: {e}")))?;
-                    let made = self.store.swap_record(collection, id, None, &text).await?;
-                    if !made && self.store.get_record(collection, id).await?.is_none() {
-                        // There is a record, and it fails its check: a
-                        // ledger someone rewrote counts as lost.
-                        self.store.put_record(collection, id, &text).await?;
-                    } else if !made {
-                        continue; // another replica made it first
-                    }
-                    let had = self.seen.lock().map(|s| s.is_some()).unwrap_or(true);
-                    if had {
-                        tracing::error!(target: "regauth::audit", event = "revocation_ledger_replaced", "the revocation ledger was missing or altered in the state backend; a new one was made, so every refresh token issued before is refused (users log in again)");
-                    } else {
-                        tracing::info!("made a new revocation ledger in the state backend (first start with it): refresh tokens issued before it are refused");
-                    }
-                    self.saw(&doc)?;
-                    return Ok(doc);
+            if let Some(text) = self.store.get_record(collection, id).await? {
+                let doc: LedgerDoc = serde_json::from_str(&text)
+                    .map_err(|e| StoreError(format!("the revocation ledger: {e}")))?;
+                self.saw(&doc)?;
+                return Ok((doc, text));
+            }
+            let doc = LedgerDoc {
+                id: crate::token::random_id()
+                    .map_err(|e| StoreError(format!("no randomness: {e}")))?,
+                version: 1,
+                created_ms: now_ms(),
+                all: 0,
+                subjects: BTreeMap::new(),
+                ended: BTreeMap::new(),
+            };
+            let text = serde_json::to_string(&doc)
+                .map_err(|e| StoreError(format!("the revocation ledger: {e}")))?;
+            let made = self.store.swap_record(collection, id, None, &text).await?;
+            // No ledger made means another replica made one, or there is a
+            // record that fails its check: a ledger someone rewrote counts
+            // as lost, and is replaced.
+            let replaced = !made && self.store.get_record(collection, id).await?.is_none();
+            if replaced {
+                self.store.put_record(collection, id, &text).await?;
+            }
+            if made || replaced {
+                let had = self.seen.lock().map(|s| s.is_some()).unwrap_or(true);
+                if had || replaced {
+                    tracing::error!(target: "regauth::audit", event = "revocation_ledger_replaced", "the revocation ledger was missing or altered in the state backend; a new one was made, so every refresh token issued before is refused (users log in again)");
+                } else {
+                    tracing::info!("made a new revocation ledger in the state backend (first start with it): refresh tokens issued before it are refused");
                 }
             }
+            // read back whichever ledger is there now (another replica's,
+            // if it made one first)
         }
         Err(StoreError(
             "the revocation ledger keeps changing under this replica".into(),
         ))
     }
 
+    /// Takes `doc` as the newest ledger, unless it is older than what this
+    /// process has read: an older version of the same ledger, or a ledger
+    /// made before the newest one (an old copy put back after a new ledger
+    /// was made).
     fn saw(&self, doc: &LedgerDoc) -> Result<(), StoreError> {
         let mut seen = self
             .seen
             .lock()
             .map_err(|_| StoreError("ledger lock poisoned".into()))?;
-        if let Some((id, version)) = seen.as_ref() {
-            if *id == doc.id && doc.version < *version {
-                tracing::error!(target: "regauth::audit", event = "revocation_ledger_rollback", seen = version, found = doc.version, "the revocation ledger went back to an older version: someone replayed an old copy into the state backend; refusing refresh grants until it is fixed");
+        if let Some(mark) = seen.as_ref() {
+            let older = if mark.id == doc.id {
+                doc.version < mark.version
+            } else {
+                doc.created_ms < mark.created_ms
+            };
+            if older {
+                tracing::error!(target: "regauth::audit", event = "revocation_ledger_rollback", seen = mark.version, found = doc.version, "the revocation ledger went back to an older copy: someone put an old copy into the state backend; refusing refresh grants until it is fixed");
                 return Err(StoreError(
-                    "the revocation ledger went back to an older version".into(),
+                    "the revocation ledger went back to an older copy".into(),
                 ));
             }
         }
-        *seen = Some((doc.id.clone(), doc.version));
+        *seen = Some(Mark {
+            id: doc.id.clone(),
+            created_ms: doc.created_ms,
+            version: doc.version,
+        });
         Ok(())
     }
 
     /// The (ledger id, version) a token issued now carries.
     pub async fn stamp(&self) -> Result<(String, u64), StoreError> {
-        let doc = self.current().await?;
+        let (doc, _) = self.current().await?;
         Ok((doc.id, doc.version))
     }
 
     /// Whether a token of `subject` issued under `ledger` at version `rev`
-    /// is revoked (or of another ledger, which means the same).
+    /// is revoked (or of another ledger, which means the same). A token
+    /// issued at a version the ledger has not reached shows the ledger was
+    /// put back to an older copy: refused, and remembered.
     pub async fn revoked(&self, subject: &str, ledger: &str, rev: u64) -> Result<bool, StoreError> {
-        let doc = self.current().await?;
+        let (doc, _) = self.current().await?;
         if doc.id != ledger {
             return Ok(true);
+        }
+        if rev > doc.version {
+            if let Ok(mut seen) = self.seen.lock() {
+                *seen = Some(Mark {
+                    id: doc.id.clone(),
+                    created_ms: doc.created_ms,
+                    version: rev,
+                });
+            }
+            tracing::error!(target: "regauth::audit", event = "revocation_ledger_rollback", found = doc.version, token = rev, "a refresh token is newer than the revocation ledger: an older copy was put back into the state backend; refusing refresh grants until it is fixed");
+            return Err(StoreError(
+                "the revocation ledger went back to an older copy".into(),
+            ));
         }
         let subject = doc.subjects.get(&subject_key(subject)).map_or(0, |r| r.v);
         Ok(rev < doc.all.max(subject))
     }
 
+    /// The current ledger's id: what outlives a login (an app password, a
+    /// page session) is bound to it, so a ledger deleted and made anew
+    /// (which would forget what ended early) ends them too.
+    pub async fn id(&self) -> Result<String, StoreError> {
+        Ok(self.current().await?.0.id)
+    }
+
+    /// Whether `key` (`app-password:ID`, `session:ID`) was ended early.
+    pub async fn ended(&self, key: &str) -> Result<bool, StoreError> {
+        let (doc, _) = self.current().await?;
+        Ok(doc
+            .ended
+            .get(key)
+            .is_some_and(|until| *until > now_ms() / 1000))
+    }
+
     /// Revokes the tokens of `subject` (or, `None`, everyone's) issued
     /// until now, on every replica sharing the backend.
     pub async fn revoke(&self, subject: Option<&str>) -> Result<(), StoreError> {
+        self.change(|doc| match subject {
+            Some(subject) => {
+                doc.subjects.insert(
+                    subject_key(subject),
+                    Revoked {
+                        v: doc.version,
+                        at_ms: now_ms(),
+                    },
+                );
+            }
+            None => doc.all = doc.version,
+        })
+        .await
+    }
+
+    /// Records that `key` ended before its time, which was `until`
+    /// (seconds since the epoch): until then [`Ledger::ended`] says so.
+    pub async fn end(&self, key: &str, until: u64) -> Result<(), StoreError> {
+        self.change(|doc| {
+            doc.ended.insert(key.to_owned(), until);
+        })
+        .await
+    }
+
+    /// Applies `change` to a new version of the ledger, compare-and-swap
+    /// on its stored text, forgetting what has run out.
+    async fn change(&self, change: impl Fn(&mut LedgerDoc)) -> Result<(), StoreError> {
         let (collection, id) = LEDGER;
         for _ in 0..32 {
-            let old = self.current().await?;
-            let expected = serde_json::to_string(&old)
-                .map_err(|e| StoreError(format!("the revocation ledger: {e}")))?;
-            let mut doc = old;
+            let (mut doc, expected) = self.current().await?;
             doc.version += 1;
+            change(&mut doc);
             let now = now_ms();
-            match subject {
-                Some(subject) => {
-                    doc.subjects.insert(
-                        subject_key(subject),
-                        Revoked {
-                            v: doc.version,
-                            at_ms: now,
-                        },
-                    );
-                }
-                None => doc.all = doc.version,
-            }
             let keep_ms = u64::try_from(self.keep.as_millis()).unwrap_or(u64::MAX);
             doc.subjects
                 .retain(|_, r| r.at_ms.saturating_add(keep_ms) > now);
+            doc.ended.retain(|_, until| *until > now / 1000);
             let text = serde_json::to_string(&doc)
                 .map_err(|e| StoreError(format!("the revocation ledger: {e}")))?;
             if self
@@ -355,17 +427,23 @@ pub struct RefreshTokens {
     sealer: crate::seal::Sealer,
     lifetime: Duration,
     /// The revocation ledger.
-    pub ledger: Ledger,
+    pub ledger: Arc<Ledger>,
 }
 
 impl RefreshTokens {
     /// `secret` is key material shared by the replicas (the refresh key);
     /// revocations live in `store`'s ledger.
     pub fn new(secret: &[u8], lifetime: Duration, store: Arc<dyn Store>) -> Self {
+        Self::with_ledger(secret, lifetime, Arc::new(Ledger::new(store, lifetime)))
+    }
+
+    /// Refresh tokens whose revocations live in `ledger` (shared with the
+    /// app passwords, so that one process reads one ledger).
+    pub fn with_ledger(secret: &[u8], lifetime: Duration, ledger: Arc<Ledger>) -> Self {
         Self {
             sealer: crate::seal::Sealer::new(secret, b"regauth refresh-token key v2"),
             lifetime,
-            ledger: Ledger::new(store, lifetime),
+            ledger,
         }
     }
 
@@ -601,6 +679,57 @@ mod tests {
         ));
         assert_ne!(before, newer);
         assert_eq!(doc.version, old.version + 1);
+    }
+
+    /// Review of the fixes, 2: an old copy of the ledger put back brought
+    /// revoked tokens back on a new process, or on a running one after the
+    /// ledger had been deleted and made anew.
+    #[tokio::test]
+    async fn an_old_ledger_put_back_is_refused() {
+        let store: Arc<dyn Store> = Arc::new(Embedded::in_memory());
+        let key = b"refresh key bytes";
+        let t = RefreshTokens::new(key, Duration::from_secs(3600), store.clone());
+        let (collection, id) = LEDGER;
+        let ann = issue(&t, "ann").await;
+        let old = store.get_record(collection, id).await.unwrap().unwrap();
+        t.ledger.revoke(Some("ann")).await.unwrap();
+        let ben = issue(&t, "ben").await;
+        // on a new process: a token newer than the ledger gives it away
+        store.put_record(collection, id, &old).await.unwrap();
+        let fresh = RefreshTokens::new(key, Duration::from_secs(3600), store.clone());
+        assert!(matches!(
+            fresh.check(&ben, "reg").await,
+            Err(RefreshError::Store(_))
+        ));
+        assert!(
+            matches!(fresh.check(&ann, "reg").await, Err(RefreshError::Store(_))),
+            "and it stays refused"
+        );
+        // on a running process: deleted, made anew, the old copy put back
+        let running = RefreshTokens::new(key, Duration::from_secs(3600), store.clone());
+        store.delete_record(collection, id).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let _ = issue(&running, "carl").await;
+        store.put_record(collection, id, &old).await.unwrap();
+        assert!(matches!(
+            running.check(&ann, "reg").await,
+            Err(RefreshError::Store(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn what_ended_early_stays_ended() {
+        let store: Arc<dyn Store> = Arc::new(Embedded::in_memory());
+        let ledger = Ledger::new(store, Duration::from_secs(3600));
+        let later = now_ms() / 1000 + 600;
+        assert!(!ledger.ended("app-password:a").await.unwrap());
+        ledger.end("app-password:a", later).await.unwrap();
+        ledger.end("session:s", now_ms() / 1000).await.unwrap();
+        assert!(ledger.ended("app-password:a").await.unwrap());
+        assert!(
+            !ledger.ended("session:s").await.unwrap(),
+            "past its end: forgotten"
+        );
     }
 
     #[tokio::test]

@@ -888,7 +888,7 @@ impl Authenticated {
             let why = if stored.starts_with(RECORD_FORMAT) {
                 "its MAC does not hold (rewritten outside regauth, or sealed under another refresh key)"
             } else {
-                "it carries no MAC (written by regauth before 0.2, or by someone else; `regauth state adopt` signs an earlier version's records)"
+                "it carries no MAC (written by an earlier version of regauth before the upgrade, or by someone else)"
             };
             tracing::warn!(
                 target: "regauth::audit",
@@ -902,28 +902,24 @@ impl Authenticated {
         opened
     }
 
-    /// Signs every record of `collections` that carries no MAC yet (what an
-    /// earlier version wrote), leaving signed ones alone: what `regauth
-    /// state adopt` does once, on an upgrade, while nobody else can write
-    /// the backend. The number signed.
-    pub async fn adopt(&self, collections: &[&str]) -> Result<usize, StoreError> {
-        let mut signed = 0;
-        for collection in collections {
-            for (id, stored) in self.inner.records(collection).await? {
-                if stored.starts_with(RECORD_FORMAT) {
-                    continue;
-                }
-                let sealed = self.seal(collection, &id, &stored);
-                if self
-                    .inner
-                    .swap_record(collection, &id, Some(&stored), &sealed)
-                    .await?
-                {
-                    signed += 1;
-                }
-            }
-        }
-        Ok(signed)
+    /// The records of `collection` that carry no MAC (what an earlier
+    /// version wrote, or someone else), as (id, value).
+    pub async fn unsigned(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .inner
+            .records(collection)
+            .await?
+            .into_iter()
+            .filter(|(_, stored)| !stored.starts_with(RECORD_FORMAT))
+            .collect())
+    }
+
+    /// Signs one unsigned record, if it still holds `value`; whether it did.
+    pub async fn sign(&self, collection: &str, id: &str, value: &str) -> Result<bool, StoreError> {
+        let sealed = self.seal(collection, id, value);
+        self.inner
+            .swap_record(collection, id, Some(value), &sealed)
+            .await
     }
 }
 

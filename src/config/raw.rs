@@ -108,6 +108,12 @@ pub(super) struct RawAuthorizer {
     pub(super) anonymous_calls_per_second: u32,
     #[serde(default = "default_max_concurrent_calls")]
     pub(super) max_concurrent_calls: usize,
+    #[serde(default = "default_max_concurrent_anonymous_calls")]
+    pub(super) max_concurrent_anonymous_calls: usize,
+}
+
+fn default_max_concurrent_anonymous_calls() -> usize {
+    8
 }
 
 fn default_anonymous_calls() -> u32 {
@@ -128,6 +134,7 @@ impl Default for RawAuthorizer {
             cap_with_policy: false,
             anonymous_calls_per_second: default_anonymous_calls(),
             max_concurrent_calls: default_max_concurrent_calls(),
+            max_concurrent_anonymous_calls: default_max_concurrent_anonymous_calls(),
         }
     }
 }

@@ -37,8 +37,11 @@ const SIGNING_IN: &str = "regauth_signin";
 const FORM: &str = "regauth_form";
 /// How long a sign-in may take at the IdP.
 const SIGN_IN_WINDOW: Duration = Duration::from_secs(600);
-/// Sessions ended before their time (sign-out), until their expiry.
-const ENDED: &str = "ui_session_ended";
+/// The ledger's key of a session ended before its time (sign-out), kept
+/// until its expiry.
+fn ended_key(sid: &str) -> String {
+    format!("session:{sid}")
+}
 /// The largest form body accepted.
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
@@ -72,6 +75,10 @@ struct Session {
     account: Option<String>,
     csrf: String,
     exp: u64,
+    /// The revocation ledger it began under: one made anew (which forgot
+    /// the sign-outs) ends it.
+    #[serde(default)]
+    ledger: String,
 }
 
 impl Session {
@@ -282,10 +289,15 @@ async fn session(
     if session.exp <= now() {
         return Ok(None);
     }
-    match passwords.store().get_record(ENDED, &session.sid).await {
-        Ok(Some(_)) => return Ok(None),
-        Ok(None) => {}
-        Err(e) => return Err(unavailable(&AppPasswordError::Store(e))),
+    let ledger = passwords.ledger();
+    match (
+        ledger.ended(&ended_key(&session.sid)).await,
+        ledger.id().await,
+    ) {
+        (Ok(true), _) => return Ok(None),
+        (Ok(false), Ok(id)) if id != session.ledger => return Ok(None),
+        (Ok(false), Ok(_)) => {}
+        (Err(e), _) | (_, Err(e)) => return Err(unavailable(&AppPasswordError::Store(e))),
     }
     // A session does not outlive its user: gone from the directory, or no
     // longer signed in at the IdP (asked again every recheck_interval).
@@ -781,7 +793,12 @@ async fn start_session(
         );
     };
     let lifetime = passwords.config.session_lifetime;
+    let ledger = match passwords.ledger().id().await {
+        Ok(ledger) => ledger,
+        Err(e) => return unavailable(&AppPasswordError::Store(e)),
+    };
     let session = Session {
+        ledger,
         sid,
         provider: identity.provider.clone(),
         subject: identity.subject.clone(),
@@ -1143,20 +1160,13 @@ async fn sign_out(State(live): State<Arc<Live>>, request: Request) -> Response {
         Err(r) => return r,
     };
     // The sealed cookie stays valid until its expiry: the session is
-    // ended server-side, and ended sessions past their expiry forgotten.
-    let store = passwords.store();
-    if let Err(e) = store
-        .put_record(ENDED, &session.sid, &session.exp.to_string())
+    // ended in the ledger (on every replica) until then.
+    if let Err(e) = passwords
+        .ledger()
+        .end(&ended_key(&session.sid), session.exp)
         .await
     {
         return unavailable(&AppPasswordError::Store(e));
-    }
-    if let Ok(ended) = store.records(ENDED).await {
-        for (sid, exp) in ended {
-            if exp.parse::<u64>().is_ok_and(|exp| exp <= now()) {
-                let _ = store.delete_record(ENDED, &sid).await;
-            }
-        }
     }
     let mut response = redirect(&format!("{}/", passwords.config.path()));
     response.headers_mut().append(

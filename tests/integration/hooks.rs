@@ -275,3 +275,60 @@ async fn anonymous_requests_cannot_drive_the_authorization_webhook() {
     );
     assert_eq!(anonymous("127.0.0.9", "x/r0".into()).await, StatusCode::OK);
 }
+
+/// Like [`decide`], but anonymous questions take 1.5 s: a slow policy
+/// service that anonymous clients keep busy.
+async fn slow_for_anonymous(State(calls): State<Calls>, ask: Json<Value>) -> (StatusCode, String) {
+    if ask["subject"].as_str() == Some("") {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    decide(State(calls), ask).await
+}
+
+/// Review of the fixes, 5: anonymous requests could hold every webhook
+/// call and a logged-in user got a 503. Anonymous requests have calls of
+/// their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_requests_cannot_take_the_calls_of_logged_in_ones() {
+    let calls = Calls::default();
+    let hook = serve_tcp(
+        axum::Router::new()
+            .route("/decide", post(slow_for_anonymous))
+            .with_state(calls.clone()),
+    )
+    .await;
+    let f = Fixture::new();
+    let text = f
+        .config_text(
+            "127.0.0.1:0",
+            &format!(
+                "\n[authorizer]\nkind = \"webhook\"\nurl = \"http://{hook}/decide\"\ntimeout = \"3s\"\ncache_ttl = \"60s\"\nanonymous_calls_per_second = 100\nmax_concurrent_calls = 4\nmax_concurrent_anonymous_calls = 2\n"
+            ),
+        )
+        .replace("[server]\n", "[server]\ntrusted_proxies = [\"0.0.0.0\"]\n");
+    let state = f.state_with(&text);
+    let busy: Vec<_> = (0..8)
+        .map(|i| {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let request = axum::http::Request::get(format!(
+                    "/auth?service={SERVICE}&scope=repository:x/busy{i}:pull"
+                ))
+                .header("x-forwarded-for", format!("127.0.1.{i}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+                call(&state, request).await.status
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logged_in = token_for(&state, "writer", "writer-pw", "repository:writer/app:push").await;
+    assert_eq!(logged_in.actions(), ["push"], "{}", logged_in.text());
+    let mut answered = 0;
+    for b in busy {
+        if b.await.unwrap() == StatusCode::OK {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 2, "anonymous requests got their two calls");
+}

@@ -756,3 +756,126 @@ async fn max_per_user_holds_across_replicas() {
     let listed = a.app_passwords.as_ref().unwrap().list(None).await.unwrap();
     assert_eq!(listed.len(), 2);
 }
+
+/// Review of the fixes, 3: a revoked app password came back when its
+/// stored record was written back (a revocation was only a delete), and
+/// deleting the revocation ledger would forget revocations and sign-outs.
+/// Revocations are recorded in the ledger; app passwords and page sessions
+/// are bound to the ledger they began under.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_app_password_put_back_stays_revoked() {
+    let redis = Redis::start();
+    let f = Fixture::new();
+    let text = ui_config(&f, "", "verdict_ttl = \"0s\"").replace(
+        "\n[app_passwords]",
+        &format!("{}\n[app_passwords]", redis.state_toml()),
+    );
+    let state = f.state_with(&text);
+    let mut jar = Jar::default();
+    let csrf = sign_in(&state, &mut jar, "writer", "writer-pw").await;
+    let revoked = create(&state, &mut jar, &csrf, "old", "", ALL).await;
+    let kept = create(&state, &mut jar, &csrf, "kept", "", ALL).await;
+    let pull = "repository:team/app:pull";
+    let id = id_of(&revoked);
+    let saved = redis.cli(&["HGET", "test:records:app_password", &id]);
+    let r = revoke(&state, &mut jar, &id, &csrf).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    token_for(&state, "writer", &revoked, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    redis.cli(&["HSET", "test:records:app_password", &id, saved.trim_end()]);
+    token_for(&state, "writer", &revoked, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        token_for(&state, "writer", &kept, pull).await.status,
+        StatusCode::OK
+    );
+    // the ledger deleted: what began under it ends (fail closed)
+    redis.cli(&["HDEL", "test:records:revocations", "ledger"]);
+    token_for(&state, "writer", &kept, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    let home = page(&state, &mut jar, "/ui/").await;
+    assert!(
+        home.text().contains("Sign in"),
+        "the page session ended too"
+    );
+}
+
+/// Review of the fixes, 4: `regauth state adopt` signed whatever lacked a
+/// MAC, a record someone had rewritten included. It lists first, refuses
+/// records longer-lived than max_lifetime (or expired, or unreadable),
+/// adopts no sign-ins, and runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopting_an_earlier_versions_records_is_checked_and_once() {
+    let redis = Redis::start();
+    let f = Fixture::new();
+    let text = ui_config(&f, "", "verdict_ttl = \"0s\"").replace(
+        "\n[app_passwords]",
+        &format!("{}\n[app_passwords]", redis.state_toml()),
+    );
+    let config = f.path("regauth.toml");
+    std::fs::write(&config, &text).unwrap();
+    let state = f.state_with(&text);
+    let mut jar = Jar::default();
+    let csrf = sign_in(&state, &mut jar, "writer", "writer-pw").await;
+    let good = create(&state, &mut jar, &csrf, "good", "", ALL).await;
+    let bad = create(&state, &mut jar, &csrf, "bad", "", ALL).await;
+    let pull = "repository:team/app:pull";
+    // as an earlier version stored them: no MAC (and one rewritten)
+    let bare = |secret: &str| {
+        let id = id_of(secret);
+        let stored = redis.cli(&["HGET", "test:records:app_password", &id]);
+        (
+            id,
+            stored.trim_end().splitn(3, '.').nth(2).unwrap().to_owned(),
+        )
+    };
+    let (good_id, good_record) = bare(&good);
+    let (bad_id, bad_record) = bare(&bad);
+    let mut rewritten: serde_json::Value = serde_json::from_str(&bad_record).unwrap();
+    rewritten["expires"] = 4_102_444_800u64.into();
+    redis.cli(&["HSET", "test:records:app_password", &good_id, &good_record]);
+    redis.cli(&[
+        "HSET",
+        "test:records:app_password",
+        &bad_id,
+        &rewritten.to_string(),
+    ]);
+    token_for(&state, "writer", &good, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    let adopt = |yes: bool| {
+        let mut args = vec!["state", "adopt", "--config", config.to_str().unwrap()];
+        if yes {
+            args.push("--yes");
+        }
+        regauth_cli(&args)
+    };
+    let (ok, listed, _) = adopt(false);
+    assert!(ok);
+    assert!(
+        listed.contains(&format!("would sign: {good_id}")),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&format!("not signed: {bad_id}")),
+        "{listed}"
+    );
+    token_for(&state, "writer", &good, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    let (ok, signed, err) = adopt(true);
+    assert!(ok, "{err}");
+    assert!(signed.contains(&format!("signed: {good_id}")), "{signed}");
+    assert_eq!(
+        token_for(&state, "writer", &good, pull).await.status,
+        StatusCode::OK
+    );
+    token_for(&state, "writer", &bad, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    let (ok, _, err) = adopt(true);
+    assert!(!ok && err.contains("once already"), "{err}");
+}
