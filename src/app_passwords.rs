@@ -548,11 +548,23 @@ impl AppPasswords {
         provider: &str,
         subject: &str,
     ) -> Result<Option<SignIn>, AppPasswordError> {
+        Ok(self
+            .sign_in_record(provider, subject)
+            .await?
+            .map(|(sign_in, _)| sign_in))
+    }
+
+    /// The owner's last browser sign-in and its stored text.
+    async fn sign_in_record(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<(SignIn, String)>, AppPasswordError> {
         let text = self
             .store
             .get_record(SIGN_INS, &owner_key(provider, subject))
             .await?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        Ok(text.and_then(|t| Some((serde_json::from_str(&t).ok()?, t))))
     }
 
     /// Whether this identity may see and revoke everyone's app passwords.
@@ -749,12 +761,50 @@ impl AppPasswords {
             .rechecks
             .get_with(owner.clone(), || Arc::new(tokio::sync::Mutex::new(())));
         let _turn = turn.lock().await;
+        // One re-check per user on every replica at a time: an IdP that
+        // rotates refresh tokens and refuses a used one would otherwise
+        // see two replicas race and end the sign-in.
+        let lock = format!(
+            "recheck:{}",
+            hex(
+                &aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, owner.as_bytes()).as_ref()
+                    [..16]
+            )
+        );
+        match self.store.take(&lock, 1, CREATE_HOLD).await {
+            Ok(true) => {}
+            // another replica asks the IdP right now: the last answer stands
+            Ok(false) => return Ok(sign_in),
+            Err(e) => {
+                return Err(Outcome::Unavailable(ProviderError::Upstream(format!(
+                    "app passwords: {e}"
+                ))))
+            }
+        }
+        let rechecked = self
+            .recheck_held(browser, provider.name(), subject, &owner, interval)
+            .await;
+        if let Err(e) = self.store.give_back(&lock).await {
+            tracing::warn!(error = %e, "could not release the re-check lock; it expires by itself");
+        }
+        rechecked
+    }
+
+    /// [`AppPasswords::rechecked`] once the user's re-check lock is held.
+    async fn recheck_held(
+        &self,
+        browser: &dyn regauth_providers::BrowserLogin,
+        provider: &str,
+        subject: &str,
+        owner: &str,
+        interval: u64,
+    ) -> Result<SignIn, Outcome> {
         let unavailable = |e: AppPasswordError| {
             Outcome::Unavailable(ProviderError::Upstream(format!("app passwords: {e}")))
         };
         // Another request may have asked while this one waited.
-        let Some(current) = self
-            .sign_in_of(provider.name(), subject)
+        let Some((current, expected)) = self
+            .sign_in_record(provider, subject)
             .await
             .map_err(unavailable)?
         else {
@@ -777,6 +827,12 @@ impl AppPasswords {
                 refresh_token,
             } => {
                 let mut next = current.clone();
+                // Only fresh claims renew the sign-in's age: without an
+                // ID token the IdP vouched for the account, not its groups,
+                // and sign_in_max_age still bounds the old ones.
+                if identity.is_some() {
+                    next.at = now();
+                }
                 if let Some(identity) = identity {
                     let other_account = matches!(
                         (&identity.account_id, &current.account),
@@ -784,7 +840,7 @@ impl AppPasswords {
                     );
                     if other_account || identity.subject != subject {
                         return Err(self
-                            .end_sign_in(&owner, "the IdP now names another account")
+                            .end_sign_in(owner, "the IdP now names another account")
                             .await);
                     }
                     next.groups = identity.groups;
@@ -798,20 +854,25 @@ impl AppPasswords {
                         .ok()
                         .or(next.refresh);
                 }
-                next.at = now();
                 next.checked = now();
                 let text = serde_json::to_string(&next)
                     .map_err(|e| unavailable(StoreError(e.to_string()).into()))?;
-                self.store
-                    .put_record(SIGN_INS, &owner, &text)
+                // only over the sign-in this answer continues (a new
+                // sign-in meanwhile wins)
+                let written = self
+                    .store
+                    .swap_record(SIGN_INS, owner, Some(&expected), &text)
                     .await
                     .map_err(|e| unavailable(e.into()))?;
-                tracing::debug!(provider = %provider.name(), subject = %Safe(subject), "the IdP vouched for a signed-in user again");
+                if !written {
+                    tracing::debug!(owner = %Safe(owner), "the sign-in changed while the IdP was asked again");
+                }
+                tracing::debug!(provider, subject = %Safe(subject), "the IdP vouched for a signed-in user again");
                 Ok(next)
             }
-            Renewed::Refused(why) => Err(self.end_sign_in(&owner, &why.to_string()).await),
+            Renewed::Refused(why) => Err(self.end_sign_in(owner, &why.to_string()).await),
             Renewed::Unavailable(e) => {
-                tracing::warn!(provider = %provider.name(), subject = %Safe(subject), error = %e, "the IdP could not be asked about a signed-in user again; keeping the last answer");
+                tracing::warn!(provider, subject = %Safe(subject), error = %e, "the IdP could not be asked about a signed-in user again; keeping the last answer");
                 Ok(current)
             }
         }

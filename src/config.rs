@@ -188,11 +188,21 @@ impl ProviderConfig {
     }
 }
 
+/// Failed logins per account from each network it logged in from, by
+/// default (or `max_failures` if lower): with the default `max_failures`
+/// of 5, a directory sees at most 5 from strangers and 3 from the user's
+/// own network before regauth stops asking it.
+const DEFAULT_FAMILIAR_FAILURES: u32 = 3;
+
 /// The `[server]` section, validated.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// The address to listen on (`server.listen`).
     pub listen: SocketAddr,
+    /// A listener of its own, plain HTTP, for the operational endpoints
+    /// (`server.ops_listen`): probes and Prometheus, which need not reach
+    /// the token endpoint.
+    pub ops_listen: Option<SocketAddr>,
     /// The public URL of the token endpoint, if set (`server.realm`); see
     /// [`Config::realm`].
     pub realm: Option<String>,
@@ -550,6 +560,16 @@ impl Config {
     }
 
     fn validate(origin: &str, mut raw: RawConfig) -> Result<Self, ConfigError> {
+        let ops_listen: Option<SocketAddr> = match &raw.server.ops_listen {
+            Some(text) => Some(text.parse().map_err(|_| {
+                invalid(
+                    origin,
+                    "server.ops_listen",
+                    format!("`{text}` is not an address like 0.0.0.0:9101"),
+                )
+            })?),
+            None => None,
+        };
         let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
             invalid(
                 origin,
@@ -750,6 +770,7 @@ impl Config {
             origin: origin.to_owned(),
             server: ServerConfig {
                 listen,
+                ops_listen,
                 anonymous: raw.server.anonymous,
                 upstream_timeout: raw.server.upstream_timeout.0,
                 timeouts: Timeouts {
@@ -829,7 +850,7 @@ impl Config {
                 max_familiar_failures: raw
                     .cache
                     .max_familiar_failures
-                    .unwrap_or(raw.cache.max_failures),
+                    .unwrap_or(raw.cache.max_failures.min(DEFAULT_FAMILIAR_FAILURES)),
                 familiar_for: raw.cache.familiar_for.0,
                 max_client_failures: raw.cache.max_client_failures,
                 max_provider_failures_per_second: raw.cache.max_provider_failures_per_second,

@@ -732,6 +732,7 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let listen = config.server.listen;
+        let ops_listen = config.server.ops_listen;
         let origin = config.origin.clone();
         let state = regauth::build(config)?;
         let listener = tokio::net::TcpListener::bind(listen)
@@ -747,9 +748,29 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             tls = state.tls.is_some(),
             "regauth listening"
         );
+        let ops = match ops_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr} (server.ops_listen)"))?,
+            ),
+            None => None,
+        };
         let live = regauth::Live::new(state);
         spawn_reloader(live.clone(), config_path.clone());
         regauth::spawn_file_watcher(live.clone(), config_path, Duration::from_secs(5));
+        if let Some(ops) = ops {
+            tracing::info!(listen = %ops.local_addr()?, "operational endpoints listening");
+            let serving = live.clone();
+            tokio::spawn(async move {
+                let only = regauth::server::Serves::Operations;
+                if let Err(e) =
+                    regauth::server::serve_only(serving, ops, only, shutdown_signal()).await
+                {
+                    tracing::error!(error = %e, "the operational listener stopped");
+                }
+            });
+        }
         regauth::server::serve(live, listener, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())

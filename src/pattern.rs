@@ -133,28 +133,55 @@ impl Pattern {
         &self.source
     }
 
-    /// The literal first path segment, when the pattern starts with one
-    /// (`base` of `base/**`; none for `*/x` or `${user}/**`).
-    pub fn literal_namespace(&self) -> Option<&str> {
-        match self.tokens.first() {
-            Some(Token::Literal(l)) => {
-                let first = l.split('/').next().unwrap_or_default();
-                // `base` only if the segment ends there (not `base*/x`)
-                let whole = l.contains('/') || self.tokens.len() == 1;
-                (whole && !first.is_empty()).then_some(first)
+    /// The literal paths this pattern names outright, segment by segment
+    /// (`team/shared/**` names `team` and `team/shared`; `base/*` names
+    /// `base`; `${user}/**` names none).
+    pub fn literal_paths(&self) -> Vec<String> {
+        let mut lead = String::new();
+        let mut whole = true;
+        for token in &self.tokens {
+            match token {
+                Token::Literal(l) => lead.push_str(l),
+                _ => {
+                    whole = false;
+                    break;
+                }
             }
-            _ => None,
         }
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let Some(i) = lead[at..].find('/') {
+            if at + i > 0 {
+                out.push(lead[..at + i].to_owned());
+            }
+            at += i + 1;
+        }
+        if whole && !lead.is_empty() && !lead.ends_with('/') {
+            out.push(lead);
+        }
+        out
     }
 
-    /// Whether the pattern starts with this placeholder (`${user}/**`).
-    pub fn starts_with(&self, placeholder: Placeholder) -> bool {
-        let token = match placeholder {
+    /// The literal path before `placeholder` when it begins a path segment
+    /// after nothing but literals (`team/` of `team/${user}/**`, `` of
+    /// `${user}/**`): what the placeholder's value extends.
+    pub fn lead_before(&self, placeholder: Placeholder) -> Option<String> {
+        let wanted = match placeholder {
             Placeholder::User => Token::User,
             Placeholder::Group => Token::Group,
             Placeholder::Provider => Token::Provider,
         };
-        self.tokens.first() == Some(&token)
+        let mut lead = String::new();
+        for token in &self.tokens {
+            match token {
+                Token::Literal(l) => lead.push_str(l),
+                t if *t == wanted => {
+                    return (lead.is_empty() || lead.ends_with('/')).then_some(lead)
+                }
+                _ => return None,
+            }
+        }
+        None
     }
 
     /// Whether the pattern contains this placeholder.

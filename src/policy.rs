@@ -194,24 +194,27 @@ pub struct Rule {
 #[derive(Debug, Default)]
 pub struct Policy {
     rules: Vec<Rule>,
-    /// The literal first segments of every rule's repository patterns
-    /// (`base` of `base/**`), lower-cased: namespaces the rules give out
-    /// by name, which `${user}` or `${group}` at the start of a pattern
-    /// must never take (a user named `base` does not own `base/**`).
+    /// The literal paths every rule's repository patterns name outright
+    /// (`base` of `base/**`, `team` and `team/shared` of `team/shared`),
+    /// lower-cased: namespaces the rules give out by name, which a
+    /// `${user}` or `${group}` value must never make (a user named `base`
+    /// does not own `base/**` through `${user}/**`, nor one named `shared`
+    /// `team/shared` through `team/${user}/**`).
     shared: BTreeSet<String>,
 }
 
 /// Whether a name may stand in for `${user}` or `${group}` in `pattern`:
-/// not empty, no `/` (a name cannot reach into another namespace), and,
-/// at the start of a pattern, not one of the namespaces the rules share.
+/// not empty, no `/` (a name cannot reach into another namespace), and
+/// not making a path the rules name outright.
 fn fits(
     pattern: &Pattern,
     placeholder: Placeholder,
     name: &str,
     shared: &BTreeSet<String>,
 ) -> bool {
-    let takes_a_shared_namespace =
-        pattern.starts_with(placeholder) && shared.contains(&name.to_lowercase());
+    let takes_a_shared_namespace = pattern
+        .lead_before(placeholder)
+        .is_some_and(|lead| shared.contains(&format!("{lead}{name}").to_lowercase()));
     !(name.is_empty() || name.contains('/') || takes_a_shared_namespace)
 }
 
@@ -263,8 +266,8 @@ impl Policy {
         let shared = compiled
             .iter()
             .flat_map(|r| r.repos.iter())
-            .filter_map(Pattern::literal_namespace)
-            .map(str::to_lowercase)
+            .flat_map(Pattern::literal_paths)
+            .map(|path| path.to_lowercase())
             .collect();
         Ok(Self {
             rules: compiled,
@@ -423,7 +426,14 @@ fn check_names_are_unambiguous(
     // `*` over several providers is any identity of any of them, including
     // issuers whose tokens anyone can get: only where the rule names them,
     // or where its repositories are each provider's own (`${provider}`).
-    let per_provider = !repos.is_empty() && repos.iter().all(|p| p.uses(Placeholder::Provider));
+    // each identity's own namespace under its provider's: `${provider}`
+    // with `${user}` or `${group}` (not `${provider}/**` alone, which is
+    // a namespace every identity of a provider shares)
+    let per_provider = !repos.is_empty()
+        && repos.iter().all(|p| {
+            p.uses(Placeholder::Provider)
+                && (p.uses(Placeholder::User) || p.uses(Placeholder::Group))
+        });
     if reach.len() > 1 && raw.providers.is_empty() && !per_provider {
         for (key, list) in [("users", users), ("groups", groups)] {
             if let Some(i) = list.iter().position(Selector::is_anything) {
@@ -1058,6 +1068,11 @@ mod tests {
 
             [[rule]]
             users = ["*"]
+            repos = ["team/${user}/**"]
+            actions = ["pull", "push"]
+
+            [[rule]]
+            users = ["*"]
             repos = ["base/**", "team/shared"]
             actions = ["pull"]
         "#,
@@ -1072,6 +1087,8 @@ mod tests {
             ("x", &["base"][..], "repository:base/app:push"),
             ("a/b", &[][..], "repository:a/b/c:push"),
             ("", &[][..], "repository:/x:push"),
+            // review of the fixes, 9: deeper in a pattern too
+            ("shared", &[][..], "repository:team/shared:push"),
         ] {
             let who = from("local", name, groups);
             assert!(
@@ -1132,6 +1149,15 @@ mod tests {
         assert!(
             e.starts_with("rule[0].users[0]") && e.contains("providers = ["),
             "{e}"
+        );
+        let e = compile_for(
+            "[[rule]]\nusers=[\"*\"]\nrepos=[\"${provider}/**\"]\nactions=[\"pull\"]",
+            &infos,
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("rule[0].users[0]"),
+            "a provider's shared namespace: {e}"
         );
         for ok in [
             "[[rule]]\nusers=[\"*\"]\nproviders=[\"local\",\"ci\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",

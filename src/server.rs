@@ -86,9 +86,33 @@ impl Drop for ClientConnection {
 /// The answer to a connection beyond `server.max_connections`.
 const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: 91\r\n\r\n{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"too many connections; try again in a second\"}]}";
 
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serves {
+    /// Every route, over HTTPS when `server.tls_*` is set (`server.listen`).
+    Everything,
+    /// Only the operational endpoints (`/healthz`, `/readyz`, `/metrics`,
+    /// `/jwks`), plain HTTP, for probes and Prometheus
+    /// (`server.ops_listen`).
+    Operations,
+}
+
 /// Serves until `shutdown` completes, then drains in-flight requests for
 /// at most `server.shutdown_timeout`.
 pub async fn serve<F>(live: Arc<Live>, listener: TcpListener, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    serve_only(live, listener, Serves::Everything, shutdown).await
+}
+
+/// [`serve`], for what `serves` says.
+pub async fn serve_only<F>(
+    live: Arc<Live>,
+    listener: TcpListener,
+    serves: Serves,
+    shutdown: F,
+) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
@@ -104,7 +128,10 @@ where
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let per_client = Arc::new(PerClient::default());
     let per_client_cap = server.limits.max_connections_per_client;
-    let app = crate::http::router(live.clone());
+    let app = match serves {
+        Serves::Everything => crate::http::router(live.clone()),
+        Serves::Operations => crate::http::ops_router(live.clone()),
+    };
     let (stop, stopping) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
@@ -143,7 +170,7 @@ where
                         let stopping = stopping.clone();
                         // each connection takes the certificate current
                         // when it arrives; open ones keep theirs
-                        let tls = live.load().tls.clone();
+                        let tls = live.load().tls.clone().filter(|_| serves == Serves::Everything);
                         tasks.spawn(async move {
                             match tls {
                                 None => serve_connection(stream, peer, app, &bounds, stopping).await,

@@ -290,6 +290,9 @@ impl Throttle {
             (Some(keys), true) => {
                 let _ = self.store.clear(&keys.shared).await;
                 let _ = self.store.clear(&keys.network).await;
+                // familiar for `familiar_for` from this login on (a new
+                // counter gets the window; an old one would keep its own)
+                let _ = self.store.clear(&keys.familiar).await;
                 let _ = self
                     .store
                     .add(&keys.familiar, self.budgets.familiar_for)

@@ -156,6 +156,8 @@ fn default_authorizer_max_response() -> usize {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawServer {
     pub(super) listen: String,
+    /// A listener of its own for /healthz, /readyz, /metrics and /jwks.
+    pub(super) ops_listen: Option<String>,
     /// The public URL of the token endpoint, as the registry's `realm`.
     pub(super) realm: Option<String>,
     pub(super) anonymous: bool,
@@ -197,6 +199,7 @@ impl Default for RawServer {
         let secs = |s| Seconds(Duration::from_secs(s));
         Self {
             listen: "127.0.0.1:5001".into(),
+            ops_listen: None,
             realm: None,
             anonymous: true,
             upstream_timeout: secs(10),

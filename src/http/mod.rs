@@ -72,6 +72,20 @@ pub fn router(live: Arc<Live>) -> Router {
         .with_state(live)
 }
 
+/// Only the operational endpoints, for a listener of their own
+/// (`server.ops_listen`): the kubelet's probes and Prometheus reach them
+/// without reaching the token endpoint, whose `X-Forwarded-For` regauth
+/// believes from its proxies.
+pub fn ops_router(live: Arc<Live>) -> Router {
+    Router::new()
+        .route("/jwks", get(ops::jwks))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { ApiError::not_found() })
+        .with_state(live)
+}
+
 /// More token requests in flight than `server.max_in_flight`.
 async fn overloaded(_: tower::BoxError) -> ApiError {
     ApiError::unavailable("too many requests at once; try again shortly", 1)

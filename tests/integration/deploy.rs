@@ -139,6 +139,19 @@ fn the_shipped_deployment_keeps_its_state_and_endpoints_to_itself() {
     assert!(!redis.contains("Nothing secret is stored"));
     let policy = read("networkpolicy.yaml");
     assert!(policy.contains("ingress-nginx") && policy.contains("port: 5001"));
+    let monitoring = policy
+        .split("kubernetes.io/metadata.name: monitoring")
+        .nth(1)
+        .unwrap();
+    assert!(
+        monitoring.contains("port: 9101") && !monitoring.contains("port: 5001"),
+        "monitoring reaches only the operational port"
+    );
+    let deployment = read("deployment.yaml");
+    assert!(
+        deployment.matches("port: ops").count() == 2,
+        "both probes on ops_listen"
+    );
     let ingress = read("ingress.yaml");
     for path in ["path: /auth", "path: /token", "path: /jwks", "path: /ui"] {
         assert!(ingress.contains(path), "ingress.yaml lacks {path}");

@@ -879,3 +879,40 @@ async fn adopting_an_earlier_versions_records_is_checked_and_once() {
     let (ok, _, err) = adopt(true);
     assert!(!ok && err.contains("once already"), "{err}");
 }
+
+/// Review of the fixes, 6: probes and Prometheus reached the token port,
+/// whose X-Forwarded-For regauth believes from its proxies. With
+/// `server.ops_listen` they have a port of their own that serves nothing
+/// else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operational_endpoints_have_a_listener_of_their_own() {
+    let f = Fixture::new();
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let ops = format!("127.0.0.1:{}", free_port());
+    let text = f
+        .config_text(&listen.to_string(), "")
+        .replace("[server]\n", &format!("[server]\nops_listen = \"{ops}\"\n"));
+    let config = f.path("regauth.toml");
+    std::fs::write(&config, text).unwrap();
+    let _server = Regauth::start(&config, listen, &[]).await;
+    let get = |url: String| async move { reqwest::get(url).await.unwrap() };
+    for path in ["/readyz", "/healthz", "/metrics", "/jwks"] {
+        assert_eq!(
+            get(format!("http://{ops}{path}")).await.status(),
+            200,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        get(format!("http://{ops}/auth?service={SERVICE}"))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        get(format!("http://{listen}/auth?service={SERVICE}"))
+            .await
+            .status(),
+        200
+    );
+}

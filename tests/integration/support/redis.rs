@@ -106,6 +106,7 @@ impl Redis {
                 "+@write",
                 "+@scripting",
                 "+ping",
+                "+select",
                 "-@dangerous",
             ])
             .arg("--dir")
