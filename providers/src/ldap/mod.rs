@@ -7,13 +7,13 @@
 //! and/or the `memberOf` attribute, optionally walked up through nested
 //! groups, and are cached per user DN with a bounded stale-if-error window.
 //!
-//! `active_directory = true` sets Active Directory's ways ([`ad`]): every
+//! `active_directory = true` sets Active Directory's ways (the `ad` module): every
 //! login form of one account (`bob`, `CORP\bob`, `bob@corp.example`) finds
 //! the one entry and one subject (its sAMAccountName, lower-cased), nested
 //! security groups come from one search, and accounts AD refuses
 //! (disabled, locked, expired, must change their password) are refused
 //! with the reason in the log. Several `urls` are domain controllers tried
-//! in order ([`servers`]).
+//! in order (the `servers` module).
 //!
 //! Every value put into a filter is escaped (RFC 4515). An empty password
 //! is refused before any bind: LDAP treats it as an unauthenticated bind,
