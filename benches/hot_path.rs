@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
-use regauth::policy::Principal;
-use regauth::scope::Scope;
-use regauth::token::{self, Access, Claims, KeyType, SigningKey};
+use regauth::domain::claims::{Access, Claims};
+use regauth::domain::policy::Principal;
+use regauth::domain::scope::Scope;
+use regauth::keys::{self, KeyType, SigningKey};
 use regauth_providers::Identity;
 use tower::ServiceExt as _;
 
@@ -43,7 +44,7 @@ fn time<F: FnMut()>(iterations: u32, mut f: F) -> f64 {
 }
 
 fn key(kind: KeyType) -> SigningKey {
-    let (k, c) = token::generate(kind, "bench", Duration::from_secs(3600)).unwrap();
+    let (k, c) = keys::generate(kind, "bench", Duration::from_secs(3600)).unwrap();
     SigningKey::from_pem(k.as_bytes(), c.as_bytes(), "k".as_ref(), "c".as_ref()).unwrap()
 }
 
@@ -60,7 +61,7 @@ fn main() {
         exp: 2_000_000_000,
         nbf: 1_000_000_000,
         iat: 1_000_000_000,
-        jti: token::random_id().unwrap(),
+        jti: keys::random_id().unwrap(),
         access: &access,
     };
     let es = key(KeyType::Es256);

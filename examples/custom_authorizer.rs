@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use regauth::authorize::{AuthorizeError, Authorizer};
-use regauth::policy::{Grant, Principal};
-use regauth::scope::Scope;
+use regauth::domain::policy::{Grant, Principal};
+use regauth::domain::scope::Scope;
 use regauth_providers::static_users::{StaticConfig, StaticUsers};
 
 /// "A user may push `USER/*` and pull what their team owns."

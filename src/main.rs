@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
+use regauth::clock;
 use regauth::config::Config;
-use regauth::policy::Principal;
-use regauth::scope::{join_actions, Scope};
-use regauth::token;
+use regauth::domain::policy::Principal;
+use regauth::domain::scope::{join_actions, Scope};
+use regauth::keys;
 use regauth_providers::Identity;
 
 /// mimalloc: the hot path allocates many small short-lived buffers, and the
@@ -147,8 +148,8 @@ enum RegistryFormat {
 enum KeysCommand {
     /// Generate a private key (PKCS#8 PEM) and a self-signed certificate.
     Generate {
-        #[arg(long, value_enum, default_value_t = token::KeyType::Es256)]
-        algorithm: token::KeyType,
+        #[arg(long, value_enum, default_value_t = keys::KeyType::Es256)]
+        algorithm: keys::KeyType,
         #[arg(long, default_value = "certs/token.key")]
         key: PathBuf,
         #[arg(long, default_value = "certs/token.crt")]
@@ -190,8 +191,8 @@ enum KeysCommand {
     Rotate {
         #[arg(long, env = "REGAUTH_CONFIG")]
         config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = token::KeyType::Es256)]
-        algorithm: token::KeyType,
+        #[arg(long, value_enum, default_value_t = keys::KeyType::Es256)]
+        algorithm: keys::KeyType,
         /// Certificate lifetime in days.
         #[arg(long, default_value_t = 365)]
         days: u64,
@@ -208,9 +209,9 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     regauth_providers::install_crypto_provider();
     // Dropped last: flushes the log lines still queued.
-    let _log_guard = regauth::logging::init(match cli.log_format {
-        LogFormat::Json => regauth::logging::Format::Json,
-        LogFormat::Pretty => regauth::logging::Format::Pretty,
+    let _log_guard = regauth::ops::logging::init(match cli.log_format {
+        LogFormat::Json => regauth::ops::logging::Format::Json,
+        LogFormat::Pretty => regauth::ops::logging::Format::Pretty,
     });
     match run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -247,7 +248,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 bail!(regauth::Error::NoProvider);
             }
             let policy = config.policy.clone();
-            let providers = regauth::providers(&config)?;
+            let providers = regauth::app::providers(&config)?;
             check_secret_keys(&config)?;
             for warning in config.warnings() {
                 println!("warning: {warning}");
@@ -346,8 +347,8 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             let subject = if all { None } else { user.as_deref() };
             runtime.block_on(async {
-                let store = regauth::open_state(&config)?;
-                let done = regauth::offboard::offboard(
+                let store = regauth::app::open_state(&config)?;
+                let done = regauth::admin::offboard::offboard(
                     store.clone(),
                     config.refresh.lifetime,
                     subject,
@@ -389,7 +390,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     regauth::state::records_key(&key),
                 );
                 let found =
-                    regauth::offboard::adopt_app_passwords(&store, section.max_lifetime, yes)
+                    regauth::admin::offboard::adopt_app_passwords(&store, section.max_lifetime, yes)
                         .await?;
                 for unsigned in &found {
                     let what = match &unsigned.password {
@@ -455,15 +456,15 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
                 bail!("--days must be at least 1");
             }
             let (key_pem, cert_pem) =
-                token::generate(algorithm, &common_name, Duration::from_secs(days * 86400))?;
+                keys::generate(algorithm, &common_name, Duration::from_secs(days * 86400))?;
             let if_exists = if force {
-                token::IfExists::Replace
+                keys::IfExists::Replace
             } else {
-                token::IfExists::Refuse
+                keys::IfExists::Refuse
             };
-            token::write_key_files(&key, &certificate, &key_pem, &cert_pem, if_exists)
+            keys::write_key_files(&key, &certificate, &key_pem, &cert_pem, if_exists)
                 .context("use --force to replace existing files")?;
-            let loaded = token::SigningKey::load(&key, &certificate)?;
+            let loaded = keys::SigningKey::load(&key, &certificate)?;
             println!("key:         {}", key.display());
             println!("certificate: {}", certificate.display());
             println!("algorithm:   {}", loaded.algorithm.name());
@@ -505,7 +506,7 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
 
 /// The keys a registry must trust now, without generating any.
 fn key_ring(config: &Config) -> anyhow::Result<regauth::keys::KeyRing> {
-    let current = token::SigningKey::load(&config.token.key, &config.token.certificate)
+    let current = keys::SigningKey::load(&config.token.key, &config.token.certificate)
         .context("run `regauth keys generate` or `regauth serve` once to create the key")?;
     let next = regauth::keys::load_staged(
         &config.token.next_key,
@@ -599,40 +600,40 @@ fn registry_config(
                 out,
                 "# next key id: {}, signing from {}",
                 next.key.kid,
-                token::rfc3339(next.switch_at)
+                clock::rfc3339(next.switch_at)
             )?;
         }
     }
     Ok(())
 }
 
-fn stage_next_key(config: &Config, algorithm: token::KeyType, days: u64) -> anyhow::Result<()> {
+fn stage_next_key(config: &Config, algorithm: keys::KeyType, days: u64) -> anyhow::Result<()> {
     let ring = key_ring(config)?;
     if let Some(next) = &ring.next {
         bail!(
             "a rotation is under way: the next key {} signs from {}; run `regauth keys rotate --finish` once the old key's tokens have expired ({} or later)",
             next.key.kid,
-            token::rfc3339(next.switch_at),
-            token::rfc3339(next.switch_at + config.token.longest_lifetime().as_secs() as i64)
+            clock::rfc3339(next.switch_at),
+            clock::rfc3339(next.switch_at + config.token.longest_lifetime().as_secs() as i64)
         );
     }
     if days == 0 {
         bail!("--days must be at least 1");
     }
-    let (key_pem, cert_pem) = token::generate(
+    let (key_pem, cert_pem) = keys::generate(
         algorithm,
         &config.token.issuer,
         Duration::from_secs(days * 86400),
     )?;
     let (next_key, next_cert) = (&config.token.next_key, &config.token.next_certificate);
-    token::write_key_files(
+    keys::write_key_files(
         next_key,
         next_cert,
         &key_pem,
         &cert_pem,
-        token::IfExists::Refuse,
+        keys::IfExists::Refuse,
     )?;
-    let staged_at = token::now();
+    let staged_at = clock::now();
     let marker = regauth::keys::staged_marker(next_key);
     std::fs::write(&marker, format!("{staged_at}\n"))
         .with_context(|| format!("writing {}", marker.display()))?;
@@ -652,7 +653,7 @@ fn stage_next_key(config: &Config, algorithm: token::KeyType, days: u64) -> anyh
     println!("next kid:    {}", next.key.kid);
     println!(
         "signs from:  {} (after token.rotation_overlap)",
-        token::rfc3339(next.switch_at)
+        clock::rfc3339(next.switch_at)
     );
     println!(
         "bundle:      {} (current and next certificates)",
@@ -663,7 +664,7 @@ fn stage_next_key(config: &Config, algorithm: token::KeyType, days: u64) -> anyh
     println!("2. Running regauth servers publish the next key within seconds (or on SIGHUP).");
     println!(
         "3. After {}, run `regauth keys rotate --finish`.",
-        token::rfc3339(next.switch_at + config.token.longest_lifetime().as_secs() as i64)
+        clock::rfc3339(next.switch_at + config.token.longest_lifetime().as_secs() as i64)
     );
     Ok(())
 }
@@ -686,11 +687,11 @@ fn finish_rotation(config: &Config, when: Retire) -> anyhow::Result<()> {
         );
     };
     let retire_after = next.switch_at + config.token.longest_lifetime().as_secs() as i64;
-    if token::now() < retire_after && when == Retire::WhenSafe {
+    if clock::now() < retire_after && when == Retire::WhenSafe {
         bail!(
             "tokens of the old key {} may be valid until {}: finish after that (or --force)",
             ring.current.kid,
-            token::rfc3339(retire_after)
+            clock::rfc3339(retire_after)
         );
     }
     let kid = next.key.kid.clone();
@@ -742,7 +743,7 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             %listen,
             config = %origin,
             realm = %state.realm,
-            kid = %state.keys.signing(token::now()).kid,
+            kid = %state.keys.signing(clock::now()).kid,
             providers = state.chain.providers().len(),
             state = state.store.backend(),
             tls = state.tls.is_some(),
@@ -758,20 +759,20 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         };
         let live = regauth::Live::new(state);
         spawn_reloader(live.clone(), config_path.clone());
-        regauth::spawn_file_watcher(live.clone(), config_path, Duration::from_secs(5));
+        regauth::app::spawn_file_watcher(live.clone(), config_path, Duration::from_secs(5));
         if let Some(ops) = ops {
             tracing::info!(listen = %ops.local_addr()?, "operational endpoints listening");
             let serving = live.clone();
             tokio::spawn(async move {
-                let only = regauth::server::Serves::Operations;
+                let only = regauth::http::listen::Serves::Operations;
                 if let Err(e) =
-                    regauth::server::serve_only(serving, ops, only, shutdown_signal()).await
+                    regauth::http::listen::serve_only(serving, ops, only, shutdown_signal()).await
                 {
                     tracing::error!(error = %e, "the operational listener stopped");
                 }
             });
         }
-        regauth::server::serve(live, listener, shutdown_signal()).await?;
+        regauth::http::listen::serve(live, listener, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())
     })
@@ -808,7 +809,7 @@ fn spawn_reloader(live: Arc<regauth::Live>, config_path: Option<PathBuf>) {
                     config = %state.config.origin,
                     providers = state.chain.providers().len(),
                     rules = state.policy.len(),
-                    kid = %state.keys.signing(token::now()).kid,
+                    kid = %state.keys.signing(clock::now()).kid,
                     "SIGHUP: configuration reloaded"
                 ),
                 Err(e) => tracing::error!(

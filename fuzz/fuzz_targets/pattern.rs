@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use regauth::pattern::{Pattern, Placeholders, Values};
+use regauth::domain::pattern::{Pattern, Placeholders, Values};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Backend, Seconds, ENV_PREFIX};
-use crate::policy::RuleConfig;
+use crate::domain::policy::RuleConfig;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

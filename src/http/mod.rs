@@ -4,7 +4,10 @@
 //! nothing here knows how a provider checks a password. A panic anywhere
 //! becomes a generic 500 without internal text.
 
+pub mod credentials;
 mod error;
+pub mod forwarded;
+pub mod listen;
 mod ops;
 mod token;
 mod ui;

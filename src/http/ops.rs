@@ -78,7 +78,7 @@ async fn readiness(state: &AppState) -> serde_json::Value {
             )
         }
     };
-    let log = if crate::logging::losing_lines() {
+    let log = if crate::ops::logging::losing_lines() {
         degraded.push("log".to_owned());
         "losing lines: the log sink cannot keep up or refuses writes (see regauth_log_lines_dropped_total)"
     } else {

@@ -17,10 +17,9 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use regauth_providers::{Credentials, SecretString};
 
-use crate::audit::{self, Event, GrantType};
+use crate::http::credentials::{parse_basic, parse_bool, BasicAuth};
 use crate::issue::{self, scopes_text, Flow, Issued, Refusal, TokenRequest, Who};
-use crate::scope::{parse_basic, parse_bool, BasicAuth};
-use crate::token;
+use crate::ops::audit::{self, Event, GrantType};
 use crate::{AppState, Live};
 
 /// The parameters of a token request, from the query or the form body.
@@ -72,7 +71,7 @@ impl<'a> Params<'a> {
     }
 }
 
-/// The client's address (see [`crate::client`]).
+/// The client's address (see [`crate::http::forwarded`]).
 pub(crate) fn client_ip(state: &AppState, request: &Request) -> IpAddr {
     let peer = request
         .extensions()
@@ -84,7 +83,7 @@ pub(crate) fn client_ip(state: &AppState, request: &Request) -> IpAddr {
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok());
-    crate::client::client_address(peer, forwarded, &state.config.server.trusted_proxies)
+    crate::http::forwarded::client_address(peer, forwarded, &state.config.server.trusted_proxies)
 }
 
 pub async fn get(State(live): State<Arc<Live>>, request: Request) -> Response {
@@ -109,9 +108,7 @@ pub async fn get(State(live): State<Arc<Live>>, request: Request) -> Response {
             meta.grant = GrantType::Anonymous;
             Ok(Who::Anonymous)
         }
-        Ok(BasicAuth::Present { username, password }) => {
-            Ok(Who::Credentials(Credentials::new(username, password)))
-        }
+        Ok(BasicAuth::Present(credentials)) => Ok(Who::Credentials(credentials)),
     };
     let result = match who {
         Ok(who) => {
@@ -211,7 +208,7 @@ fn respond(flow: Flow, issued: &Issued) -> Response {
         (Flow::Get, None) => signed.body.clone(),
         (flow, refresh_token) => {
             let scope = (flow == Flow::Post).then(|| scopes_text(&issued.access));
-            token::response_body(
+            crate::issue::response_body(
                 &signed.jwt,
                 issued.expires_in,
                 signed.iat,

@@ -340,7 +340,7 @@ async fn items_18_to_24_response_shape() {
     assert!(ok, "{issued_at}");
     let (_, claims) = decode(body["token"].as_str().unwrap());
     let iat = claims["iat"].as_i64().unwrap();
-    assert_eq!(issued_at, regauth::token::rfc3339(iat));
+    assert_eq!(issued_at, regauth::clock::rfc3339(iat));
     assert!(claims["exp"].as_i64().unwrap() >= iat + expires_in as i64);
 }
 
@@ -773,7 +773,7 @@ async fn items_54_to_65_jwt_header_and_claims() {
     for k in ["exp", "nbf", "iat"] {
         assert!(claims[k].is_i64(), "{k} must be an integer");
     }
-    let now = regauth::token::now();
+    let now = regauth::clock::now();
     assert!(claims["iat"].as_i64().unwrap() <= now);
     assert!(claims["nbf"].as_i64().unwrap() < claims["iat"].as_i64().unwrap());
     assert!(claims["nbf"].as_i64().unwrap() >= claims["iat"].as_i64().unwrap() - 60);
@@ -809,7 +809,7 @@ async fn jwks_publishes_the_header_kid() {
 async fn item_66_certificate_validity_is_watched() {
     let f = Fixture::new();
     let state = f.state("");
-    let left = state.keys.current.not_after - regauth::token::now();
+    let left = state.keys.current.not_after - regauth::clock::now();
     assert!(left > 0 && left <= 3600);
     let metrics = get(&state, "/metrics", None).await.text();
     assert!(metrics.contains(&format!(
@@ -958,7 +958,7 @@ async fn identical_requests_within_the_reuse_window_get_the_same_token() {
     let (_, claims) = decode(second["token"].as_str().unwrap());
     assert_eq!(
         second["issued_at"],
-        regauth::token::rfc3339(claims["iat"].as_i64().unwrap())
+        regauth::clock::rfc3339(claims["iat"].as_i64().unwrap())
     );
     // another user, scope or grant is never served a reused token
     let other = get(&state, &uri, Some(&basic("reader", "reader-pw"))).await;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use regauth::token::KeyType;
+use regauth::keys::KeyType;
 
 use crate::support::oci::build_image;
 use crate::support::*;

@@ -65,8 +65,8 @@ impl Issuer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let url = format!("http://{addr}");
-        let (key_pem, cert_pem) = regauth::token::generate(
-            regauth::token::KeyType::Es256,
+        let (key_pem, cert_pem) = regauth::keys::generate(
+            regauth::keys::KeyType::Es256,
             "issuer",
             Duration::from_secs(3600),
         )
@@ -75,7 +75,7 @@ impl Issuer {
         let (k, c) = (dir.path().join("k"), dir.path().join("c"));
         std::fs::write(&k, &key_pem).unwrap();
         std::fs::write(&c, &cert_pem).unwrap();
-        let signing = regauth::token::SigningKey::load(&k, &c).unwrap();
+        let signing = regauth::keys::SigningKey::load(&k, &c).unwrap();
         let mut jwk = signing.jwk();
         jwk.as_object_mut().unwrap().remove("x5c");
         let kid = signing.kid.clone();

@@ -103,17 +103,17 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Self {
-        Self::with_key(regauth::token::KeyType::Es256)
+        Self::with_key(regauth::keys::KeyType::Es256)
     }
 
-    pub fn with_key(kind: regauth::token::KeyType) -> Self {
+    pub fn with_key(kind: regauth::keys::KeyType) -> Self {
         regauth_providers::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let key = dir.path().join("token.key");
         let cert = dir.path().join("token.crt");
-        let (k, c) = regauth::token::generate(kind, ISSUER, Duration::from_secs(3600))
+        let (k, c) = regauth::keys::generate(kind, ISSUER, Duration::from_secs(3600))
             .expect("key generation");
-        regauth::token::write_key_files(&key, &cert, &k, &c, regauth::token::IfExists::Refuse)
+        regauth::keys::write_key_files(&key, &cert, &k, &c, regauth::keys::IfExists::Refuse)
             .expect("write keys");
         let mut htpasswd = String::new();
         for (user, password, _) in USERS {
@@ -434,7 +434,7 @@ impl Server {
         let live = regauth::Live::new(state.clone());
         let serving = live.clone();
         tokio::spawn(async move {
-            let _ = regauth::server::serve(serving, listener, async {
+            let _ = regauth::http::listen::serve(serving, listener, async {
                 let _ = stopped.await;
             })
             .await;

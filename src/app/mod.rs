@@ -1,0 +1,99 @@
+//! Wiring: the state requests are served from ([`AppState`], swapped
+//! whole on reload by [`Live`]), assembled from a configuration and its
+//! parts (keys, secrets, the state backend, providers).
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::domain::policy::Policy;
+use crate::identity::Chain;
+use crate::keys::KeyRing;
+use crate::{app_passwords, authorize, config, issue, ops, refresh, state};
+
+mod assemble;
+pub mod builder;
+mod files;
+mod reload;
+
+pub use assemble::{assemble, build, build_carrying, build_with, providers, refresh_tokens, Parts};
+pub use files::{open_state, refresh_key, secret_key, signing_key, signing_keys, tls_config};
+pub use reload::{reload, spawn_file_watcher, watched_files};
+
+/// Everything a request handler needs, shared by all of them. A reload
+/// builds a new one from the new configuration and swaps it in whole
+/// ([`Live`]); requests in flight finish on the one they started with.
+pub struct AppState {
+    /// The configuration this state was built from.
+    pub config: Arc<Config>,
+    /// The policy (the default authorizer, and `regauth explain`'s).
+    pub policy: Arc<Policy>,
+    /// Who decides grants.
+    pub authorizer: Arc<dyn authorize::Authorizer>,
+    /// The signing keys: the current one and a staged next one.
+    pub keys: KeyRing,
+    /// The provider chain that checks credentials.
+    pub chain: Arc<Chain>,
+    /// Recently signed tokens, reused within `token.reuse_window`.
+    pub issued: issue::IssuedTokens,
+    /// Refresh tokens, unless `refresh_tokens.enabled = false`.
+    pub refresh: Option<refresh::RefreshTokens>,
+    /// The state backend (revocations, throttle counters, records), its
+    /// records authenticated ([`state::Authenticated`]).
+    pub store: Arc<dyn state::Store>,
+    /// The same backend without the authenticating layer, which a reload
+    /// carries over (and wraps again under its own refresh key).
+    pub backend: Arc<dyn state::Store>,
+    /// Counters on `/metrics`; they survive reloads.
+    pub metrics: Arc<ops::metrics::Metrics>,
+    /// The realm announced in `WWW-Authenticate`.
+    pub realm: String,
+    /// The last readiness report and when it was made (`/readyz`).
+    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>,
+    /// The HTTPS listener's certificate, if `server.tls_*` is set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// App passwords and their page, if `[app_passwords]` is set.
+    pub app_passwords: Option<Arc<app_passwords::AppPasswords>>,
+}
+
+/// The state requests are served from, swapped whole on reload.
+pub struct Live {
+    state: arc_swap::ArcSwap<AppState>,
+}
+
+impl Live {
+    /// Serves `state` until [`Live::swap`] replaces it.
+    pub fn new(state: Arc<AppState>) -> Arc<Self> {
+        Arc::new(Self {
+            state: arc_swap::ArcSwap::new(state),
+        })
+    }
+
+    /// The state a new request starts with.
+    pub fn load(&self) -> Arc<AppState> {
+        self.state.load_full()
+    }
+
+    /// Replaces the state; requests already running keep theirs.
+    pub fn swap(&self, state: Arc<AppState>) {
+        self.state.store(state);
+    }
+}
+
+/// What a reload carries over from the state it replaces.
+pub struct Carry {
+    /// Metrics keep counting across reloads.
+    pub metrics: Arc<ops::metrics::Metrics>,
+    /// The state backend, kept when `[state]` did not change (so embedded
+    /// throttle counters survive a reload).
+    pub store: Option<(config::StateConfig, Arc<dyn state::Store>)>,
+}
+
+impl AppState {
+    /// What a reload of this state keeps.
+    pub fn carry(&self) -> Carry {
+        Carry {
+            metrics: self.metrics.clone(),
+            store: Some((self.config.state.clone(), self.backend.clone())),
+        }
+    }
+}

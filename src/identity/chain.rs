@@ -1,0 +1,857 @@
+//! The provider chain: which provider a credential goes to, and what the
+//! answer means.
+//!
+//! A credential goes only to the providers that accept its shape (GitHub
+//! token, JWT of an issuer, password) or that pin its username. Those are
+//! asked in configured order and the chain stops at the first answer that
+//! is not `NotMine`: a secret rejected by one provider is never
+//! offered to the next, and an unreachable provider is never skipped (that
+//! would hand its users' passwords to another IdP). Caches sit in front of
+//! every provider, so a burst of token requests costs one upstream check.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regauth_providers::gitea::is_gitea_token;
+use regauth_providers::gitlab::{is_gitlab_token, GITLAB_TOKEN_PREFIXES};
+use regauth_providers::{
+    Credentials, ExposeSecret, Identity, IdentityProvider, Outcome, Rejection, SecretShape,
+    APP_PASSWORD_PREFIX, GITHUB_TOKEN_PREFIXES,
+};
+
+use crate::domain::pattern::{Pattern, Placeholders};
+use crate::identity::throttle::{Attempt, Held, Reach, Throttle};
+use crate::identity::VerdictCache;
+
+/// The chain's answer for one credential.
+#[derive(Debug)]
+pub enum Verdict {
+    /// A provider (or the verdict cache) vouched for the credentials.
+    Authenticated {
+        /// Who the credentials belong to.
+        identity: Arc<Identity>,
+        /// The answer came from the verdict cache.
+        cache_hit: bool,
+    },
+    /// The owning provider said no.
+    Rejected {
+        /// The provider that owns the user.
+        provider: String,
+        /// Why it said no.
+        reason: Rejection,
+    },
+    /// No provider knows this user.
+    Unknown,
+    /// Too many recent failures for this account or client network.
+    Throttled(Held),
+    /// The owning provider could not answer.
+    Unavailable {
+        /// The provider that could not answer (`regauth` or `state` when the
+        /// check itself failed).
+        provider: String,
+        /// Why, for the log.
+        reason: String,
+        /// Seconds after which asking again makes sense, if the IdP said.
+        retry_after: Option<u64>,
+    },
+}
+
+impl Verdict {
+    fn unavailable(provider: &str, error: &regauth_providers::Error) -> Self {
+        let retry_after = match error {
+            regauth_providers::Error::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        Verdict::Unavailable {
+            provider: provider.to_owned(),
+            reason: error.to_string(),
+            retry_after,
+        }
+    }
+}
+
+/// Recognises a credential's shape: GitHub and GitLab token prefixes, a
+/// compact JWT (three base64url parts whose header is a JSON object with
+/// `alg`, whose unverified issuer is returned for routing), GitLab's
+/// job-token username, a Gitea token's 40 hex digits, or a password.
+pub fn shape_of(username: &str, secret: &str) -> (SecretShape<'static>, Option<String>) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    if secret.starts_with(APP_PASSWORD_PREFIX) {
+        return (SecretShape::AppPassword, None);
+    }
+    if GITHUB_TOKEN_PREFIXES.iter().any(|p| secret.starts_with(p)) {
+        return (SecretShape::GitHubToken, None);
+    }
+    if GITLAB_TOKEN_PREFIXES.iter().any(|p| secret.starts_with(p)) {
+        return (SecretShape::GitLabToken, None);
+    }
+    let parts: Vec<&str> = secret.split('.').collect();
+    let json = |part: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+    };
+    let is_jwt = parts.len() == 3
+        && parts.iter().all(|p| !p.is_empty())
+        && json(parts[0]).is_some_and(|h| h.get("alg").is_some());
+    if is_jwt {
+        let issuer = json(parts[1]).and_then(|c| c.get("iss")?.as_str().map(str::to_owned));
+        return (SecretShape::Jwt { issuer: None }, issuer);
+    }
+    if is_gitlab_token(username, secret) {
+        return (SecretShape::GitLabToken, None);
+    }
+    if is_gitea_token(secret) {
+        return (SecretShape::HexToken, None);
+    }
+    (SecretShape::Password, None)
+}
+
+/// How pins compare usernames: trimmed and lower-cased.
+fn pin_form(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// Why a check produced no identity, shared by every caller that waited
+/// for the same check.
+#[derive(Debug)]
+enum Miss {
+    Rejected(Rejection),
+    NotMine,
+    Unavailable(regauth_providers::Error),
+    /// The throttle did not let the attempt through.
+    Held(Held),
+}
+
+impl Miss {
+    fn of(outcome: Outcome) -> Result<Identity, Miss> {
+        match outcome {
+            Outcome::Authenticated(identity) => Ok(identity),
+            Outcome::Rejected(reason) => Err(Miss::Rejected(reason)),
+            Outcome::NotMine => Err(Miss::NotMine),
+            Outcome::Unavailable(e) => Err(Miss::Unavailable(e)),
+        }
+    }
+}
+
+/// The configured providers, in order, behind the verdict cache and the
+/// failed-login throttle.
+pub struct Chain {
+    providers: Vec<Arc<dyn IdentityProvider>>,
+    /// Per provider (same order), the username patterns pinned to it.
+    pins: Vec<Vec<Pattern>>,
+    /// Successful verdicts, shared by all requests.
+    pub verdicts: VerdictCache,
+    throttle: Arc<Throttle>,
+    timeout: Duration,
+    metrics: Arc<crate::ops::metrics::Metrics>,
+}
+
+impl Chain {
+    /// A chain asking `providers` in this order; a provider that takes longer
+    /// than `timeout` to answer counts as unavailable.
+    pub fn new(
+        providers: Vec<Arc<dyn IdentityProvider>>,
+        verdicts: VerdictCache,
+        throttle: Throttle,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            pins: vec![Vec::new(); providers.len()],
+            providers,
+            verdicts,
+            throttle: Arc::new(throttle),
+            timeout,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// Records provider checks in these metrics.
+    pub fn with_metrics(mut self, metrics: Arc<crate::ops::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The failed-login throttle (the app-password page's sign-ins count
+    /// on it too).
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
+    /// The providers, in the order they are asked.
+    pub fn providers(&self) -> &[Arc<dyn IdentityProvider>] {
+        &self.providers
+    }
+
+    /// The provider with this name.
+    pub fn provider(&self, name: &str) -> Option<&Arc<dyn IdentityProvider>> {
+        self.providers.iter().find(|p| p.name() == name)
+    }
+
+    /// Pins username patterns to providers, by provider name. Pins match
+    /// case-insensitively and ignore surrounding spaces, so `CI-Release`
+    /// and ` ci-release` cannot escape a `ci-*` pin to another provider.
+    pub fn with_pins(mut self, pins: Vec<(String, Vec<String>)>) -> Self {
+        for (name, patterns) in pins {
+            if let Some(i) = self.providers.iter().position(|p| p.name() == name) {
+                self.pins[i] = patterns
+                    .iter()
+                    .filter_map(|p| Pattern::parse(&pin_form(p), Placeholders::Forbidden).ok())
+                    .collect();
+            }
+        }
+        self
+    }
+
+    /// The providers this credential may go to, in the order to ask them:
+    /// a provider whose pinned usernames match takes the login alone;
+    /// otherwise every provider that accepts the secret's shape (a GitHub
+    /// token never reaches LDAP, a password never reaches GitHub, a JWT only
+    /// the OIDC provider of its issuer).
+    fn candidates(&self, credentials: &Credentials) -> (Vec<&Arc<dyn IdentityProvider>>, Reach) {
+        let (shape, issuer) = shape_of(&credentials.username, credentials.secret.expose_secret());
+        // A JWT is verified against the issuer's keys here: a forged one
+        // never reaches the IdP, so it does not spend the IdP's budget.
+        let reach = match shape {
+            SecretShape::Jwt { .. } => Reach::Local,
+            _ => Reach::Upstream,
+        };
+        let shape = match shape {
+            SecretShape::Jwt { .. } => SecretShape::Jwt {
+                issuer: issuer.as_deref(),
+            },
+            other => other,
+        };
+        let username = pin_form(&credentials.username);
+        // An app password names its owner itself: pins do not apply.
+        let pinned = self
+            .pins
+            .iter()
+            .position(|patterns| patterns.iter().any(|p| p.matches(&username)))
+            .filter(|_| shape != SecretShape::AppPassword);
+        let providers = match pinned {
+            Some(i) => &self.providers[i..=i],
+            None => &self.providers[..],
+        };
+        let mut candidates: Vec<_> = providers.iter().filter(|p| p.accepts(shape)).collect();
+        if candidates.is_empty() && shape == SecretShape::HexToken {
+            // 40 hex digits are a Gitea token only where a Gitea provider
+            // takes them; anywhere else they are a password.
+            candidates = providers
+                .iter()
+                .filter(|p| p.accepts(SecretShape::Password))
+                .collect();
+        }
+        (candidates, reach)
+    }
+
+    /// The provider's answer, or Unavailable after the request timeout.
+    async fn bounded(&self, answer: impl std::future::Future<Output = Outcome>) -> Outcome {
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::Unavailable(regauth_providers::Error::Upstream(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// Re-resolves a subject that `provider` vouched for earlier, without a
+    /// password (refresh grants). `proof` (the refresh token) keys the
+    /// verdict cache, so repeated refreshes within the TTL cost one lookup.
+    pub async fn lookup(&self, provider: &str, subject: &str, proof: &str) -> Verdict {
+        let Some(p) = self.provider(provider) else {
+            return Verdict::Unknown;
+        };
+        let key = self.verdicts.key_for("lookup", provider, subject, proof);
+        if let Some(identity) = self.verdicts.get(&key).await {
+            return Verdict::Authenticated {
+                identity,
+                cache_hit: true,
+            };
+        }
+        let check = async { Miss::of(self.bounded(p.lookup(subject)).await) };
+        match self.verdicts.get_or_check(key, check).await {
+            Ok(identity) => Verdict::Authenticated {
+                identity,
+                cache_hit: false,
+            },
+            Err(miss) => self.verdict_of(provider, &miss),
+        }
+    }
+
+    fn verdict_of(&self, provider: &str, miss: &Miss) -> Verdict {
+        match miss {
+            Miss::NotMine => Verdict::Unknown,
+            Miss::Rejected(reason) => Verdict::Rejected {
+                provider: provider.to_owned(),
+                reason: reason.clone(),
+            },
+            Miss::Unavailable(error) => Verdict::unavailable(provider, error),
+            Miss::Held(Held::Provider) => Verdict::Unavailable {
+                provider: provider.to_owned(),
+                reason:
+                    "too many failed logins reach this provider right now; holding attempts back"
+                        .into(),
+                retry_after: Some(1),
+            },
+            Miss::Held(Held::Store(e)) => Verdict::Unavailable {
+                provider: provider.to_owned(),
+                reason: format!("the state backend cannot count failed logins: {e}"),
+                retry_after: Some(2),
+            },
+            Miss::Held(held) => Verdict::Throttled(held.clone()),
+        }
+    }
+
+    /// Checks credentials. A fresh cached verdict answers at once; then
+    /// every provider the credential may go to is asked in turn, each
+    /// attempt reserved with the throttle first, until one knows the user.
+    ///
+    /// The asking runs in a task of its own: a client that hangs up after
+    /// its guess reached the directory cannot take the guess back (the
+    /// attempt is settled, and counted, whether anyone waits for it).
+    pub async fn authenticate(
+        self: &Arc<Self>,
+        credentials: &Credentials,
+        client: IpAddr,
+    ) -> Verdict {
+        // A fresh cached verdict answers without any upstream call, even
+        // while the user is throttled (the cached secret is known good).
+        let (candidates, _) = self.candidates(credentials);
+        for provider in &candidates {
+            let user = provider.normalize_username(&credentials.username);
+            let key = self.verdicts.key(provider.name(), &user, credentials);
+            if let Some(identity) = self.verdicts.get(&key).await {
+                if !provider.reachable() {
+                    tracing::warn!(
+                        provider = provider.name(),
+                        subject = %crate::ops::audit::Safe(&identity.subject),
+                        "identity provider unreachable: serving a cached verdict"
+                    );
+                }
+                return Verdict::Authenticated {
+                    identity,
+                    cache_hit: true,
+                };
+            }
+        }
+        let chain = self.clone();
+        let credentials = credentials.clone();
+        let asking = tokio::spawn(async move { chain.ask(&credentials, client).await });
+        asking.await.unwrap_or_else(|_| Verdict::Unavailable {
+            provider: "regauth".into(),
+            reason: "the credential check did not finish".into(),
+            retry_after: Some(1),
+        })
+    }
+
+    /// Asks the providers, the throttle's budgets reserved first.
+    async fn ask(self: &Arc<Self>, credentials: &Credentials, client: IpAddr) -> Verdict {
+        let (candidates, reach) = self.candidates(credentials);
+        let client_slot = match self.throttle.reserve_client(client).await {
+            Ok(slot) => slot,
+            Err(Held::Store(e)) => {
+                return Verdict::Unavailable {
+                    provider: "state".into(),
+                    reason: format!("the state backend cannot count failed logins: {e}"),
+                    retry_after: Some(2),
+                }
+            }
+            Err(held) => return Verdict::Throttled(held),
+        };
+        for provider in candidates {
+            let user = provider.normalize_username(&credentials.username);
+            let key = self.verdicts.key(provider.name(), &user, credentials);
+            // The account tried, for passwords; a token tries none.
+            let account = provider.account_of(credentials).await;
+            // Concurrent requests with the same credentials share this one
+            // check, and so one reservation.
+            let attempt = Attempt {
+                provider: provider.name(),
+                account: account.as_deref(),
+                client,
+                reach: if provider.checks_locally() {
+                    Reach::Local
+                } else {
+                    reach
+                },
+            };
+            let check = async {
+                let reservation = self.throttle.reserve(attempt).await.map_err(Miss::Held)?;
+                let started = std::time::Instant::now();
+                let outcome = self.bounded(provider.authenticate(credentials)).await;
+                let label = match &outcome {
+                    Outcome::Authenticated(_) => "authenticated",
+                    Outcome::Rejected(_) => "rejected",
+                    Outcome::NotMine => "unknown",
+                    Outcome::Unavailable(_) => "unavailable",
+                };
+                self.metrics
+                    .login(provider.name(), label, started.elapsed());
+                match Miss::of(outcome) {
+                    Ok(identity) => {
+                        let subject = provider.normalize_username(&identity.subject);
+                        self.throttle
+                            .succeeded(reservation, account.as_deref(), &subject)
+                            .await;
+                        Ok(identity)
+                    }
+                    Err(miss @ Miss::Rejected(_)) => {
+                        self.throttle.failed(reservation);
+                        Err(miss)
+                    }
+                    Err(miss) => {
+                        self.throttle.released(reservation).await;
+                        Err(miss)
+                    }
+                }
+            };
+            match self.verdicts.get_or_check(key, check).await {
+                Ok(identity) => {
+                    self.throttle.client_released(client_slot).await;
+                    return Verdict::Authenticated {
+                        identity,
+                        cache_hit: false,
+                    };
+                }
+                Err(miss) => match &*miss {
+                    Miss::NotMine => continue,
+                    // Held back with the flood: still the sender's failure,
+                    // so a flood's networks run out of their own budgets.
+                    Miss::Rejected(_) | Miss::Held(Held::Provider) => {
+                        self.throttle.client_failed(client_slot);
+                        return self.verdict_of(provider.name(), &miss);
+                    }
+                    other => {
+                        self.throttle.client_released(client_slot).await;
+                        return self.verdict_of(provider.name(), other);
+                    }
+                },
+            }
+        }
+        self.throttle.client_failed(client_slot);
+        Verdict::Unknown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A provider that answers from a script and counts its calls.
+    struct Fake {
+        name: &'static str,
+        answer: fn(&Credentials) -> Outcome,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl IdentityProvider for Fake {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn kind(&self) -> regauth_providers::ProviderKind {
+            regauth_providers::ProviderKind::Custom("fake")
+        }
+        async fn authenticate(&self, c: &Credentials) -> Outcome {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            (self.answer)(c)
+        }
+    }
+
+    fn fake(name: &'static str, answer: fn(&Credentials) -> Outcome) -> Arc<Fake> {
+        Arc::new(Fake {
+            name,
+            answer,
+            calls: AtomicUsize::new(0),
+        })
+    }
+
+    fn caches(max_failures: u32) -> (VerdictCache, Throttle) {
+        let verdicts = VerdictCache::new(
+            Duration::from_secs(60),
+            100,
+            &crate::keys::random_key().unwrap(),
+        );
+        let throttle = Throttle::new(
+            crate::identity::throttle::Budgets {
+                per_account: max_failures,
+                per_familiar_network: max_failures,
+                familiar_for: Duration::from_secs(3600),
+                per_client: 0,
+                per_provider_per_second: 0,
+                window: Duration::from_secs(60),
+            },
+            b"test",
+            Arc::new(crate::state::Embedded::in_memory()),
+        );
+        (verdicts, throttle)
+    }
+
+    fn chain(providers: Vec<Arc<Fake>>, max_failures: u32) -> Arc<Chain> {
+        let (verdicts, throttle) = caches(max_failures);
+        Arc::new(Chain::new(
+            providers
+                .into_iter()
+                .map(|p| p as Arc<dyn IdentityProvider>)
+                .collect(),
+            verdicts,
+            throttle,
+            Duration::from_secs(1),
+        ))
+    }
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn secret_shapes() {
+        use base64::Engine as _;
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        for token in ["ghp_x", "github_pat_x", "gho_x", "ghu_x", "ghs_x"] {
+            assert_eq!(shape_of("u", token).0, SecretShape::GitHubToken, "{token}");
+        }
+        for token in ["glpat-x", "glcbt-x", "gldt-x"] {
+            assert_eq!(shape_of("u", token).0, SecretShape::GitLabToken, "{token}");
+        }
+        // GitLab's own registry login for CI_JOB_TOKEN, whatever its form
+        for user in ["gitlab-ci-token", "GitLab-CI-Token", " gitlab-ci-token"] {
+            assert_eq!(
+                shape_of(user, "64_hGf2dsJ4w").0,
+                SecretShape::GitLabToken,
+                "{user}"
+            );
+        }
+        let hex = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(shape_of("u", hex).0, SecretShape::HexToken);
+        let jwt = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"RS256"}"#),
+            b64(r#"{"iss":"https://sso"}"#)
+        );
+        let (shape, issuer) = shape_of("u", &jwt);
+        assert!(matches!(shape, SecretShape::Jwt { .. }));
+        assert_eq!(issuer.as_deref(), Some("https://sso"));
+        // a GitLab ID token goes to its issuer, whatever the username
+        let (shape, _) = shape_of("gitlab-ci-token", &jwt);
+        assert!(matches!(shape, SecretShape::Jwt { .. }));
+        for password in [
+            "hunter2",
+            "a.b.c",
+            "ghx_x",
+            "",
+            "x.y",
+            &hex.to_uppercase(),
+            &hex[1..],
+        ] {
+            assert_eq!(
+                shape_of("u", password).0,
+                SecretShape::Password,
+                "{password}"
+            );
+        }
+    }
+
+    /// A provider that only takes GitHub tokens.
+    struct TokenOnly(AtomicUsize);
+
+    #[async_trait]
+    impl IdentityProvider for TokenOnly {
+        fn name(&self) -> &str {
+            "tokens"
+        }
+        fn kind(&self) -> regauth_providers::ProviderKind {
+            regauth_providers::ProviderKind::Custom("fake")
+        }
+        fn accepts(&self, shape: SecretShape<'_>) -> bool {
+            shape == SecretShape::GitHubToken
+        }
+        async fn authenticate(&self, c: &Credentials) -> Outcome {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Outcome::Authenticated(Identity::new(&c.username, "tokens"))
+        }
+    }
+
+    #[tokio::test]
+    async fn routing_by_shape_and_pinned_usernames() {
+        let passwords = fake("passwords", |c| {
+            Outcome::Authenticated(Identity::new(&c.username, "passwords"))
+        });
+        let tokens = Arc::new(TokenOnly(AtomicUsize::new(0)));
+        let (verdicts, throttle) = caches(0);
+        let chain = Arc::new(Chain::new(
+            vec![
+                passwords.clone() as Arc<dyn IdentityProvider>,
+                tokens.clone(),
+            ],
+            verdicts,
+            throttle,
+            Duration::from_secs(1),
+        ));
+        let who = |v: Verdict| match v {
+            Verdict::Authenticated { identity, .. } => identity.provider.clone(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(
+            who(chain
+                .authenticate(&Credentials::new("u", "ghp_abc"), IP)
+                .await),
+            "tokens"
+        );
+        assert_eq!(
+            who(chain.authenticate(&Credentials::new("u", "pw"), IP).await),
+            "passwords"
+        );
+        assert_eq!(
+            passwords.calls.load(Ordering::SeqCst),
+            1,
+            "the token never reached it"
+        );
+        assert_eq!(
+            tokens.0.load(Ordering::SeqCst),
+            1,
+            "the password never reached it"
+        );
+        // a pinned username goes to its provider alone
+        let chain = Arc::new(
+            Arc::try_unwrap(chain)
+                .ok()
+                .unwrap()
+                .with_pins(vec![("tokens".into(), vec!["ci-*".into()])]),
+        );
+        assert!(matches!(
+            chain
+                .authenticate(&Credentials::new("ci-x", "pw"), IP)
+                .await,
+            Verdict::Unknown
+        ));
+        assert_eq!(passwords.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn rejected_never_falls_through() {
+        let first = fake("first", |_| Outcome::Rejected(Rejection::WrongSecret));
+        let second = fake("second", |c| {
+            Outcome::Authenticated(Identity::new(&c.username, "second"))
+        });
+        let chain = chain(vec![first.clone(), second.clone()], 0);
+        let v = chain.authenticate(&Credentials::new("u", "p"), IP).await;
+        assert!(matches!(v, Verdict::Rejected { .. }));
+        assert_eq!(second.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn not_mine_moves_on_and_unavailable_stops() {
+        let first = fake("first", |_| Outcome::NotMine);
+        let second = fake("second", |_| {
+            Outcome::Unavailable(regauth_providers::Error::Upstream("down".into()))
+        });
+        let third = fake("third", |c| {
+            Outcome::Authenticated(Identity::new(&c.username, "third"))
+        });
+        let chain = chain(vec![first.clone(), second, third.clone()], 0);
+        let v = chain.authenticate(&Credentials::new("u", "p"), IP).await;
+        assert!(matches!(v, Verdict::Unavailable { ref provider, .. } if provider == "second"));
+        assert_eq!(third.calls.load(Ordering::SeqCst), 0);
+        assert_eq!(first.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn verdicts_are_cached_per_secret() {
+        let only = fake("only", |c| {
+            if c.username == "u" {
+                Outcome::Authenticated(Identity::new("u", "only"))
+            } else {
+                Outcome::NotMine
+            }
+        });
+        let chain = chain(vec![only.clone()], 0);
+        for _ in 0..5 {
+            assert!(matches!(
+                chain.authenticate(&Credentials::new("u", "p"), IP).await,
+                Verdict::Authenticated { .. }
+            ));
+        }
+        assert_eq!(only.calls.load(Ordering::SeqCst), 1);
+        let v = chain.authenticate(&Credentials::new("u", "p"), IP).await;
+        assert!(matches!(
+            v,
+            Verdict::Authenticated {
+                cache_hit: true,
+                ..
+            }
+        ));
+        // a different secret is a different verdict
+        chain
+            .authenticate(&Credentials::new("u", "other"), IP)
+            .await;
+        assert_eq!(only.calls.load(Ordering::SeqCst), 2);
+        assert!(matches!(
+            chain.authenticate(&Credentials::new("x", "p"), IP).await,
+            Verdict::Unknown
+        ));
+    }
+
+    #[tokio::test]
+    async fn failures_are_throttled_before_the_idp_is_asked() {
+        let p = fake("p", |_| Outcome::Rejected(Rejection::WrongSecret));
+        let chain = chain(vec![p.clone()], 3);
+        for i in 0..3 {
+            let bad = Credentials::new("u", format!("bad{i}"));
+            assert!(matches!(
+                chain.authenticate(&bad, IP).await,
+                Verdict::Rejected { .. }
+            ));
+        }
+        for i in 0..10 {
+            let bad = Credentials::new("u", format!("again{i}"));
+            assert!(matches!(
+                chain.authenticate(&bad, IP).await,
+                Verdict::Throttled(Held::Account)
+            ));
+        }
+        assert_eq!(p.calls.load(Ordering::SeqCst), 3);
+    }
+
+    /// Attempts the provider bucket holds back are the sender's failures:
+    /// a flood from one network runs out of its own budget.
+    #[tokio::test]
+    async fn held_back_attempts_spend_the_senders_budget() {
+        let p = fake("upstream", |_| Outcome::Rejected(Rejection::WrongSecret));
+        let verdicts = VerdictCache::new(
+            Duration::from_secs(60),
+            100,
+            &crate::keys::random_key().unwrap(),
+        );
+        let throttle = Throttle::new(
+            crate::identity::throttle::Budgets {
+                per_account: 5,
+                per_familiar_network: 5,
+                familiar_for: Duration::from_secs(3600),
+                per_client: 10,
+                per_provider_per_second: 1,
+                window: Duration::from_secs(60),
+            },
+            b"test",
+            Arc::new(crate::state::Embedded::in_memory()),
+        );
+        let chain = Arc::new(Chain::new(
+            vec![p.clone() as Arc<dyn IdentityProvider>],
+            verdicts,
+            throttle,
+            Duration::from_secs(1),
+        ));
+        let mut held = 0;
+        for i in 0..30 {
+            let v = chain
+                .authenticate(&Credentials::new(format!("u{i}"), "wrong"), IP)
+                .await;
+            match v {
+                Verdict::Unavailable { .. } => held += 1,
+                Verdict::Throttled(Held::Client) => {}
+                Verdict::Rejected { .. } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(p.calls.load(Ordering::SeqCst), 5, "the bucket's burst");
+        assert_eq!(held, 5, "then held back until the client's budget ran out");
+    }
+
+    /// 200 concurrent wrong passwords reach the provider at most
+    /// `max_failures` times: each attempt is reserved before it is asked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_guesses_are_counted_before_the_answer() {
+        let slow = Arc::new(Fake {
+            name: "slow",
+            answer: |_| Outcome::Rejected(Rejection::WrongSecret),
+            calls: AtomicUsize::new(0),
+        });
+        struct Slow(Arc<Fake>);
+        #[async_trait]
+        impl IdentityProvider for Slow {
+            fn name(&self) -> &str {
+                "slow"
+            }
+            fn kind(&self) -> regauth_providers::ProviderKind {
+                regauth_providers::ProviderKind::Custom("fake")
+            }
+            async fn authenticate(&self, c: &Credentials) -> Outcome {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                self.0.authenticate(c).await
+            }
+        }
+        let (verdicts, throttle) = caches(5);
+        let chain = Arc::new(Chain::new(
+            vec![Arc::new(Slow(slow.clone()))],
+            verdicts,
+            throttle,
+            Duration::from_secs(5),
+        ));
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let chain = chain.clone();
+                tokio::spawn(async move {
+                    chain
+                        .authenticate(&Credentials::new("erin", format!("guess{i}")), IP)
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(slow.calls.load(Ordering::SeqCst), 5);
+    }
+
+    /// A client that hangs up after its guess reached the provider cannot
+    /// take the guess back: the attempt still counts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hanging_up_does_not_take_a_guess_back() {
+        let slow = Arc::new(Fake {
+            name: "slow",
+            answer: |_| Outcome::Rejected(Rejection::WrongSecret),
+            calls: AtomicUsize::new(0),
+        });
+        struct Slow(Arc<Fake>);
+        #[async_trait]
+        impl IdentityProvider for Slow {
+            fn name(&self) -> &str {
+                "slow"
+            }
+            fn kind(&self) -> regauth_providers::ProviderKind {
+                regauth_providers::ProviderKind::Custom("fake")
+            }
+            async fn authenticate(&self, c: &Credentials) -> Outcome {
+                self.0.calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                (self.0.answer)(c)
+            }
+        }
+        let (verdicts, throttle) = caches(3);
+        let chain = Arc::new(Chain::new(
+            vec![Arc::new(Slow(slow.clone()))],
+            verdicts,
+            throttle,
+            Duration::from_secs(5),
+        ));
+        for i in 0..20 {
+            let chain = chain.clone();
+            let guess = tokio::spawn(async move {
+                chain
+                    .authenticate(&Credentials::new("erin", format!("guess{i}")), IP)
+                    .await
+            });
+            // hang up once the guess is on its way
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            guess.abort();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        assert_eq!(
+            slow.calls.load(Ordering::SeqCst),
+            3,
+            "only max_failures guesses got through"
+        );
+    }
+}
