@@ -92,7 +92,7 @@ impl AppPassword {
     /// not its owner (empty otherwise).
     pub fn audit(&self, event: &'static str, by: &str) {
         tracing::info!(
-            target: "regauth::ops::audit",
+            target: "regauth::audit",
             event,
             id = %self.id,
             name = %Safe(&self.name),
@@ -882,7 +882,7 @@ impl AppPasswords {
     /// passwords and page sessions end with it.
     async fn end_sign_in(&self, owner: &str, why: &str) -> Outcome {
         tracing::info!(
-            target: "regauth::ops::audit",
+            target: "regauth::audit",
             event = "sign_in_ended",
             owner = %Safe(owner),
             reason = %Safe(why),

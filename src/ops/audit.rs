@@ -183,7 +183,7 @@ pub fn record(request: &Request<'_>, event: &Event, outcome: Outcome, latency: D
         .unwrap_or_default();
     let latency_us = latency.as_micros() as u64;
     tracing::info!(
-        target: "regauth::ops::audit",
+        target: "regauth::audit",
         outcome = outcome.as_str(),
         method = request.method,
         grant = request.grant.as_str(),

@@ -117,7 +117,7 @@ impl Ledger {
             if made || replaced {
                 let had = self.seen.lock().map(|s| s.is_some()).unwrap_or(true);
                 if had || replaced {
-                    tracing::error!(target: "regauth::ops::audit", event = "revocation_ledger_replaced", "the revocation ledger was missing or altered in the state backend; a new one was made, so every refresh token issued before is refused (users log in again)");
+                    tracing::error!(target: "regauth::audit", event = "revocation_ledger_replaced", "the revocation ledger was missing or altered in the state backend; a new one was made, so every refresh token issued before is refused (users log in again)");
                 } else {
                     tracing::info!("made a new revocation ledger in the state backend (first start with it): refresh tokens issued before it are refused");
                 }
@@ -146,7 +146,7 @@ impl Ledger {
                 doc.created_ms < mark.created_ms
             };
             if older {
-                tracing::error!(target: "regauth::ops::audit", event = "revocation_ledger_rollback", seen = mark.version, found = doc.version, "the revocation ledger went back to an older copy: someone put an old copy into the state backend; refusing refresh grants until it is fixed");
+                tracing::error!(target: "regauth::audit", event = "revocation_ledger_rollback", seen = mark.version, found = doc.version, "the revocation ledger went back to an older copy: someone put an old copy into the state backend; refusing refresh grants until it is fixed");
                 return Err(StoreError(
                     "the revocation ledger went back to an older copy".into(),
                 ));
@@ -183,7 +183,7 @@ impl Ledger {
                     version: rev,
                 });
             }
-            tracing::error!(target: "regauth::ops::audit", event = "revocation_ledger_rollback", found = doc.version, token = rev, "a refresh token is newer than the revocation ledger: an older copy was put back into the state backend; refusing refresh grants until it is fixed");
+            tracing::error!(target: "regauth::audit", event = "revocation_ledger_rollback", found = doc.version, token = rev, "a refresh token is newer than the revocation ledger: an older copy was put back into the state backend; refusing refresh grants until it is fixed");
             return Err(StoreError(
                 "the revocation ledger went back to an older copy".into(),
             ));

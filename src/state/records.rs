@@ -71,7 +71,7 @@ impl Authenticated {
                 "it carries no MAC (written by an earlier version of regauth before the upgrade, or by someone else)"
             };
             tracing::warn!(
-                target: "regauth::ops::audit",
+                target: "regauth::audit",
                 event = "state_record_refused",
                 backend = self.inner.backend(),
                 collection,

@@ -338,7 +338,7 @@ fn serve_on_a_fresh_checkout_generates_keys_and_stops_on_sigterm() {
         .collect();
     let audits: Vec<&serde_json::Value> = lines
         .iter()
-        .filter(|l| l["target"] == "regauth::ops::audit")
+        .filter(|l| l["target"] == "regauth::audit")
         .collect();
     assert_eq!(audits.len(), 2, "{logged}");
     assert_eq!(audits[0]["subject"], "bob");

@@ -815,7 +815,7 @@ async fn start_session(
         );
     };
     tracing::info!(
-        target: "regauth::ops::audit",
+        target: "regauth::audit",
         event = "ui_signed_in",
         subject = %Safe(&identity.subject),
         provider = %identity.provider,
