@@ -23,6 +23,8 @@ pub mod keys;
 pub mod ops;
 pub mod refresh;
 pub mod state;
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 

@@ -743,7 +743,7 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             %listen,
             config = %origin,
             realm = %state.realm,
-            kid = %state.keys.signing(clock::now()).kid,
+            kid = %state.issuer.keys().signing(clock::now()).kid,
             providers = state.chain.providers().len(),
             state = state.store.backend(),
             tls = state.tls.is_some(),
@@ -809,7 +809,7 @@ fn spawn_reloader(live: Arc<regauth::Live>, config_path: Option<PathBuf>) {
                     config = %state.config.origin,
                     providers = state.chain.providers().len(),
                     rules = state.policy.len(),
-                    kid = %state.keys.signing(clock::now()).kid,
+                    kid = %state.issuer.keys().signing(clock::now()).kid,
                     "SIGHUP: configuration reloaded"
                 ),
                 Err(e) => tracing::error!(

@@ -12,8 +12,9 @@ use super::files::{refresh_key, secret_key, signing_keys, tls_config};
 use super::{AppState, Carry};
 use crate::config::{self, Config, ProviderSettings};
 use crate::identity::{Budgets, Chain, Throttle, VerdictCache};
+use crate::issue::{Issuer, IssuerParts};
 use crate::keys::KeyRing;
-use crate::{app_passwords, authorize, issue, keys, ops, refresh, state, Error};
+use crate::{app_passwords, authorize, keys, ops, refresh, state, Error};
 
 /// Builds the providers named in the configuration.
 pub fn providers(config: &Config) -> Result<Vec<Arc<dyn IdentityProvider>>, Error> {
@@ -222,20 +223,25 @@ pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
         .with_metrics(metrics.clone()),
     );
     let realm = config.realm();
-    let issued = issue::IssuedTokens::new(config.token.reuse_window);
     let refresh = config.refresh.enabled.then(|| {
         refresh::RefreshTokens::with_ledger(&refresh_secret, config.refresh.lifetime, ledger)
     });
+    let issuer = Issuer::new(
+        IssuerParts {
+            chain: chain.clone(),
+            authorizer,
+            keys,
+            refresh,
+        },
+        &config,
+    );
     let tls = config.server.tls.as_ref().map(tls_config).transpose()?;
     Ok(Arc::new(AppState {
         app_passwords,
         tls,
-        issued,
-        refresh,
+        issuer,
         config: Arc::new(config),
         policy,
-        authorizer,
-        keys,
         chain,
         store,
         backend,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::domain::policy::Policy;
 use crate::identity::Chain;
-use crate::keys::KeyRing;
-use crate::{app_passwords, authorize, config, issue, ops, refresh, state};
+use crate::issue::Issuer;
+use crate::{app_passwords, config, ops, state};
 
 mod assemble;
 pub mod builder;
@@ -27,16 +27,11 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The policy (the default authorizer, and `regauth explain`'s).
     pub policy: Arc<Policy>,
-    /// Who decides grants.
-    pub authorizer: Arc<dyn authorize::Authorizer>,
-    /// The signing keys: the current one and a staged next one.
-    pub keys: KeyRing,
-    /// The provider chain that checks credentials.
+    /// The token pipeline with its keys, reuse cache and refresh tokens.
+    pub issuer: Issuer,
+    /// The provider chain that checks credentials: the issuer's, shared
+    /// with the app-password page and the readiness report.
     pub chain: Arc<Chain>,
-    /// Recently signed tokens, reused within `token.reuse_window`.
-    pub issued: issue::IssuedTokens,
-    /// Refresh tokens, unless `refresh_tokens.enabled = false`.
-    pub refresh: Option<refresh::RefreshTokens>,
     /// The state backend (revocations, throttle counters, records), its
     /// records authenticated ([`state::Authenticated`]).
     pub store: Arc<dyn state::Store>,
@@ -53,6 +48,29 @@ pub struct AppState {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// App passwords and their page, if `[app_passwords]` is set.
     pub app_passwords: Option<Arc<app_passwords::AppPasswords>>,
+}
+
+impl AppState {
+    /// What the components report for `/metrics`.
+    pub fn snapshot(&self) -> ops::metrics::Snapshot {
+        let keys = self.issuer.keys();
+        ops::metrics::Snapshot {
+            verdicts: self.chain.cache_stats(),
+            reused: self.issuer.reused(),
+            signing_not_after: keys.not_after(),
+            signing_keys: keys.published().count() as u64,
+            providers: self
+                .chain
+                .providers()
+                .iter()
+                .map(|p| ops::metrics::ProviderReport {
+                    name: p.name().to_owned(),
+                    counters: p.counters(),
+                    servers: p.servers(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The state requests are served from, swapped whole on reload.

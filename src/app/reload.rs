@@ -82,7 +82,7 @@ pub fn spawn_file_watcher(
             seen = now;
             match reload(&live, path.as_deref()) {
                 Ok(state) => {
-                    tracing::info!(kid = %state.keys.signing(crate::clock::now()).kid, "a key or certificate file changed: reloaded");
+                    tracing::info!(kid = %state.issuer.keys().signing(crate::clock::now()).kid, "a key or certificate file changed: reloaded");
                     files = watched_files(&state.config);
                     seen = stamps(&files);
                 }

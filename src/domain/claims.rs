@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::scope::{Action, ResourceType};
+use super::scope::{Action, ResourceType, ScopeLike};
 
 /// One entry of the `access` claim.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -41,3 +41,15 @@ pub struct Claims<'a> {
 
 /// How far `nbf` is set back, to absorb clock skew between hosts.
 pub const NOT_BEFORE_SKEW: i64 = 5;
+
+impl ScopeLike for Access {
+    fn kind(&self) -> &ResourceType {
+        &self.kind
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn actions(&self) -> &[Action] {
+        &self.actions
+    }
+}

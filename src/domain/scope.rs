@@ -275,6 +275,54 @@ where
     merged
 }
 
+/// `type:name:actions` items joined by spaces (the audit line, the reuse
+/// key and the POST answer's `scope`).
+pub fn scopes_text<'a, I, S>(items: I) -> String
+where
+    I: IntoIterator<Item = &'a S>,
+    S: ScopeLike + 'a,
+{
+    let mut out = String::new();
+    for item in items {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(item.kind().as_str());
+        out.push(':');
+        out.push_str(item.name());
+        out.push(':');
+        for (i, action) in item.actions().iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(action.as_str());
+        }
+    }
+    out
+}
+
+/// A requested or granted scope, for [`scopes_text`].
+pub trait ScopeLike {
+    /// The resource type.
+    fn kind(&self) -> &ResourceType;
+    /// The resource name.
+    fn name(&self) -> &str;
+    /// The actions.
+    fn actions(&self) -> &[Action];
+}
+
+impl ScopeLike for Scope {
+    fn kind(&self) -> &ResourceType {
+        &self.kind
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn actions(&self) -> &[Action] {
+        &self.actions
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

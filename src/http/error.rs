@@ -117,44 +117,41 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl IntoResponse for crate::issue::Refusal {
-    fn into_response(self) -> Response {
-        use crate::issue::Refusal;
-        let unauthorized = |realm: &str, message: Option<String>| {
-            let mut e = ApiError::unauthorized(realm);
-            if let Some(message) = message {
-                e.message = message;
-            }
-            e
-        };
-        let error = match self {
-            Refusal::BadRequest { message, oauth } => ApiError::bad_request(message).oauth(oauth),
-            Refusal::UnsupportedGrant { .. } => {
-                ApiError::bad_request("unsupported grant_type (use password or refresh_token)")
-                    .with_code("UNSUPPORTED")
-                    .oauth("unsupported_grant_type")
-            }
-            // Only a message the user can act on is shown; the reason
-            // stays in the log.
-            Refusal::Unauthorized {
-                user_action, realm, ..
-            } => unauthorized(&realm, user_action),
-            Refusal::Throttled { realm, .. } => unauthorized(&realm, None),
-            Refusal::LoginAgain { realm, .. } => unauthorized(
-                &realm,
-                Some("the identity token is no longer valid: log in again".into()),
-            ),
-            Refusal::Unavailable {
-                message,
-                retry_after,
-                ..
-            } => ApiError::unavailable(message, retry_after),
-            Refusal::RefreshDisabled => ApiError::not_found(),
-            Refusal::Internal { reason } => {
-                tracing::error!(reason = %reason, "internal error answering a token request");
-                ApiError::internal()
-            }
-        };
-        error.into_response()
-    }
+/// The answer to a refused token request; a 401 asks for Basic
+/// credentials in `realm`.
+pub fn refused(refusal: crate::issue::Refusal, realm: &str) -> Response {
+    use crate::issue::Refusal;
+    let unauthorized = |message: Option<String>| {
+        let mut e = ApiError::unauthorized(realm);
+        if let Some(message) = message {
+            e.message = message;
+        }
+        e
+    };
+    let error = match refusal {
+        Refusal::BadRequest { message } => ApiError::bad_request(message),
+        Refusal::UnsupportedGrant { .. } => {
+            ApiError::bad_request("unsupported grant_type (use password or refresh_token)")
+                .with_code("UNSUPPORTED")
+                .oauth("unsupported_grant_type")
+        }
+        // Only a message the user can act on is shown; the reason stays
+        // in the log.
+        Refusal::Unauthorized { user_action, .. } => unauthorized(user_action),
+        Refusal::Throttled { .. } => unauthorized(None),
+        Refusal::LoginAgain { .. } => unauthorized(Some(
+            "the identity token is no longer valid: log in again".into(),
+        )),
+        Refusal::Unavailable {
+            message,
+            retry_after,
+            ..
+        } => ApiError::unavailable(message, retry_after),
+        Refusal::RefreshDisabled => ApiError::not_found(),
+        Refusal::Internal { reason } => {
+            tracing::error!(reason = %reason, "internal error answering a token request");
+            ApiError::internal()
+        }
+    };
+    error.into_response()
 }

@@ -96,12 +96,12 @@ async fn readiness(state: &AppState) -> serde_json::Value {
 
 pub async fn jwks(State(live): State<Arc<Live>>) -> Response {
     let state = live.load();
-    let body = state.keys.jwks();
+    let body = state.issuer.keys().jwks();
     axum::Json(body).into_response()
 }
 
 pub async fn metrics(State(live): State<Arc<Live>>) -> Response {
     let state = live.load();
-    let text = state.metrics.render(&state);
+    let text = state.metrics.render(&state.snapshot());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

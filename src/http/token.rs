@@ -17,9 +17,10 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use regauth_providers::{Credentials, SecretString};
 
+use crate::domain::scope::scopes_text;
 use crate::http::credentials::{parse_basic, parse_bool, BasicAuth};
-use crate::issue::{self, scopes_text, Flow, Issued, Refusal, TokenRequest, Who};
-use crate::ops::audit::{self, Event, GrantType};
+use crate::issue::{Flow, Issued, Refusal, TokenRequest, Who};
+use crate::ops::audit::{self, Event, GrantType, IssuedSummary, Outcome};
 use crate::{AppState, Live};
 
 /// The parameters of a token request, from the query or the form body.
@@ -113,7 +114,8 @@ pub async fn get(State(live): State<Arc<Live>>, request: Request) -> Response {
     let result = match who {
         Ok(who) => {
             let offline = params.offline_token.as_deref().and_then(parse_bool) == Some(true);
-            issue::issue(&state, params.request(Flow::Get, who, offline, ip)).await
+            let request = params.request(Flow::Get, who, offline, ip);
+            state.issuer.issue(request, crate::clock::now()).await
         }
         Err(refusal) => Err(refusal),
     };
@@ -153,7 +155,7 @@ pub async fn post(State(live): State<Arc<Live>>, request: Request) -> Response {
         }
         Some("refresh_token") => {
             meta.grant = GrantType::RefreshToken;
-            match (&state.refresh, params.refresh_token.as_deref()) {
+            match (state.issuer.refresh(), params.refresh_token.as_deref()) {
                 // Disabled: 404 is the one answer every client falls back on.
                 (None, _) => Err(Refusal::RefreshDisabled),
                 (Some(_), None | Some("")) => Err(Refusal::bad_request(
@@ -171,7 +173,10 @@ pub async fn post(State(live): State<Arc<Live>>, request: Request) -> Response {
         None => Err(Refusal::bad_request("grant_type is required")),
     };
     let result = match who {
-        Ok(who) => issue::issue(&state, params.request(Flow::Post, who, offline, ip)).await,
+        Ok(who) => {
+            let request = params.request(Flow::Post, who, offline, ip);
+            state.issuer.issue(request, crate::clock::now()).await
+        }
         Err(refusal) => Err(refusal),
     };
     finish(&state, &meta, Flow::Post, result, started)
@@ -238,11 +243,37 @@ fn finish(
     result: Result<Issued, Refusal>,
     started: Instant,
 ) -> Response {
-    let (event, outcome) = Event::of(meta, &result);
+    let (event, outcome) = event_of(meta, &result);
     state.metrics.record(outcome);
     audit::record(meta, &event, outcome, started.elapsed());
     match result {
         Ok(issued) => respond(flow, &issued),
-        Err(refusal) => refusal.into_response(),
+        Err(refusal) => crate::http::error::refused(refusal, &state.realm),
+    }
+}
+
+/// The audit event of a finished request.
+fn event_of(meta: &audit::Request<'_>, result: &Result<Issued, Refusal>) -> (Event, Outcome) {
+    match result {
+        Ok(issued) => {
+            let event = Event::issued(IssuedSummary {
+                subject: issued.principal.subject(),
+                kind: issued
+                    .principal
+                    .identity()
+                    .map_or("", |id| id.kind.as_str()),
+                provider: issued.principal.provider().unwrap_or_default(),
+                service: &issued.service,
+                requested: &scopes_text(&issued.requested),
+                granted: &scopes_text(&issued.access),
+                cache_hit: issued.cache_hit,
+                reused: issued.reused,
+            });
+            (event, Outcome::Issued)
+        }
+        Err(refusal) => (
+            Event::refused(&meta.scopes, &refusal.reason()),
+            refusal.outcome(),
+        ),
     }
 }

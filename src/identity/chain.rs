@@ -23,6 +23,7 @@ use regauth_providers::{
 use crate::domain::pattern::{Pattern, Placeholders};
 use crate::identity::throttle::{Attempt, Held, Reach, Throttle};
 use crate::identity::VerdictCache;
+use crate::ops::metrics::CacheStats;
 
 /// The chain's answer for one credential.
 #[derive(Debug)]
@@ -141,7 +142,7 @@ pub struct Chain {
     /// Per provider (same order), the username patterns pinned to it.
     pins: Vec<Vec<Pattern>>,
     /// Successful verdicts, shared by all requests.
-    pub verdicts: VerdictCache,
+    verdicts: VerdictCache,
     throttle: Arc<Throttle>,
     timeout: Duration,
     metrics: Arc<crate::ops::metrics::Metrics>,
@@ -170,6 +171,17 @@ impl Chain {
     pub fn with_metrics(mut self, metrics: Arc<crate::ops::metrics::Metrics>) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// The verdict cache's hits, misses and entries.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.verdicts.stats()
+    }
+
+    /// Applies the verdict cache's pending housekeeping, so its counts are
+    /// exact.
+    pub async fn settle(&self) {
+        self.verdicts.sync().await;
     }
 
     /// The failed-login throttle (the app-password page's sign-ins count

@@ -14,16 +14,16 @@ use aws_lc_rs::hmac;
 use moka::future::Cache;
 use regauth_providers::{Credentials, ExposeSecret, Identity};
 
+use crate::ops::metrics::CacheStats;
+
 /// A digest standing for (provider, user, secret).
 pub type VerdictKey = [u8; 32];
 
 /// Hit/miss counters of one cache.
 #[derive(Debug, Default)]
-pub struct Counters {
-    /// Lookups that found an entry.
-    pub hits: AtomicU64,
-    /// Lookups that found none.
-    pub misses: AtomicU64,
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl Counters {
@@ -38,7 +38,7 @@ pub struct VerdictCache {
     key: hmac::Key,
     entries: Cache<VerdictKey, Arc<Identity>>,
     /// Hits and misses of [`VerdictCache::get`].
-    pub counters: Counters,
+    counters: Counters,
 }
 
 /// A verdict lives for the TTL, and never past its credential's expiry
@@ -130,9 +130,13 @@ impl VerdictCache {
         self.entries.run_pending_tasks().await;
     }
 
-    /// The number of cached verdicts (exact after [`VerdictCache::sync`]).
-    pub fn entry_count(&self) -> u64 {
-        self.entries.entry_count()
+    /// Hits, misses and entries (exact after [`VerdictCache::sync`]).
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.counters.hits.load(Ordering::Relaxed),
+            misses: self.counters.misses.load(Ordering::Relaxed),
+            entries: self.entries.entry_count(),
+        }
     }
 }
 

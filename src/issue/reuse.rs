@@ -41,7 +41,7 @@ impl SignedToken {
 pub struct IssuedTokens {
     entries: Option<moka::sync::Cache<String, Arc<SignedToken>>>,
     /// Tokens handed out again (for `/metrics`).
-    pub reused: AtomicU64,
+    reused: AtomicU64,
 }
 
 /// At most this many bytes of tokens are kept for reuse.
@@ -78,6 +78,11 @@ impl IssuedTokens {
             provider.len(),
             service.len()
         )
+    }
+
+    /// Tokens handed out again so far.
+    pub fn reused(&self) -> u64 {
+        self.reused.load(Ordering::Relaxed)
     }
 
     /// A token kept for this key, if any; each hit counts in `reused`.

@@ -10,8 +10,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::issue::{scopes_text, Flow, Issued, Refusal};
-
 /// How a token request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -142,35 +140,51 @@ pub struct Event {
     pub reason: String,
 }
 
+/// What the audit line says of an issued token, as the pipeline knows it
+/// (unbounded, unescaped).
+pub struct IssuedSummary<'a> {
+    /// Who the token was issued to.
+    pub subject: &'a str,
+    /// `user` or `robot` (empty when anonymous).
+    pub kind: &'static str,
+    /// The provider that vouched for the subject (empty if none).
+    pub provider: &'a str,
+    /// The service the token is for.
+    pub service: &'a str,
+    /// The scopes asked for, as text.
+    pub requested: &'a str,
+    /// The access granted, as text.
+    pub granted: &'a str,
+    /// The credentials were answered from the verdict cache.
+    pub cache_hit: bool,
+    /// The token was one signed moments ago for the same grant.
+    pub reused: bool,
+}
+
 impl Event {
-    /// The event of a finished request.
-    pub fn of(request: &Request<'_>, result: &Result<Issued, Refusal>) -> (Self, Outcome) {
-        match result {
-            Ok(issued) => (
-                Event {
-                    subject: Safe(issued.principal.subject()).to_string(),
-                    kind: issued
-                        .principal
-                        .identity()
-                        .map_or("", |id| id.kind.as_str()),
-                    provider: issued.principal.provider().unwrap_or_default().to_owned(),
-                    service: issued.service.clone(),
-                    requested: bounded(&scopes_text(&issued.requested), MAX_LOGGED_SCOPES_BYTES),
-                    granted: bounded(&scopes_text(&issued.access), MAX_LOGGED_SCOPES_BYTES),
-                    cache_hit: issued.cache_hit,
-                    reused: issued.reused,
-                    reason: String::new(),
-                },
-                Outcome::Issued,
-            ),
-            Err(refusal) => (
-                Event {
-                    requested: bounded(&request.scopes.join(" "), MAX_LOGGED_SCOPES_BYTES),
-                    reason: bounded(&refusal.reason(), MAX_LOGGED_REASON_BYTES),
-                    ..Default::default()
-                },
-                refusal.outcome(),
-            ),
+    /// The event of an issued token: client-chosen text escaped and
+    /// bounded.
+    pub fn issued(token: IssuedSummary<'_>) -> Self {
+        Event {
+            subject: Safe(token.subject).to_string(),
+            kind: token.kind,
+            provider: token.provider.to_owned(),
+            service: token.service.to_owned(),
+            requested: bounded(token.requested, MAX_LOGGED_SCOPES_BYTES),
+            granted: bounded(token.granted, MAX_LOGGED_SCOPES_BYTES),
+            cache_hit: token.cache_hit,
+            reused: token.reused,
+            reason: String::new(),
+        }
+    }
+
+    /// The event of a refused request: the scopes as sent and the reason,
+    /// bounded.
+    pub fn refused(scopes: &[&str], reason: &str) -> Self {
+        Event {
+            requested: bounded(&scopes.join(" "), MAX_LOGGED_SCOPES_BYTES),
+            reason: bounded(reason, MAX_LOGGED_REASON_BYTES),
+            ..Default::default()
         }
     }
 }
@@ -201,14 +215,6 @@ pub fn record(request: &Request<'_>, event: &Event, outcome: Outcome, latency: D
         reason = %event.reason,
         "token request"
     );
-}
-
-/// The flow's name in the audit line.
-pub fn method_of(flow: Flow) -> &'static str {
-    match flow {
-        Flow::Get => "GET",
-        Flow::Post => "POST",
-    }
 }
 
 #[cfg(test)]

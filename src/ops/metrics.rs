@@ -10,7 +10,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::ops::audit::Outcome;
-use crate::AppState;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 11] = [
@@ -140,10 +139,25 @@ impl Metrics {
         self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// All metrics in the Prometheus text format, including the caches, keys
-    /// and providers of `state`.
-    pub fn render(&self, state: &AppState) -> String {
+    /// All metrics in the Prometheus text format: this process's counters
+    /// and what the components report in `snapshot`.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
         let mut out = String::new();
+        self.render_requests(&mut out, snapshot);
+        render_keys(&mut out, snapshot);
+        self.render_providers(&mut out, &snapshot.providers);
+        histograms(
+            &mut out,
+            "regauth_state_operation_duration_seconds",
+            "State backend operations by backend and result.",
+            &["backend", "result"],
+            &self.state_ops,
+        );
+        out
+    }
+
+    /// Token requests, the caches, refused connections and the log sink.
+    fn render_requests(&self, out: &mut String, snapshot: &Snapshot) {
         let outcomes: Vec<(String, u64)> = [
             ("issued", &self.issued),
             ("bad_request", &self.bad_request),
@@ -154,84 +168,64 @@ impl Metrics {
         .into_iter()
         .map(|(label, c)| (format!("outcome=\"{label}\""), c.load(Ordering::Relaxed)))
         .collect();
+        let help = "Token requests by outcome.";
         metric(
-            &mut out,
+            out,
             "regauth_token_requests_total",
             "counter",
-            "Token requests by outcome.",
+            help,
             &outcomes,
         );
-        let verdicts = &state.chain.verdicts;
+        let verdicts = &snapshot.verdicts;
         metric(
-            &mut out,
+            out,
             "regauth_cache_requests_total",
             "counter",
             "Cache lookups by result.",
             &[
-                (
-                    "cache=\"verdict\",result=\"hit\"".into(),
-                    verdicts.counters.hits.load(Ordering::Relaxed),
-                ),
-                (
-                    "cache=\"verdict\",result=\"miss\"".into(),
-                    verdicts.counters.misses.load(Ordering::Relaxed),
-                ),
+                ("cache=\"verdict\",result=\"hit\"".into(), verdicts.hits),
+                ("cache=\"verdict\",result=\"miss\"".into(), verdicts.misses),
             ],
         );
+        let entries = [("cache=\"verdict\"".into(), verdicts.entries)];
         metric(
-            &mut out,
+            out,
             "regauth_cache_entries",
             "gauge",
             "Entries per cache.",
-            &[("cache=\"verdict\"".into(), verdicts.entry_count())],
+            &entries,
         );
-        metric(
-            &mut out,
-            "regauth_tokens_reused_total",
-            "counter",
-            "Tokens handed out again within token.reuse_window.",
-            &[(String::new(), state.issued.reused.load(Ordering::Relaxed))],
-        );
-        metric(
-            &mut out,
-            "regauth_connections_refused_total",
-            "counter",
-            "Connections answered 503 because server.max_connections were open.",
-            &[(
-                String::new(),
+        let counters = [
+            (
+                "regauth_tokens_reused_total",
+                "Tokens handed out again within token.reuse_window.",
+                snapshot.reused,
+            ),
+            (
+                "regauth_connections_refused_total",
+                "Connections answered 503 because server.max_connections were open.",
                 self.connections_refused.load(Ordering::Relaxed),
-            )],
-        );
-        metric(
-            &mut out,
-            "regauth_log_lines_dropped_total",
-            "counter",
-            "Log and audit lines dropped because the log sink could not keep up.",
-            &[(String::new(), crate::ops::logging::dropped_lines())],
-        );
-        metric(
-            &mut out,
-            "regauth_log_write_errors_total",
-            "counter",
-            "Writes of log and audit lines that the sink refused.",
-            &[(String::new(), crate::ops::logging::write_errors())],
-        );
-        metric(
-            &mut out,
-            "regauth_signing_certificate_expiry_seconds",
-            "gauge",
-            "When the first published signing certificate expires.",
-            &[(String::new(), state.keys.not_after().max(0) as u64)],
-        );
-        metric(
-            &mut out,
-            "regauth_signing_keys_published",
-            "gauge",
-            "Signing keys published (2 while a rotation is under way).",
-            &[(String::new(), state.keys.published().count() as u64)],
-        );
+            ),
+            (
+                "regauth_log_lines_dropped_total",
+                "Log and audit lines dropped because the log sink could not keep up.",
+                crate::ops::logging::dropped_lines(),
+            ),
+            (
+                "regauth_log_write_errors_total",
+                "Writes of log and audit lines that the sink refused.",
+                crate::ops::logging::write_errors(),
+            ),
+        ];
+        for (name, help, value) in counters {
+            metric(out, name, "counter", help, &[(String::new(), value)]);
+        }
+    }
+
+    /// Provider checks and errors, provider operations and servers.
+    fn render_providers(&self, out: &mut String, providers: &[ProviderReport]) {
         histograms(
-            &mut out,
+            out,
             "regauth_provider_check_duration_seconds",
             "Identity provider checks (cache misses) by provider and outcome.",
             &["provider", "outcome"],
@@ -250,63 +244,102 @@ impl Metrics {
             })
             .collect();
         metric(
-            &mut out,
+            out,
             "regauth_provider_upstream_errors_total",
             "counter",
             "Checks a provider could not answer (unreachable, timed out, rate limited).",
             &errors,
         );
-        let mut provider_ops = Vec::new();
-        for provider in state.chain.providers() {
-            for (op, value) in provider.counters() {
-                provider_ops.push((
-                    labels(
-                        &["provider", "op"],
-                        &[provider.name().to_owned(), op.to_owned()],
-                    ),
-                    value,
-                ));
-            }
-        }
-        metric(
-            &mut out,
-            "regauth_provider_operations_total",
-            "counter",
-            "Provider operations: LDAP binds and searches, group cache hits and misses, IdP fetches (since the last reload).",
-            &provider_ops,
-        );
-        let servers: Vec<_> = state
-            .chain
-            .providers()
+        let operations: Vec<(String, u64)> = providers
             .iter()
-            .flat_map(|provider| {
-                provider.servers().into_iter().map(move |(server, up)| {
-                    (
-                        labels(
-                            &["provider", "server"],
-                            &[provider.name().to_owned(), server],
-                        ),
-                        u64::from(up),
-                    )
+            .flat_map(|p| {
+                p.counters.iter().map(|(op, value)| {
+                    let values = [p.name.clone(), (*op).to_owned()];
+                    (labels(&["provider", "op"], &values), *value)
                 })
             })
             .collect();
         metric(
-            &mut out,
+            out,
+            "regauth_provider_operations_total",
+            "counter",
+            "Provider operations: LDAP binds and searches, group cache hits and misses, IdP fetches (since the last reload).",
+            &operations,
+        );
+        let servers: Vec<(String, u64)> = providers
+            .iter()
+            .flat_map(|p| {
+                p.servers.iter().map(|(server, up)| {
+                    let values = [p.name.clone(), server.clone()];
+                    (labels(&["provider", "server"], &values), u64::from(*up))
+                })
+            })
+            .collect();
+        metric(
+            out,
             "regauth_provider_server_up",
             "gauge",
             "Whether a provider's server (a domain controller of several) answered last time.",
             &servers,
         );
-        histograms(
-            &mut out,
-            "regauth_state_operation_duration_seconds",
-            "State backend operations by backend and result.",
-            &["backend", "result"],
-            &self.state_ops,
-        );
-        out
     }
+}
+
+/// The signing keys' certificate expiry and how many are published.
+fn render_keys(out: &mut String, snapshot: &Snapshot) {
+    metric(
+        out,
+        "regauth_signing_certificate_expiry_seconds",
+        "gauge",
+        "When the first published signing certificate expires.",
+        &[(String::new(), snapshot.signing_not_after.max(0) as u64)],
+    );
+    metric(
+        out,
+        "regauth_signing_keys_published",
+        "gauge",
+        "Signing keys published (2 while a rotation is under way).",
+        &[(String::new(), snapshot.signing_keys)],
+    );
+}
+
+/// A cache's hits, misses and entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups that found an entry.
+    pub hits: u64,
+    /// Lookups that found none.
+    pub misses: u64,
+    /// Entries kept now.
+    pub entries: u64,
+}
+
+/// One provider's own numbers.
+#[derive(Debug, Default)]
+pub struct ProviderReport {
+    /// The provider's name.
+    pub name: String,
+    /// Its operation counters (binds, searches, fetches...).
+    pub counters: Vec<(&'static str, u64)>,
+    /// Its servers and whether each answered last time.
+    pub servers: Vec<(String, bool)>,
+}
+
+/// What the components report for one scrape: metrics ask them rather
+/// than reach into their fields.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The verdict cache.
+    pub verdicts: CacheStats,
+    /// Tokens handed out again within `token.reuse_window`.
+    pub reused: u64,
+    /// When the first published signing certificate expires (seconds
+    /// since the epoch).
+    pub signing_not_after: i64,
+    /// Signing keys published.
+    pub signing_keys: u64,
+    /// Each provider, in the chain's order.
+    pub providers: Vec<ProviderReport>,
 }
 
 /// A histogram family: HELP, TYPE and the series of each label set.

@@ -456,7 +456,7 @@ async fn signing_key_rotation_without_downtime() {
     let push_scope = "repository:team/rotated:pull,push";
     let old_token = token_for(&server.state, "writer", "writer-pw", push_scope).await;
     let (header, _) = old_token.token();
-    let current_kid = server.state.keys.current.kid.clone();
+    let current_kid = server.state.issuer.keys().current.kid.clone();
     assert_eq!(
         header["kid"],
         current_kid.as_str(),
@@ -491,7 +491,16 @@ async fn signing_key_rotation_without_downtime() {
     tokio::time::sleep(Duration::from_millis(3200)).await;
     let new_token = token_for(&server.state, "writer", "writer-pw", push_scope).await;
     let (header, _) = new_token.token();
-    let next_kid = server.state.keys.next.as_ref().unwrap().key.kid.clone();
+    let next_kid = server
+        .state
+        .issuer
+        .keys()
+        .next
+        .as_ref()
+        .unwrap()
+        .key
+        .kid
+        .clone();
     assert_eq!(
         header["kid"],
         next_kid.as_str(),
@@ -529,8 +538,8 @@ async fn signing_key_rotation_without_downtime() {
     ]);
     assert!(ok, "{out}{err}");
     let reloaded = regauth::reload(&server.live, Some(&config_path)).expect("reload");
-    assert!(reloaded.keys.next.is_none());
-    assert_eq!(reloaded.keys.current.kid, next_kid);
+    assert!(reloaded.issuer.keys().next.is_none());
+    assert_eq!(reloaded.issuer.keys().current.kid, next_kid);
     assert_eq!(
         refresh_grant(&reloaded, &rt, "repository:team/rotated:pull")
             .await
@@ -648,7 +657,10 @@ async fn kid_only_tokens_and_the_jwks_file_for_registry_v3() {
     .await;
     let (header, _) = r.token();
     assert!(header.get("x5c").is_none(), "{header}");
-    assert_eq!(header["kid"], server.state.keys.current.kid.as_str());
+    assert_eq!(
+        header["kid"],
+        server.state.issuer.keys().current.kid.as_str()
+    );
     let registry = Registry::start(&format!("http://{}/auth", server.addr), &f.cert).await;
     let work = tempfile::tempdir().unwrap();
     let image = work.path().join("image");
@@ -680,7 +692,7 @@ async fn kid_only_tokens_and_the_jwks_file_for_registry_v3() {
     let jwks: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         jwks["keys"][0]["kid"],
-        server.state.keys.current.kid.as_str()
+        server.state.issuer.keys().current.kid.as_str()
     );
     let (ok, out, _) = regauth_cli(&[
         "keys",

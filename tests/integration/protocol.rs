@@ -740,7 +740,7 @@ async fn items_54_to_65_jwt_header_and_claims() {
     let (header, claims) = decode(&jwt);
     assert_eq!(header["typ"], "JWT");
     assert_eq!(header["alg"], "ES256");
-    assert_eq!(header["kid"], state.keys.current.kid.as_str());
+    assert_eq!(header["kid"], state.issuer.keys().current.kid.as_str());
     // x5c: standard base64 DER of the certificate given to the registry
     let x5c = header["x5c"][0].as_str().unwrap();
     let der = base64::engine::general_purpose::STANDARD
@@ -754,7 +754,7 @@ async fn items_54_to_65_jwt_header_and_claims() {
         .decode(sig)
         .unwrap();
     assert_eq!(sig.len(), 64);
-    let jwk = state.keys.current.jwk();
+    let jwk = state.issuer.keys().current.jwk();
     let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(jwk["x"].as_str().unwrap())
         .unwrap();
@@ -799,7 +799,7 @@ async fn jwks_publishes_the_header_kid() {
     let state = f.state("");
     let r = get(&state, "/jwks", None).await;
     let keys = r.json()["keys"].clone();
-    assert_eq!(keys[0]["kid"], state.keys.current.kid.as_str());
+    assert_eq!(keys[0]["kid"], state.issuer.keys().current.kid.as_str());
     assert_eq!(keys[0]["kty"], "EC");
     assert_eq!(keys[0]["alg"], "ES256");
     assert!(keys[0].get("d").is_none(), "no private part");
@@ -809,12 +809,12 @@ async fn jwks_publishes_the_header_kid() {
 async fn item_66_certificate_validity_is_watched() {
     let f = Fixture::new();
     let state = f.state("");
-    let left = state.keys.current.not_after - regauth::clock::now();
+    let left = state.issuer.keys().current.not_after - regauth::clock::now();
     assert!(left > 0 && left <= 3600);
     let metrics = get(&state, "/metrics", None).await.text();
     assert!(metrics.contains(&format!(
         "regauth_signing_certificate_expiry_seconds {}",
-        state.keys.current.not_after
+        state.issuer.keys().current.not_after
     )));
 }
 
@@ -873,13 +873,9 @@ async fn verdict_cache_checks_a_password_once_per_ttl() {
             StatusCode::OK
         );
     }
-    let verdicts = &state.chain.verdicts;
-    verdicts.sync().await;
-    assert_eq!(verdicts.entry_count(), 1);
-    let hits = verdicts
-        .counters
-        .hits
-        .load(std::sync::atomic::Ordering::Relaxed);
+    state.chain.settle().await;
+    assert_eq!(state.chain.cache_stats().entries, 1);
+    let hits = state.chain.cache_stats().hits;
     assert!(hits >= 20, "sequential repeats are cache hits: {hits}");
 }
 

@@ -168,7 +168,7 @@ async fn registry_accepts_kid_only_tokens_and_answers_insufficient_scope() {
 
     // kid-only token: accepted by 2.8 through the libtrust key ID
     let key_pem = std::fs::read_to_string(&f.key).unwrap();
-    let kid_only = resign_kid_only(&token, &key_pem, &server.state.keys.current.kid);
+    let kid_only = resign_kid_only(&token, &key_pem, &server.state.issuer.keys().current.kid);
     let r = client
         .get(&tags)
         .bearer_auth(&kid_only)
@@ -225,7 +225,7 @@ async fn registry_accepts_kid_only_tokens_and_answers_insufficient_scope() {
 async fn rs256_keys_work_with_registry_2_8() {
     let f = Fixture::with_key(KeyType::Rs256);
     let server = Server::start(&f, "").await;
-    assert_eq!(server.state.keys.current.algorithm.name(), "RS256");
+    assert_eq!(server.state.issuer.keys().current.algorithm.name(), "RS256");
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let work = tempfile::tempdir().unwrap();
     let image = work.path().join("image");

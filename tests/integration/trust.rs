@@ -291,8 +291,8 @@ async fn a_forged_snapshot_refresh_token_is_refused_by_a_directory_provider() {
         until: regauth_providers::clock::unix_seconds() + 600,
     };
     let forged = state
-        .refresh
-        .as_ref()
+        .issuer
+        .refresh()
         .unwrap()
         .issue(&mallory, SERVICE)
         .await
