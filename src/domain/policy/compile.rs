@@ -1,0 +1,347 @@
+//! Compiling one `[[rule]]`: its selectors, patterns and actions parsed
+//! once, and the checks that keep one provider's identities from taking
+//! another's rights.
+
+use std::collections::BTreeSet;
+
+use super::{Claims, PolicyError, ProviderInfo, Rule, RuleConfig};
+use crate::domain::pattern::{Pattern, Placeholder, Placeholders};
+use crate::domain::scope::{join_actions, Action, ResourceType};
+
+/// Where in the configuration a rule is: errors name the key path.
+struct At<'p> {
+    index: usize,
+    path: &'p str,
+}
+
+impl At<'_> {
+    fn err(&self, key: &str, message: String) -> PolicyError {
+        PolicyError {
+            rule: self.index,
+            path: format!("{}.{key}", self.path),
+            message,
+        }
+    }
+}
+
+/// Compiles rule `index` (at `path`) for the given providers.
+pub(super) fn compile_rule(
+    index: usize,
+    raw: &RuleConfig,
+    path: &str,
+    providers: &[ProviderInfo],
+) -> Result<Rule, PolicyError> {
+    let at = At { index, path };
+    let kind = raw
+        .kind
+        .as_deref()
+        .map_or(ResourceType::Repository, ResourceType::parse);
+    let known = kind.known_actions().ok_or_else(|| {
+        at.err(
+            "type",
+            format!("unknown resource type `{kind}` (use `repository` or `registry`)"),
+        )
+    })?;
+    let users = selectors(&at, "users", &raw.users, providers)?;
+    let groups = selectors(&at, "groups", &raw.groups, providers)?;
+    let services = patterns(&at, "services", &raw.services)?;
+    let claims = raw
+        .claims
+        .iter()
+        .map(|(k, v)| {
+            Pattern::parse(v, Placeholders::Forbidden)
+                .map(|p| (k.clone(), p))
+                .map_err(|m| at.err(&format!("claims.{k}"), m))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if users.is_empty() && groups.is_empty() && !raw.anonymous && claims.is_empty() {
+        return Err(at.err(
+            "users",
+            "the rule names nobody: set users, groups, claims or anonymous = true".into(),
+        ));
+    }
+    let repos = repositories(&at, raw)?;
+    let names = Names {
+        raw,
+        users: &users,
+        groups: &groups,
+        repos: &repos,
+    };
+    names.check(&at, providers)?;
+    let allow = actions(&at, "actions", &raw.actions, &kind, known)?;
+    let deny = actions(&at, "deny", &raw.deny, &kind, known)?;
+    if allow.is_empty() && deny.is_empty() {
+        return Err(at.err(
+            "actions",
+            "the rule neither allows nor denies anything".into(),
+        ));
+    }
+    Ok(Rule {
+        index,
+        description: raw.description.clone(),
+        users,
+        groups,
+        anonymous: raw.anonymous,
+        services,
+        providers: raw.providers.clone(),
+        claims,
+        kind,
+        repos,
+        actions: allow,
+        deny,
+    })
+}
+
+/// The `users` or `groups` entries of a rule.
+fn selectors(
+    at: &At<'_>,
+    key: &str,
+    values: &[String],
+    providers: &[ProviderInfo],
+) -> Result<Vec<Selector>, PolicyError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Selector::parse(v, providers).map_err(|m| at.err(&format!("{key}[{i}]"), m)))
+        .collect()
+}
+
+/// Patterns without placeholders (`services`).
+fn patterns(at: &At<'_>, key: &str, values: &[String]) -> Result<Vec<Pattern>, PolicyError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            Pattern::parse(v, Placeholders::Forbidden)
+                .map_err(|m| at.err(&format!("{key}[{i}]"), m))
+        })
+        .collect()
+}
+
+/// The `repos` patterns: at least one, and without placeholders in an
+/// anonymous rule (there is nobody to substitute).
+fn repositories(at: &At<'_>, raw: &RuleConfig) -> Result<Vec<Pattern>, PolicyError> {
+    if raw.repos.is_empty() {
+        return Err(at.err("repos", "the rule names no repository".into()));
+    }
+    let repos = raw
+        .repos
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            Pattern::parse(v, Placeholders::Allowed).map_err(|m| at.err(&format!("repos[{i}]"), m))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let personal = |p: &Pattern| {
+        p.uses(Placeholder::User) || p.uses(Placeholder::Group) || p.uses(Placeholder::Provider)
+    };
+    if raw.anonymous && repos.iter().any(personal) {
+        return Err(at.err(
+            "repos",
+            "an anonymous rule cannot use ${user}, ${group} or ${provider}".into(),
+        ));
+    }
+    Ok(repos)
+}
+
+/// The `actions` or `deny` list, each known for the rule's resource type.
+fn actions(
+    at: &At<'_>,
+    key: &str,
+    list: &[String],
+    kind: &ResourceType,
+    known: &[Action],
+) -> Result<BTreeSet<Action>, PolicyError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let action = Action::parse(a);
+            if action == Action::All || known.contains(&action) {
+                Ok(action)
+            } else {
+                Err(at.err(
+                    &format!("{key}[{i}]"),
+                    format!(
+                        "unknown action `{a}` for type `{kind}` (known: {})",
+                        join_actions(known).replace(',', ", ")
+                    ),
+                ))
+            }
+        })
+        .collect()
+}
+
+/// The names of one rule, checked against the providers.
+struct Names<'r> {
+    raw: &'r RuleConfig,
+    users: &'r [Selector],
+    groups: &'r [Selector],
+    repos: &'r [Pattern],
+}
+
+impl Names<'_> {
+    /// Refuses a rule in which a bare name could match identities of more
+    /// than one provider: with a static user `alice` and an OIDC issuer
+    /// whose tokens can say `sub = alice`, `users = ["alice"]` would give
+    /// the token the static user's rights. Qualified entries
+    /// (`local:alice`), rules narrowed to one provider, and `${provider}`
+    /// in a namespace pattern are unambiguous. With a single provider
+    /// nothing is ambiguous.
+    fn check(&self, at: &At<'_>, providers: &[ProviderInfo]) -> Result<(), PolicyError> {
+        let reach: Vec<&ProviderInfo> = providers
+            .iter()
+            .filter(|p| self.raw.providers.is_empty() || self.raw.providers.contains(&p.name))
+            .collect();
+        self.check_selectors(at, &reach)?;
+        if reach.len() > 1 {
+            self.check_namespaces(at, &reach)?;
+            self.check_anything(at, &reach)?;
+        }
+        let with_claims: Vec<&ProviderInfo> = reach
+            .iter()
+            .copied()
+            .filter(|p| p.claims == Claims::Carried)
+            .collect();
+        if !self.raw.claims.is_empty() && with_claims.len() > 1 {
+            return Err(at.err(
+                "claims",
+                format!(
+                    "these claims could come from the tokens of {} providers ({}): narrow the rule with providers = [...]",
+                    with_claims.len(),
+                    names(&with_claims)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A qualified entry must name a provider the rule reaches; a bare one
+    /// (other than `*`) is ambiguous when the rule reaches several.
+    fn check_selectors(&self, at: &At<'_>, reach: &[&ProviderInfo]) -> Result<(), PolicyError> {
+        for (key, list) in [("users", self.users), ("groups", self.groups)] {
+            for (i, selector) in list.iter().enumerate() {
+                let entry = self.entry(key, i);
+                if let Some(p) = &selector.provider {
+                    if !reach.iter().any(|r| &r.name == p) {
+                        return Err(at.err(
+                            &format!("{key}[{i}]"),
+                            format!("`{entry}` names provider `{p}`, which the rule's providers exclude: it can never match"),
+                        ));
+                    }
+                } else if reach.len() > 1 && !selector.is_anything() {
+                    return Err(at.err(
+                        &format!("{key}[{i}]"),
+                        format!(
+                            "`{entry}` could match identities of {} providers ({}): write `{}:{entry}`, or narrow the rule with providers = [...]",
+                            reach.len(),
+                            names(reach),
+                            reach[0].name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A per-identity namespace over several providers must be each
+    /// provider's own (`${provider}`).
+    fn check_namespaces(&self, at: &At<'_>, reach: &[&ProviderInfo]) -> Result<(), PolicyError> {
+        for (i, pattern) in self.repos.iter().enumerate() {
+            let per_identity = pattern.uses(Placeholder::User) || pattern.uses(Placeholder::Group);
+            if per_identity && !pattern.uses(Placeholder::Provider) {
+                return Err(at.err(
+                    &format!("repos[{i}]"),
+                    format!(
+                        "`{pattern}` would give same-named users or groups of {} providers ({}) one namespace: write `${{provider}}/{pattern}`, or narrow the rule with providers = [...]",
+                        reach.len(),
+                        names(reach)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `*` over several providers is any identity of any of them, including
+    /// issuers whose tokens anyone can get: only where the rule names them,
+    /// or where its repositories are each identity's own namespace under
+    /// its provider's: `${provider}` with `${user}` or `${group}` (not
+    /// `${provider}/**` alone, which every identity of a provider shares).
+    fn check_anything(&self, at: &At<'_>, reach: &[&ProviderInfo]) -> Result<(), PolicyError> {
+        let per_provider = !self.repos.is_empty()
+            && self.repos.iter().all(|p| {
+                p.uses(Placeholder::Provider)
+                    && (p.uses(Placeholder::User) || p.uses(Placeholder::Group))
+            });
+        if !self.raw.providers.is_empty() || per_provider {
+            return Ok(());
+        }
+        for (key, list) in [("users", self.users), ("groups", self.groups)] {
+            if let Some(i) = list.iter().position(Selector::is_anything) {
+                return Err(at.err(
+                    &format!("{key}[{i}]"),
+                    format!(
+                        "`*` would match every identity of {} providers ({}), whoever can get a login or a token there: name them with providers = [...] (or write `{}:*`)",
+                        reach.len(),
+                        names(reach),
+                        reach[0].name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `users` or `groups` entry `i` as written.
+    fn entry(&self, key: &str, i: usize) -> &str {
+        let list = if key == "users" {
+            &self.raw.users
+        } else {
+            &self.raw.groups
+        };
+        list.get(i).map(String::as_str).unwrap_or_default()
+    }
+}
+
+/// The providers' names, for messages.
+fn names(list: &[&ProviderInfo]) -> String {
+    list.iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A `users` or `groups` entry: a pattern, optionally qualified with the
+/// provider whose identities it is about (`corp:admins`).
+#[derive(Clone, Debug)]
+pub(super) struct Selector {
+    pub(super) provider: Option<String>,
+    pub(super) pattern: Pattern,
+}
+
+impl Selector {
+    /// An entry is qualified when the text before its first `:` is the
+    /// name of a configured provider.
+    pub(super) fn parse(raw: &str, providers: &[ProviderInfo]) -> Result<Self, String> {
+        let (provider, rest) = match raw.split_once(':') {
+            Some((p, rest)) if providers.iter().any(|info| info.name == p) => {
+                (Some(p.to_owned()), rest)
+            }
+            _ => (None, raw),
+        };
+        Ok(Self {
+            provider,
+            pattern: Pattern::parse(rest, Placeholders::Forbidden)?,
+        })
+    }
+
+    pub(super) fn matches(&self, provider: &str, value: &str) -> bool {
+        self.provider.as_deref().is_none_or(|p| p == provider) && self.pattern.matches(value)
+    }
+
+    /// An unqualified `*`: any user (or group) of any provider.
+    pub(super) fn is_anything(&self) -> bool {
+        self.provider.is_none() && self.pattern.source() == "*"
+    }
+}

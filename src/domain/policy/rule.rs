@@ -1,0 +1,231 @@
+//! A compiled rule and how it applies to one principal and scope.
+
+use std::collections::BTreeSet;
+
+use super::compile::Selector;
+use regauth_providers::Identity;
+
+use super::{Matched, Principal};
+use crate::domain::pattern::{Pattern, Placeholder, Values};
+use crate::domain::scope::{Action, ResourceType, Scope};
+
+/// Whether a decision records which rules matched.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trace {
+    Skip,
+    Record,
+}
+
+/// How a rule matched: which selector, and which repository pattern with
+/// which group value.
+enum Because {
+    Anonymous,
+    User,
+    Groups,
+    Claims,
+}
+
+pub(super) struct Applies<'a> {
+    because: Because,
+    pattern: &'a Pattern,
+    group: Option<&'a str>,
+}
+
+impl Rule {
+    pub(super) fn describe(
+        &self,
+        principal: &Principal,
+        m: &Applies<'_>,
+        allows: &[Action],
+        denies: &[Action],
+    ) -> Matched {
+        let identity = principal.identity();
+        let user = identity.map(|id| id.subject.as_str());
+        let provider = identity.map(|id| id.provider.as_str());
+        let because = match m.because {
+            Because::Anonymous => "anonymous access".to_owned(),
+            Because::User => format!("user {}", user.unwrap_or_default()),
+            Because::Groups => match principal {
+                Principal::Authenticated(id) => {
+                    let groups: Vec<&str> = id
+                        .groups
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|g| self.groups.iter().any(|p| p.matches(&id.provider, g)))
+                        .collect();
+                    format!("group {}", groups.join(","))
+                }
+                Principal::Anonymous => "group".to_owned(),
+            },
+            Because::Claims => "claims".to_owned(),
+        };
+        Matched {
+            rule: self.index,
+            description: self.description.clone(),
+            because,
+            repo: m.pattern.substituted(Values {
+                user,
+                group: m.group,
+                provider,
+            }),
+            allows: allows.to_vec(),
+            denies: denies.to_vec(),
+        }
+    }
+
+    /// Whether this rule applies to `principal` asking for `scope` of
+    /// `service`: how it matched and the repository pattern (with the
+    /// group that filled `${group}`) that took the scope's name.
+    pub(super) fn applies<'a>(
+        &'a self,
+        principal: &'a Principal,
+        service: &str,
+        scope: &Scope,
+        shared: &BTreeSet<String>,
+    ) -> Option<Applies<'a>> {
+        if scope.kind != self.kind {
+            return None;
+        }
+        if !self.services.is_empty() && !self.services.iter().any(|p| p.matches(service)) {
+            return None;
+        }
+        let identity = match principal {
+            Principal::Anonymous => None,
+            Principal::Authenticated(id) => Some(&**id),
+        };
+        if !self.providers.is_empty()
+            && !identity.is_some_and(|id| self.providers.contains(&id.provider))
+        {
+            return None;
+        }
+        let because = self.because(identity)?;
+        let (pattern, group) = self.repository(identity, &scope.name, shared)?;
+        Some(Applies {
+            because,
+            pattern,
+            group,
+        })
+    }
+
+    /// The groups of `identity` that match the selector (all of them when
+    /// there is none): the values `${group}` takes.
+    fn groups_of<'a>(&'a self, identity: Option<&'a Identity>) -> impl Iterator<Item = &'a str> {
+        identity.into_iter().flat_map(move |id| {
+            id.groups
+                .iter()
+                .filter(move |g| {
+                    self.groups.is_empty() || self.groups.iter().any(|p| p.matches(&id.provider, g))
+                })
+                .map(String::as_str)
+        })
+    }
+
+    /// Which selector takes the principal: anonymous, the user, a group,
+    /// or the claims alone; none when the rule is not about it.
+    fn because(&self, identity: Option<&Identity>) -> Option<Because> {
+        if let Some(id) = identity.filter(|_| !self.claims.is_empty()) {
+            let all = self
+                .claims
+                .iter()
+                .all(|(claim, pattern)| id.claims.get(claim).is_some_and(|v| pattern.matches(v)));
+            if !all {
+                return None;
+            }
+        } else if !self.claims.is_empty() {
+            return None;
+        }
+        if self.anonymous {
+            Some(Because::Anonymous)
+        } else if identity.is_some_and(|id| {
+            self.users
+                .iter()
+                .any(|p| p.matches(&id.provider, &id.subject))
+        }) {
+            Some(Because::User)
+        } else if identity.is_some()
+            && !self.groups.is_empty()
+            && self.groups_of(identity).next().is_some()
+        {
+            Some(Because::Groups)
+        } else if identity.is_some()
+            && self.users.is_empty()
+            && self.groups.is_empty()
+            && !self.claims.is_empty()
+        {
+            Some(Because::Claims)
+        } else {
+            None
+        }
+    }
+
+    /// The first repository pattern that takes `name` with the principal's
+    /// values, and the group that filled `${group}` in it.
+    fn repository<'a>(
+        &'a self,
+        identity: Option<&'a Identity>,
+        name: &str,
+        shared: &BTreeSet<String>,
+    ) -> Option<(&'a Pattern, Option<&'a str>)> {
+        let provider = identity.map(|id| id.provider.as_str());
+        let user = identity.map(|id| id.subject.as_str());
+        for pattern in &self.repos {
+            let values = Values {
+                user: user.filter(|u| fits(pattern, Placeholder::User, u, shared)),
+                group: None,
+                provider,
+            };
+            if pattern.uses(Placeholder::Group) {
+                let group = self.groups_of(identity).find(|g| {
+                    fits(pattern, Placeholder::Group, g, shared)
+                        && pattern.matches_with(
+                            name,
+                            Values {
+                                group: Some(g),
+                                ..values
+                            },
+                        )
+                });
+                if group.is_some() {
+                    return Some((pattern, group));
+                }
+            } else if pattern.matches_with(name, values) {
+                return Some((pattern, None));
+            }
+        }
+        None
+    }
+}
+
+/// Whether a name may stand in for `${user}` or `${group}` in `pattern`:
+/// not empty, no `/` (a name cannot reach into another namespace), and
+/// not making a path the rules name outright.
+fn fits(
+    pattern: &Pattern,
+    placeholder: Placeholder,
+    name: &str,
+    shared: &BTreeSet<String>,
+) -> bool {
+    let takes_a_shared_namespace = pattern
+        .lead_before(placeholder)
+        .is_some_and(|lead| shared.contains(&format!("{lead}{name}").to_lowercase()));
+    !(name.is_empty() || name.contains('/') || takes_a_shared_namespace)
+}
+/// A compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// The rule's position in the compiled list (inline rules first, then the
+    /// policy file's).
+    pub index: usize,
+    /// The rule's `description`.
+    pub description: Option<String>,
+    pub(super) users: Vec<Selector>,
+    pub(super) groups: Vec<Selector>,
+    pub(super) anonymous: bool,
+    pub(super) services: Vec<Pattern>,
+    pub(super) providers: Vec<String>,
+    pub(super) claims: Vec<(String, Pattern)>,
+    pub(super) kind: ResourceType,
+    pub(super) repos: Vec<Pattern>,
+    pub(super) actions: BTreeSet<Action>,
+    pub(super) deny: BTreeSet<Action>,
+}

@@ -1,0 +1,472 @@
+//! Tests of policy compilation and evaluation.
+
+use super::*;
+
+fn rules(toml_text: &str) -> Policy {
+    let file: PolicyFile = toml::from_str(toml_text).unwrap();
+    Policy::compile(&file.rule, "rule", &[]).unwrap()
+}
+
+fn user(name: &str, groups: &[&str]) -> Principal {
+    Principal::Authenticated(Arc::new(
+        Identity::new(name, "local").with_groups(groups.iter().map(|g| g.to_string())),
+    ))
+}
+
+fn grant(policy: &Policy, who: &Principal, scope: &str) -> Vec<Action> {
+    policy
+        .evaluate(who, "svc", &Scope::parse(scope).unwrap())
+        .actions
+}
+
+const SAMPLE: &str = r#"
+    [[rule]]
+    groups = ["platform"]
+    repos = ["platform/**", "base/*"]
+    actions = ["pull", "push"]
+
+    [[rule]]
+    users = ["*"]
+    repos = ["${user}/**"]
+    actions = ["pull", "push", "delete"]
+
+    [[rule]]
+    groups = ["*"]
+    repos = ["team-${group}/**"]
+    actions = ["pull", "push"]
+
+    [[rule]]
+    groups = ["contractors"]
+    repos = ["prod/**"]
+    actions = ["pull", "push"]
+
+    [[rule]]
+    groups = ["contractors"]
+    repos = ["prod/**"]
+    deny = ["push", "delete"]
+
+    [[rule]]
+    anonymous = true
+    repos = ["public/**"]
+    actions = ["pull"]
+"#;
+
+#[test]
+fn group_globs() {
+    let p = rules(SAMPLE);
+    let dev = user("dev", &["platform"]);
+    assert_eq!(
+        grant(&p, &dev, "repository:platform/a/b:pull,push"),
+        ["pull", "push"]
+    );
+    assert_eq!(grant(&p, &dev, "repository:base/alpine:push"), ["push"]);
+    // `*` stays within one segment
+    assert!(grant(&p, &dev, "repository:base/a/b:pull").is_empty());
+    // `platform/**` does not match `platform` itself or `platformx/y`
+    assert!(grant(&p, &dev, "repository:platform:pull").is_empty());
+    assert!(grant(&p, &dev, "repository:platformx/y:pull").is_empty());
+    assert!(grant(&p, &user("o", &[]), "repository:platform/a:pull").is_empty());
+}
+
+#[test]
+fn user_namespace_and_placeholder_escaping() {
+    let p = rules(SAMPLE);
+    assert_eq!(
+        grant(&p, &user("alice", &[]), "repository:alice/app:delete,pull"),
+        ["delete", "pull"]
+    );
+    assert!(grant(&p, &user("alice", &[]), "repository:bob/app:pull").is_empty());
+    // a user named `*` gets the literal namespace `*/...`, nothing else
+    assert!(grant(&p, &user("*", &[]), "repository:bob/app:pull").is_empty());
+    assert_eq!(
+        grant(&p, &user("*", &[]), "repository:*/app:pull"),
+        ["pull"]
+    );
+}
+
+#[test]
+fn group_placeholder_is_literal() {
+    let p = rules(SAMPLE);
+    assert_eq!(
+        grant(&p, &user("u", &["web", "db"]), "repository:team-db/x:push"),
+        ["push"]
+    );
+    assert!(grant(&p, &user("u", &["web"]), "repository:team-db/x:push").is_empty());
+    // a group named `*` must not widen access
+    assert!(grant(&p, &user("u", &["*"]), "repository:team-db/x:pull").is_empty());
+    assert_eq!(
+        grant(&p, &user("u", &["*"]), "repository:team-*/x:pull"),
+        ["pull"]
+    );
+}
+
+#[test]
+fn deny_wins_regardless_of_order() {
+    let p = rules(SAMPLE);
+    let c = user("c", &["contractors"]);
+    assert_eq!(
+        grant(&p, &c, "repository:prod/api:pull,push,delete"),
+        ["pull"]
+    );
+    let reversed: PolicyFile = toml::from_str(SAMPLE).unwrap();
+    let mut reversed = reversed.rule;
+    reversed.reverse();
+    let p2 = Policy::compile(&reversed, "rule", &[]).unwrap();
+    assert_eq!(
+        grant(&p2, &c, "repository:prod/api:pull,push,delete"),
+        ["pull"]
+    );
+}
+
+#[test]
+fn default_deny_and_unknowns_grant_nothing() {
+    let p = rules(SAMPLE);
+    let u = user("u", &["platform"]);
+    assert!(grant(&p, &u, "repository:other/x:pull").is_empty());
+    assert!(grant(&p, &u, "repository:platform/x:frobnicate").is_empty());
+    assert!(grant(&p, &u, "widget:platform/x:pull").is_empty());
+    assert!(grant(&p, &u, "registry:catalog:search").is_empty());
+}
+
+#[test]
+fn wildcard_request_needs_every_action() {
+    let p = rules(SAMPLE);
+    // alice holds pull, push, delete on her namespace
+    assert_eq!(
+        grant(&p, &user("alice", &[]), "repository:alice/x:*"),
+        ["*", "delete", "pull", "push"]
+    );
+    // platform holds pull and push only: `*` is not granted
+    assert!(grant(&p, &user("d", &["platform"]), "repository:platform/x:*").is_empty());
+}
+
+#[test]
+fn catalog_only_when_granted() {
+    let p = rules(SAMPLE);
+    assert!(grant(&p, &user("alice", &[]), "registry:catalog:*").is_empty());
+    let p = rules(
+        r#"
+        [[rule]]
+        users = ["admin"]
+        type = "registry"
+        repos = ["catalog"]
+        actions = ["*"]
+    "#,
+    );
+    assert_eq!(grant(&p, &user("admin", &[]), "registry:catalog:*"), ["*"]);
+    assert!(grant(&p, &user("other", &[]), "registry:catalog:*").is_empty());
+}
+
+#[test]
+fn anonymous_is_its_own_principal() {
+    let p = rules(SAMPLE);
+    assert_eq!(
+        grant(&p, &Principal::Anonymous, "repository:public/x:pull,push"),
+        ["pull"]
+    );
+    assert!(grant(&p, &Principal::Anonymous, "repository:anonymous/x:pull").is_empty());
+    // a user literally named "anonymous" gets no anonymous-only powers beyond the rule
+    assert_eq!(
+        grant(&p, &user("anonymous", &[]), "repository:public/x:pull"),
+        ["pull"]
+    );
+}
+
+#[test]
+fn services_providers_and_claims() {
+    let p = rules(
+        r#"
+        [[rule]]
+        users = ["*"]
+        services = ["reg-a"]
+        providers = ["local"]
+        repos = ["**"]
+        actions = ["pull"]
+
+        [[rule]]
+        claims = { repository = "acme/*" }
+        repos = ["acme/app"]
+        actions = ["pull", "push"]
+    "#,
+    );
+    let scope = Scope::parse("repository:x:pull").unwrap();
+    let u = user("u", &[]);
+    assert_eq!(p.evaluate(&u, "reg-a", &scope).actions, ["pull"]);
+    assert!(p.evaluate(&u, "reg-b", &scope).actions.is_empty());
+    let other = Principal::Authenticated(Arc::new(Identity::new("u", "ldap")));
+    assert!(p.evaluate(&other, "reg-a", &scope).actions.is_empty());
+
+    let mut ci = Identity::new("ci", "gha");
+    ci.claims.insert("repository".into(), "acme/app".into());
+    let ci = Principal::Authenticated(Arc::new(ci));
+    let push = Scope::parse("repository:acme/app:push").unwrap();
+    assert_eq!(p.evaluate(&ci, "x", &push).actions, ["push"]);
+    let mut bad = Identity::new("ci", "gha");
+    bad.claims.insert("repository".into(), "evil/app".into());
+    assert!(p
+        .evaluate(&Principal::Authenticated(Arc::new(bad)), "x", &push)
+        .actions
+        .is_empty());
+}
+
+#[test]
+fn trace_names_the_rules() {
+    let p = rules(SAMPLE);
+    let g = p.explain(
+        &user("c", &["contractors"]),
+        "svc",
+        &Scope::parse("repository:prod/api:push").unwrap(),
+    );
+    let rules: Vec<usize> = g.trace.iter().map(|m| m.rule).collect();
+    assert_eq!(rules, [3, 4]);
+    assert_eq!(g.trace[1].denies, ["delete", "push"]);
+}
+
+#[test]
+fn compile_errors_name_the_key() {
+    let bad = |text: &str| {
+        let file: PolicyFile = toml::from_str(text).unwrap();
+        Policy::compile(&file.rule, "rule", &[])
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        bad("[[rule]]\nusers=[\"a\"]\nrepos=[\"x\"]\nactions=[\"pushh\"]")
+            .starts_with("rule[0].actions[0]")
+    );
+    assert!(bad("[[rule]]\nrepos=[\"x\"]\nactions=[\"pull\"]").starts_with("rule[0].users"));
+    assert!(
+        bad("[[rule]]\nusers=[\"a\"]\nrepos=[\"${who}\"]\nactions=[\"pull\"]")
+            .starts_with("rule[0].repos[0]")
+    );
+    assert!(
+        bad("[[rule]]\nusers=[\"a\"]\ntype=\"blob\"\nrepos=[\"x\"]\nactions=[\"pull\"]")
+            .starts_with("rule[0].type")
+    );
+}
+
+fn providers(names: &[(&str, Claims)]) -> Vec<ProviderInfo> {
+    names
+        .iter()
+        .map(|(name, claims)| ProviderInfo {
+            name: name.to_string(),
+            claims: *claims,
+        })
+        .collect()
+}
+
+fn compile_for(text: &str, infos: &[ProviderInfo]) -> Result<Policy, String> {
+    let file: PolicyFile = toml::from_str(text).unwrap();
+    Policy::compile(&file.rule, "rule", infos).map_err(|e| e.to_string())
+}
+
+fn from(provider: &str, name: &str, groups: &[&str]) -> Principal {
+    Principal::Authenticated(Arc::new(
+        Identity::new(name, provider).with_groups(groups.iter().map(|g| g.to_string())),
+    ))
+}
+
+/// Review (2026-12-01) M4: names were not checked before they became a
+/// namespace. A user called `base` took `base/**` (which the rules give
+/// out by name), an empty name or one with a `/` reached into other
+/// namespaces. Such names now get no personal namespace.
+#[test]
+fn names_that_would_take_a_shared_namespace_get_none() {
+    let p = rules(
+        r#"
+        [[rule]]
+        users = ["*"]
+        repos = ["${user}/**"]
+        actions = ["pull", "push", "delete"]
+
+        [[rule]]
+        groups = ["*"]
+        repos = ["${group}/**"]
+        actions = ["pull", "push"]
+
+        [[rule]]
+        users = ["*"]
+        repos = ["team/${user}/**"]
+        actions = ["pull", "push"]
+
+        [[rule]]
+        users = ["*"]
+        repos = ["base/**", "team/shared"]
+        actions = ["pull"]
+    "#,
+    );
+    let alice = from("local", "alice", &["ops"]);
+    assert_eq!(grant(&p, &alice, "repository:alice/app:push"), ["push"]);
+    assert_eq!(grant(&p, &alice, "repository:ops/app:push"), ["push"]);
+    for (name, groups, scope) in [
+        ("base", &[][..], "repository:base/app:push"),
+        ("Base", &[][..], "repository:base/app:push"),
+        ("team", &[][..], "repository:team/shared:push"),
+        ("x", &["base"][..], "repository:base/app:push"),
+        ("a/b", &[][..], "repository:a/b/c:push"),
+        ("", &[][..], "repository:/x:push"),
+        // review of the fixes, 9: deeper in a pattern too
+        ("shared", &[][..], "repository:team/shared:push"),
+    ] {
+        let who = from("local", name, groups);
+        assert!(
+            grant(&p, &who, scope).is_empty(),
+            "{name:?} {groups:?}: {scope}"
+        );
+    }
+}
+
+/// Reproduced: a static `alice` in `admins` and an OIDC token saying
+/// `sub = alice, groups = [admins]` got the same rules. Qualified
+/// entries keep them apart.
+#[test]
+fn qualified_names_keep_providers_apart() {
+    let infos = providers(&[("local", Claims::None), ("sso", Claims::Carried)]);
+    let p = compile_for(
+        r#"
+        [[rule]]
+        users = ["local:alice"]
+        repos = ["prod/**"]
+        actions = ["pull", "push"]
+
+        [[rule]]
+        groups = ["local:admins"]
+        repos = ["admin/**"]
+        actions = ["pull", "push"]
+
+        [[rule]]
+        users = ["*"]
+        repos = ["${provider}/${user}/**"]
+        actions = ["pull", "push"]
+    "#,
+        &infos,
+    )
+    .unwrap();
+    let real = from("local", "alice", &["admins"]);
+    let token = from("sso", "alice", &["admins"]);
+    assert_eq!(grant(&p, &real, "repository:prod/app:push"), ["push"]);
+    assert!(grant(&p, &token, "repository:prod/app:push").is_empty());
+    assert_eq!(grant(&p, &real, "repository:admin/x:push"), ["push"]);
+    assert!(grant(&p, &token, "repository:admin/x:push").is_empty());
+    assert_eq!(grant(&p, &token, "repository:sso/alice/x:push"), ["push"]);
+    assert!(grant(&p, &token, "repository:local/alice/x:push").is_empty());
+    assert!(grant(&p, &token, "repository:alice/x:push").is_empty());
+}
+
+/// Review (2026-12-01) M3: an unqualified `*` spanned every provider,
+/// public CI issuers included. Over several providers it must name them
+/// (or keep each provider in its own namespace).
+#[test]
+fn a_star_over_several_providers_names_them() {
+    let infos = providers(&[("local", Claims::None), ("ci", Claims::Carried)]);
+    let e = compile_for(
+        "[[rule]]\nusers=[\"*\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",
+        &infos,
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with("rule[0].users[0]") && e.contains("providers = ["),
+        "{e}"
+    );
+    let e = compile_for(
+        "[[rule]]\nusers=[\"*\"]\nrepos=[\"${provider}/**\"]\nactions=[\"pull\"]",
+        &infos,
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with("rule[0].users[0]"),
+        "a provider's shared namespace: {e}"
+    );
+    for ok in [
+        "[[rule]]\nusers=[\"*\"]\nproviders=[\"local\",\"ci\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",
+        "[[rule]]\nusers=[\"local:*\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",
+        "[[rule]]\nusers=[\"*\"]\nrepos=[\"${provider}/${user}/**\"]\nactions=[\"pull\"]",
+    ] {
+        compile_for(ok, &infos).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}
+
+#[test]
+fn bare_names_that_two_providers_could_match_are_refused() {
+    let infos = providers(&[("local", Claims::None), ("sso", Claims::Carried)]);
+    let e = compile_for(
+        "[[rule]]\nusers=[\"alice\"]\nrepos=[\"x\"]\nactions=[\"pull\"]",
+        &infos,
+    )
+    .unwrap_err();
+    assert!(e.starts_with("rule[0].users[0]"), "{e}");
+    assert!(e.contains("local, sso") && e.contains("local:alice"), "{e}");
+    let e = compile_for(
+        "[[rule]]\ngroups=[\"admins\"]\nrepos=[\"x\"]\nactions=[\"pull\"]",
+        &infos,
+    )
+    .unwrap_err();
+    assert!(e.starts_with("rule[0].groups[0]"), "{e}");
+    let e = compile_for(
+        "[[rule]]\nusers=[\"*\"]\nrepos=[\"${user}/**\"]\nactions=[\"pull\"]",
+        &infos,
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with("rule[0].repos[0]") && e.contains("${provider}"),
+        "{e}"
+    );
+    let e = compile_for(
+        "[[rule]]\ngroups=[\"*\"]\nrepos=[\"team-${group}/**\"]\nactions=[\"pull\"]",
+        &infos,
+    )
+    .unwrap_err();
+    assert!(e.starts_with("rule[0].repos[0]"), "{e}");
+    let e = compile_for(
+        "[[rule]]\nusers=[\"sso:x\"]\nproviders=[\"local\"]\nrepos=[\"x\"]\nactions=[\"pull\"]",
+        &infos,
+    )
+    .unwrap_err();
+    assert!(e.contains("can never match"), "{e}");
+    // two token providers and a claims rule
+    let two = providers(&[("gha", Claims::Carried), ("gitlab", Claims::Carried)]);
+    let e = compile_for(
+        "[[rule]]\nclaims={repository=\"a/b\"}\nrepos=[\"x\"]\nactions=[\"pull\"]",
+        &two,
+    )
+    .unwrap_err();
+    assert!(e.starts_with("rule[0].claims"), "{e}");
+    // what stays allowed: narrowed rules, one provider, qualified (a
+    // bare "*" over several providers must name them now: see
+    // a_star_over_several_providers_names_them)
+    for ok in [
+        "[[rule]]\nusers=[\"*\"]\nproviders=[\"local\",\"sso\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",
+        "[[rule]]\ngroups=[\"*\"]\nproviders=[\"local\",\"sso\"]\nrepos=[\"base/**\"]\nactions=[\"pull\"]",
+        "[[rule]]\nusers=[\"alice\"]\nproviders=[\"local\"]\nrepos=[\"x\"]\nactions=[\"pull\"]",
+        "[[rule]]\nusers=[\"*\"]\nproviders=[\"sso\"]\nrepos=[\"${user}/**\"]\nactions=[\"pull\"]",
+        "[[rule]]\nclaims={repository=\"a/b\"}\nrepos=[\"x\"]\nactions=[\"pull\"]",
+        "[[rule]]\nanonymous=true\nrepos=[\"public/**\"]\nactions=[\"pull\"]",
+    ] {
+        compile_for(ok, &infos).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    let one = providers(&[("local", Claims::None)]);
+    compile_for(
+        "[[rule]]\nusers=[\"alice\"]\nrepos=[\"${user}/**\"]\nactions=[\"pull\"]",
+        &one,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_colon_that_names_no_provider_is_part_of_the_name() {
+    let infos = providers(&[("local", Claims::None)]);
+    let p = compile_for(
+        "[[rule]]\ngroups=[\"ldap:admins\"]\nrepos=[\"x\"]\nactions=[\"pull\"]",
+        &infos,
+    )
+    .unwrap();
+    assert_eq!(
+        grant(
+            &p,
+            &from("local", "u", &["ldap:admins"]),
+            "repository:x:pull"
+        ),
+        ["pull"]
+    );
+    assert!(grant(&p, &from("local", "u", &["admins"]), "repository:x:pull").is_empty());
+}
