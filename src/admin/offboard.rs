@@ -73,7 +73,7 @@ pub async fn adopt_app_passwords(
     max_lifetime: Duration,
     sign: bool,
 ) -> Result<Vec<Unsigned>, AdoptError> {
-    use crate::state::Store as _;
+    use crate::state::Records as _;
     let (collection, id) = ADOPTED;
     if let Some(at) = store.get_record(collection, id).await? {
         return Err(AdoptError::AlreadyDone(at));

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
 
-use crate::state::Store;
+use crate::state::Counters;
 
 /// The budgets (`cache.max_failures`, `cache.max_familiar_failures`,
 /// `cache.familiar_for`, `cache.max_client_failures`,
@@ -100,7 +100,7 @@ struct Bucket {
 pub struct Throttle {
     key: hmac::Key,
     budgets: Budgets,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Counters>,
     providers: Mutex<std::collections::HashMap<String, Arc<Mutex<Bucket>>>>,
 }
 
@@ -113,7 +113,7 @@ pub struct Reservation {
     /// budget, this network's budget, this network's familiarity).
     keys: Option<AccountKeys>,
     bucket: Option<Arc<Mutex<Bucket>>>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Counters>,
 }
 
 /// The store keys of one account seen from one network.
@@ -127,7 +127,7 @@ struct AccountKeys {
 impl Throttle {
     /// A throttle with these budgets over `store`. `secret` keys the
     /// account digests (replicas sharing a store must share it).
-    pub fn new(budgets: Budgets, secret: &[u8], store: Arc<dyn Store>) -> Self {
+    pub fn new(budgets: Budgets, secret: &[u8], store: Arc<dyn Counters>) -> Self {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
             budgets,
@@ -329,7 +329,7 @@ fn take(bucket: &Mutex<Bucket>, rate: u32) -> bool {
 /// A client network's reserved slot; dropped unsettled, it is given back.
 pub struct ClientSlot {
     key: Option<String>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Counters>,
 }
 
 impl Drop for ClientSlot {

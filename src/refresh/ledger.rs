@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
-use crate::state::{Store, StoreError};
+use crate::state::{Records, StoreError};
 
 /// The record collection and id of the revocation ledger.
 pub(super) const LEDGER: (&str, &str) = ("revocations", "ledger");
@@ -62,7 +62,7 @@ struct Mark {
 
 /// The revocation ledger in the state backend (see the module docs).
 pub struct Ledger {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Records>,
     /// Revocations older than this are forgotten (every token they could
     /// end has expired): the longest a refresh token lives, and a day.
     keep: Duration,
@@ -75,7 +75,7 @@ pub struct Ledger {
 impl Ledger {
     /// The ledger in `store`; revocations are kept for `lifetime` (the
     /// longest a refresh token lives) and a day.
-    pub fn new(store: Arc<dyn Store>, lifetime: Duration) -> Self {
+    pub fn new(store: Arc<dyn Records>, lifetime: Duration) -> Self {
         Self {
             store,
             keep: lifetime + Duration::from_secs(86400),

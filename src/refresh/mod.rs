@@ -29,7 +29,7 @@ use regauth_providers::{Identity, Kind, Renewal};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
-use crate::state::Store;
+use crate::state::Records;
 
 mod ledger;
 
@@ -179,7 +179,7 @@ pub struct RefreshTokens {
 impl RefreshTokens {
     /// `secret` is key material shared by the replicas (the refresh key);
     /// revocations live in `store`'s ledger.
-    pub fn new(secret: &[u8], lifetime: Duration, store: Arc<dyn Store>) -> Self {
+    pub fn new(secret: &[u8], lifetime: Duration, store: Arc<dyn Records>) -> Self {
         Self::with_ledger(secret, lifetime, Arc::new(Ledger::new(store, lifetime)))
     }
 

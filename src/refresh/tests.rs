@@ -3,6 +3,7 @@
 use super::ledger::{LedgerDoc, LEDGER};
 use super::*;
 use crate::state::Embedded;
+use crate::state::Store;
 use regauth_providers::clock;
 
 fn login(subject: &str) -> Identity {

@@ -8,16 +8,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Store, StoreError};
+use super::{Counters, Records, Store, StoreError};
 
-/// Records per collection, by id.
+/// RecordsFile per collection, by id.
 type RecordMap = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
 
 /// The embedded backend's records: in memory, and written through to
 /// `records.json` under `state.dir` when it has files. The file is read
 /// again when its modification time changes, so a change made by another
 /// process (`regauth tokens revoke`) reaches a running server.
-struct Records {
+struct RecordsFile {
     file: Option<std::path::PathBuf>,
     /// `None` until the file has been read; with the file's modification
     /// time then.
@@ -27,7 +27,7 @@ struct Records {
 type RecordsGuard<'a> =
     std::sync::MutexGuard<'a, Option<(Option<std::time::SystemTime>, RecordMap)>>;
 
-impl Records {
+impl RecordsFile {
     /// The records, read from the file on first use and whenever it
     /// changed since.
     fn loaded<'a>(&self, guard: &'a mut RecordsGuard<'_>) -> Result<&'a mut RecordMap, StoreError> {
@@ -158,7 +158,7 @@ fn write_atomically(path: &Path, map: &RecordMap) -> Result<(), StoreError> {
 /// `records.json` under `state.dir`.
 pub struct Embedded {
     counters: moka::sync::Cache<String, Arc<Counter>>,
-    records: Arc<Records>,
+    records: Arc<RecordsFile>,
 }
 
 /// One counter and the window it lives for.
@@ -198,7 +198,7 @@ impl Embedded {
 
     fn with(records: Option<std::path::PathBuf>) -> Self {
         Self {
-            records: Arc::new(Records {
+            records: Arc::new(RecordsFile {
                 file: records,
                 map: std::sync::Mutex::new(None),
             }),
@@ -223,7 +223,7 @@ impl Embedded {
     /// there is a file, in place when there is none.
     async fn on_records<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&Records) -> Result<T, StoreError> + Send + 'static,
+        job: impl FnOnce(&RecordsFile) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let records = self.records.clone();
         if records.file.is_none() {
@@ -241,6 +241,13 @@ impl Store for Embedded {
         "embedded"
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Counters for Embedded {
     async fn take(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {
         let counter = self.counter(key, window);
         Ok(counter
@@ -278,11 +285,10 @@ impl Store for Embedded {
         self.counters.invalidate(key);
         Ok(())
     }
+}
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
+#[async_trait]
+impl Records for Embedded {
     async fn put_record(&self, collection: &str, id: &str, value: &str) -> Result<(), StoreError> {
         let (collection, id, value) = (collection.to_owned(), id.to_owned(), value.to_owned());
         self.on_records(move |records| {

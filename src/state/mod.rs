@@ -35,12 +35,20 @@ pub use redis_server::Redis;
 #[error("{0}")]
 pub struct StoreError(pub String);
 
-/// The shared state, whatever keeps it.
+/// The shared state, whatever keeps it: counters and records, and
+/// whether the backend answers.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: Counters + Records {
     /// `embedded` or `redis`.
     fn backend(&self) -> &'static str;
 
+    /// Whether the backend answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Counters with a window: what the failed-login throttle keeps.
+#[async_trait]
+pub trait Counters: Send + Sync {
     /// Adds one to the counter `key` if it is below `limit`; `false` if it
     /// is not. A new counter lives for `window`.
     async fn take(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError>;
@@ -56,10 +64,12 @@ pub trait Store: Send + Sync {
 
     /// Forgets the counter `key`.
     async fn clear(&self, key: &str) -> Result<(), StoreError>;
+}
 
-    /// Whether the backend answers (for `/readyz`).
-    async fn ping(&self) -> Result<(), StoreError>;
-
+/// Small JSON records by collection and id: the revocation ledger, app
+/// passwords, sign-ins, ended page sessions.
+#[async_trait]
+pub trait Records: Send + Sync {
     /// Stores the record `id` of `collection` (small JSON text: an app
     /// password's digest and metadata, a sign-in's groups), replacing it.
     async fn put_record(&self, collection: &str, id: &str, value: &str) -> Result<(), StoreError>;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lc_rs::hmac;
 
-use super::{Store, StoreError};
+use super::{Counters, Records, Store, StoreError};
 
 /// The prefix of an authenticated record: `r1.` + base64url(MAC) + `.` +
 /// the value.
@@ -108,28 +108,42 @@ impl Store for Authenticated {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
-    async fn take(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {
-        self.inner.take(key, limit, window).await
-    }
-    async fn give_back(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.give_back(key).await
-    }
-    async fn add(&self, key: &str, window: Duration) -> Result<(), StoreError> {
-        self.inner.add(key, window).await
-    }
-    async fn count(&self, key: &str) -> Result<u32, StoreError> {
-        self.inner.count(key).await
-    }
-    async fn clear(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.clear(key).await
-    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+}
+
+#[async_trait]
+impl Counters for Authenticated {
+    async fn take(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {
+        self.inner.take(key, limit, window).await
+    }
+
+    async fn give_back(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.give_back(key).await
+    }
+
+    async fn add(&self, key: &str, window: Duration) -> Result<(), StoreError> {
+        self.inner.add(key, window).await
+    }
+
+    async fn count(&self, key: &str) -> Result<u32, StoreError> {
+        self.inner.count(key).await
+    }
+
+    async fn clear(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.clear(key).await
+    }
+}
+
+#[async_trait]
+impl Records for Authenticated {
     async fn put_record(&self, collection: &str, id: &str, value: &str) -> Result<(), StoreError> {
         let sealed = self.seal(collection, id, value);
         self.inner.put_record(collection, id, &sealed).await
     }
+
     async fn put_records(
         &self,
         collection: &str,
@@ -141,6 +155,7 @@ impl Store for Authenticated {
             .collect();
         self.inner.put_records(collection, &sealed).await
     }
+
     async fn swap_record(
         &self,
         collection: &str,
@@ -156,6 +171,7 @@ impl Store for Authenticated {
             .swap_record(collection, id, expected.as_deref(), &sealed)
             .await
     }
+
     async fn get_record(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .inner
@@ -163,9 +179,11 @@ impl Store for Authenticated {
             .await?
             .and_then(|stored| self.open(collection, id, &stored)))
     }
+
     async fn delete_record(&self, collection: &str, id: &str) -> Result<bool, StoreError> {
         self.inner.delete_record(collection, id).await
     }
+
     async fn records(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
         Ok(self
             .inner

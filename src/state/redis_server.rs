@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 
-use super::{Store, StoreError};
+use super::{Counters, Records, Store, StoreError};
 use crate::config::RedisConfig;
 
 /// A Redis server shared by every replica.
@@ -140,6 +140,16 @@ impl Store for Redis {
         "redis"
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        self.run::<String>("PING", redis::cmd("PING").query_async(&mut connection))
+            .await
+            .map(drop)
+    }
+}
+
+#[async_trait]
+impl Counters for Redis {
     async fn take(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
         let taken: i64 = self
@@ -204,14 +214,10 @@ impl Store for Redis {
         .await
         .map(drop)
     }
+}
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        self.run::<String>("PING", redis::cmd("PING").query_async(&mut connection))
-            .await
-            .map(drop)
-    }
-
+#[async_trait]
+impl Records for Redis {
     async fn put_record(&self, collection: &str, id: &str, value: &str) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
         self.run::<i64>(
