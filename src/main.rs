@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
+use regauth::admin::registry_config::RegistryFormat;
+use regauth::admin::rotation::{self, Retire};
 use regauth::clock;
 use regauth::config::Config;
 use regauth::domain::policy::Principal;
-use regauth::domain::scope::{join_actions, Scope};
 use regauth::keys;
 use regauth_providers::Identity;
 
@@ -135,15 +136,6 @@ enum TokensCommand {
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum RegistryFormat {
-    Yaml,
-    Env,
-    /// The JWK set a v3 registry reads (`auth.token.jwks`).
-    Jwks,
-    All,
-}
-
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Generate a private key (PKCS#8 PEM) and a self-signed certificate.
@@ -242,26 +234,7 @@ fn error_chain(error: &anyhow::Error) -> String {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => serve(config),
-        Command::Check { config } => {
-            let config = Config::load(config.as_deref())?;
-            if config.providers.is_empty() {
-                bail!(regauth::Error::NoProvider);
-            }
-            let policy = config.policy.clone();
-            let providers = regauth::app::providers(&config)?;
-            check_secret_keys(&config)?;
-            for warning in config.warnings() {
-                println!("warning: {warning}");
-            }
-            println!(
-                "{}: ok ({} providers, {} rules, services: {})",
-                config.origin,
-                providers.len(),
-                policy.len(),
-                config.token.services.join(", ")
-            );
-            Ok(())
-        }
+        Command::Check { config } => check(config),
         Command::Explain {
             config,
             user,
@@ -272,7 +245,6 @@ fn run(command: Command) -> anyhow::Result<()> {
             scope,
         } => {
             let config = Config::load(config.as_deref())?;
-            let policy = config.policy.clone();
             let service = service.unwrap_or_else(|| config.token.services[0].clone());
             let principal = if anonymous {
                 Principal::Anonymous
@@ -280,140 +252,143 @@ fn run(command: Command) -> anyhow::Result<()> {
                 let provider = provider
                     .or_else(|| config.providers.first().map(|p| p.name().to_owned()))
                     .unwrap_or_default();
-                let user = user.unwrap_or_default();
-                Principal::Authenticated(Arc::new(
-                    Identity::new(user, provider)
-                        .with_groups(groups.into_iter().filter(|g| !g.is_empty())),
-                ))
+                let groups = groups.into_iter().filter(|g| !g.is_empty());
+                let identity =
+                    Identity::new(user.unwrap_or_default(), provider).with_groups(groups);
+                Principal::Authenticated(Arc::new(identity))
             };
-            let mut out = std::io::stdout().lock();
-            for raw in &scope {
-                let Some(scope) = Scope::parse(raw) else {
-                    bail!("`{raw}` is not a scope like repository:name:pull,push");
-                };
-                let grant = policy.explain(&principal, &service, &scope);
-                writeln!(out, "scope {scope} (service {service}):")?;
-                if grant.trace.is_empty() {
-                    writeln!(out, "  no rule matched")?;
-                }
-                for m in &grant.trace {
-                    let desc = m
-                        .description
-                        .as_deref()
-                        .map(|d| format!(" \"{d}\""))
-                        .unwrap_or_default();
-                    writeln!(
-                        out,
-                        "  rule[{}]{desc}: {} on {}: allows [{}] denies [{}]",
-                        m.rule,
-                        m.because,
-                        m.repo,
-                        join_actions(&m.allows),
-                        join_actions(&m.denies)
-                    )?;
-                }
-                writeln!(out, "  granted: [{}]", join_actions(&grant.actions))?;
-            }
+            let text =
+                regauth::admin::explain::explain(&config.policy, &principal, &service, &scope)?;
+            std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
-        Command::HashPassword { user, cost } => {
-            let mut input = String::new();
-            std::io::stdin()
-                .read_to_string(&mut input)
-                .context("reading the password from stdin")?;
-            // One trailing newline is the terminal's, not the password's.
-            let password = input
-                .strip_suffix("\r\n")
-                .or_else(|| input.strip_suffix('\n'))
-                .unwrap_or(&input);
-            if password.is_empty() {
-                bail!("empty password on stdin");
-            }
-            let hash = bcrypt_hash(password, cost)?;
-            match user {
-                Some(user) => println!("{user}:{hash}"),
-                None => println!("{hash}"),
-            }
-            Ok(())
-        }
+        Command::HashPassword { user, cost } => hash_password(user, cost),
         Command::Keys { command } => keys(command),
         Command::Tokens {
             command: TokensCommand::Revoke { config, user, all },
-        } => {
-            let config = Config::load(config.as_deref())?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            let subject = if all { None } else { user.as_deref() };
-            runtime.block_on(async {
-                let store = regauth::app::open_state(&config)?;
-                let done = regauth::admin::offboard::offboard(
-                    store.clone(),
-                    config.refresh.lifetime,
-                    subject,
-                    config.app_passwords.is_some(),
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("the {} state backend: {e}", store.backend()))?;
-                match subject {
-                    Some(user) => println!(
-                        "revoked the refresh tokens of {user} (in any case) issued until now"
-                    ),
-                    None => println!("revoked every refresh token issued until now"),
-                }
-                if config.app_passwords.is_some() {
-                    println!("revoked {} app password(s)", done.app_passwords.len());
-                }
-                anyhow::Ok(())
-            })?;
-            Ok(())
-        }
+        } => revoke(config, if all { None } else { user }),
         Command::State {
             command: StateCommand::Adopt { config, yes },
-        } => {
-            let config = Config::load(config.as_deref())?;
-            let Some(section) = &config.app_passwords else {
-                bail!("app passwords are not configured: there is nothing to adopt");
-            };
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            runtime.block_on(async {
-                let backend = regauth::state::open(&config.state)
-                    .map_err(|e| anyhow::anyhow!("state backend: {e}"))?;
-                let key =
-                    regauth::keys::load_secret_key(&config.refresh.key_file, "refresh-token")?;
-                let store = regauth::state::Authenticated::new(
-                    backend.clone(),
-                    regauth::state::records_key(&key),
-                );
-                let found =
-                    regauth::admin::offboard::adopt_app_passwords(&store, section.max_lifetime, yes)
-                        .await?;
-                for unsigned in &found {
-                    let what = match &unsigned.password {
-                        Some(p) => format!(
-                            "{} of {} at {} (\"{}\", expires {})",
-                            unsigned.id, p.subject, p.provider, p.name, p.expires
-                        ),
-                        None => unsigned.id.clone(),
-                    };
-                    match unsigned.refused {
-                        Some(why) => println!("not signed: {what}: {why}"),
-                        None if yes => println!("signed: {what}"),
-                        None => println!("would sign: {what}"),
-                    }
-                }
-                if !yes {
-                    println!("{} record(s) without a MAC; check that each is yours, then run again with --yes (this is done once)", found.len());
-                }
-                anyhow::Ok(())
-            })?;
-            Ok(())
+        } => adopt(config, yes),
+    }
+}
+
+/// `regauth check`: the configuration, its providers and its key files.
+fn check(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref())?;
+    if config.providers.is_empty() {
+        bail!(regauth::Error::NoProvider);
+    }
+    let providers = regauth::app::providers(&config)?;
+    check_secret_keys(&config)?;
+    for warning in config.warnings() {
+        println!("warning: {warning}");
+    }
+    println!(
+        "{}: ok ({} providers, {} rules, services: {})",
+        config.origin,
+        providers.len(),
+        config.policy.len(),
+        config.token.services.join(", ")
+    );
+    Ok(())
+}
+
+/// `regauth hash-password`: a bcrypt hash of the password on stdin.
+fn hash_password(user: Option<String>, cost: u32) -> anyhow::Result<()> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading the password from stdin")?;
+    // One trailing newline is the terminal's, not the password's.
+    let password = input
+        .strip_suffix("\r\n")
+        .or_else(|| input.strip_suffix('\n'))
+        .unwrap_or(&input);
+    if password.is_empty() {
+        bail!("empty password on stdin");
+    }
+    let hash = bcrypt_hash(password, cost)?;
+    match user {
+        Some(user) => println!("{user}:{hash}"),
+        None => println!("{hash}"),
+    }
+    Ok(())
+}
+
+/// A runtime for one command that talks to the state backend.
+fn block_on<F: std::future::Future>(work: F) -> anyhow::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(runtime.block_on(work))
+}
+
+/// `regauth tokens revoke`: one user's refresh tokens and app passwords,
+/// or everyone's refresh tokens.
+fn revoke(config: Option<PathBuf>, subject: Option<String>) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref())?;
+    // A Redis backend is opened inside the runtime that will use it.
+    let done = block_on(async {
+        let store = regauth::app::open_state(&config)?;
+        let revoking = regauth::admin::offboard::offboard(
+            store.clone(),
+            config.refresh.lifetime,
+            subject.as_deref(),
+            config.app_passwords.is_some(),
+        );
+        revoking
+            .await
+            .map_err(|e| anyhow::anyhow!("the {} state backend: {e}", store.backend()))
+    })??;
+    match subject {
+        Some(user) => {
+            println!("revoked the refresh tokens of {user} (in any case) issued until now")
+        }
+        None => println!("revoked every refresh token issued until now"),
+    }
+    if config.app_passwords.is_some() {
+        println!("revoked {} app password(s)", done.app_passwords.len());
+    }
+    Ok(())
+}
+
+/// `regauth state adopt`: signs the app-password records an earlier
+/// version wrote without a MAC, once, after a dry run.
+fn adopt(config: Option<PathBuf>, yes: bool) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref())?;
+    let Some(section) = &config.app_passwords else {
+        bail!("app passwords are not configured: there is nothing to adopt");
+    };
+    let key = regauth::keys::load_secret_key(&config.refresh.key_file, "refresh-token")?;
+    // A Redis backend is opened inside the runtime that will use it.
+    let found = block_on(async {
+        let backend = regauth::state::open(&config.state)
+            .map_err(|e| anyhow::anyhow!("state backend: {e}"))?;
+        let store = regauth::state::Authenticated::new(backend, regauth::state::records_key(&key));
+        let adopted =
+            regauth::admin::offboard::adopt_app_passwords(&store, section.max_lifetime, yes).await;
+        anyhow::Ok(adopted?)
+    })??;
+    for unsigned in &found {
+        let what = match &unsigned.password {
+            Some(p) => format!(
+                "{} of {} at {} (\"{}\", expires {})",
+                unsigned.id, p.subject, p.provider, p.name, p.expires
+            ),
+            None => unsigned.id.clone(),
+        };
+        match unsigned.refused {
+            Some(why) => println!("not signed: {what}: {why}"),
+            None if yes => println!("signed: {what}"),
+            None => println!("would sign: {what}"),
         }
     }
+    if !yes {
+        println!("{} record(s) without a MAC; check that each is yours, then run again with --yes (this is done once)", found.len());
+    }
+    Ok(())
 }
 
 /// The secret key files that exist must be keys (a placeholder left in a
@@ -504,216 +479,50 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The keys a registry must trust now, without generating any.
-fn key_ring(config: &Config) -> anyhow::Result<regauth::keys::KeyRing> {
-    let current = keys::SigningKey::load(&config.token.key, &config.token.certificate)
-        .context("run `regauth keys generate` or `regauth serve` once to create the key")?;
-    let next = regauth::keys::load_staged(
-        &config.token.next_key,
-        &config.token.next_certificate,
-        config.token.rotation_overlap,
-    )?;
-    Ok(regauth::keys::KeyRing { current, next })
-}
-
-/// `certs/token.crt` -> `certs/token.bundle.crt`: current and next.
-fn bundle_path(certificate: &std::path::Path) -> PathBuf {
-    let stem = certificate
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    certificate.with_file_name(format!("{stem}.bundle.crt"))
-}
-
-fn absolute(path: &std::path::Path) -> String {
-    std::fs::canonicalize(path)
-        .unwrap_or_else(|_| path.to_owned())
-        .display()
-        .to_string()
-}
-
+/// `regauth keys registry-config`.
 fn registry_config(
     config: Option<PathBuf>,
     rootcertbundle: Option<String>,
     format: RegistryFormat,
 ) -> anyhow::Result<()> {
     let config = Config::load(config.as_deref())?;
-    let ring = key_ring(&config)?;
-    let mut out = std::io::stdout().lock();
-    if format == RegistryFormat::Jwks {
-        writeln!(out, "{}", serde_json::to_string_pretty(&ring.jwks())?)?;
-        return Ok(());
-    }
-    // During a rotation the registry must trust both keys: the bundle.
-    let bundle = rootcertbundle.unwrap_or_else(|| match &ring.next {
-        Some(_) => absolute(&bundle_path(&config.token.certificate)),
-        None => absolute(&config.token.certificate),
-    });
-    let settings = [
-        ("REALM", "realm", config.realm()),
-        ("SERVICE", "service", config.token.services[0].clone()),
-        ("ISSUER", "issuer", config.token.issuer.clone()),
-        ("ROOTCERTBUNDLE", "rootcertbundle", bundle),
-    ];
-    let algorithms: Vec<&str> = ring.published().map(|k| k.algorithm.name()).collect();
-    if format != RegistryFormat::Env {
-        writeln!(out, "# registry config.yml (distribution v2.8 and v3)")?;
-        writeln!(out, "auth:\n  token:")?;
-        for (_, key, value) in &settings {
-            writeln!(
-                out,
-                "    {key}: {}",
-                serde_json::Value::from(value.as_str())
-            )?;
-        }
-        writeln!(
-            out,
-            "    # v3 trusting a JWK set instead (token.x5c = false in regauth, and no rootcertbundle):"
-        )?;
-        writeln!(
-            out,
-            "    # jwks: \"/etc/distribution/regauth.jwks\"   # regauth keys registry-config --format jwks"
-        )?;
-        writeln!(out, "    # signingalgorithms: {algorithms:?}")?;
-    }
-    if format == RegistryFormat::All {
-        writeln!(out, "\n# or as environment variables")?;
-    }
-    if format != RegistryFormat::Yaml {
-        writeln!(out, "REGISTRY_AUTH=token")?;
-        for (name, _, value) in &settings {
-            writeln!(
-                out,
-                "REGISTRY_AUTH_TOKEN_{name}='{}'",
-                value.replace('\'', r"'\''")
-            )?;
-        }
-    }
-    if format == RegistryFormat::All {
-        writeln!(
-            out,
-            "\n# signing key id (libtrust kid): {}",
-            ring.current.kid
-        )?;
-        if let Some(next) = &ring.next {
-            writeln!(
-                out,
-                "# next key id: {}, signing from {}",
-                next.key.kid,
-                clock::rfc3339(next.switch_at)
-            )?;
-        }
-    }
+    let ring = rotation::key_ring(&config)?;
+    let text =
+        regauth::admin::registry_config::registry_config(&config, &ring, rootcertbundle, format)?;
+    std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }
 
+/// `regauth keys rotate`: stages a next key and says what to do next.
 fn stage_next_key(config: &Config, algorithm: keys::KeyType, days: u64) -> anyhow::Result<()> {
-    let ring = key_ring(config)?;
-    if let Some(next) = &ring.next {
-        bail!(
-            "a rotation is under way: the next key {} signs from {}; run `regauth keys rotate --finish` once the old key's tokens have expired ({} or later)",
-            next.key.kid,
-            clock::rfc3339(next.switch_at),
-            clock::rfc3339(next.switch_at + config.token.longest_lifetime().as_secs() as i64)
-        );
-    }
-    if days == 0 {
-        bail!("--days must be at least 1");
-    }
-    let (key_pem, cert_pem) = keys::generate(
-        algorithm,
-        &config.token.issuer,
-        Duration::from_secs(days * 86400),
-    )?;
-    let (next_key, next_cert) = (&config.token.next_key, &config.token.next_certificate);
-    keys::write_key_files(
-        next_key,
-        next_cert,
-        &key_pem,
-        &cert_pem,
-        keys::IfExists::Refuse,
-    )?;
-    let staged_at = clock::now();
-    let marker = regauth::keys::staged_marker(next_key);
-    std::fs::write(&marker, format!("{staged_at}\n"))
-        .with_context(|| format!("writing {}", marker.display()))?;
-    let ring = key_ring(config)?;
-    let bundle = bundle_path(&config.token.certificate);
-    std::fs::write(&bundle, ring.bundle_pem())
-        .with_context(|| format!("writing {}", bundle.display()))?;
-    let next = ring
-        .next
-        .as_ref()
-        .context("the staged key could not be read back")?;
+    let next = rotation::stage(config, algorithm, days, clock::now())?;
     println!(
         "staged:      {} ({})",
-        next_key.display(),
-        next.key.algorithm.name()
+        next.key_file.display(),
+        next.algorithm
     );
-    println!("next kid:    {}", next.key.kid);
+    println!("next kid:    {}", next.kid);
     println!(
         "signs from:  {} (after token.rotation_overlap)",
         clock::rfc3339(next.switch_at)
     );
     println!(
         "bundle:      {} (current and next certificates)",
-        bundle.display()
+        next.bundle.display()
     );
     println!();
     println!("1. Give every registry the bundle as rootcertbundle (or the --format jwks output) and restart it before the switch.");
     println!("2. Running regauth servers publish the next key within seconds (or on SIGHUP).");
     println!(
         "3. After {}, run `regauth keys rotate --finish`.",
-        clock::rfc3339(next.switch_at + config.token.longest_lifetime().as_secs() as i64)
+        clock::rfc3339(next.retire_after)
     );
     Ok(())
 }
 
-/// When `keys rotate --finish` may retire the old key.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Retire {
-    /// Once no token it signed can still be valid.
-    WhenSafe,
-    /// Now (`--force`): tokens it signed stop working.
-    Now,
-}
-
+/// `regauth keys rotate --finish`: the next key becomes the current one.
 fn finish_rotation(config: &Config, when: Retire) -> anyhow::Result<()> {
-    let ring = key_ring(config)?;
-    let Some(next) = &ring.next else {
-        bail!(
-            "no rotation is under way (no {})",
-            config.token.next_key.display()
-        );
-    };
-    let retire_after = next.switch_at + config.token.longest_lifetime().as_secs() as i64;
-    if clock::now() < retire_after && when == Retire::WhenSafe {
-        bail!(
-            "tokens of the old key {} may be valid until {}: finish after that (or --force)",
-            ring.current.kid,
-            clock::rfc3339(retire_after)
-        );
-    }
-    let kid = next.key.kid.clone();
-    std::fs::rename(&config.token.next_key, &config.token.key).with_context(|| {
-        format!(
-            "moving {} to {}",
-            config.token.next_key.display(),
-            config.token.key.display()
-        )
-    })?;
-    std::fs::rename(&config.token.next_certificate, &config.token.certificate).with_context(
-        || {
-            format!(
-                "moving {} to {}",
-                config.token.next_certificate.display(),
-                config.token.certificate.display()
-            )
-        },
-    )?;
-    let _ = std::fs::remove_file(regauth::keys::staged_marker(&config.token.next_key));
-    let bundle = bundle_path(&config.token.certificate);
-    let _ = std::fs::copy(&config.token.certificate, &bundle);
+    let kid = rotation::finish(config, when, clock::now())?;
     println!("current kid: {kid} (the old key is no longer published)");
     println!(
         "Registries may go back to {} as rootcertbundle.",

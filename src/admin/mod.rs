@@ -1,4 +1,10 @@
-//! What the command line does to a running installation, as library
-//! functions: offboarding a user ([`offboard`]).
+//! What the command line does to an installation, as library functions
+//! (the binary only parses arguments and prints): offboarding a user
+//! ([`offboard`]), rotating the signing key ([`rotation`]), the settings a
+//! registry needs ([`registry_config`]) and explaining the policy
+//! ([`explain`]).
 
+pub mod explain;
 pub mod offboard;
+pub mod registry_config;
+pub mod rotation;
