@@ -9,6 +9,7 @@ mod error;
 pub mod forwarded;
 pub mod listen;
 mod ops;
+pub mod request_id;
 mod token;
 mod ui;
 
@@ -66,6 +67,7 @@ pub fn router(live: Arc<Live>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(|| async { ApiError::not_found() })
+        .layer(axum::middleware::from_fn(request_id::with_request_id))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 tracing::error!("handler panicked");
@@ -86,6 +88,7 @@ pub fn ops_router(live: Arc<Live>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(|| async { ApiError::not_found() })
+        .layer(axum::middleware::from_fn(request_id::with_request_id))
         .with_state(live)
 }
 

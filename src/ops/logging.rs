@@ -59,7 +59,13 @@ pub fn init(format: Format) -> Guard {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer);
     match format {
-        Format::Json => builder.json().flatten_event(true).init(),
+        // The request's span (its ID) on each line, not the whole stack.
+        Format::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
         Format::Pretty => builder.compact().init(),
     }
     Guard(guard)

@@ -350,4 +350,18 @@ fn serve_on_a_fresh_checkout_generates_keys_and_stops_on_sigterm() {
     assert!(!logged.contains("LEAKME"), "{logged}");
     assert!(!logged.contains("bob-dev-password"));
     assert!(logged.contains("SIGTERM"), "{logged}");
+    // Each request's lines carry its ID, which its answer names.
+    let id_of = |response: &str| {
+        response
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-request-id: ")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("no X-Request-Id: {response}"))
+    };
+    assert_eq!(audits[0]["span"]["id"], id_of(&ok).trim());
+    assert_eq!(audits[1]["span"]["id"], id_of(&bad).trim());
+    assert_ne!(audits[0]["span"]["id"], audits[1]["span"]["id"]);
 }
