@@ -36,7 +36,10 @@ fn next_id() -> String {
 /// Runs the request inside its span and names it in the answer.
 pub async fn with_request_id(request: Request, next: Next) -> Response {
     let id = next_id();
-    let span = tracing::info_span!("request", id = %id);
+    // At the error level, so the span is there whenever any line of the
+    // request is (an operator who keeps only warnings and the audit log
+    // still sees the ID on each).
+    let span = tracing::error_span!("request", id = %id);
     let mut response = next.run(request).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
