@@ -48,7 +48,7 @@ pub use provider::AppPasswordProvider;
 pub use recheck::SignIn;
 pub use records::{revoke_every, AppPassword, Listed, Revocation};
 pub use sessions::{FormToken, Session, SIGN_IN_WINDOW};
-pub use sign_in::{browser_providers, Begun, BrowserError, IdpAnswer, SignInError};
+pub use sign_in::{browser_providers, Begun, BrowserError, IdpAnswer, PasswordForm, SignInError};
 
 /// The name app-password logins are checked under (never a configured
 /// provider's).

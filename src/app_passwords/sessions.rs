@@ -285,7 +285,7 @@ impl AppPasswords {
 
     /// Whether a sign-in form's `token` is the one sealed for it in
     /// `sealed`, unexpired at `now`.
-    pub fn form_token_holds(&self, sealed: Option<&str>, token: &str, now: i64) -> bool {
+    pub(super) fn form_token_holds(&self, sealed: Option<&str>, token: &str, now: i64) -> bool {
         sealed
             .and_then(|t| open::<SealedFormToken>(&self.pending, FORM_AAD, t))
             .is_some_and(|t| t.exp > now && !token.is_empty() && ct_eq(&t.csrf, token))

@@ -30,9 +30,24 @@ use crate::ops::audit::Safe;
 /// What a browser sign-in under way is sealed for.
 const SIGNING_IN_AAD: &[u8] = b"regauth_signin";
 
+/// A password form, as posted.
+pub struct PasswordForm<'a> {
+    /// The username typed.
+    pub username: &'a str,
+    /// The password typed.
+    pub password: &'a str,
+    /// The form's CSRF token.
+    pub csrf: &'a str,
+    /// The form's token as sealed for the browser
+    /// ([`AppPasswords::form_token`]), if it sent one.
+    pub sealed_csrf: Option<&'a str>,
+}
+
 /// Why a password sign-in opened no session.
 #[derive(Debug)]
 pub enum SignInError {
+    /// The form's token is not the one sealed for it (or has run out).
+    FormExpired,
     /// A wrong username or password; or not a password a provider in
     /// `login_form` checked for a user.
     Refused,
@@ -135,13 +150,15 @@ impl AppPasswords {
         &self,
         chain: &Arc<Chain>,
         limits: &Limits,
-        username: &str,
-        password: &str,
+        form: PasswordForm<'_>,
         client: IpAddr,
         now: i64,
     ) -> Result<String, SignInError> {
+        if !self.form_token_holds(form.sealed_csrf, form.csrf, now) {
+            return Err(SignInError::FormExpired);
+        }
         let credentials =
-            form_credentials(limits, username, password).ok_or(SignInError::Refused)?;
+            form_credentials(limits, form.username, form.password).ok_or(SignInError::Refused)?;
         let verdict = chain.authenticate(&credentials, client).await;
         let identity = opens_session(verdict, &self.config.login_form)?;
         self.open_session(&identity, None, now)
@@ -463,21 +480,32 @@ mod tests {
     async fn a_right_password_opens_a_session_and_wrong_ones_are_counted() {
         let passwords = passwords();
         let chain = chain(2);
-        let sealed = passwords
-            .sign_in_with_password(&chain, &limits(), "alice", "right", IP, NOW)
-            .await
-            .unwrap();
-        let session = passwords.session(&sealed, NOW).await.unwrap().unwrap();
+        let limits = limits();
+        let token = passwords.form_token(None, NOW).unwrap();
+        let sealed = token.fresh.as_deref();
+        let sign_in = |username, password, csrf| {
+            let form = PasswordForm {
+                username,
+                password,
+                csrf,
+                sealed_csrf: sealed,
+            };
+            passwords.sign_in_with_password(&chain, &limits, form, IP, NOW)
+        };
+        let session = sign_in("alice", "right", &token.csrf).await.unwrap();
+        let session = passwords.session(&session, NOW).await.unwrap().unwrap();
         assert_eq!(session.subject, "alice");
+        // a form not made for this browser is not even tried
+        let forged = sign_in("alice", "right", "forged").await;
+        assert!(
+            matches!(forged, Err(SignInError::FormExpired)),
+            "{forged:?}"
+        );
         for _ in 0..2 {
-            let wrong = passwords
-                .sign_in_with_password(&chain, &limits(), "bob", "wrong", IP, NOW)
-                .await;
+            let wrong = sign_in("bob", "wrong", &token.csrf).await;
             assert!(matches!(wrong, Err(SignInError::Refused)), "{wrong:?}");
         }
-        let held = passwords
-            .sign_in_with_password(&chain, &limits(), "bob", "right", IP, NOW)
-            .await;
+        let held = sign_in("bob", "right", &token.csrf).await;
         assert!(matches!(held, Err(SignInError::Throttled)), "{held:?}");
     }
 

@@ -16,7 +16,8 @@ use crate::{AppState, Live};
 #[derive(Clone)]
 struct Loaded(Arc<AppState>);
 
-/// The state this request is served from.
+/// The state this request is served from, kept for the request's other
+/// extractors.
 pub(crate) fn loaded(parts: &mut Parts, live: &Live) -> Arc<AppState> {
     if let Some(Loaded(state)) = parts.extensions.get::<Loaded>() {
         return state.clone();
@@ -24,6 +25,15 @@ pub(crate) fn loaded(parts: &mut Parts, live: &Live) -> Arc<AppState> {
     let state = live.load();
     parts.extensions.insert(Loaded(state.clone()));
     state
+}
+
+/// The state an earlier extractor loaded, or the current one (kept for
+/// no one: the token endpoint's path stays free of the insertion).
+fn peeked(parts: &Parts, live: &Live) -> Arc<AppState> {
+    match parts.extensions.get::<Loaded>() {
+        Some(Loaded(state)) => state.clone(),
+        None => live.load(),
+    }
 }
 
 /// The client's address: the peer, or, behind `server.trusted_proxies`,
@@ -36,7 +46,7 @@ impl FromRequestParts<Arc<Live>> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, live: &Arc<Live>) -> Result<Self, Infallible> {
-        let state = loaded(parts, live);
+        let state = peeked(parts, live);
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

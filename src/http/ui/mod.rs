@@ -32,7 +32,7 @@ use regauth_providers::ExposeSecret;
 use serde::Deserialize;
 
 use crate::app_passwords::{
-    browser_providers, IdpAnswer, Limit, Session, SignInError, SIGN_IN_WINDOW,
+    browser_providers, IdpAnswer, Limit, PasswordForm, Session, SignInError, SIGN_IN_WINDOW,
 };
 use crate::http::extract::ClientIp;
 use crate::Live;
@@ -41,10 +41,12 @@ use error::{Missing, PageError};
 use extract::{HasCsrf, OneOrMany, Page, PageForm, Posted, SignedIn, MAX_FORM_BYTES};
 use pages::{render, rows, Admin, Created, Home, SignInPage};
 
-/// The page at `path` (`/ui`): `{path}/`, and its routes below `path`.
+/// The page at `path` (`/ui`): `{path}` and `{path}/`, and its routes
+/// below.
 /// Every answer carries the page's headers.
 pub fn router(path: &str) -> Router<Arc<Live>> {
     let below = Router::new()
+        .route("/", get(home))
         .route("/style.css", get(style))
         .route("/signin/{provider}", get(begin_sign_in))
         .route("/callback", get(callback))
@@ -55,7 +57,7 @@ pub fn router(path: &str) -> Router<Arc<Live>> {
         .route("/admin", get(admin))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .fallback(|| async { PageError::NotFound(Missing::Page) });
-    // nested, `/` would be `{path}` alone: the page is `{path}/`
+    // nested, `/` is `{path}` alone: the page is `{path}/` too
     Router::new()
         .route(&format!("{path}/"), get(home))
         .nest(path, below)
@@ -218,7 +220,7 @@ async fn callback(
             };
             let sealed = PageCookie::SigningIn.read(config, &headers);
             let now = crate::clock::now();
-            (page.passwords)
+            page.passwords
                 .finish_browser_sign_in(&page.state.chain, sealed, answer, ip, now)
                 .await
                 .map_err(PageError::from)
@@ -260,16 +262,17 @@ async fn form_sign_in(
     }
     let headers = request.headers().clone();
     let PageForm(form) = PageForm::<SignInForm>::from_request(request, &()).await?;
+    let posted = PasswordForm {
+        username: &form.username,
+        password: &form.password,
+        csrf: &form.csrf,
+        sealed_csrf: PageCookie::Form.read(&passwords.config, &headers),
+    };
+    let (chain, limits) = (&page.state.chain, &page.state.config.server.limits);
     let now = crate::clock::now();
-    let kept = PageCookie::Form.read(&passwords.config, &headers);
-    if !passwords.form_token_holds(kept, &form.csrf, now) {
-        return Err(PageError::FormExpired);
-    }
-    let limits = &page.state.config.server.limits;
-    let chain = &page.state.chain;
-    let signed =
-        (passwords.sign_in_with_password(chain, limits, &form.username, &form.password, ip, now))
-            .await;
+    let signed = passwords
+        .sign_in_with_password(chain, limits, posted, ip, now)
+        .await;
     match signed {
         Ok(sealed) => Ok(session_started(&page, &sealed)),
         Err(SignInError::Refused) => {
@@ -280,6 +283,7 @@ async fn form_sign_in(
             let wait = Some("Too many failed sign-ins. Wait a while and try again.");
             sign_in_page(&page, &headers, StatusCode::TOO_MANY_REQUESTS, wait)
         }
+        Err(SignInError::FormExpired) => Err(PageError::FormExpired),
         Err(SignInError::Unavailable) => Err(PageError::PasswordUnchecked),
         Err(SignInError::Session(e)) => Err(e.into()),
     }
@@ -317,7 +321,8 @@ async fn create(page: Page, posted: Posted<CreateForm>) -> Result<Response, Page
         Err(e) => return again(e.to_string()).await,
     };
     let lifetime = Duration::from_secs(days.saturating_mul(86400));
-    let made = (page.passwords)
+    let made = page
+        .passwords
         .create(&session.identity(), &form.name, lifetime, &limit)
         .await;
     let (password, secret) = match made {

@@ -158,6 +158,9 @@ mod tests {
             text: "<script>alert(1)</script>",
         };
         let body = page.render().unwrap();
-        assert!(!body.contains("<script>") && body.contains("alert(1)"), "{body}");
+        assert!(
+            !body.contains("<script>") && body.contains("alert(1)"),
+            "{body}"
+        );
     }
 }
