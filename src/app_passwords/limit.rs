@@ -70,6 +70,10 @@ pub enum LimitError {
     /// No action ticked.
     #[error("choose at least one action")]
     NoAction,
+    /// A limit that reaches no repository at all (which a record could
+    /// not tell from no limit).
+    #[error("the limit reaches no repository")]
+    Nothing,
 }
 
 impl Limit {
@@ -136,7 +140,17 @@ impl Limit {
         Limit::To(reaches)
     }
 
-    /// The limit as records keep it: empty for [`Limit::Unlimited`].
+    /// Whether this limit allows nothing anywhere.
+    pub fn reaches_nothing(&self) -> bool {
+        match self {
+            Limit::Unlimited => false,
+            Limit::To(reaches) => reaches.iter().all(|r| r.actions.is_empty()),
+        }
+    }
+
+    /// The limit as records keep it: empty for [`Limit::Unlimited`] (so
+    /// a limit that [reaches nothing](Limit::reaches_nothing) is never
+    /// kept).
     pub fn to_stored(&self) -> Vec<AccessLimit> {
         let Limit::To(reaches) = self else {
             return Vec::new();
@@ -284,6 +298,10 @@ mod tests {
         let cut = Limit::Unlimited.within(asked.clone());
         assert_eq!(cut.actions, [Action::Pull, Action::Push]);
         assert!(within(&[], asked).actions.is_empty());
+        assert!(Limit::from_stored(&[]).reaches_nothing());
+        assert!(Limit::from_stored(&[stored("dev/**", &["admin"])]).reaches_nothing());
+        assert!(!Limit::Unlimited.reaches_nothing());
+        assert!(!form("", &["pull"]).unwrap().reaches_nothing());
     }
 
     #[test]

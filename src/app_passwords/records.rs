@@ -9,7 +9,9 @@ use std::time::Duration;
 use regauth_providers::{AccessLimit, Identity, Outcome, SecretString, APP_PASSWORD_PREFIX};
 use serde::{Deserialize, Serialize};
 
-use super::{lock_key, owner_key, unix, AppPasswordError, AppPasswords, Limit, PASSWORDS};
+use super::{
+    lock_key, owner_key, unix, AppPasswordError, AppPasswords, Limit, LimitError, PASSWORDS,
+};
 use crate::ops::audit::Safe;
 use crate::state::{Store, StoreError};
 
@@ -192,6 +194,10 @@ impl AppPasswords {
         let max_days = self.config.max_lifetime.as_secs() / 86400;
         if lifetime < Duration::from_secs(86400) || lifetime > self.config.max_lifetime {
             return Err(AppPasswordError::Lifetime(max_days.max(1)));
+        }
+        // stored, it would read as no limit at all
+        if limit.reaches_nothing() {
+            return Err(LimitError::Nothing.into());
         }
         // The account as its provider (or its last sign-in) sees it now:
         // a session of someone locked or offboarded mints nothing.
@@ -484,6 +490,13 @@ mod tests {
                 .await;
             assert!(matches!(made, Err(AppPasswordError::Lifetime(365))));
         }
+        // a limit that reaches nothing is refused, never kept as no limit
+        let nothing = Limit::from_stored(&[]);
+        let made = passwords.create(&owner, "n", day, &nothing).await;
+        assert!(matches!(
+            made,
+            Err(AppPasswordError::Limit(LimitError::Nothing))
+        ));
         // an owner their provider no longer knows makes none
         let gone = Identity::new("gone", "local");
         let made = passwords.create(&gone, "n", day, &Limit::Unlimited).await;
