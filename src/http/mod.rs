@@ -6,6 +6,7 @@
 
 pub mod credentials;
 mod error;
+mod extract;
 pub mod forwarded;
 pub mod listen;
 mod ops;
@@ -48,13 +49,7 @@ pub fn router(live: Arc<Live>) -> Router {
         .map(|p| p.config.path().to_owned());
     let router = Router::new();
     let router = match ui_path {
-        // the page is `{path}/` (and `{path}`, nested `/`)
-        Some(path) => router
-            .route(
-                &format!("{path}/"),
-                get(ui::home).route_layer(bounded.clone()),
-            )
-            .nest(&path, ui::routes().route_layer(bounded)),
+        Some(path) => router.merge(ui::router(&path).route_layer(bounded)),
         None => router,
     };
     router

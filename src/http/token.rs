@@ -7,18 +7,19 @@
 //! result.
 
 use std::borrow::Cow;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use regauth_providers::{Credentials, SecretString};
 
 use crate::domain::scope::scopes_text;
 use crate::http::credentials::{parse_basic, parse_bool, BasicAuth};
+use crate::http::extract::ClientIp;
 use crate::issue::{Flow, Issued, Refusal, TokenRequest, Who};
 use crate::ops::audit::{self, Event, GrantType, IssuedSummary, Outcome};
 use crate::{AppState, Live};
@@ -72,25 +73,13 @@ impl<'a> Params<'a> {
     }
 }
 
-/// The client's address (see [`crate::http::forwarded`]).
-pub(crate) fn client_ip(state: &AppState, request: &Request) -> IpAddr {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let forwarded = request
-        .headers()
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    crate::http::forwarded::client_address(peer, forwarded, &state.config.server.trusted_proxies)
-}
-
-pub async fn get(State(live): State<Arc<Live>>, request: Request) -> Response {
+pub async fn get(
+    State(live): State<Arc<Live>>,
+    ClientIp(ip): ClientIp,
+    request: Request,
+) -> Response {
     let state = live.load();
     let started = Instant::now();
-    let ip = client_ip(&state, &request);
     let params = Params::parse(request.uri().query().unwrap_or("").as_bytes());
     let mut meta = audit::Request {
         method: "GET",
@@ -122,10 +111,13 @@ pub async fn get(State(live): State<Arc<Live>>, request: Request) -> Response {
     finish(&state, &meta, Flow::Get, result, started)
 }
 
-pub async fn post(State(live): State<Arc<Live>>, request: Request) -> Response {
+pub async fn post(
+    State(live): State<Arc<Live>>,
+    ClientIp(ip): ClientIp,
+    request: Request,
+) -> Response {
     let state = live.load();
     let started = Instant::now();
-    let ip = client_ip(&state, &request);
     let (parts, body) = request.into_parts();
     let mut meta = audit::Request {
         method: "POST",

@@ -1,0 +1,160 @@
+//! App passwords as a provider in the chain: an `rga_` secret goes here
+//! alone, and logs in as its owner (their groups now), narrowed to the
+//! app password's limit and never outliving it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use regauth_providers::{
+    Credentials, ExposeSecret, Identity, IdentityProvider, Outcome, Proof, ProviderKind, Rejection,
+    Renewal, SecretShape, APP_PASSWORD_PREFIX,
+};
+
+use super::records::{ended_key, parse};
+use super::{unavailable, unix, AppPassword, AppPasswords, PROVIDER_NAME};
+use crate::ops::audit::Safe;
+
+/// App passwords as a provider in the chain: `rga_` secrets go here alone.
+pub struct AppPasswordProvider(pub Arc<AppPasswords>);
+
+#[async_trait]
+impl IdentityProvider for AppPasswordProvider {
+    fn name(&self) -> &str {
+        PROVIDER_NAME
+    }
+
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Custom(PROVIDER_NAME)
+    }
+
+    fn accepts(&self, shape: SecretShape<'_>) -> bool {
+        shape == SecretShape::AppPassword
+    }
+
+    /// One record read and one HMAC here: no upstream to protect.
+    fn checks_locally(&self) -> bool {
+        true
+    }
+
+    /// The owner check takes the username trimmed and in any ASCII case:
+    /// so does the verdict cache's key.
+    fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Owned(username.trim().to_ascii_lowercase())
+    }
+
+    /// An app password stands alone: the typed username tries no account.
+    async fn account_of(&self, _credentials: &Credentials) -> Option<String> {
+        None
+    }
+
+    async fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        if !credentials
+            .secret
+            .expose_secret()
+            .starts_with(APP_PASSWORD_PREFIX)
+        {
+            return Outcome::NotMine;
+        }
+        self.0.check(credentials).await
+    }
+}
+
+fn refused(why: impl Into<String>) -> Outcome {
+    Outcome::Rejected(Rejection::Other(why.into()))
+}
+
+impl AppPasswords {
+    /// Checks an app password presented as a registry password.
+    async fn check(&self, credentials: &Credentials) -> Outcome {
+        let Some((id, secret)) = parse(credentials.secret.expose_secret()) else {
+            return Outcome::Rejected(Rejection::WrongSecret);
+        };
+        let password = match self.find(id).await {
+            Ok(Some(password)) => password,
+            Ok(None) => return refused("no such app password (revoked?)"),
+            Err(e) => return unavailable(e),
+        };
+        let digest = self.digest(id, secret);
+        if aws_lc_rs::constant_time::verify_slices_are_equal(
+            digest.as_bytes(),
+            password.digest.as_bytes(),
+        )
+        .is_err()
+        {
+            return Outcome::Rejected(Rejection::WrongSecret);
+        }
+        if let Some(refusal) = self.refusal(&password, &credentials.username).await {
+            return refusal;
+        }
+        let owner = self
+            .current(
+                &password.provider,
+                &password.subject,
+                password.account.as_deref(),
+            )
+            .await;
+        match owner {
+            Ok(identity) => {
+                self.record_use(&password.id);
+                password.audit("app_password_used", "");
+                Outcome::Authenticated(logged_in_as(identity, &password))
+            }
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// Why an app password whose secret is right does not log in, if it
+    /// does not: revoked, made under a replaced ledger, expired, claiming
+    /// too long a life, or presented under someone else's name.
+    async fn refusal(&self, password: &AppPassword, username: &str) -> Option<Outcome> {
+        // revoked, and its record put back: still revoked; made under a
+        // ledger since replaced (which forgot what it revoked): ended
+        let (ended, ledger) = match (
+            self.ledger.ended(&ended_key(&password.id)).await,
+            self.ledger.id().await,
+        ) {
+            (Ok(ended), Ok(ledger)) => (ended, ledger),
+            (Err(e), _) | (_, Err(e)) => return Some(unavailable(e)),
+        };
+        if ended || password.ledger.as_ref().is_some_and(|l| *l != ledger) {
+            return Some(refused(
+                "the app password was revoked (or made under a revocation ledger since replaced)",
+            ));
+        }
+        if password.expires <= unix(crate::clock::now()) {
+            return Some(Outcome::Rejected(Rejection::Expired));
+        }
+        // A record is authenticated by the state layer; this is a second
+        // line against a key leak: nothing regauth makes lives longer.
+        if password.expires.saturating_sub(password.created) > self.config.max_lifetime.as_secs() {
+            return Some(refused(
+                "the app password's record claims a life longer than max_lifetime",
+            ));
+        }
+        if !password.subject.eq_ignore_ascii_case(username.trim()) {
+            return Some(refused(format!(
+                "the Basic username \"{}\" is not the app password's owner",
+                Safe(username)
+            )));
+        }
+        None
+    }
+}
+
+/// The owner as an app password logs them in: their provider's name,
+/// never renewed (an app password is checked again, not renewed), proven
+/// by a token, until the app password expires at the latest, within its
+/// limit.
+fn logged_in_as(mut identity: Identity, password: &AppPassword) -> Identity {
+    identity.provider = password.provider.clone();
+    identity.renewal = Renewal::Never;
+    identity.proof = Proof::Token;
+    identity.credential_stamp = None;
+    identity.expires_at = Some(
+        identity
+            .expires_at
+            .map_or(password.expires, |e| e.min(password.expires)),
+    );
+    identity.limit = (!password.limit.is_empty()).then(|| password.limit.clone());
+    identity
+}
