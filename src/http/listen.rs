@@ -116,89 +116,22 @@ pub async fn serve_only<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let state = live.load();
-    let server = &state.config.server;
-    let bounds = Arc::new(Bounds {
-        header_timeout: server.timeouts.header,
-        idle_timeout: server.timeouts.idle,
-        max_header_bytes: server.limits.max_header_bytes,
-    });
-    let drain_for = server.timeouts.shutdown;
-    let connections = Arc::new(Semaphore::new(server.limits.max_connections));
-    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
-    let per_client = Arc::new(PerClient::default());
-    let per_client_cap = server.limits.max_connections_per_client;
-    let app = match serves {
-        Serves::Everything => crate::http::router(live.clone()),
-        Serves::Operations => crate::http::ops_router(live.clone()),
-    };
+    let drain_for = live.load().config.server.timeouts.shutdown;
     let (stop, stopping) = watch::channel(false);
+    let door = Door::new(live, serves, stopping);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors, or a connection reset
-                        // before it was accepted: pause instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let network = crate::identity::throttle::network_of(peer.ip());
-                // A trusted proxy's connections carry many clients (each
-                // counted by the throttle under its forwarded address):
-                // the per-client cap would make them one.
-                let cap = if crate::http::forwarded::is_trusted(peer.ip(), &live.load().config.server.trusted_proxies) {
-                    usize::MAX
-                } else {
-                    per_client_cap
-                };
-                let admitted = connections
-                    .clone()
-                    .try_acquire_owned()
-                    .ok()
-                    .and_then(|permit| Some((permit, PerClient::open(&per_client, network, cap)?)));
-                match admitted {
-                    Some((permit, client)) => {
-                        let app = app.clone();
-                        let bounds = bounds.clone();
-                        let stopping = stopping.clone();
-                        // each connection takes the certificate current
-                        // when it arrives; open ones keep theirs
-                        let tls = live.load().tls.clone().filter(|_| serves == Serves::Everything);
-                        tasks.spawn(async move {
-                            match tls {
-                                None => serve_connection(stream, peer, app, &bounds, stopping).await,
-                                Some(tls) => {
-                                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                                    match tokio::time::timeout(bounds.header_timeout, acceptor.accept(stream)).await {
-                                        Ok(Ok(stream)) => serve_connection(stream, peer, app, &bounds, stopping).await,
-                                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                                    }
-                                }
-                            }
-                            drop(client);
-                            drop(permit);
-                        });
-                    }
-                    None => {
-                        live.load().metrics.connection_refused();
-                        if let Ok(permit) = refusing.clone().try_acquire_owned() {
-                            tokio::spawn(async move {
-                                let mut stream = stream;
-                                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(TOO_MANY)).await;
-                                drop(permit);
-                            });
-                        }
-                    }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => door.open(&mut tasks, stream, peer),
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset
+                    // before it was accepted: pause instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-            }
+            },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             () = &mut shutdown => break,
         }
@@ -217,6 +150,111 @@ where
         tasks.abort_all();
     }
     Ok(())
+}
+
+/// What a listener lets in: connections within the caps, each served
+/// with the application and its bounds; the others answered 503.
+struct Door {
+    live: Arc<Live>,
+    serves: Serves,
+    app: axum::Router,
+    bounds: Arc<Bounds>,
+    connections: Arc<Semaphore>,
+    refusing: Arc<Semaphore>,
+    per_client: Arc<PerClient>,
+    per_client_cap: usize,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Door {
+    fn new(live: Arc<Live>, serves: Serves, stopping: watch::Receiver<bool>) -> Self {
+        let state = live.load();
+        let server = &state.config.server;
+        let app = match serves {
+            Serves::Everything => crate::http::router(live.clone()),
+            Serves::Operations => crate::http::ops_router(live.clone()),
+        };
+        Self {
+            serves,
+            app,
+            bounds: Arc::new(Bounds {
+                header_timeout: server.timeouts.header,
+                idle_timeout: server.timeouts.idle,
+                max_header_bytes: server.limits.max_header_bytes,
+            }),
+            connections: Arc::new(Semaphore::new(server.limits.max_connections)),
+            refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
+            per_client: Arc::new(PerClient::default()),
+            per_client_cap: server.limits.max_connections_per_client,
+            stopping,
+            live: live.clone(),
+        }
+    }
+
+    /// Serves the connection from `peer` in a task of `tasks`, or refuses
+    /// it when the listener or its client network is at its cap.
+    fn open(&self, tasks: &mut JoinSet<()>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let network = crate::identity::throttle::network_of(peer.ip());
+        let state = self.live.load();
+        // A trusted proxy's connections carry many clients (each counted
+        // by the throttle under its forwarded address): the per-client cap
+        // would make them one.
+        let trusted = &state.config.server.trusted_proxies;
+        let cap = if crate::http::forwarded::is_trusted(peer.ip(), trusted) {
+            usize::MAX
+        } else {
+            self.per_client_cap
+        };
+        let admitted = self
+            .connections
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .and_then(|permit| Some((permit, PerClient::open(&self.per_client, network, cap)?)));
+        let Some((permit, client)) = admitted else {
+            state.metrics.connection_refused();
+            self.refuse(stream);
+            return;
+        };
+        let (app, bounds, stopping) =
+            (self.app.clone(), self.bounds.clone(), self.stopping.clone());
+        // Each connection takes the certificate current when it arrives;
+        // open ones keep theirs.
+        let tls = state
+            .tls
+            .clone()
+            .filter(|_| self.serves == Serves::Everything);
+        tasks.spawn(async move {
+            match tls {
+                None => serve_connection(stream, peer, app, &bounds, stopping).await,
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(bounds.header_timeout, handshake).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, app, &bounds, stopping).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+            drop(client);
+            drop(permit);
+        });
+    }
+
+    /// Answers 503 (at most `MAX_REFUSING` at once, the rest are closed).
+    fn refuse(&self, mut stream: tokio::net::TcpStream) {
+        if let Ok(permit) = self.refusing.clone().try_acquire_owned() {
+            tokio::spawn(async move {
+                let answer = stream.write_all(TOO_MANY);
+                let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
+                drop(permit);
+            });
+        }
+    }
 }
 
 /// One HTTP/1.1 connection, held to its bounds.

@@ -133,37 +133,8 @@ pub async fn post(
     meta.client_id = params.client_id.as_deref().unwrap_or("");
     meta.scopes = params.scopes.iter().map(|s| s.as_ref()).collect();
     let offline = params.access_type.as_deref() == Some("offline");
-    let who = match params.grant_type.as_deref() {
-        Some("password") => {
-            meta.grant = GrantType::Password;
-            match (params.username.as_deref(), params.password.as_deref()) {
-                (Some(username), Some(password)) => {
-                    Ok(Who::Credentials(Credentials::new(username, password)))
-                }
-                _ => Err(Refusal::bad_request(
-                    "the password grant needs username and password",
-                )),
-            }
-        }
-        Some("refresh_token") => {
-            meta.grant = GrantType::RefreshToken;
-            match (state.issuer.refresh(), params.refresh_token.as_deref()) {
-                // Disabled: 404 is the one answer every client falls back on.
-                (None, _) => Err(Refusal::RefreshDisabled),
-                (Some(_), None | Some("")) => Err(Refusal::bad_request(
-                    "the refresh_token grant needs refresh_token",
-                )),
-                (Some(_), Some(token)) => Ok(Who::Refresh(SecretString::from(token.to_owned()))),
-            }
-        }
-        Some(other) => {
-            meta.grant = GrantType::Unsupported;
-            Err(Refusal::UnsupportedGrant {
-                grant: audit::Safe(other).to_string(),
-            })
-        }
-        None => Err(Refusal::bad_request("grant_type is required")),
-    };
+    let (grant, who) = who_of_form(&params, refresh_enabled(&state));
+    meta.grant = grant;
     let result = match who {
         Ok(who) => {
             let request = params.request(Flow::Post, who, offline, ip);
@@ -172,6 +143,49 @@ pub async fn post(
         Err(refusal) => Err(refusal),
     };
     finish(&state, &meta, Flow::Post, result, started)
+}
+
+fn refresh_enabled(state: &AppState) -> bool {
+    state.issuer.refresh().is_some()
+}
+
+/// Who a POST says it is, by its `grant_type`, and how the audit line
+/// names the grant.
+fn who_of_form(params: &Params<'_>, refresh_enabled: bool) -> (GrantType, Result<Who, Refusal>) {
+    match params.grant_type.as_deref() {
+        Some("password") => {
+            let who = match (params.username.as_deref(), params.password.as_deref()) {
+                (Some(username), Some(password)) => {
+                    Ok(Who::Credentials(Credentials::new(username, password)))
+                }
+                _ => Err(Refusal::bad_request(
+                    "the password grant needs username and password",
+                )),
+            };
+            (GrantType::Password, who)
+        }
+        Some("refresh_token") => {
+            let who = match (refresh_enabled, params.refresh_token.as_deref()) {
+                // Disabled: 404 is the one answer every client falls back on.
+                (false, _) => Err(Refusal::RefreshDisabled),
+                (true, None | Some("")) => Err(Refusal::bad_request(
+                    "the refresh_token grant needs refresh_token",
+                )),
+                (true, Some(token)) => Ok(Who::Refresh(SecretString::from(token.to_owned()))),
+            };
+            (GrantType::RefreshToken, who)
+        }
+        Some(other) => (
+            GrantType::Unsupported,
+            Err(Refusal::UnsupportedGrant {
+                grant: audit::Safe(other).to_string(),
+            }),
+        ),
+        None => (
+            GrantType::Unknown,
+            Err(Refusal::bad_request("grant_type is required")),
+        ),
+    }
 }
 
 /// Reads an `application/x-www-form-urlencoded` body (chunked or not) up to
