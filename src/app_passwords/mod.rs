@@ -27,16 +27,14 @@ use regauth_providers::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::config::AppPasswordsConfig;
 use crate::domain::pattern::{Pattern, Placeholders};
 use crate::domain::policy::Grant;
 use crate::domain::scope::{Action, ResourceType};
 use crate::ops::audit::Safe;
 use crate::state::{Store, StoreError};
 
-/// The name app-password logins are checked under (never a configured
-/// provider's).
-pub const PROVIDER_NAME: &str = "app-passwords";
+pub mod config;
+pub use self::config::{AppPasswordsConfig, PROVIDER_NAME};
 
 /// The state backend's collection of app passwords.
 pub(crate) const PASSWORDS: &str = "app_password";
