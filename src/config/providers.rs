@@ -182,31 +182,24 @@ trait Settings: DeserializeOwned {
 
 impl Settings for StaticConfig {}
 impl Settings for LdapConfig {}
-impl Settings for GithubConfig {
-    fn check(&self) -> Result<(), Invalid> {
-        self.validate()
-    }
+
+/// The kinds whose settings type checks itself with `validate()`.
+macro_rules! checked_by_validate {
+    ($($settings:ty),*) => {$(
+        impl Settings for $settings {
+            fn check(&self) -> Result<(), Invalid> {
+                self.validate()
+            }
+        }
+    )*};
 }
-impl Settings for GitlabConfig {
-    fn check(&self) -> Result<(), Invalid> {
-        self.validate()
-    }
-}
-impl Settings for GiteaConfig {
-    fn check(&self) -> Result<(), Invalid> {
-        self.validate()
-    }
-}
-impl Settings for OidcConfig {
-    fn check(&self) -> Result<(), Invalid> {
-        self.validate()
-    }
-}
-impl Settings for WebhookConfig {
-    fn check(&self) -> Result<(), Invalid> {
-        self.validate()
-    }
-}
+checked_by_validate!(
+    GithubConfig,
+    GitlabConfig,
+    GiteaConfig,
+    OidcConfig,
+    WebhookConfig
+);
 
 /// The settings of one kind, read and checked; errors are under `prefix`.
 fn parsed<T: Settings>(origin: &str, prefix: &str, table: toml::Table) -> Result<T, ConfigError> {
@@ -270,11 +263,9 @@ fn parse_provider(
     let name = take("name")?;
     let kind = take("kind")?;
     let usernames = pins(origin, &prefix, table.remove("usernames"))?;
-    let kind: ProviderKind =
-        kind.parse()
-            .map_err(|e: regauth_providers::UnknownProviderKind| {
-                invalid(origin, format!("{prefix}.kind"), e.to_string())
-            })?;
+    let kind = kind
+        .parse::<ProviderKind>()
+        .map_err(|e| invalid(origin, format!("{prefix}.kind"), e.to_string()))?;
     Ok(ProviderConfig {
         name,
         usernames,
