@@ -477,6 +477,24 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// The built-in kinds, in the order configuration errors list them:
+    /// the one table of kinds a configuration's `kind` may name.
+    pub const ALL: [ProviderKind; 7] = [
+        ProviderKind::Static,
+        ProviderKind::Ldap,
+        ProviderKind::Oidc,
+        ProviderKind::Github,
+        ProviderKind::Gitlab,
+        ProviderKind::Gitea,
+        ProviderKind::Webhook,
+    ];
+
+    /// The built-in kinds as configuration files spell them, for errors:
+    /// `static, ldap, oidc, ...`.
+    pub fn names() -> String {
+        Self::ALL.map(|kind| kind.as_str()).join(", ")
+    }
+
     /// The kind as configuration files and metrics spell it.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -495,6 +513,40 @@ impl ProviderKind {
 impl std::fmt::Display for ProviderKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A configuration's `kind`: one of [`ProviderKind::ALL`], never `Custom`.
+impl std::str::FromStr for ProviderKind {
+    type Err = UnknownProviderKind;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| UnknownProviderKind(text.to_owned()))
+    }
+}
+
+/// A `kind` that names no built-in provider.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown provider kind `{0}` (one of: {names})", names = ProviderKind::names())]
+pub struct UnknownProviderKind(pub String);
+
+#[cfg(test)]
+mod provider_kind_tests {
+    use super::ProviderKind;
+
+    #[test]
+    fn every_kind_reads_back_from_its_name_and_others_are_listed_unknown() {
+        for kind in ProviderKind::ALL {
+            assert_eq!(kind.as_str().parse::<ProviderKind>(), Ok(kind));
+        }
+        let unknown = "smoke".parse::<ProviderKind>().unwrap_err().to_string();
+        assert_eq!(
+            unknown,
+            "unknown provider kind `smoke` (one of: static, ldap, oidc, github, gitlab, gitea, webhook)"
+        );
     }
 }
 

@@ -36,7 +36,8 @@ use regauth_providers::IdentityProvider;
 
 use super::{assemble, AppState, Live, Parts};
 use crate::authorize::Authorizer;
-use crate::config::Config;
+use crate::config::error::invalid;
+use crate::config::{Config, Draft, ProviderConfig, RawServer, RawToken, Seconds, SeparateRules};
 use crate::domain::policy::{PolicyFile, RuleConfig};
 use crate::keys::{KeyRing, SigningKey};
 use crate::Error;
@@ -116,13 +117,8 @@ impl Builder {
 
     /// Policy rules as TOML `[[rule]]` tables.
     pub fn rules_toml(mut self, text: &str) -> Result<Self, Error> {
-        let file: PolicyFile = toml::from_str(text).map_err(|e| {
-            Error::Config(crate::config::ConfigError::Invalid {
-                origin: "rules".into(),
-                key: "(syntax)".into(),
-                message: e.message().to_owned(),
-            })
-        })?;
+        let file: PolicyFile = toml::from_str(text)
+            .map_err(|e| Error::Config(invalid("rules", "(syntax)", e.message())))?;
         self.rules.extend(file.rule);
         Ok(self)
     }
@@ -172,7 +168,6 @@ impl Builder {
 
     /// The shared state behind the router (for inspection and tests).
     pub fn build_state(self) -> Result<Arc<AppState>, Error> {
-        let issuer = self.issuer.unwrap_or_else(|| "regauth".into());
         if self.services.is_empty() {
             return Err(config_error("service", "name at least one service"));
         }
@@ -184,42 +179,36 @@ impl Builder {
             Some(_) => return Err(config_error("refresh_key", "needs at least 32 bytes")),
             None => crate::keys::random_key()?.to_vec(),
         };
-        // The settings as configuration text, so that they are validated
-        // exactly as a file's would be.
-        let mut text = String::from("[server]\n");
-        if let Some(realm) = &self.realm {
-            text.push_str(&format!("realm = {}\n", toml_string(realm)));
-        }
-        if self.refuse_anonymous {
-            text.push_str("anonymous = false\n");
-        }
-        text.push_str(&format!(
-            "[token]\nissuer = {}\nservices = [",
-            toml_string(&issuer)
-        ));
-        let services: Vec<String> = self.services.iter().map(|s| toml_string(s)).collect();
-        text.push_str(&services.join(", "));
-        text.push_str("]\n");
+        // The settings fill the sections a file would, and go through the
+        // same validators; every other key keeps the file's default.
+        let mut token = RawToken {
+            issuer: Some(self.issuer.unwrap_or_else(|| "regauth".into())),
+            services: Some(self.services),
+            ..RawToken::default()
+        };
         if let Some(lifetime) = self.lifetime {
-            text.push_str(&format!("lifetime = {}\n", lifetime.as_secs()));
+            token.lifetime = Seconds(lifetime);
         }
-        let mut config = Config::from_toml("builder", &text, &[])?;
-        // the providers were built in code: the policy knows them by name
-        config.providers = self
-            .providers
-            .iter()
-            .map(|p| crate::config::ProviderConfig::in_code(p.name(), p.kind()))
-            .collect();
-        config.policy = Arc::new(
-            crate::domain::policy::Policy::compile(&self.rules, "rule", &config.provider_infos())
-                .map_err(|e| {
-                Error::Config(crate::config::ConfigError::Invalid {
-                    origin: "rules".into(),
-                    key: e.path,
-                    message: e.message,
-                })
-            })?,
-        );
+        let draft = Draft {
+            server: RawServer {
+                realm: self.realm,
+                anonymous: !self.refuse_anonymous,
+                ..RawServer::default()
+            },
+            token,
+            // the providers were built in code: the policy knows them by name
+            providers: self
+                .providers
+                .iter()
+                .map(|p| ProviderConfig::in_code(p.name(), p.kind()))
+                .collect(),
+            separate_rules: Some(SeparateRules {
+                origin: "rules".into(),
+                rules: self.rules,
+            }),
+            ..Draft::default()
+        };
+        let config = Config::from_draft("builder", draft)?;
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(crate::state::Embedded::in_memory()));
@@ -244,14 +233,107 @@ impl Builder {
 }
 
 fn config_error(key: &str, message: &str) -> Error {
-    Error::Config(crate::config::ConfigError::Invalid {
-        origin: "builder".into(),
-        key: key.into(),
-        message: message.into(),
-    })
+    Error::Config(invalid("builder", key, message))
 }
 
-/// A TOML basic string.
-fn toml_string(value: &str) -> String {
-    toml::Value::String(value.to_owned()).to_string()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use regauth_providers::{Credentials, Outcome, ProviderKind, Rejection};
+
+    struct Host;
+
+    #[async_trait]
+    impl IdentityProvider for Host {
+        fn name(&self) -> &str {
+            "host"
+        }
+        fn kind(&self) -> ProviderKind {
+            ProviderKind::Custom("host")
+        }
+        async fn authenticate(&self, _: &Credentials) -> Outcome {
+            Outcome::Rejected(Rejection::WrongSecret)
+        }
+    }
+
+    fn keyed() -> Builder {
+        let (key, cert) =
+            crate::keys::generate(crate::keys::KeyType::Es256, "t", Duration::from_secs(86400))
+                .unwrap();
+        Server::builder()
+            .signing_key_pem(key.as_bytes(), cert.as_bytes())
+            .unwrap()
+            .provider(Arc::new(Host))
+    }
+
+    fn refused(builder: Builder) -> String {
+        match builder.build_state() {
+            Ok(_) => panic!("the builder accepted it"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// The builder's settings land in the sections a file would fill, and
+    /// every other key keeps the file's default.
+    #[tokio::test]
+    async fn settings_fill_the_sections_and_the_rest_keeps_the_file_defaults() {
+        let state = keyed()
+            .issuer("my-app")
+            .service("registry.example")
+            .realm("https://app.example/registry-auth/auth")
+            .token_lifetime(Duration::from_secs(600))
+            .refuse_anonymous()
+            .rules_toml("[[rule]]\nusers = [\"host:*\"]\nrepos = [\"x\"]\nactions = [\"pull\"]")
+            .unwrap()
+            .build_state()
+            .unwrap();
+        let config = &state.config;
+        assert_eq!(config.origin, "builder");
+        assert_eq!(config.token.issuer, "my-app");
+        assert_eq!(config.token.services, ["registry.example"]);
+        assert_eq!(config.token.lifetime, Duration::from_secs(600));
+        assert!(!config.server.anonymous);
+        assert_eq!(config.realm(), "https://app.example/registry-auth/auth");
+        assert_eq!(config.providers[0].name(), "host");
+        assert_eq!(config.policy.len(), 1);
+        let file = Config::from_toml(
+            "t",
+            "[token]\nissuer = \"my-app\"\nservices = [\"registry.example\"]",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.token.reuse_window, file.token.reuse_window);
+        assert_eq!(config.cache.verdict_ttl, file.cache.verdict_ttl);
+        assert_eq!(
+            config.server.limits.max_scopes,
+            file.server.limits.max_scopes
+        );
+        assert_eq!(config.state, file.state);
+    }
+
+    /// Settings are refused in the words a file's would be; the rules'
+    /// errors name the rules.
+    #[test]
+    fn errors_name_the_builder_or_the_rules() {
+        let short = refused(keyed().service("r").token_lifetime(Duration::from_secs(30)));
+        assert!(
+            short.starts_with("builder: token.lifetime: must be at least 60s"),
+            "{short}"
+        );
+        let rule = refused(
+            keyed()
+                .service("r")
+                .rules_toml("[[rule]]\nusers = [\"*\"]\nrepos = [\"x\"]\nactions = [\"pul\"]")
+                .unwrap(),
+        );
+        assert!(
+            rule.starts_with("rules: rule[0].actions[0]: unknown action `pul`"),
+            "{rule}"
+        );
+        assert_eq!(
+            refused(keyed()),
+            "builder: service: name at least one service"
+        );
+    }
 }

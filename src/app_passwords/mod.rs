@@ -32,10 +32,10 @@ use std::time::Duration;
 use regauth_providers::IdentityProvider;
 use serde::{Deserialize, Serialize};
 
-use crate::config::AppPasswordsConfig;
 use crate::keys::seal::Sealer;
 use crate::state::{Store, StoreError};
 
+pub mod config;
 pub mod limit;
 pub mod provider;
 pub mod recheck;
@@ -43,16 +43,13 @@ pub mod records;
 pub mod sessions;
 pub mod sign_in;
 
+pub use self::config::{AppPasswordsConfig, PROVIDER_NAME};
 pub use limit::{within, Limit, LimitError, EVERY_REPOSITORY};
 pub use provider::AppPasswordProvider;
 pub use recheck::SignIn;
 pub use records::{revoke_every, AppPassword, Listed, Revocation};
 pub use sessions::{FormToken, Session, SIGN_IN_WINDOW};
 pub use sign_in::{browser_providers, Begun, BrowserError, IdpAnswer, PasswordForm, SignInError};
-
-/// The name app-password logins are checked under (never a configured
-/// provider's).
-pub const PROVIDER_NAME: &str = "app-passwords";
 
 /// The state backend's collection of app passwords.
 pub(crate) const PASSWORDS: &str = "app_password";

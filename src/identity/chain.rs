@@ -20,7 +20,7 @@ use regauth_providers::{
     APP_PASSWORD_PREFIX, GITHUB_TOKEN_PREFIXES,
 };
 
-use crate::domain::pattern::{Pattern, Placeholders};
+use crate::config::UsernamePin;
 use crate::identity::throttle::{Attempt, Held, Reach, Throttle};
 use crate::identity::VerdictCache;
 use crate::ops::metrics::CacheStats;
@@ -108,11 +108,6 @@ pub fn shape_of(username: &str, secret: &str) -> (SecretShape<'static>, Option<S
     (SecretShape::Password, None)
 }
 
-/// How pins compare usernames: trimmed and lower-cased.
-fn pin_form(name: &str) -> String {
-    name.trim().to_lowercase()
-}
-
 /// Why a check produced no identity, shared by every caller that waited
 /// for the same check.
 #[derive(Debug)]
@@ -140,7 +135,7 @@ impl Miss {
 pub struct Chain {
     providers: Vec<Arc<dyn IdentityProvider>>,
     /// Per provider (same order), the username patterns pinned to it.
-    pins: Vec<Vec<Pattern>>,
+    pins: Vec<Vec<UsernamePin>>,
     /// Successful verdicts, shared by all requests.
     verdicts: VerdictCache,
     throttle: Arc<Throttle>,
@@ -203,13 +198,10 @@ impl Chain {
     /// Pins username patterns to providers, by provider name. Pins match
     /// case-insensitively and ignore surrounding spaces, so `CI-Release`
     /// and ` ci-release` cannot escape a `ci-*` pin to another provider.
-    pub fn with_pins(mut self, pins: Vec<(String, Vec<String>)>) -> Self {
+    pub fn with_pins(mut self, pins: Vec<(String, Vec<UsernamePin>)>) -> Self {
         for (name, patterns) in pins {
             if let Some(i) = self.providers.iter().position(|p| p.name() == name) {
-                self.pins[i] = patterns
-                    .iter()
-                    .filter_map(|p| Pattern::parse(&pin_form(p), Placeholders::Forbidden).ok())
-                    .collect();
+                self.pins[i] = patterns;
             }
         }
         self
@@ -234,7 +226,7 @@ impl Chain {
             },
             other => other,
         };
-        let username = pin_form(&credentials.username);
+        let username = UsernamePin::form(&credentials.username);
         // An app password names its owner itself: pins do not apply.
         let pinned = self
             .pins
@@ -627,12 +619,10 @@ mod tests {
             "the password never reached it"
         );
         // a pinned username goes to its provider alone
-        let chain = Arc::new(
-            Arc::try_unwrap(chain)
-                .ok()
-                .unwrap()
-                .with_pins(vec![("tokens".into(), vec!["ci-*".into()])]),
-        );
+        let chain = Arc::new(Arc::try_unwrap(chain).ok().unwrap().with_pins(vec![(
+            "tokens".into(),
+            vec![UsernamePin::parse("ci-*").unwrap()],
+        )]));
         assert!(matches!(
             chain
                 .authenticate(&Credentials::new("ci-x", "pw"), IP)
