@@ -13,6 +13,7 @@ pub mod admin;
 pub mod app;
 pub mod app_passwords;
 pub mod authorize;
+pub mod builder;
 pub mod clock;
 pub mod config;
 pub mod domain;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod identity;
 pub mod issue;
 pub mod keys;
+pub mod net;
 pub mod ops;
 pub mod refresh;
 pub mod state;
@@ -28,8 +30,8 @@ mod testing;
 
 use std::sync::Arc;
 
-pub use app::builder::{Builder, Server};
 pub use app::{build, build_with, reload, AppState, Live};
+pub use builder::{Builder, Server};
 
 /// Errors building the server from its configuration.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,6 @@ use crate::issue::Issuer;
 use crate::{app_passwords, config, ops, state};
 
 mod assemble;
-pub mod builder;
 mod files;
 mod reload;
 

@@ -35,7 +35,6 @@ use serde::{Deserialize, Serialize};
 use crate::keys::seal::Sealer;
 use crate::state::{Store, StoreError};
 
-pub mod config;
 pub mod limit;
 pub mod provider;
 pub mod recheck;
@@ -43,7 +42,7 @@ pub mod records;
 pub mod sessions;
 pub mod sign_in;
 
-pub use self::config::{AppPasswordsConfig, PROVIDER_NAME};
+pub use crate::config::{AppPasswordsConfig, PROVIDER_NAME};
 pub use limit::{within, Limit, LimitError, EVERY_REPOSITORY};
 pub use provider::AppPasswordProvider;
 pub use recheck::SignIn;

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 mod webhook;
 
-pub use webhook::{WebhookAuthorizer, WebhookAuthorizerConfig};
+pub use webhook::WebhookAuthorizer;
 
 use crate::domain::policy::{Grant, Policy, Principal};
 use crate::domain::scope::Scope;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{AuthorizeError, Authorizer};
+use crate::config::WebhookAuthorizerConfig;
 use crate::domain::policy::{Grant, Policy, Principal};
 use crate::domain::scope::{Action, ResourceType, Scope};
 
@@ -40,27 +41,6 @@ pub struct WebhookAuthorizer {
 
 /// Seconds of calls a client network may save up.
 const ANONYMOUS_BURST_SECONDS: f64 = 4.0;
-
-/// The settings of a webhook authorizer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct WebhookAuthorizerConfig {
-    /// Where to POST (https, or http to a loopback address).
-    pub url: String,
-    /// Upper bound for the answer.
-    pub timeout: Duration,
-    /// How long an answer is reused for the same identity and scopes.
-    pub cache_ttl: Duration,
-    /// Upper bound on the answer's body.
-    pub max_response_bytes: usize,
-    /// Grant only what the policy grants too.
-    pub cap_with_policy: bool,
-    /// Calls per second one client network's anonymous requests may cause.
-    pub anonymous_calls_per_second: u32,
-    /// Calls for logged-in requests under way at once, at most.
-    pub max_concurrent_calls: usize,
-    /// Calls for anonymous requests under way at once, at most.
-    pub max_concurrent_anonymous_calls: usize,
-}
 
 #[derive(serde::Serialize)]
 struct AskScope<'a> {
@@ -123,14 +103,14 @@ impl WebhookAuthorizer {
     /// Takes one call from `client`'s network's allowance.
     fn anonymous_call_allowed(&self, client: std::net::IpAddr) -> bool {
         let rate = f64::from(self.anonymous_rate);
-        let bucket =
-            self.anonymous_buckets
-                .get_with(crate::identity::throttle::network_of(client), || {
-                    Arc::new(std::sync::Mutex::new((
-                        rate * ANONYMOUS_BURST_SECONDS,
-                        std::time::Instant::now(),
-                    )))
-                });
+        let bucket = self
+            .anonymous_buckets
+            .get_with(crate::net::network_of(client), || {
+                Arc::new(std::sync::Mutex::new((
+                    rate * ANONYMOUS_BURST_SECONDS,
+                    std::time::Instant::now(),
+                )))
+            });
         let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
         let now = std::time::Instant::now();
         let refill = now.duration_since(bucket.1).as_secs_f64() * rate;

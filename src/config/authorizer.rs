@@ -7,7 +7,6 @@ use serde::Deserialize;
 
 use super::error::{invalid, is_loopback_http, ConfigError};
 use super::Seconds;
-use crate::authorize::WebhookAuthorizerConfig;
 
 /// `[authorizer]` as the file gives it.
 #[derive(Debug, Deserialize)]
@@ -38,6 +37,27 @@ impl Default for RawAuthorizer {
             max_concurrent_anonymous_calls: 8,
         }
     }
+}
+
+/// The settings of a webhook authorizer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookAuthorizerConfig {
+    /// Where to POST (https, or http to a loopback address).
+    pub url: String,
+    /// Upper bound for the answer.
+    pub timeout: Duration,
+    /// How long an answer is reused for the same identity and scopes.
+    pub cache_ttl: Duration,
+    /// Upper bound on the answer's body.
+    pub max_response_bytes: usize,
+    /// Grant only what the policy grants too.
+    pub cap_with_policy: bool,
+    /// Calls per second one client network's anonymous requests may cause.
+    pub anonymous_calls_per_second: u32,
+    /// Calls for logged-in requests under way at once, at most.
+    pub max_concurrent_calls: usize,
+    /// Calls for anonymous requests under way at once, at most.
+    pub max_concurrent_anonymous_calls: usize,
 }
 
 /// Who decides what an identity may do (`[authorizer]`).

@@ -4,8 +4,7 @@
 //!
 //! Each section has its own file here: its raw serde type with the
 //! defaults on its fields, its validated type, and the validator that turns
-//! one into the other (`[app_passwords]`'s lives with app passwords, in
-//! `app_passwords::config`). `Config::validate` only composes them, and
+//! one into the other. `Config::validate` only composes them, and
 //! `Server::builder()` fills the same raw sections in code and goes
 //! through the same validators (`Draft`).
 //!
@@ -25,9 +24,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::app_passwords::config::{validate_app_passwords, ProviderFacts, RawAppPasswords};
 use crate::domain::policy::{Policy, ProviderInfo, RuleConfig};
+use app_passwords::{validate_app_passwords, ProviderFacts, RawAppPasswords};
 
+mod app_passwords;
 mod authorizer;
 mod cache;
 pub(crate) mod error;
@@ -40,8 +40,8 @@ mod state;
 mod token;
 mod warnings;
 
-pub use crate::app_passwords::config::AppPasswordsConfig;
-pub use authorizer::AuthorizerConfig;
+pub use app_passwords::{AppPasswordsConfig, PROVIDER_NAME};
+pub use authorizer::{AuthorizerConfig, WebhookAuthorizerConfig};
 pub use cache::CacheConfig;
 pub use error::ConfigError;
 pub use providers::{ProviderConfig, ProviderSettings, UsernamePin};

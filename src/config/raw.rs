@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::app_passwords::RawAppPasswords;
 use super::authorizer::RawAuthorizer;
 use super::cache::RawCache;
 use super::refresh::RawRefresh;
@@ -14,7 +15,6 @@ use super::server::RawServer;
 use super::state::RawState;
 use super::token::RawToken;
 use super::ENV_PREFIX;
-use crate::app_passwords::config::RawAppPasswords;
 use crate::domain::policy::RuleConfig;
 
 /// The whole file. A missing section is its defaults, except `[token]`,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::error::{invalid, ConfigError};
 use super::Seconds;
-use crate::http::forwarded::TrustedProxy;
+use crate::net::TrustedProxy;
 
 /// `server.listen` by default, and the example its error gives.
 const DEFAULT_LISTEN: &str = "127.0.0.1:5001";

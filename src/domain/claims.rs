@@ -1,5 +1,5 @@
-//! The registry token's claim set. Keys and signatures live in
-//! [`crate::keys`]; the endpoint's answer in [`crate::issue`].
+//! The registry token's claim set: what a signed token says. Signing is
+//! the keys' job and the endpoint's answer the pipeline's.
 
 use serde::Serialize;
 

@@ -57,7 +57,7 @@ impl FromRequestParts<Arc<Live>> for ClientIp {
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok());
-        Ok(ClientIp(crate::http::forwarded::client_address(
+        Ok(ClientIp(crate::net::client_address(
             peer,
             forwarded,
             &state.config.server.trusted_proxies,

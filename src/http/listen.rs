@@ -195,13 +195,13 @@ impl Door {
     /// it when the listener or its client network is at its cap.
     fn open(&self, tasks: &mut JoinSet<()>, stream: tokio::net::TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
-        let network = crate::identity::throttle::network_of(peer.ip());
+        let network = crate::net::network_of(peer.ip());
         let state = self.live.load();
         // A trusted proxy's connections carry many clients (each counted
         // by the throttle under its forwarded address): the per-client cap
         // would make them one.
         let trusted = &state.config.server.trusted_proxies;
-        let cap = if crate::http::forwarded::is_trusted(peer.ip(), trusted) {
+        let cap = if crate::net::is_trusted(peer.ip(), trusted) {
             usize::MAX
         } else {
             self.per_client_cap

@@ -7,7 +7,6 @@
 pub mod credentials;
 mod error;
 mod extract;
-pub mod forwarded;
 pub mod listen;
 mod ops;
 pub mod request_id;

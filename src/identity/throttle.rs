@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
 
+use crate::net::network_of;
 use crate::state::Counters;
 
 /// The budgets (`cache.max_failures`, `cache.max_familiar_failures`,
@@ -360,15 +361,6 @@ impl Drop for Reservation {
                 });
             }
         }
-    }
-}
-
-/// The network a client cannot rotate out of: an IPv4 address, or the
-/// /64 of an IPv6 address (IPv4-mapped addresses count as IPv4).
-pub fn network_of(ip: IpAddr) -> u128 {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => (u128::from(v6) >> 64 << 64) | 1,
     }
 }
 

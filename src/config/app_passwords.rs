@@ -1,10 +1,12 @@
 //! `[app_passwords]`: app passwords and the page that makes them, as the
 //! file gives them and validated.
 //!
-//! This section's validator lives beside the feature it configures. It
-//! knows the configured providers only through `ProviderFacts`, and
-//! imports nothing from `config` but its errors, so `config` can use it
-//! without a cycle.
+//! Every layer reads the configuration, so the configuration imports
+//! none of them: this section's types and validator live here rather
+//! than beside the feature (which would make `config` import
+//! `app_passwords`, and `app_passwords` the state and identity layers
+//! that import `config`). It knows the configured providers only through
+//! `ProviderFacts`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use regauth_providers::Seconds;
 use serde::Deserialize;
 
-use crate::config::error::{invalid, is_loopback_http, ConfigError};
+use super::error::{invalid, is_loopback_http, ConfigError};
 
 /// The name app-password logins are checked under (never a configured
 /// provider's).

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use regauth_providers::IdentityProvider;
 
-use super::{assemble, AppState, Live, Parts};
+use crate::app::{assemble, AppState, Live, Parts};
 use crate::authorize::Authorizer;
 use crate::config::error::invalid;
 use crate::config::{Config, Draft, ProviderConfig, RawServer, RawToken, Seconds, SeparateRules};

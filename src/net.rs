@@ -1,7 +1,9 @@
 //! Who the client is, by network address: the peer, or, behind trusted
 //! proxies, the right-most `X-Forwarded-For` hop that is not one of them
-//! (the left-most hops are whatever the client chose to send). The
-//! failure throttle and the audit log use it.
+//! (the left-most hops are whatever the client chose to send); and the
+//! network a client cannot rotate out of. The failure throttle, the
+//! connection caps, the authorizer's anonymous budget and the audit log
+//! use it. No HTTP types: the edge hands in header values as text.
 
 use std::net::IpAddr;
 
@@ -71,6 +73,15 @@ pub fn client_address<'h>(
         }
     }
     peer
+}
+
+/// The network a client cannot rotate out of: an IPv4 address, or the
+/// /64 of an IPv6 address (IPv4-mapped addresses count as IPv4).
+pub fn network_of(ip: IpAddr) -> u128 {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => (u128::from(v6) >> 64 << 64) | 1,
+    }
 }
 
 #[cfg(test)]
