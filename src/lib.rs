@@ -17,6 +17,7 @@ pub mod builder;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod files;
 pub mod http;
 pub mod identity;
 pub mod issue;
@@ -52,9 +53,6 @@ pub enum Error {
         #[source]
         source: regauth_providers::Error,
     },
-    /// A file could not be read or written.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
     /// The state backend could not be set up.
     #[error("state backend: {0}")]
     State(#[source] state::StoreError),

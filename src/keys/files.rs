@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::KeyError;
+use crate::files::{write_file, Replace};
 
 /// Which key type `regauth keys generate` makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -58,68 +59,23 @@ pub fn write_key_files(
     cert_pem: &str,
     if_exists: IfExists,
 ) -> Result<(), KeyError> {
-    use std::io::Write as _;
-    let write_err = |path: &Path, source| KeyError::Write {
-        path: path.display().to_string(),
-        source,
+    let replace = match if_exists {
+        IfExists::Refuse => Replace::Never,
+        IfExists::Replace => Replace::InPlace,
     };
-    for path in [key_path, cert_path] {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
-        }
+    for (path, pem, mode) in [(key_path, key_pem, 0o600), (cert_path, cert_pem, 0o644)] {
+        write_file(path, pem.as_bytes(), mode, replace).map_err(|source| KeyError::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
     }
-    // The private key is created 0600; neither file is replaced unless asked.
-    let write = |path: &Path, contents: &str, mode: u32| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true);
-        match if_exists {
-            IfExists::Replace => options.create(true).truncate(true),
-            IfExists::Refuse => options.create_new(true),
-        };
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(mode);
-        }
-        #[cfg(not(unix))]
-        let _ = mode;
-        options
-            .open(path)
-            .and_then(|mut file| {
-                // A replaced file keeps its old mode otherwise: a key
-                // written over a world-readable file would stay readable.
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt as _;
-                    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-                }
-                file.write_all(contents.as_bytes())
-            })
-            .map_err(|e| write_err(path, e))
-    };
-    write(key_path, key_pem, 0o600)?;
-    write(cert_path, cert_pem, 0o644)
+    Ok(())
 }
 
 /// Writes a secret file (created 0600), refusing to replace one.
 pub fn write_secret_file(path: &Path, contents: &str) -> Result<(), KeyError> {
-    use std::io::Write as _;
-    let write_err = |path: &Path, source| KeyError::Write {
+    write_file(path, contents.as_bytes(), 0o600, Replace::Never).map_err(|source| KeyError::Write {
         path: path.display().to_string(),
         source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    options
-        .open(path)
-        .and_then(|mut file| file.write_all(contents.as_bytes()))
-        .map_err(|e| write_err(path, e))
+    })
 }

@@ -104,54 +104,19 @@ impl RecordsFile {
     }
 }
 
-/// Writes `map` to `path` through a temporary file and a rename, so a
-/// crash leaves the old file or the new one, never half of either.
 /// An exclusive advisory lock on `path`'s `.lock` file, held until the
 /// file handle is dropped.
 fn lock_file(path: &Path) -> Result<std::fs::File, StoreError> {
     let lock = path.with_extension("json.lock");
-    let fail = |e: std::io::Error| StoreError(format!("{}: {e}", lock.display()));
-    if let Some(dir) = lock.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let file = options.open(&lock).map_err(fail)?;
-    file.lock().map_err(fail)?;
-    Ok(file)
+    crate::files::lock(&lock).map_err(|e| StoreError(format!("{}: {e}", lock.display())))
 }
 
+/// Writes `map` to `path` through a temporary file and a rename, so a
+/// crash leaves the old file or the new one, never half of either.
 fn write_atomically(path: &Path, map: &RecordMap) -> Result<(), StoreError> {
-    use std::io::Write as _;
-    let fail = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
     let text = serde_json::to_vec(map).map_err(|e| StoreError(e.to_string()))?;
-    // One new temporary file per write, never shared with another writer.
-    let unique = crate::keys::random_id().map_err(|e| StoreError(format!("no randomness: {e}")))?;
-    let temporary = path.with_extension(format!("json.{unique}.tmp"));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let written = options.open(&temporary).and_then(|mut file| {
-        file.write_all(&text)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written.map_err(fail)
+    crate::files::write_file(path, &text, 0o600, crate::files::Replace::Atomically)
+        .map_err(|e| StoreError(format!("{}: {e}", path.display())))
 }
 
 /// Counters in this process, records in memory and (with files) in
