@@ -918,9 +918,10 @@ async fn sign_in_with_password(
     credentials: &Credentials,
     ip: IpAddr,
 ) -> Result<Identity, SignInRefusal> {
-    let shape =
-        crate::identity::chain::shape_of(&credentials.username, credentials.secret.expose_secret())
-            .0;
+    let shape = regauth_providers::SecretShape::of(
+        &credentials.username,
+        credentials.secret.expose_secret(),
+    );
     if !matches!(
         shape,
         regauth_providers::SecretShape::Password | regauth_providers::SecretShape::HexToken
