@@ -1,15 +1,90 @@
 //! What the token providers of code forges (GitHub, GitLab, Gitea and
-//! Forgejo) share: GET calls that never leave the API's origin and never
-//! follow a redirect, `Link` pagination, rate-limit answers turned into a
-//! 503 with `Retry-After`, and groups cached per token.
+//! Forgejo) share: one [`IdentityProvider`] impl over the [`Forge`] trait,
+//! GET calls that never leave the API's origin and never follow a
+//! redirect, `Link` pagination, rate-limit answers turned into a 503 with
+//! `Retry-After`, and groups cached per token.
 
+use std::borrow::Cow;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use reqwest::header::{HeaderMap, USER_AGENT};
 
-use crate::{Error, Outcome};
+use crate::{
+    Credentials, Error, ExposeSecret, Identity, IdentityProvider, Outcome, ProviderKind, Rejection,
+    SecretShape,
+};
+
+/// A forge's token provider: what sets it apart from the other forges.
+/// What they have in common (a token stands alone, logins are
+/// case-insensitive, the counters) is the one [`IdentityProvider`] impl
+/// below.
+pub(crate) trait Forge: Send + Sync {
+    /// The provider's kind.
+    const KIND: ProviderKind;
+    /// The shape of the forge's tokens: the only secrets it is offered.
+    const SHAPE: SecretShape<'static>;
+
+    /// The configured instance name.
+    fn instance(&self) -> &str;
+
+    /// The forge's API.
+    fn api(&self) -> &Api;
+
+    /// The counters of the per-token cache.
+    fn cache_counters(&self) -> [(&'static str, u64); 2];
+
+    /// Checks a token of the forge's shape.
+    fn login(
+        &self,
+        credentials: &Credentials,
+    ) -> impl Future<Output = Result<Identity, Outcome>> + Send;
+}
+
+#[async_trait]
+impl<F: Forge> IdentityProvider for F {
+    fn name(&self) -> &str {
+        self.instance()
+    }
+
+    fn kind(&self) -> ProviderKind {
+        F::KIND
+    }
+
+    fn accepts(&self, shape: SecretShape<'_>) -> bool {
+        shape == F::SHAPE
+    }
+
+    /// Forge logins are case-insensitive.
+    fn normalize_username<'a>(&self, username: &'a str) -> Cow<'a, str> {
+        Cow::Owned(username.trim().to_lowercase())
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut counters = vec![("api_calls", self.api().calls())];
+        counters.extend(self.cache_counters());
+        counters
+    }
+
+    /// A token stands alone: the typed username tries no account.
+    async fn account_of(&self, _credentials: &Credentials) -> Option<String> {
+        None
+    }
+
+    async fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        let shape = SecretShape::of(&credentials.username, credentials.secret.expose_secret());
+        if !self.accepts(shape) {
+            return Outcome::NotMine;
+        }
+        match self.login(credentials).await {
+            Ok(identity) => Outcome::Authenticated(identity),
+            Err(outcome) => outcome,
+        }
+    }
+}
 
 /// One forge's REST API: its base URL and the client that calls it.
 pub(crate) struct Api {
@@ -112,6 +187,15 @@ impl Api {
             .await
             .map_err(|e| self.unavailable(format!("{what}: {e}")))
     }
+}
+
+/// The refusal of a token whose account (its `noun`: login, user) is not
+/// the Basic username typed with it.
+pub(crate) fn not_the_account(typed: &str, noun: &str, account: &str) -> Outcome {
+    Outcome::Rejected(Rejection::Other(format!(
+        "the Basic username \"{}\" is not the token's {noun} {account:?}",
+        crate::Safe(typed),
+    )))
 }
 
 /// A header's value, if it is text.

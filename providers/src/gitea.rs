@@ -11,27 +11,18 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use crate::forge::{header, next_link, retry_after, Api, GroupCache};
+use crate::forge::{header, next_link, not_the_account, retry_after, Api, Forge, GroupCache};
+use crate::settings::default;
 use crate::{
-    Credentials, Error, Identity, IdentityProvider, Outcome, Rejection, Renewal, Seconds,
-    SecretShape,
+    Credentials, Error, Identity, Outcome, ProviderKind, Rejection, Renewal, Seconds, SecretShape,
 };
 
-/// Whether a secret has the shape of a Gitea or Forgejo access token: 40
-/// lower-case hex digits.
-pub fn is_gitea_token(secret: &str) -> bool {
-    secret.len() == 40
-        && secret
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+pub use crate::shape::is_gitea_token;
 
 /// Items per page: Gitea's maximum.
 const PAGE_LIMIT: usize = 50;
@@ -58,17 +49,17 @@ pub struct GiteaConfig {
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Timeout for connecting and for each API call.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "default::timeout")]
     pub timeout: Seconds,
     /// How long a token's groups are cached.
-    #[serde(default = "default_team_ttl")]
+    #[serde(default = "default::group_cache_ttl")]
     pub team_cache_ttl: Seconds,
     /// How long a refresh token may carry the groups of the login that
     /// minted it.
-    #[serde(default = "default_refresh_max_age")]
+    #[serde(default = "default::refresh_max_age")]
     pub refresh_max_age: Seconds,
     /// Upper bound on pages followed per listing (50 items a page).
-    #[serde(default = "default_max_pages")]
+    #[serde(default = "default::max_pages")]
     pub max_pages: usize,
     /// Bound a token's registry rights by its scopes, as Gitea's own
     /// registry does (`read:package` pulls, `write:package` pushes and
@@ -79,12 +70,8 @@ pub struct GiteaConfig {
     /// the scope before it looks the package up, so a token that may gets
     /// 404, one that may not 403, and nothing is ever deleted). Off: the
     /// user's full rights.
-    #[serde(default = "default_true")]
+    #[serde(default = "default::yes")]
     pub check_token_scopes: bool,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// The package version the write probe asks Gitea to delete: a generic
@@ -95,19 +82,6 @@ const PROBE_PACKAGE: &str = "generic/regauth-scope-probe/0.0.0-regauth-scope-pro
 struct Resolved {
     groups: Vec<String>,
     rights: Option<crate::PackageRights>,
-}
-
-fn default_timeout() -> Seconds {
-    Seconds(Duration::from_secs(10))
-}
-fn default_team_ttl() -> Seconds {
-    Seconds(Duration::from_secs(300))
-}
-fn default_refresh_max_age() -> Seconds {
-    Seconds(Duration::from_secs(3600))
-}
-fn default_max_pages() -> usize {
-    20
 }
 
 impl GiteaConfig {
@@ -136,14 +110,10 @@ struct User {
     #[serde(default)]
     id: i64,
     login: String,
-    #[serde(default = "yes")]
+    #[serde(default = "default::yes")]
     active: bool,
     #[serde(default)]
     prohibit_login: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Deserialize)]
@@ -386,8 +356,26 @@ impl Gitea {
         }
         Ok(groups.into_iter().collect())
     }
+}
 
-    async fn login(&self, credentials: &Credentials, token: &str) -> Result<Identity, Outcome> {
+impl Forge for Gitea {
+    const KIND: ProviderKind = ProviderKind::Gitea;
+    const SHAPE: SecretShape<'static> = SecretShape::HexToken;
+
+    fn instance(&self) -> &str {
+        &self.name
+    }
+
+    fn api(&self) -> &Api {
+        &self.api
+    }
+
+    fn cache_counters(&self) -> [(&'static str, u64); 2] {
+        self.groups.counters()
+    }
+
+    async fn login(&self, credentials: &Credentials) -> Result<Identity, Outcome> {
+        let token = credentials.secret.expose_secret();
         let response = self.get(token, &format!("{}/user", self.api.base)).await?;
         let user: User = self.api.json(response, "/user").await?;
         if !user.active || user.prohibit_login {
@@ -404,11 +392,7 @@ impl Gitea {
         if !self.config.any_username
             && !user.login.eq_ignore_ascii_case(credentials.username.trim())
         {
-            return Err(Outcome::Rejected(Rejection::Other(format!(
-                "the Basic username \"{}\" is not the token's login {:?}",
-                crate::Safe(&credentials.username),
-                user.login
-            ))));
+            return Err(not_the_account(&credentials.username, "login", &user.login));
         }
         let resolved = self
             .groups
@@ -428,59 +412,9 @@ impl Gitea {
     }
 }
 
-#[async_trait]
-impl IdentityProvider for Gitea {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn kind(&self) -> crate::ProviderKind {
-        crate::ProviderKind::Gitea
-    }
-
-    fn accepts(&self, shape: SecretShape<'_>) -> bool {
-        shape == SecretShape::HexToken
-    }
-
-    /// Gitea logins are case-insensitive.
-    fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
-        std::borrow::Cow::Owned(username.trim().to_lowercase())
-    }
-
-    fn counters(&self) -> Vec<(&'static str, u64)> {
-        let mut counters = vec![("api_calls", self.api.calls())];
-        counters.extend(self.groups.counters());
-        counters
-    }
-
-    /// A token stands alone: the typed username tries no account.
-    async fn account_of(&self, _credentials: &Credentials) -> Option<String> {
-        None
-    }
-
-    async fn authenticate(&self, credentials: &Credentials) -> Outcome {
-        let token = credentials.secret.expose_secret();
-        if !is_gitea_token(token) {
-            return Outcome::NotMine;
-        }
-        match self.login(credentials, token).await {
-            Ok(identity) => Outcome::Authenticated(identity),
-            Err(outcome) => outcome,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_shape() {
-        assert!(is_gitea_token("0123456789abcdef0123456789abcdef01234567"));
-        assert!(!is_gitea_token("0123456789ABCDEF0123456789abcdef01234567"));
-        assert!(!is_gitea_token("0123456789abcdef0123456789abcdef0123456"));
-        assert!(!is_gitea_token("ghp_0123456789abcdef0123456789abcdef0123"));
-    }
 
     #[test]
     fn organizations_are_required_unless_any_account_is_allowed() {

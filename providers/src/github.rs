@@ -10,67 +10,70 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use crate::forge::{header, next_link, retry_after, Api, GroupCache};
+use crate::forge::{header, next_link, not_the_account, retry_after, Api, Forge, GroupCache};
+use crate::settings::{
+    DEFAULT_GROUP_CACHE_TTL, DEFAULT_MAX_PAGES, DEFAULT_REFRESH_MAX_AGE, DEFAULT_TIMEOUT,
+};
 use crate::{
-    Credentials, Error, Identity, IdentityProvider, Outcome, Rejection, Renewal, Seconds,
-    SecretShape, GITHUB_TOKEN_PREFIXES,
+    Credentials, Error, Identity, Outcome, ProviderKind, Rejection, Renewal, Seconds, SecretShape,
 };
 
 /// `[[provider]] kind = "github"` as written in the configuration file.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct GithubConfig {
     /// `https://api.github.com`, or `https://ghe.corp/api/v3`.
-    #[serde(default = "default_api_url")]
     pub api_url: String,
     /// Membership in each of these is required; they and their teams are
     /// the only groups. Required unless `allow_any_account = true`.
-    #[serde(default)]
     pub organizations: Vec<String>,
     /// Admit every GitHub account (with no groups) when `organizations`
     /// is empty. Without it, an empty list is a configuration error.
-    #[serde(default)]
     pub allow_any_account: bool,
     /// Accept any Basic username instead of requiring the token's login.
-    #[serde(default)]
     pub any_username: bool,
     /// PEM CA bundle for a GitHub Enterprise Server with a private CA.
-    #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Timeout for connecting and for each API call.
-    #[serde(default = "default_timeout")]
     pub timeout: Seconds,
     /// How long a token's groups (organizations and teams) are cached.
-    #[serde(default = "default_team_ttl")]
     pub team_cache_ttl: Seconds,
     /// How long a refresh token may carry the groups of the login that
     /// minted it (at most until the token itself expires); after that the
     /// user must log in again.
-    #[serde(default = "default_refresh_max_age")]
     pub refresh_max_age: Seconds,
     /// The `X-GitHub-Api-Version` header sent with every call.
-    #[serde(default = "default_api_version")]
     pub api_version: String,
     /// Upper bound on `Link` pages followed per listing.
-    #[serde(default = "default_max_pages")]
     pub max_pages: usize,
     /// Bound registry rights by the token's package scopes (`read:packages`
     /// pulls, `write:packages` pushes, `delete:packages` deletes): a token
     /// made for another tool cannot push. Off: the user's full rights.
-    #[serde(default = "default_true")]
     pub check_token_scopes: bool,
 }
 
-fn default_true() -> bool {
-    true
+impl Default for GithubConfig {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.github.com".into(),
+            organizations: Vec::new(),
+            allow_any_account: false,
+            any_username: false,
+            ca_file: None,
+            timeout: DEFAULT_TIMEOUT,
+            team_cache_ttl: DEFAULT_GROUP_CACHE_TTL,
+            refresh_max_age: DEFAULT_REFRESH_MAX_AGE,
+            api_version: "2022-11-28".into(),
+            max_pages: DEFAULT_MAX_PAGES,
+            check_token_scopes: true,
+        }
+    }
 }
 
 /// What a classic token's `X-OAuth-Scopes` allow with packages, or why it
@@ -108,25 +111,6 @@ impl GithubConfig {
         }
         Ok(())
     }
-}
-
-fn default_api_url() -> String {
-    "https://api.github.com".into()
-}
-fn default_timeout() -> Seconds {
-    Seconds(Duration::from_secs(10))
-}
-fn default_team_ttl() -> Seconds {
-    Seconds(Duration::from_secs(300))
-}
-fn default_refresh_max_age() -> Seconds {
-    Seconds(Duration::from_secs(3600))
-}
-fn default_api_version() -> String {
-    "2022-11-28".into()
-}
-fn default_max_pages() -> usize {
-    20
 }
 
 /// The `github` provider: checks GitHub tokens against `api_url`.
@@ -263,50 +247,6 @@ impl GitHub {
         Ok(items)
     }
 
-    async fn login(&self, credentials: &Credentials) -> Result<Identity, Outcome> {
-        let token = credentials.secret.expose_secret();
-        let response = self.get(token, &format!("{}/user", self.api.base)).await?;
-        let scopes = header(response.headers(), "x-oauth-scopes").map(str::to_owned);
-        let token_expires = header(response.headers(), "github-authentication-token-expiration")
-            .and_then(token_expiration);
-        let user: User = self.api.json(response, "/user").await?;
-        let rights = match self.config.check_token_scopes {
-            true => Some(package_rights(scopes.as_deref()).map_err(Outcome::Rejected)?),
-            false => None,
-        };
-        if !self.config.any_username && !user.login.eq_ignore_ascii_case(&credentials.username) {
-            return Err(Outcome::Rejected(Rejection::Other(format!(
-                "the Basic username \"{}\" is not the token's login {:?}",
-                crate::Safe(&credentials.username),
-                user.login
-            ))));
-        }
-        // Per token, not per login: another token of the same user (without
-        // read:org, or not authorized for SSO) must pass the checks itself.
-        let groups = self
-            .groups
-            .get_or(
-                token,
-                self.resolve_groups(token, &user.login, scopes.as_deref()),
-            )
-            .await?;
-        // GitHub logins are case-insensitive: one subject for every spelling
-        // (revocation and `${user}` see the same name).
-        let mut identity = Identity::new(user.login.to_lowercase(), self.name.clone())
-            .with_groups(groups.iter().cloned());
-        identity.proof = crate::Proof::Token;
-        identity.package_rights = rights;
-        // GitHub cannot be asked about a user without their token: a
-        // refresh token carries this login until refresh_max_age, or until
-        // the token itself expires if GitHub says when.
-        let max_age = crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs();
-        identity.renewal = Renewal::Snapshot {
-            until: token_expires.map_or(max_age, |exp| exp.min(max_age)),
-        };
-        identity.expires_at = token_expires;
-        Ok(identity)
-    }
-
     async fn resolve_groups(
         &self,
         token: &str,
@@ -357,51 +297,67 @@ impl GitHub {
     }
 }
 
-#[async_trait]
-impl IdentityProvider for GitHub {
-    fn name(&self) -> &str {
+impl Forge for GitHub {
+    const KIND: ProviderKind = ProviderKind::Github;
+    const SHAPE: SecretShape<'static> = SecretShape::GitHubToken;
+
+    fn instance(&self) -> &str {
         &self.name
     }
 
-    fn kind(&self) -> crate::ProviderKind {
-        crate::ProviderKind::Github
+    fn api(&self) -> &Api {
+        &self.api
     }
 
-    fn accepts(&self, shape: SecretShape<'_>) -> bool {
-        shape == SecretShape::GitHubToken
+    fn cache_counters(&self) -> [(&'static str, u64); 2] {
+        self.groups.counters()
     }
 
-    /// GitHub logins are case-insensitive.
-    fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
-        std::borrow::Cow::Owned(username.trim().to_lowercase())
-    }
-
-    fn counters(&self) -> Vec<(&'static str, u64)> {
-        let mut counters = vec![("api_calls", self.api.calls())];
-        counters.extend(self.groups.counters());
-        counters
-    }
-
-    /// A token stands alone: the typed username tries no account.
-    async fn account_of(&self, _credentials: &Credentials) -> Option<String> {
-        None
-    }
-
-    async fn authenticate(&self, credentials: &Credentials) -> Outcome {
+    async fn login(&self, credentials: &Credentials) -> Result<Identity, Outcome> {
         let token = credentials.secret.expose_secret();
-        if !GITHUB_TOKEN_PREFIXES.iter().any(|p| token.starts_with(p)) {
-            return Outcome::NotMine;
+        let response = self.get(token, &format!("{}/user", self.api.base)).await?;
+        let scopes = header(response.headers(), "x-oauth-scopes").map(str::to_owned);
+        let token_expires = header(response.headers(), "github-authentication-token-expiration")
+            .and_then(token_expiration);
+        let user: User = self.api.json(response, "/user").await?;
+        let rights = match self.config.check_token_scopes {
+            true => Some(package_rights(scopes.as_deref()).map_err(Outcome::Rejected)?),
+            false => None,
+        };
+        if !self.config.any_username && !user.login.eq_ignore_ascii_case(&credentials.username) {
+            return Err(not_the_account(&credentials.username, "login", &user.login));
         }
-        match self.login(credentials).await {
-            Ok(identity) => Outcome::Authenticated(identity),
-            Err(outcome) => outcome,
-        }
+        // Per token, not per login: another token of the same user (without
+        // read:org, or not authorized for SSO) must pass the checks itself.
+        let groups = self
+            .groups
+            .get_or(
+                token,
+                self.resolve_groups(token, &user.login, scopes.as_deref()),
+            )
+            .await?;
+        // GitHub logins are case-insensitive: one subject for every spelling
+        // (revocation and `${user}` see the same name).
+        let mut identity = Identity::new(user.login.to_lowercase(), self.name.clone())
+            .with_groups(groups.iter().cloned());
+        identity.proof = crate::Proof::Token;
+        identity.package_rights = rights;
+        // GitHub cannot be asked about a user without their token: a
+        // refresh token carries this login until refresh_max_age, or until
+        // the token itself expires if GitHub says when.
+        let max_age = crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs();
+        identity.renewal = Renewal::Snapshot {
+            until: token_expires.map_or(max_age, |exp| exp.min(max_age)),
+        };
+        identity.expires_at = token_expires;
+        Ok(identity)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::IdentityProvider as _;
 
     #[test]
     fn package_scopes_bound_the_token() {

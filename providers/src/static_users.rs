@@ -17,29 +17,20 @@ use crate::{Credentials, Error, Identity, IdentityProvider, Kind, Outcome, Rejec
 
 /// `[[provider]] kind = "static"` as written in the configuration file.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct StaticConfig {
     /// htpasswd file: `user:hash` lines, `#` comments.
-    #[serde(default)]
     pub htpasswd: Option<PathBuf>,
     /// Inline users (`name = "hash"`), merged with the file.
-    #[serde(default)]
     pub users: BTreeMap<String, String>,
     /// group -> members.
-    #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
     /// Service accounts for CI.
-    #[serde(default)]
     pub robots: Vec<RobotConfig>,
     /// How long a login may wait for a free core to check its password
     /// before it is answered 503 (hash checks are deliberately slow and
     /// run at most one per core at a time).
-    #[serde(default = "default_hash_queue_timeout")]
     pub hash_queue_timeout: crate::Seconds,
-}
-
-fn default_hash_queue_timeout() -> crate::Seconds {
-    crate::Seconds(std::time::Duration::from_secs(2))
 }
 
 impl Default for StaticConfig {
@@ -49,7 +40,7 @@ impl Default for StaticConfig {
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
             robots: Vec::new(),
-            hash_queue_timeout: default_hash_queue_timeout(),
+            hash_queue_timeout: crate::Seconds(std::time::Duration::from_secs(2)),
         }
     }
 }
@@ -230,30 +221,10 @@ impl StaticUsers {
     /// Loads and validates the users. Errors name the file and line, never
     /// the hash.
     pub fn load(name: &str, config: &StaticConfig) -> Result<Self, Error> {
-        let mut hashes: BTreeMap<String, PasswordHash> = BTreeMap::new();
-        if let Some(path) = &config.htpasswd {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
-            for (index, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                let where_ = || format!("{}:{}", path.display(), index + 1);
-                let (user, hash) = line
-                    .split_once(':')
-                    .ok_or_else(|| Error::Config(format!("{}: expected `user:hash`", where_())))?;
-                let hash = PasswordHash::parse(hash).ok_or_else(|| {
-                    Error::Config(format!(
-                        "{}: user `{user}` has an unsupported hash (use bcrypt or argon2)",
-                        where_()
-                    ))
-                })?;
-                hashes.insert(user.to_owned(), hash);
-            }
-        }
+        let mut hashes = match &config.htpasswd {
+            Some(path) => read_htpasswd(path)?,
+            None => BTreeMap::new(),
+        };
         for (user, hash) in &config.users {
             let hash = PasswordHash::parse(hash).ok_or_else(|| {
                 Error::Config(format!(
@@ -284,46 +255,8 @@ impl StaticUsers {
             })
             .collect::<HashMap<_, _>>();
         for (i, robot) in config.robots.iter().enumerate() {
-            let key = |field: &str| format!("robots[{i}].{field}");
-            if !valid_robot_name(&robot.name) {
-                return Err(Error::Config(format!(
-                    "{}: `{}` must be [a-z0-9._-]+",
-                    key("name"),
-                    robot.name
-                )));
-            }
-            if users.contains_key(&robot.name) {
-                return Err(Error::Config(format!(
-                    "{}: `{}` is already a user or robot",
-                    key("name"),
-                    robot.name
-                )));
-            }
-            let hash = PasswordHash::parse(&robot.secret).ok_or_else(|| {
-                Error::Config(format!(
-                    "{}: unsupported hash (use bcrypt or argon2)",
-                    key("secret")
-                ))
-            })?;
-            let expires = match &robot.expires {
-                Some(day) => Some((
-                    expiry(day).ok_or_else(|| {
-                        Error::Config(format!(
-                            "{}: `{day}` is not a date like 2027-01-31",
-                            key("expires")
-                        ))
-                    })?,
-                    day.clone(),
-                )),
-                None => None,
-            };
-            let robot_entry = User {
-                hash: Arc::new(hash),
-                groups: robot.groups.clone(),
-                kind: Kind::Robot,
-                expires,
-            };
-            users.insert(robot.name.clone(), Arc::new(robot_entry));
+            let entry = robot_of(i, robot, &users)?;
+            users.insert(robot.name.clone(), Arc::new(entry));
         }
         if let Some(member) = groups_of.keys().next() {
             tracing::warn!(
@@ -344,6 +277,80 @@ impl StaticUsers {
             queue_timeout: config.hash_queue_timeout.0,
         })
     }
+}
+
+/// The users of an htpasswd file, by name.
+fn read_htpasswd(path: &std::path::Path) -> Result<BTreeMap<String, PasswordHash>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut hashes = BTreeMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let where_ = || format!("{}:{}", path.display(), index + 1);
+        let (user, hash) = line
+            .split_once(':')
+            .ok_or_else(|| Error::Config(format!("{}: expected `user:hash`", where_())))?;
+        let hash = PasswordHash::parse(hash).ok_or_else(|| {
+            Error::Config(format!(
+                "{}: user `{user}` has an unsupported hash (use bcrypt or argon2)",
+                where_()
+            ))
+        })?;
+        hashes.insert(user.to_owned(), hash);
+    }
+    Ok(hashes)
+}
+
+/// The entry of `robots[i]`, checked against the users and robots before it.
+fn robot_of(
+    i: usize,
+    robot: &RobotConfig,
+    users: &HashMap<String, Arc<User>>,
+) -> Result<User, Error> {
+    let key = |field: &str| format!("robots[{i}].{field}");
+    if !valid_robot_name(&robot.name) {
+        return Err(Error::Config(format!(
+            "{}: `{}` must be [a-z0-9._-]+",
+            key("name"),
+            robot.name
+        )));
+    }
+    if users.contains_key(&robot.name) {
+        return Err(Error::Config(format!(
+            "{}: `{}` is already a user or robot",
+            key("name"),
+            robot.name
+        )));
+    }
+    let hash = PasswordHash::parse(&robot.secret).ok_or_else(|| {
+        Error::Config(format!(
+            "{}: unsupported hash (use bcrypt or argon2)",
+            key("secret")
+        ))
+    })?;
+    let expires = match &robot.expires {
+        Some(day) => Some((
+            expiry(day).ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: `{day}` is not a date like 2027-01-31",
+                    key("expires")
+                ))
+            })?,
+            day.clone(),
+        )),
+        None => None,
+    };
+    Ok(User {
+        hash: Arc::new(hash),
+        groups: robot.groups.clone(),
+        kind: Kind::Robot,
+        expires,
+    })
 }
 
 #[async_trait]

@@ -20,47 +20,45 @@ use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use crate::{Credentials, Error, Identity, IdentityProvider, Outcome, Rejection, Renewal, Seconds};
+use crate::settings::DEFAULT_REFRESH_MAX_AGE;
+use crate::{
+    Credentials, Error, Identity, IdentityProvider, JsonClient, Outcome, Rejection, Renewal,
+    Seconds,
+};
 
 /// `[[provider]] kind = "webhook"` as written in the configuration file.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
     /// `https://auth.internal/check` (https only).
-    #[serde(default)]
     pub url: Option<String>,
     /// A unix socket to POST to instead of a URL.
-    #[serde(default)]
     pub socket: Option<PathBuf>,
     /// The request path on the socket.
-    #[serde(default = "default_path")]
     pub path: String,
     /// PEM CA bundle for the service's certificate (added to system roots).
-    #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// How long to wait for the service's answer.
-    #[serde(default = "default_timeout")]
     pub timeout: Seconds,
     /// Upper bound on the size of the answer, in bytes.
-    #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,
     /// How long a refresh token may carry a login (the service cannot be
     /// asked about a user without the secret).
-    #[serde(default = "default_refresh_max_age")]
     pub refresh_max_age: Seconds,
 }
 
-fn default_path() -> String {
-    "/".into()
-}
-fn default_timeout() -> Seconds {
-    Seconds(Duration::from_secs(5))
-}
-fn default_max_response_bytes() -> usize {
-    64 * 1024
-}
-fn default_refresh_max_age() -> Seconds {
-    Seconds(Duration::from_secs(3600))
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            socket: None,
+            path: "/".into(),
+            ca_file: None,
+            timeout: Seconds(Duration::from_secs(5)),
+            max_response_bytes: 64 * 1024,
+            refresh_max_age: DEFAULT_REFRESH_MAX_AGE,
+        }
+    }
 }
 
 impl WebhookConfig {
@@ -90,14 +88,8 @@ impl WebhookConfig {
 }
 
 enum Transport {
-    Https {
-        url: String,
-        client: reqwest::Client,
-    },
-    Socket {
-        path: PathBuf,
-        request_path: String,
-    },
+    Https { url: String, client: JsonClient },
+    Socket { path: PathBuf, request_path: String },
 }
 
 /// The webhook provider.
@@ -134,7 +126,11 @@ impl Webhook {
         let transport = match (&config.url, &config.socket) {
             (Some(url), _) => Transport::Https {
                 url: url.clone(),
-                client: crate::http_client(config.ca_file.as_deref(), config.timeout.0)?,
+                client: JsonClient::with_ca_file(
+                    config.ca_file.as_deref(),
+                    config.timeout.0,
+                    config.max_response_bytes,
+                )?,
             },
             (None, Some(path)) => Transport::Socket {
                 path: path.clone(),
@@ -151,21 +147,10 @@ impl Webhook {
 
     /// POSTs the question; the status and body of the answer.
     async fn post(&self, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
-        let limit = self.config.max_response_bytes;
         match &self.transport {
-            Transport::Https { url, client } => {
-                let response = client
-                    .post(url)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| e.without_url().to_string())?;
-                let status = response.status().as_u16();
-                Ok((status, crate::body_limited(response, limit).await?))
-            }
+            Transport::Https { url, client } => client.post(url, body).await,
             Transport::Socket { path, request_path } => {
-                post_unix(path, request_path, body, limit).await
+                post_unix(path, request_path, body, self.config.max_response_bytes).await
             }
         }
     }

@@ -252,9 +252,7 @@ fn form_credentials(limits: &Limits, username: &str, password: &str) -> Option<C
         return None;
     }
     let credentials = Credentials::new(username.trim(), password);
-    let shape =
-        crate::identity::chain::shape_of(&credentials.username, credentials.secret.expose_secret())
-            .0;
+    let shape = SecretShape::of(&credentials.username, credentials.secret.expose_secret());
     matches!(shape, SecretShape::Password | SecretShape::HexToken).then_some(credentials)
 }
 

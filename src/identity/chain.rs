@@ -13,11 +13,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use regauth_providers::gitea::is_gitea_token;
-use regauth_providers::gitlab::{is_gitlab_token, GITLAB_TOKEN_PREFIXES};
 use regauth_providers::{
     Credentials, ExposeSecret, Identity, IdentityProvider, Outcome, Rejection, SecretShape,
-    APP_PASSWORD_PREFIX, GITHUB_TOKEN_PREFIXES,
 };
 
 use crate::config::UsernamePin;
@@ -72,42 +69,6 @@ impl Verdict {
     }
 }
 
-/// Recognises a credential's shape: GitHub and GitLab token prefixes, a
-/// compact JWT (three base64url parts whose header is a JSON object with
-/// `alg`, whose unverified issuer is returned for routing), GitLab's
-/// job-token username, a Gitea token's 40 hex digits, or a password.
-pub fn shape_of(username: &str, secret: &str) -> (SecretShape<'static>, Option<String>) {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine as _;
-    if secret.starts_with(APP_PASSWORD_PREFIX) {
-        return (SecretShape::AppPassword, None);
-    }
-    if GITHUB_TOKEN_PREFIXES.iter().any(|p| secret.starts_with(p)) {
-        return (SecretShape::GitHubToken, None);
-    }
-    if GITLAB_TOKEN_PREFIXES.iter().any(|p| secret.starts_with(p)) {
-        return (SecretShape::GitLabToken, None);
-    }
-    let parts: Vec<&str> = secret.split('.').collect();
-    let json = |part: &str| -> Option<serde_json::Value> {
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
-    };
-    let is_jwt = parts.len() == 3
-        && parts.iter().all(|p| !p.is_empty())
-        && json(parts[0]).is_some_and(|h| h.get("alg").is_some());
-    if is_jwt {
-        let issuer = json(parts[1]).and_then(|c| c.get("iss")?.as_str().map(str::to_owned));
-        return (SecretShape::Jwt { issuer: None }, issuer);
-    }
-    if is_gitlab_token(username, secret) {
-        return (SecretShape::GitLabToken, None);
-    }
-    if is_gitea_token(secret) {
-        return (SecretShape::HexToken, None);
-    }
-    (SecretShape::Password, None)
-}
-
 /// Why a check produced no identity, shared by every caller that waited
 /// for the same check.
 #[derive(Debug)]
@@ -128,6 +89,13 @@ impl Miss {
             Outcome::Unavailable(e) => Err(Miss::Unavailable(e)),
         }
     }
+}
+
+/// Where one credential may go: the providers that may be asked, in
+/// order, and whether a check spends an upstream's budget.
+struct Route {
+    candidates: Vec<Arc<dyn IdentityProvider>>,
+    reach: Reach,
 }
 
 /// The configured providers, in order, behind the verdict cache and the
@@ -212,19 +180,13 @@ impl Chain {
     /// otherwise every provider that accepts the secret's shape (a GitHub
     /// token never reaches LDAP, a password never reaches GitHub, a JWT only
     /// the OIDC provider of its issuer).
-    fn candidates(&self, credentials: &Credentials) -> (Vec<&Arc<dyn IdentityProvider>>, Reach) {
-        let (shape, issuer) = shape_of(&credentials.username, credentials.secret.expose_secret());
+    fn route(&self, credentials: &Credentials) -> Route {
+        let shape = SecretShape::of(&credentials.username, credentials.secret.expose_secret());
         // A JWT is verified against the issuer's keys here: a forged one
         // never reaches the IdP, so it does not spend the IdP's budget.
         let reach = match shape {
             SecretShape::Jwt { .. } => Reach::Local,
             _ => Reach::Upstream,
-        };
-        let shape = match shape {
-            SecretShape::Jwt { .. } => SecretShape::Jwt {
-                issuer: issuer.as_deref(),
-            },
-            other => other,
         };
         let username = UsernamePin::form(&credentials.username);
         // An app password names its owner itself: pins do not apply.
@@ -237,16 +199,20 @@ impl Chain {
             Some(i) => &self.providers[i..=i],
             None => &self.providers[..],
         };
-        let mut candidates: Vec<_> = providers.iter().filter(|p| p.accepts(shape)).collect();
+        let accepting = |shape: &SecretShape<'_>| -> Vec<Arc<dyn IdentityProvider>> {
+            providers
+                .iter()
+                .filter(|p| p.accepts(shape.borrowed()))
+                .cloned()
+                .collect()
+        };
+        let mut candidates = accepting(&shape);
         if candidates.is_empty() && shape == SecretShape::HexToken {
             // 40 hex digits are a Gitea token only where a Gitea provider
             // takes them; anywhere else they are a password.
-            candidates = providers
-                .iter()
-                .filter(|p| p.accepts(SecretShape::Password))
-                .collect();
+            candidates = accepting(&SecretShape::Password);
         }
-        (candidates, reach)
+        Route { candidates, reach }
     }
 
     /// The provider's answer, or Unavailable after the request timeout.
@@ -322,8 +288,8 @@ impl Chain {
     ) -> Verdict {
         // A fresh cached verdict answers without any upstream call, even
         // while the user is throttled (the cached secret is known good).
-        let (candidates, _) = self.candidates(credentials);
-        for provider in &candidates {
+        let route = self.route(credentials);
+        for provider in &route.candidates {
             let user = provider.normalize_username(&credentials.username);
             let key = self.verdicts.key(provider.name(), &user, credentials);
             if let Some(identity) = self.verdicts.get(&key).await {
@@ -342,7 +308,7 @@ impl Chain {
         }
         let chain = self.clone();
         let credentials = credentials.clone();
-        let asking = tokio::spawn(async move { chain.ask(&credentials, client).await });
+        let asking = tokio::spawn(async move { chain.ask(route, &credentials, client).await });
         asking.await.unwrap_or_else(|_| Verdict::Unavailable {
             provider: "regauth".into(),
             reason: "the credential check did not finish".into(),
@@ -350,9 +316,14 @@ impl Chain {
         })
     }
 
-    /// Asks the providers, the throttle's budgets reserved first.
-    async fn ask(self: &Arc<Self>, credentials: &Credentials, client: IpAddr) -> Verdict {
-        let (candidates, reach) = self.candidates(credentials);
+    /// Asks the route's providers in turn, the throttle's budgets
+    /// reserved first.
+    async fn ask(
+        self: &Arc<Self>,
+        route: Route,
+        credentials: &Credentials,
+        client: IpAddr,
+    ) -> Verdict {
         let client_slot = match self.throttle.reserve_client(client).await {
             Ok(slot) => slot,
             Err(Held::Store(e)) => {
@@ -364,54 +335,13 @@ impl Chain {
             }
             Err(held) => return Verdict::Throttled(held),
         };
-        for provider in candidates {
-            let user = provider.normalize_username(&credentials.username);
-            let key = self.verdicts.key(provider.name(), &user, credentials);
-            // The account tried, for passwords; a token tries none.
-            let account = provider.account_of(credentials).await;
-            // Concurrent requests with the same credentials share this one
-            // check, and so one reservation.
-            let attempt = Attempt {
-                provider: provider.name(),
-                account: account.as_deref(),
-                client,
-                reach: if provider.checks_locally() {
-                    Reach::Local
-                } else {
-                    reach
-                },
+        for provider in &route.candidates {
+            let reach = if provider.checks_locally() {
+                Reach::Local
+            } else {
+                route.reach
             };
-            let check = async {
-                let reservation = self.throttle.reserve(attempt).await.map_err(Miss::Held)?;
-                let started = std::time::Instant::now();
-                let outcome = self.bounded(provider.authenticate(credentials)).await;
-                let label = match &outcome {
-                    Outcome::Authenticated(_) => "authenticated",
-                    Outcome::Rejected(_) => "rejected",
-                    Outcome::NotMine => "unknown",
-                    Outcome::Unavailable(_) => "unavailable",
-                };
-                self.metrics
-                    .login(provider.name(), label, started.elapsed());
-                match Miss::of(outcome) {
-                    Ok(identity) => {
-                        let subject = provider.normalize_username(&identity.subject);
-                        self.throttle
-                            .succeeded(reservation, account.as_deref(), &subject)
-                            .await;
-                        Ok(identity)
-                    }
-                    Err(miss @ Miss::Rejected(_)) => {
-                        self.throttle.failed(reservation);
-                        Err(miss)
-                    }
-                    Err(miss) => {
-                        self.throttle.released(reservation).await;
-                        Err(miss)
-                    }
-                }
-            };
-            match self.verdicts.get_or_check(key, check).await {
+            match self.attempt(provider, credentials, client, reach).await {
                 Ok(identity) => {
                     self.throttle.client_released(client_slot).await;
                     return Verdict::Authenticated {
@@ -436,6 +366,60 @@ impl Chain {
         }
         self.throttle.client_failed(client_slot);
         Verdict::Unknown
+    }
+
+    /// One provider's check of the credentials, its attempt reserved with
+    /// the throttle first and settled by its answer. Concurrent requests
+    /// with the same credentials share this one check, and so one
+    /// reservation.
+    async fn attempt(
+        &self,
+        provider: &Arc<dyn IdentityProvider>,
+        credentials: &Credentials,
+        client: IpAddr,
+        reach: Reach,
+    ) -> Result<Arc<Identity>, Arc<Miss>> {
+        let user = provider.normalize_username(&credentials.username);
+        let key = self.verdicts.key(provider.name(), &user, credentials);
+        // The account tried, for passwords; a token tries none.
+        let account = provider.account_of(credentials).await;
+        let attempt = Attempt {
+            provider: provider.name(),
+            account: account.as_deref(),
+            client,
+            reach,
+        };
+        let check = async {
+            let reservation = self.throttle.reserve(attempt).await.map_err(Miss::Held)?;
+            let started = std::time::Instant::now();
+            let outcome = self.bounded(provider.authenticate(credentials)).await;
+            let label = match &outcome {
+                Outcome::Authenticated(_) => "authenticated",
+                Outcome::Rejected(_) => "rejected",
+                Outcome::NotMine => "unknown",
+                Outcome::Unavailable(_) => "unavailable",
+            };
+            self.metrics
+                .login(provider.name(), label, started.elapsed());
+            match Miss::of(outcome) {
+                Ok(identity) => {
+                    let subject = provider.normalize_username(&identity.subject);
+                    self.throttle
+                        .succeeded(reservation, account.as_deref(), &subject)
+                        .await;
+                    Ok(identity)
+                }
+                Err(miss @ Miss::Rejected(_)) => {
+                    self.throttle.failed(reservation);
+                    Err(miss)
+                }
+                Err(miss) => {
+                    self.throttle.released(reservation).await;
+                    Err(miss)
+                }
+            }
+        };
+        self.verdicts.get_or_check(key, check).await
     }
 }
 
@@ -509,54 +493,6 @@ mod tests {
     }
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-
-    #[test]
-    fn secret_shapes() {
-        use base64::Engine as _;
-        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        for token in ["ghp_x", "github_pat_x", "gho_x", "ghu_x", "ghs_x"] {
-            assert_eq!(shape_of("u", token).0, SecretShape::GitHubToken, "{token}");
-        }
-        for token in ["glpat-x", "glcbt-x", "gldt-x"] {
-            assert_eq!(shape_of("u", token).0, SecretShape::GitLabToken, "{token}");
-        }
-        // GitLab's own registry login for CI_JOB_TOKEN, whatever its form
-        for user in ["gitlab-ci-token", "GitLab-CI-Token", " gitlab-ci-token"] {
-            assert_eq!(
-                shape_of(user, "64_hGf2dsJ4w").0,
-                SecretShape::GitLabToken,
-                "{user}"
-            );
-        }
-        let hex = "0123456789abcdef0123456789abcdef01234567";
-        assert_eq!(shape_of("u", hex).0, SecretShape::HexToken);
-        let jwt = format!(
-            "{}.{}.sig",
-            b64(r#"{"alg":"RS256"}"#),
-            b64(r#"{"iss":"https://sso"}"#)
-        );
-        let (shape, issuer) = shape_of("u", &jwt);
-        assert!(matches!(shape, SecretShape::Jwt { .. }));
-        assert_eq!(issuer.as_deref(), Some("https://sso"));
-        // a GitLab ID token goes to its issuer, whatever the username
-        let (shape, _) = shape_of("gitlab-ci-token", &jwt);
-        assert!(matches!(shape, SecretShape::Jwt { .. }));
-        for password in [
-            "hunter2",
-            "a.b.c",
-            "ghx_x",
-            "",
-            "x.y",
-            &hex.to_uppercase(),
-            &hex[1..],
-        ] {
-            assert_eq!(
-                shape_of("u", password).0,
-                SecretShape::Password,
-                "{password}"
-            );
-        }
-    }
 
     /// A provider that only takes GitHub tokens.
     struct TokenOnly(AtomicUsize);

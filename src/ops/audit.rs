@@ -40,6 +40,7 @@ impl Outcome {
     }
 }
 
+use regauth_providers::Escaped;
 pub use regauth_providers::{Safe, MAX_LOGGED_BYTES};
 
 /// At most this many bytes of a scope list reach a log line.
@@ -48,22 +49,7 @@ pub const MAX_LOGGED_SCOPES_BYTES: usize = 4096;
 /// Client-chosen text of up to `max` bytes for a log line: control
 /// characters escaped, the rest cut and counted.
 fn bounded(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut out = String::with_capacity(end + 16);
-    for c in text[..end].chars() {
-        if c.is_control() {
-            out.push_str(&c.escape_unicode().to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    if end < text.len() {
-        out.push_str(&format!("…(+{} bytes)", text.len() - end));
-    }
-    out
+    Escaped::new(text, max).to_string()
 }
 
 /// At most this many bytes of a refusal's reason reach a log line.

@@ -1,11 +1,14 @@
 //! The `ldap` provider: OpenLDAP or Active Directory, by search and bind.
 //!
 //! A login is: search the user with the service account (pooled
-//! connections), require exactly one entry, then bind as that entry's DN
-//! with the user's password on a connection of its own, so a pooled
-//! connection never changes identity. Groups come from a group search
-//! and/or the `memberOf` attribute, optionally walked up through nested
-//! groups, and are cached per user DN with a bounded stale-if-error window.
+//! connections, the `search` module), require exactly one entry, then
+//! bind as that entry's DN with the user's password on a connection of its
+//! own, so a pooled connection never changes identity. The entry says
+//! whether the account may be used (the `entry` module). Groups come from
+//! a group search and/or the `memberOf` attribute, optionally walked up
+//! through nested groups, and are cached per user DN with a bounded
+//! stale-if-error window (the `groups` module). The settings as written
+//! are the `config` module's.
 //!
 //! `active_directory = true` sets Active Directory's ways (the `ad` module): every
 //! login form of one account (`bob`, `CORP\bob`, `bob@corp.example`) finds
@@ -20,174 +23,34 @@
 //! which succeeds. Passwords never reach a log line or an error.
 
 mod ad;
+mod config;
+mod entry;
+mod groups;
+mod search;
 mod servers;
 
-use std::collections::{BTreeSet, HashSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ldap3::{ldap_escape, LdapConnSettings, Scope, SearchEntry};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 
 use self::ad::Login;
-use self::servers::{Servers, ServiceAccount};
-use crate::{
-    load_secret, Credentials, Error, Identity, IdentityProvider, Outcome, Rejection, Seconds,
+use self::entry::{
+    attribute, credential_stamp, entry_id, lock_of, After, CHANGED, ENTRY_ID, LOCK_ATTRIBUTES,
 };
+use self::groups::CachedGroups;
+use self::search::{Base, Port};
+use self::servers::Servers;
+use crate::{load_secret, Credentials, Error, Identity, IdentityProvider, Outcome, Rejection};
 
-/// What a continuation reference to another server means for a user
-/// search that found nobody here.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Referrals {
-    /// The user may live there: the login is refused and the password goes
-    /// to no other provider (the default). Use `global_catalog` for a
-    /// forest.
-    #[default]
-    Refuse,
-    /// Nobody by that name lives here: the next provider may be asked.
-    Ignore,
-}
+pub use self::config::{LdapConfig, Referrals};
 
-/// `[[provider]] kind = "ldap"` as written in the configuration file.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LdapConfig {
-    /// `ldaps://host:636` or `ldap://host:389` (with `start_tls = true`).
-    #[serde(default)]
-    pub url: Option<String>,
-    /// Several servers of one directory (domain controllers), tried in
-    /// order; instead of `url`.
-    #[serde(default)]
-    pub urls: Vec<String>,
-    /// Upgrade an `ldap://` connection with StartTLS.
-    #[serde(default)]
-    pub start_tls: bool,
-    /// PEM CA bundle for the server's certificate (default: system roots).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// The service account's DN, used for searches.
-    pub bind_dn: String,
-    /// File holding the service account's password.
-    #[serde(default)]
-    pub bind_password_file: Option<PathBuf>,
-    /// Environment variable holding the service account's password.
-    #[serde(default)]
-    pub bind_password_env: Option<String>,
-    /// Where users are searched (subtree).
-    pub user_base: String,
-    /// `{username}` is replaced by the escaped login name. Default
-    /// `(uid={username})`; with `active_directory`, AD's own (every login
-    /// form).
-    #[serde(default)]
-    pub user_filter: Option<String>,
-    /// The attribute whose value is the subject (canonical case). Default
-    /// `uid`; with `active_directory`, `sAMAccountName` (lower-cased).
-    #[serde(default)]
-    pub username_attribute: Option<String>,
-    /// Where groups are searched (subtree); set together with
-    /// `group_filter`. With `active_directory`, default `user_base`.
-    #[serde(default)]
-    pub group_base: Option<String>,
-    /// `{dn}` (the member's DN) and `{username}` are replaced, escaped.
-    #[serde(default)]
-    pub group_filter: Option<String>,
-    /// The attribute of a group entry that is its name. Default `cn`;
-    /// with `active_directory`, `sAMAccountName`.
-    #[serde(default)]
-    pub group_name_attribute: Option<String>,
-    /// Read group DNs from this attribute of the user (e.g. `memberOf`).
-    #[serde(default)]
-    pub member_of_attribute: Option<String>,
-    /// Also collect the groups that groups belong to, up to `max_nesting`
-    /// levels.
-    #[serde(default)]
-    pub nested_groups: bool,
-    /// Most levels of nested groups walked with `nested_groups`.
-    #[serde(default = "default_max_nesting")]
-    pub max_nesting: usize,
-    /// Active Directory: one search with LDAP_MATCHING_RULE_IN_CHAIN
-    /// (implied by `active_directory`).
-    #[serde(default)]
-    pub active_directory_in_chain: bool,
-    /// Active Directory's defaults: every login form (`sAMAccountName`,
-    /// a UPN under `upn_suffixes`, `NETBIOS\name`), nested security
-    /// groups in one search, account states, `objectGUID`, TLS required.
-    #[serde(default)]
-    pub active_directory: bool,
-    /// The NetBIOS domain of down-level logins (`CORP` of `CORP\bob`).
-    #[serde(default)]
-    pub netbios_domain: Option<String>,
-    /// The UPN suffixes of this domain (`corp.example`, and any
-    /// alternative ones); the first is the domain's own DNS name, under
-    /// which AD also takes the implicit UPN `sAMAccountName@domain`.
-    #[serde(default)]
-    pub upn_suffixes: Vec<String>,
-    /// Find users on the Global Catalog (3268, or 3269 with `ldaps://`,
-    /// on the same servers) across the forest; the bind is made on the
-    /// servers' own port.
-    #[serde(default)]
-    pub global_catalog: bool,
-    /// What a search that found nobody but was referred elsewhere means
-    /// (`refuse` or `ignore`); references into the configuration, schema
-    /// and DNS partitions are always ignored.
-    #[serde(default)]
-    pub referrals: Referrals,
-    /// Prepended to every group name (e.g. `ldap:`).
-    #[serde(default)]
-    pub group_prefix: Option<String>,
-    /// Timeout for opening a connection to the directory.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: Seconds,
-    /// Timeout for each bind and search.
-    #[serde(default = "default_operation_timeout")]
-    pub operation_timeout: Seconds,
-    /// Idle service-account connections kept open, per server.
-    #[serde(default = "default_pool_size")]
-    pub pool_size: usize,
-    /// Connections in use at once (searches and binds), across servers.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    /// How long a server that failed is skipped.
-    #[serde(default = "default_server_backoff")]
-    pub server_backoff: Seconds,
-    /// How long a user's groups are cached.
-    #[serde(default = "default_group_ttl")]
-    pub group_cache_ttl: Seconds,
-    /// How long past their TTL cached groups may serve while the directory
-    /// cannot answer.
-    #[serde(default = "default_stale_if_error")]
-    pub stale_if_error: Seconds,
-}
-
-fn default_max_nesting() -> usize {
-    10
-}
-fn default_connect_timeout() -> Seconds {
-    Seconds(Duration::from_secs(5))
-}
-fn default_operation_timeout() -> Seconds {
-    Seconds(Duration::from_secs(5))
-}
-fn default_pool_size() -> usize {
-    4
-}
-fn default_max_connections() -> usize {
-    16
-}
-fn default_server_backoff() -> Seconds {
-    Seconds(Duration::from_secs(30))
-}
-fn default_group_ttl() -> Seconds {
-    Seconds(Duration::from_secs(300))
-}
-fn default_stale_if_error() -> Seconds {
-    Seconds(Duration::from_secs(3600))
-}
+/// LDAP result codes a bind tells apart.
+const RC_INVALID_CREDENTIALS: u32 = 49;
+const RC_UNWILLING_TO_PERFORM: u32 = 53;
 
 /// Operation counters, for tests, benchmarks and metrics.
 #[derive(Debug, Default)]
@@ -204,11 +67,6 @@ pub struct Stats {
     pub group_cache_misses: AtomicU64,
     /// Groups served past their TTL because the directory did not answer.
     pub group_cache_stale: AtomicU64,
-}
-
-struct CachedGroups {
-    groups: Vec<String>,
-    fetched: Instant,
 }
 
 /// How users are found.
@@ -245,115 +103,6 @@ pub struct Ldap {
     pub stats: Stats,
 }
 
-/// LDAP result codes this provider tells apart.
-const RC_REFERRAL: u32 = 10;
-const RC_NO_SUCH_OBJECT: u32 = 32;
-const RC_INVALID_CREDENTIALS: u32 = 49;
-const RC_UNWILLING_TO_PERFORM: u32 = 53;
-
-/// What a search base that does not exist (or is not on this server)
-/// means for the caller.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Base {
-    /// `user_base` or `group_base`: a missing or referred base is a
-    /// misconfigured or partial directory, never "no such user" (that
-    /// would send the password to the next provider) or "no groups".
-    Required,
-    /// A group DN read from `memberOf`: it may have been deleted.
-    MayBeGone,
-}
-
-/// A search's entries, and whether the server referred part of it to
-/// another directory (continuation references outside the configuration
-/// partitions).
-struct Found {
-    entries: Vec<SearchEntry>,
-    referred: bool,
-}
-
-/// Which of the provider's server lists a search goes to.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Port {
-    Directory,
-    Catalog,
-}
-
-/// Operational attributes that say when a password (or, failing that, the
-/// entry) last changed: OpenLDAP ppolicy, Active Directory, any server.
-const CHANGED: &[&str] = &["pwdChangedTime", "pwdLastSet", "modifyTimestamp"];
-/// Attributes that stay with one entry for its life (a new account under
-/// a reused name gets another).
-const ENTRY_ID: &[&str] = &["entryUUID", "objectGUID"];
-/// Attributes that say an OpenLDAP account is locked or an AD one is
-/// disabled, locked or expired.
-const LOCK_ATTRIBUTES: &[&str] = &["pwdAccountLockedTime", "lockoutTime"];
-/// OpenLDAP ppolicy's value for "locked by an administrator".
-const LOCKED_FOR_GOOD: &str = "000001010000Z";
-
-/// When the account checks run: after a successful bind the directory has
-/// applied its own lockout (a time-based lock that has expired no longer
-/// counts); without a bind (a refresh) every lock counts.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum After {
-    Bind,
-    Lookup,
-}
-
-/// Why the account of an entry cannot be used, from its attributes.
-fn lock_of(entry: &SearchEntry, after: After, active_directory: bool) -> Option<Rejection> {
-    // OpenLDAP ppolicy: present while the account is locked.
-    let locked = attribute(entry, "pwdAccountLockedTime");
-    let locked_for_good = locked.iter().any(|v| v == LOCKED_FOR_GOOD);
-    if locked_for_good || (after == After::Lookup && !locked.is_empty()) {
-        return Some(Rejection::Locked);
-    }
-    // Active Directory: disabled, locked (as the DC computes it now, so an
-    // expired lockout is over), expired, a password to change.
-    if active_directory || !attribute(entry, "userAccountControl").is_empty() {
-        return ad::state_of(entry);
-    }
-    None
-}
-
-/// The entry's identity and change marker, as the directory wrote them:
-/// a refresh token minted under another stamp (the password changed, or
-/// the name now belongs to another entry) is refused.
-fn credential_stamp(entry: &SearchEntry) -> Option<String> {
-    let id = entry_id(entry);
-    let changed = CHANGED.iter().find_map(|name| {
-        attribute(entry, name)
-            .first()
-            .map(|value| format!("{name}={value}"))
-    });
-    match (id, changed) {
-        (None, None) => None,
-        (id, changed) => Some(format!(
-            "{}|{}",
-            id.unwrap_or_default(),
-            changed.unwrap_or_default()
-        )),
-    }
-}
-
-/// The entry's own id (`entryUUID=…`, `objectGUID=<hex>`), which a new
-/// entry reusing the name does not get.
-fn entry_id(entry: &SearchEntry) -> Option<String> {
-    ENTRY_ID.iter().find_map(|name| {
-        attribute(entry, name)
-            .first()
-            .cloned()
-            .or_else(|| {
-                entry
-                    .bin_attrs
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .and_then(|(_, v)| v.first())
-                    .map(|bytes| bytes.iter().map(|b| format!("{b:02x}")).collect())
-            })
-            .map(|value| format!("{name}={value}"))
-    })
-}
-
 /// How LDAP's default matching rules compare names: case-insensitive, with
 /// leading and trailing spaces ignored and inner runs of spaces as one.
 pub fn normalize(username: &str) -> String {
@@ -362,20 +111,6 @@ pub fn normalize(username: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .to_lowercase()
-}
-
-fn upstream(context: &str, e: impl std::fmt::Display) -> Error {
-    Error::Upstream(format!("{context}: {e}"))
-}
-
-/// The values of an attribute, matched case-insensitively.
-fn attribute<'e>(entry: &'e SearchEntry, name: &str) -> &'e [String] {
-    entry
-        .attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_slice())
-        .unwrap_or(&[])
 }
 
 /// `ldaps://host:636` → the same host's Global Catalog port (3269 for
@@ -504,126 +239,6 @@ impl Ldap {
             in_chain: config.active_directory_in_chain
                 || (ad && config.group_filter.is_none() && config.member_of_attribute.is_none()),
         })
-    }
-
-    fn service_account(&self) -> ServiceAccount<'_> {
-        ServiceAccount {
-            dn: &self.config.bind_dn,
-            password: &self.bind_password,
-        }
-    }
-
-    fn servers_for(&self, port: Port) -> &Servers {
-        match (port, &self.catalog) {
-            (Port::Catalog, Some(catalog)) => catalog,
-            _ => &self.servers,
-        }
-    }
-
-    /// One search as the service account (see [`Ldap::search_found`]).
-    async fn search(
-        &self,
-        base: &str,
-        scope: Scope,
-        filter: &str,
-        attrs: &[&str],
-        missing: Base,
-    ) -> Result<Vec<SearchEntry>, Error> {
-        Ok(self
-            .search_found(Port::Directory, base, scope, filter, attrs, missing)
-            .await?
-            .entries)
-    }
-
-    /// One search as the service account, saying whether the server also
-    /// referred part of it elsewhere. A pooled connection that fails (the
-    /// server restarted, say) is dropped and the search tried again on a
-    /// fresh one; a server that fails is skipped and the next one asked.
-    async fn search_found(
-        &self,
-        port: Port,
-        base: &str,
-        scope: Scope,
-        filter: &str,
-        attrs: &[&str],
-        missing: Base,
-    ) -> Result<Found, Error> {
-        let servers = self.servers_for(port);
-        let mut failed: Vec<usize> = Vec::new();
-        let mut last = Error::Upstream("no directory server answered".into());
-        // each server once on a fresh connection, and one stale pooled one
-        for _ in 0..=servers.len() {
-            let mut lease = match servers
-                .service(&self.service_account(), &failed, &self.stats.service_binds)
-                .await
-            {
-                Ok(lease) => lease,
-                Err(e) if failed.is_empty() => return Err(e),
-                Err(_) => return Err(last),
-            };
-            self.stats.searches.fetch_add(1, Ordering::Relaxed);
-            let outcome = lease
-                .conn
-                .with_timeout(self.config.operation_timeout.0)
-                .search(base, scope, filter, attrs.to_vec())
-                .await;
-            match outcome {
-                Ok(ldap3::SearchResult(entries, result)) => {
-                    servers.give_back(lease);
-                    return self.found(base, missing, entries, result);
-                }
-                Err(e) if lease.pooled => {
-                    tracing::debug!(provider = %self.name, error = %e, "pooled LDAP connection failed; reconnecting");
-                }
-                Err(e) => {
-                    servers.failed(lease.server);
-                    failed.push(lease.server);
-                    last = upstream("search", e);
-                }
-            }
-        }
-        Err(last)
-    }
-
-    /// What a finished search means.
-    fn found(
-        &self,
-        base: &str,
-        missing: Base,
-        entries: Vec<ldap3::ResultEntry>,
-        result: ldap3::LdapResult,
-    ) -> Result<Found, Error> {
-        // Continuation references (ldap3 gathers them in the result) point
-        // at other servers; those into the configuration, schema and DNS
-        // partitions, which a search from a domain root always gets, are
-        // not about users.
-        let referred = result.refs.iter().any(|r| ad::reference_is_elsewhere(r))
-            || entries.iter().any(|e| e.is_ref());
-        let found = || Found {
-            entries: entries
-                .into_iter()
-                .filter(|e| !e.is_ref())
-                .map(SearchEntry::construct)
-                .collect(),
-            referred,
-        };
-        match (result.rc, missing) {
-            (0, _) => Ok(found()),
-            (RC_NO_SUCH_OBJECT, Base::MayBeGone) => Ok(Found {
-                entries: Vec::new(),
-                referred: false,
-            }),
-            (rc @ (RC_NO_SUCH_OBJECT | RC_REFERRAL), Base::Required) => {
-                tracing::error!(provider = %self.name, base, result = rc, "a search base does not exist on this server (noSuchObject or referral): check user_base, group_base and the service account's access; refusing logins with 503");
-                Err(Error::Upstream(format!(
-                    "the directory is misconfigured or unreachable: search base {base} answered result {rc}"
-                )))
-            }
-            (rc, _) => Err(Error::Upstream(format!(
-                "search in {base} failed (result {rc}: {})",
-                result.text
-            ))),
-        }
     }
 
     /// Binds as `dn`, on a connection of its own. `Ok(None)` is success.
@@ -790,184 +405,6 @@ impl Ldap {
         }
         self.identity(&entry, subject).await
     }
-
-    /// Groups of a user, from the cache while fresh; stale entries serve
-    /// only when the directory cannot answer.
-    async fn groups_of(
-        &self,
-        dn: &str,
-        subject: &str,
-        member_of: Vec<String>,
-    ) -> Result<Vec<String>, Error> {
-        let key = dn.to_ascii_lowercase();
-        let cached = self.groups.get(&key).await;
-        if let Some(hit) = &cached {
-            if hit.fetched.elapsed() < self.config.group_cache_ttl.0 {
-                self.stats.group_cache_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(hit.groups.clone());
-            }
-        }
-        self.stats
-            .group_cache_misses
-            .fetch_add(1, Ordering::Relaxed);
-        match self.resolve_groups(dn, subject, member_of).await {
-            Ok(groups) => {
-                let entry = Arc::new(CachedGroups {
-                    groups: groups.clone(),
-                    fetched: Instant::now(),
-                });
-                self.groups.insert(key, entry).await;
-                Ok(groups)
-            }
-            Err(e) => match cached {
-                Some(stale) => {
-                    self.stats.group_cache_stale.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(provider = %self.name, error = %e, "serving cached groups past their TTL: the directory did not answer");
-                    Ok(stale.groups.clone())
-                }
-                None => Err(e),
-            },
-        }
-    }
-
-    async fn resolve_groups(
-        &self,
-        user_dn: &str,
-        subject: &str,
-        member_of: Vec<String>,
-    ) -> Result<Vec<String>, Error> {
-        let name_attr = self.settings.group_name_attribute.as_str();
-        if let (true, Some(base)) = (self.settings.in_chain, &self.settings.group_base) {
-            let filter = if self.config.active_directory {
-                ad::groups_filter(user_dn)
-            } else {
-                format!("(member:1.2.840.113556.1.4.1941:={})", ldap_escape(user_dn))
-            };
-            let mut names = BTreeSet::new();
-            for entry in self
-                .search(base, Scope::Subtree, &filter, &[name_attr], Base::Required)
-                .await?
-            {
-                names.extend(attribute(&entry, name_attr).iter().cloned());
-            }
-            return Ok(self.finish(names));
-        }
-        let names = self.walk_groups(user_dn, subject, member_of).await?;
-        Ok(self.finish(names))
-    }
-
-    /// The group search and the `memberOf` walk, nested up to `max_nesting`.
-    async fn walk_groups(
-        &self,
-        user_dn: &str,
-        subject: &str,
-        member_of: Vec<String>,
-    ) -> Result<BTreeSet<String>, Error> {
-        let c = &self.config;
-        let name_attr = self.settings.group_name_attribute.as_str();
-        let search_groups = self
-            .settings
-            .group_base
-            .as_ref()
-            .zip(c.group_filter.as_ref());
-        let mut names = BTreeSet::new();
-        // (group DN, its name if known)
-        let mut level: Vec<(String, Option<String>)> = Vec::new();
-        if let Some((base, filter)) = search_groups {
-            let filter = filter
-                .replace("{dn}", &ldap_escape(user_dn))
-                .replace("{username}", &ldap_escape(subject));
-            for entry in self
-                .search(base, Scope::Subtree, &filter, &[name_attr], Base::Required)
-                .await?
-            {
-                let name = attribute(&entry, name_attr).first().cloned();
-                level.push((entry.dn, name));
-            }
-        }
-        level.extend(member_of.into_iter().map(|dn| (dn, None)));
-        let mut seen = HashSet::new();
-        let mut depth = 0;
-        while !level.is_empty() {
-            let mut parents = Vec::new();
-            for (dn, name) in level {
-                if !seen.insert(dn.to_ascii_lowercase()) {
-                    continue; // a cycle, or a group reached twice
-                }
-                let (name, above) = self.group_entry(&dn, name).await?;
-                names.extend(name);
-                parents.extend(above);
-                if let (true, Some((base, filter))) = (c.nested_groups, search_groups) {
-                    if filter.contains("{dn}") {
-                        let filter = filter
-                            .replace("{dn}", &ldap_escape(dn.as_str()))
-                            .replace("{username}", "");
-                        for entry in self
-                            .search(base, Scope::Subtree, &filter, &[name_attr], Base::Required)
-                            .await?
-                        {
-                            let parent_name = attribute(&entry, name_attr).first().cloned();
-                            parents.push((entry.dn, parent_name));
-                        }
-                    }
-                }
-            }
-            if !c.nested_groups {
-                break;
-            }
-            depth += 1;
-            if depth > c.max_nesting {
-                tracing::warn!(provider = %self.name, user = subject, max_nesting = c.max_nesting, "groups nest deeper than max_nesting; ignoring the rest");
-                break;
-            }
-            level = parents;
-        }
-        Ok(names)
-    }
-
-    /// A group's name (read from its entry when not known yet) and, when
-    /// nesting through `memberOf`, the groups it belongs to.
-    async fn group_entry(
-        &self,
-        dn: &str,
-        name: Option<String>,
-    ) -> Result<(Option<String>, Vec<(String, Option<String>)>), Error> {
-        let c = &self.config;
-        let name_attr = self.settings.group_name_attribute.as_str();
-        let read_entry = name.is_none() || (c.nested_groups && c.member_of_attribute.is_some());
-        if !read_entry {
-            return Ok((name, Vec::new()));
-        }
-        let mut attrs = vec![name_attr];
-        if let Some(member_of) = &c.member_of_attribute {
-            attrs.push(member_of);
-        }
-        let entry = self
-            .search(dn, Scope::Base, "(objectClass=*)", &attrs, Base::MayBeGone)
-            .await?
-            .into_iter()
-            .next();
-        let Some(entry) = entry else {
-            return Ok((name, Vec::new()));
-        };
-        let name = name.or_else(|| attribute(&entry, name_attr).first().cloned());
-        let above = match (c.nested_groups, &c.member_of_attribute) {
-            (true, Some(member_of)) => attribute(&entry, member_of)
-                .iter()
-                .map(|p| (p.clone(), None))
-                .collect(),
-            _ => Vec::new(),
-        };
-        Ok((name, above))
-    }
-
-    fn finish(&self, names: BTreeSet<String>) -> Vec<String> {
-        let prefix = self.config.group_prefix.as_deref().unwrap_or("");
-        names
-            .into_iter()
-            .map(|n| format!("{prefix}{}", n.to_lowercase()))
-            .collect()
-    }
 }
 
 #[async_trait]
@@ -1114,12 +551,12 @@ mod tests {
     /// A configuration whose service password comes from a variable every
     /// process has (the tests never set variables).
     fn config() -> LdapConfig {
-        toml_like(
+        config_from_json(
             r#"{"url":"ldap://127.0.0.1:1","bind_dn":"cn=x","bind_password_env":"PATH","user_base":"dc=x"}"#,
         )
     }
 
-    fn toml_like(json: &str) -> LdapConfig {
+    fn config_from_json(json: &str) -> LdapConfig {
         serde_json::from_str(json).unwrap()
     }
 

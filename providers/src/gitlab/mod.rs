@@ -24,102 +24,91 @@
 //! (never 401s); redirects are never followed and the token is only ever
 //! sent to `url`'s API.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use crate::forge::{header, retry_after, Api, GroupCache};
+use crate::forge::{header, not_the_account, retry_after, Api, Forge, GroupCache};
+use crate::settings::{
+    DEFAULT_GROUP_CACHE_TTL, DEFAULT_MAX_PAGES, DEFAULT_REFRESH_MAX_AGE, DEFAULT_TIMEOUT,
+};
+use crate::shape::{is_deploy_token_username, is_job_token_username};
 use crate::{
-    Credentials, Error, Identity, IdentityProvider, Kind, Outcome, Rejection, Renewal, Seconds,
+    Credentials, Error, Identity, Kind, Outcome, ProviderKind, Rejection, Renewal, Seconds,
     SecretShape,
 };
 
-/// The Basic username GitLab's own registry uses with `CI_JOB_TOKEN`.
-pub const JOB_TOKEN_USERNAME: &str = "gitlab-ci-token";
+pub use crate::shape::{is_gitlab_token, GITLAB_TOKEN_PREFIXES, JOB_TOKEN_USERNAME};
 
-/// Token prefixes that belong to GitLab: access tokens (`glpat-`), CI job
-/// tokens (`glcbt-`), and the kinds regauth refuses with a message (deploy
-/// tokens and GitLab's other token types), so that none of them is ever
-/// offered to a password provider.
-pub const GITLAB_TOKEN_PREFIXES: &[&str] = &[
-    "glpat-", "glcbt-", "gldt-", "glrt-", "gloas-", "glptt-", "glft-", "glimt-", "glagent-",
-    "glsoat-", "glffct-",
-];
-
-/// The Basic usernames of GitLab deploy tokens (`gitlab+deploy-token-N`).
-const DEPLOY_TOKEN_USERNAME: &str = "gitlab+deploy-token-";
-
-/// Whether these credentials are a GitLab token: a GitLab prefix, the
-/// job-token username, or a deploy token's username.
-pub fn is_gitlab_token(username: &str, secret: &str) -> bool {
-    let username = username.trim().to_ascii_lowercase();
-    GITLAB_TOKEN_PREFIXES.iter().any(|p| secret.starts_with(p))
-        || username == JOB_TOKEN_USERNAME
-        || username.starts_with(DEPLOY_TOKEN_USERNAME)
-}
+mod job;
 
 /// GitLab's role levels (`min_access_level`).
 const ACCESS_LEVELS: &[u8] = &[5, 10, 15, 20, 30, 40, 50];
 
 /// `[[provider]] kind = "gitlab"` as written in the configuration file.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct GitlabConfig {
     /// The instance: `https://gitlab.com` or `https://gitlab.corp` (with
     /// its relative URL root, if any).
-    #[serde(default = "default_url")]
     pub url: String,
     /// Top-level groups (or subgroups) a login must belong to, each of
     /// them; groups inside them are the only groups. Required unless
     /// `allow_any_account = true`.
-    #[serde(default)]
     pub groups: Vec<String>,
     /// Admit every account of the instance (with no groups) when `groups`
     /// is empty. Without it, an empty list is a configuration error.
-    #[serde(default)]
     pub allow_any_account: bool,
     /// The role that makes a group membership count: 10 guest, 20
     /// reporter (the default: the role that may pull images), 30
     /// developer, 40 maintainer, 50 owner.
-    #[serde(default = "default_min_access_level")]
     pub min_access_level: u8,
     /// Whether a subgroup member's groups include the subgroup's parents
     /// (`acme/platform/core` gives `acme/platform` and `acme` too). Off by
     /// default: GitLab passes rights down, not up, and with it on whoever
     /// may add members to any subgroup grants the parent's registry rights.
-    #[serde(default)]
     pub parent_groups: bool,
     /// Accept any Basic username with an access token instead of
     /// requiring the token's user.
-    #[serde(default)]
     pub any_username: bool,
     /// PEM CA bundle for an instance with a private CA.
-    #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Timeout for connecting and for each API call.
-    #[serde(default = "default_timeout")]
     pub timeout: Seconds,
     /// How long a token's groups are cached.
-    #[serde(default = "default_group_ttl")]
     pub group_cache_ttl: Seconds,
     /// How long a refresh token may carry the groups of the access-token
     /// login that minted it.
-    #[serde(default = "default_refresh_max_age")]
     pub refresh_max_age: Seconds,
     /// Upper bound on pages followed per listing (100 groups a page).
-    #[serde(default = "default_max_pages")]
     pub max_pages: usize,
     /// Bound an access token's registry rights by its scopes, as GitLab's
     /// own registry does (`read_registry` pulls, `write_registry` pulls
     /// and pushes, `api` does everything): a `read_api` token made for
     /// another tool cannot push. Off: the user's full rights.
-    #[serde(default = "yes")]
     pub check_token_scopes: bool,
+}
+
+impl Default for GitlabConfig {
+    fn default() -> Self {
+        Self {
+            url: "https://gitlab.com".into(),
+            groups: Vec::new(),
+            allow_any_account: false,
+            min_access_level: 20,
+            parent_groups: false,
+            any_username: false,
+            ca_file: None,
+            timeout: DEFAULT_TIMEOUT,
+            group_cache_ttl: DEFAULT_GROUP_CACHE_TTL,
+            refresh_max_age: DEFAULT_REFRESH_MAX_AGE,
+            max_pages: DEFAULT_MAX_PAGES,
+            check_token_scopes: true,
+        }
+    }
 }
 
 /// What an access token's scopes allow with the registry, or why it may
@@ -152,28 +141,6 @@ fn package_rights(scopes: &[String]) -> Result<crate::PackageRights, Rejection> 
 struct TokenSelf {
     #[serde(default)]
     scopes: Vec<String>,
-}
-
-fn default_url() -> String {
-    "https://gitlab.com".into()
-}
-fn default_min_access_level() -> u8 {
-    20
-}
-fn yes() -> bool {
-    true
-}
-fn default_timeout() -> Seconds {
-    Seconds(Duration::from_secs(10))
-}
-fn default_group_ttl() -> Seconds {
-    Seconds(Duration::from_secs(300))
-}
-fn default_refresh_max_age() -> Seconds {
-    Seconds(Duration::from_secs(3600))
-}
-fn default_max_pages() -> usize {
-    20
 }
 
 impl GitlabConfig {
@@ -284,32 +251,6 @@ impl Bot {
             Bot::Other => "bot",
         }
     }
-}
-
-#[derive(Deserialize)]
-struct Job {
-    id: u64,
-    status: String,
-    #[serde(rename = "ref")]
-    git_ref: String,
-    #[serde(default)]
-    tag: bool,
-    web_url: String,
-    #[serde(default)]
-    pipeline: Option<Pipeline>,
-    #[serde(default)]
-    user: Option<JobUser>,
-}
-
-#[derive(Deserialize)]
-struct Pipeline {
-    #[serde(default)]
-    source: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct JobUser {
-    username: String,
 }
 
 /// GitLab's error bodies: `{"message": …}` or OAuth's `{"error": …,
@@ -497,41 +438,36 @@ impl GitLab {
             .map(String::as_str)
     }
 
-    async fn access_token(&self, credentials: &Credentials, token: &str) -> Outcome {
+    async fn access_token(
+        &self,
+        credentials: &Credentials,
+        token: &str,
+    ) -> Result<Identity, Outcome> {
         let url = format!("{}/user", self.api.base);
-        let user: User = match self.get("private-token", token, &url, Call::User).await {
-            Ok(response) => match self.api.json(response, "/user").await {
-                Ok(user) => user,
-                Err(outcome) => return outcome,
-            },
-            Err(outcome) => return outcome,
-        };
+        let response = self.get("private-token", token, &url, Call::User).await?;
+        let user: User = self.api.json(response, "/user").await?;
         if user.state != "active" {
-            return Outcome::Rejected(Rejection::Disabled);
+            return Err(Outcome::Rejected(Rejection::Disabled));
         }
         if user.locked {
-            return Outcome::Rejected(Rejection::Locked);
+            return Err(Outcome::Rejected(Rejection::Locked));
         }
         if !self.config.any_username
             && !user
                 .username
                 .eq_ignore_ascii_case(credentials.username.trim())
         {
-            return Outcome::Rejected(Rejection::Other(format!(
-                "the Basic username \"{}\" is not the token's user {:?}",
-                crate::Safe(&credentials.username),
-                user.username
-            )));
+            return Err(not_the_account(
+                &credentials.username,
+                "user",
+                &user.username,
+            ));
         }
         let bot = user.bot.then(|| Bot::of(&user.username));
-        let resolved = self
+        let memberships = self
             .memberships
             .get_or(token, self.memberships(token, &user.username, bot))
-            .await;
-        let memberships = match resolved {
-            Ok(memberships) => memberships,
-            Err(outcome) => return outcome,
-        };
+            .await?;
         // GitLab usernames are case-insensitive; repository names are
         // lower-case, so `${user}` only works lower-cased.
         let mut identity = Identity::new(user.username.to_lowercase(), self.name.clone())
@@ -553,7 +489,7 @@ impl GitLab {
         identity.renewal = Renewal::Snapshot {
             until: crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs(),
         };
-        Outcome::Authenticated(identity)
+        Ok(identity)
     }
 
     /// The token's groups inside the required ones (with their parents),
@@ -645,144 +581,44 @@ impl GitLab {
             .await?;
         package_rights(&found.scopes).map_err(Outcome::Rejected)
     }
-
-    async fn job_token(&self, token: &str) -> Outcome {
-        let url = format!("{}/job", self.api.base);
-        let job: Job = match self.get("job-token", token, &url, Call::Job).await {
-            Ok(response) => match self.api.json(response, "/job").await {
-                Ok(job) => job,
-                Err(outcome) => return outcome,
-            },
-            Err(outcome) => return outcome,
-        };
-        if job.status != "running" {
-            return Outcome::Rejected(Rejection::Other(format!(
-                "the GitLab job {} is {}, not running",
-                job.id,
-                crate::Safe(&job.status)
-            )));
-        }
-        let Some(project) = self.project_of(&job.web_url) else {
-            return self.api.unavailable(format!(
-                "job {}: no project path in web_url {:?}",
-                job.id, job.web_url
-            ));
-        };
-        if !self.in_scope(&project) {
-            return Outcome::Rejected(Rejection::Other(format!(
-                "the job's project {project} is outside the GitLab groups {:?}",
-                self.config.groups
-            )));
-        }
-        let mut claims = BTreeMap::from([
-            ("token_type".to_owned(), "job".to_owned()),
-            ("project_path".to_owned(), project.clone()),
-            ("ref".to_owned(), job.git_ref),
-            (
-                "ref_type".to_owned(),
-                if job.tag { "tag" } else { "branch" }.to_owned(),
-            ),
-            ("tag".to_owned(), job.tag.to_string()),
-            ("job_id".to_owned(), job.id.to_string()),
-        ]);
-        if let Some(source) = job.pipeline.and_then(|p| p.source) {
-            claims.insert("pipeline_source".into(), source);
-        }
-        if let Some(user) = job.user {
-            claims.insert("user_login".into(), user.username);
-        }
-        let mut identity = Identity::new(project, self.name.clone());
-        identity.kind = Kind::Robot;
-        identity.proof = crate::Proof::Token;
-        identity.claims = claims;
-        // A job token is valid while its job runs: no refresh token, and
-        // the verdict lives no longer than cache.verdict_ttl.
-        identity.renewal = Renewal::Never;
-        Outcome::Authenticated(identity)
-    }
-
-    /// The project path of a job's `web_url`
-    /// (`https://gitlab.corp[/root]/acme/app/-/jobs/42` → `acme/app`).
-    fn project_of(&self, web_url: &str) -> Option<String> {
-        let (before, _) = web_url.split_once("/-/jobs/")?;
-        let (_, rest) = before.split_once("://")?;
-        let (_, path) = rest.split_once('/')?;
-        let path = match self.root_path.as_str() {
-            "" => path,
-            root => path.strip_prefix(root)?.strip_prefix('/')?,
-        };
-        let valid = !path.is_empty()
-            && path
-                .split('/')
-                .all(|part| !part.is_empty() && part != "." && part != "..");
-        valid.then(|| path.to_lowercase())
-    }
 }
 
-#[async_trait]
-impl IdentityProvider for GitLab {
-    fn name(&self) -> &str {
+impl Forge for GitLab {
+    const KIND: ProviderKind = ProviderKind::Gitlab;
+    const SHAPE: SecretShape<'static> = SecretShape::GitLabToken;
+
+    fn instance(&self) -> &str {
         &self.name
     }
 
-    fn kind(&self) -> crate::ProviderKind {
-        crate::ProviderKind::Gitlab
+    fn api(&self) -> &Api {
+        &self.api
     }
 
-    fn accepts(&self, shape: SecretShape<'_>) -> bool {
-        shape == SecretShape::GitLabToken
+    fn cache_counters(&self) -> [(&'static str, u64); 2] {
+        self.memberships.counters()
     }
 
-    /// GitLab usernames are case-insensitive.
-    fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
-        std::borrow::Cow::Owned(username.trim().to_lowercase())
-    }
-
-    fn counters(&self) -> Vec<(&'static str, u64)> {
-        let mut counters = vec![("api_calls", self.api.calls())];
-        counters.extend(self.memberships.counters());
-        counters
-    }
-
-    /// A token stands alone: the typed username tries no account.
-    async fn account_of(&self, _credentials: &Credentials) -> Option<String> {
-        None
-    }
-
-    async fn authenticate(&self, credentials: &Credentials) -> Outcome {
+    async fn login(&self, credentials: &Credentials) -> Result<Identity, Outcome> {
         let token = credentials.secret.expose_secret();
-        if !is_gitlab_token(&credentials.username, token) {
-            return Outcome::NotMine;
-        }
         if token.is_empty() {
-            return Outcome::Rejected(Rejection::EmptySecret);
+            return Err(Outcome::Rejected(Rejection::EmptySecret));
         }
-        let deploy = token.starts_with("gldt-")
-            || credentials
-                .username
-                .trim()
-                .to_ascii_lowercase()
-                .starts_with(DEPLOY_TOKEN_USERNAME);
-        if deploy {
-            return Outcome::Rejected(Rejection::UserAction(
+        if token.starts_with("gldt-") || is_deploy_token_username(&credentials.username) {
+            return Err(Outcome::Rejected(Rejection::UserAction(
                 "GitLab deploy tokens cannot be checked through GitLab's API: use a personal, project or group access token, or the job's CI_JOB_TOKEN".into(),
-            ));
+            )));
         }
         let supported = ["glpat-", "glcbt-"];
         if token.starts_with("gl")
             && GITLAB_TOKEN_PREFIXES.iter().any(|p| token.starts_with(p))
             && !supported.iter().any(|p| token.starts_with(p))
         {
-            return Outcome::Rejected(Rejection::UserAction(
+            return Err(Outcome::Rejected(Rejection::UserAction(
                 "this kind of GitLab token cannot log in to the registry: use a personal, project or group access token, or the job's CI_JOB_TOKEN".into(),
-            ));
+            )));
         }
-        let job = token.starts_with("glcbt-")
-            || credentials
-                .username
-                .trim()
-                .eq_ignore_ascii_case(JOB_TOKEN_USERNAME);
-        if job {
+        if token.starts_with("glcbt-") || is_job_token_username(&credentials.username) {
             self.job_token(token).await
         } else {
             self.access_token(credentials, token).await
@@ -793,8 +629,9 @@ impl IdentityProvider for GitLab {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::IdentityProvider as _;
 
-    fn config(json: serde_json::Value) -> GitlabConfig {
+    pub(super) fn config(json: serde_json::Value) -> GitlabConfig {
         serde_json::from_value(json).unwrap()
     }
 
@@ -821,50 +658,12 @@ mod tests {
     }
 
     #[test]
-    fn the_project_path_comes_from_the_job_url() {
-        let gl = GitLab::new(
-            "gl",
-            &config(serde_json::json!({"url": "https://git.corp/gitlab/", "groups": ["acme"]})),
-        )
-        .unwrap();
-        assert_eq!(
-            gl.project_of("https://git.corp/gitlab/Acme/platform/app/-/jobs/42")
-                .as_deref(),
-            Some("acme/platform/app")
-        );
-        assert_eq!(gl.project_of("https://git.corp/other/app/-/jobs/42"), None);
-        assert_eq!(gl.project_of("https://git.corp/gitlab/-/jobs/42"), None);
-        assert_eq!(
-            gl.project_of("https://git.corp/gitlab/a/../b/-/jobs/1"),
-            None
-        );
-        let root = GitLab::new(
-            "gl",
-            &config(serde_json::json!({"url": "https://gitlab.com", "groups": ["acme"]})),
-        )
-        .unwrap();
-        assert_eq!(
-            root.project_of("https://gitlab.com/acme/app/-/jobs/7")
-                .as_deref(),
-            Some("acme/app")
-        );
-    }
-
-    #[test]
     fn bot_users_by_gitlabs_naming() {
         assert!(Bot::of("project_12_bot_4ffca233d8298ea1") == Bot::Project(12));
         assert!(Bot::of("group_7_bot_9c1d2e3f4a5b6c7d") == Bot::Group);
         assert!(Bot::of("service_account_group_7_1a2b") == Bot::Other);
         assert!(Bot::of("project_x_bot_1") == Bot::Other);
         assert!(Bot::of("project_12_botany") == Bot::Project(12));
-    }
-
-    #[test]
-    fn deploy_tokens_and_other_gitlab_tokens_are_gitlabs() {
-        assert!(is_gitlab_token("gitlab+deploy-token-3", "x5kq_legacy"));
-        assert!(is_gitlab_token("ci", "glrt-runner"));
-        assert!(is_gitlab_token("GitLab-CI-Token", "legacy"));
-        assert!(!is_gitlab_token("dev", "hunter2"));
     }
 
     #[test]
