@@ -54,10 +54,6 @@ pub struct GiteaConfig {
     /// How long a token's groups are cached.
     #[serde(default = "default::group_cache_ttl")]
     pub team_cache_ttl: Seconds,
-    /// How long a refresh token may carry the groups of the login that
-    /// minted it.
-    #[serde(default = "default::refresh_max_age")]
-    pub refresh_max_age: Seconds,
     /// Upper bound on pages followed per listing (50 items a page).
     #[serde(default = "default::max_pages")]
     pub max_pages: usize,
@@ -405,9 +401,7 @@ impl Forge for Gitea {
         identity.proof = crate::Proof::Token;
         identity.package_rights = resolved.rights;
         identity.account_id = Some(user.id.to_string());
-        identity.renewal = Renewal::Snapshot {
-            until: crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs(),
-        };
+        identity.renewal = Renewal::Snapshot;
         Ok(identity)
     }
 }

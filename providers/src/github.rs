@@ -17,9 +17,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use crate::forge::{header, next_link, not_the_account, retry_after, Api, Forge, GroupCache};
-use crate::settings::{
-    DEFAULT_GROUP_CACHE_TTL, DEFAULT_MAX_PAGES, DEFAULT_REFRESH_MAX_AGE, DEFAULT_TIMEOUT,
-};
+use crate::settings::{DEFAULT_GROUP_CACHE_TTL, DEFAULT_MAX_PAGES, DEFAULT_TIMEOUT};
 use crate::{
     Credentials, Error, Identity, Outcome, ProviderKind, Rejection, Renewal, Seconds, SecretShape,
 };
@@ -44,10 +42,6 @@ pub struct GithubConfig {
     pub timeout: Seconds,
     /// How long a token's groups (organizations and teams) are cached.
     pub team_cache_ttl: Seconds,
-    /// How long a refresh token may carry the groups of the login that
-    /// minted it (at most until the token itself expires); after that the
-    /// user must log in again.
-    pub refresh_max_age: Seconds,
     /// The `X-GitHub-Api-Version` header sent with every call.
     pub api_version: String,
     /// Upper bound on `Link` pages followed per listing.
@@ -68,7 +62,6 @@ impl Default for GithubConfig {
             ca_file: None,
             timeout: DEFAULT_TIMEOUT,
             team_cache_ttl: DEFAULT_GROUP_CACHE_TTL,
-            refresh_max_age: DEFAULT_REFRESH_MAX_AGE,
             api_version: "2022-11-28".into(),
             max_pages: DEFAULT_MAX_PAGES,
             check_token_scopes: true,
@@ -343,12 +336,9 @@ impl Forge for GitHub {
         identity.proof = crate::Proof::Token;
         identity.package_rights = rights;
         // GitHub cannot be asked about a user without their token: a
-        // refresh token carries this login until refresh_max_age, or until
-        // the token itself expires if GitHub says when.
-        let max_age = crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs();
-        identity.renewal = Renewal::Snapshot {
-            until: token_expires.map_or(max_age, |exp| exp.min(max_age)),
-        };
+        // refresh token carries this login, never past the token's own end
+        // when GitHub says when.
+        identity.renewal = Renewal::Snapshot;
         identity.expires_at = token_expires;
         Ok(identity)
     }

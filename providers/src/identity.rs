@@ -72,12 +72,10 @@ pub enum Renewal {
     /// account.
     Lookup,
     /// The provider cannot look users up (OIDC, GitHub): the refresh token
-    /// carries this login's groups and claims and is refused after `until`
-    /// (seconds since the epoch).
-    Snapshot {
-        /// The last second the snapshot may be used.
-        until: u64,
-    },
+    /// carries this login's groups and claims, for as long as the server
+    /// lets a snapshot of this provider live (`refresh_max_age`) and never
+    /// past the credential's own end (`expires_at`).
+    Snapshot,
     /// No refresh token for this login (a machine's token, such as a CI
     /// job's JWT).
     Never,
@@ -106,9 +104,10 @@ pub struct Identity {
     /// robot's last day), in seconds since the epoch: a cached verdict
     /// never outlives it.
     pub expires_at: Option<u64>,
-    /// The most this login may be granted, whatever the policy grants (an
-    /// app password narrowed to some repositories); `None`: no limit.
-    pub limit: Option<Vec<AccessLimit>>,
+    /// What the server attached to this login for itself (regauth's own
+    /// app passwords attach the repository limit they are narrowed to);
+    /// none from any provider of this crate.
+    pub attachment: Attachment,
     /// What the credential may do to the forge's own packages, when it is
     /// a forge token whose scopes say (GitHub `read:packages`, GitLab
     /// `read_registry`, Gitea `read:package`...): the server grants no
@@ -155,14 +154,51 @@ impl PackageRights {
     }
 }
 
-/// Part of an [`Identity::limit`]: these actions on repositories matching
-/// this pattern.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AccessLimit {
-    /// A repository pattern, as in policy rules (`dev/**`).
-    pub repos: String,
-    /// The actions allowed there (`pull`, `push`, `delete`).
-    pub actions: Vec<String>,
+/// A value the server attaches to an identity for its own use, opaque to
+/// this crate: providers here neither set nor read one, so what it means
+/// (a limit on what the login may be granted) stays on the server's side
+/// of the seam. Cloning shares the value; two identities are equal only
+/// when they share the same attachment (or have none).
+#[derive(Clone, Default)]
+pub struct Attachment(Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>);
+
+impl Attachment {
+    /// An attachment holding `value`.
+    pub fn new<T: std::any::Any + Send + Sync>(value: T) -> Self {
+        Self(Some(std::sync::Arc::new(value)))
+    }
+
+    /// The attached value, if there is one of type `T`.
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        self.0.as_deref()?.downcast_ref()
+    }
+
+    /// Whether nothing is attached.
+    pub fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl PartialEq for Attachment {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Attachment {}
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Attachment(..)"
+        } else {
+            "Attachment(none)"
+        })
+    }
 }
 
 impl Identity {
@@ -178,7 +214,7 @@ impl Identity {
             renewal: Renewal::Lookup,
             credential_stamp: None,
             expires_at: None,
-            limit: None,
+            attachment: Attachment::default(),
             package_rights: None,
             account_id: None,
             proof: Proof::Password,

@@ -39,7 +39,7 @@ pub use error::{Error, Invalid};
 pub(crate) use fetched::Fetched;
 pub use http::{body_limited, http_client, json_limited, JsonClient, MAX_UPSTREAM_BODY};
 pub use identity::{
-    AccessLimit, Credentials, Identity, Kind, Outcome, PackageRights, Proof, Rejection, Renewal,
+    Attachment, Credentials, Identity, Kind, Outcome, PackageRights, Proof, Rejection, Renewal,
 };
 pub use log_text::{Escaped, Safe, MAX_LOGGED_BYTES};
 pub use provider::{BrowserLogin, Finished, IdentityProvider, PendingLogin, Renewed};
@@ -107,6 +107,22 @@ impl ProviderKind {
             ProviderKind::Webhook => "webhook",
             ProviderKind::Custom(name) => name,
         }
+    }
+}
+
+impl ProviderKind {
+    /// Whether logins of this kind are carried by refresh tokens as
+    /// snapshots (the provider cannot look its users up again), so that
+    /// `refresh_max_age` applies to them.
+    pub fn snapshots(self) -> bool {
+        matches!(
+            self,
+            ProviderKind::Oidc
+                | ProviderKind::Github
+                | ProviderKind::Gitlab
+                | ProviderKind::Gitea
+                | ProviderKind::Webhook
+        )
     }
 }
 

@@ -18,9 +18,6 @@ use crate::Error;
 pub(crate) const DEFAULT_TIMEOUT: Seconds = Seconds(Duration::from_secs(10));
 /// How long a forge token's or a directory user's groups are cached.
 pub(crate) const DEFAULT_GROUP_CACHE_TTL: Seconds = Seconds(Duration::from_secs(300));
-/// How long a refresh token may carry the login that minted it, where the
-/// provider cannot look the user up again.
-pub(crate) const DEFAULT_REFRESH_MAX_AGE: Seconds = Seconds(Duration::from_secs(3600));
 /// Upper bound on the pages of a forge's listing followed.
 pub(crate) const DEFAULT_MAX_PAGES: usize = 20;
 
@@ -38,11 +35,6 @@ pub(crate) mod default {
     /// [`DEFAULT_GROUP_CACHE_TTL`].
     pub(crate) fn group_cache_ttl() -> Seconds {
         DEFAULT_GROUP_CACHE_TTL
-    }
-
-    /// [`DEFAULT_REFRESH_MAX_AGE`].
-    pub(crate) fn refresh_max_age() -> Seconds {
-        DEFAULT_REFRESH_MAX_AGE
     }
 
     /// [`DEFAULT_MAX_PAGES`].

@@ -20,7 +20,6 @@ use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use crate::settings::DEFAULT_REFRESH_MAX_AGE;
 use crate::{
     Credentials, Error, Identity, IdentityProvider, JsonClient, Outcome, Rejection, Renewal,
     Seconds,
@@ -42,9 +41,6 @@ pub struct WebhookConfig {
     pub timeout: Seconds,
     /// Upper bound on the size of the answer, in bytes.
     pub max_response_bytes: usize,
-    /// How long a refresh token may carry a login (the service cannot be
-    /// asked about a user without the secret).
-    pub refresh_max_age: Seconds,
 }
 
 impl Default for WebhookConfig {
@@ -56,7 +52,6 @@ impl Default for WebhookConfig {
             ca_file: None,
             timeout: Seconds(Duration::from_secs(5)),
             max_response_bytes: 64 * 1024,
-            refresh_max_age: DEFAULT_REFRESH_MAX_AGE,
         }
     }
 }
@@ -234,9 +229,7 @@ impl IdentityProvider for Webhook {
             }) if !subject.is_empty() => {
                 let mut identity = Identity::new(subject, self.name.clone()).with_groups(groups);
                 identity.claims = claims;
-                identity.renewal = Renewal::Snapshot {
-                    until: crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs(),
-                };
+                identity.renewal = Renewal::Snapshot;
                 Outcome::Authenticated(identity)
             }
             Ok(Answer::Authenticated { .. }) => unavailable("an empty subject".into()),

@@ -223,8 +223,14 @@ pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
         .with_metrics(metrics.clone()),
     );
     let realm = config.realm();
+    let snapshot_ages = config
+        .providers
+        .iter()
+        .map(|p| (p.name.clone(), p.refresh_max_age))
+        .collect();
     let refresh = config.refresh.enabled.then(|| {
         refresh::RefreshTokens::with_ledger(&refresh_secret, config.refresh.lifetime, ledger)
+            .with_snapshot_ages(snapshot_ages)
     });
     let issuer = Issuer::new(
         IssuerParts {

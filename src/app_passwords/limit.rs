@@ -10,8 +10,6 @@
 
 use std::collections::BTreeSet;
 
-use regauth_providers::AccessLimit;
-
 use super::{MAX_LIMITS, MAX_PATTERN_BYTES};
 use crate::domain::pattern::{Pattern, Placeholders, Values};
 use crate::domain::policy::Grant;
@@ -27,7 +25,19 @@ fn repository_actions() -> &'static [Action] {
     ResourceType::Repository.known_actions().unwrap_or_default()
 }
 
-/// What an app password may reach.
+/// A limit as app-password records keep it: a repository pattern and the
+/// actions allowed there, as text.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccessLimit {
+    /// A repository pattern, as in policy rules (`dev/**`).
+    pub repos: String,
+    /// The actions allowed there (`pull`, `push`, `delete`).
+    pub actions: Vec<String>,
+}
+
+/// What an app password may reach. A login by an app password carries its
+/// compiled limit as the identity's attachment (so the verdict cache keeps
+/// it compiled), and the pipeline cuts every grant down to it.
 #[derive(Clone, Debug)]
 pub enum Limit {
     /// Everything its owner may: no limit.
@@ -189,15 +199,6 @@ impl Limit {
     }
 }
 
-/// A grant cut down to a stored limit (an identity's `limit`).
-///
-/// This compiles the limit on every call: a caller with many grants
-/// compiles it once with [`Limit::from_stored`] and asks
-/// [`Limit::within`].
-pub fn within(limits: &[AccessLimit], grant: Grant) -> Grant {
-    Limit::from_stored(limits).within(grant)
-}
-
 /// `name` if it is a repository action.
 fn repository_action(name: &str) -> Result<Action, LimitError> {
     let action = Action::parse(name);
@@ -224,6 +225,11 @@ fn repository_pattern(text: &str) -> Result<Pattern, LimitError> {
 mod tests {
     use super::*;
     use crate::domain::scope::Scope;
+
+    /// A grant cut down to a stored limit, compiled.
+    fn within(limits: &[AccessLimit], grant: Grant) -> Grant {
+        Limit::from_stored(limits).within(grant)
+    }
 
     fn stored(repos: &str, actions: &[&str]) -> AccessLimit {
         AccessLimit {

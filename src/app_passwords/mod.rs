@@ -43,7 +43,7 @@ pub mod sessions;
 pub mod sign_in;
 
 pub use crate::config::{AppPasswordsConfig, PROVIDER_NAME};
-pub use limit::{within, Limit, LimitError, EVERY_REPOSITORY};
+pub use limit::{AccessLimit, Limit, LimitError, EVERY_REPOSITORY};
 pub use provider::AppPasswordProvider;
 pub use recheck::SignIn;
 pub use records::{revoke_every, AppPassword, Listed, Revocation};

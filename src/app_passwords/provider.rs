@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use regauth_providers::{
-    Credentials, ExposeSecret, Identity, IdentityProvider, Outcome, Proof, ProviderKind, Rejection,
-    Renewal, SecretShape, APP_PASSWORD_PREFIX,
+    Attachment, Credentials, ExposeSecret, Identity, IdentityProvider, Outcome, Proof,
+    ProviderKind, Rejection, Renewal, SecretShape, APP_PASSWORD_PREFIX,
 };
 
 use super::records::{ended_key, parse};
@@ -155,6 +155,10 @@ fn logged_in_as(mut identity: Identity, password: &AppPassword) -> Identity {
             .expires_at
             .map_or(password.expires, |e| e.min(password.expires)),
     );
-    identity.limit = (!password.limit.is_empty()).then(|| password.limit.clone());
+    identity.attachment = if password.limit.is_empty() {
+        Attachment::default()
+    } else {
+        Attachment::new(password.limit())
+    };
     identity
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use regauth_providers::{AccessLimit, Identity, Outcome, SecretString, APP_PASSWORD_PREFIX};
+use regauth_providers::{Identity, Outcome, SecretString, APP_PASSWORD_PREFIX};
+
+use super::limit::AccessLimit;
 use serde::{Deserialize, Serialize};
 
 use super::{

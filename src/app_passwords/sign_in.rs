@@ -266,7 +266,7 @@ fn opens_session(verdict: Verdict, login_form: &[String]) -> Result<Identity, Si
             if login_form.contains(&identity.provider)
                 && identity.proof == Proof::Password
                 && identity.kind == Kind::User
-                && identity.limit.is_none() =>
+                && identity.attachment.is_none() =>
         {
             Ok(Arc::unwrap_or_clone(identity))
         }
@@ -347,7 +347,8 @@ fn signed_in(
 mod tests {
     use super::*;
     use crate::app_passwords::testing::{passwords, Directory};
-    use regauth_providers::AccessLimit;
+    use crate::app_passwords::{AccessLimit, Limit};
+    use regauth_providers::Attachment;
     use std::time::Duration;
 
     const NOW: i64 = 1_800_000_000;
@@ -446,10 +447,10 @@ mod tests {
             (
                 "a limit",
                 authenticated(|i| {
-                    i.limit = Some(vec![AccessLimit {
+                    i.attachment = Attachment::new(Limit::from_stored(&[AccessLimit {
                         repos: "**".into(),
                         actions: vec!["pull".into()],
-                    }])
+                    }]))
                 }),
             ),
             ("nobody", Verdict::Unknown),

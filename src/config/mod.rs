@@ -44,7 +44,7 @@ pub use app_passwords::{AppPasswordsConfig, PROVIDER_NAME};
 pub use authorizer::{AuthorizerConfig, WebhookAuthorizerConfig};
 pub use cache::CacheConfig;
 pub use error::ConfigError;
-pub use providers::{ProviderConfig, ProviderSettings, UsernamePin};
+pub use providers::{ProviderConfig, ProviderSettings, UsernamePin, DEFAULT_REFRESH_MAX_AGE};
 pub use refresh::RefreshConfig;
 pub use regauth_providers::Seconds;
 pub use server::{Limits, ServerConfig, Timeouts, TlsFiles};
@@ -292,6 +292,51 @@ mod tests {
             !warnings.contains("provider local:"),
             "loopback is fine: {warnings}"
         );
+    }
+
+    /// `refresh_max_age` is the server's, per `[[provider]]`, for the kinds
+    /// whose logins refresh tokens carry as snapshots; elsewhere it stays
+    /// an unknown key.
+    #[test]
+    fn refresh_max_age_is_read_per_provider_for_snapshot_kinds() {
+        let text = format!(
+            r#"{MINIMAL}
+            [[provider]]
+            name = "hub"
+            kind = "github"
+            organizations = ["acme"]
+            refresh_max_age = "10m"
+            [[provider]]
+            name = "sso"
+            kind = "oidc"
+            issuer = "https://sso.corp.example"
+            audiences = ["registry"]
+            "#
+        );
+        let config = Config::from_toml("t.toml", &text, &[]).unwrap();
+        let ages: Vec<Duration> = config.providers.iter().map(|p| p.refresh_max_age).collect();
+        assert_eq!(ages, [Duration::from_secs(600), DEFAULT_REFRESH_MAX_AGE]);
+        let ldap = format!(
+            r#"{MINIMAL}
+            [[provider]]
+            name = "dir"
+            kind = "ldap"
+            url = "ldaps://dc.corp.example"
+            bind_dn = "cn=x"
+            bind_password_env = "PATH"
+            user_base = "dc=corp"
+            refresh_max_age = "10m"
+            "#
+        );
+        let error = Config::from_toml("t.toml", &ldap, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("refresh_max_age"), "{error}");
+        let bad = text.replace("\"10m\"", "\"soon\"");
+        let error = Config::from_toml("t.toml", &bad, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("provider[0].refresh_max_age"), "{error}");
     }
 
     /// Review L2: the page over plain http sends LDAP passwords in clear

@@ -1,5 +1,6 @@
 //! `[[provider]]`: the identity providers, in the order they are asked.
-//! Each table's `name`, `kind` and `usernames` are read here; the rest by
+//! Each table's `name`, `kind`, `usernames` and `refresh_max_age` are
+//! read here; the rest by
 //! the kind's own settings type from the providers crate, so that errors
 //! keep their full key path.
 
@@ -10,12 +11,19 @@ use regauth_providers::ldap::LdapConfig;
 use regauth_providers::oidc::OidcConfig;
 use regauth_providers::static_users::StaticConfig;
 use regauth_providers::webhook::WebhookConfig;
-use regauth_providers::{Invalid, ProviderKind};
+use std::time::Duration;
+
+use regauth_providers::{Invalid, ProviderKind, Seconds};
 use serde::de::DeserializeOwned;
+use serde::Deserialize as _;
 
 use super::error::{invalid, ConfigError};
 use crate::domain::pattern::{Pattern, Placeholders};
 use crate::domain::policy::{Claims, ProviderInfo};
+
+/// How long a refresh token may carry a snapshot login unless its
+/// provider says (`refresh_max_age`).
+pub const DEFAULT_REFRESH_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// One `[[provider]]`: its instance name and its kind's settings.
 #[derive(Clone, Debug)]
@@ -25,6 +33,10 @@ pub struct ProviderConfig {
     /// Username patterns pinned to this provider: such logins go to it
     /// alone (e.g. `["ci-*"]` for robots).
     pub usernames: Vec<UsernamePin>,
+    /// How long a refresh token may carry a login of this provider as a
+    /// snapshot (`refresh_max_age`, for the kinds that cannot look their
+    /// users up), never past the credential's own end.
+    pub refresh_max_age: Duration,
     /// The kind's settings (`kind` and the rest of the table).
     pub settings: ProviderSettings,
 }
@@ -149,6 +161,7 @@ impl ProviderConfig {
         Self {
             name: name.to_owned(),
             usernames: Vec::new(),
+            refresh_max_age: DEFAULT_REFRESH_MAX_AGE,
             settings: ProviderSettings::InCode { kind },
         }
     }
@@ -266,9 +279,24 @@ fn parse_provider(
     let kind = kind
         .parse::<ProviderKind>()
         .map_err(|e| invalid(origin, format!("{prefix}.kind"), e.to_string()))?;
+    // Only the kinds whose logins refresh tokens carry as snapshots take
+    // it; for the others it stays in the table, an unknown key there.
+    let taken = kind
+        .snapshots()
+        .then(|| table.remove("refresh_max_age"))
+        .flatten();
+    let refresh_max_age = match taken {
+        Some(value) => {
+            Seconds::deserialize(value)
+                .map_err(|e| invalid(origin, format!("{prefix}.refresh_max_age"), e.message()))?
+                .0
+        }
+        None => DEFAULT_REFRESH_MAX_AGE,
+    };
     Ok(ProviderConfig {
         name,
         usernames,
+        refresh_max_age,
         settings: ProviderSettings::parse(kind, origin, &prefix, table)?,
     })
 }

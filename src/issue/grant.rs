@@ -5,6 +5,7 @@
 use regauth_providers::PackageRights;
 
 use super::Refusal;
+use crate::app_passwords::Limit;
 use crate::domain::claims::Access;
 use crate::domain::policy::{Grant, Principal};
 use crate::domain::scope::{Action, ResourceType};
@@ -14,12 +15,14 @@ use crate::domain::scope::{Action, ResourceType};
 pub(super) fn within_credential(principal: &Principal, grants: Vec<Grant>) -> Vec<Access> {
     // An app password narrowed to some repositories gets no more there,
     // and a forge token no more than its package scopes allow.
-    let limit = principal.identity().and_then(|id| id.limit.as_deref());
+    let limit = principal
+        .identity()
+        .and_then(|id| id.attachment.get::<Limit>());
     let rights = principal.identity().and_then(|id| id.package_rights);
     grants
         .into_iter()
         .map(|grant| match limit {
-            Some(limit) => crate::app_passwords::within(limit, grant),
+            Some(limit) => limit.within(grant),
             None => grant,
         })
         .map(|grant| match rights {

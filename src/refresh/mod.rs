@@ -29,6 +29,7 @@ use regauth_providers::{Identity, Kind, Renewal};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
+use crate::config::DEFAULT_REFRESH_MAX_AGE;
 use crate::state::Records;
 
 mod ledger;
@@ -157,7 +158,7 @@ impl Claims {
         identity.kind = snapshot.kind;
         identity.claims = snapshot.claims.clone();
         identity.package_rights = snapshot.package_rights.map(Into::into);
-        identity.renewal = Renewal::Snapshot { until: self.exp };
+        identity.renewal = Renewal::Snapshot;
         // Its registry tokens end with it (a JWT login's `exp`, at most).
         identity.expires_at = Some(self.exp);
         Some(identity)
@@ -172,6 +173,8 @@ pub const UNSTAMPED_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 pub struct RefreshTokens {
     sealer: crate::keys::seal::Sealer,
     lifetime: Duration,
+    /// How long a snapshot login lives, by provider (`refresh_max_age`).
+    snapshot_ages: BTreeMap<String, Duration>,
     /// The revocation ledger.
     pub ledger: Arc<Ledger>,
 }
@@ -189,8 +192,29 @@ impl RefreshTokens {
         Self {
             sealer: crate::keys::seal::Sealer::new(secret, b"regauth refresh-token key v2"),
             lifetime,
+            snapshot_ages: BTreeMap::new(),
             ledger,
         }
+    }
+
+    /// Snapshot logins of these providers live this long at most
+    /// (`refresh_max_age`); others' [`DEFAULT_REFRESH_MAX_AGE`].
+    pub fn with_snapshot_ages(mut self, ages: BTreeMap<String, Duration>) -> Self {
+        self.snapshot_ages = ages;
+        self
+    }
+
+    /// Until when (seconds since the epoch) a refresh token issued at
+    /// `now` may carry `identity`'s login as a snapshot: its provider's
+    /// `refresh_max_age`, never past the credential's own end.
+    fn snapshot_until(&self, identity: &Identity, now: u64) -> u64 {
+        let age = self
+            .snapshot_ages
+            .get(&identity.provider)
+            .copied()
+            .unwrap_or(DEFAULT_REFRESH_MAX_AGE);
+        let until = now + age.as_secs();
+        identity.expires_at.map_or(until, |end| end.min(until))
     }
 
     /// A refresh token continuing this login for `service`, or `None`
@@ -211,8 +235,8 @@ impl RefreshTokens {
                 None,
             ),
             Renewal::Lookup => (lifetime_end, None),
-            Renewal::Snapshot { until } => (
-                lifetime_end.min(until),
+            Renewal::Snapshot => (
+                lifetime_end.min(self.snapshot_until(identity, iat_ms / 1000)),
                 Some(Snapshot {
                     kind: identity.kind,
                     groups: identity.groups.clone(),

@@ -222,7 +222,8 @@ async fn each_token_carries_its_own_login() {
         .claims
         .insert("ref".into(), "refs/heads/feature".into());
     let until = clock::unix_seconds() + 600;
-    feature.renewal = Renewal::Snapshot { until };
+    feature.renewal = Renewal::Snapshot;
+    feature.expires_at = Some(until);
     let token = t.issue(&feature, "reg").await.unwrap().unwrap();
     let claims = t.check(&token, "reg").await.unwrap();
     assert_eq!(claims.exp, until, "the snapshot's deadline, not 30 days");
@@ -245,9 +246,36 @@ async fn oversized_logins_get_no_token() {
     let dir = tempfile::tempdir().unwrap();
     let t = tokens(dir.path());
     let mut big = Identity::new("u", "sso").with_groups((0..2000).map(|i| format!("group-{i}")));
-    big.renewal = Renewal::Snapshot { until: u64::MAX };
+    big.renewal = Renewal::Snapshot;
     assert!(matches!(
         t.issue(&big, "reg").await,
         Err(RefreshError::TooLarge(_))
     ));
+}
+
+#[tokio::test]
+async fn the_server_applies_each_providers_refresh_max_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let ages = [("gha".to_owned(), Duration::from_secs(60))].into();
+    let t = tokens(dir.path()).with_snapshot_ages(ages);
+    let mut login = Identity::new("acme/app", "gha");
+    login.renewal = Renewal::Snapshot;
+    let before = clock::unix_seconds();
+    let claims = t
+        .check(&t.issue(&login, "reg").await.unwrap().unwrap(), "reg")
+        .await
+        .unwrap();
+    assert!(
+        (before + 60..=before + 61).contains(&claims.exp),
+        "{}",
+        claims.exp
+    );
+    // another provider's snapshot: the default
+    login.provider = "sso".into();
+    let claims = t
+        .check(&t.issue(&login, "reg").await.unwrap().unwrap(), "reg")
+        .await
+        .unwrap();
+    let default = DEFAULT_REFRESH_MAX_AGE.as_secs();
+    assert!(claims.exp >= before + default && claims.exp <= before + default + 1);
 }

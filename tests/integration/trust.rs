@@ -287,9 +287,7 @@ async fn a_forged_snapshot_refresh_token_is_refused_by_a_directory_provider() {
     let f = Fixture::new();
     let state = f.state("");
     let mut mallory = regauth_providers::Identity::new("mallory", "local").with_groups(["writers"]);
-    mallory.renewal = regauth_providers::Renewal::Snapshot {
-        until: regauth_providers::clock::unix_seconds() + 600,
-    };
+    mallory.renewal = regauth_providers::Renewal::Snapshot;
     let forged = state
         .issuer
         .refresh()

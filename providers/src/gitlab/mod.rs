@@ -32,9 +32,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use crate::forge::{header, not_the_account, retry_after, Api, Forge, GroupCache};
-use crate::settings::{
-    DEFAULT_GROUP_CACHE_TTL, DEFAULT_MAX_PAGES, DEFAULT_REFRESH_MAX_AGE, DEFAULT_TIMEOUT,
-};
+use crate::settings::{DEFAULT_GROUP_CACHE_TTL, DEFAULT_MAX_PAGES, DEFAULT_TIMEOUT};
 use crate::shape::{is_deploy_token_username, is_job_token_username};
 use crate::{
     Credentials, Error, Identity, Kind, Outcome, ProviderKind, Rejection, Renewal, Seconds,
@@ -80,9 +78,6 @@ pub struct GitlabConfig {
     pub timeout: Seconds,
     /// How long a token's groups are cached.
     pub group_cache_ttl: Seconds,
-    /// How long a refresh token may carry the groups of the access-token
-    /// login that minted it.
-    pub refresh_max_age: Seconds,
     /// Upper bound on pages followed per listing (100 groups a page).
     pub max_pages: usize,
     /// Bound an access token's registry rights by its scopes, as GitLab's
@@ -104,7 +99,6 @@ impl Default for GitlabConfig {
             ca_file: None,
             timeout: DEFAULT_TIMEOUT,
             group_cache_ttl: DEFAULT_GROUP_CACHE_TTL,
-            refresh_max_age: DEFAULT_REFRESH_MAX_AGE,
             max_pages: DEFAULT_MAX_PAGES,
             check_token_scopes: true,
         }
@@ -486,9 +480,7 @@ impl GitLab {
                     .insert("bot_project".into(), project.clone());
             }
         }
-        identity.renewal = Renewal::Snapshot {
-            until: crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs(),
-        };
+        identity.renewal = Renewal::Snapshot;
         Ok(identity)
     }
 

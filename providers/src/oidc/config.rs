@@ -66,10 +66,6 @@ pub struct OidcConfig {
     /// An unknown `kid` refetches the JWKS at most this often.
     #[serde(default = "default::seconds::<30>")]
     pub jwks_min_refresh: Seconds,
-    /// How long a refresh token may carry the groups and claims of the
-    /// login that minted it; after that the user must log in again.
-    #[serde(default = "default::refresh_max_age")]
-    pub refresh_max_age: Seconds,
     /// Give refresh tokens to logins with a JWT access token or an
     /// introspected token too (machine logins get none by default). They
     /// end at the token's own `exp` at the latest.

@@ -380,14 +380,10 @@ impl Oidc {
             Via::Browser => crate::Proof::Browser,
         };
         // This provider cannot look users up again: a refresh token carries
-        // this login, until refresh_max_age or the token's own expiry.
-        let max_age = crate::clock::unix_seconds() + self.config.refresh_max_age.0.as_secs();
-        let exp = claims.get("exp").and_then(Value::as_u64);
+        // this login (and a token's ends with its `exp`, `expires_at`).
         identity.renewal = match via {
-            Via::PasswordGrant => Renewal::Snapshot { until: max_age },
-            Via::Token if self.config.offline_tokens => Renewal::Snapshot {
-                until: exp.map_or(max_age, |exp| exp.min(max_age)),
-            },
+            Via::PasswordGrant => Renewal::Snapshot,
+            Via::Token if self.config.offline_tokens => Renewal::Snapshot,
             Via::Token | Via::Browser => Renewal::Never,
         };
         identity.claims = claims
