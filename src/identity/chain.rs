@@ -20,7 +20,7 @@ use regauth_providers::{
 use crate::config::UsernamePin;
 use crate::identity::throttle::{Attempt, Held, Reach, Throttle};
 use crate::identity::VerdictCache;
-use crate::ops::metrics::CacheStats;
+use crate::ops::metrics::{Answer, CacheStats};
 
 /// The chain's answer for one credential.
 #[derive(Debug)]
@@ -393,14 +393,14 @@ impl Chain {
             let reservation = self.throttle.reserve(attempt).await.map_err(Miss::Held)?;
             let started = std::time::Instant::now();
             let outcome = self.bounded(provider.authenticate(credentials)).await;
-            let label = match &outcome {
-                Outcome::Authenticated(_) => "authenticated",
-                Outcome::Rejected(_) => "rejected",
-                Outcome::NotMine => "unknown",
-                Outcome::Unavailable(_) => "unavailable",
+            let answer = match &outcome {
+                Outcome::Authenticated(_) => Answer::Authenticated,
+                Outcome::Rejected(_) => Answer::Rejected,
+                Outcome::NotMine => Answer::Unknown,
+                Outcome::Unavailable(_) => Answer::Unavailable,
             };
             self.metrics
-                .login(provider.name(), label, started.elapsed());
+                .login(provider.name(), answer, started.elapsed());
             match Miss::of(outcome) {
                 Ok(identity) => {
                     let subject = provider.normalize_username(&identity.subject);

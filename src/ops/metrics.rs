@@ -94,6 +94,31 @@ fn labels(names: &[&str], values: &[String]) -> String {
         .join(",")
 }
 
+/// How a provider answered a check, as the `outcome` label says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The credentials are valid.
+    Authenticated,
+    /// The provider owns the user and refused the secret.
+    Rejected,
+    /// Not the provider's user or credential.
+    Unknown,
+    /// The provider could not be asked.
+    Unavailable,
+}
+
+impl Answer {
+    /// The label's value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Answer::Authenticated => "authenticated",
+            Answer::Rejected => "rejected",
+            Answer::Unknown => "unknown",
+            Answer::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// The counters and histograms served on `/metrics`.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -122,10 +147,9 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// One provider check: `outcome` is authenticated, rejected, unknown
-    /// or unavailable.
-    pub fn login(&self, provider: &str, outcome: &str, took: Duration) {
-        self.logins.get(&[provider, outcome]).observe(took);
+    /// One provider check and how the provider answered.
+    pub fn login(&self, provider: &str, answer: Answer, took: Duration) {
+        self.logins.get(&[provider, answer.label()]).observe(took);
     }
 
     /// One state backend operation.
@@ -235,7 +259,7 @@ impl Metrics {
             .logins
             .each()
             .into_iter()
-            .filter(|(k, _)| k.get(1).is_some_and(|o| o == "unavailable"))
+            .filter(|(k, _)| k.get(1).is_some_and(|o| o == Answer::Unavailable.label()))
             .map(|(k, h)| {
                 (
                     labels(&["provider"], &k[..1]),
