@@ -51,10 +51,8 @@ url = "{ui}"
         secret = secret_file.display(),
         key = f.path("app-passwords.key").display(),
     );
-    let text = f
-        .config_text(&addr.to_string(), &extra)
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
-    let server = Server::start_at(&f, &text, addr).await;
+    let config = f.config(&extra).set("cache.verdict_ttl", "1s");
+    let server = Server::start_at(config, addr).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let work = tempfile::tempdir().unwrap();
     let shots = std::env::var("REGAUTH_SCREENSHOTS")
@@ -114,7 +112,7 @@ url = "{ui}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_refuses_forged_forms_and_ended_sessions() {
     let f = Fixture::new();
-    let state = f.state_with(&ui_config(&f, "", ""));
+    let state = ui_config(&f, "").state();
     let mut writer = Jar::default();
     let token = sign_in(&state, &mut writer, "writer", "writer-pw").await;
 
@@ -204,7 +202,9 @@ async fn the_page_refuses_forged_forms_and_ended_sessions() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "back to the sign-in page");
 
     // a session past its lifetime is over
-    let short = f.state_with(&ui_config(&f, "session_lifetime = \"1s\"", ""));
+    let short = ui_config(&f, "")
+        .set("app_passwords.session_lifetime", "1s")
+        .state();
     let mut brief = Jar::default();
     sign_in(&short, &mut brief, "writer", "writer-pw").await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -260,7 +260,7 @@ async fn home_cookie(state: &Arc<AppState>, user: &str, password: &str) -> Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_passwords_keep_to_their_scope_owner_and_expiry() {
     let f = Fixture::new();
-    let state = f.state_with(&ui_config(&f, "", "verdict_ttl = \"1s\""));
+    let state = ui_config(&f, "").set("cache.verdict_ttl", "1s").state();
     let mut jar = Jar::default();
     let token = sign_in(&state, &mut jar, "writer", "writer-pw").await;
     let full = create(&state, &mut jar, &token, "everything", "", ALL).await;
@@ -415,13 +415,10 @@ async fn an_ldap_users_app_password_follows_the_directory() {
         "\n[app_passwords]\nkey_file = \"{}\"\nlogin_form = [\"corp\"]\n",
         f.path("app-passwords.key").display()
     );
-    let text = f
-        .config_text(
-            "127.0.0.1:0",
-            &format!("{ldap}\n[[rule]]\ngroups = [\"corp:platform\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n{section}"),
-        )
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
-    let state = f.state_with(&text);
+    let state = f
+        .config(&format!("{ldap}\n[[rule]]\ngroups = [\"corp:platform\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n{section}"))
+        .set("cache.verdict_ttl", "1s")
+        .state();
     let mut jar = Jar::default();
     let token = sign_in(&state, &mut jar, "ann", "ann-pw").await;
     let secret = create(&state, &mut jar, &token, "ci", "", ALL).await;
@@ -473,16 +470,15 @@ async fn the_password_form_takes_passwords_and_keeps_to_the_actions_ticked() {
         "\n[app_passwords]\nkey_file = \"{}\"\nlogin_form = [\"keycloak\"]\n",
         f.path("app-passwords.key").display()
     );
-    let text = f.config_text(
-        "127.0.0.1:0",
-        &format!(
+    let config = f
+        .config(&format!(
             "{}\n[[rule]]\ngroups = [\"keycloak:platform/core\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n{section}",
             idp.provider_toml("keycloak", "introspection = true")
-        ),
-    ).replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
+        ))
+        .set("cache.verdict_ttl", "1s");
     let config_path = f.path("regauth.toml");
-    std::fs::write(&config_path, &text).unwrap();
-    let state = f.state_with(&text);
+    config.write(&config_path);
+    let state = config.state();
     // an opaque access token under the introspection username: a good
     // login at /auth, but no session on the page
     let push = "repository:platform/app:pull,push";
@@ -590,11 +586,8 @@ async fn replicas_share_app_passwords_through_redis() {
     let log = log_capture();
     let redis = crate::support::redis::Redis::start();
     let f = Fixture::new();
-    let text = ui_config(&f, "", "verdict_ttl = \"1s\"").replace(
-        "\n[app_passwords]",
-        &format!("{}\n[app_passwords]", redis.state_toml()),
-    );
-    let (a, b) = (f.state_with(&text), f.state_with(&text));
+    let config = ui_config(&f, &redis.state_toml()).set("cache.verdict_ttl", "1s");
+    let (a, b) = (config.state(), config.state());
     assert_eq!(a.store.backend(), "redis");
     let mut jar = Jar::default();
     let token = sign_in(&a, &mut jar, "writer", "writer-pw").await;
@@ -647,10 +640,7 @@ async fn made_up_codes_on_the_callback_spend_the_clients_budget() {
         secret_file.display(),
         f.path("app-passwords.key").display(),
     );
-    let text = f
-        .config_text("127.0.0.1:0", &extra)
-        .replace("[cache]\n", "[cache]\nmax_client_failures = 3\n");
-    let state = f.state_with(&text);
+    let state = f.config(&extra).set("cache.max_client_failures", 3).state();
     let mut jar = Jar::default();
     let begun = page(&state, &mut jar, "/ui/signin/sso").await;
     assert_eq!(begun.status, StatusCode::SEE_OTHER, "{}", begun.text());
@@ -677,7 +667,9 @@ async fn made_up_codes_on_the_callback_spend_the_clients_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_https_the_cookies_are_host_only() {
     let f = Fixture::new();
-    let state = f.state_with(&ui_config(&f, "url = \"https://auth.test/ui\"", ""));
+    let state = ui_config(&f, "")
+        .set("app_passwords.url", "https://auth.test/ui")
+        .state();
     let mut jar = Jar::default();
     let form = page(&state, &mut jar, "/ui/").await;
     let set: Vec<&str> = form
@@ -717,10 +709,10 @@ async fn under_https_the_cookies_are_host_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_revoke_ends_a_users_app_passwords_on_a_running_server() {
     let f = Fixture::new();
-    let text = ui_config(&f, "", "verdict_ttl = \"1s\"");
+    let config = ui_config(&f, "").set("cache.verdict_ttl", "1s");
     let config_path = f.path("regauth.toml");
-    std::fs::write(&config_path, &text).unwrap();
-    let state = f.state_with(&text);
+    config.write(&config_path);
+    let state = config.state();
     let mut jar = Jar::default();
     let token = sign_in(&state, &mut jar, "writer", "writer-pw").await;
     let writers = create(&state, &mut jar, &token, "laptop", "", ALL).await;

@@ -118,7 +118,10 @@ async fn an_authorization_webhook_decides_and_fails_closed() {
     }
     // capped by the policy: the fixture's rules grant writer team/**, not
     // writer/*, so the hook's push on writer/* is taken away
-    let capped = f.state(&authorizer.replace("cache_ttl", "cap_with_policy = true\ncache_ttl"));
+    let capped = f
+        .config(&authorizer)
+        .set("authorizer.cap_with_policy", true)
+        .state();
     let r = token_for(
         &capped,
         "writer",
@@ -140,11 +143,9 @@ async fn an_authorization_webhook_decides_and_fails_closed() {
         "the policy grants push, the hook pull: pull"
     );
     // https (or loopback http) only
-    let text = f.config_text(
-        "127.0.0.1:0",
-        "\n[authorizer]\nkind = \"webhook\"\nurl = \"http://decide.example/\"\n",
-    );
-    let err = regauth::config::Config::from_toml("t", &text, &[])
+    let err = f
+        .config("\n[authorizer]\nkind = \"webhook\"\nurl = \"http://decide.example/\"\n")
+        .load()
         .expect_err("refused")
         .to_string();
     assert!(err.contains("authorizer.url"), "{err}");
@@ -208,11 +209,9 @@ async fn an_authentication_webhook_on_a_unix_socket() {
             .assert_error(StatusCode::SERVICE_UNAVAILABLE);
     }
     // never over plain http
-    let text = f.config_text(
-        "127.0.0.1:0",
-        "\n[[provider]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://auth.internal/check\"\n",
-    );
-    let err = regauth::config::Config::from_toml("t", &text, &[])
+    let err = f
+        .config("\n[[provider]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://auth.internal/check\"\n")
+        .load()
         .expect_err("refused")
         .to_string();
     assert!(
@@ -235,15 +234,12 @@ async fn anonymous_requests_cannot_drive_the_authorization_webhook() {
     )
     .await;
     let f = Fixture::new();
-    let text = f
-        .config_text(
-            "127.0.0.1:0",
-            &format!(
-                "\n[authorizer]\nkind = \"webhook\"\nurl = \"http://{hook}/decide\"\ntimeout = \"1s\"\ncache_ttl = \"60s\"\nanonymous_calls_per_second = 5\n"
-            ),
-        )
-        .replace("[server]\n", "[server]\ntrusted_proxies = [\"0.0.0.0\"]\n");
-    let state = f.state_with(&text);
+    let state = f
+        .config(&format!(
+            "\n[authorizer]\nkind = \"webhook\"\nurl = \"http://{hook}/decide\"\ntimeout = \"1s\"\ncache_ttl = \"60s\"\nanonymous_calls_per_second = 5\n"
+        ))
+        .set("server.trusted_proxies", vec!["0.0.0.0"])
+        .state();
     let anonymous = |client: &'static str, repo: String| {
         let state = state.clone();
         async move {
@@ -298,15 +294,12 @@ async fn anonymous_requests_cannot_take_the_calls_of_logged_in_ones() {
     )
     .await;
     let f = Fixture::new();
-    let text = f
-        .config_text(
-            "127.0.0.1:0",
-            &format!(
-                "\n[authorizer]\nkind = \"webhook\"\nurl = \"http://{hook}/decide\"\ntimeout = \"3s\"\ncache_ttl = \"60s\"\nanonymous_calls_per_second = 100\nmax_concurrent_calls = 4\nmax_concurrent_anonymous_calls = 2\n"
-            ),
-        )
-        .replace("[server]\n", "[server]\ntrusted_proxies = [\"0.0.0.0\"]\n");
-    let state = f.state_with(&text);
+    let state = f
+        .config(&format!(
+            "\n[authorizer]\nkind = \"webhook\"\nurl = \"http://{hook}/decide\"\ntimeout = \"3s\"\ncache_ttl = \"60s\"\nanonymous_calls_per_second = 100\nmax_concurrent_calls = 4\nmax_concurrent_anonymous_calls = 2\n"
+        ))
+        .set("server.trusted_proxies", vec!["0.0.0.0"])
+        .state();
     let busy: Vec<_> = (0..8)
         .map(|i| {
             let state = state.clone();

@@ -175,14 +175,12 @@ async fn same_names_from_two_providers_never_share_rights() {
         ("users = [\"*\"]\nrepos = [\"${user}/**\"]", "repos[0]"),
     ] {
         let extra = format!("{provider}\n[[rule]]\n{rule}\nactions = [\"pull\", \"push\"]\n");
-        let text = f.config_text("127.0.0.1:0", &extra);
-        let err = regauth::config::Config::from_toml("t", &text, &[])
-            .expect_err("refused")
-            .to_string();
+        let config = f.config(&extra);
+        let err = config.load().expect_err("refused").to_string();
         assert!(err.contains(&format!("rule[5].{key}")), "{err}");
         assert!(err.contains("local, sso"), "names both providers: {err}");
         let path = f.path("ambiguous.toml");
-        std::fs::write(&path, &text).unwrap();
+        config.write(&path);
         let (ok, _, stderr) = regauth_cli(&["check", "--config", path.to_str().unwrap()]);
         assert!(!ok, "regauth check refuses it");
         assert!(stderr.contains(&format!("rule[5].{key}")), "{stderr}");
@@ -286,7 +284,7 @@ async fn a_github_provider_must_name_its_organizations() {
         github.url()
     );
     let path = f.path("github.toml");
-    std::fs::write(&path, f.config_text("127.0.0.1:0", &provider)).unwrap();
+    f.config(&provider).write(&path);
     let (ok, stdout, stderr) = regauth_cli(&["check", "--config", path.to_str().unwrap()]);
     assert!(!ok, "refused: {stdout}");
     assert!(stderr.contains("provider[1].organizations"), "{stderr}");
@@ -322,7 +320,7 @@ async fn public_ci_issuers_need_required_claims_and_every_token_is_checked() {
             "\n[[provider]]\nname = \"ci\"\nkind = \"oidc\"\nissuer = \"{issuer}\"\naudiences = [\"registry\"]\n"
         );
         let path = f.path("ci.toml");
-        std::fs::write(&path, f.config_text("127.0.0.1:0", &provider)).unwrap();
+        f.config(&provider).write(&path);
         let (ok, _, stderr) = regauth_cli(&["check", "--config", path.to_str().unwrap()]);
         assert!(!ok, "{issuer} without required_claims is refused");
         assert!(stderr.contains("provider[1].required_claims"), "{stderr}");
@@ -386,10 +384,10 @@ async fn directory_refresh_tokens_end_with_a_password_change_or_a_lock() {
     let f = Fixture::new();
     let ldap = slapd.provider_toml("corp", &[]);
     let rules = "\n[[rule]]\ngroups = [\"corp:platform\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n";
-    let text = f
-        .config_text("127.0.0.1:0", &format!("{ldap}{rules}"))
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
-    let state = f.state_with(&text);
+    let state = f
+        .config(&format!("{ldap}{rules}"))
+        .set("cache.verdict_ttl", "1s")
+        .state();
     let push = "repository:platform/app:push";
     let ann = "uid=ann,ou=people,dc=corp,dc=test";
     let must_log_in_again = |r: Reply| {

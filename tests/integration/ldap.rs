@@ -37,7 +37,7 @@ fn extra(slapd: &Slapd, overrides: &[(&str, &str)]) -> String {
 async fn nested_group_member_pushes_ten_layers_with_one_bind() {
     let slapd = Slapd::start();
     let f = Fixture::new();
-    let server = Server::start(&f, &extra(&slapd, &[])).await;
+    let server = Server::start(f.config(&extra(&slapd, &[]))).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let reg = registry.addr;
     let work = tempfile::tempdir().unwrap();
@@ -185,13 +185,11 @@ async fn ldaps_and_starttls_with_a_ca_file() {
 async fn group_changes_show_after_the_group_ttl_not_before() {
     let slapd = Slapd::start();
     let f = Fixture::new();
-    let text = f
-        .config_text(
-            "127.0.0.1:0",
-            &extra(&slapd, &[("group_cache_ttl", r#""3s""#)]),
-        )
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
-    let state = f.state_with(&text.replace("[token]\n", "[token]\nreuse_window = \"0s\"\n"));
+    let state = f
+        .config(&extra(&slapd, &[("group_cache_ttl", r#""3s""#)]))
+        .set("cache.verdict_ttl", "1s")
+        .set("token.reuse_window", "0s")
+        .state();
     let push = "repository:platform/x:push";
     let started = Instant::now();
     assert!(token_for(&state, "ben", "ben-pw", push)
@@ -276,10 +274,10 @@ async fn directory_outage_serves_cached_verdicts_and_recovers() {
 async fn a_retrying_stale_password_cannot_lock_the_directory_account() {
     let slapd = Slapd::start();
     let f = Fixture::new();
-    let text = f
-        .config_text("127.0.0.1:0", &extra(&slapd, &[]))
-        .replace("max_failures = 1000", "max_failures = 3");
-    let state = f.state_with(&text);
+    let state = f
+        .config(&extra(&slapd, &[]))
+        .set("cache.max_failures", 3)
+        .state();
     let before = slapd.binds_of(ANN);
     for _ in 0..20 {
         token_for(
@@ -304,20 +302,17 @@ async fn a_retrying_stale_password_cannot_lock_the_directory_account() {
 async fn stale_groups_serve_when_only_the_group_walk_fails() {
     let mut slapd = Slapd::start();
     let f = Fixture::new();
-    let text = f
-        .config_text(
-            "127.0.0.1:0",
-            &extra(
-                &slapd,
-                &[
-                    ("group_cache_ttl", r#""1s""#),
-                    ("stale_if_error", r#""1h""#),
-                ],
-            ),
-        )
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n")
-        .replace("[token]\n", "[token]\nreuse_window = \"0s\"\n");
-    let state = f.state_with(&text);
+    let config = f
+        .config(&extra(
+            &slapd,
+            &[
+                ("group_cache_ttl", r#""1s""#),
+                ("stale_if_error", r#""1h""#),
+            ],
+        ))
+        .set("cache.verdict_ttl", "1s")
+        .set("token.reuse_window", "0s");
+    let state = config.state();
     let push = "repository:platform/x:push";
     assert_eq!(
         token_for(&state, "ann", "ann-pw", push).await.actions(),
@@ -338,7 +333,7 @@ async fn stale_groups_serve_when_only_the_group_walk_fails() {
     );
     // proof that the walk really fails now: a server with no cached
     // groups for ann cannot serve her (503, not a wrong grant)
-    let fresh = f.state_with(&text);
+    let fresh = config.state();
     token_for(&fresh, "ann", "ann-pw", push)
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE);
