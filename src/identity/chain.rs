@@ -179,6 +179,13 @@ impl Chain {
         self.verdicts.sync().await;
     }
 
+    /// Forgets every cached verdict, as their TTL passing would: tests
+    /// pass the TTL this way rather than wait it out.
+    #[doc(hidden)]
+    pub fn forget_verdicts(&self) {
+        self.verdicts.forget_all();
+    }
+
     /// The failed-login throttle (the app-password page's sign-ins count
     /// on it too).
     pub fn throttle(&self) -> &Throttle {

@@ -1,8 +1,6 @@
 //! The GitHub provider against a fake GitHub API, credential routing across
 //! static, LDAP and GitHub, and robot accounts for CI.
 
-use std::time::Duration;
-
 use axum::http::StatusCode;
 
 use crate::support::github::{Behaviour, FakeGitHub};
@@ -158,17 +156,14 @@ async fn enterprise_server_api_prefix_and_revocation_within_the_ttl() {
     let github = FakeGitHub::start().await;
     github.token(OCTO, octocat());
     let f = Fixture::new();
-    let state = f
-        .config(&provider(&format!("{}/api/v3", github.url()), ""))
-        .set("cache.verdict_ttl", "1s")
-        .state();
+    let state = f.state(&provider(&format!("{}/api/v3", github.url()), ""));
     let pull = "repository:acme/app:pull";
     assert_eq!(
         token_for(&state, "octocat", OCTO, pull).await.actions(),
         ["pull"]
     );
     github.revoke(OCTO);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    state.chain.forget_verdicts(); // the TTL passes
     token_for(&state, "octocat", OCTO, pull)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);

@@ -6,13 +6,14 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Json;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use crate::support::*;
 
@@ -20,12 +21,13 @@ use crate::support::*;
 struct Calls(Arc<AtomicUsize>);
 
 /// Grants pull and push on `SUBJECT/*`, pull on everything else asked;
-/// a subject "slow" waits 5 s; a subject "garbage" gets a non-answer.
+/// a subject "slow" never gets an answer; a subject "garbage" gets a
+/// non-answer.
 async fn decide(State(calls): State<Calls>, Json(ask): Json<Value>) -> (StatusCode, String) {
     calls.0.fetch_add(1, Ordering::SeqCst);
     let subject = ask["subject"].as_str().unwrap_or_default().to_owned();
     match subject.as_str() {
-        "slow" => tokio::time::sleep(Duration::from_secs(5)).await,
+        "slow" => std::future::pending().await,
         "garbage" => return (StatusCode::OK, "not json".into()),
         _ => {}
     }
@@ -162,10 +164,7 @@ async fn check(Json(ask): Json<Value>) -> (StatusCode, String) {
             json!({"result": "authenticated", "subject": "hookuser", "groups": ["builders"], "claims": {"team": "ci"}})
         }
         ("hookuser", _) => json!({"result": "rejected"}),
-        ("slowpoke", _) => {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            json!({"result": "rejected"})
-        }
+        ("slowpoke", _) => std::future::pending().await,
         ("broken", _) => return (StatusCode::INTERNAL_SERVER_ERROR, "oops".into()),
         _ => json!({"result": "unknown"}),
     };
@@ -272,11 +271,15 @@ async fn anonymous_requests_cannot_drive_the_authorization_webhook() {
     assert_eq!(anonymous("127.0.0.9", "x/r0".into()).await, StatusCode::OK);
 }
 
-/// Like [`decide`], but anonymous questions take 1.5 s: a slow policy
-/// service that anonymous clients keep busy.
-async fn slow_for_anonymous(State(calls): State<Calls>, ask: Json<Value>) -> (StatusCode, String) {
+/// Like [`decide`], but anonymous questions are answered only once the
+/// test opens the gate: a slow policy service that anonymous clients keep
+/// busy.
+async fn slow_for_anonymous(
+    State((calls, mut gate)): State<(Calls, watch::Receiver<bool>)>,
+    ask: Json<Value>,
+) -> (StatusCode, String) {
     if ask["subject"].as_str() == Some("") {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let _ = gate.wait_for(|open| *open).await;
     }
     decide(State(calls), ask).await
 }
@@ -287,10 +290,11 @@ async fn slow_for_anonymous(State(calls): State<Calls>, ask: Json<Value>) -> (St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_requests_cannot_take_the_calls_of_logged_in_ones() {
     let calls = Calls::default();
+    let (open, gate) = watch::channel(false);
     let hook = serve_tcp(
         axum::Router::new()
             .route("/decide", post(slow_for_anonymous))
-            .with_state(calls.clone()),
+            .with_state((calls.clone(), gate)),
     )
     .await;
     let f = Fixture::new();
@@ -314,9 +318,19 @@ async fn anonymous_requests_cannot_take_the_calls_of_logged_in_ones() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // six requests answered at once: the other two hold the anonymous
+    // calls, waiting at the hook
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while busy.iter().filter(|b| b.is_finished()).count() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "the anonymous requests got stuck"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let logged_in = token_for(&state, "writer", "writer-pw", "repository:writer/app:push").await;
     assert_eq!(logged_in.actions(), ["push"], "{}", logged_in.text());
+    open.send(true).unwrap();
     let mut answered = 0;
     for b in busy {
         if b.await.unwrap() == StatusCode::OK {

@@ -422,6 +422,7 @@ async fn https_listener_reloads_its_certificate_without_dropping_connections() {
 /// tokens outlive the switch; `--finish` retires the old key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_key_rotation_without_downtime() {
+    let clock = Clock::take();
     let f = Fixture::new();
     let at = addr();
     let config = f
@@ -488,7 +489,7 @@ async fn signing_key_rotation_without_downtime() {
     let run = push_with(jwt(&old_token), "old-key").await;
     assert!(run.ok, "the old key's token: {run:?}\n{}", registry.log());
 
-    tokio::time::sleep(Duration::from_millis(3200)).await;
+    clock.advance(Duration::from_secs(4)); // past the overlap
     let new_token = token_for(&server.state, "writer", "writer-pw", push_scope).await;
     let (header, _) = new_token.token();
     let next_kid = server

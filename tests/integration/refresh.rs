@@ -287,13 +287,10 @@ async fn a_refreshed_token_pushes_to_the_real_registry() {
 async fn refresh_re_resolves_ldap_groups_without_the_password() {
     let slapd = Slapd::start();
     let f = Fixture::new();
-    let ldap = slapd.provider_toml("corp", &[("group_cache_ttl", r#""1s""#)]);
+    // groups are looked up again at every check the verdict cache lets through
+    let ldap = slapd.provider_toml("corp", &[("group_cache_ttl", r#""0s""#)]);
     let extra = format!("{ldap}\n[[rule]]\ngroups = [\"corp:platform\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n");
-    let state = f
-        .config(&extra)
-        .set("cache.verdict_ttl", "1s")
-        .set("token.reuse_window", "0s")
-        .state();
+    let state = f.config(&extra).set("token.reuse_window", "0s").state();
     let rt = docker_login(&state, "ann", "ann-pw").await;
     let push = "repository:platform/app:push";
     assert_eq!(
@@ -304,13 +301,13 @@ async fn refresh_re_resolves_ldap_groups_without_the_password() {
     slapd.modify(
         "dn: cn=core,ou=groups,dc=corp,dc=test\nchangetype: modify\nadd: member\nmember: uid=dee,ou=people,dc=corp,dc=test\n-\ndelete: member\nmember: uid=ann,ou=people,dc=corp,dc=test\n",
     );
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    state.chain.forget_verdicts(); // the verdict's TTL passes
     let r = refresh(&state, &rt, SERVICE, push).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.access().is_empty(), "push is gone after the group TTL");
     // deleted from the directory: the identity token stops working
     slapd.modify("dn: uid=ann,ou=people,dc=corp,dc=test\nchangetype: delete\n");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    state.chain.forget_verdicts();
     let r = refresh(&state, &rt, SERVICE, push).await;
     r.assert_error(StatusCode::UNAUTHORIZED);
 }
@@ -319,22 +316,21 @@ async fn refresh_re_resolves_ldap_groups_without_the_password() {
 /// their last login for `refresh_max_age`, then they must log in again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_refresh_uses_the_last_login_within_its_maximum_age() {
+    let clock = Clock::take();
     let idp = crate::support::idp::Idp::start();
     let f = Fixture::new();
     let extra = format!(
         "{}\n[[rule]]\ngroups = [\"keycloak:platform/core\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n",
         idp.provider_toml("keycloak", "refresh_max_age = \"2s\"")
     );
-    let state = f
-        .config(&extra)
-        .set("token.reuse_window", "0s")
-        .set("cache.verdict_ttl", "1s")
-        .state();
+    let state = f.config(&extra).set("token.reuse_window", "0s").state();
     let rt = docker_login(&state, "kate", "kate-pw").await;
     let push = "repository:platform/app:push";
     let r = refresh(&state, &rt, SERVICE, push).await;
     assert_eq!(r.actions(), ["push"]);
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    // the maximum age passes, and with it the verdict cache's TTL
+    clock.advance(Duration::from_secs(3));
+    state.chain.forget_verdicts();
     let r = refresh(&state, &rt, SERVICE, push).await;
     let body = r.assert_error(StatusCode::UNAUTHORIZED);
     assert!(body["errors"][0]["message"]

@@ -301,11 +301,10 @@ async fn a_forged_snapshot_refresh_token_is_refused_by_a_directory_provider() {
 }
 
 /// Static users behind a trusted proxy (clients by `X-Forwarded-For`),
-/// with the throttle as shipped (5 failures) and short verdicts.
+/// with the throttle as shipped (5 failures).
 fn throttled(f: &Fixture) -> std::sync::Arc<regauth::AppState> {
     f.config("")
         .set("cache.max_failures", 5)
-        .set("cache.verdict_ttl", "1s")
         .set("server.trusted_proxies", vec!["0.0.0.0"])
         .state()
 }
@@ -327,7 +326,7 @@ async fn a_stranger_cannot_lock_a_user_out_of_their_usual_network() {
         wrong.assert_error(StatusCode::UNAUTHORIZED);
     }
     // the cached verdict gone, the correct password from home still works
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    state.chain.forget_verdicts();
     let elsewhere = token_from(&state, "127.0.0.4", "writer", "wrong", pull).await;
     elsewhere.assert_error(StatusCode::UNAUTHORIZED);
     let again = token_from(&state, home, "writer", "writer-pw", pull).await;
@@ -600,6 +599,7 @@ actions = ["*"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leavers_at_the_idp_lose_their_app_passwords() {
     use crate::support::browser::{browser, LoginIdp};
+    let clock = Clock::take();
     let f = Fixture::new();
     let addr = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -635,8 +635,7 @@ recheck_interval = "1s"
         secret = secret_file.display(),
         key = f.path("app-passwords.key").display(),
     );
-    let config = f.config(&extra).set("cache.verdict_ttl", "1s");
-    let server = Server::start_at(config, addr).await;
+    let server = Server::start_at(f.config(&extra), addr).await;
     let work = tempfile::tempdir().unwrap();
     let sign_in_and_create = |user: &'static str| {
         let options = serde_json::json!({
@@ -664,11 +663,15 @@ recheck_interval = "1s"
     );
     assert!(actions("erin", erin.clone()).await.actions().is_empty());
 
-    // the IdP moves platform from dana to erin: after the recheck, the
-    // app passwords follow
+    // the IdP moves platform from dana to erin: after the recheck interval
+    // (and the verdicts' TTL), the app passwords follow
     idp.set_groups("dana", &[]);
     idp.set_groups("erin", &["platform"]);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let recheck = || {
+        clock.advance(Duration::from_secs(2));
+        server.state.chain.forget_verdicts();
+    };
+    recheck();
     assert!(actions("dana", dana.clone()).await.actions().is_empty());
     assert_eq!(
         actions("erin", erin.clone()).await.actions(),
@@ -677,7 +680,7 @@ recheck_interval = "1s"
 
     // the IdP disables erin: her app password and her page session end
     idp.disable("erin");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    recheck();
     actions("erin", erin.clone())
         .await
         .assert_error(StatusCode::UNAUTHORIZED);

@@ -10,6 +10,8 @@ use std::time::Duration;
 use regauth::config::{Config, ConfigError};
 use regauth::AppState;
 
+use super::clock::Share;
+
 pub const SERVICE: &str = "registry.test";
 pub const ISSUER: &str = "regauth-test";
 
@@ -56,6 +58,8 @@ pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub key: PathBuf,
     pub cert: PathBuf,
+    /// No other test moves regauth's clock while this one runs.
+    _clock: Share,
 }
 
 impl Fixture {
@@ -64,6 +68,7 @@ impl Fixture {
     }
 
     pub fn with_key(kind: regauth::keys::KeyType) -> Self {
+        let clock = Share::take();
         regauth_providers::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let key = dir.path().join("token.key");
@@ -78,7 +83,12 @@ impl Fixture {
             htpasswd.push_str(&format!("{user}:{hash}\n"));
         }
         std::fs::write(dir.path().join("users.htpasswd"), htpasswd).unwrap();
-        Self { dir, key, cert }
+        Self {
+            dir,
+            key,
+            cert,
+            _clock: clock,
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

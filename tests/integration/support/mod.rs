@@ -18,6 +18,7 @@ pub mod redis;
 pub mod samba;
 pub mod slapd;
 
+mod clock;
 mod fixture;
 mod logs;
 mod processes;
@@ -25,6 +26,7 @@ mod router;
 mod scripted;
 mod server;
 
+pub use clock::{forget_readiness, Clock};
 pub use fixture::*;
 pub use logs::*;
 pub use processes::*;
