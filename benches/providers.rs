@@ -14,6 +14,9 @@
     clippy::disallowed_methods
 )]
 
+// The integration tests' support module, for its slapd, fake forges and
+// IdP: this benchmark uses a few of its helpers, the tests all of them.
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/integration/support/mod.rs"]
 mod support;
 
@@ -152,10 +155,10 @@ async fn main() {
         worker.await.unwrap();
     }
     let cold_rate = fresh.len() as f64 / started.elapsed().as_secs_f64();
-    let oidc_server = Server::start(
-        &fixture,
-        &format!("{}{oidc_policy}", idp.provider_toml("keycloak", "")),
-    )
+    let oidc_server = Server::start(fixture.config(&format!(
+        "{}{oidc_policy}",
+        idp.provider_toml("keycloak", "")
+    )))
     .await;
     let oidc_url = format!(
         "http://{}/auth?service=registry.test&scope=repository:ci/tool:pull",
@@ -234,7 +237,7 @@ async fn main() {
         "{}{policy}{github_provider}{forges}",
         slapd.provider_toml("corp", &[])
     );
-    let server = Server::start(&fixture, &providers).await;
+    let server = Server::start(fixture.config(&providers)).await;
     let base = format!("http://{}", server.addr);
     let ldap_url =
         format!("{base}/auth?service=registry.test&scope=repository:platform/app:pull,push");

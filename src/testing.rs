@@ -6,30 +6,67 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use regauth_providers::{Credentials, IdentityProvider, Outcome, ProviderKind};
+use regauth_providers::{Credentials, IdentityProvider, Outcome, ProviderKind, SecretShape};
 
 use crate::identity::throttle::Budgets;
 use crate::identity::{Chain, Throttle, VerdictCache};
 use crate::keys::{KeyRing, KeyType, SigningKey};
 
-/// A provider that answers from a script and counts its calls.
+/// A provider that answers from a script and counts its calls: by
+/// default it takes passwords, answers at once and looks nobody up.
 pub(crate) struct Scripted {
     name: &'static str,
     answer: fn(&Credentials) -> Outcome,
+    /// What [`IdentityProvider::lookup`] answers, for a provider that
+    /// looks its users up.
+    lookup: Option<fn(&str) -> Outcome>,
+    /// The one shape of token it takes instead of passwords.
+    takes: Option<SecretShape<'static>>,
+    /// How long each check takes after it is counted.
+    delay: Duration,
     calls: AtomicUsize,
 }
 
 impl Scripted {
     /// A provider named `name` that answers every check with `answer`.
     pub(crate) fn new(name: &'static str, answer: fn(&Credentials) -> Outcome) -> Arc<Self> {
-        Arc::new(Self {
-            name,
-            answer,
-            calls: AtomicUsize::new(0),
-        })
+        Arc::new(Self::answering(name, answer))
     }
 
-    /// How often it was asked.
+    /// [`Scripted::new`] before it is shared, for a script with more in it.
+    pub(crate) fn answering(name: &'static str, answer: fn(&Credentials) -> Outcome) -> Self {
+        Self {
+            name,
+            answer,
+            lookup: None,
+            takes: None,
+            delay: Duration::ZERO,
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// Looks users up with `lookup`, as a directory does.
+    pub(crate) fn looking_up(self, lookup: fn(&str) -> Outcome) -> Self {
+        Self {
+            lookup: Some(lookup),
+            ..self
+        }
+    }
+
+    /// Takes tokens of this shape only, as a token provider does.
+    pub(crate) fn taking(self, shape: SecretShape<'static>) -> Self {
+        Self {
+            takes: Some(shape),
+            ..self
+        }
+    }
+
+    /// Answers each check `delay` after it was asked (and counted).
+    pub(crate) fn slowed_by(self, delay: Duration) -> Self {
+        Self { delay, ..self }
+    }
+
+    /// How often it was asked to check credentials.
     pub(crate) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
@@ -43,8 +80,21 @@ impl IdentityProvider for Scripted {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Custom("scripted")
     }
+    fn accepts(&self, shape: SecretShape<'_>) -> bool {
+        shape == *self.takes.as_ref().unwrap_or(&SecretShape::Password)
+    }
+    fn looks_up(&self) -> bool {
+        self.lookup.is_some()
+    }
+    async fn lookup(&self, subject: &str) -> Outcome {
+        self.lookup
+            .map_or(Outcome::NotMine, |lookup| lookup(subject))
+    }
     async fn authenticate(&self, credentials: &Credentials) -> Outcome {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         (self.answer)(credentials)
     }
 }

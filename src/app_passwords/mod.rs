@@ -246,42 +246,33 @@ fn unavailable(e: impl std::fmt::Display) -> regauth_providers::Outcome {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
-    use async_trait::async_trait;
-    use regauth_providers::{Credentials, Identity, Outcome, ProviderKind};
+    use crate::testing::Scripted;
+    use regauth_providers::{ExposeSecret as _, Identity, Outcome, Rejection};
 
-    /// A provider that looks its users up: `gone` no longer exists,
-    /// `admin` is in `admins`, anyone else is a plain user.
-    pub(crate) struct Directory {
-        pub(crate) name: &'static str,
+    /// A `local` provider that looks its users up: `gone` no longer
+    /// exists, `admin` is in `admins`, anyone else is a plain user; the
+    /// password `right` is everyone's.
+    pub(crate) fn directory() -> Arc<Scripted> {
+        Arc::new(
+            Scripted::answering("local", |credentials| {
+                if credentials.secret.expose_secret() == "right" {
+                    member(&credentials.username)
+                } else {
+                    Outcome::Rejected(Rejection::WrongSecret)
+                }
+            })
+            .looking_up(member),
+        )
     }
 
-    #[async_trait]
-    impl IdentityProvider for Directory {
-        fn name(&self) -> &str {
-            self.name
-        }
-        fn kind(&self) -> ProviderKind {
-            ProviderKind::Custom("directory")
-        }
-        fn looks_up(&self) -> bool {
-            true
-        }
-        async fn lookup(&self, subject: &str) -> Outcome {
-            match subject {
-                "gone" => Outcome::NotMine,
-                "admin" => Outcome::Authenticated(
-                    Identity::new(subject, self.name).with_groups(["admins"]),
-                ),
-                _ => Outcome::Authenticated(Identity::new(subject, self.name)),
+    /// The [`directory`]'s answer about `subject`.
+    fn member(subject: &str) -> Outcome {
+        match subject {
+            "gone" => Outcome::NotMine,
+            "admin" => {
+                Outcome::Authenticated(Identity::new(subject, "local").with_groups(["admins"]))
             }
-        }
-        /// The password `right` is everyone's.
-        async fn authenticate(&self, credentials: &Credentials) -> Outcome {
-            use regauth_providers::ExposeSecret as _;
-            if credentials.secret.expose_secret() != "right" {
-                return Outcome::Rejected(regauth_providers::Rejection::WrongSecret);
-            }
-            self.lookup(&credentials.username).await
+            _ => Outcome::Authenticated(Identity::new(subject, "local")),
         }
     }
 
@@ -300,7 +291,7 @@ pub(crate) mod testing {
         }
     }
 
-    /// App passwords whose owners are `local` [`Directory`] users.
+    /// App passwords whose owners are [`directory`] users.
     pub(crate) fn passwords() -> AppPasswords {
         passwords_with_key(&[7u8; 32])
     }
@@ -316,7 +307,7 @@ pub(crate) mod testing {
             config(),
             key,
             store,
-            vec![Arc::new(Directory { name: "local" })],
+            vec![directory()],
             Duration::from_secs(1),
             ledger,
         )

@@ -346,10 +346,9 @@ fn signed_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app_passwords::testing::{passwords, Directory};
+    use crate::app_passwords::testing::{directory, passwords};
     use crate::app_passwords::{AccessLimit, Limit};
     use regauth_providers::Attachment;
-    use std::time::Duration;
 
     const NOW: i64 = 1_800_000_000;
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -369,30 +368,7 @@ mod tests {
     }
 
     fn chain(max_failures: u32) -> Arc<Chain> {
-        let verdicts = crate::identity::VerdictCache::new(
-            Duration::from_secs(60),
-            100,
-            &crate::keys::random_key().unwrap(),
-        );
-        let throttle = crate::identity::Throttle::new(
-            crate::identity::Budgets {
-                per_account: max_failures,
-                per_familiar_network: max_failures,
-                familiar_for: Duration::from_secs(3600),
-                per_client: 0,
-                per_provider_per_second: 0,
-                window: Duration::from_secs(60),
-            },
-            b"test",
-            Arc::new(crate::state::Embedded::in_memory()),
-        );
-        let providers: Vec<Arc<dyn IdentityProvider>> = vec![Arc::new(Directory { name: "local" })];
-        Arc::new(Chain::new(
-            providers,
-            verdicts,
-            throttle,
-            Duration::from_secs(1),
-        ))
+        crate::testing::chain(vec![directory()], max_failures)
     }
 
     fn authenticated(edit: impl FnOnce(&mut Identity)) -> Verdict {

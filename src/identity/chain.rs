@@ -147,6 +147,13 @@ impl Chain {
         self.verdicts.sync().await;
     }
 
+    /// Forgets every cached verdict, as their TTL passing would: tests
+    /// pass the TTL this way rather than wait it out.
+    #[doc(hidden)]
+    pub fn forget_verdicts(&self) {
+        self.verdicts.forget_all();
+    }
+
     /// The failed-login throttle (the app-password page's sign-ins count
     /// on it too).
     pub fn throttle(&self) -> &Throttle {
@@ -426,110 +433,22 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_trait::async_trait;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A provider that answers from a script and counts its calls.
-    struct Fake {
-        name: &'static str,
-        answer: fn(&Credentials) -> Outcome,
-        calls: AtomicUsize,
-    }
-
-    #[async_trait]
-    impl IdentityProvider for Fake {
-        fn name(&self) -> &str {
-            self.name
-        }
-        fn kind(&self) -> regauth_providers::ProviderKind {
-            regauth_providers::ProviderKind::Custom("fake")
-        }
-        async fn authenticate(&self, c: &Credentials) -> Outcome {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            (self.answer)(c)
-        }
-    }
-
-    fn fake(name: &'static str, answer: fn(&Credentials) -> Outcome) -> Arc<Fake> {
-        Arc::new(Fake {
-            name,
-            answer,
-            calls: AtomicUsize::new(0),
-        })
-    }
-
-    fn caches(max_failures: u32) -> (VerdictCache, Throttle) {
-        let verdicts = VerdictCache::new(
-            Duration::from_secs(60),
-            100,
-            &crate::keys::random_key().unwrap(),
-        );
-        let throttle = Throttle::new(
-            crate::identity::throttle::Budgets {
-                per_account: max_failures,
-                per_familiar_network: max_failures,
-                familiar_for: Duration::from_secs(3600),
-                per_client: 0,
-                per_provider_per_second: 0,
-                window: Duration::from_secs(60),
-            },
-            b"test",
-            Arc::new(crate::state::Embedded::in_memory()),
-        );
-        (verdicts, throttle)
-    }
-
-    fn chain(providers: Vec<Arc<Fake>>, max_failures: u32) -> Arc<Chain> {
-        let (verdicts, throttle) = caches(max_failures);
-        Arc::new(Chain::new(
-            providers
-                .into_iter()
-                .map(|p| p as Arc<dyn IdentityProvider>)
-                .collect(),
-            verdicts,
-            throttle,
-            Duration::from_secs(1),
-        ))
-    }
+    use crate::testing::{caches, chain, Scripted};
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-    /// A provider that only takes GitHub tokens.
-    struct TokenOnly(AtomicUsize);
-
-    #[async_trait]
-    impl IdentityProvider for TokenOnly {
-        fn name(&self) -> &str {
-            "tokens"
-        }
-        fn kind(&self) -> regauth_providers::ProviderKind {
-            regauth_providers::ProviderKind::Custom("fake")
-        }
-        fn accepts(&self, shape: SecretShape<'_>) -> bool {
-            shape == SecretShape::GitHubToken
-        }
-        async fn authenticate(&self, c: &Credentials) -> Outcome {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Outcome::Authenticated(Identity::new(&c.username, "tokens"))
-        }
-    }
-
     #[tokio::test]
     async fn routing_by_shape_and_pinned_usernames() {
-        let passwords = fake("passwords", |c| {
+        let passwords = Scripted::new("passwords", |c| {
             Outcome::Authenticated(Identity::new(&c.username, "passwords"))
         });
-        let tokens = Arc::new(TokenOnly(AtomicUsize::new(0)));
-        let (verdicts, throttle) = caches(0);
-        let chain = Arc::new(Chain::new(
-            vec![
-                passwords.clone() as Arc<dyn IdentityProvider>,
-                tokens.clone(),
-            ],
-            verdicts,
-            throttle,
-            Duration::from_secs(1),
-        ));
+        let tokens = Arc::new(
+            Scripted::answering("tokens", |c| {
+                Outcome::Authenticated(Identity::new(&c.username, "tokens"))
+            })
+            .taking(SecretShape::GitHubToken),
+        );
+        let chain = chain(vec![passwords.clone(), tokens.clone()], 0);
         let who = |v: Verdict| match v {
             Verdict::Authenticated { identity, .. } => identity.provider.clone(),
             other => format!("{other:?}"),
@@ -544,16 +463,8 @@ mod tests {
             who(chain.authenticate(&Credentials::new("u", "pw"), IP).await),
             "passwords"
         );
-        assert_eq!(
-            passwords.calls.load(Ordering::SeqCst),
-            1,
-            "the token never reached it"
-        );
-        assert_eq!(
-            tokens.0.load(Ordering::SeqCst),
-            1,
-            "the password never reached it"
-        );
+        assert_eq!(passwords.calls(), 1, "the token never reached it");
+        assert_eq!(tokens.calls(), 1, "the password never reached it");
         // a pinned username goes to its provider alone
         let chain = Arc::new(Arc::try_unwrap(chain).ok().unwrap().with_pins(vec![(
             "tokens".into(),
@@ -565,40 +476,40 @@ mod tests {
                 .await,
             Verdict::Unknown
         ));
-        assert_eq!(passwords.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(passwords.calls(), 1);
     }
 
     #[tokio::test]
     async fn rejected_never_falls_through() {
-        let first = fake("first", |_| Outcome::Rejected(Rejection::WrongSecret));
-        let second = fake("second", |c| {
+        let first = Scripted::new("first", |_| Outcome::Rejected(Rejection::WrongSecret));
+        let second = Scripted::new("second", |c| {
             Outcome::Authenticated(Identity::new(&c.username, "second"))
         });
         let chain = chain(vec![first.clone(), second.clone()], 0);
         let v = chain.authenticate(&Credentials::new("u", "p"), IP).await;
         assert!(matches!(v, Verdict::Rejected { .. }));
-        assert_eq!(second.calls.load(Ordering::SeqCst), 0);
+        assert_eq!(second.calls(), 0);
     }
 
     #[tokio::test]
     async fn not_mine_moves_on_and_unavailable_stops() {
-        let first = fake("first", |_| Outcome::NotMine);
-        let second = fake("second", |_| {
+        let first = Scripted::new("first", |_| Outcome::NotMine);
+        let second = Scripted::new("second", |_| {
             Outcome::Unavailable(regauth_providers::Error::Upstream("down".into()))
         });
-        let third = fake("third", |c| {
+        let third = Scripted::new("third", |c| {
             Outcome::Authenticated(Identity::new(&c.username, "third"))
         });
         let chain = chain(vec![first.clone(), second, third.clone()], 0);
         let v = chain.authenticate(&Credentials::new("u", "p"), IP).await;
         assert!(matches!(v, Verdict::Unavailable { ref provider, .. } if provider == "second"));
-        assert_eq!(third.calls.load(Ordering::SeqCst), 0);
-        assert_eq!(first.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(third.calls(), 0);
+        assert_eq!(first.calls(), 1);
     }
 
     #[tokio::test]
     async fn verdicts_are_cached_per_secret() {
-        let only = fake("only", |c| {
+        let only = Scripted::new("only", |c| {
             if c.username == "u" {
                 Outcome::Authenticated(Identity::new("u", "only"))
             } else {
@@ -612,7 +523,7 @@ mod tests {
                 Verdict::Authenticated { .. }
             ));
         }
-        assert_eq!(only.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(only.calls(), 1);
         let v = chain.authenticate(&Credentials::new("u", "p"), IP).await;
         assert!(matches!(
             v,
@@ -625,7 +536,7 @@ mod tests {
         chain
             .authenticate(&Credentials::new("u", "other"), IP)
             .await;
-        assert_eq!(only.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(only.calls(), 2);
         assert!(matches!(
             chain.authenticate(&Credentials::new("x", "p"), IP).await,
             Verdict::Unknown
@@ -634,7 +545,7 @@ mod tests {
 
     #[tokio::test]
     async fn failures_are_throttled_before_the_idp_is_asked() {
-        let p = fake("p", |_| Outcome::Rejected(Rejection::WrongSecret));
+        let p = Scripted::new("p", |_| Outcome::Rejected(Rejection::WrongSecret));
         let chain = chain(vec![p.clone()], 3);
         for i in 0..3 {
             let bad = Credentials::new("u", format!("bad{i}"));
@@ -650,14 +561,14 @@ mod tests {
                 Verdict::Throttled(Held::Account)
             ));
         }
-        assert_eq!(p.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(p.calls(), 3);
     }
 
     /// Attempts the provider bucket holds back are the sender's failures:
     /// a flood from one network runs out of its own budget.
     #[tokio::test]
     async fn held_back_attempts_spend_the_senders_budget() {
-        let p = fake("upstream", |_| Outcome::Rejected(Rejection::WrongSecret));
+        let p = Scripted::new("upstream", |_| Outcome::Rejected(Rejection::WrongSecret));
         let verdicts = VerdictCache::new(
             Duration::from_secs(60),
             100,
@@ -676,7 +587,7 @@ mod tests {
             Arc::new(crate::state::Embedded::in_memory()),
         );
         let chain = Arc::new(Chain::new(
-            vec![p.clone() as Arc<dyn IdentityProvider>],
+            vec![p.clone()],
             verdicts,
             throttle,
             Duration::from_secs(1),
@@ -693,7 +604,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(p.calls.load(Ordering::SeqCst), 5, "the bucket's burst");
+        assert_eq!(p.calls(), 5, "the bucket's burst");
         assert_eq!(held, 5, "then held back until the client's budget ran out");
     }
 
@@ -701,28 +612,13 @@ mod tests {
     /// `max_failures` times: each attempt is reserved before it is asked.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_guesses_are_counted_before_the_answer() {
-        let slow = Arc::new(Fake {
-            name: "slow",
-            answer: |_| Outcome::Rejected(Rejection::WrongSecret),
-            calls: AtomicUsize::new(0),
-        });
-        struct Slow(Arc<Fake>);
-        #[async_trait]
-        impl IdentityProvider for Slow {
-            fn name(&self) -> &str {
-                "slow"
-            }
-            fn kind(&self) -> regauth_providers::ProviderKind {
-                regauth_providers::ProviderKind::Custom("fake")
-            }
-            async fn authenticate(&self, c: &Credentials) -> Outcome {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                self.0.authenticate(c).await
-            }
-        }
+        let slow = Arc::new(
+            Scripted::answering("slow", |_| Outcome::Rejected(Rejection::WrongSecret))
+                .slowed_by(Duration::from_millis(50)),
+        );
         let (verdicts, throttle) = caches(5);
         let chain = Arc::new(Chain::new(
-            vec![Arc::new(Slow(slow.clone()))],
+            vec![slow.clone()],
             verdicts,
             throttle,
             Duration::from_secs(5),
@@ -740,36 +636,20 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(slow.calls.load(Ordering::SeqCst), 5);
+        assert_eq!(slow.calls(), 5);
     }
 
     /// A client that hangs up after its guess reached the provider cannot
     /// take the guess back: the attempt still counts.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hanging_up_does_not_take_a_guess_back() {
-        let slow = Arc::new(Fake {
-            name: "slow",
-            answer: |_| Outcome::Rejected(Rejection::WrongSecret),
-            calls: AtomicUsize::new(0),
-        });
-        struct Slow(Arc<Fake>);
-        #[async_trait]
-        impl IdentityProvider for Slow {
-            fn name(&self) -> &str {
-                "slow"
-            }
-            fn kind(&self) -> regauth_providers::ProviderKind {
-                regauth_providers::ProviderKind::Custom("fake")
-            }
-            async fn authenticate(&self, c: &Credentials) -> Outcome {
-                self.0.calls.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                (self.0.answer)(c)
-            }
-        }
+        let slow = Arc::new(
+            Scripted::answering("slow", |_| Outcome::Rejected(Rejection::WrongSecret))
+                .slowed_by(Duration::from_millis(100)),
+        );
         let (verdicts, throttle) = caches(3);
         let chain = Arc::new(Chain::new(
-            vec![Arc::new(Slow(slow.clone()))],
+            vec![slow.clone()],
             verdicts,
             throttle,
             Duration::from_secs(5),
@@ -786,10 +666,6 @@ mod tests {
             guess.abort();
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
-        assert_eq!(
-            slow.calls.load(Ordering::SeqCst),
-            3,
-            "only max_failures guesses got through"
-        );
+        assert_eq!(slow.calls(), 3, "only max_failures guesses got through");
     }
 }

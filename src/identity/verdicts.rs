@@ -125,6 +125,11 @@ impl VerdictCache {
             .await
     }
 
+    /// Forgets every verdict at once (tests, passing the TTL).
+    pub(crate) fn forget_all(&self) {
+        self.entries.invalidate_all();
+    }
+
     /// Applies pending housekeeping, so counts are exact (tests, metrics).
     pub async fn sync(&self) {
         self.entries.run_pending_tasks().await;

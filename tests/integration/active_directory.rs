@@ -113,20 +113,11 @@ actions = ["*"]
     )
 }
 
-fn ad_state(
-    f: &Fixture,
-    dcs: &[&SambaDc],
-    extra: &str,
-    cache: &str,
-) -> std::sync::Arc<regauth::AppState> {
-    let text = f
-        .config_text("127.0.0.1:0", &ad_provider(dcs, extra))
-        .replace(
-            "max_failures = 1000",
-            &format!("max_failures = 1000\n{cache}"),
-        )
-        .replace("[server]\n", "[server]\ntrusted_proxies = [\"0.0.0.0\"]\n");
-    f.state_with(&text)
+/// The AD provider over `dcs` (with `extra` in its section), behind a
+/// trusted proxy.
+fn ad_config(f: &Fixture, dcs: &[&SambaDc], extra: &str) -> TestConfig {
+    f.config(&ad_provider(dcs, extra))
+        .set("server.trusted_proxies", vec!["0.0.0.0"])
 }
 
 /// Every form a user types their AD login in (`bob`, `CORP\bob`, their
@@ -140,7 +131,7 @@ fn ad_state(
 async fn every_login_form_is_one_account() {
     let dc = tokio::task::spawn_blocking(SambaDc::start).await.unwrap();
     let f = Fixture::new();
-    let state = ad_state(&f, &[&dc], "", "");
+    let state = ad_config(&f, &[&dc], "").state();
     let scopes =
         "repository:dev/app:pull,push&scope=repository:eng/x:pull&scope=repository:staff/x:pull";
     let bob = samba::user("bob");
@@ -214,7 +205,7 @@ async fn account_states_are_refused_with_their_reason() {
     let dc = tokio::task::spawn_blocking(SambaDc::start).await.unwrap();
     dc.lock("lockme");
     let f = Fixture::new();
-    let state = ad_state(&f, &[&dc], "", "");
+    let state = ad_config(&f, &[&dc], "").state();
     for (sam, reason) in [
         ("disabled", "account disabled"),
         ("mustchange", "must be changed"),
@@ -244,14 +235,10 @@ async fn no_mix_of_login_forms_reaches_the_lockout_threshold() {
     let dc = tokio::task::spawn_blocking(SambaDc::start).await.unwrap();
     assert_eq!(samba::LOCKOUT_THRESHOLD, 3);
     let f = Fixture::new();
-    let text = f
-        .config_text("127.0.0.1:0", &ad_provider(&[&dc], ""))
-        .replace(
-            "max_failures = 1000",
-            "max_failures = 2\nmax_client_failures = 10000",
-        )
-        .replace("[server]\n", "[server]\ntrusted_proxies = [\"0.0.0.0\"]\n");
-    let state = f.state_with(&text);
+    let state = ad_config(&f, &[&dc], "")
+        .set("cache.max_failures", 2)
+        .set("cache.max_client_failures", 10000)
+        .state();
     let forms = [
         "erin",
         "ERIN",
@@ -278,7 +265,9 @@ async fn no_mix_of_login_forms_reaches_the_lockout_threshold() {
 async fn refresh_tokens_end_with_the_account() {
     let dc = tokio::task::spawn_blocking(SambaDc::start).await.unwrap();
     let f = Fixture::new();
-    let state = ad_state(&f, &[&dc], "", "verdict_ttl = \"0s\"");
+    let state = ad_config(&f, &[&dc], "")
+        .set("cache.verdict_ttl", "0s")
+        .state();
     let pull = "repository:dev/app:pull";
     let token = |user: &'static str| {
         let state = state.clone();
@@ -322,12 +311,9 @@ async fn logins_survive_a_domain_controller_killed_under_load() {
     .await
     .unwrap();
     let f = Fixture::new();
-    let state = ad_state(
-        &f,
-        &[&first, &second],
-        "server_backoff = \"60s\"",
-        "verdict_ttl = \"0s\"",
-    );
+    let state = ad_config(&f, &[&first, &second], "server_backoff = \"60s\"")
+        .set("cache.verdict_ttl", "0s")
+        .state();
     let users = ["bob", "erin", "rsmith"];
     let concurrency = 6;
     let run = |rounds: usize| {
@@ -371,7 +357,7 @@ async fn logins_survive_a_domain_controller_killed_under_load() {
         "{failed} logins failed: at most those in flight on the killed DC"
     );
     assert_eq!(run(5).await, 0, "every login is answered by the second DC");
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    forget_readiness(&state).await; // the report is made at most once a second
     let ready = get(&state, "/readyz", None).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
     let body = ready.json();
@@ -397,7 +383,7 @@ async fn logins_survive_a_domain_controller_killed_under_load() {
 async fn users_are_found_on_the_global_catalog() {
     let dc = tokio::task::spawn_blocking(SambaDc::start).await.unwrap();
     let f = Fixture::new();
-    let state = ad_state(&f, &[&dc], "global_catalog = true", "");
+    let state = ad_config(&f, &[&dc], "global_catalog = true").state();
     let r = token_for(
         &state,
         "bob@corp.test",
@@ -467,7 +453,8 @@ async fn the_shipped_example_works_against_a_real_dc() {
         !adapted.contains("corp.example"),
         "every company name replaced:\n{adapted}"
     );
-    let state = f.state_with(&adapted);
+    let example = TestConfig::parse(&adapted);
+    let state = example.state();
     let bob = samba::user("bob");
     let r = token_for(
         &state,
@@ -494,18 +481,17 @@ async fn the_shipped_example_works_against_a_real_dc() {
     )
     .await;
     assert_eq!(r.actions(), ["push"], "the UPN form");
-    let config = regauth::config::Config::from_toml("example", &adapted, &[]).unwrap();
+    let config = example.load().unwrap();
     assert!(
         config.warnings().iter().all(|w| !w.contains("never")),
         "{:?}",
         config.warnings()
     );
     // the old example's prefix: a rule that can never match, said so
-    let old = adapted.replace(
-        "\nactive_directory = true\n",
-        "\nactive_directory = true\ngroup_prefix = \"ad:\"\n",
-    );
-    let config = regauth::config::Config::from_toml("old example", &old, &[]).unwrap();
+    let config = example
+        .set("provider[0].group_prefix", "ad:")
+        .load()
+        .unwrap();
     let warnings = config.warnings().join("\n");
     assert!(
         warnings.contains("ad:developers") && warnings.contains("ad:ad:"),

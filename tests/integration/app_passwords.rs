@@ -51,10 +51,7 @@ url = "{ui}"
         secret = secret_file.display(),
         key = f.path("app-passwords.key").display(),
     );
-    let text = f
-        .config_text(&addr.to_string(), &extra)
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
-    let server = Server::start_at(&f, &text, addr).await;
+    let server = Server::start_at(f.config(&extra), addr).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let work = tempfile::tempdir().unwrap();
     let shots = std::env::var("REGAUTH_SCREENSHOTS")
@@ -94,10 +91,11 @@ url = "{ui}"
         registry.log()
     );
 
-    // revoke it in the browser: the next push is refused
+    // revoke it in the browser: once its verdict's TTL has passed, the
+    // next push is refused
     let revoked = browser(&options, "revoke").await;
     assert_eq!(revoked["revoked"], true, "{revoked}");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    server.state.chain.forget_verdicts();
     let target = format!("docker://{}/platform/app:v2", registry.addr);
     let run = push(work.path(), &format!("dana:{secret}"), &image, &target).await;
     assert!(!run.ok, "a revoked app password pushed: {run:?}");
@@ -114,7 +112,7 @@ url = "{ui}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_refuses_forged_forms_and_ended_sessions() {
     let f = Fixture::new();
-    let state = f.state_with(&ui_config(&f, "", ""));
+    let state = ui_config(&f, "").state();
     let mut writer = Jar::default();
     let token = sign_in(&state, &mut writer, "writer", "writer-pw").await;
 
@@ -203,16 +201,6 @@ async fn the_page_refuses_forged_forms_and_ended_sessions() {
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "back to the sign-in page");
 
-    // a session past its lifetime is over
-    let short = f.state_with(&ui_config(&f, "session_lifetime = \"1s\"", ""));
-    let mut brief = Jar::default();
-    sign_in(&short, &mut brief, "writer", "writer-pw").await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert!(page(&short, &mut brief, "/ui/")
-        .await
-        .text()
-        .contains("Sign in"));
-
     // wrong passwords, app passwords and tokens do not sign in
     let mut jar = Jar::default();
     let form = page(&state, &mut jar, "/ui/").await;
@@ -232,6 +220,22 @@ async fn the_page_refuses_forged_forms_and_ended_sessions() {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{user}");
         assert!(r.text().contains("Wrong username or password"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_past_its_lifetime_is_over() {
+    let clock = Clock::take();
+    let f = Fixture::new();
+    let short = ui_config(&f, "")
+        .set("app_passwords.session_lifetime", "1s")
+        .state();
+    let mut brief = Jar::default();
+    sign_in(&short, &mut brief, "writer", "writer-pw").await;
+    clock.advance(Duration::from_secs(2));
+    assert!(page(&short, &mut brief, "/ui/")
+        .await
+        .text()
+        .contains("Sign in"));
 }
 
 /// The `Set-Cookie` of a fresh session.
@@ -260,7 +264,7 @@ async fn home_cookie(state: &Arc<AppState>, user: &str, password: &str) -> Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_passwords_keep_to_their_scope_owner_and_expiry() {
     let f = Fixture::new();
-    let state = f.state_with(&ui_config(&f, "", "verdict_ttl = \"1s\""));
+    let state = ui_config(&f, "").state();
     let mut jar = Jar::default();
     let token = sign_in(&state, &mut jar, "writer", "writer-pw").await;
     let full = create(&state, &mut jar, &token, "everything", "", ALL).await;
@@ -360,7 +364,7 @@ async fn app_passwords_keep_to_their_scope_owner_and_expiry() {
         last.token().1
     );
     assert!(last.json()["expires_in"].as_u64().unwrap() <= 100);
-    tokio::time::sleep(Duration::from_millis(1100)).await; // the verdict TTL
+    state.chain.forget_verdicts(); // the verdict's TTL passes
     record["expires"] = serde_json::json!(regauth_providers::clock::unix_seconds() - 1);
     store
         .put_record("app_password", &id, &record.to_string())
@@ -415,13 +419,9 @@ async fn an_ldap_users_app_password_follows_the_directory() {
         "\n[app_passwords]\nkey_file = \"{}\"\nlogin_form = [\"corp\"]\n",
         f.path("app-passwords.key").display()
     );
-    let text = f
-        .config_text(
-            "127.0.0.1:0",
-            &format!("{ldap}\n[[rule]]\ngroups = [\"corp:platform\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n{section}"),
-        )
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
-    let state = f.state_with(&text);
+    let state = f
+        .config(&format!("{ldap}\n[[rule]]\ngroups = [\"corp:platform\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n{section}"))
+        .state();
     let mut jar = Jar::default();
     let token = sign_in(&state, &mut jar, "ann", "ann-pw").await;
     let secret = create(&state, &mut jar, &token, "ci", "", ALL).await;
@@ -430,16 +430,17 @@ async fn an_ldap_users_app_password_follows_the_directory() {
         token_for(&state, "ann", &secret, push).await.actions(),
         ["push"]
     );
-    // leaving the group takes the rights away at the next check
+    // leaving the group takes the rights away at the next check (once the
+    // verdict's TTL has passed, here and below)
     slapd.modify("dn: cn=core,ou=groups,dc=corp,dc=test\nchangetype: modify\nreplace: member\nmember: uid=ben,ou=people,dc=corp,dc=test\n");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    state.chain.forget_verdicts();
     assert!(token_for(&state, "ann", &secret, push)
         .await
         .actions()
         .is_empty());
     // a locked account's app passwords stop working
     slapd.modify("dn: uid=ann,ou=people,dc=corp,dc=test\nchangetype: modify\nadd: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    state.chain.forget_verdicts();
     token_for(&state, "ann", &secret, push)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
@@ -456,7 +457,7 @@ async fn an_ldap_users_app_password_follows_the_directory() {
     );
     slapd.modify("dn: uid=ben,ou=people,dc=corp,dc=test\nchangetype: delete\n");
     slapd.modify("dn: uid=ben,ou=people,dc=corp,dc=test\nchangetype: add\nobjectClass: inetOrgPerson\nuid: ben\ncn: Another Ben\nsn: B\nuserPassword: new-ben-pw\n");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    state.chain.forget_verdicts();
     token_for(&state, "ben", &bens, pull)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
@@ -473,16 +474,14 @@ async fn the_password_form_takes_passwords_and_keeps_to_the_actions_ticked() {
         "\n[app_passwords]\nkey_file = \"{}\"\nlogin_form = [\"keycloak\"]\n",
         f.path("app-passwords.key").display()
     );
-    let text = f.config_text(
-        "127.0.0.1:0",
-        &format!(
+    let config = f
+        .config(&format!(
             "{}\n[[rule]]\ngroups = [\"keycloak:platform/core\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n{section}",
             idp.provider_toml("keycloak", "introspection = true")
-        ),
-    ).replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
+        ));
     let config_path = f.path("regauth.toml");
-    std::fs::write(&config_path, &text).unwrap();
-    let state = f.state_with(&text);
+    config.write(&config_path);
+    let state = config.state();
     // an opaque access token under the introspection username: a good
     // login at /auth, but no session on the page
     let push = "repository:platform/app:pull,push";
@@ -546,15 +545,16 @@ async fn the_password_form_takes_passwords_and_keeps_to_the_actions_ticked() {
     assert_eq!(none.status, StatusCode::BAD_REQUEST, "{}", none.text());
 
     // offboarded (`regauth tokens revoke --user kate`): her app passwords
-    // end, and the page session she still has is over (her sign-in, which
-    // stood in for the IdP, is gone): it mints nothing
+    // end once their verdicts' TTL has passed, and the page session she
+    // still has is over (her sign-in, which stood in for the IdP, is gone):
+    // it mints nothing
     let out = tokens_revoke(&config_path, "KATE");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    state.chain.forget_verdicts();
     token_for(&state, "kate", &full, push)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
@@ -590,11 +590,8 @@ async fn replicas_share_app_passwords_through_redis() {
     let log = log_capture();
     let redis = crate::support::redis::Redis::start();
     let f = Fixture::new();
-    let text = ui_config(&f, "", "verdict_ttl = \"1s\"").replace(
-        "\n[app_passwords]",
-        &format!("{}\n[app_passwords]", redis.state_toml()),
-    );
-    let (a, b) = (f.state_with(&text), f.state_with(&text));
+    let config = ui_config(&f, &redis.state_toml());
+    let (a, b) = (config.state(), config.state());
     assert_eq!(a.store.backend(), "redis");
     let mut jar = Jar::default();
     let token = sign_in(&a, &mut jar, "writer", "writer-pw").await;
@@ -610,7 +607,7 @@ async fn replicas_share_app_passwords_through_redis() {
     assert!(listed.contains("shared"), "{listed}");
     let r = revoke(&b, &mut jar, &id, &token).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    a.chain.forget_verdicts(); // A's verdict's TTL passes
     token_for(&a, "writer", &secret, pull)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
@@ -647,10 +644,7 @@ async fn made_up_codes_on_the_callback_spend_the_clients_budget() {
         secret_file.display(),
         f.path("app-passwords.key").display(),
     );
-    let text = f
-        .config_text("127.0.0.1:0", &extra)
-        .replace("[cache]\n", "[cache]\nmax_client_failures = 3\n");
-    let state = f.state_with(&text);
+    let state = f.config(&extra).set("cache.max_client_failures", 3).state();
     let mut jar = Jar::default();
     let begun = page(&state, &mut jar, "/ui/signin/sso").await;
     assert_eq!(begun.status, StatusCode::SEE_OTHER, "{}", begun.text());
@@ -677,7 +671,9 @@ async fn made_up_codes_on_the_callback_spend_the_clients_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_https_the_cookies_are_host_only() {
     let f = Fixture::new();
-    let state = f.state_with(&ui_config(&f, "url = \"https://auth.test/ui\"", ""));
+    let state = ui_config(&f, "")
+        .set("app_passwords.url", "https://auth.test/ui")
+        .state();
     let mut jar = Jar::default();
     let form = page(&state, &mut jar, "/ui/").await;
     let set: Vec<&str> = form
@@ -717,10 +713,10 @@ async fn under_https_the_cookies_are_host_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_revoke_ends_a_users_app_passwords_on_a_running_server() {
     let f = Fixture::new();
-    let text = ui_config(&f, "", "verdict_ttl = \"1s\"");
+    let config = ui_config(&f, "");
     let config_path = f.path("regauth.toml");
-    std::fs::write(&config_path, &text).unwrap();
-    let state = f.state_with(&text);
+    config.write(&config_path);
+    let state = config.state();
     let mut jar = Jar::default();
     let token = sign_in(&state, &mut jar, "writer", "writer-pw").await;
     let writers = create(&state, &mut jar, &token, "laptop", "", ALL).await;
@@ -741,7 +737,7 @@ async fn tokens_revoke_ends_a_users_app_passwords_on_a_running_server() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(said.contains("revoked 1 app password"), "{said}");
-    tokio::time::sleep(Duration::from_millis(1200)).await; // the verdict TTL
+    state.chain.forget_verdicts(); // the verdict's TTL passes
     token_for(&state, "writer", &writers, pull)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);

@@ -101,7 +101,7 @@ async fn huge_bodies_and_scope_lists_are_refused_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_request_heads_over_a_real_socket() {
     let f = Fixture::new();
-    let server = Server::start(&f, "").await;
+    let server = Server::start(f.config("")).await;
     use std::io::{Read as _, Write as _};
     let addr = server.addr;
     let send = |scopes: usize| {

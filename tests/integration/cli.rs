@@ -312,7 +312,6 @@ fn serve_on_a_fresh_checkout_generates_keys_and_stops_on_sigterm() {
         .unwrap();
     let guard = Process {
         child: Command::new("true").spawn().unwrap(),
-        name: "noop",
         log: log.clone(),
     };
     wait_healthy(port);

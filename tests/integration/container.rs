@@ -82,29 +82,17 @@ async fn the_image_starts_and_serves_docker_and_containerd() {
         config_dir.path().join("users.htpasswd"),
     )
     .unwrap();
-    let text = f
-        .config_text(&listen.to_string(), "")
-        .replace(
-            &f.key.display().to_string(),
-            "/var/lib/regauth/keys/token.key",
-        )
-        .replace(
-            &f.cert.display().to_string(),
-            "/var/lib/regauth/keys/token.crt",
-        )
-        .replace(
-            &f.path("users.htpasswd").display().to_string(),
-            "/etc/regauth/users.htpasswd",
-        )
-        .replace(
-            &f.path("data").display().to_string(),
-            "/var/lib/regauth/state",
-        )
-        .replace(
-            &f.path("refresh.key").display().to_string(),
+    f.config("")
+        .listen(listen)
+        .set("token.key", "/var/lib/regauth/keys/token.key")
+        .set("token.certificate", "/var/lib/regauth/keys/token.crt")
+        .set("provider[0].htpasswd", "/etc/regauth/users.htpasswd")
+        .set("refresh_tokens.state_dir", "/var/lib/regauth/state")
+        .set(
+            "refresh_tokens.key_file",
             "/var/lib/regauth/keys/refresh.key",
-        );
-    std::fs::write(config_dir.path().join("regauth.toml"), text).unwrap();
+        )
+        .write(&config_dir.path().join("regauth.toml"));
     let chown = std::process::Command::new("chown")
         .args(["-R", "10001"])
         .arg(state_dir.path())

@@ -44,7 +44,6 @@ async fn start(name: &str, health: &str) -> (Process, SocketAddr, tempfile::Temp
         .unwrap();
     let process = Process {
         child,
-        name: "example",
         log: log.clone(),
     };
     let deadline = Instant::now() + Duration::from_secs(30);

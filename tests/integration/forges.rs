@@ -4,7 +4,6 @@
 //! reach their own forge and nothing else.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::http::StatusCode;
 
@@ -92,7 +91,7 @@ async fn a_gitlab_subgroup_member_pushes_ten_layers_with_one_user_call() {
     let gitlab = FakeGitLab::start().await;
     gitlab.token(DEV, dev());
     let f = Fixture::new();
-    let server = Server::start(&f, &gitlab_provider(&gitlab.url(), "")).await;
+    let server = Server::start(f.config(&gitlab_provider(&gitlab.url(), ""))).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let work = tempfile::tempdir().unwrap();
     let image = work.path().join("image");
@@ -307,12 +306,8 @@ async fn gitlab_job_tokens_push_from_main_pull_elsewhere_and_end_with_their_job(
     gitlab.job(JOB_FEATURE, job("acme/app", "feature/login"));
     gitlab.job("64_jobOfOtherGroup", job("other/app", "main"));
     let f = Fixture::new();
-    let text = f
-        .config_text("127.0.0.1:0", &gitlab_provider(&gitlab.url(), ""))
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
-    let path = f.path("regauth.toml");
-    std::fs::write(&path, &text).unwrap();
-    let server = Server::start_with(&f, &text).await;
+    let config = f.config(&gitlab_provider(&gitlab.url(), ""));
+    let server = Server::start(config.clone()).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let work = tempfile::tempdir().unwrap();
     let image = work.path().join("image");
@@ -329,7 +324,7 @@ async fn gitlab_job_tokens_push_from_main_pull_elsewhere_and_end_with_their_job(
     .await;
     assert!(run.ok, "job token push: {run:?}\n{}", registry.log());
 
-    let state = f.state_with(&text);
+    let state = config.state();
     let push_scope = "repository:acme/app:pull,push";
     // a feature branch's job pulls only (a glcbt- token, any username)
     assert_eq!(
@@ -358,7 +353,7 @@ async fn gitlab_job_tokens_push_from_main_pull_elsewhere_and_end_with_their_job(
         ["pull", "push"]
     );
     gitlab.finish_job(JOB_MAIN);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    state.chain.forget_verdicts();
     token_for(&state, "gitlab-ci-token", JOB_MAIN, push_scope)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
@@ -510,7 +505,7 @@ async fn a_gitea_team_member_pushes_and_the_rest_is_refused() {
     gitea.token(&hex(5), GiteaToken::RateLimited);
     gitea.token(&hex(6), GiteaToken::ActionsTask);
     let f = Fixture::new();
-    let server = Server::start(&f, &gitea_provider(&gitea.url())).await;
+    let server = Server::start(f.config(&gitea_provider(&gitea.url()))).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let work = tempfile::tempdir().unwrap();
     let image = work.path().join("image");

@@ -1,8 +1,6 @@
 //! The GitHub provider against a fake GitHub API, credential routing across
 //! static, LDAP and GitHub, and robot accounts for CI.
 
-use std::time::Duration;
-
 use axum::http::StatusCode;
 
 use crate::support::github::{Behaviour, FakeGitHub};
@@ -50,7 +48,7 @@ async fn an_org_member_pushes_ten_layers_with_one_user_call() {
     let github = FakeGitHub::start().await;
     github.token(OCTO, octocat());
     let f = Fixture::new();
-    let server = Server::start(&f, &provider(&github.url(), "")).await;
+    let server = Server::start(f.config(&provider(&github.url(), ""))).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let work = tempfile::tempdir().unwrap();
     let image = work.path().join("image");
@@ -158,20 +156,14 @@ async fn enterprise_server_api_prefix_and_revocation_within_the_ttl() {
     let github = FakeGitHub::start().await;
     github.token(OCTO, octocat());
     let f = Fixture::new();
-    let text = f
-        .config_text(
-            "127.0.0.1:0",
-            &provider(&format!("{}/api/v3", github.url()), ""),
-        )
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
-    let state = f.state_with(&text);
+    let state = f.state(&provider(&format!("{}/api/v3", github.url()), ""));
     let pull = "repository:acme/app:pull";
     assert_eq!(
         token_for(&state, "octocat", OCTO, pull).await.actions(),
         ["pull"]
     );
     github.revoke(OCTO);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    state.chain.forget_verdicts(); // the TTL passes
     token_for(&state, "octocat", OCTO, pull)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
@@ -280,9 +272,11 @@ actions = ["pull", "push"]
         .assert_error(StatusCode::UNAUTHORIZED);
     assert!(!slapd.log().contains("ci-unknown"));
     // bad robot names are configuration errors with the key path
-    let bad = robots.replace("name = \"ci-builder\"", "name = \"CI Builder\"");
-    let text = f.config_text("127.0.0.1:0", &bad);
-    let config = regauth::config::Config::from_toml("t", &text, &[]).unwrap();
+    let config = f
+        .config(&robots)
+        .set("provider[1].robots[0].name", "CI Builder")
+        .load()
+        .unwrap();
     let err = regauth::build(config).err().unwrap().to_string();
     assert!(err.contains("robots[0].name"), "{err}");
 }

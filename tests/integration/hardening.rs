@@ -19,15 +19,12 @@ use crate::support::*;
 
 const ERIN: &str = "uid=erin,ou=people,dc=corp,dc=test";
 
-/// A configuration file for the `regauth` binary on a free port.
-fn config_file(
-    f: &Fixture,
-    extra: &str,
-    edit: impl Fn(String) -> String,
-) -> (std::path::PathBuf, SocketAddr) {
+/// The fixture's configuration as a file for the `regauth` binary, on a
+/// free port.
+fn config_file(f: &Fixture) -> (std::path::PathBuf, SocketAddr) {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let path = f.path("regauth.toml");
-    std::fs::write(&path, edit(f.config_text(&addr.to_string(), extra))).unwrap();
+    f.config("").listen(addr).write(&path);
     (path, addr)
 }
 
@@ -38,7 +35,7 @@ fn config_file(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_usernames_do_not_grow_memory() {
     let f = Fixture::new();
-    let (path, addr) = config_file(&f, "", |t| t);
+    let (path, addr) = config_file(&f);
     let server = Regauth::start(&path, addr, &[]).await;
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/auth?service={SERVICE}&scope=repository:team/app:pull");
@@ -128,11 +125,12 @@ async fn oversized_usernames_do_not_grow_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_idle_and_excess_connections_are_closed() {
     let f = Fixture::new();
-    let text = f.config_text("127.0.0.1:0", "").replace(
-        "[server]\n",
-        "[server]\nheader_timeout = \"2s\"\nidle_timeout = \"2s\"\nmax_connections = 3500\n",
-    );
-    let server = Server::start_with(&f, &text).await;
+    let config = f
+        .config("")
+        .set("server.header_timeout", "2s")
+        .set("server.idle_timeout", "2s")
+        .set("server.max_connections", 3500);
+    let server = Server::start(config).await;
     let addr = server.addr;
     let started = Instant::now();
     let mut open = Vec::new();
@@ -178,10 +176,7 @@ async fn half_open_idle_and_excess_connections_are_closed() {
     );
 
     // beyond max_connections: 503 with Retry-After, then closed
-    let text = f
-        .config_text("127.0.0.1:0", "")
-        .replace("[server]\n", "[server]\nmax_connections = 20\n");
-    let capped = Server::start_with(&f, &text).await;
+    let capped = Server::start(f.config("").set("server.max_connections", 20)).await;
     let mut held = Vec::new();
     for _ in 0..20 {
         let s = tokio::net::TcpStream::connect(capped.addr).await.unwrap();
@@ -207,11 +202,12 @@ async fn half_open_idle_and_excess_connections_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_has_a_deadline() {
     let f = Fixture::new();
-    let text = f.config_text("127.0.0.1:0", "").replace(
-        "[server]\n",
-        "[server]\nshutdown_timeout = \"1s\"\nheader_timeout = \"60s\"\n",
-    );
-    let config = regauth::config::Config::from_toml("t", &text, &[]).unwrap();
+    let config = f
+        .config("")
+        .set("server.shutdown_timeout", "1s")
+        .set("server.header_timeout", "60s")
+        .load()
+        .unwrap();
     let state = regauth::build(config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -236,16 +232,13 @@ async fn shutdown_has_a_deadline() {
     );
 }
 
-fn ldap_config(slapd: &Slapd, f: &Fixture, max_failures: u32, extra: &str) -> String {
-    f.config_text(
-        "127.0.0.1:0",
-        &format!("{}{extra}", slapd.provider_toml("corp", &[])),
-    )
-    .replace(
-        "max_failures = 1000",
-        &format!("max_failures = {max_failures}\nmax_client_failures = 100000"),
-    )
-    .replace("[server]\n", "[server]\ntrusted_proxies = [\"0.0.0.0\"]\n")
+/// The directory behind a trusted proxy, with `max_failures` per account
+/// and no limit per client network.
+fn ldap_config(slapd: &Slapd, f: &Fixture, max_failures: u32, extra: &str) -> TestConfig {
+    f.config(&format!("{}{extra}", slapd.provider_toml("corp", &[])))
+        .set("cache.max_failures", max_failures)
+        .set("cache.max_client_failures", 100000)
+        .set("server.trusted_proxies", vec!["0.0.0.0"])
 }
 
 /// A token request from `client` (an X-Forwarded-For behind a trusted
@@ -266,7 +259,7 @@ async fn guess(
 async fn two_hundred_concurrent_guesses_bind_at_most_max_failures_times() {
     let slapd = Slapd::start();
     let f = Fixture::new();
-    let state = f.state_with(&ldap_config(&slapd, &f, 5, ""));
+    let state = ldap_config(&slapd, &f, 5, "").state();
     let before = slapd.binds_of(ERIN);
     let tasks: Vec<_> = (0..200)
         .map(|i| {
@@ -296,7 +289,7 @@ async fn case_variants_and_rotating_addresses_count_as_one_account() {
     let issuer = Issuer::start().await;
     let f = Fixture::new();
     let oidc = issuer.provider_toml("sso", "");
-    let state = f.state_with(&ldap_config(&slapd, &f, 5, &oidc));
+    let state = ldap_config(&slapd, &f, 5, &oidc).state();
     let before = slapd.binds_of(ERIN);
     let variants = [
         "erin", "ERIN", "Erin", " erin", "erin ", "eRiN", "  ERIN", "Erin  ",
@@ -348,14 +341,11 @@ async fn case_variants_and_rotating_addresses_count_as_one_account() {
 #[tokio::test]
 async fn a_spraying_client_network_is_held_back() {
     let f = Fixture::new();
-    let text = f
-        .config_text("127.0.0.1:0", "")
-        .replace(
-            "max_failures = 1000",
-            "max_failures = 1000\nmax_client_failures = 5",
-        )
-        .replace("[server]\n", "[server]\ntrusted_proxies = [\"0.0.0.0\"]\n");
-    let state = f.state_with(&text);
+    let state = f
+        .config("")
+        .set("cache.max_client_failures", 5)
+        .set("server.trusted_proxies", vec!["0.0.0.0"])
+        .state();
     for i in 0..5 {
         let client = format!("2001:db8:aa:bb::{i:x}");
         assert_eq!(
@@ -382,13 +372,10 @@ async fn a_spraying_client_network_is_held_back() {
 async fn forged_tokens_cannot_drive_idp_traffic() {
     let issuer = Issuer::start().await;
     let f = Fixture::new();
-    let state = f.state_with(
-        &f.config_text("127.0.0.1:0", &issuer.provider_toml("sso", ""))
-            .replace(
-                "max_failures = 1000",
-                "max_failures = 1000\nmax_client_failures = 100000",
-            ),
-    );
+    let state = f
+        .config(&issuer.provider_toml("sso", ""))
+        .set("cache.max_client_failures", 100000)
+        .state();
     // a cold provider: 300 forged kids at once share one discovery and one
     // JWKS fetch, and later ones within jwks_min_refresh cause none
     let forged =
@@ -458,10 +445,11 @@ async fn a_flood_of_password_checks_queues_then_gets_503() {
     let extra = format!(
         "\n[[provider]]\nname = \"slow\"\nkind = \"static\"\nhash_queue_timeout = \"100ms\"\n[provider.users]\nslowpoke = \"{hash}\"\n"
     );
-    let text = f
-        .config_text("127.0.0.1:0", &extra)
-        .replace("max_failures = 1000", "max_failures = 1000\nmax_client_failures = 100000\nmax_provider_failures_per_second = 1000");
-    let state = f.state_with(&text);
+    let state = f
+        .config(&extra)
+        .set("cache.max_client_failures", 100000)
+        .set("cache.max_provider_failures_per_second", 1000)
+        .state();
     let tasks: Vec<_> = (0..24)
         .map(|i| {
             let state = state.clone();
@@ -498,7 +486,7 @@ async fn a_flood_of_password_checks_queues_then_gets_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_log_sink_never_stops_requests() {
     let f = Fixture::new();
-    let (path, addr) = config_file(&f, "", |t| t);
+    let (path, addr) = config_file(&f);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
         .args(["--log-format", "json", "serve", "--config"])
         .arg(&path)
@@ -624,13 +612,11 @@ async fn the_default_config_runs_anywhere_and_errors_say_things_once() {
 async fn bad_tokens_never_lock_out_a_shared_username() {
     let issuer = Issuer::start().await;
     let f = Fixture::new();
-    let text = f
-        .config_text("127.0.0.1:0", &issuer.provider_toml("sso", ""))
-        .replace(
-            "max_failures = 1000",
-            "max_failures = 2\nmax_client_failures = 100000",
-        );
-    let state = f.state_with(&text);
+    let state = f
+        .config(&issuer.provider_toml("sso", ""))
+        .set("cache.max_failures", 2)
+        .set("cache.max_client_failures", 100000)
+        .state();
     for i in 0..10 {
         let forged = issuer.token_with_kid(json!({"sub": "ci"}), 600, &format!("nope-{i}"));
         token_for(&state, "ci", &forged, "repository:x:pull")
@@ -667,11 +653,11 @@ async fn a_cached_token_verdict_never_outlives_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_cut_off() {
     let f = Fixture::new();
-    let text = f.config_text("127.0.0.1:0", "").replace(
-        "[server]\n",
-        "[server]\nidle_timeout = \"1s\"\nheader_timeout = \"1s\"\n",
-    );
-    let server = Server::start_with(&f, &text).await;
+    let config = f
+        .config("")
+        .set("server.idle_timeout", "1s")
+        .set("server.header_timeout", "1s");
+    let server = Server::start(config).await;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut s = socket.connect(server.addr).await.unwrap();

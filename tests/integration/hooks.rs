@@ -6,13 +6,14 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Json;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use crate::support::*;
 
@@ -20,12 +21,13 @@ use crate::support::*;
 struct Calls(Arc<AtomicUsize>);
 
 /// Grants pull and push on `SUBJECT/*`, pull on everything else asked;
-/// a subject "slow" waits 5 s; a subject "garbage" gets a non-answer.
+/// a subject "slow" never gets an answer; a subject "garbage" gets a
+/// non-answer.
 async fn decide(State(calls): State<Calls>, Json(ask): Json<Value>) -> (StatusCode, String) {
     calls.0.fetch_add(1, Ordering::SeqCst);
     let subject = ask["subject"].as_str().unwrap_or_default().to_owned();
     match subject.as_str() {
-        "slow" => tokio::time::sleep(Duration::from_secs(5)).await,
+        "slow" => std::future::pending().await,
         "garbage" => return (StatusCode::OK, "not json".into()),
         _ => {}
     }
@@ -118,7 +120,10 @@ async fn an_authorization_webhook_decides_and_fails_closed() {
     }
     // capped by the policy: the fixture's rules grant writer team/**, not
     // writer/*, so the hook's push on writer/* is taken away
-    let capped = f.state(&authorizer.replace("cache_ttl", "cap_with_policy = true\ncache_ttl"));
+    let capped = f
+        .config(&authorizer)
+        .set("authorizer.cap_with_policy", true)
+        .state();
     let r = token_for(
         &capped,
         "writer",
@@ -140,11 +145,9 @@ async fn an_authorization_webhook_decides_and_fails_closed() {
         "the policy grants push, the hook pull: pull"
     );
     // https (or loopback http) only
-    let text = f.config_text(
-        "127.0.0.1:0",
-        "\n[authorizer]\nkind = \"webhook\"\nurl = \"http://decide.example/\"\n",
-    );
-    let err = regauth::config::Config::from_toml("t", &text, &[])
+    let err = f
+        .config("\n[authorizer]\nkind = \"webhook\"\nurl = \"http://decide.example/\"\n")
+        .load()
         .expect_err("refused")
         .to_string();
     assert!(err.contains("authorizer.url"), "{err}");
@@ -161,10 +164,7 @@ async fn check(Json(ask): Json<Value>) -> (StatusCode, String) {
             json!({"result": "authenticated", "subject": "hookuser", "groups": ["builders"], "claims": {"team": "ci"}})
         }
         ("hookuser", _) => json!({"result": "rejected"}),
-        ("slowpoke", _) => {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            json!({"result": "rejected"})
-        }
+        ("slowpoke", _) => std::future::pending().await,
         ("broken", _) => return (StatusCode::INTERNAL_SERVER_ERROR, "oops".into()),
         _ => json!({"result": "unknown"}),
     };
@@ -208,11 +208,9 @@ async fn an_authentication_webhook_on_a_unix_socket() {
             .assert_error(StatusCode::SERVICE_UNAVAILABLE);
     }
     // never over plain http
-    let text = f.config_text(
-        "127.0.0.1:0",
-        "\n[[provider]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://auth.internal/check\"\n",
-    );
-    let err = regauth::config::Config::from_toml("t", &text, &[])
+    let err = f
+        .config("\n[[provider]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://auth.internal/check\"\n")
+        .load()
         .expect_err("refused")
         .to_string();
     assert!(
@@ -235,15 +233,12 @@ async fn anonymous_requests_cannot_drive_the_authorization_webhook() {
     )
     .await;
     let f = Fixture::new();
-    let text = f
-        .config_text(
-            "127.0.0.1:0",
-            &format!(
-                "\n[authorizer]\nkind = \"webhook\"\nurl = \"http://{hook}/decide\"\ntimeout = \"1s\"\ncache_ttl = \"60s\"\nanonymous_calls_per_second = 5\n"
-            ),
-        )
-        .replace("[server]\n", "[server]\ntrusted_proxies = [\"0.0.0.0\"]\n");
-    let state = f.state_with(&text);
+    let state = f
+        .config(&format!(
+            "\n[authorizer]\nkind = \"webhook\"\nurl = \"http://{hook}/decide\"\ntimeout = \"1s\"\ncache_ttl = \"60s\"\nanonymous_calls_per_second = 5\n"
+        ))
+        .set("server.trusted_proxies", vec!["0.0.0.0"])
+        .state();
     let anonymous = |client: &'static str, repo: String| {
         let state = state.clone();
         async move {
@@ -276,11 +271,15 @@ async fn anonymous_requests_cannot_drive_the_authorization_webhook() {
     assert_eq!(anonymous("127.0.0.9", "x/r0".into()).await, StatusCode::OK);
 }
 
-/// Like [`decide`], but anonymous questions take 1.5 s: a slow policy
-/// service that anonymous clients keep busy.
-async fn slow_for_anonymous(State(calls): State<Calls>, ask: Json<Value>) -> (StatusCode, String) {
+/// Like [`decide`], but anonymous questions are answered only once the
+/// test opens the gate: a slow policy service that anonymous clients keep
+/// busy.
+async fn slow_for_anonymous(
+    State((calls, mut gate)): State<(Calls, watch::Receiver<bool>)>,
+    ask: Json<Value>,
+) -> (StatusCode, String) {
     if ask["subject"].as_str() == Some("") {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let _ = gate.wait_for(|open| *open).await;
     }
     decide(State(calls), ask).await
 }
@@ -291,22 +290,20 @@ async fn slow_for_anonymous(State(calls): State<Calls>, ask: Json<Value>) -> (St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_requests_cannot_take_the_calls_of_logged_in_ones() {
     let calls = Calls::default();
+    let (open, gate) = watch::channel(false);
     let hook = serve_tcp(
         axum::Router::new()
             .route("/decide", post(slow_for_anonymous))
-            .with_state(calls.clone()),
+            .with_state((calls.clone(), gate)),
     )
     .await;
     let f = Fixture::new();
-    let text = f
-        .config_text(
-            "127.0.0.1:0",
-            &format!(
-                "\n[authorizer]\nkind = \"webhook\"\nurl = \"http://{hook}/decide\"\ntimeout = \"3s\"\ncache_ttl = \"60s\"\nanonymous_calls_per_second = 100\nmax_concurrent_calls = 4\nmax_concurrent_anonymous_calls = 2\n"
-            ),
-        )
-        .replace("[server]\n", "[server]\ntrusted_proxies = [\"0.0.0.0\"]\n");
-    let state = f.state_with(&text);
+    let state = f
+        .config(&format!(
+            "\n[authorizer]\nkind = \"webhook\"\nurl = \"http://{hook}/decide\"\ntimeout = \"3s\"\ncache_ttl = \"60s\"\nanonymous_calls_per_second = 100\nmax_concurrent_calls = 4\nmax_concurrent_anonymous_calls = 2\n"
+        ))
+        .set("server.trusted_proxies", vec!["0.0.0.0"])
+        .state();
     let busy: Vec<_> = (0..8)
         .map(|i| {
             let state = state.clone();
@@ -321,9 +318,19 @@ async fn anonymous_requests_cannot_take_the_calls_of_logged_in_ones() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // six requests answered at once: the other two hold the anonymous
+    // calls, waiting at the hook
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while busy.iter().filter(|b| b.is_finished()).count() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "the anonymous requests got stuck"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let logged_in = token_for(&state, "writer", "writer-pw", "repository:writer/app:push").await;
     assert_eq!(logged_in.actions(), ["push"], "{}", logged_in.text());
+    open.send(true).unwrap();
     let mut answered = 0;
     for b in busy {
         if b.await.unwrap() == StatusCode::OK {

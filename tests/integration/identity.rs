@@ -79,6 +79,7 @@ async fn a_feature_branch_refresh_token_never_borrows_the_main_branch_login() {
 /// credential it came from, however often others log in under its subject.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_refresh_token_ends_with_its_own_credential() {
+    let clock = Clock::take();
     let issuer = Issuer::start().await;
     let f = Fixture::new();
     let provider = issuer.provider_toml(
@@ -97,7 +98,7 @@ async fn a_snapshot_refresh_token_ends_with_its_own_credential() {
             token_for(&state, "ci", &fresh, pull).await.actions(),
             ["pull"]
         );
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        clock.advance(Duration::from_secs(1));
     }
     let late = refresh_grant(&state, &rt, pull).await;
     let body = late.assert_error(StatusCode::UNAUTHORIZED);
@@ -175,14 +176,12 @@ async fn same_names_from_two_providers_never_share_rights() {
         ("users = [\"*\"]\nrepos = [\"${user}/**\"]", "repos[0]"),
     ] {
         let extra = format!("{provider}\n[[rule]]\n{rule}\nactions = [\"pull\", \"push\"]\n");
-        let text = f.config_text("127.0.0.1:0", &extra);
-        let err = regauth::config::Config::from_toml("t", &text, &[])
-            .expect_err("refused")
-            .to_string();
+        let config = f.config(&extra);
+        let err = config.load().expect_err("refused").to_string();
         assert!(err.contains(&format!("rule[5].{key}")), "{err}");
         assert!(err.contains("local, sso"), "names both providers: {err}");
         let path = f.path("ambiguous.toml");
-        std::fs::write(&path, &text).unwrap();
+        config.write(&path);
         let (ok, _, stderr) = regauth_cli(&["check", "--config", path.to_str().unwrap()]);
         assert!(!ok, "regauth check refuses it");
         assert!(stderr.contains(&format!("rule[5].{key}")), "{stderr}");
@@ -286,7 +285,7 @@ async fn a_github_provider_must_name_its_organizations() {
         github.url()
     );
     let path = f.path("github.toml");
-    std::fs::write(&path, f.config_text("127.0.0.1:0", &provider)).unwrap();
+    f.config(&provider).write(&path);
     let (ok, stdout, stderr) = regauth_cli(&["check", "--config", path.to_str().unwrap()]);
     assert!(!ok, "refused: {stdout}");
     assert!(stderr.contains("provider[1].organizations"), "{stderr}");
@@ -322,7 +321,7 @@ async fn public_ci_issuers_need_required_claims_and_every_token_is_checked() {
             "\n[[provider]]\nname = \"ci\"\nkind = \"oidc\"\nissuer = \"{issuer}\"\naudiences = [\"registry\"]\n"
         );
         let path = f.path("ci.toml");
-        std::fs::write(&path, f.config_text("127.0.0.1:0", &provider)).unwrap();
+        f.config(&provider).write(&path);
         let (ok, _, stderr) = regauth_cli(&["check", "--config", path.to_str().unwrap()]);
         assert!(!ok, "{issuer} without required_claims is refused");
         assert!(stderr.contains("provider[1].required_claims"), "{stderr}");
@@ -386,10 +385,7 @@ async fn directory_refresh_tokens_end_with_a_password_change_or_a_lock() {
     let f = Fixture::new();
     let ldap = slapd.provider_toml("corp", &[]);
     let rules = "\n[[rule]]\ngroups = [\"corp:platform\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n";
-    let text = f
-        .config_text("127.0.0.1:0", &format!("{ldap}{rules}"))
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
-    let state = f.state_with(&text);
+    let state = f.state(&format!("{ldap}{rules}"));
     let push = "repository:platform/app:push";
     let ann = "uid=ann,ou=people,dc=corp,dc=test";
     let must_log_in_again = |r: Reply| {
@@ -405,10 +401,11 @@ async fn directory_refresh_tokens_end_with_a_password_change_or_a_lock() {
 
     let rt = refresh_token_of(&login_offline(&state, "ann", "ann-pw").await);
     assert_eq!(refresh_grant(&state, &rt, push).await.actions(), ["push"]);
+    // (each change shows once the directory's verdicts' TTL has passed)
     slapd.modify(&format!(
         "dn: {ann}\nchangetype: modify\nreplace: userPassword\nuserPassword: ann-new-pw\n"
     ));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    state.chain.forget_verdicts();
     must_log_in_again(refresh_grant(&state, &rt, push).await);
 
     // logged in again with the new password: works until the account is locked
@@ -417,11 +414,11 @@ async fn directory_refresh_tokens_end_with_a_password_change_or_a_lock() {
     slapd.modify(&format!(
         "dn: {ann}\nchangetype: modify\nadd: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n"
     ));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    state.chain.forget_verdicts();
     must_log_in_again(refresh_grant(&state, &rt, push).await);
     // and the password no longer logs in either (this directory has no
     // password policy that would refuse the bind itself)
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    state.chain.forget_verdicts();
     token_for(&state, "ann", "ann-new-pw", push)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);

@@ -37,7 +37,7 @@ fn extra(slapd: &Slapd, overrides: &[(&str, &str)]) -> String {
 async fn nested_group_member_pushes_ten_layers_with_one_bind() {
     let slapd = Slapd::start();
     let f = Fixture::new();
-    let server = Server::start(&f, &extra(&slapd, &[])).await;
+    let server = Server::start(f.config(&extra(&slapd, &[]))).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let reg = registry.addr;
     let work = tempfile::tempdir().unwrap();
@@ -185,13 +185,11 @@ async fn ldaps_and_starttls_with_a_ca_file() {
 async fn group_changes_show_after_the_group_ttl_not_before() {
     let slapd = Slapd::start();
     let f = Fixture::new();
-    let text = f
-        .config_text(
-            "127.0.0.1:0",
-            &extra(&slapd, &[("group_cache_ttl", r#""3s""#)]),
-        )
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
-    let state = f.state_with(&text.replace("[token]\n", "[token]\nreuse_window = \"0s\"\n"));
+    let group_ttl = Duration::from_secs(2);
+    let state = f
+        .config(&extra(&slapd, &[("group_cache_ttl", r#""2s""#)]))
+        .set("token.reuse_window", "0s")
+        .state();
     let push = "repository:platform/x:push";
     let started = Instant::now();
     assert!(token_for(&state, "ben", "ben-pw", push)
@@ -201,8 +199,8 @@ async fn group_changes_show_after_the_group_ttl_not_before() {
     slapd.modify(
         "dn: cn=core,ou=groups,dc=corp,dc=test\nchangetype: modify\nadd: member\nmember: uid=ben,ou=people,dc=corp,dc=test\n",
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(started.elapsed() < Duration::from_secs(3));
+    state.chain.forget_verdicts(); // the verdict's TTL passes
+    assert!(started.elapsed() < group_ttl);
     assert!(
         token_for(&state, "ben", "ben-pw", push)
             .await
@@ -210,10 +208,11 @@ async fn group_changes_show_after_the_group_ttl_not_before() {
             .is_empty(),
         "new verdict, but the groups are still cached"
     );
-    tokio::time::sleep(
-        Duration::from_secs(3).saturating_sub(started.elapsed()) + Duration::from_millis(300),
-    )
-    .await;
+    // the groups' TTL is the provider's own timer: it has to pass (and the
+    // verdict's, shorter, with it)
+    tokio::time::sleep(group_ttl.saturating_sub(started.elapsed()) + Duration::from_millis(300))
+        .await;
+    state.chain.forget_verdicts();
     assert_eq!(
         token_for(&state, "ben", "ben-pw", push).await.actions(),
         ["push"]
@@ -249,10 +248,10 @@ async fn directory_outage_serves_cached_verdicts_and_recovers() {
     let body = down.assert_error(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
     assert!(down.header("retry-after").is_some());
-    // readiness is computed at most once a second; it names the directory
-    // as degraded and stays 200 (the replica serves static users, cached
-    // logins and anonymous pulls)
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // readiness is computed at most once a second (here and below, that
+    // second passes); it names the directory as degraded and stays 200
+    // (the replica serves static users, cached logins and anonymous pulls)
+    forget_readiness(&state).await;
     let ready = get(&state, "/readyz", None).await;
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(
@@ -266,7 +265,7 @@ async fn directory_outage_serves_cached_verdicts_and_recovers() {
     // back to normal without restarting regauth (pooled connections renew)
     let back = token_for(&state, "ben", "ben-pw", "repository:platform/x:pull").await;
     assert_eq!(back.actions(), ["pull"]);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    forget_readiness(&state).await;
     let ready = get(&state, "/readyz", None).await;
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.json()["degraded"], serde_json::json!([]));
@@ -276,10 +275,10 @@ async fn directory_outage_serves_cached_verdicts_and_recovers() {
 async fn a_retrying_stale_password_cannot_lock_the_directory_account() {
     let slapd = Slapd::start();
     let f = Fixture::new();
-    let text = f
-        .config_text("127.0.0.1:0", &extra(&slapd, &[]))
-        .replace("max_failures = 1000", "max_failures = 3");
-    let state = f.state_with(&text);
+    let state = f
+        .config(&extra(&slapd, &[]))
+        .set("cache.max_failures", 3)
+        .state();
     let before = slapd.binds_of(ANN);
     for _ in 0..20 {
         token_for(
@@ -304,20 +303,16 @@ async fn a_retrying_stale_password_cannot_lock_the_directory_account() {
 async fn stale_groups_serve_when_only_the_group_walk_fails() {
     let mut slapd = Slapd::start();
     let f = Fixture::new();
-    let text = f
-        .config_text(
-            "127.0.0.1:0",
-            &extra(
-                &slapd,
-                &[
-                    ("group_cache_ttl", r#""1s""#),
-                    ("stale_if_error", r#""1h""#),
-                ],
-            ),
-        )
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n")
-        .replace("[token]\n", "[token]\nreuse_window = \"0s\"\n");
-    let state = f.state_with(&text);
+    let config = f
+        .config(&extra(
+            &slapd,
+            &[
+                ("group_cache_ttl", r#""0s""#),
+                ("stale_if_error", r#""1h""#),
+            ],
+        ))
+        .set("token.reuse_window", "0s");
+    let state = config.state();
     let push = "repository:platform/x:push";
     assert_eq!(
         token_for(&state, "ann", "ann-pw", push).await.actions(),
@@ -329,16 +324,17 @@ async fn stale_groups_serve_when_only_the_group_walk_fails() {
         crate::support::slapd::SERVICE_DN
     ));
     slapd.resume();
-    tokio::time::sleep(Duration::from_millis(1300)).await;
-    // verdict and groups are both past their TTL; the bind works, the
-    // nested walk hits the size limit, and the cached groups serve
+    state.chain.forget_verdicts();
+    // verdict and groups are both past their TTL (the groups' is 0s); the
+    // bind works, the nested walk hits the size limit, and the cached
+    // groups serve
     assert_eq!(
         token_for(&state, "ann", "ann-pw", push).await.actions(),
         ["push"]
     );
     // proof that the walk really fails now: a server with no cached
     // groups for ann cannot serve her (503, not a wrong grant)
-    let fresh = f.state_with(&text);
+    let fresh = config.state();
     token_for(&fresh, "ann", "ann-pw", push)
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE);

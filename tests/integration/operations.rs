@@ -63,12 +63,12 @@ async fn two_replicas_behind_nginx_share_redis() {
     let f = Fixture::new();
     let (a, b) = (addr(), addr());
     let config = |at: SocketAddr, name: &str| {
-        let text = f.config_text(&at.to_string(), &redis.state_toml()).replace(
-            "max_failures = 1000",
-            "max_failures = 3\nmax_client_failures = 100000",
-        );
         let path = f.path(name);
-        std::fs::write(&path, text).unwrap();
+        f.config(&redis.state_toml())
+            .listen(at)
+            .set("cache.max_failures", 3)
+            .set("cache.max_client_failures", 100000)
+            .write(&path);
         path
     };
     let (a_config, b_config) = (config(a, "a.toml"), config(b, "b.toml"));
@@ -338,20 +338,19 @@ async fn https_listener_reloads_its_certificate_without_dropping_connections() {
     tls_files(f.dir.path(), &ca, "first");
     let ca_path = f.path("ca.crt");
     std::fs::write(&ca_path, &ca.pem).unwrap();
-    let tls = format!(
-        "tls_certificate = \"{}\"\ntls_key = \"{}\"\n",
-        f.path("tls.crt").display(),
-        f.path("tls.key").display()
-    );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let at = listener.local_addr().unwrap();
     drop(listener);
-    let text = f
-        .config_text(&at.to_string(), "")
-        .replace("[server]\n", &format!("[server]\n{tls}"));
     let config_path = f.path("regauth.toml");
-    std::fs::write(&config_path, &text).unwrap();
-    let server = Regauth::start_tls(&config_path, at, &ca_path).await;
+    f.config("")
+        .listen(at)
+        .set(
+            "server.tls_certificate",
+            f.path("tls.crt").display().to_string(),
+        )
+        .set("server.tls_key", f.path("tls.key").display().to_string())
+        .write(&config_path);
+    let server = Regauth::start_tls(&config_path).await;
 
     let curl = std::process::Command::new(require("curl", "curl"))
         .args(["-fsS", "--cacert"])
@@ -423,15 +422,17 @@ async fn https_listener_reloads_its_certificate_without_dropping_connections() {
 /// tokens outlive the switch; `--finish` retires the old key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_key_rotation_without_downtime() {
+    let clock = Clock::take();
     let f = Fixture::new();
     let at = addr();
-    let text = f.config_text(&at.to_string(), "").replace(
-        "[token]\n",
-        "[token]\nrotation_overlap = \"3s\"\nreuse_window = \"0s\"\n",
-    );
+    let config = f
+        .config("")
+        .listen(at)
+        .set("token.rotation_overlap", "3s")
+        .set("token.reuse_window", "0s");
     let config_path = f.path("regauth.toml");
-    std::fs::write(&config_path, &text).unwrap();
-    let state = f.state_with(&text); // generates nothing: the fixture has keys
+    config.write(&config_path);
+    let state = config.state(); // generates nothing: the fixture has keys
     let rt = refresh_token_of(&login_offline(&state, "writer", "writer-pw").await);
     let (ok, out, err) =
         regauth_cli(&["keys", "rotate", "--config", config_path.to_str().unwrap()]);
@@ -448,7 +449,7 @@ async fn signing_key_rotation_without_downtime() {
     let (ok, _, err) = regauth_cli(&["keys", "rotate", "--config", config_path.to_str().unwrap()]);
     assert!(!ok && err.contains("under way"), "{err}");
 
-    let server = Server::start_with(&f, &text).await;
+    let server = Server::start(config).await;
     let jwks = get(&server.state, "/jwks", None).await.json();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
     let realm = format!("http://{}/auth", server.addr);
@@ -488,7 +489,7 @@ async fn signing_key_rotation_without_downtime() {
     let run = push_with(jwt(&old_token), "old-key").await;
     assert!(run.ok, "the old key's token: {run:?}\n{}", registry.log());
 
-    tokio::time::sleep(Duration::from_millis(3200)).await;
+    clock.advance(Duration::from_secs(4)); // past the overlap
     let new_token = token_for(&server.state, "writer", "writer-pw", push_scope).await;
     let (header, _) = new_token.token();
     let next_kid = server
@@ -556,7 +557,7 @@ async fn sighup_reloads_the_whole_configuration() {
     let f = Fixture::new();
     let at = addr();
     let path = f.path("regauth.toml");
-    std::fs::write(&path, f.config_text(&at.to_string(), "")).unwrap();
+    f.config("").listen(at).write(&path);
     let server = Regauth::start(&path, at, &[]).await;
     let client = reqwest::Client::new();
     let extra_scope = "scope=repository:extra/app:pull,push";
@@ -586,7 +587,7 @@ async fn sighup_reloads_the_whole_configuration() {
     users.push_str(&format!("newbie:{hash}\n"));
     std::fs::write(f.path("users.htpasswd"), users).unwrap();
     let rule = "\n[[rule]]\nusers = [\"writer\", \"newbie\"]\nrepos = [\"extra/**\"]\nactions = [\"pull\", \"push\"]\n";
-    std::fs::write(&path, f.config_text(&at.to_string(), rule)).unwrap();
+    f.config(rule).listen(at).write(&path);
     let pid = server.process.child.id().to_string();
     let hup = |pid: &str| {
         std::process::Command::new("kill")
@@ -613,12 +614,10 @@ async fn sighup_reloads_the_whole_configuration() {
     assert_eq!(granted(r.json().await.unwrap()), ["pull", "push"]);
 
     // a broken file: refused, the log says where, the old state serves
-    std::fs::write(
-        &path,
-        f.config_text(&at.to_string(), rule)
-            .replace("[cache]\n", "[cache]\nverdict_tll = \"1s\"\n"),
-    )
-    .unwrap();
+    f.config(rule)
+        .listen(at)
+        .set("cache.verdict_tll", "1s")
+        .write(&path);
     assert!(hup(&pid).success());
     let deadline = Instant::now() + Duration::from_secs(10);
     while !server
@@ -644,10 +643,8 @@ async fn sighup_reloads_the_whole_configuration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kid_only_tokens_and_the_jwks_file_for_registry_v3() {
     let f = Fixture::new();
-    let text = f
-        .config_text("127.0.0.1:0", "")
-        .replace("[token]\n", "[token]\nx5c = false\n");
-    let server = Server::start_with(&f, &text).await;
+    let config = f.config("").set("token.x5c", false);
+    let server = Server::start(config.clone()).await;
     let r = token_for(
         &server.state,
         "writer",
@@ -679,7 +676,7 @@ async fn kid_only_tokens_and_the_jwks_file_for_registry_v3() {
     );
 
     let path = f.path("regauth.toml");
-    std::fs::write(&path, &text).unwrap();
+    config.write(&path);
     let (ok, out, err) = regauth_cli(&[
         "keys",
         "registry-config",

@@ -5,10 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use regauth_providers::{Credentials, IdentityProvider, Outcome};
 
 use crate::support::*;
 
@@ -41,10 +39,10 @@ async fn item_01_realm_is_an_absolute_url() {
         challenge.starts_with("Basic realm=\"http://"),
         "{challenge}"
     );
-    let bad = f
-        .config_text("127.0.0.1:0", "")
-        .replace("[server]\n", "[server]\nrealm = \"/auth\"\n");
-    let err = regauth::config::Config::from_toml("t", &bad, &[])
+    let err = f
+        .config("")
+        .set("server.realm", "/auth")
+        .load()
         .unwrap_err()
         .to_string();
     assert!(err.contains("server.realm"), "{err}");
@@ -72,37 +70,34 @@ async fn items_02_03_get_and_post_on_every_token_path() {
     }
 }
 
-/// A provider that never answers.
-struct Hanging;
-
-#[async_trait]
-impl IdentityProvider for Hanging {
-    fn name(&self) -> &str {
-        "hanging"
-    }
-    fn kind(&self) -> regauth_providers::ProviderKind {
-        regauth_providers::ProviderKind::Custom("fake")
-    }
-    async fn authenticate(&self, _: &Credentials) -> Outcome {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Outcome::NotMine
-    }
-}
-
 #[tokio::test]
 async fn item_04_answers_within_the_request_timeout_even_if_the_idp_hangs() {
     let f = Fixture::new();
-    let text = f
-        .config_text("127.0.0.1:0", "")
-        .replace("[server]\n", "[server]\nrequest_timeout = \"1s\"\n");
-    let config = regauth::config::Config::from_toml("t", &text, &[]).unwrap();
-    let state = regauth::build_with(config, vec![Arc::new(Hanging)]).unwrap();
+    let config = f
+        .config("")
+        .set("server.upstream_timeout", "1s")
+        .load()
+        .unwrap();
+    let state = regauth::build_with(config, vec![ScriptedProvider::hanging("hanging")]).unwrap();
     let started = Instant::now();
     let r = get(&state, &scope_uri(&[]), Some(&basic("u", "p"))).await;
     assert!(started.elapsed() < Duration::from_secs(15));
     let body = r.assert_error(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
     assert!(r.header("retry-after").is_some());
+}
+
+/// `server.request_timeout` is the documented earlier name of
+/// `server.upstream_timeout`, and still sets it.
+#[test]
+fn request_timeout_is_the_earlier_name_of_upstream_timeout() {
+    let f = Fixture::new();
+    let config = f
+        .config("")
+        .set("server.request_timeout", "1s")
+        .load()
+        .unwrap();
+    assert_eq!(config.server.upstream_timeout, Duration::from_secs(1));
 }
 
 #[tokio::test]
@@ -242,11 +237,10 @@ async fn item_14_missing_or_empty_service_defaults_to_the_only_one() {
         let (_, claims) = r.token();
         assert_eq!(claims["aud"], SERVICE, "{uri}");
     }
-    let two = f.config_text("127.0.0.1:0", "").replace(
-        &format!("services = [\"{SERVICE}\"]"),
-        &format!("services = [\"{SERVICE}\", \"other\"]"),
-    );
-    let state = f.state_with(&two);
+    let state = f
+        .config("")
+        .set("token.services", vec![SERVICE, "other"])
+        .state();
     let r = get(&state, "/auth", Some(&basic("writer", "writer-pw"))).await;
     r.assert_error(StatusCode::BAD_REQUEST);
     let r = get(
@@ -303,10 +297,7 @@ async fn item_17_no_authorization_is_anonymous() {
     let (_, claims) = r.token();
     assert_eq!(claims["sub"], "");
     assert_eq!(r.access(), [access("public/x", &["pull"])]);
-    let state = f.state_with(
-        &f.config_text("127.0.0.1:0", "")
-            .replace("[server]\n", "[server]\nanonymous = false\n"),
-    );
+    let state = f.config("").set("server.anonymous", false).state();
     let r = get(&state, &scope_uri(&["repository:public/x:pull"]), None).await;
     r.assert_error(StatusCode::UNAUTHORIZED);
 }
@@ -347,11 +338,13 @@ async fn items_18_to_24_response_shape() {
 #[tokio::test]
 async fn item_21_per_service_lifetime_is_an_integer() {
     let f = Fixture::new();
-    let text = f.config_text("127.0.0.1:0", "").replace(
-        "[cache]",
-        &format!("service_lifetimes = {{ \"{SERVICE}\" = \"5m\" }}\n\n[cache]"),
-    );
-    let state = f.state_with(&text);
+    let state = f
+        .config("")
+        .set(
+            "token.service_lifetimes",
+            std::collections::BTreeMap::from([(SERVICE, "5m")]),
+        )
+        .state();
     let r = get(&state, "/auth", Some(&basic("reader", "reader-pw"))).await;
     assert_eq!(r.json()["expires_in"], 300);
 }
@@ -890,15 +883,12 @@ async fn policy_reload_swaps_rules() {
         "[[rule]]\nusers=[\"reader\"]\nrepos=[\"extra/**\"]\nactions=[\"pull\"]\n",
     )
     .unwrap();
-    // `policy` is a top-level key, so it goes before any table
-    let text = format!(
-        "policy = \"{}\"\n{}",
-        policy_path.display(),
-        f.config_text("127.0.0.1:0", "")
-    );
+    let config = f
+        .config("")
+        .set("policy", policy_path.display().to_string());
     let config_path = f.path("regauth.toml");
-    std::fs::write(&config_path, &text).unwrap();
-    let live = regauth::Live::new(f.state_with(&text));
+    config.write(&config_path);
+    let live = regauth::Live::new(config.state());
     let reader = |scope: &'static str| {
         let live = live.clone();
         async move {
@@ -969,10 +959,7 @@ async fn identical_requests_within_the_reuse_window_get_the_same_token() {
     let m = get(&state, "/metrics", None).await.text();
     assert!(m.contains("regauth_tokens_reused_total 1"), "{m}");
 
-    let off = f.state_with(
-        &f.config_text("127.0.0.1:0", "")
-            .replace("[cache]", "reuse_window = \"0s\"\n\n[cache]"),
-    );
+    let off = f.config("").set("token.reuse_window", "0s").state();
     let a = get(&off, &uri, Some(&basic("writer", "writer-pw")))
         .await
         .token()
@@ -993,14 +980,7 @@ async fn identical_requests_within_the_reuse_window_get_the_same_token() {
 #[tokio::test]
 async fn throttle_keys_on_the_forwarded_client_only_behind_trusted_proxies() {
     let f = Fixture::new();
-    let with = |extra: &str| {
-        f.config_text("127.0.0.1:0", "")
-            .replace(
-                "max_failures = 1000",
-                "max_failures = 1000\nmax_client_failures = 2",
-            )
-            .replace("[server]\n", &format!("[server]\n{extra}"))
-    };
+    let config = f.config("").set("cache.max_client_failures", 2);
     let from = |state: &Arc<regauth::AppState>,
                 client: &'static str,
                 user: &'static str,
@@ -1016,7 +996,10 @@ async fn throttle_keys_on_the_forwarded_client_only_behind_trusted_proxies() {
         }
     };
     // the in-process router's peer is 0.0.0.0; trust it and the inner proxy
-    let trusted = f.state_with(&with("trusted_proxies = [\"0.0.0.0\", \"10.0.0.0/8\"]\n"));
+    let trusted = config
+        .clone()
+        .set("server.trusted_proxies", vec!["0.0.0.0", "10.0.0.0/8"])
+        .state();
     for user in ["nobody", "reader"] {
         assert_eq!(
             from(&trusted, "203.0.113.7", user, "wrong").await,
@@ -1034,7 +1017,7 @@ async fn throttle_keys_on_the_forwarded_client_only_behind_trusted_proxies() {
         "another client is not"
     );
     // without trust, the header is ignored: everyone shares the peer's count
-    let untrusted = f.state_with(&with(""));
+    let untrusted = config.state();
     for user in ["nobody", "reader"] {
         assert_eq!(
             from(&untrusted, "203.0.113.7", user, "wrong").await,

@@ -107,11 +107,10 @@ async fn containerd_password_grant_and_offline_access() {
 #[tokio::test]
 async fn bound_to_the_service_and_bad_tokens_are_401() {
     let f = Fixture::new();
-    let text = f.config_text("127.0.0.1:0", "").replace(
-        &format!("services = [\"{SERVICE}\"]"),
-        &format!("services = [\"{SERVICE}\", \"other\"]"),
-    );
-    let state = f.state_with(&text);
+    let state = f
+        .config("")
+        .set("token.services", vec![SERVICE, "other"])
+        .state();
     let r = get(
         &state,
         &format!("/auth?offline_token=1&service={SERVICE}"),
@@ -156,10 +155,7 @@ async fn bound_to_the_service_and_bad_tokens_are_401() {
 #[tokio::test]
 async fn disabled_refresh_grant_is_404() {
     let f = Fixture::new();
-    let text = f
-        .config_text("127.0.0.1:0", "")
-        .replace("[refresh_tokens]\n", "[refresh_tokens]\nenabled = false\n");
-    let state = f.state_with(&text);
+    let state = f.config("").set("refresh_tokens.enabled", false).state();
     let r = get(
         &state,
         &format!("/auth?offline_token=true&service={SERVICE}"),
@@ -175,7 +171,7 @@ async fn disabled_refresh_grant_is_404() {
 async fn revocation_survives_a_restart_and_removed_users_must_log_in_again() {
     let f = Fixture::new();
     let config_path = f.path("regauth.toml");
-    std::fs::write(&config_path, f.config_text("127.0.0.1:0", "")).unwrap();
+    f.config("").write(&config_path);
     let state = f.state("");
     let writer = docker_login(&state, "writer", "writer-pw").await;
     let reader = docker_login(&state, "reader", "reader-pw").await;
@@ -244,7 +240,7 @@ async fn revocation_survives_a_restart_and_removed_users_must_log_in_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refreshed_token_pushes_to_the_real_registry() {
     let f = Fixture::new();
-    let server = Server::start(&f, "").await;
+    let server = Server::start(f.config("")).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let rt = docker_login(&server.state, "writer", "writer-pw").await;
     let scope = "repository:team/refreshed:pull,push";
@@ -291,13 +287,10 @@ async fn a_refreshed_token_pushes_to_the_real_registry() {
 async fn refresh_re_resolves_ldap_groups_without_the_password() {
     let slapd = Slapd::start();
     let f = Fixture::new();
-    let ldap = slapd.provider_toml("corp", &[("group_cache_ttl", r#""1s""#)]);
+    // groups are looked up again at every check the verdict cache lets through
+    let ldap = slapd.provider_toml("corp", &[("group_cache_ttl", r#""0s""#)]);
     let extra = format!("{ldap}\n[[rule]]\ngroups = [\"corp:platform\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n");
-    let text = f
-        .config_text("127.0.0.1:0", &extra)
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n")
-        .replace("[token]\n", "[token]\nreuse_window = \"0s\"\n");
-    let state = f.state_with(&text);
+    let state = f.config(&extra).set("token.reuse_window", "0s").state();
     let rt = docker_login(&state, "ann", "ann-pw").await;
     let push = "repository:platform/app:push";
     assert_eq!(
@@ -308,13 +301,13 @@ async fn refresh_re_resolves_ldap_groups_without_the_password() {
     slapd.modify(
         "dn: cn=core,ou=groups,dc=corp,dc=test\nchangetype: modify\nadd: member\nmember: uid=dee,ou=people,dc=corp,dc=test\n-\ndelete: member\nmember: uid=ann,ou=people,dc=corp,dc=test\n",
     );
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    state.chain.forget_verdicts(); // the verdict's TTL passes
     let r = refresh(&state, &rt, SERVICE, push).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.access().is_empty(), "push is gone after the group TTL");
     // deleted from the directory: the identity token stops working
     slapd.modify("dn: uid=ann,ou=people,dc=corp,dc=test\nchangetype: delete\n");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    state.chain.forget_verdicts();
     let r = refresh(&state, &rt, SERVICE, push).await;
     r.assert_error(StatusCode::UNAUTHORIZED);
 }
@@ -323,22 +316,21 @@ async fn refresh_re_resolves_ldap_groups_without_the_password() {
 /// their last login for `refresh_max_age`, then they must log in again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_refresh_uses_the_last_login_within_its_maximum_age() {
+    let clock = Clock::take();
     let idp = crate::support::idp::Idp::start();
     let f = Fixture::new();
     let extra = format!(
         "{}\n[[rule]]\ngroups = [\"keycloak:platform/core\"]\nrepos = [\"platform/**\"]\nactions = [\"pull\", \"push\"]\n",
         idp.provider_toml("keycloak", "refresh_max_age = \"2s\"")
     );
-    let text = f
-        .config_text("127.0.0.1:0", &extra)
-        .replace("[token]\n", "[token]\nreuse_window = \"0s\"\n")
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
-    let state = f.state_with(&text);
+    let state = f.config(&extra).set("token.reuse_window", "0s").state();
     let rt = docker_login(&state, "kate", "kate-pw").await;
     let push = "repository:platform/app:push";
     let r = refresh(&state, &rt, SERVICE, push).await;
     assert_eq!(r.actions(), ["push"]);
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    // the maximum age passes, and with it the verdict cache's TTL
+    clock.advance(Duration::from_secs(3));
+    state.chain.forget_verdicts();
     let r = refresh(&state, &rt, SERVICE, push).await;
     let body = r.assert_error(StatusCode::UNAUTHORIZED);
     assert!(body["errors"][0]["message"]

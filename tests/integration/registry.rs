@@ -30,7 +30,7 @@ fn assert_denied(run: &Run, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_push_pull_and_denials_against_registry_2_8() {
     let f = Fixture::new();
-    let server = Server::start(&f, "").await;
+    let server = Server::start(f.config("")).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let reg = registry.addr;
     let work = tempfile::tempdir().unwrap();
@@ -155,7 +155,7 @@ fn resign_kid_only(token: &str, key_pem: &str, kid: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_accepts_kid_only_tokens_and_answers_insufficient_scope() {
     let f = Fixture::new();
-    let server = Server::start(&f, "").await;
+    let server = Server::start(f.config("")).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let client = reqwest::Client::new();
     let v2 = format!("http://{}/v2", registry.addr);
@@ -224,7 +224,7 @@ async fn registry_accepts_kid_only_tokens_and_answers_insufficient_scope() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rs256_keys_work_with_registry_2_8() {
     let f = Fixture::with_key(KeyType::Rs256);
-    let server = Server::start(&f, "").await;
+    let server = Server::start(f.config("")).await;
     assert_eq!(server.state.issuer.keys().current.algorithm.name(), "RS256");
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let work = tempfile::tempdir().unwrap();
@@ -238,7 +238,7 @@ async fn rs256_keys_work_with_registry_2_8() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_post_over_a_real_socket() {
     let f = Fixture::new();
-    let server = Server::start(&f, "").await;
+    let server = Server::start(f.config("")).await;
     let chunks: Vec<Result<&'static str, std::io::Error>> = vec![
         Ok("grant_type=password&username=wri"),
         Ok("ter&password=writer-pw&service=registry.test"),
@@ -266,7 +266,7 @@ async fn chunked_post_over_a_real_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn podman_login_push_pull() {
     let f = Fixture::new();
-    let server = Server::start(&f, "").await;
+    let server = Server::start(f.config("")).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let reg = registry.addr.to_string();
     let work = tempfile::tempdir().unwrap();

@@ -147,8 +147,9 @@ async fn deleting_revocations_fails_closed() {
     let redis = Redis::start();
     let f = Fixture::new();
     let config = f.path("regauth.toml");
-    std::fs::write(&config, f.config_text("127.0.0.1:0", &redis.state_toml())).unwrap();
-    let state = f.state(&redis.state_toml());
+    let settings = f.config(&redis.state_toml());
+    settings.write(&config);
+    let state = settings.state();
     let pull = "repository:team/app:pull";
     let writer = refresh_token_of(&login_offline(&state, "writer", "writer-pw").await);
     let reader = refresh_token_of(&login_offline(&state, "reader", "reader-pw").await);
@@ -206,7 +207,7 @@ fn key_files_must_be_keys() {
     use std::os::unix::fs::PermissionsExt as _;
     let f = Fixture::new();
     let config = f.path("regauth.toml");
-    std::fs::write(&config, f.config_text("127.0.0.1:0", "")).unwrap();
+    f.config("").write(&config);
     let key = f.path("refresh.key");
     let set_mode = |mode| std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode));
     let bad = [
@@ -227,10 +228,7 @@ fn key_files_must_be_keys() {
             out.contains(key.to_str().unwrap()) && out.contains("regauth keys secret"),
             "{out}"
         );
-        let loaded =
-            regauth::config::Config::from_toml("test", &f.config_text("127.0.0.1:0", ""), &[])
-                .unwrap();
-        let built = regauth::build(loaded);
+        let built = regauth::build(f.config("").load().unwrap());
         assert!(built.is_err(), "the server started on {text:?}");
     }
     // a good key, but readable by everyone
@@ -301,16 +299,12 @@ async fn a_forged_snapshot_refresh_token_is_refused_by_a_directory_provider() {
 }
 
 /// Static users behind a trusted proxy (clients by `X-Forwarded-For`),
-/// with the throttle as shipped (5 failures) and short verdicts.
-fn throttled(f: &Fixture, cache: &str) -> std::sync::Arc<regauth::AppState> {
-    let text = f
-        .config_text("127.0.0.1:0", "")
-        .replace(
-            "max_failures = 1000",
-            &format!("max_failures = 5\nverdict_ttl = \"1s\"\n{cache}"),
-        )
-        .replace("[server]\n", "[server]\ntrusted_proxies = [\"0.0.0.0\"]\n");
-    f.state_with(&text)
+/// with the throttle as shipped (5 failures).
+fn throttled(f: &Fixture) -> std::sync::Arc<regauth::AppState> {
+    f.config("")
+        .set("cache.max_failures", 5)
+        .set("server.trusted_proxies", vec!["0.0.0.0"])
+        .state()
 }
 
 /// M2: five wrong passwords from one address blocked the user's correct
@@ -320,7 +314,7 @@ fn throttled(f: &Fixture, cache: &str) -> std::sync::Arc<regauth::AppState> {
 #[tokio::test]
 async fn a_stranger_cannot_lock_a_user_out_of_their_usual_network() {
     let f = Fixture::new();
-    let state = throttled(&f, "");
+    let state = throttled(&f);
     let pull = "repository:team/app:pull";
     let home = "127.0.0.3";
     let ok = token_from(&state, home, "writer", "writer-pw", pull).await;
@@ -330,7 +324,7 @@ async fn a_stranger_cannot_lock_a_user_out_of_their_usual_network() {
         wrong.assert_error(StatusCode::UNAUTHORIZED);
     }
     // the cached verdict gone, the correct password from home still works
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    state.chain.forget_verdicts();
     let elsewhere = token_from(&state, "127.0.0.4", "writer", "wrong", pull).await;
     elsewhere.assert_error(StatusCode::UNAUTHORIZED);
     let again = token_from(&state, home, "writer", "writer-pw", pull).await;
@@ -344,13 +338,11 @@ async fn a_stranger_cannot_lock_a_user_out_of_their_usual_network() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_wrong_app_passwords_does_not_refuse_good_ones() {
     let f = Fixture::new();
-    let text = ui_config(
-        &f,
-        "",
-        "max_client_failures = 100\nmax_provider_failures_per_second = 20",
-    )
-    .replace("[server]\n", "[server]\ntrusted_proxies = [\"0.0.0.0\"]\n");
-    let state = f.state_with(&text);
+    let state = ui_config(&f, "")
+        .set("cache.max_client_failures", 100)
+        .set("cache.max_provider_failures_per_second", 20)
+        .set("server.trusted_proxies", vec!["0.0.0.0"])
+        .state();
     let mut jar = Jar::default();
     let csrf = sign_in(&state, &mut jar, "writer", "writer-pw").await;
     let mut good = Vec::new();
@@ -405,7 +397,7 @@ async fn spelling_the_owner_differently_hits_the_cache() {
     use std::os::unix::fs::MetadataExt as _;
     let capture = log_capture();
     let f = Fixture::new();
-    let state = f.state_with(&ui_config(&f, "", ""));
+    let state = ui_config(&f, "").state();
     let mut jar = Jar::default();
     let csrf = sign_in(&state, &mut jar, "writer", "writer-pw").await;
     let password = create(&state, &mut jar, &csrf, "laptop", "", ALL).await;
@@ -605,6 +597,7 @@ actions = ["*"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leavers_at_the_idp_lose_their_app_passwords() {
     use crate::support::browser::{browser, LoginIdp};
+    let clock = Clock::take();
     let f = Fixture::new();
     let addr = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -640,10 +633,7 @@ recheck_interval = "1s"
         secret = secret_file.display(),
         key = f.path("app-passwords.key").display(),
     );
-    let text = f
-        .config_text(&addr.to_string(), &extra)
-        .replace("[cache]\n", "[cache]\nverdict_ttl = \"1s\"\n");
-    let server = Server::start_at(&f, &text, addr).await;
+    let server = Server::start_at(f.config(&extra), addr).await;
     let work = tempfile::tempdir().unwrap();
     let sign_in_and_create = |user: &'static str| {
         let options = serde_json::json!({
@@ -671,11 +661,15 @@ recheck_interval = "1s"
     );
     assert!(actions("erin", erin.clone()).await.actions().is_empty());
 
-    // the IdP moves platform from dana to erin: after the recheck, the
-    // app passwords follow
+    // the IdP moves platform from dana to erin: after the recheck interval
+    // (and the verdicts' TTL), the app passwords follow
     idp.set_groups("dana", &[]);
     idp.set_groups("erin", &["platform"]);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let recheck = || {
+        clock.advance(Duration::from_secs(2));
+        server.state.chain.forget_verdicts();
+    };
+    recheck();
     assert!(actions("dana", dana.clone()).await.actions().is_empty());
     assert_eq!(
         actions("erin", erin.clone()).await.actions(),
@@ -684,7 +678,7 @@ recheck_interval = "1s"
 
     // the IdP disables erin: her app password and her page session end
     idp.disable("erin");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    recheck();
     actions("erin", erin.clone())
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
@@ -720,11 +714,8 @@ recheck_interval = "1s"
 async fn max_per_user_holds_across_replicas() {
     let redis = Redis::start();
     let f = Fixture::new();
-    let text = ui_config(&f, "max_per_user = 2", "").replace(
-        "\n[app_passwords]",
-        &format!("{}\n[app_passwords]", redis.state_toml()),
-    );
-    let (a, b) = (f.state_with(&text), f.state_with(&text));
+    let config = ui_config(&f, &redis.state_toml()).set("app_passwords.max_per_user", 2);
+    let (a, b) = (config.state(), config.state());
     let mut jar = Jar::default();
     let csrf = sign_in(&a, &mut jar, "writer", "writer-pw").await;
     let attempts: Vec<_> = (0..6)
@@ -764,11 +755,9 @@ async fn max_per_user_holds_across_replicas() {
 async fn a_revoked_app_password_put_back_stays_revoked() {
     let redis = Redis::start();
     let f = Fixture::new();
-    let text = ui_config(&f, "", "verdict_ttl = \"0s\"").replace(
-        "\n[app_passwords]",
-        &format!("{}\n[app_passwords]", redis.state_toml()),
-    );
-    let state = f.state_with(&text);
+    let state = ui_config(&f, &redis.state_toml())
+        .set("cache.verdict_ttl", "0s")
+        .state();
     let mut jar = Jar::default();
     let csrf = sign_in(&state, &mut jar, "writer", "writer-pw").await;
     let revoked = create(&state, &mut jar, &csrf, "old", "", ALL).await;
@@ -809,13 +798,10 @@ async fn a_revoked_app_password_put_back_stays_revoked() {
 async fn adopting_an_earlier_versions_records_is_checked_and_once() {
     let redis = Redis::start();
     let f = Fixture::new();
-    let text = ui_config(&f, "", "verdict_ttl = \"0s\"").replace(
-        "\n[app_passwords]",
-        &format!("{}\n[app_passwords]", redis.state_toml()),
-    );
+    let settings = ui_config(&f, &redis.state_toml()).set("cache.verdict_ttl", "0s");
     let config = f.path("regauth.toml");
-    std::fs::write(&config, &text).unwrap();
-    let state = f.state_with(&text);
+    settings.write(&config);
+    let state = settings.state();
     let mut jar = Jar::default();
     let csrf = sign_in(&state, &mut jar, "writer", "writer-pw").await;
     let good = create(&state, &mut jar, &csrf, "good", "", ALL).await;
@@ -887,11 +873,11 @@ async fn the_operational_endpoints_have_a_listener_of_their_own() {
     let f = Fixture::new();
     let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let ops = format!("127.0.0.1:{}", free_port());
-    let text = f
-        .config_text(&listen.to_string(), "")
-        .replace("[server]\n", &format!("[server]\nops_listen = \"{ops}\"\n"));
     let config = f.path("regauth.toml");
-    std::fs::write(&config, text).unwrap();
+    f.config("")
+        .listen(listen)
+        .set("server.ops_listen", ops.as_str())
+        .write(&config);
     let _server = Regauth::start(&config, listen, &[]).await;
     let get = |url: String| async move { reqwest::get(url).await.unwrap() };
     for path in ["/readyz", "/healthz", "/metrics", "/jwks"] {

@@ -49,7 +49,6 @@ impl Dockerd {
         let engine = Self {
             process: Some(Process {
                 child,
-                name: "dockerd",
                 log: log.clone(),
             }),
             dir,

@@ -73,7 +73,6 @@ http {{
             .expect("start nginx");
         let process = Process {
             child,
-            name: "nginx",
             log: log.clone(),
         };
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use regauth::AppState;
 
-use super::{call, Fixture, Reply};
+use super::{call, Fixture, Reply, TestConfig};
 
 /// Cookies as a browser keeps them.
 #[derive(Default, Clone)]
@@ -87,15 +87,14 @@ pub fn secret_of(reply: &Reply) -> String {
     rest[..rest.find('<').unwrap()].to_owned()
 }
 
-pub fn ui_config(f: &Fixture, section: &str, cache: &str) -> String {
-    f.config_text(
-        "127.0.0.1:0",
-        &format!(
-            "\n[app_passwords]\nkey_file = \"{}\"\nlogin_form = [\"local\"]\nadmin_groups = [\"local:readers\"]\n{section}\n",
-            f.path("app-passwords.key").display()
-        ),
-    )
-    .replace("[cache]\n", &format!("[cache]\n{cache}\n"))
+/// The fixture's configuration with the page and `extra` (a state
+/// backend, say): the static users sign in with its password form, and
+/// `local:readers` are its administrators.
+pub fn ui_config(f: &Fixture, extra: &str) -> TestConfig {
+    f.config(&format!(
+        "{extra}\n[app_passwords]\nkey_file = \"{}\"\nlogin_form = [\"local\"]\nadmin_groups = [\"local:readers\"]\n",
+        f.path("app-passwords.key").display()
+    ))
 }
 
 /// Signs in with the password form; the session's CSRF token.

@@ -117,7 +117,6 @@ impl Redis {
             .expect("start redis-server");
         self.process = Some(Process {
             child,
-            name: "redis-server",
             log: log.clone(),
         });
         let deadline = Instant::now() + Duration::from_secs(20);

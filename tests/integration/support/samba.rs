@@ -14,8 +14,7 @@
 //! `samba` on it (under 1 s). Two DCs started this way hold identical
 //! databases (same domain SID, same objectGUIDs), like two DCs of one
 //! domain that have just replicated. [`SambaDc::join`] makes a real replica
-//! with `samba-tool domain join`, refreshed on demand by
-//! [`SambaDc::replicate_from`].
+//! with `samba-tool domain join`.
 //!
 //! Everything a DC writes stays in its directory: every path of its
 //! `smb.conf` points there, and `samba` gets `-l` (without it, it opens
@@ -217,13 +216,6 @@ pub fn user(sam: &str) -> &'static User {
         .unwrap_or_else(|| panic!("no fixture user {sam}"))
 }
 
-pub fn group(sam: &str) -> &'static Group {
-    GROUPS
-        .iter()
-        .find(|g| g.sam == sam)
-        .unwrap_or_else(|| panic!("no fixture group {sam}"))
-}
-
 /// One entry of an `ldapsearch` result. Values given base64 in LDIF
 /// (`attr:: ...`) are decoded when they are UTF-8 and kept in base64
 /// otherwise (objectGUID, objectSid).
@@ -254,12 +246,6 @@ impl Entry {
 pub struct Found {
     pub entries: Vec<Entry>,
     pub refs: Vec<String>,
-}
-
-impl Found {
-    pub fn dns(&self) -> Vec<&str> {
-        self.entries.iter().map(|e| e.dn.as_str()).collect()
-    }
 }
 
 fn parse_ldif(text: &str) -> Found {
@@ -713,7 +699,7 @@ fn build_template(work: &Path) {
         ip,
         name: FIRST_DC.into(),
         services: LDAP_ONLY.into(),
-        dir: None,
+        _dir: None,
         path: work.to_path_buf(),
     };
     dc.restart();
@@ -733,7 +719,9 @@ pub struct SambaDc {
     /// The NetBIOS name (`DC1`; a replica `DC<N>`).
     pub name: String,
     services: String,
-    dir: Option<tempfile::TempDir>,
+    /// Removed on drop, after the process (the template's directory is
+    /// kept).
+    _dir: Option<tempfile::TempDir>,
     path: PathBuf,
 }
 
@@ -758,7 +746,7 @@ impl SambaDc {
             ip,
             name: FIRST_DC.into(),
             services: LDAP_ONLY.into(),
-            dir: Some(dir),
+            _dir: Some(dir),
             path,
         };
         dc.write_conf();
@@ -776,10 +764,9 @@ impl SambaDc {
     /// join ... DC` (a full DRS replication of the three partitions), on
     /// its own address, with a certificate from `first`'s CA (so
     /// [`Self::ca`] is the same file's content). `first` is restarted with
-    /// the RPC and CLDAP services if it runs LDAP only. Both then serve
-    /// RPC, so either can pull from the other with
-    /// [`Self::replicate_from`]; nothing replicates by itself (no drepl:
-    /// without DNS it could not find its partner).
+    /// the RPC and CLDAP services if it runs LDAP only (the join needs
+    /// them). Nothing replicates afterwards (no drepl: without DNS it could
+    /// not find its partner).
     pub fn join(first: &mut SambaDc) -> Self {
         let (_, tool) = samba_binaries();
         if first.services != REPLICATION {
@@ -802,7 +789,7 @@ impl SambaDc {
             ip,
             name,
             services: REPLICATION.into(),
-            dir: Some(dir),
+            _dir: Some(dir),
             path,
         };
         dc.write_conf();
@@ -829,27 +816,6 @@ impl SambaDc {
         dc
     }
 
-    /// Pulls the domain partition's changes from `source` now (`samba-tool
-    /// drs replicate --local`: this DC's database, `source` over DRSUAPI).
-    /// `source` must serve RPC (both DCs of [`Self::join`] do).
-    pub fn replicate_from(&self, source: &SambaDc) {
-        assert!(
-            source.services.contains("rpc"),
-            "{} serves no RPC: make it with SambaDc::join",
-            source.name
-        );
-        self.samba_tool(&[
-            "drs",
-            "replicate",
-            &self.name,
-            &source.ip.to_string(),
-            BASE,
-            "--local",
-            &format!("--username=Administrator%{ADMIN_PW}"),
-            "--use-kerberos=off",
-        ]);
-    }
-
     fn conf(&self) -> PathBuf {
         self.path.join("smb.conf")
     }
@@ -862,25 +828,12 @@ impl SambaDc {
         .unwrap();
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.path
-    }
-
     pub fn ldap_url(&self) -> String {
         format!("ldap://{}", self.ip)
     }
 
     pub fn ldaps_url(&self) -> String {
         format!("ldaps://{}", self.ip)
-    }
-
-    /// The Global Catalog (the whole forest, partial attribute set).
-    pub fn gc_url(&self) -> String {
-        format!("ldap://{}:3268", self.ip)
-    }
-
-    pub fn gc_ldaps_url(&self) -> String {
-        format!("ldaps://{}:3269", self.ip)
     }
 
     /// The test CA's certificate (PEM).
@@ -890,10 +843,6 @@ impl SambaDc {
 
     pub fn base(&self) -> &'static str {
         BASE
-    }
-
-    pub fn service_dn(&self) -> &'static str {
-        SERVICE_DN
     }
 
     /// A file holding [`SERVICE_PW`] and a newline.
@@ -907,17 +856,6 @@ impl SambaDc {
     /// authentication, with its status).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.path.join("log/log.samba")).unwrap_or_default()
-    }
-
-    /// How many LDAP simple binds Samba has logged for this bind name
-    /// (as given: `bob@corp.test`, `CORP\bob` or a DN), either outcome.
-    pub fn binds_of(&self, who: &str) -> usize {
-        // Samba doubles the backslash of `CORP\bob`.
-        let needle = format!("]\\[{}] at [", who.replace('\\', "\\\\"));
-        self.log()
-            .lines()
-            .filter(|l| l.contains("Auth: [LDAP,simple bind") && l.contains(&needle))
-            .count()
     }
 
     /// Kills the DC with SIGKILL (an outage); [`Self::restart`] brings it
@@ -956,7 +894,6 @@ impl SambaDc {
             .expect("start samba");
         let mut process = Process {
             child,
-            name: "samba",
             log: self.path.join("log/log.samba"),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -1002,20 +939,6 @@ impl SambaDc {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// Runs `samba-tool ARGS -s <this DC's smb.conf>` (its commands work on
-    /// the local sam.ldb unless given `-H`); returns stdout, fails the test
-    /// on an error.
-    pub fn samba_tool(&self, args: &[&str]) -> String {
-        let (_, tool) = samba_binaries();
-        run_checked(
-            clean(&tool, &self.path)
-                .args(args)
-                .arg("-s")
-                .arg(self.conf()),
-            &format!("samba-tool {args:?}"),
-        )
     }
 
     fn ldapsearch(
@@ -1075,32 +998,6 @@ impl SambaDc {
         let out = self.ldapsearch(url, Some((who, password)), base, "sub", filter, attrs);
         if out.status.success() {
             Ok(parse_ldif(&String::from_utf8_lossy(&out.stdout)))
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-        }
-    }
-
-    /// The entry at `dn` (a base-scope search, which constructed
-    /// attributes like `tokenGroups` need), bound as `who`.
-    pub fn read_as(
-        &self,
-        url: &str,
-        who: &str,
-        password: &str,
-        dn: &str,
-        attrs: &[&str],
-    ) -> Result<Entry, String> {
-        let out = self.ldapsearch(
-            url,
-            Some((who, password)),
-            dn,
-            "base",
-            "(objectClass=*)",
-            attrs,
-        );
-        if out.status.success() {
-            let found = parse_ldif(&String::from_utf8_lossy(&out.stdout));
-            Ok(found.entries.into_iter().next().expect("the entry"))
         } else {
             Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
         }
@@ -1171,13 +1068,6 @@ impl SambaDc {
             .is_some_and(|v| v != "0")
     }
 
-    /// The domain's `lockoutThreshold` (0: never lock).
-    pub fn set_lockout_threshold(&self, n: u32) {
-        self.modify(&format!(
-            "dn: {BASE}\nchangetype: modify\nreplace: lockoutThreshold\nlockoutThreshold: {n}\n"
-        ));
-    }
-
     fn user_account_control(&self, sam: &str) -> u32 {
         self.account(sam, &["userAccountControl"])
             .get("userAccountControl")
@@ -1190,11 +1080,6 @@ impl SambaDc {
         self.replace(sam, "userAccountControl", &uac.to_string());
     }
 
-    pub fn enable(&self, sam: &str) {
-        let uac = self.user_account_control(sam) & !2;
-        self.replace(sam, "userAccountControl", &uac.to_string());
-    }
-
     /// An administrator's reset (no old password, history not checked).
     pub fn set_password(&self, sam: &str, password: &str) {
         let dn = self.dn_of(sam);
@@ -1202,18 +1087,6 @@ impl SambaDc {
             "dn: {dn}\nchangetype: modify\nreplace: unicodePwd\nunicodePwd:: {}\n",
             unicode_pwd(password)
         ));
-    }
-
-    /// Sets pwdLastSet to 0: the next bind is refused with `data 773`.
-    pub fn require_password_change(&self, sam: &str) {
-        self.replace(sam, "pwdLastSet", "0");
-    }
-
-    /// Sets accountExpires to a date in 2012 (`data 701`), or (`false`)
-    /// to never.
-    pub fn expire_account(&self, sam: &str, expired: bool) {
-        let value = if expired { LONG_AGO } else { 0 };
-        self.replace(sam, "accountExpires", &value.to_string());
     }
 
     /// Locks the account by binding with a wrong password until it is
@@ -1228,40 +1101,6 @@ impl SambaDc {
             assert!(refused.is_err(), "a wrong password bound as {sam}");
         }
         panic!("{sam} was not locked after 100 wrong passwords (lockout threshold 0?)");
-    }
-
-    /// Clears the lockout (lockoutTime 0, which also resets badPwdCount).
-    pub fn unlock(&self, sam: &str) {
-        self.replace(sam, "lockoutTime", "0");
-    }
-
-    /// The `[[provider]]` block for this DC (LDAPS, the test CA, the
-    /// service account, users by sAMAccountName, nested groups).
-    /// `overrides` replace or add keys; their values are TOML.
-    pub fn provider_toml(&self, name: &str, overrides: &[(&str, &str)]) -> String {
-        let quoted = |v: &str| format!("{v:?}");
-        let mut keys: Vec<(String, String)> = vec![
-            ("url".into(), quoted(&self.ldaps_url())),
-            ("ca_file".into(), quoted(&self.ca().display().to_string())),
-            ("bind_dn".into(), quoted(SERVICE_DN)),
-            (
-                "bind_password_file".into(),
-                quoted(&self.service_password_file().display().to_string()),
-            ),
-            ("user_base".into(), quoted(PEOPLE)),
-            ("user_filter".into(), quoted("(sAMAccountName={username})")),
-            ("group_base".into(), quoted(GROUPS_OU)),
-            ("group_filter".into(), quoted("(member={dn})")),
-            ("nested_groups".into(), "true".into()),
-        ];
-        for (key, value) in overrides {
-            match keys.iter_mut().find(|(k, _)| k == key) {
-                Some(entry) => entry.1 = value.to_string(),
-                None => keys.push((key.to_string(), value.to_string())),
-            }
-        }
-        let body: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
-        format!("\n[[provider]]\nname = \"{name}\"\nkind = \"ldap\"\n{body}")
     }
 }
 

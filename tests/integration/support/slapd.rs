@@ -201,7 +201,6 @@ access to * by users read by * none
             .expect("start slapd");
         self.process = Some(Process {
             child,
-            name: "slapd",
             log: log.clone(),
         });
         let deadline = Instant::now() + Duration::from_secs(20);
