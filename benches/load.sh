@@ -7,8 +7,9 @@
 #   BASELINE=/path/to/older/regauth benches/load.sh [seconds] [connections]
 #
 # With BASELINE, a third server runs that binary on the same config, and
-# its rounds alternate with the others: the before/after figure of a
-# change, measured in one run.
+# its rounds alternate with the others (which of the two goes first swaps
+# each round): the before/after figure of a change, measured in one run.
+# ROUNDS=n runs n rounds instead of 3.
 #
 # Builds the release binary, starts regauth on a free loopback port with the
 # shipped config and a generated key, warms the verdict cache, then runs wrk
@@ -57,15 +58,22 @@ curl -fs -H "$auth" "http://127.0.0.1:$port_b$path" >/dev/null
 
 run() { wrk -t"$threads" -c"$connections" -d"${duration}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
 reuse=(); fresh=(); base=(); baseline=()
-for round in 1 2 3; do
-    reuse+=("$(run -H "$auth" "http://127.0.0.1:$port_a$path")")
-    [ -z "${BASELINE:-}" ] || baseline+=("$(run -H "$auth" "http://127.0.0.1:$port_c$path")")
+rounds="${ROUNDS:-3}"
+for round in $(seq "$rounds"); do
+    # which of this build and the baseline goes first swaps every round
+    if [ -n "${BASELINE:-}" ] && ((round % 2 == 0)); then
+        baseline+=("$(run -H "$auth" "http://127.0.0.1:$port_c$path")")
+        reuse+=("$(run -H "$auth" "http://127.0.0.1:$port_a$path")")
+    else
+        reuse+=("$(run -H "$auth" "http://127.0.0.1:$port_a$path")")
+        [ -z "${BASELINE:-}" ] || baseline+=("$(run -H "$auth" "http://127.0.0.1:$port_c$path")")
+    fi
     fresh+=("$(run -H "$auth" "http://127.0.0.1:$port_b$path")")
     base+=("$(run "http://127.0.0.1:$port_a/healthz")")
 done
-median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
 r="$(median "${reuse[@]}")"; f="$(median "${fresh[@]}")"; b="$(median "${base[@]}")"
-echo "wrk -t$threads -c$connections -d${duration}s, 3 alternating rounds each, $(nproc) cores"
+echo "wrk -t$threads -c$connections -d${duration}s, $rounds alternating rounds each, $(nproc) cores"
 echo "rounds /auth (reuse 5s):      ${reuse[*]}"
 echo "rounds /auth (sign each):     ${fresh[*]}"
 echo "rounds /healthz (baseline):   ${base[*]}"
@@ -76,5 +84,10 @@ if [ -n "${BASELINE:-}" ]; then
     c="$(median "${baseline[@]}")"
     echo "rounds /auth, $BASELINE: ${baseline[*]}"
     printf 'median /auth, BASELINE binary (reuse_window 5s): %7.0f tokens/s  this build / baseline %.3f\n' "$c" "$(echo "$r / $c" | bc -l)"
+    # each round's two runs are back to back: their ratio is less exposed
+    # to the machine's load drifting between rounds than the medians are
+    paired=()
+    for i in "${!reuse[@]}"; do paired+=("$(echo "${reuse[$i]} / ${baseline[$i]}" | bc -l | cut -c1-5)"); done
+    printf 'per-round this build / baseline: %s  median %s\n' "${paired[*]}" "$(median "${paired[@]}")"
 fi
 echo "audit lines: A $(grep -c '"outcome":"issued"' "$work/a.log" || true), B $(grep -c '"outcome":"issued"' "$work/b.log" || true)"

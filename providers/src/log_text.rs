@@ -49,13 +49,16 @@ impl fmt::Display for Escaped<'_> {
         while !text.is_char_boundary(end) {
             end -= 1;
         }
-        for c in text[..end].chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_unicode())?;
-            } else {
-                write!(f, "{c}")?;
-            }
+        // runs of printable text are written whole: this is on the path
+        // of every audited request
+        let mut rest = &text[..end];
+        while let Some(at) = rest.find(char::is_control) {
+            f.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            write!(f, "{}", c.escape_unicode())?;
+            rest = &rest[at + c.len_utf8()..];
         }
+        f.write_str(rest)?;
         if end < text.len() {
             write!(f, "…(+{} bytes)", text.len() - end)?;
         }

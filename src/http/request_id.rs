@@ -1,5 +1,6 @@
-//! Every request gets an ID, on each log line written while it runs (the
-//! `request` span's `id`) and in its answer's `X-Request-Id`, so an
+//! Every request gets an ID, on each log line written while it runs (its
+//! `request_id`, see [`crate::ops::logging::in_request`]) and in its
+//! answer's `X-Request-Id`, so an
 //! operator can find one client's request among many. The ID is a number:
 //! 32 random bits drawn once per process, then a counter, so IDs differ
 //! across replicas and restarts, cost nothing to make on the hot path (no
@@ -12,7 +13,6 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
-use tracing::Instrument as _;
 
 /// The answer's header that carries the request's ID.
 pub const HEADER: &str = "x-request-id";
@@ -34,14 +34,10 @@ fn next_id() -> u64 {
     first().wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Runs the request inside its span and names it in the answer.
+/// Runs the request under its ID and names it in the answer.
 pub async fn with_request_id(request: Request, next: Next) -> Response {
     let id = next_id();
-    // At the error level, so the span is there whenever any line of the
-    // request is (an operator who keeps only warnings and the audit log
-    // still sees the ID on each).
-    let span = tracing::error_span!("request", id);
-    let mut response = next.run(request).instrument(span).await;
+    let mut response = crate::ops::logging::in_request(id, next.run(request)).await;
     response.headers_mut().insert(HEADER, HeaderValue::from(id));
     response
 }

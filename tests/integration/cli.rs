@@ -360,7 +360,7 @@ fn serve_on_a_fresh_checkout_generates_keys_and_stops_on_sigterm() {
             })
             .unwrap_or_else(|| panic!("no X-Request-Id: {response}"))
     };
-    assert_eq!(audits[0]["span"]["id"].to_string(), id_of(&ok).trim());
-    assert_eq!(audits[1]["span"]["id"].to_string(), id_of(&bad).trim());
-    assert_ne!(audits[0]["span"]["id"], audits[1]["span"]["id"]);
+    assert_eq!(audits[0]["request_id"].to_string(), id_of(&ok).trim());
+    assert_eq!(audits[1]["request_id"].to_string(), id_of(&bad).trim());
+    assert_ne!(audits[0]["request_id"], audits[1]["request_id"]);
 }
