@@ -44,7 +44,7 @@ pub fn write_file(
         Replace::Atomically => {
             // One new temporary file per write, never shared with another
             // writer.
-            let unique = crate::keys::random_id().map_err(std::io::Error::other)?;
+            let unique = crate::random::random_id().map_err(std::io::Error::other)?;
             let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
             let temporary = path.with_extension(format!("{extension}.{unique}.tmp"));
             let written = options(mode)

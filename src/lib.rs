@@ -11,19 +11,20 @@
 
 pub mod admin;
 pub mod app;
-pub mod app_passwords;
+pub(crate) mod app_passwords;
 pub mod authorize;
-pub mod builder;
+mod builder;
 pub mod clock;
 pub mod config;
 pub mod domain;
-pub mod files;
+pub(crate) mod files;
 pub mod http;
 pub mod identity;
-pub mod issue;
+pub(crate) mod issue;
 pub mod keys;
-pub mod net;
+pub(crate) mod net;
 pub mod ops;
+mod random;
 pub mod refresh;
 pub mod state;
 #[cfg(test)]

@@ -158,18 +158,7 @@ pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
     ));
     // One ledger per state, for refresh tokens and app passwords alike.
     let ledger = Arc::new(refresh::Ledger::new(store.clone(), config.refresh.lifetime));
-    let app_passwords = match (&config.app_passwords, app_password_key) {
-        (Some(section), Some(key)) => Some(Arc::new(app_passwords::AppPasswords::new(
-            section.clone(),
-            &key,
-            store.clone(),
-            providers.clone(),
-            config.server.upstream_timeout,
-            ledger.clone(),
-        ))),
-        (Some(_), None) => return Err(Error::NoAppPasswordKey),
-        (None, _) => None,
-    };
+    let app_passwords = app_passwords_of(&config, app_password_key, &store, &providers, &ledger)?;
     let mut providers = providers;
     if let Some(passwords) = &app_passwords {
         providers.push(Arc::new(app_passwords::AppPasswordProvider(
@@ -177,67 +166,15 @@ pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
         )));
     }
     let policy = config.policy.clone();
-    let authorizer: Arc<dyn authorize::Authorizer> = match (authorizer, &config.authorizer) {
-        (Some(mine), _) => mine,
-        (None, config::AuthorizerConfig::Policy) => policy.clone(),
-        (None, config::AuthorizerConfig::Webhook(hook)) => Arc::new(
-            authorize::WebhookAuthorizer::new(hook, policy.clone()).map_err(Error::Authorizer)?,
-        ),
-    };
-    let pins = config
-        .providers
-        .iter()
-        .map(|p| (p.name.clone(), p.usernames.clone()))
-        .collect();
-    let verdicts = VerdictCache::new(
-        config.cache.verdict_ttl,
-        config.cache.verdict_capacity,
-        &keys::random_key()?,
-    );
-    // Replicas sharing the state backend share the refresh key, so their
-    // account digests agree.
-    let throttle_key = aws_lc_rs::hmac::sign(
-        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &refresh_secret),
-        b"regauth throttle key v1",
-    );
-    let throttle = Throttle::new(
-        Budgets {
-            per_account: config.cache.max_failures,
-            per_familiar_network: config.cache.max_familiar_failures,
-            familiar_for: config.cache.familiar_for,
-            per_client: config.cache.max_client_failures,
-            per_provider_per_second: config.cache.max_provider_failures_per_second,
-            window: config.cache.failure_window,
-        },
-        throttle_key.as_ref(),
-        store.clone(),
-    );
-    let chain = Arc::new(
-        Chain::new(
-            providers,
-            verdicts,
-            throttle,
-            config.server.upstream_timeout,
-        )
-        .with_pins(pins)
-        .with_metrics(metrics.clone()),
-    );
+    let authorizer = authorizer_of(&config, authorizer)?;
+    let chain = chain_of(&config, providers, &refresh_secret, &store, &metrics)?;
     let realm = config.realm();
-    let snapshot_ages = config
-        .providers
-        .iter()
-        .map(|p| (p.name.clone(), p.refresh_max_age))
-        .collect();
-    let refresh = config.refresh.enabled.then(|| {
-        refresh::RefreshTokens::with_ledger(&refresh_secret, config.refresh.lifetime, ledger)
-            .with_snapshot_ages(snapshot_ages)
-    });
     let issuer = Issuer::new(
         IssuerParts {
             chain: chain.clone(),
             authorizer,
             keys,
-            refresh,
+            refresh: refresh_of(&config, &refresh_secret, ledger),
         },
         &config,
     );
@@ -255,4 +192,106 @@ pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
         realm,
         readiness: tokio::sync::Mutex::new(None),
     }))
+}
+
+/// App passwords, when `[app_passwords]` is set (they need their key).
+fn app_passwords_of(
+    config: &Config,
+    key: Option<Vec<u8>>,
+    store: &Arc<dyn state::Store>,
+    providers: &[Arc<dyn IdentityProvider>],
+    ledger: &Arc<refresh::Ledger>,
+) -> Result<Option<Arc<app_passwords::AppPasswords>>, Error> {
+    match (&config.app_passwords, key) {
+        (Some(section), Some(key)) => Ok(Some(Arc::new(app_passwords::AppPasswords::new(
+            section.clone(),
+            &key,
+            store.clone(),
+            providers.to_vec(),
+            config.server.upstream_timeout,
+            ledger.clone(),
+        )))),
+        (Some(_), None) => Err(Error::NoAppPasswordKey),
+        (None, _) => Ok(None),
+    }
+}
+
+/// Who decides grants: the embedder's authorizer, else the configuration's.
+fn authorizer_of(
+    config: &Config,
+    mine: Option<Arc<dyn authorize::Authorizer>>,
+) -> Result<Arc<dyn authorize::Authorizer>, Error> {
+    let policy = config.policy.clone();
+    Ok(match (mine, &config.authorizer) {
+        (Some(mine), _) => mine,
+        (None, config::AuthorizerConfig::Policy) => policy,
+        (None, config::AuthorizerConfig::Webhook(hook)) => {
+            Arc::new(authorize::WebhookAuthorizer::new(hook, policy).map_err(Error::Authorizer)?)
+        }
+    })
+}
+
+/// The provider chain, with its verdict cache and failed-login throttle.
+fn chain_of(
+    config: &Config,
+    providers: Vec<Arc<dyn IdentityProvider>>,
+    refresh_secret: &[u8],
+    store: &Arc<dyn state::Store>,
+    metrics: &Arc<ops::metrics::Metrics>,
+) -> Result<Arc<Chain>, Error> {
+    let pins = config
+        .providers
+        .iter()
+        .map(|p| (p.name.clone(), p.usernames.clone()))
+        .collect();
+    let verdicts = VerdictCache::new(
+        config.cache.verdict_ttl,
+        config.cache.verdict_capacity,
+        &keys::random_key()?,
+    );
+    // Replicas sharing the state backend share the refresh key, so their
+    // account digests agree.
+    let throttle_key = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, refresh_secret),
+        b"regauth throttle key v1",
+    );
+    let throttle = Throttle::new(
+        Budgets {
+            per_account: config.cache.max_failures,
+            per_familiar_network: config.cache.max_familiar_failures,
+            familiar_for: config.cache.familiar_for,
+            per_client: config.cache.max_client_failures,
+            per_provider_per_second: config.cache.max_provider_failures_per_second,
+            window: config.cache.failure_window,
+        },
+        throttle_key.as_ref(),
+        store.clone(),
+    );
+    Ok(Arc::new(
+        Chain::new(
+            providers,
+            verdicts,
+            throttle,
+            config.server.upstream_timeout,
+        )
+        .with_pins(pins)
+        .with_metrics(metrics.clone()),
+    ))
+}
+
+/// Refresh tokens, when enabled, with each provider's snapshot age.
+fn refresh_of(
+    config: &Config,
+    refresh_secret: &[u8],
+    ledger: Arc<refresh::Ledger>,
+) -> Option<refresh::RefreshTokens> {
+    let snapshot_ages = config
+        .providers
+        .iter()
+        .map(|p| (p.name.clone(), p.refresh_max_age))
+        .collect();
+    config.refresh.enabled.then(|| {
+        refresh::RefreshTokens::with_ledger(refresh_secret, config.refresh.lifetime, ledger)
+            .with_snapshot_ages(snapshot_ages)
+    })
 }

@@ -43,12 +43,11 @@ pub mod sessions;
 pub mod sign_in;
 
 pub use crate::config::{AppPasswordsConfig, PROVIDER_NAME};
-pub use limit::{AccessLimit, Limit, LimitError, EVERY_REPOSITORY};
+pub use limit::{Limit, LimitError, EVERY_REPOSITORY};
 pub use provider::AppPasswordProvider;
-pub use recheck::SignIn;
 pub use records::{revoke_every, AppPassword, Listed, Revocation};
-pub use sessions::{FormToken, Session, SIGN_IN_WINDOW};
-pub use sign_in::{browser_providers, Begun, BrowserError, IdpAnswer, PasswordForm, SignInError};
+pub use sessions::{Session, SIGN_IN_WINDOW};
+pub use sign_in::{browser_providers, BrowserError, IdpAnswer, PasswordForm, SignInError};
 
 /// The state backend's collection of app passwords.
 pub(crate) const PASSWORDS: &str = "app_password";

@@ -142,7 +142,7 @@ pub(super) fn parse(password: &str) -> Option<(&str, &str)> {
 
 /// `N` random bytes in lower-case base32, the alphabet [`parse`] takes.
 fn random_base32<const N: usize>() -> Result<String, AppPasswordError> {
-    let raw = crate::keys::random::random_bytes::<N>()?;
+    let raw = crate::random::random_bytes::<N>()?;
     Ok(data_encoding::BASE32_NOPAD.encode(&raw).to_lowercase())
 }
 

@@ -15,9 +15,9 @@ use regauth_providers::{Identity, Outcome, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{open, seal, unix, AppPasswordError, AppPasswords, Listed, Revocation};
-use crate::keys::random::random_bytes;
 use crate::keys::NoRandomness;
 use crate::ops::audit::Safe;
+use crate::random::random_bytes;
 
 /// What sessions are sealed for (the name their cookie had when they
 /// began: sessions sealed by an earlier version still open).

@@ -346,8 +346,9 @@ fn signed_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app_passwords::limit::AccessLimit;
     use crate::app_passwords::testing::{directory, passwords};
-    use crate::app_passwords::{AccessLimit, Limit};
+    use crate::app_passwords::Limit;
     use regauth_providers::Attachment;
 
     const NOW: i64 = 1_800_000_000;

@@ -23,7 +23,7 @@ pub const HEADER: &str = "x-request-id";
 fn first() -> u64 {
     static FIRST: OnceLock<u64> = OnceLock::new();
     *FIRST.get_or_init(|| {
-        let bytes: [u8; 4] = crate::keys::random_bytes().unwrap_or_default();
+        let bytes: [u8; 4] = crate::random::random_bytes().unwrap_or_default();
         u64::from(u32::from_be_bytes(bytes)) << 32
     })
 }

@@ -354,7 +354,7 @@ impl Issuer {
             exp: now + expires_in as i64,
             nbf: now - NOT_BEFORE_SKEW,
             iat: now,
-            jti: crate::keys::random_id().map_err(|e| Refusal::Internal {
+            jti: crate::random::random_id().map_err(|e| Refusal::Internal {
                 reason: format!("token id: {e}"),
             })?,
             access,

@@ -15,15 +15,14 @@ use base64::Engine as _;
 
 mod der;
 mod files;
-pub mod random;
 mod ring;
 pub mod seal;
 mod secret;
 #[cfg(test)]
 mod tests;
 
+pub use crate::random::{random_bytes, random_id, random_key, NoRandomness};
 pub use files::{generate, write_key_files, write_secret_file, IfExists, KeyType};
-pub use random::{random_bytes, random_id, random_key, NoRandomness};
 pub use ring::{load_staged, staged_marker, KeyRing, Staged};
 pub use secret::{load_secret_key, new_secret_key_text, secret_key_problem, SECRET_KEY_BYTES};
 

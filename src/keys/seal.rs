@@ -8,7 +8,7 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LE
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
-use super::random::{random_bytes, NoRandomness};
+use crate::random::{random_bytes, NoRandomness};
 
 /// Seals and opens text for one purpose.
 pub struct Sealer {

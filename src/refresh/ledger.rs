@@ -96,7 +96,7 @@ impl Ledger {
                 return Ok((doc, text));
             }
             let doc = LedgerDoc {
-                id: crate::keys::random_id()
+                id: crate::random::random_id()
                     .map_err(|e| StoreError(format!("no randomness: {e}")))?,
                 version: 1,
                 created_ms: now_ms(),
