@@ -18,8 +18,11 @@ fn tokens() -> &'static (RefreshTokens, String) {
             Duration::from_secs(3600),
             std::sync::Arc::new(Embedded::in_memory()),
         );
-        let good = tokens
-            .issue(&Identity::new("ann", "corp"), "svc")
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let good = runtime
+            .block_on(tokens.issue(&Identity::new("ann", "corp"), "svc"))
             .expect("sealed")
             .expect("a token");
         (tokens, good)
