@@ -18,8 +18,13 @@ fn tokens() -> &'static (RefreshTokens, String) {
             Duration::from_secs(3600),
             std::sync::Arc::new(Embedded::in_memory()),
         );
-        let good = tokens
-            .issue(&Identity::new("ann", "corp"), "svc")
+        // Issuing writes the revocation ledger: async, once.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let good = runtime
+            .block_on(tokens.issue(&Identity::new("ann", "corp"), "svc"))
             .expect("sealed")
             .expect("a token");
         (tokens, good)
