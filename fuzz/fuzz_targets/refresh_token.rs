@@ -18,7 +18,9 @@ fn tokens() -> &'static (RefreshTokens, String) {
             Duration::from_secs(3600),
             std::sync::Arc::new(Embedded::in_memory()),
         );
+        // Issuing writes the revocation ledger: async, once.
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .expect("a runtime");
         let good = runtime

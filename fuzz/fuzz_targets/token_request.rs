@@ -24,7 +24,20 @@ fn state() -> &'static (tokio::runtime::Runtime, Arc<regauth::AppState>) {
                 "certs/token.crt",
                 &dir.join("token.crt").display().to_string(),
             );
-        let config = regauth::config::Config::from_toml("fuzz", &text, &[]).expect("config");
+        // Every file the state makes (the refresh key too) goes to the
+        // throwaway directory, never into the checkout.
+        let overrides = [
+            (
+                "REGAUTH_REFRESH_TOKENS__KEY_FILE".to_owned(),
+                dir.join("refresh.key").display().to_string(),
+            ),
+            (
+                "REGAUTH_STATE__DIR".to_owned(),
+                dir.join("state").display().to_string(),
+            ),
+        ];
+        let config =
+            regauth::config::Config::from_toml("fuzz", &text, &overrides).expect("config");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
