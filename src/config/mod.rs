@@ -294,6 +294,46 @@ mod tests {
         );
     }
 
+    /// Today's crane refused the default realm, `http://127.0.0.1:5001/auth`
+    /// (go-containerregistry refuses loopback and private addresses): on
+    /// loopback over http the default names `localhost`, and `check` warns
+    /// about a realm that is such an address.
+    #[test]
+    fn the_realm_is_one_go_containerregistry_clients_accept() {
+        let realm_of = |server: &str| {
+            let text = format!("{MINIMAL}\n[server]\n{server}");
+            let config = Config::from_toml("t.toml", &text, &[]).unwrap();
+            let warned = config.warnings().iter().any(|w| w.contains("server.realm"));
+            (config.realm(), warned)
+        };
+        assert_eq!(
+            realm_of("listen = \"127.0.0.1:5001\""),
+            ("http://localhost:5001/auth".to_owned(), false)
+        );
+        assert_eq!(
+            realm_of("listen = \"[::1]:5001\""),
+            ("http://localhost:5001/auth".to_owned(), false)
+        );
+        assert_eq!(
+            realm_of("realm = \"https://auth.corp.example/auth\""),
+            ("https://auth.corp.example/auth".to_owned(), false)
+        );
+        for realm in [
+            "http://10.1.2.3:5001/auth",
+            "https://192.168.0.9/auth",
+            "https://127.0.0.1:5001/auth",
+            "https://[fd00::1]/auth",
+            "https://[fe80::1]/auth",
+        ] {
+            let (_, warned) = realm_of(&format!("realm = \"{realm}\""));
+            assert!(warned, "{realm}");
+        }
+        let (realm, warned) = realm_of("listen = \"0.0.0.0:5001\"");
+        assert!(warned, "{realm}");
+        let (_, warned) = realm_of("realm = \"https://203.0.113.7/auth\"");
+        assert!(!warned, "a public address is accepted");
+    }
+
     /// `refresh_max_age` is the server's, per `[[provider]]`, for the kinds
     /// whose logins refresh tokens carry as snapshots; elsewhere it stays
     /// an unknown key.
@@ -408,7 +448,7 @@ mod tests {
         let c = Config::from_toml("t", MINIMAL, &[]).unwrap();
         assert!(c.server.anonymous);
         assert_eq!(c.cache.verdict_ttl, Duration::from_secs(60));
-        assert_eq!(c.realm(), "http://127.0.0.1:5001/auth");
+        assert_eq!(c.realm(), "http://localhost:5001/auth");
     }
 
     #[test]

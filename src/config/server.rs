@@ -117,11 +117,21 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// The realm URL for `WWW-Authenticate` and the registry
     /// configuration: `server.realm`, or the token endpoint on `listen`.
+    ///
+    /// A plain-http `listen` on loopback is named `localhost`: clients
+    /// built on go-containerregistry (crane, cosign, ko; v0.21 and later)
+    /// refuse a realm at a loopback or private IP address unless it is the
+    /// registry's own host and port, and accept a name. (Over https the
+    /// address stays, as the certificate names it.)
     pub fn realm(&self) -> String {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        self.realm
-            .clone()
-            .unwrap_or_else(|| format!("{scheme}://{}/auth", self.listen))
+        if let Some(realm) = &self.realm {
+            return realm.clone();
+        }
+        match (&self.tls, self.listen.ip().is_loopback()) {
+            (None, true) => format!("http://localhost:{}/auth", self.listen.port()),
+            (None, false) => format!("http://{}/auth", self.listen),
+            (Some(_), _) => format!("https://{}/auth", self.listen),
+        }
     }
 }
 

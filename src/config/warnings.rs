@@ -48,6 +48,7 @@ impl Config {
             }
         }
         out.extend(self.unreachable_groups());
+        out.extend(realm_at_an_address(&self.server.realm()));
         out
     }
 
@@ -96,4 +97,26 @@ impl Config {
         }
         out
     }
+}
+
+/// A warning when the realm is an IP address that clients built on
+/// go-containerregistry (crane, cosign, ko; v0.21 and later) refuse to send
+/// credentials to: loopback, private, link-local or unspecified, unless
+/// the registry itself is at that host and port.
+fn realm_at_an_address(realm: &str) -> Option<String> {
+    let host = url::Url::parse(realm).ok()?.host()?.to_owned();
+    let refused = match host {
+        url::Host::Ipv4(ip) => {
+            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+        }
+        url::Host::Ipv6(ip) => {
+            let first = ip.segments()[0];
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || first & 0xfe00 == 0xfc00 // unique local
+                || first & 0xffc0 == 0xfe80 // link-local
+        }
+        url::Host::Domain(_) => false,
+    };
+    refused.then(|| format!("server.realm {realm} is a private or loopback address: crane, cosign, ko and other clients built on go-containerregistry refuse to send credentials there unless the registry is at that same host and port; name the token endpoint by a DNS name (set server.realm)"))
 }

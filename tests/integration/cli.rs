@@ -187,7 +187,7 @@ fn keys_generate_and_registry_config() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let printed = text(&out.stdout);
     for want in [
-        "realm: \"http://127.0.0.1:5999/auth\"",
+        "realm: \"http://localhost:5999/auth\"",
         "service: \"registry.corp:5000\"",
         "issuer: \"corp-auth\"",
         "rootcertbundle: \"",

@@ -125,6 +125,87 @@ async fn skopeo_push_pull_and_denials_against_registry_2_8() {
     );
 }
 
+/// Today's crane (go-containerregistry, the client most CI tools embed)
+/// against registry 2.8, on the realm regauth's configuration announces by
+/// default. It refused the old default, `http://127.0.0.1:PORT/auth`:
+/// "realm host \"127.0.0.1\" is a private or link-local address".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crane_push_pull_and_denials_on_the_default_realm() {
+    let f = Fixture::new();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = f.config("").set("server.listen", addr.to_string());
+    let server = Server::start_at(config, addr).await;
+    let realm = server.state.config.realm();
+    let registry = Registry::start(&realm, &f.cert).await;
+    let reg = registry.addr.to_string();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let image = w.join("image");
+    build_image(&image, "latest", 2, "e2e-crane");
+    let at = |repo: &str| format!("{reg}/{repo}");
+    let crane = |creds, args: Vec<String>| {
+        let reg = reg.clone();
+        async move {
+            let mut all = vec!["--insecure".to_owned()];
+            all.extend(args);
+            let args: Vec<&str> = all.iter().map(String::as_str).collect();
+            crane(w, creds, &reg, &args).await
+        }
+    };
+    let layout = image.display().to_string();
+
+    let run = crane(
+        Some("writer:writer-pw"),
+        vec!["push".into(), layout.clone(), at("team/app:crane")],
+    )
+    .await;
+    assert!(
+        run.ok,
+        "writer push with crane {CRANE_VERSION} (realm {realm}): {run:?}\nregistry: {}",
+        registry.log()
+    );
+    let run = crane(
+        Some("reader:reader-pw"),
+        vec!["manifest".into(), at("team/app:crane")],
+    )
+    .await;
+    assert!(run.ok, "reader pull: {run:?}");
+    let manifest: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        manifest["layers"].as_array().map(Vec::len),
+        Some(2),
+        "{manifest}"
+    );
+    let tarball = w.join("pulled.tar").display().to_string();
+    let run = crane(
+        Some("reader:reader-pw"),
+        vec!["pull".into(), at("team/app:crane"), tarball],
+    )
+    .await;
+    assert!(run.ok, "reader pulls the layers: {run:?}");
+
+    assert_denied(
+        &crane(
+            Some("reader:reader-pw"),
+            vec!["push".into(), layout.clone(), at("team/app:reader")],
+        )
+        .await,
+        "reader push",
+    );
+    assert_denied(
+        &crane(
+            Some("reader:wrong-pw"),
+            vec!["manifest".into(), at("team/app:crane")],
+        )
+        .await,
+        "wrong password",
+    );
+    assert_denied(
+        &crane(None, vec!["manifest".into(), at("team/app:crane")]).await,
+        "anonymous pull of team/",
+    );
+}
+
 async fn registry_token(server: &Server, user: &str, password: &str, scope: &str) -> String {
     let url = format!("{}?service={SERVICE}&scope={scope}", server.realm());
     let reply = reqwest::Client::new()

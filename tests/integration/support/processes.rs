@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+
 use super::{ISSUER, SERVICE};
 
 /// Fails the test with an install hint when a program is missing.
@@ -295,6 +297,56 @@ pub async fn skopeo_env(work: &Path, args: &[&str], env: &[(&str, &str)]) -> Run
         .await
         .expect("skopeo finished within 120 s")
         .expect("skopeo runs");
+    Run::of(output)
+}
+
+/// The crane that `tests/run` builds (go-containerregistry, pinned in it):
+/// `REGAUTH_CRANE`, else where `tests/run` puts it.
+fn crane_binary() -> PathBuf {
+    let built = std::env::var_os("REGAUTH_CRANE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(cache.join(format!("regauth/crane-{CRANE_VERSION}/crane")))
+        });
+    match built {
+        Some(path) if path.is_file() => path,
+        _ => panic!(
+            "crane {CRANE_VERSION} is missing: tests/run builds it, or \
+             GOBIN=~/.cache/regauth/crane-{CRANE_VERSION} go install \
+             github.com/google/go-containerregistry/cmd/crane@{CRANE_VERSION}"
+        ),
+    }
+}
+
+/// The crane version `tests/run` builds.
+pub const CRANE_VERSION: &str = "v0.22.1";
+
+/// Runs crane as `user:password` (`None`: anonymously) for `registry`,
+/// with a docker config of its own under `work`, written for this call.
+pub async fn crane(work: &Path, creds: Option<&str>, registry: &str, args: &[&str]) -> Run {
+    let config = work.join("crane");
+    std::fs::create_dir_all(&config).unwrap();
+    let auths = match creds {
+        Some(creds) => {
+            let auth = base64::engine::general_purpose::STANDARD.encode(creds);
+            serde_json::json!({ "auths": { registry: { "auth": auth } } })
+        }
+        None => serde_json::json!({ "auths": {} }),
+    };
+    std::fs::write(config.join("config.json"), auths.to_string()).unwrap();
+    let output = tokio::process::Command::new(crane_binary())
+        .args(args)
+        .env("DOCKER_CONFIG", &config)
+        .env("HOME", work)
+        .stdin(Stdio::null())
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), output)
+        .await
+        .expect("crane finished within 120 s")
+        .expect("crane runs");
     Run::of(output)
 }
 
