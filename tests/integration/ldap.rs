@@ -271,6 +271,38 @@ async fn directory_outage_serves_cached_verdicts_and_recovers() {
     assert_eq!(ready.json()["degraded"], serde_json::json!([]));
 }
 
+/// A directory restarted under a full pool: every pooled connection is
+/// stale, and the first login after must not spend its retries on them
+/// one by one (it got a 503 "no directory server answered" while two or
+/// more stale connections were pooled; with two domain controllers, a DC
+/// killed under load failed more logins than were in flight on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_under_a_full_pool_fails_no_login() {
+    let mut slapd = Slapd::start();
+    let f = Fixture::new();
+    let state = f
+        .config(&extra(&slapd, &[]))
+        .set("cache.verdict_ttl", "0s")
+        .state();
+    let users = [
+        ("ann", "ann-pw"),
+        ("ben", "ben-pw"),
+        ("cid", "cid-pw"),
+        ("dee", "dee-pw"),
+    ];
+    // four users' logins at once leave four service connections pooled
+    let logins = users.map(|(user, password)| token_for(&state, user, password, ""));
+    for login in futures_util::future::join_all(logins).await {
+        assert_eq!(login.status, StatusCode::OK, "{}", login.text());
+    }
+    slapd.stop();
+    slapd.resume();
+    for (user, password) in users {
+        let after = token_for(&state, user, password, "").await;
+        assert_eq!(after.status, StatusCode::OK, "{user}: {}", after.text());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retrying_stale_password_cannot_lock_the_directory_account() {
     let slapd = Slapd::start();

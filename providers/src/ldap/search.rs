@@ -80,8 +80,9 @@ impl Ldap {
 
     /// One search as the service account, saying whether the server also
     /// referred part of it elsewhere. A pooled connection that fails (the
-    /// server restarted, say) is dropped and the search tried again on a
-    /// fresh one; a server that fails is skipped and the next one asked.
+    /// server restarted, say) is dropped with the rest of its server's
+    /// pool and the search tried again on a fresh one; a server that fails
+    /// is skipped and the next one asked.
     pub(super) async fn search_found(
         &self,
         port: Port,
@@ -117,6 +118,7 @@ impl Ldap {
                 }
                 Err(e) if lease.pooled => {
                     tracing::debug!(provider = %self.name, error = %e, "pooled LDAP connection failed; reconnecting");
+                    servers.forget_idle(lease.server);
                 }
                 Err(e) => {
                     servers.failed(lease.server);

@@ -149,6 +149,13 @@ impl Servers {
     /// dropped.
     pub(crate) fn failed(&self, i: usize) {
         self.mark(i, false);
+        self.forget_idle(i);
+    }
+
+    /// Drops server `i`'s idle connections: one of them failed, so the
+    /// server restarted or died and the others are as stale. Trying them
+    /// one by one would spend a search's retries on them.
+    pub(crate) fn forget_idle(&self, i: usize) {
         if let Ok(mut idle) = self.servers[i].idle.lock() {
             idle.clear();
         }
