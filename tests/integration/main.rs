@@ -23,6 +23,7 @@ mod github;
 mod hardening;
 mod hooks;
 mod identity;
+mod keycloak;
 mod ldap;
 mod oidc;
 mod operations;

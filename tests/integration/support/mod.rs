@@ -11,6 +11,7 @@ pub mod github;
 pub mod gitlab;
 pub mod idp;
 pub mod issuer;
+pub mod keycloak;
 pub mod nginx;
 pub mod oci;
 pub mod page;
