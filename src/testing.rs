@@ -115,6 +115,7 @@ pub(crate) fn caches(max_failures: u32) -> (VerdictCache, Throttle) {
             per_client: 0,
             per_provider_per_second: 0,
             window: Duration::from_secs(60),
+            spacing: Duration::ZERO,
         },
         b"test",
         Arc::new(crate::state::Embedded::in_memory()),

@@ -263,6 +263,7 @@ fn chain_of(
             per_client: config.cache.max_client_failures,
             per_provider_per_second: config.cache.max_provider_failures_per_second,
             window: config.cache.failure_window,
+            spacing: config.cache.failure_spacing,
         },
         throttle_key.as_ref(),
         store.clone(),

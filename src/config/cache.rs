@@ -28,6 +28,7 @@ pub(crate) struct RawCache {
     pub(crate) familiar_for: Seconds,
     pub(crate) max_client_failures: u32,
     pub(crate) max_provider_failures_per_second: u32,
+    pub(crate) failure_spacing: Seconds,
 }
 
 impl Default for RawCache {
@@ -42,6 +43,7 @@ impl Default for RawCache {
             familiar_for: secs(30 * 86400),
             max_client_failures: 100,
             max_provider_failures_per_second: 20,
+            failure_spacing: secs(1),
         }
     }
 }
@@ -70,12 +72,22 @@ pub struct CacheConfig {
     pub max_client_failures: u32,
     /// Failed attempts per second reaching one provider, from everyone.
     pub max_provider_failures_per_second: u32,
+    /// After a failed password, the least time before the same account's
+    /// next attempt reaches its identity provider (`cache.failure_spacing`).
+    pub failure_spacing: Duration,
 }
 
 /// `[cache]`, checked: verdicts are not reused for longer than an hour.
 pub(crate) fn validate_cache(origin: &str, raw: RawCache) -> Result<CacheConfig, ConfigError> {
     if raw.verdict_ttl.0 > Duration::from_secs(3600) {
         return Err(invalid(origin, "cache.verdict_ttl", "must be at most 1h"));
+    }
+    if raw.failure_spacing.0 > Duration::from_secs(10) {
+        return Err(invalid(
+            origin,
+            "cache.failure_spacing",
+            "must be at most 10s",
+        ));
     }
     Ok(CacheConfig {
         verdict_ttl: raw.verdict_ttl.0,
@@ -88,5 +100,6 @@ pub(crate) fn validate_cache(origin: &str, raw: RawCache) -> Result<CacheConfig,
         familiar_for: raw.familiar_for.0,
         max_client_failures: raw.max_client_failures,
         max_provider_failures_per_second: raw.max_provider_failures_per_second,
+        failure_spacing: raw.failure_spacing.0,
     })
 }

@@ -582,6 +582,7 @@ mod tests {
                 per_client: 10,
                 per_provider_per_second: 1,
                 window: Duration::from_secs(60),
+                spacing: Duration::ZERO,
             },
             b"test",
             Arc::new(crate::state::Embedded::in_memory()),

@@ -36,7 +36,8 @@ use crate::state::Counters;
 
 /// The budgets (`cache.max_failures`, `cache.max_familiar_failures`,
 /// `cache.familiar_for`, `cache.max_client_failures`,
-/// `cache.max_provider_failures_per_second`, `cache.failure_window`).
+/// `cache.max_provider_failures_per_second`, `cache.failure_window`,
+/// `cache.failure_spacing`).
 #[derive(Clone, Debug)]
 pub struct Budgets {
     /// Failures per account within the window, from every network it has
@@ -53,6 +54,11 @@ pub struct Budgets {
     pub per_provider_per_second: u32,
     /// How long failures are remembered.
     pub window: Duration,
+    /// After a failed attempt that reached an identity provider, the least
+    /// time before the same account's next one does: two failures closer
+    /// than a second lock a Keycloak account (its quick-login check). A
+    /// retry sooner waits for its turn. Zero disables it.
+    pub spacing: Duration,
 }
 
 /// Why an attempt may not go ahead.
@@ -103,7 +109,13 @@ pub struct Throttle {
     budgets: Budgets,
     store: Arc<dyn Counters>,
     providers: Mutex<std::collections::HashMap<String, Arc<Mutex<Bucket>>>>,
+    /// When each account that failed lately may next reach its provider.
+    spaced: Mutex<std::collections::HashMap<String, Instant>>,
 }
+
+/// Accounts remembered for spacing before the ones whose turn has passed
+/// are dropped.
+const SPACED_ACCOUNTS: usize = 10_000;
 
 /// An attempt allowed to reach a provider; settle it with the outcome.
 /// Dropped unsettled (a cancelled request), it is given back.
@@ -114,6 +126,8 @@ pub struct Reservation {
     /// budget, this network's budget, this network's familiarity).
     keys: Option<AccountKeys>,
     bucket: Option<Arc<Mutex<Bucket>>>,
+    /// The account's spacing key, when the attempt reaches an upstream.
+    spaced: Option<String>,
     store: Arc<dyn Counters>,
 }
 
@@ -134,6 +148,7 @@ impl Throttle {
             budgets,
             store,
             providers: Mutex::new(Default::default()),
+            spaced: Mutex::new(Default::default()),
         }
     }
 
@@ -211,6 +226,7 @@ impl Throttle {
             account: None,
             keys: None,
             bucket: None,
+            spaced: None,
             store: self.store.clone(),
         };
         let mut familiar = false;
@@ -231,6 +247,12 @@ impl Throttle {
                 Ok(true) => reservation.account = Some(key.clone()),
                 Ok(false) => return Err(Held::Account),
                 Err(e) => return Err(Held::Store(e.0)),
+            }
+            if attempt.reach == Reach::Upstream && !self.budgets.spacing.is_zero() {
+                if let Some(wait) = self.turn(&keys.shared) {
+                    tokio::time::sleep(wait).await;
+                }
+                reservation.spaced = Some(keys.shared.clone());
             }
             reservation.keys = Some(keys);
         }
@@ -261,10 +283,32 @@ impl Throttle {
             .clone()
     }
 
-    /// The attempt failed (a wrong secret): it stays counted.
+    /// The attempt failed (a wrong secret): it stays counted, and the
+    /// account's next attempt waits out the spacing.
     pub fn failed(&self, mut reservation: Reservation) {
         reservation.account = None;
         reservation.bucket = None;
+        if let Some(key) = reservation.spaced.take() {
+            let next = Instant::now() + self.budgets.spacing;
+            let mut spaced = self.spaced.lock().unwrap_or_else(|p| p.into_inner());
+            let turn = spaced.entry(key).or_insert(next);
+            *turn = (*turn).max(next);
+        }
+    }
+
+    /// How long an attempt of the account keyed `key` waits for its turn
+    /// after a recent failure (`None`: none), taking the turn: the next
+    /// attempt waits a spacing more, in case this one fails too.
+    fn turn(&self, key: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let mut spaced = self.spaced.lock().unwrap_or_else(|p| p.into_inner());
+        if spaced.len() > SPACED_ACCOUNTS {
+            spaced.retain(|_, turn| *turn > now);
+        }
+        let turn = spaced.get_mut(key).filter(|turn| **turn > now)?;
+        let wait = *turn - now;
+        *turn += self.budgets.spacing;
+        Some(wait)
     }
 
     /// The attempt did not fail (an unknown user, an unreachable
@@ -377,6 +421,7 @@ mod tests {
                 per_client,
                 per_provider_per_second: per_second,
                 window: Duration::from_secs(60),
+                spacing: Duration::ZERO,
             },
             b"test key",
             Arc::new(crate::state::Embedded::in_memory()),
@@ -401,6 +446,39 @@ mod tests {
             client,
             reach,
         }
+    }
+
+    /// Keycloak locks an account for two failures less than a second
+    /// apart: after a failure, the account's next attempt that reaches the
+    /// provider waits its turn, and two waiting take two turns.
+    #[tokio::test]
+    async fn a_retry_after_a_failure_waits_its_turn() {
+        let spacing = Duration::from_millis(200);
+        let t = Throttle {
+            budgets: Budgets {
+                spacing,
+                ..throttle(10, 0, 0).budgets
+            },
+            ..throttle(10, 0, 0)
+        };
+        let upstream = attempt("kc", Some("ann"), Reach::Upstream);
+        let first = t.reserve(upstream).await.unwrap();
+        t.failed(first);
+        let started = Instant::now();
+        let second = t.reserve(upstream).await.unwrap();
+        assert!(started.elapsed() >= spacing, "{:?}", started.elapsed());
+        // another account, and a local check (a JWT), do not wait
+        let started = Instant::now();
+        let other = t.reserve(attempt("kc", Some("bob"), Reach::Upstream)).await;
+        let local = t.reserve(attempt("kc", Some("ann"), Reach::Local)).await;
+        assert!(started.elapsed() < spacing, "{:?}", started.elapsed());
+        drop((other, local));
+        // the second fails too: the next two wait one and two turns
+        t.failed(second);
+        let started = Instant::now();
+        let (a, b) = tokio::join!(t.reserve(upstream), t.reserve(upstream));
+        assert!(started.elapsed() >= spacing * 2, "{:?}", started.elapsed());
+        drop((a, b));
     }
 
     #[tokio::test]

@@ -51,7 +51,8 @@ actions = ["pull", "push"]
 
 /// Passwords through the password grant, access tokens as passwords (with
 /// their audience checked), group paths and realm and client roles in
-/// rules, a real push, and a user disabled in Keycloak refused.
+/// rules, a real push, quick retries that do not trip Keycloak's
+/// brute-force detection, and a user disabled in Keycloak refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keycloak_passwords_tokens_groups_roles_and_leavers() {
     let kc = Keycloak::start().await;
@@ -116,6 +117,31 @@ async fn keycloak_passwords_tokens_groups_roles_and_leavers() {
     let target = format!("docker://{}/platform/app:kc", registry.addr);
     let run = push(work.path(), "ann:ann-kc-pw", &image, &target).await;
     assert!(run.ok, "push: {run:?}\nregistry: {}", registry.log());
+
+    // carl mistypes and his client retries at once: Keycloak's brute-force
+    // detection (quick-login check: two failures less than a second apart
+    // lock the account for a minute) never sees failures that close, so
+    // his right password works next
+    for _ in 0..2 {
+        token_for(&state, "carl", "carl-typo", platform)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED);
+    }
+    let carl = kc.user_id("carl").await;
+    let detected: serde_json::Value = kc
+        .admin(
+            Method::GET,
+            &format!("/attack-detection/brute-force/users/{carl}"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detected["numFailures"], 2, "{detected}");
+    assert_eq!(detected["disabled"], false, "{detected}");
+    let right = token_for(&state, "carl", "carl-kc-pw", platform).await;
+    assert_eq!(right.actions(), ["pull", "push"], "{}", right.text());
 
     // erin leaves: disabled in Keycloak, her password is refused once
     // the verdict's TTL has passed
