@@ -27,6 +27,7 @@ audiences = ["registry"]
 username_claim = "preferred_username"
 groups_claims = ["groups", "realm_access.roles", "resource_access.registry.roles"]
 timeout = "10s"
+jwks_min_refresh = "0s"   # the test's new key is used within seconds
 
 [[rule]]
 groups = ["keycloak:platform/core"]
@@ -52,7 +53,8 @@ actions = ["pull", "push"]
 /// Passwords through the password grant, access tokens as passwords (with
 /// their audience checked), group paths and realm and client roles in
 /// rules, a real push, quick retries that do not trip Keycloak's
-/// brute-force detection, and a user disabled in Keycloak refused.
+/// brute-force detection, a new signing key, and a user who leaves a
+/// group or is disabled in Keycloak.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keycloak_passwords_tokens_groups_roles_and_leavers() {
     let kc = Keycloak::start().await;
@@ -143,6 +145,53 @@ async fn keycloak_passwords_tokens_groups_roles_and_leavers() {
     let right = token_for(&state, "carl", "carl-kc-pw", platform).await;
     assert_eq!(right.actions(), ["pull", "push"], "{}", right.text());
 
+    // a new signing key in Keycloak (a higher priority than the realm's
+    // own): its tokens carry a kid regauth has not seen, and regauth
+    // fetches the JWKS again (at most once per jwks_min_refresh, 0s here)
+    let before = kc.access_token(CLIENT, "ann", "ann-kc-pw").await;
+    let realm: serde_json::Value = kc.admin(Method::GET, "", None).await.json().await.unwrap();
+    kc.admin(
+        Method::POST,
+        "/components",
+        Some(serde_json::json!({
+            "name": "rotated",
+            "providerId": "rsa-generated",
+            "providerType": "org.keycloak.keys.KeyProvider",
+            "parentId": realm["id"],
+            "config": { "priority": ["500"], "keySize": ["2048"] }
+        })),
+    )
+    .await;
+    let after = kc.access_token(CLIENT, "ann", "ann-kc-pw").await;
+    assert_ne!(
+        kid_of(&before),
+        kid_of(&after),
+        "Keycloak signs with the new key"
+    );
+    let rotated = token_for(&state, "ann", &after, platform).await;
+    assert_eq!(rotated.actions(), ["pull", "push"], "{}", rotated.text());
+
+    // ann leaves platform/core: her next password login has no such group
+    let ann_id = kc.user_id("ann").await;
+    let groups: serde_json::Value = kc
+        .admin(Method::GET, &format!("/users/{ann_id}/groups"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let core = groups[0]["id"].as_str().expect("ann's group").to_owned();
+    kc.admin(
+        Method::DELETE,
+        &format!("/users/{ann_id}/groups/{core}"),
+        None,
+    )
+    .await;
+    state.chain.forget_verdicts();
+    assert!(token_for(&state, "ann", "ann-kc-pw", platform)
+        .await
+        .actions()
+        .is_empty());
+
     // erin leaves: disabled in Keycloak, her password is refused once
     // the verdict's TTL has passed
     assert_eq!(
@@ -162,4 +211,15 @@ async fn keycloak_passwords_tokens_groups_roles_and_leavers() {
     token_for(&state, "erin", "erin-kc-pw", platform)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
+}
+
+/// The `kid` in a JWT's header.
+fn kid_of(jwt: &str) -> String {
+    use base64::Engine as _;
+    let header = jwt.split('.').next().unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
 }
