@@ -542,6 +542,7 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let listen = config.server.listen;
+        let sibling = config.server.loopback_sibling();
         let ops_listen = config.server.ops_listen;
         let origin = config.origin.clone();
         let state = regauth::build(config)?;
@@ -558,6 +559,10 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             tls = state.tls.is_some(),
             "regauth listening"
         );
+        let sibling = match sibling {
+            Some(addr) => bind_sibling(addr).await?,
+            None => None,
+        };
         let ops = match ops_listen {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
@@ -569,6 +574,16 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         let live = regauth::Live::new(state);
         spawn_reloader(live.clone(), config_path.clone());
         regauth::app::spawn_file_watcher(live.clone(), config_path, Duration::from_secs(5));
+        if let Some(sibling) = sibling {
+            let serving = live.clone();
+            tokio::spawn(async move {
+                if let Err(e) =
+                    regauth::http::listen::serve(serving, sibling, shutdown_signal()).await
+                {
+                    tracing::error!(error = %e, "the second loopback listener stopped");
+                }
+            });
+        }
         if let Some(ops) = ops {
             tracing::info!(listen = %ops.local_addr()?, "operational endpoints listening");
             let serving = live.clone();
@@ -585,6 +600,25 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The other loopback address of a realm that names `localhost`: taken
+/// by someone else, regauth does not start (clients resolving `localhost`
+/// there would hand them passwords); absent (no IPv6), nothing to guard.
+async fn bind_sibling(
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    use std::io::ErrorKind;
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(e) if e.kind() == ErrorKind::AddrInUse => bail!(
+            "{addr} is taken by another process: the realm names localhost, which clients may resolve to {addr}; free it, or set server.realm"
+        ),
+        Err(e) => {
+            tracing::debug!(%addr, error = %e, "no second loopback listener");
+            Ok(None)
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -118,20 +118,39 @@ impl ServerConfig {
     /// The realm URL for `WWW-Authenticate` and the registry
     /// configuration: `server.realm`, or the token endpoint on `listen`.
     ///
-    /// A plain-http `listen` on loopback is named `localhost`: clients
-    /// built on go-containerregistry (crane, cosign, ko; v0.21 and later)
-    /// refuse a realm at a loopback or private IP address unless it is the
-    /// registry's own host and port, and accept a name. (Over https the
-    /// address stays, as the certificate names it.)
+    /// A plain-http `listen` on 127.0.0.1 or [::1] is named `localhost`:
+    /// clients built on go-containerregistry (crane, cosign, ko; v0.21 and
+    /// later) refuse a realm at a loopback or private IP address unless it
+    /// is the registry's own host and port, and accept a name. regauth then
+    /// listens on both loopback addresses ([`Self::loopback_sibling`]).
+    /// (Over https the address stays, as the certificate names it.)
     pub fn realm(&self) -> String {
         if let Some(realm) = &self.realm {
             return realm.clone();
         }
-        match (&self.tls, self.listen.ip().is_loopback()) {
-            (None, true) => format!("http://localhost:{}/auth", self.listen.port()),
-            (None, false) => format!("http://{}/auth", self.listen),
+        match (&self.tls, self.loopback_sibling()) {
+            (None, Some(_)) => format!("http://localhost:{}/auth", self.listen.port()),
+            (None, None) => format!("http://{}/auth", self.listen),
             (Some(_), _) => format!("https://{}/auth", self.listen),
         }
+    }
+
+    /// When the realm names `localhost` (no `server.realm`, plain http on
+    /// 127.0.0.1 or [::1]): the other loopback address on the same port.
+    /// `localhost` resolves to both, so regauth listens on both: another
+    /// local user must not be able to take the one regauth left free and
+    /// receive the passwords clients send to the realm.
+    pub fn loopback_sibling(&self) -> Option<SocketAddr> {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        if self.realm.is_some() || self.tls.is_some() {
+            return None;
+        }
+        let other: IpAddr = match self.listen.ip() {
+            IpAddr::V4(ip) if ip == Ipv4Addr::LOCALHOST => Ipv6Addr::LOCALHOST.into(),
+            IpAddr::V6(ip) if ip == Ipv6Addr::LOCALHOST => Ipv4Addr::LOCALHOST.into(),
+            _ => return None,
+        };
+        Some(SocketAddr::new(other, self.listen.port()))
     }
 }
 

@@ -54,10 +54,11 @@ pub struct Budgets {
     pub per_provider_per_second: u32,
     /// How long failures are remembered.
     pub window: Duration,
-    /// After a failed attempt that reached an identity provider, the least
-    /// time before the same account's next one does: two failures closer
-    /// than a second lock a Keycloak account (its quick-login check). A
-    /// retry sooner waits for its turn. Zero disables it.
+    /// The least time between two password attempts of one account
+    /// reaching its identity provider, and after a failure: two failures
+    /// closer than a second lock a Keycloak account (its quick-login
+    /// check). An attempt sooner waits its turn. Applies with the account
+    /// budgets; zero disables it.
     pub spacing: Duration,
 }
 
@@ -68,7 +69,8 @@ pub enum Held {
     Account,
     /// This client network failed too often: 401.
     Client,
-    /// The provider gets too many failed attempts from everyone: 503.
+    /// The provider gets too many failed attempts from everyone, or this
+    /// account's attempts already wait their turns: 503.
     Provider,
     /// The state backend cannot say: 503 (fail closed).
     Store(String),
@@ -248,12 +250,6 @@ impl Throttle {
                 Ok(false) => return Err(Held::Account),
                 Err(e) => return Err(Held::Store(e.0)),
             }
-            if attempt.reach == Reach::Upstream && !self.budgets.spacing.is_zero() {
-                if let Some(wait) = self.turn(&keys.shared) {
-                    tokio::time::sleep(wait).await;
-                }
-                reservation.spaced = Some(keys.shared.clone());
-            }
             reservation.keys = Some(keys);
         }
         // The provider bucket holds back the flood, which never comes from
@@ -266,6 +262,15 @@ impl Throttle {
                 return Err(Held::Provider);
             }
             reservation.bucket = Some(bucket);
+        }
+        // Last, once nothing else holds it back: the account's turn.
+        if let (Reach::Upstream, Some(keys)) = (attempt.reach, &reservation.keys) {
+            if !self.budgets.spacing.is_zero() {
+                let key = keys.shared.clone();
+                let wait = self.turn(&key).ok_or(Held::Provider)?;
+                reservation.spaced = Some(key);
+                tokio::time::sleep(wait).await;
+            }
         }
         Ok(reservation)
     }
@@ -284,7 +289,8 @@ impl Throttle {
     }
 
     /// The attempt failed (a wrong secret): it stays counted, and the
-    /// account's next attempt waits out the spacing.
+    /// account's next attempt waits a spacing from now (the provider may
+    /// have taken a while to say so).
     pub fn failed(&self, mut reservation: Reservation) {
         reservation.account = None;
         reservation.bucket = None;
@@ -296,19 +302,30 @@ impl Throttle {
         }
     }
 
-    /// How long an attempt of the account keyed `key` waits for its turn
-    /// after a recent failure (`None`: none), taking the turn: the next
-    /// attempt waits a spacing more, in case this one fails too.
+    /// Takes the next turn of the account keyed `key`: how long the
+    /// attempt waits for it (zero when the account's last attempt is a
+    /// spacing past). The account's attempts reach its provider one
+    /// spacing apart, so no two can fail closer than that, however many
+    /// come at once. The account budgets bound how many wait (a stranger
+    /// can make a user's login wait a spacing for each failure the budget
+    /// lets through, once per window); `None`, held back as a 503, only
+    /// if more than the budgets could admit are queued already.
     fn turn(&self, key: &str) -> Option<Duration> {
         let now = Instant::now();
+        let spacing = self.budgets.spacing;
         let mut spaced = self.spaced.lock().unwrap_or_else(|p| p.into_inner());
         if spaced.len() > SPACED_ACCOUNTS {
             spaced.retain(|_, turn| *turn > now);
         }
-        let turn = spaced.get_mut(key).filter(|turn| **turn > now)?;
-        let wait = *turn - now;
-        *turn += self.budgets.spacing;
-        Some(wait)
+        let turn = spaced.entry(key.to_owned()).or_insert(now);
+        let start = (*turn).max(now);
+        // as many as the account's budgets let be in flight at once
+        let ahead = self.budgets.per_account + self.budgets.per_familiar_network;
+        if start > now + spacing * ahead {
+            return None;
+        }
+        *turn = start + spacing;
+        Some(start - now)
     }
 
     /// The attempt did not fail (an unknown user, an unreachable
@@ -449,10 +466,11 @@ mod tests {
     }
 
     /// Keycloak locks an account for two failures less than a second
-    /// apart: after a failure, the account's next attempt that reaches the
-    /// provider waits its turn, and two waiting take two turns.
+    /// apart: an account's password attempts reach the provider a spacing
+    /// apart (a spacing after a failure, too), however many come at once,
+    /// and an attempt more than two turns out is held back.
     #[tokio::test]
-    async fn a_retry_after_a_failure_waits_its_turn() {
+    async fn an_accounts_attempts_reach_the_provider_a_spacing_apart() {
         let spacing = Duration::from_millis(200);
         let t = Throttle {
             budgets: Budgets {
@@ -462,23 +480,29 @@ mod tests {
             ..throttle(10, 0, 0)
         };
         let upstream = attempt("kc", Some("ann"), Reach::Upstream);
-        let first = t.reserve(upstream).await.unwrap();
-        t.failed(first);
         let started = Instant::now();
-        let second = t.reserve(upstream).await.unwrap();
-        assert!(started.elapsed() >= spacing, "{:?}", started.elapsed());
-        // another account, and a local check (a JWT), do not wait
-        let started = Instant::now();
-        let other = t.reserve(attempt("kc", Some("bob"), Reach::Upstream)).await;
+        let (first, second) = tokio::join!(t.reserve(upstream), t.reserve(upstream));
+        assert!(
+            started.elapsed() >= spacing,
+            "two at once: {:?}",
+            started.elapsed()
+        );
+        t.failed(first.unwrap());
+        // another account has a turn at once; a local check (a JWT) takes none
+        let bob = t.account_keys("kc", "bob", HOME).shared;
+        assert_eq!(t.turn(&bob), Some(Duration::ZERO));
         let local = t.reserve(attempt("kc", Some("ann"), Reach::Local)).await;
-        assert!(started.elapsed() < spacing, "{:?}", started.elapsed());
-        drop((other, local));
-        // the second fails too: the next two wait one and two turns
-        t.failed(second);
+        assert!(local.unwrap().spaced.is_none());
+        // after a failure the next waits a spacing, the one after two
         let started = Instant::now();
+        t.failed(second.unwrap());
         let (a, b) = tokio::join!(t.reserve(upstream), t.reserve(upstream));
         assert!(started.elapsed() >= spacing * 2, "{:?}", started.elapsed());
-        drop((a, b));
+        assert!(a.is_ok() && b.is_ok());
+        // no more turns are handed out than the budgets admit (10 + 10)
+        let carl = t.account_keys("kc", "carl", HOME).shared;
+        let turns = (0..25).map_while(|_| t.turn(&carl)).count();
+        assert_eq!(turns, 21, "the first at once, then one per budget slot");
     }
 
     #[tokio::test]

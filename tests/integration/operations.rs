@@ -701,3 +701,61 @@ async fn kid_only_tokens_and_the_jwks_file_for_registry_v3() {
     ]);
     assert!(ok && out.contains("jwks:"), "{out}");
 }
+
+/// The default realm names `localhost`, which clients may resolve to
+/// [::1] as well as 127.0.0.1: regauth listens on both, so no other local
+/// process can take [::1] and receive the passwords clients send, and it
+/// refuses to start when [::1] on its port is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_localhost_realm_holds_both_loopback_addresses() {
+    let f = Fixture::new();
+    let at = addr();
+    let path = f.path("regauth.toml");
+    f.config("").listen(at).write(&path);
+    let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if ipv6 {
+        let server = Regauth::start(&path, at, &[]).await;
+        let other = format!("http://[::1]:{}/healthz", at.port());
+        let answer = reqwest::get(&other).await;
+        assert!(
+            answer.is_ok_and(|r| r.status() == 200),
+            "regauth answers on [::1] too: {}",
+            server.log()
+        );
+        drop(server);
+        // someone else holds [::1] on the port: regauth does not start
+        let taken = std::net::TcpListener::bind(format!("[::1]:{}", at.port())).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env_remove("REGAUTH_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("regauth started beside a taken [::1]");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{stderr}");
+        assert!(stderr.contains("is taken by another process"), "{stderr}");
+        drop(taken);
+    } else {
+        // without IPv6 nobody can take [::1]: regauth starts on 127.0.0.1
+        let server = Regauth::start(&path, at, &[]).await;
+        assert!(
+            server.log().contains("regauth listening"),
+            "{}",
+            server.log()
+        );
+    }
+}
