@@ -118,7 +118,7 @@ impl ServerConfig {
     /// The realm URL for `WWW-Authenticate` and the registry
     /// configuration: `server.realm`, or the token endpoint on `listen`.
     ///
-    /// A plain-http `listen` on 127.0.0.1 or [::1] is named `localhost`:
+    /// A plain-http `listen` on `127.0.0.1` or `[::1]` is named `localhost`:
     /// clients built on go-containerregistry (crane, cosign, ko; v0.21 and
     /// later) refuse a realm at a loopback or private IP address unless it
     /// is the registry's own host and port, and accept a name. regauth then
@@ -136,7 +136,7 @@ impl ServerConfig {
     }
 
     /// When the realm names `localhost` (no `server.realm`, plain http on
-    /// 127.0.0.1 or [::1]): the other loopback address on the same port.
+    /// `127.0.0.1` or `[::1]`): the other loopback address on the same port.
     /// `localhost` resolves to both, so regauth listens on both: another
     /// local user must not be able to take the one regauth left free and
     /// receive the passwords clients send to the realm.
