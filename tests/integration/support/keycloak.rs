@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, Process};
+use super::{fetched, free_port, Process};
 
 /// The Keycloak version `tests/run` fetches.
 pub const KEYCLOAK_VERSION: &str = "26.7.3";
@@ -30,16 +30,10 @@ const ADMIN: (&str, &str) = ("admin", "admin-test-pw");
 
 /// Where `tests/run` unpacked the distribution.
 fn distribution() -> PathBuf {
-    let home = std::env::var_os("REGAUTH_KEYCLOAK_HOME")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(cache.join(format!(
-                "regauth/keycloak-{KEYCLOAK_VERSION}/keycloak-{KEYCLOAK_VERSION}"
-            )))
-        });
+    let home = fetched(
+        "REGAUTH_KEYCLOAK_HOME",
+        &format!("keycloak-{KEYCLOAK_VERSION}/keycloak-{KEYCLOAK_VERSION}"),
+    );
     match home {
         Some(home) if home.join("bin/kc.sh").is_file() => home,
         _ => panic!(

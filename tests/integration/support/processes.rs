@@ -258,6 +258,18 @@ impl std::fmt::Debug for Run {
 }
 
 impl Run {
+    /// A client's run, which must end within 120 s.
+    async fn within(
+        what: &str,
+        output: impl std::future::Future<Output = std::io::Result<std::process::Output>>,
+    ) -> Self {
+        let output = tokio::time::timeout(Duration::from_secs(120), output)
+            .await
+            .unwrap_or_else(|_| panic!("{what} finished within 120 s"))
+            .unwrap_or_else(|e| panic!("{what} runs: {e}"));
+        Self::of(output)
+    }
+
     fn of(output: std::process::Output) -> Self {
         Self {
             ok: output.status.success(),
@@ -293,25 +305,25 @@ pub async fn skopeo_env(work: &Path, args: &[&str], env: &[(&str, &str)]) -> Run
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), output)
-        .await
-        .expect("skopeo finished within 120 s")
-        .expect("skopeo runs");
-    Run::of(output)
+    Run::within("skopeo", output).await
+}
+
+/// A component `tests/run` fetches or builds: the path in the environment
+/// variable `variable`, else `relative` under `~/.cache/regauth` (or
+/// `$XDG_CACHE_HOME/regauth`), where `tests/run` puts it.
+pub fn fetched(variable: &str, relative: &str) -> Option<PathBuf> {
+    std::env::var_os(variable).map(PathBuf::from).or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(cache.join("regauth").join(relative))
+    })
 }
 
 /// The crane that `tests/run` builds (go-containerregistry, pinned in it):
 /// `REGAUTH_CRANE`, else where `tests/run` puts it.
 fn crane_binary() -> PathBuf {
-    let built = std::env::var_os("REGAUTH_CRANE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(cache.join(format!("regauth/crane-{CRANE_VERSION}/crane")))
-        });
-    match built {
+    match fetched("REGAUTH_CRANE", &format!("crane-{CRANE_VERSION}/crane")) {
         Some(path) if path.is_file() => path,
         _ => panic!(
             "crane {CRANE_VERSION} is missing: tests/run builds it, or \
@@ -343,11 +355,7 @@ pub async fn crane(work: &Path, creds: Option<&str>, registry: &str, args: &[&st
         .env("HOME", work)
         .stdin(Stdio::null())
         .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), output)
-        .await
-        .expect("crane finished within 120 s")
-        .expect("crane runs");
-    Run::of(output)
+    Run::within("crane", output).await
 }
 
 /// `skopeo copy` of the `latest` image of an OCI layout to `target`
@@ -412,9 +420,5 @@ pub async fn podman(work: &Path, args: &[&str]) -> Run {
         .stdin(Stdio::null())
         .output();
     std::fs::create_dir_all(work.join("xdg")).unwrap();
-    let output = tokio::time::timeout(Duration::from_secs(120), output)
-        .await
-        .expect("podman finished within 120 s")
-        .expect("podman runs");
-    Run::of(output)
+    Run::within("podman", output).await
 }
