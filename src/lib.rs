@@ -27,6 +27,7 @@ pub mod ops;
 mod random;
 pub mod refresh;
 pub mod state;
+pub mod terminal;
 #[cfg(test)]
 mod testing;
 

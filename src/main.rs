@@ -1,4 +1,5 @@
-//! The `regauth` command line: serve, check, explain, hash-password, keys.
+//! The `regauth` command line: serve, check, explain, hash-password, keys,
+//! tokens, state, and a terminal's login and logout.
 //! Only argument handling and process concerns (logging, signals) live here.
 
 #![forbid(unsafe_code)]
@@ -98,11 +99,52 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Sign this terminal in to a registry through its token server's
+    /// browser sign-in (a device code: the IdP's second factor applies),
+    /// for docker, podman and skopeo through docker-credential-regauth.
+    Login {
+        /// The registry, as in image names (registry.corp, 127.0.0.1:5000).
+        registry: String,
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// Revoke this terminal's login to a registry and forget it.
+    Logout {
+        /// The registry, as given to `regauth login`.
+        registry: String,
+        #[command(flatten)]
+        reach: Reach,
+    },
     /// The shared state (state.dir or Redis).
     State {
         #[command(subcommand)]
         command: StateCommand,
     },
+}
+
+/// How `regauth login` and `logout` reach a registry.
+#[derive(clap::Args)]
+struct Reach {
+    /// Speak plain http to the registry (a loopback registry that does
+    /// not answer https is reached over http anyway).
+    #[arg(long)]
+    plain_http: bool,
+    /// A PEM file of CA certificates to trust besides the system's.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Never open a browser, even where there is a display.
+    #[arg(long)]
+    no_browser: bool,
+}
+
+impl From<Reach> for regauth::terminal::login::Options {
+    fn from(r: Reach) -> Self {
+        Self {
+            plain_http: r.plain_http,
+            ca_file: r.ca_file,
+            no_browser: r.no_browser,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -270,6 +312,21 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::State {
             command: StateCommand::Adopt { config, yes },
         } => adopt(config, yes),
+        Command::Login { registry, reach } => {
+            let options = reach.into();
+            let mut out = std::io::stdout();
+            block_on(regauth::terminal::login::login(
+                &registry, &options, &mut out,
+            ))?
+        }
+        Command::Logout { registry, reach } => {
+            let options = reach.into();
+            let mut out = std::io::stdout();
+            block_on(regauth::terminal::login::logout(
+                &registry, &options, &mut out,
+            ))?
+            .map(|_| ())
+        }
     }
 }
 

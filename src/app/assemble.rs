@@ -175,6 +175,7 @@ pub fn assemble(config: Config, parts: Parts) -> Result<Arc<AppState>, Error> {
             authorizer,
             keys,
             refresh: refresh_of(&config, &refresh_secret, ledger),
+            devices: app_passwords.clone(),
         },
         &config,
     );

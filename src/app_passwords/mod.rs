@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::keys::seal::Sealer;
 use crate::state::{Store, StoreError};
 
+pub mod device;
 pub mod limit;
 pub mod provider;
 pub mod recheck;

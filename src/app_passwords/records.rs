@@ -62,6 +62,11 @@ pub struct AppPassword {
     /// revocations, ends it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) ledger: Option<String>,
+    /// The client a device login was approved for (`docker`,
+    /// `regauth-login`): this app password is that login's identity
+    /// token ([`super::device`]); `None` for one made on the page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// Everything but the digest of the secret.
@@ -77,6 +82,7 @@ impl fmt::Debug for AppPassword {
             .field("limit", &self.limit)
             .field("account", &self.account)
             .field("ledger", &self.ledger)
+            .field("device", &self.device)
             .finish_non_exhaustive()
     }
 }
@@ -186,6 +192,19 @@ impl AppPasswords {
         lifetime: Duration,
         limit: &Limit,
     ) -> Result<(AppPassword, SecretString), AppPasswordError> {
+        self.create_for(owner, name, lifetime, limit, None).await
+    }
+
+    /// [`AppPasswords::create`], for the device login of `device` (its
+    /// client) when there is one.
+    pub(super) async fn create_for(
+        &self,
+        owner: &Identity,
+        name: &str,
+        lifetime: Duration,
+        limit: &Limit,
+        device: Option<&str>,
+    ) -> Result<(AppPassword, SecretString), AppPasswordError> {
         let name = name.trim();
         if name.is_empty()
             || name.chars().count() > super::MAX_NAME_CHARS
@@ -222,7 +241,7 @@ impl AppPasswords {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        let made = self.create_held(owner, name, lifetime, limit).await;
+        let made = self.create_held(owner, name, lifetime, limit, device).await;
         if let Err(e) = self.store.give_back(&lock).await {
             tracing::warn!(error = %e, "could not release the app-password creation lock; it expires by itself");
         }
@@ -239,6 +258,7 @@ impl AppPasswords {
         name: &str,
         lifetime: Duration,
         limit: &Limit,
+        device: Option<&str>,
     ) -> Result<(AppPassword, SecretString), AppPasswordError> {
         let mine = self.list(Some(owner)).await?;
         if mine.len() >= self.config.max_per_user {
@@ -258,6 +278,7 @@ impl AppPasswords {
             account: owner.account_id.clone(),
             digest: self.digest(&id, &secret),
             ledger: Some(self.ledger.id().await?),
+            device: device.map(str::to_owned),
         };
         let record = serde_json::to_string(&password).map_err(|e| StoreError(e.to_string()))?;
         self.store.put_record(PASSWORDS, &id, &record).await?;
@@ -383,7 +404,7 @@ pub(super) fn ended_key(id: &str) -> String {
 
 /// Revokes an app password: recorded in the ledger until it would have
 /// expired (so its record put back cannot bring it back), then deleted.
-async fn end(
+pub(super) async fn end(
     store: &dyn Store,
     ledger: &crate::refresh::Ledger,
     password: &AppPassword,

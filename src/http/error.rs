@@ -117,6 +117,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What a device-code poll that gets no token is told.
+fn device_message(wait: crate::issue::DeviceWait) -> &'static str {
+    use crate::issue::DeviceWait;
+    match wait {
+        DeviceWait::Pending => "waiting for the user to approve the device login",
+        DeviceWait::SlowDown => "polling too fast: wait the interval, plus 5 seconds",
+        DeviceWait::Expired => "the device code expired: start again",
+        DeviceWait::Denied => "the user denied the device login",
+        DeviceWait::InvalidGrant => "not a device code of this client, or used already",
+    }
+}
+
 /// The answer to a refused token request; a 401 asks for Basic
 /// credentials in `realm`.
 pub fn refused(refusal: crate::issue::Refusal, realm: &str) -> Response {
@@ -130,11 +142,11 @@ pub fn refused(refusal: crate::issue::Refusal, realm: &str) -> Response {
     };
     let error = match refusal {
         Refusal::BadRequest { message } => ApiError::bad_request(message),
-        Refusal::UnsupportedGrant { .. } => {
-            ApiError::bad_request("unsupported grant_type (use password or refresh_token)")
-                .with_code("UNSUPPORTED")
-                .oauth("unsupported_grant_type")
-        }
+        Refusal::UnsupportedGrant { .. } => ApiError::bad_request(
+            "unsupported grant_type (use password, refresh_token or the device code grant)",
+        )
+        .with_code("UNSUPPORTED")
+        .oauth("unsupported_grant_type"),
         // Only a message the user can act on is shown; the reason stays
         // in the log.
         Refusal::Unauthorized { user_action, .. } => unauthorized(user_action),
@@ -148,6 +160,9 @@ pub fn refused(refusal: crate::issue::Refusal, realm: &str) -> Response {
             ..
         } => ApiError::unavailable(message, retry_after),
         Refusal::RefreshDisabled => ApiError::not_found(),
+        Refusal::Device { wait, .. } => ApiError::bad_request(device_message(wait))
+            .with_code("DEVICE_LOGIN")
+            .oauth(wait.code()),
         Refusal::Internal { reason } => {
             tracing::error!(reason = %reason, "internal error answering a token request");
             ApiError::internal()

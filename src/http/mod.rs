@@ -5,6 +5,7 @@
 //! becomes a generic 500 without internal text.
 
 pub mod credentials;
+mod device;
 mod error;
 mod extract;
 pub mod listen;
@@ -48,7 +49,16 @@ pub fn router(live: Arc<Live>) -> Router {
         .map(|p| p.config.path().to_owned());
     let router = Router::new();
     let router = match ui_path {
-        Some(path) => router.merge(ui::router(&path).route_layer(bounded)),
+        Some(path) => router
+            .merge(ui::router(&path).route_layer(bounded.clone()))
+            .route(
+                "/auth/device",
+                axum::routing::post(device::authorize).route_layer(bounded.clone()),
+            )
+            .route(
+                "/auth/revoke",
+                axum::routing::post(device::revoke).route_layer(bounded),
+            ),
         None => router,
     };
     router
@@ -56,6 +66,10 @@ pub fn router(live: Arc<Live>) -> Router {
         .route("/token", token_routes.clone())
         .route("/auth/token", token_routes.clone())
         .route("/auth/token/", token_routes)
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(device::metadata),
+        )
         .route("/jwks", get(ops::jwks))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -34,6 +34,7 @@ struct Params<'a> {
     offline_token: Option<Cow<'a, str>>,
     access_type: Option<Cow<'a, str>>,
     refresh_token: Option<Cow<'a, str>>,
+    device_code: Option<Cow<'a, str>>,
     username: Option<Cow<'a, str>>,
     password: Option<Cow<'a, str>>,
 }
@@ -50,6 +51,7 @@ impl<'a> Params<'a> {
                 "offline_token" => p.offline_token = Some(value),
                 "access_type" => p.access_type = Some(value),
                 "refresh_token" => p.refresh_token = Some(value),
+                "device_code" => p.device_code = Some(value),
                 "username" => p.username = Some(value),
                 "password" => p.password = Some(value),
                 // `account` is informational only: never authenticate from
@@ -133,7 +135,7 @@ pub async fn post(
     meta.client_id = params.client_id.as_deref().unwrap_or("");
     meta.scopes = params.scopes.iter().map(|s| s.as_ref()).collect();
     let offline = params.access_type.as_deref() == Some("offline");
-    let (grant, who) = who_of_form(&params, refresh_enabled(&state));
+    let (grant, who) = who_of_form(&params, grants(&state));
     meta.grant = grant;
     let result = match who {
         Ok(who) => {
@@ -145,14 +147,44 @@ pub async fn post(
     finish(&state, &meta, Flow::Post, result, started)
 }
 
-fn refresh_enabled(state: &AppState) -> bool {
-    state.issuer.refresh().is_some()
+/// Which of the grants beyond the password's this server answers.
+#[derive(Clone, Copy)]
+struct Grants {
+    /// The refresh grant: refresh tokens, or device logins' identity
+    /// tokens.
+    refresh: bool,
+    /// The device code grant (app passwords on).
+    device: bool,
 }
+
+fn grants(state: &AppState) -> Grants {
+    let device = state.app_passwords.is_some();
+    Grants {
+        refresh: state.issuer.refresh().is_some() || device,
+        device,
+    }
+}
+
+/// RFC 8628's grant type.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// Who a POST says it is, by its `grant_type`, and how the audit line
 /// names the grant.
-fn who_of_form(params: &Params<'_>, refresh_enabled: bool) -> (GrantType, Result<Who, Refusal>) {
+fn who_of_form(params: &Params<'_>, grants: Grants) -> (GrantType, Result<Who, Refusal>) {
+    let refresh_enabled = grants.refresh;
     match params.grant_type.as_deref() {
+        Some(DEVICE_CODE_GRANT) if grants.device => {
+            let who = match (params.device_code.as_deref(), params.client_id.as_deref()) {
+                (Some(code), Some(client_id)) if !code.is_empty() => Ok(Who::DeviceCode {
+                    code: SecretString::from(code.to_owned()),
+                    client_id: client_id.to_owned(),
+                }),
+                _ => Err(Refusal::bad_request(
+                    "the device code grant needs device_code and client_id",
+                )),
+            };
+            (GrantType::DeviceCode, who)
+        }
         Some("password") => {
             let who = match (params.username.as_deref(), params.password.as_deref()) {
                 (Some(username), Some(password)) => {
@@ -190,7 +222,11 @@ fn who_of_form(params: &Params<'_>, refresh_enabled: bool) -> (GrantType, Result
 
 /// Reads an `application/x-www-form-urlencoded` body (chunked or not) up to
 /// `limit` bytes.
-async fn read_form(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, Refusal> {
+pub(super) async fn read_form(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Vec<u8>, Refusal> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -10,6 +10,7 @@
 //! and the token is signed or reused. A refusal never says why a login
 //! failed; its `reason` is for the log.
 
+mod device;
 mod grant;
 mod redeem;
 mod refusal;
@@ -18,7 +19,7 @@ mod reuse;
 #[cfg(test)]
 mod tests;
 
-pub use refusal::Refusal;
+pub use refusal::{DeviceWait, Refusal};
 pub use response::response_body;
 pub use reuse::{IssuedTokens, SignedToken};
 
@@ -27,6 +28,7 @@ use std::sync::Arc;
 
 use regauth_providers::{Credentials, ExposeSecret};
 
+use crate::app_passwords::AppPasswords;
 use crate::authorize::Authorizer;
 use crate::config::{Config, Limits, TokenConfig};
 use crate::domain::claims::{Access, Claims, NOT_BEFORE_SKEW};
@@ -54,6 +56,14 @@ pub enum Who {
     Credentials(Credentials),
     /// A refresh token (docker's identity token), POST only.
     Refresh(regauth_providers::SecretString),
+    /// A device code polled for (RFC 8628), POST only, by the client it
+    /// was given to.
+    DeviceCode {
+        /// The device code.
+        code: regauth_providers::SecretString,
+        /// The `client_id` of the poll.
+        client_id: String,
+    },
 }
 
 /// A parsed token request.
@@ -121,6 +131,7 @@ pub struct Issuer {
     keys: KeyRing,
     reuse: IssuedTokens,
     refresh: Option<RefreshTokens>,
+    devices: Option<Arc<AppPasswords>>,
     limits: Limits,
     anonymous: bool,
     token: TokenConfig,
@@ -136,6 +147,8 @@ pub struct IssuerParts {
     pub keys: KeyRing,
     /// Refresh tokens, unless disabled.
     pub refresh: Option<RefreshTokens>,
+    /// App passwords, when on: device logins are made of them.
+    pub devices: Option<Arc<AppPasswords>>,
 }
 
 impl Issuer {
@@ -148,6 +161,7 @@ impl Issuer {
             keys: parts.keys,
             reuse: IssuedTokens::new(config.token.reuse_window),
             refresh: parts.refresh,
+            devices: parts.devices,
             limits: config.server.limits.clone(),
             anonymous: config.server.anonymous,
             token: config.token.clone(),
@@ -280,8 +294,15 @@ impl Issuer {
                 Ok((Principal::Authenticated(identity), refresh_token, cache_hit))
             }
             Who::Refresh(token) => {
-                let (identity, cache_hit) = self.redeem(token.expose_secret(), service).await?;
+                let (identity, cache_hit) =
+                    self.redeem(token.expose_secret(), service, client).await?;
                 Ok((Principal::Authenticated(identity), None, cache_hit))
+            }
+            Who::DeviceCode { code, client_id } => {
+                let (identity, token) = self
+                    .device_login(code.expose_secret(), &client_id, client)
+                    .await?;
+                Ok((Principal::Authenticated(identity), Some(token), false))
             }
         }
     }

@@ -48,14 +48,18 @@ impl Issuer {
         &self,
         token: &str,
         service: &str,
+        client: std::net::IpAddr,
     ) -> Result<(Arc<Identity>, bool), Refusal> {
+        if token.len() > self.limits.max_secret_bytes {
+            return Err(Refusal::bad_request("the refresh token is too long"));
+        }
+        if let Some(found) = self.device_identity_token(token, client).await? {
+            return Ok(found);
+        }
         let Some(refresh) = &self.refresh else {
             return Err(Refusal::RefreshDisabled);
         };
         let login_again = |reason: String| Refusal::LoginAgain { reason };
-        if token.len() > self.limits.max_secret_bytes {
-            return Err(Refusal::bad_request("the refresh token is too long"));
-        }
         let claims = match refresh.check(token, service).await {
             Ok(claims) => claims,
             Err(RefreshError::Store(e)) => {

@@ -50,11 +50,47 @@ pub enum Refusal {
     /// The refresh grant is disabled (404, which every client takes as
     /// "use the password").
     RefreshDisabled,
+    /// A device login that is not (or no longer) to be had yet (400,
+    /// with RFC 8628's error code).
+    Device {
+        /// Which answer the client gets.
+        wait: DeviceWait,
+        /// For the log.
+        reason: String,
+    },
     /// Something that should not happen (500 without details).
     Internal {
         /// For the log.
         reason: String,
     },
+}
+
+/// RFC 8628's answers to a device-code poll that gets no token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceWait {
+    /// `authorization_pending`: nobody has answered yet.
+    Pending,
+    /// `slow_down`: polled sooner than the interval.
+    SlowDown,
+    /// `expired_token`: the codes ran out.
+    Expired,
+    /// `access_denied`: the user said no.
+    Denied,
+    /// `invalid_grant`: not a device code of this client, or used.
+    InvalidGrant,
+}
+
+impl DeviceWait {
+    /// The RFC's error code.
+    pub fn code(self) -> &'static str {
+        match self {
+            DeviceWait::Pending => "authorization_pending",
+            DeviceWait::SlowDown => "slow_down",
+            DeviceWait::Expired => "expired_token",
+            DeviceWait::Denied => "access_denied",
+            DeviceWait::InvalidGrant => "invalid_grant",
+        }
+    }
 }
 
 impl Refusal {
@@ -64,7 +100,7 @@ impl Refusal {
             Refusal::BadRequest { .. } | Refusal::UnsupportedGrant { .. } => {
                 audit::Outcome::BadRequest
             }
-            Refusal::RefreshDisabled => audit::Outcome::BadRequest,
+            Refusal::RefreshDisabled | Refusal::Device { .. } => audit::Outcome::BadRequest,
             Refusal::Unauthorized { .. } | Refusal::LoginAgain { .. } => {
                 audit::Outcome::Unauthorized
             }
@@ -82,6 +118,7 @@ impl Refusal {
             | Refusal::LoginAgain { reason }
             | Refusal::Throttled { reason }
             | Refusal::Unavailable { reason, .. }
+            | Refusal::Device { reason, .. }
             | Refusal::Internal { reason } => reason.clone(),
             Refusal::RefreshDisabled => "refresh tokens are disabled".into(),
         }

@@ -56,6 +56,7 @@ fn issuer_asking(config: &Config) -> (Issuer, Arc<Scripted>) {
             authorizer: config.policy.clone(),
             keys: testing::keys(),
             refresh: None,
+            devices: None,
         },
         config,
     );

@@ -70,6 +70,8 @@ pub enum GrantType {
     Password,
     /// POST `grant_type=refresh_token`.
     RefreshToken,
+    /// POST with RFC 8628's device code grant.
+    DeviceCode,
     /// POST with any other `grant_type`.
     Unsupported,
 }
@@ -83,6 +85,7 @@ impl GrantType {
             GrantType::Anonymous => "anonymous",
             GrantType::Password => "password",
             GrantType::RefreshToken => "refresh_token",
+            GrantType::DeviceCode => "device_code",
             GrantType::Unsupported => "unsupported",
         }
     }

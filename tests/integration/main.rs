@@ -17,6 +17,7 @@ mod cli;
 mod compose;
 mod container;
 mod deploy;
+mod device;
 mod examples;
 mod forges;
 mod github;

@@ -35,9 +35,12 @@ pub struct OidcConfig {
     /// a browser (authorization code with PKCE); needs `client_id`.
     #[serde(default)]
     pub browser_login: bool,
-    /// A JWT from this issuer as the password -> verified against its JWKS.
-    #[serde(default = "default::yes")]
-    pub access_tokens: bool,
+    /// A JWT from this issuer as the password -> verified against its
+    /// JWKS. Unset: on, but for a provider only for the browser sign-in
+    /// (`browser_login` without `password_grant` or `audiences`), where
+    /// no token is ever presented ([`OidcConfig::takes_access_tokens`]).
+    #[serde(default)]
+    pub access_tokens: Option<bool>,
     /// RFC 7662: an opaque token, presented with the Basic username
     /// `introspection_username`, is checked at the introspection endpoint.
     #[serde(default)]
@@ -79,6 +82,14 @@ pub struct OidcConfig {
 }
 
 impl OidcConfig {
+    /// Whether a JWT of this issuer is taken as a password: as
+    /// `access_tokens` says, and when it says nothing, unless the
+    /// provider serves the browser sign-in alone.
+    pub fn takes_access_tokens(&self) -> bool {
+        self.access_tokens
+            .unwrap_or(!(self.browser_login && !self.password_grant && self.audiences.is_empty()))
+    }
+
     /// Checks what can be checked without the network.
     pub fn validate(&self) -> Result<(), crate::Invalid> {
         let issuer = self.issuer.trim_end_matches('/');

@@ -163,12 +163,12 @@ impl Oidc {
         if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
             return Err(Error::Config("issuer must be an http(s) URL".into()));
         }
-        if !config.password_grant && !config.access_tokens && !config.browser_login {
+        if !config.password_grant && !config.takes_access_tokens() && !config.browser_login {
             return Err(Error::Config(
                 "enable password_grant, access_tokens, browser_login or several".into(),
             ));
         }
-        if config.access_tokens && config.audiences.is_empty() {
+        if config.takes_access_tokens() && config.audiences.is_empty() {
             return Err(Error::Config(
                 "audiences: name at least one accepted aud".into(),
             ));
@@ -464,7 +464,7 @@ impl IdentityProvider for Oidc {
         match shape {
             SecretShape::Password => self.config.password_grant || self.config.introspection,
             SecretShape::Jwt { issuer } => {
-                self.config.access_tokens
+                self.config.takes_access_tokens()
                     && issuer.is_some_and(|i| i.trim_end_matches('/') == self.issuer)
             }
             SecretShape::GitHubToken
@@ -481,7 +481,7 @@ impl IdentityProvider for Oidc {
         }
         // The chain's routing: a password with two dots is a password, not
         // a token.
-        if is_jwt(credentials) && self.config.access_tokens {
+        if is_jwt(credentials) && self.config.takes_access_tokens() {
             return self.outcome_of_token(secret, Via::Token).await;
         }
         // Opaque tokens are introspected only under the agreed username, so
@@ -569,6 +569,19 @@ mod tests {
             "audiences required"
         );
         assert!(Oidc::new("o", &parse(serde_json::json!({"issuer": "https://x", "audiences": ["a"], "password_grant": true}))).is_err(), "client_id required");
+        // a provider for the browser sign-in alone takes no token: no audience to name
+        let browser =
+            serde_json::json!({"issuer": "https://x", "client_id": "c", "browser_login": true});
+        assert!(
+            Oidc::new("o", &parse(browser.clone())).is_ok(),
+            "browser-only needs no audiences"
+        );
+        let mut tokens_too = browser;
+        tokens_too["access_tokens"] = true.into();
+        assert!(
+            Oidc::new("o", &parse(tokens_too)).is_err(),
+            "access tokens need audiences"
+        );
         let ok = Oidc::new(
             "o",
             &parse(serde_json::json!({"issuer": "https://x/", "audiences": ["a"]})),

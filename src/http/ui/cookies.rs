@@ -22,6 +22,9 @@ pub(super) enum PageCookie {
     SigningIn,
     /// The sign-in form's CSRF token.
     Form,
+    /// The code a device login's verification URL was opened with,
+    /// kept while its user signs in.
+    Device,
 }
 
 impl PageCookie {
@@ -30,6 +33,7 @@ impl PageCookie {
             PageCookie::Session => "regauth_session",
             PageCookie::SigningIn => "regauth_signin",
             PageCookie::Form => "regauth_form",
+            PageCookie::Device => "regauth_device",
         }
     }
 

@@ -15,6 +15,7 @@
 //! templates ([`pages`]).
 
 mod cookies;
+mod device;
 mod error;
 mod extract;
 mod pages;
@@ -55,6 +56,8 @@ pub fn router(path: &str) -> Router<Arc<Live>> {
         .route("/passwords", post(create))
         .route("/passwords/{id}/revoke", post(revoke))
         .route("/admin", get(admin))
+        .route("/device", get(device::open).post(device::enter))
+        .route("/device/answer", post(device::answer))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .fallback(|| async { PageError::NotFound(Missing::Page) });
     // nested, `/` is `{path}` alone: the page is `{path}/` too
@@ -170,14 +173,18 @@ async fn home_page(
     ))
 }
 
-/// The page's home, where a sign-in ends: with the session's cookie.
-fn session_started(page: &Page, sealed: &str) -> Response {
+/// Where a sign-in ends, with the session's cookie: the page's home, or
+/// the device login page it began at.
+fn session_started(page: &Page, headers: &HeaderMap, sealed: &str) -> Response {
     let config = &page.passwords.config;
     let cookie = PageCookie::Session.set(config, sealed, config.session_lifetime);
-    with_cookie(
-        Redirect::to(&format!("{}/", page.path())).into_response(),
-        cookie,
-    )
+    let (to, device) = device::home_or_device(page, headers);
+    let response = with_cookie(to, cookie);
+    if device {
+        with_cookie(response, PageCookie::Device.clear(config))
+    } else {
+        response
+    }
 }
 
 async fn begin_sign_in(page: Page, Path(provider): Path<String>) -> Result<Response, PageError> {
@@ -231,7 +238,7 @@ async fn callback(
         .as_ref()
         .map_or_else(PageError::ends_sign_in, |_| true);
     let response = match finished {
-        Ok(sealed) => session_started(&page, &sealed),
+        Ok(sealed) => session_started(&page, &headers, &sealed),
         Err(e) => e.into_response(),
     };
     if over {
@@ -274,7 +281,7 @@ async fn form_sign_in(
         .sign_in_with_password(chain, limits, posted, ip, now)
         .await;
     match signed {
-        Ok(sealed) => Ok(session_started(&page, &sealed)),
+        Ok(sealed) => Ok(session_started(&page, &headers, &sealed)),
         Err(SignInError::Refused) => {
             let wrong = Some("Wrong username or password.");
             sign_in_page(&page, &headers, StatusCode::UNAUTHORIZED, wrong)

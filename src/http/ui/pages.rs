@@ -76,6 +76,30 @@ pub(super) struct Created<'a> {
     pub(super) expires: String,
 }
 
+/// The device login's code form.
+#[derive(Template)]
+#[template(path = "ui/device.html")]
+pub(super) struct DevicePage<'a> {
+    pub(super) base: &'a str,
+    pub(super) subject: &'a str,
+    pub(super) csrf: &'a str,
+    pub(super) code: &'a str,
+    pub(super) error: Option<&'a str>,
+}
+
+/// A device login to approve or deny.
+#[derive(Template)]
+#[template(path = "ui/device_confirm.html")]
+pub(super) struct DeviceConfirm<'a> {
+    pub(super) base: &'a str,
+    pub(super) csrf: &'a str,
+    pub(super) subject: &'a str,
+    pub(super) user_code: &'a str,
+    pub(super) client_id: &'a str,
+    pub(super) service: &'a str,
+    pub(super) expires: String,
+}
+
 /// Everyone's app passwords, for an admin.
 #[derive(Template)]
 #[template(path = "ui/admin.html")]
