@@ -88,6 +88,7 @@ pub async fn get(
         grant: GrantType::Basic,
         client_ip: Some(ip),
         client_id: params.client_id.as_deref().unwrap_or(""),
+        service: params.service.as_deref().unwrap_or(""),
         scopes: params.scopes.iter().map(|s| s.as_ref()).collect(),
     };
     let authorization = request
@@ -133,6 +134,7 @@ pub async fn post(
     };
     let params = Params::parse(&body);
     meta.client_id = params.client_id.as_deref().unwrap_or("");
+    meta.service = params.service.as_deref().unwrap_or("");
     meta.scopes = params.scopes.iter().map(|s| s.as_ref()).collect();
     let offline = params.access_type.as_deref() == Some("offline");
     let (grant, who) = who_of_form(&params, grants(&state));
@@ -314,7 +316,7 @@ fn event_of(meta: &audit::Request<'_>, result: &Result<Issued, Refusal>) -> (Eve
             (event, Outcome::Issued)
         }
         Err(refusal) => (
-            Event::refused(&meta.scopes, &refusal.reason()),
+            Event::refused(meta.service, &meta.scopes, &refusal.reason()),
             refusal.outcome(),
         ),
     }

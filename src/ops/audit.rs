@@ -52,6 +52,10 @@ fn bounded(text: &str, max: usize) -> String {
     Escaped::new(text, max).to_string()
 }
 
+/// At most this many bytes of a service a refused request named reach a
+/// log line.
+const MAX_LOGGED_SERVICE_BYTES: usize = 256;
+
 /// At most this many bytes of a refusal's reason reach a log line.
 const MAX_LOGGED_REASON_BYTES: usize = 1024;
 
@@ -102,6 +106,8 @@ pub struct Request<'a> {
     pub client_ip: Option<IpAddr>,
     /// The `client_id` parameter.
     pub client_id: &'a str,
+    /// The `service` parameter as sent (a refusal's line keeps it).
+    pub service: &'a str,
     /// The raw `scope` values, for refusals before they were parsed.
     pub scopes: Vec<&'a str>,
 }
@@ -115,7 +121,7 @@ pub struct Event {
     pub kind: &'static str,
     /// The provider that vouched for the subject (empty if none).
     pub provider: String,
-    /// The service the token is for (empty when refused).
+    /// The service the token is for (when refused: the one named).
     pub service: String,
     /// The scopes asked for, bounded for the log.
     pub requested: String,
@@ -167,10 +173,11 @@ impl Event {
         }
     }
 
-    /// The event of a refused request: the scopes as sent and the reason,
-    /// bounded.
-    pub fn refused(scopes: &[&str], reason: &str) -> Self {
+    /// The event of a refused request: the service and scopes as sent and
+    /// the reason, bounded.
+    pub fn refused(service: &str, scopes: &[&str], reason: &str) -> Self {
         Event {
+            service: bounded(service, MAX_LOGGED_SERVICE_BYTES),
             requested: bounded(&scopes.join(" "), MAX_LOGGED_SCOPES_BYTES),
             reason: bounded(reason, MAX_LOGGED_REASON_BYTES),
             ..Default::default()
@@ -209,6 +216,18 @@ pub fn record(request: &Request<'_>, event: &Event, outcome: Outcome, latency: D
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_keeps_the_service_it_named_escaped_and_bounded() {
+        let event = Event::refused("registry.corp", &["repository:a:pull"], "no");
+        assert_eq!(event.service, "registry.corp");
+        let forged = Event::refused(&format!("x\n{}", "s".repeat(1000)), &[], "no");
+        assert!(
+            !forged.service.contains('\n') && forged.service.len() <= 300,
+            "{}",
+            forged.service
+        );
+    }
 
     #[test]
     fn client_text_cannot_forge_lines_or_grow_them() {

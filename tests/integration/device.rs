@@ -402,3 +402,274 @@ async fn tokens_revoke_and_logout_end_device_logins() {
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
 }
+
+/// `regauth login` on a terminal, its user approving in chromium at the
+/// test IdP's login page; then the real docker CLI (through a private
+/// dockerd) and skopeo push and pull through registry 2.8 with the
+/// identity token that `docker-credential-regauth` hands them, until
+/// `regauth logout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_and_skopeo_use_a_device_login_approved_in_a_browser() {
+    use crate::support::browser::{browser, LoginIdp};
+    use crate::support::docker::Dockerd;
+    use tokio::io::AsyncBufReadExt as _;
+
+    let f = Fixture::new();
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let ui = format!("http://{addr}/ui");
+    let idp = LoginIdp::start(&format!("{ui}/callback"), "regauth-browser-secret");
+    let secret_file = f.path("client.secret");
+    std::fs::write(&secret_file, "regauth-browser-secret\n").unwrap();
+    // a provider for the browser sign-in alone: no audiences to name
+    let extra = format!(
+        r#"
+[[provider]]
+name = "sso"
+kind = "oidc"
+issuer = "{issuer}"
+client_id = "regauth"
+client_secret_file = "{secret}"
+browser_login = true
+timeout = "5s"
+
+[[rule]]
+groups = ["sso:platform"]
+repos = ["platform/**"]
+actions = ["pull", "push"]
+
+[app_passwords]
+key_file = "{key}"
+url = "{ui}"
+"#,
+        issuer = idp.issuer,
+        secret = secret_file.display(),
+        key = f.path("app-passwords.key").display(),
+    );
+    let server = Server::start_at(f.config(&extra), addr).await;
+    let registry = Registry::start(&server.realm(), &f.cert).await;
+    let engine = tokio::task::spawn_blocking(Dockerd::start).await.unwrap();
+    let host = registry.addr.to_string();
+
+    // the user's terminal: its own home, docker and containers configs,
+    // and the helper on its PATH
+    let home = tempfile::tempdir().unwrap();
+    let docker_config = home.path().join("docker");
+    let auth_file = home.path().join("containers-auth.json");
+    let helper = std::path::Path::new(env!("CARGO_BIN_EXE_docker-credential-regauth"));
+    let path = format!(
+        "{}:{}",
+        helper.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let env: Vec<(&str, &str)> = vec![
+        ("HOME", home.path().to_str().unwrap()),
+        ("PATH", &path),
+        ("DOCKER_CONFIG", docker_config.to_str().unwrap()),
+        ("REGISTRY_AUTH_FILE", auth_file.to_str().unwrap()),
+        ("XDG_CONFIG_HOME", ""),
+    ];
+
+    // regauth login prints the URL and the code, and waits
+    let mut login = tokio::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
+        .args(["login", &host, "--no-browser"])
+        .envs(env.iter().copied())
+        .env_remove("DISPLAY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(login.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    while printed.len() < 4 {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("regauth login printed its URL and code")
+            .unwrap()
+            .unwrap_or_else(|| panic!("regauth login ended: {printed:?}"));
+        printed.push(line);
+    }
+    let (url, code) = (printed[1].clone(), printed[3].clone());
+    assert!(
+        url.starts_with(&format!("{ui}/device?user_code=")),
+        "{printed:?}"
+    );
+    assert_eq!(code.len(), 9, "{printed:?}");
+
+    // the user approves in the browser, after the IdP's sign-in
+    let work = tempfile::tempdir().unwrap();
+    let shots = std::env::var("REGAUTH_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| work.path().to_owned());
+    std::fs::create_dir_all(&shots).unwrap();
+    let options =
+        serde_json::json!({"url": url, "user": "dana", "answer": "approve", "shots": shots});
+    let answered = browser(&options, "device").await;
+    assert_eq!(answered["client"], "regauth-login", "{answered}");
+    assert_eq!(answered["code"], code.as_str(), "{answered}");
+    assert_eq!(answered["answered"], "Device login approved", "{answered}");
+    for shot in [
+        "device-sign-in",
+        "device-code",
+        "device-approve",
+        "device-approve-phone",
+        "device-approved",
+    ] {
+        assert!(shots.join(format!("{shot}.png")).is_file(), "{shot}.png");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(60), login.wait())
+        .await
+        .expect("regauth login finished after the approval")
+        .unwrap();
+    assert!(status.success(), "regauth login failed");
+    for config in [docker_config.join("config.json"), auth_file.clone()] {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            json["credHelpers"][&host],
+            "regauth",
+            "{}: {text}",
+            config.display()
+        );
+    }
+
+    // the docker CLI pushes and pulls with the helper's identity token
+    let tree = work.path().join("rootfs");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("hello.txt"), "from a device login\n").unwrap();
+    let tar = work.path().join("rootfs.tar");
+    let packed = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(packed.success());
+    let docker = |args: &[&str]| engine.docker_env(&docker_config, args, None, &env);
+    let image = format!("{host}/platform/app:v1");
+    let imported = docker(&["import", tar.to_str().unwrap(), &image]);
+    assert!(imported.ok, "{imported:?}");
+    let pushed = docker(&["push", &image]);
+    assert!(pushed.ok, "docker push: {pushed:?}\n{}", registry.log());
+    assert!(docker(&["rmi", &image]).ok);
+    let pulled = docker(&["pull", &image]);
+    assert!(pulled.ok, "docker pull: {pulled:?}");
+    // where the user may not push, the identity token gets no push
+    let elsewhere = format!("{host}/other/app:v1");
+    assert!(docker(&["tag", &image, &elsewhere]).ok);
+    let denied = docker(&["push", &elsewhere]);
+    assert!(!denied.ok, "pushed outside the user's rights: {denied:?}");
+
+    // skopeo reads the same helper through auth.json
+    let layout = work.path().join("layout");
+    crate::support::oci::build_image(&layout, "latest", 1, "device-login");
+    let source = format!("oci:{}:latest", layout.display());
+    let target = format!("docker://{host}/platform/app:v2");
+    let copied = skopeo_env(
+        work.path(),
+        &["copy", "--dest-tls-verify=false", &source, &target],
+        &env,
+    )
+    .await;
+    assert!(copied.ok, "skopeo copy: {copied:?}");
+
+    // the helper's file is the user's alone, and holds the identity token
+    let stored = home.path().join(".config/regauth/credentials.json");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stored).unwrap()).unwrap();
+    let token = stored["registries"][&host]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // regauth logout revokes it: the next push is refused
+    let logout = tokio::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
+        .args(["logout", &host])
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    assert!(logout.status.success(), "{logout:?}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(docker_config.join("config.json")).unwrap())
+            .unwrap();
+    assert!(json["credHelpers"].get(&host).is_none(), "{json}");
+    server.state.chain.forget_verdicts();
+    let v3 = format!("{host}/platform/app:v3");
+    assert!(docker(&["tag", &image, &v3]).ok);
+    let refused = docker(&["push", &v3]);
+    assert!(!refused.ok, "pushed after logout: {refused:?}");
+    refresh(&server.state, &token, "repository:platform/app:pull")
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+}
+
+/// Two replicas on one Redis: a device login started on one is approved
+/// on the other and polled on the first; the audit lines name every step
+/// and never a code or the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_device_logins_through_redis() {
+    let clock = Clock::take();
+    let log = log_capture();
+    let redis = crate::support::redis::Redis::start();
+    let f = Fixture::new();
+    let config = ui_config(&f, &redis.state_toml());
+    let (a, b) = (config.state(), config.state());
+    assert_eq!(a.store.backend(), "redis");
+    let (device_code, user_code, _) = start(&a, "docker").await;
+    waits(
+        &poll(&a, &device_code, "docker").await,
+        "authorization_pending",
+    );
+    let mut jar = Jar::default();
+    sign_in(&b, &mut jar, "writer", "writer-pw").await;
+    let approved = answer(&b, &mut jar, &user_code, "approve").await;
+    assert!(
+        approved.text().contains("Device login approved"),
+        "{}",
+        approved.text()
+    );
+    clock.advance(Duration::from_secs(6));
+    let got = poll(&a, &device_code, "docker").await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.text());
+    let token = got.json()["refresh_token"].as_str().unwrap().to_owned();
+    // taken once, whichever replica is asked next
+    waits(&poll(&b, &device_code, "docker").await, "invalid_grant");
+    let pulled = refresh(&b, &token, "repository:team/app:pull").await;
+    assert_eq!(pulled.actions(), ["pull"], "{}", pulled.text());
+
+    let audit = log.text();
+    for event in [
+        "device_login_started",
+        "device_login_approved",
+        "app_password_created",
+        "app_password_used",
+    ] {
+        assert!(audit.contains(event), "an audit line for {event}");
+    }
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"grant\":\"device_code\"")
+                && l.contains(&format!("\"service\":\"{SERVICE}\""))),
+        "a refused poll's line keeps its grant and service:\n{audit}"
+    );
+    let (id, secret) = device_code["rgd_".len()..].split_once('_').unwrap();
+    for secret in [secret, &user_code, &user_code.replace('-', ""), &token] {
+        assert!(!audit.contains(secret), "a code or token reached the log");
+    }
+    assert!(
+        !audit.contains(id),
+        "the device code's id is logged by its first 8 characters only"
+    );
+}

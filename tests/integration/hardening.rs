@@ -559,10 +559,12 @@ async fn a_stalled_log_sink_never_stops_requests() {
     let _ = child.wait();
 }
 
-/// The embedded default configuration works from any directory, and an
-/// error names its cause once.
+/// The embedded default configuration works from any directory (its page
+/// and device login too), and an error names its cause once.
 #[tokio::test]
 async fn the_default_config_runs_anywhere_and_errors_say_things_once() {
+    // alone (no fixture has installed it), the client needs its provider
+    regauth_providers::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
@@ -592,6 +594,29 @@ async fn the_default_config_runs_anywhere_and_errors_say_things_once() {
             Err(e) => panic!("regauth serve did not start outside a checkout: {e}"),
         }
     };
+    // the page is on, with the password form for the development users,
+    // and so is the device login
+    let base = format!("http://127.0.0.1:{port}");
+    let page = reqwest::get(format!("{base}/ui/")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("Sign in with your password"));
+    let device = reqwest::Client::new()
+        .post(format!("{base}/auth/device"))
+        .form(&[("client_id", "newcomer")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(device.status(), 200);
+    let device: serde_json::Value = device.json().await.unwrap();
+    assert_eq!(
+        device["verification_uri"],
+        format!("http://localhost:{port}/ui/device"),
+        "{device}"
+    );
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(status, 200);

@@ -3,11 +3,16 @@
 //   node browser.mjs '{"ui": "...", "user": "dana", "name": "laptop",
 //                      "state": "/tmp/state.json", "shots": "/dir"}' create
 //   node browser.mjs '{...}' revoke
+//   node browser.mjs '{"url": "<verification_uri_complete>", "user": "dana",
+//                      "answer": "approve", "shots": "/dir"}' device
 //
 // `create` signs in at the identity provider, makes an app password and
 // prints {"secret": ..., "login": ...} as the last line; `revoke` reuses the
 // saved browser state (the session cookie) and revokes the app password
-// named `name`. Screenshots go to `shots` when set.
+// named `name`; `device` opens a device login's verification URL, signs in
+// at the identity provider, checks the code and the client on the page and
+// answers (`approve` or `deny`), printing {"client", "code", "answered"}.
+// Screenshots go to `shots` when set.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 
@@ -62,6 +67,26 @@ try {
     await shot('app-passwords-phone', true);
     await context.storageState({ path: options.state });
     console.log(JSON.stringify({ secret, login }));
+  } else if (command === 'device') {
+    await page.goto(options.url);
+    await shot('device-sign-in');
+    await page.getByRole('link', { name: /Sign in with/ }).first().click();
+    await page.fill('input[name=login]', options.user);
+    await page.fill('input[name=password]', 'any password');
+    await page.click('button[type=submit]');
+    await page.waitForSelector('button[type=submit]');
+    if (!page.url().includes('/ui/device')) await page.click('button[type=submit]');
+    await page.waitForURL(/\/ui\/device/);
+    await shot('device-code');
+    await page.click('text=Continue');
+    const client = (await page.textContent('#client')).trim();
+    const code = (await page.textContent('#user-code')).trim();
+    await shot('device-approve');
+    await shot('device-approve-phone', true);
+    await page.click(options.answer === 'deny' ? 'button[value=deny]' : 'button[value=approve]');
+    const answered = (await page.textContent('h1')).trim();
+    await shot('device-approved');
+    console.log(JSON.stringify({ client, code, answered }));
   } else if (command === 'revoke') {
     await page.goto(options.ui + '/');
     await page.getByRole('button', { name: `Revoke ${options.name}` }).click();

@@ -188,7 +188,7 @@ pub(super) async fn answer(
         Ok(true) if approve => message(
             StatusCode::OK,
             "Device login approved",
-            "Go back to your terminal: it is signed in. The login is listed with your app passwords, where you can revoke it.",
+            "Go back to your terminal: it signs in within a few seconds. The login is listed with your app passwords, where you can revoke it.",
         ),
         Ok(true) => message(
             StatusCode::OK,

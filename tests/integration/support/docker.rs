@@ -81,11 +81,24 @@ impl Dockerd {
     /// The docker CLI against this engine, with `config` as its config
     /// directory (where `docker login` stores credentials).
     pub fn docker(&self, config: &Path, args: &[&str], stdin: Option<&str>) -> Run {
+        self.docker_env(config, args, stdin, &[])
+    }
+
+    /// [`Dockerd::docker`] with extra environment variables (a `PATH`
+    /// with a credential helper, the `HOME` it reads).
+    pub fn docker_env(
+        &self,
+        config: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Run {
         use std::io::Write as _;
         let mut child = Command::new(require("docker", "docker.io"))
             .args(args)
             .env("DOCKER_HOST", format!("unix://{}", self.socket().display()))
             .env("DOCKER_CONFIG", config)
+            .envs(env.iter().copied())
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
