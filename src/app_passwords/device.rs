@@ -49,10 +49,18 @@ const MAX_INTERVAL: u64 = 60;
 /// `BCDF-GHJK`.
 const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
 const USER_CODE_CHARS: usize = 8;
-/// Device logins under way at once, on every replica together.
-const MAX_UNDER_WAY: usize = 1000;
-/// Device logins one client address may start per [`CODE_LIFETIME`].
-const STARTS_PER_CLIENT: u32 = 20;
+/// Device logins started per [`CODE_LIFETIME`], on every replica
+/// together.
+const MAX_STARTS: u32 = 10_000;
+/// Device logins one client network may start per [`CODE_LIFETIME`].
+const STARTS_PER_CLIENT: u32 = 5;
+/// Wrong user codes one account may enter per hour, from any network.
+const WRONG_CODES_PER_ACCOUNT: u32 = 20;
+/// How long a request is kept past its codes' end, so that a late poll
+/// hears `expired_token` rather than `invalid_grant`.
+const EXPIRED_KEPT: u64 = 120;
+/// Expired requests are swept at most this often by one process.
+const SWEEP_EVERY_MS: u64 = 60_000;
 /// The longest `client_id` kept.
 const MAX_CLIENT_ID_CHARS: usize = 64;
 
@@ -104,6 +112,9 @@ struct Request {
     client_id: String,
     /// The registry service it asked for.
     service: String,
+    /// The address it asked from, shown to the user who answers.
+    #[serde(default)]
+    from: String,
     /// Seconds since the epoch.
     created: u64,
     expires: u64,
@@ -130,6 +141,8 @@ enum Decision {
     },
     /// Denied.
     Denied,
+    /// Approved, and its identity token being made by one poll.
+    Issuing,
 }
 
 /// A device login started: what the client is told.
@@ -153,8 +166,32 @@ pub struct Asking {
     pub client_id: String,
     /// The registry it asks for.
     pub service: String,
+    /// The address it asked from.
+    pub from: String,
     /// When the codes run out.
     pub expires: u64,
+}
+
+/// A signed-in user's answer to a device login.
+pub struct Answer<'a> {
+    /// Who answers.
+    pub session: &'a Session,
+    /// The user code, as typed.
+    pub user_code: &'a str,
+    /// Approved (or denied).
+    pub approve: bool,
+}
+
+/// What became of an answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answered {
+    /// Recorded.
+    Done,
+    /// No device login with this code is waiting (answered already,
+    /// expired, or none).
+    NotWaiting,
+    /// Too many wrong codes from this network.
+    Throttled,
 }
 
 /// What a user code entered on the page finds.
@@ -214,14 +251,13 @@ fn parse_device_code(code: &str) -> Option<(&str, &str)> {
     (id.len() == 32 && secret.len() == 43 && hex(id)).then_some((id, secret))
 }
 
-/// A `client_id` fit to keep and show: printable, bounded; else `None`.
+/// A `client_id` fit to keep and show: printable ASCII (no character
+/// that could make it look like another name), bounded; else `None`.
 fn client_name(client_id: &str) -> Option<&str> {
     let name = client_id.trim();
     (!name.is_empty()
-        && name.chars().count() <= MAX_CLIENT_ID_CHARS
-        && name
-            .chars()
-            .all(|c| !c.is_control() && !c.is_whitespace() || c == ' '))
+        && name.len() <= MAX_CLIENT_ID_CHARS
+        && name.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
     .then_some(name)
 }
 
@@ -242,7 +278,8 @@ impl AppPasswords {
     ) -> Result<Started, DeviceError> {
         let client_id =
             client_name(client_id).ok_or(DeviceError::InvalidRequest("client_id is required"))?;
-        let per_client = lock_key("device-start", &client.to_string());
+        let network = format!("{:032x}", crate::net::network_of(client));
+        let per_client = lock_key("device-start", &network);
         if !self
             .store
             .take(&per_client, STARTS_PER_CLIENT, CODE_LIFETIME)
@@ -250,7 +287,14 @@ impl AppPasswords {
         {
             return Err(DeviceError::TooMany);
         }
-        self.sweep_device_logins(now).await?;
+        if !self
+            .store
+            .take("device-starts", MAX_STARTS, CODE_LIFETIME)
+            .await?
+        {
+            return Err(DeviceError::TooMany);
+        }
+        self.sweep_device_logins(now).await;
         let now = unix(now);
         let secret = base64::Engine::encode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
@@ -264,6 +308,7 @@ impl AppPasswords {
                 digest: self.digest(&id, &secret),
                 client_id: client_id.to_owned(),
                 service: service.to_owned(),
+                from: client.to_string(),
                 created: now,
                 expires: now + CODE_LIFETIME.as_secs(),
                 polled_ms: 0,
@@ -287,22 +332,59 @@ impl AppPasswords {
         Err(DeviceError::TooMany)
     }
 
-    /// Deletes the device logins whose codes ran out; refuses a new one
-    /// when [`MAX_UNDER_WAY`] are left.
-    async fn sweep_device_logins(&self, now: i64) -> Result<(), DeviceError> {
-        let mut left = 0;
-        for (id, text) in self.store.records(REQUESTS).await? {
-            match serde_json::from_str::<Request>(&text) {
-                Ok(r) if r.expires > unix(now) => left += 1,
-                _ => {
+    /// Deletes the device logins whose codes ran out a while ago, at most
+    /// every [`SWEEP_EVERY_MS`] in this process (a failure is only
+    /// logged: the next sweep tries again).
+    async fn sweep_device_logins(&self, now: i64) {
+        let now_ms = u64::try_from(now).unwrap_or(0) * 1000;
+        let last = self.device_swept.load(std::sync::atomic::Ordering::Relaxed);
+        if now_ms < last + SWEEP_EVERY_MS
+            || self
+                .device_swept
+                .compare_exchange(
+                    last,
+                    now_ms,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        let swept = async {
+            for (id, text) in self.store.records(REQUESTS).await? {
+                let over = serde_json::from_str::<Request>(&text)
+                    .map_or(true, |r| r.expires + EXPIRED_KEPT <= unix(now));
+                if over {
                     self.store.delete_record(REQUESTS, &id).await?;
                 }
             }
+            Ok::<(), StoreError>(())
+        };
+        if let Err(e) = swept.await {
+            tracing::warn!(error = %e, "could not sweep expired device logins");
         }
-        if left >= MAX_UNDER_WAY {
-            return Err(DeviceError::TooMany);
-        }
-        Ok(())
+    }
+
+    /// The counter of an account's wrong user codes.
+    fn wrong_codes_key(session: &Session) -> String {
+        lock_key(
+            "device-wrong",
+            &super::owner_key(&session.provider, &session.subject),
+        )
+    }
+
+    /// Whether the account has entered [`WRONG_CODES_PER_ACCOUNT`] wrong
+    /// codes this hour (from any network).
+    async fn wrong_codes_held(&self, session: &Session) -> Result<bool, StoreError> {
+        let wrong = self.store.count(&Self::wrong_codes_key(session)).await?;
+        Ok(wrong >= WRONG_CODES_PER_ACCOUNT)
+    }
+
+    /// Counts a wrong code of the account's.
+    async fn wrong_code(&self, session: &Session) -> Result<(), StoreError> {
+        let key = Self::wrong_codes_key(session);
+        self.store.add(&key, Duration::from_secs(3600)).await
     }
 
     /// The request under `id` with its stored text, if there is a
@@ -320,10 +402,14 @@ impl AppPasswords {
     pub async fn enter_user_code(
         &self,
         throttle: &Throttle,
+        session: &Session,
         typed: &str,
         client: IpAddr,
         now: i64,
     ) -> Result<Entered, DeviceError> {
+        if self.wrong_codes_held(session).await? {
+            return Ok(Entered::Throttled);
+        }
         let Ok(slot) = throttle.reserve_client(client).await else {
             return Ok(Entered::Throttled);
         };
@@ -344,11 +430,13 @@ impl AppPasswords {
                     user_code: shown(&code),
                     client_id: request.client_id,
                     service: request.service,
+                    from: request.from,
                     expires: request.expires,
                 }))
             }
             Ok(_) => {
                 throttle.client_failed(slot);
+                self.wrong_code(session).await?;
                 Ok(Entered::Unknown)
             }
             Err(e) => {
@@ -358,26 +446,51 @@ impl AppPasswords {
         }
     }
 
-    /// The signed-in user's answer to the device login of `user_code`
-    /// (found with [`Self::enter_user_code`] first): approved or denied,
-    /// once. `Ok(false)` when it is no longer waiting.
+    /// A signed-in user's answer to the device login of a user code
+    /// (found with [`Self::enter_user_code`] first) from `client`:
+    /// approved or denied, once.
     pub async fn answer_device_login(
         &self,
-        session: &Session,
-        user_code: &str,
-        approve: bool,
+        answer: Answer<'_>,
+        throttle: &Throttle,
+        client: IpAddr,
         now: i64,
-    ) -> Result<bool, DeviceError> {
-        let Some(code) = normalize_user_code(user_code) else {
-            return Ok(false);
-        };
-        let id = self.request_id(&code);
-        let Some((request, text)) = self.device_request(&id).await? else {
-            return Ok(false);
-        };
-        if request.decision != Decision::Pending || request.expires <= unix(now) {
-            return Ok(false);
+    ) -> Result<Answered, DeviceError> {
+        // answering is finding too: a code that names nothing waiting
+        // spends the budgets, as on the code form
+        if self.wrong_codes_held(answer.session).await? {
+            return Ok(Answered::Throttled);
         }
+        let Ok(slot) = throttle.reserve_client(client).await else {
+            return Ok(Answered::Throttled);
+        };
+        let waiting = match normalize_user_code(answer.user_code) {
+            Some(code) => {
+                let id = self.request_id(&code);
+                self.device_request(&id).await.map(|found| {
+                    found
+                        .filter(|(r, _)| r.decision == Decision::Pending && r.expires > unix(now))
+                        .map(|found| (id, found))
+                })
+            }
+            None => Ok(None),
+        };
+        let (id, (request, text)) = match waiting {
+            Ok(Some(waiting)) => {
+                throttle.client_released(slot).await;
+                waiting
+            }
+            Ok(None) => {
+                throttle.client_failed(slot);
+                self.wrong_code(answer.session).await?;
+                return Ok(Answered::NotWaiting);
+            }
+            Err(e) => {
+                throttle.client_released(slot).await;
+                return Err(e.into());
+            }
+        };
+        let (session, approve) = (answer.session, answer.approve);
         if approve {
             // the identity token will be one of their app passwords
             let mine = self
@@ -397,23 +510,46 @@ impl AppPasswords {
         } else {
             Decision::Denied
         };
-        let answered = Request {
-            decision,
-            ..request
-        };
-        let swapped = self
-            .store
-            .swap_record(REQUESTS, &id, Some(&text), &json(&answered)?)
-            .await?;
-        if swapped {
-            let event = if approve {
-                "device_login_approved"
-            } else {
-                "device_login_denied"
+        self.record_answer(&id, (request, text), decision, session, now)
+            .await
+    }
+
+    /// Records `decision` on the waiting request `id`; a poll that
+    /// rewrote it in between (its time) is read again, a few times.
+    async fn record_answer(
+        &self,
+        id: &str,
+        (mut request, mut text): (Request, String),
+        decision: Decision,
+        session: &Session,
+        now: i64,
+    ) -> Result<Answered, DeviceError> {
+        for _ in 0..3 {
+            let answered = Request {
+                decision: decision.clone(),
+                ..request
             };
-            audit(event, &id, &answered, &session.subject);
+            let swapped = self
+                .store
+                .swap_record(REQUESTS, id, Some(&text), &json(&answered)?)
+                .await?;
+            if swapped {
+                let event = if decision == Decision::Denied {
+                    "device_login_denied"
+                } else {
+                    "device_login_approved"
+                };
+                audit(event, id, &answered, &session.subject);
+                return Ok(Answered::Done);
+            }
+            match self.device_request(id).await? {
+                Some((r, t)) if r.decision == Decision::Pending && r.expires > unix(now) => {
+                    (request, text) = (r, t);
+                }
+                _ => return Ok(Answered::NotWaiting),
+            }
         }
-        Ok(swapped)
+        Ok(Answered::NotWaiting)
     }
 
     /// A poll of the token endpoint with `device_code` by `client_id`, at
@@ -454,13 +590,52 @@ impl AppPasswords {
                 subject,
                 account,
             } => {
-                // one poll takes it: whoever deletes the request
-                if !self.store.delete_record(REQUESTS, id).await? {
-                    return Err(DeviceError::InvalidGrant);
-                }
                 let mut owner = Identity::new(subject, provider);
                 owner.account_id = account;
-                self.identity_token(&owner, &request).await
+                self.issue_once(id, request, &text, &owner).await
+            }
+            // another poll is making its identity token
+            Decision::Issuing => Err(DeviceError::Pending),
+        }
+    }
+
+    /// The identity token of an approved request, made by one poll: the
+    /// one that marks it as being issued. Made, the request is deleted;
+    /// not made, the approval is put back for the next poll.
+    async fn issue_once(
+        &self,
+        id: &str,
+        request: Request,
+        text: &str,
+        owner: &Identity,
+    ) -> Result<(AppPassword, SecretString), DeviceError> {
+        let issuing = json(&Request {
+            decision: Decision::Issuing,
+            ..request.clone()
+        })?;
+        if !self
+            .store
+            .swap_record(REQUESTS, id, Some(text), &issuing)
+            .await?
+        {
+            return Err(DeviceError::Pending);
+        }
+        match self.identity_token(owner, &request).await {
+            Ok(made) => {
+                if let Err(e) = self.store.delete_record(REQUESTS, id).await {
+                    tracing::warn!(error = %e, "could not delete an issued device login; it expires");
+                }
+                Ok(made)
+            }
+            Err(e) => {
+                let back = self
+                    .store
+                    .swap_record(REQUESTS, id, Some(&issuing), text)
+                    .await;
+                if let Err(e) = back {
+                    tracing::warn!(error = %e, "could not put a device login's approval back");
+                }
+                Err(e)
             }
         }
     }
@@ -475,7 +650,8 @@ impl AppPasswords {
         text: &str,
         now_ms: u64,
     ) -> Result<(AppPassword, SecretString), DeviceError> {
-        let early = now_ms < request.polled_ms + request.interval * 1000;
+        // a second's slack: replicas' clocks, and a client's timer
+        let early = now_ms + 1000 < request.polled_ms + request.interval * 1000;
         if early {
             request.interval = (request.interval + 5).min(MAX_INTERVAL);
         }

@@ -149,6 +149,8 @@ pub struct AppPasswords {
     /// Uses not written yet: when the last batch was written, and the
     /// last use per id since (see [`records`]).
     uses: std::sync::Mutex<(u64, BTreeMap<String, u64>)>,
+    /// When this process last swept expired device logins (ms).
+    device_swept: std::sync::atomic::AtomicU64,
 }
 
 impl AppPasswords {
@@ -181,6 +183,7 @@ impl AppPasswords {
                 .build(),
             ledger,
             uses: std::sync::Mutex::new((0, BTreeMap::new())),
+            device_swept: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

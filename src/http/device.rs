@@ -28,7 +28,7 @@ pub async fn metadata(State(live): State<Arc<Live>>) -> Response {
     let mut body = serde_json::json!({
         "issuer": origin,
         "token_endpoint": state.realm,
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic"],
+        "token_endpoint_auth_methods_supported": ["none"],
         "response_types_supported": [],
     });
     if state.app_passwords.is_some() {

@@ -38,8 +38,16 @@ impl Issuer {
         let (password, token) = polled.map_err(refusal)?;
         let credentials = Credentials::new(&password.subject, token.expose_secret());
         let verdict = self.chain.authenticate(&credentials, client).await;
-        let (identity, _) = admit(verdict, &password.subject)?;
-        Ok((identity, token.expose_secret().to_owned()))
+        match admit(verdict, &password.subject) {
+            Ok((identity, _)) => Ok((identity, token.expose_secret().to_owned())),
+            Err(refused) => {
+                // never handed out: it must not linger either
+                if let Err(e) = devices.revoke_device_token(token.expose_secret()).await {
+                    tracing::warn!(error = %e, "could not revoke an identity token that did not log in");
+                }
+                Err(refused)
+            }
+        }
     }
 
     /// The identity a device login's identity token stands for, when

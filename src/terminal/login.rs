@@ -162,6 +162,46 @@ fn origin(url: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// The realm is the token server the login's secrets go to: https,
+/// unless on loopback or `--plain-http` says so.
+fn check_realm(realm: &Realm, options: &Options) -> anyhow::Result<()> {
+    let origin = origin(&realm.url)?;
+    let host = origin.split_once("://").map_or("", |(_, h)| h);
+    if origin.starts_with("http://") && !options.plain_http && !loopback(host) {
+        bail!(
+            "the registry names a plain-http token server ({}): the login would travel in clear (--plain-http allows it)",
+            printable(&realm.url)
+        );
+    }
+    Ok(())
+}
+
+/// Every endpoint of the metadata is at the realm's origin: nothing a
+/// login sends goes anywhere else.
+fn check_endpoints(meta: &Metadata, realm: &Realm) -> anyhow::Result<()> {
+    let expected = origin(&realm.url)?;
+    let endpoints = [
+        Some(&meta.token_endpoint),
+        meta.device_authorization_endpoint.as_ref(),
+        meta.revocation_endpoint.as_ref(),
+    ];
+    for endpoint in endpoints.into_iter().flatten() {
+        if origin(endpoint).ok().as_deref() != Some(expected.as_str()) {
+            bail!(
+                "the token server's metadata names an endpoint elsewhere ({}) than its realm ({expected})",
+                printable(endpoint)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Text from a server as a terminal may show it: no control characters
+/// (no escape sequences), bounded.
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(300).collect()
+}
+
 async fn metadata(client: &reqwest::Client, realm: &Realm) -> anyhow::Result<Metadata> {
     let url = format!(
         "{}/.well-known/oauth-authorization-server",
@@ -195,7 +235,9 @@ pub async fn login(
     }
     let client = client(options)?;
     let realm = realm_of(&client, &host, options).await?;
+    check_realm(&realm, options)?;
     let meta = metadata(&client, &realm).await?;
+    check_endpoints(&meta, &realm)?;
     let device_endpoint = meta.device_authorization_endpoint.clone().ok_or_else(|| {
         anyhow!("the token server of {host} offers no device login (its app-password page is off)")
     })?;
@@ -214,23 +256,28 @@ pub async fn login(
     if !status.is_success() {
         bail!(
             "the token server refused a device login ({status}): {}",
-            String::from_utf8_lossy(&body)
-                .chars()
-                .take(300)
-                .collect::<String>()
+            printable(&String::from_utf8_lossy(&body))
         );
     }
     let device: DeviceAnswer =
         serde_json::from_slice(&body).context("the device authorization answer does not parse")?;
-    let url = device
-        .verification_uri_complete
-        .as_deref()
-        .unwrap_or(&device.verification_uri);
+    let url = printable(
+        device
+            .verification_uri_complete
+            .as_deref()
+            .unwrap_or(&device.verification_uri),
+    );
     writeln!(out, "Open this page in a browser and sign in:\n{url}")?;
-    writeln!(out, "Check that it shows this code:\n{}", device.user_code)?;
+    writeln!(
+        out,
+        "Check that it shows this code:\n{}",
+        printable(&device.user_code)
+    )?;
     out.flush()?;
-    if !options.no_browser {
-        open_browser(url);
+    // only a page at the realm's origin is opened
+    let at_realm = origin(&url).ok() == origin(&realm.url).ok() || url.starts_with("https://");
+    if !options.no_browser && at_realm {
+        open_browser(&url);
     }
     let token = poll(&client, &meta, &realm, &device).await?;
     Stored::update(|stored| {
@@ -284,7 +331,7 @@ async fn poll(
             .context("the token endpoint's answer does not parse")?;
         match (answer.refresh_token, answer.error.as_deref()) {
             (Some(token), _) => return Ok(token),
-            (None, Some("authorization_pending")) => {}
+            (None, Some("authorization_pending" | "temporarily_unavailable")) => {}
             (None, Some("slow_down")) => interval = (interval + 5).min(60),
             (None, Some("access_denied")) => bail!("the login was denied in the browser"),
             (None, Some("expired_token")) => {
@@ -292,11 +339,13 @@ async fn poll(
             }
             (None, error) => bail!(
                 "the token server refused the device login: {}",
-                answer
-                    .error_description
-                    .as_deref()
-                    .or(error)
-                    .unwrap_or("no reason given")
+                printable(
+                    answer
+                        .error_description
+                        .as_deref()
+                        .or(error)
+                        .unwrap_or("no reason given")
+                )
             ),
         }
     }
@@ -373,6 +422,46 @@ pub async fn logout(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn server_text_reaches_the_terminal_without_escapes() {
+        assert_eq!(super::printable("BCDF-GHJK\u{1b}[2J\r\n"), "BCDF-GHJK[2J");
+    }
+
+    #[test]
+    fn endpoints_must_be_at_the_realm() {
+        let realm = super::Realm {
+            url: "https://auth.corp/auth".into(),
+            service: None,
+        };
+        let meta = |device: &str| super::Metadata {
+            token_endpoint: "https://auth.corp/auth".into(),
+            device_authorization_endpoint: Some(device.into()),
+            revocation_endpoint: None,
+        };
+        assert!(super::check_endpoints(&meta("https://auth.corp/auth/device"), &realm).is_ok());
+        for elsewhere in [
+            "https://evil.test/auth/device",
+            "http://auth.corp/auth/device",
+            "https://auth.corp:444/x",
+        ] {
+            assert!(
+                super::check_endpoints(&meta(elsewhere), &realm).is_err(),
+                "{elsewhere}"
+            );
+        }
+        let plain = super::Realm {
+            url: "http://auth.corp/auth".into(),
+            service: None,
+        };
+        let options = super::Options::default();
+        assert!(super::check_realm(&plain, &options).is_err());
+        let local = super::Realm {
+            url: "http://localhost:5001/auth".into(),
+            service: None,
+        };
+        assert!(super::check_realm(&local, &options).is_ok());
+    }
+
     #[test]
     fn loopback_registries_are_known() {
         for host in [

@@ -448,7 +448,12 @@ url = "{ui}"
         secret = secret_file.display(),
         key = f.path("app-passwords.key").display(),
     );
-    let server = Server::start_at(f.config(&extra), addr).await;
+    // the realm the registry announces is the one regauth's metadata
+    // names (regauth login checks that they agree)
+    let config = f
+        .config(&extra)
+        .set("server.realm", format!("http://{addr}/auth"));
+    let server = Server::start_at(config, addr).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let engine = tokio::task::spawn_blocking(Dockerd::start).await.unwrap();
     let host = registry.addr.to_string();
@@ -478,7 +483,7 @@ url = "{ui}"
         .envs(env.iter().copied())
         .env_remove("DISPLAY")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -489,7 +494,7 @@ url = "{ui}"
             .await
             .expect("regauth login printed its URL and code")
             .unwrap()
-            .unwrap_or_else(|| panic!("regauth login ended: {printed:?}"));
+            .unwrap_or_else(|| panic!("regauth login ended: {printed:?}, see its stderr"));
         printed.push(line);
     }
     let (url, code) = (printed[1].clone(), printed[3].clone());

@@ -204,6 +204,78 @@ async fn crane_push_pull_and_denials_on_the_default_realm() {
         &crane(None, vec!["manifest".into(), at("team/app:crane")]).await,
         "anonymous pull of team/",
     );
+    crane_matrix_rest(&server, &reg, w, &layout).await;
+}
+
+/// The rest of crane's commands: `auth login`, a copy that mounts blobs
+/// across repositories, an anonymous pull, the catalog, delete, and an
+/// identity token in its `config.json` (which it presents with the POST
+/// refresh grant).
+async fn crane_matrix_rest(server: &Server, reg: &str, w: &std::path::Path, layout: &str) {
+    let at = |repo: &str| format!("{reg}/{repo}");
+    let config = w.join("crane-login");
+    std::fs::create_dir_all(&config).unwrap();
+    let crane = |args: &[&str]| {
+        let mut all = vec!["--insecure"];
+        all.extend_from_slice(args);
+        let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        let config = config.clone();
+        async move {
+            let args: Vec<&str> = all.iter().map(String::as_str).collect();
+            crane_in(w, &config, &args).await
+        }
+    };
+    let login = crane(&["auth", "login", reg, "-u", "writer", "-p", "writer-pw"]).await;
+    assert!(login.ok, "crane auth login: {login:?}");
+    let copy = crane(&["copy", &at("team/app:crane"), &at("team/mounted:crane")]).await;
+    assert!(copy.ok, "crane copy (a cross-repository mount): {copy:?}");
+    let public = crane(&["push", layout, &at("public/base:1")]).await;
+    assert!(public.ok, "writer pushes public/: {public:?}");
+    let anonymous = crate::support::crane(
+        w,
+        None,
+        reg,
+        &["--insecure", "manifest", &at("public/base:1")],
+    )
+    .await;
+    assert!(anonymous.ok, "anonymous pull of public/: {anonymous:?}");
+    assert_denied(
+        &crane(&["delete", &at("team/mounted:crane")]).await,
+        "writer delete",
+    );
+    assert_denied(&crane(&["catalog", reg]).await, "writer catalog");
+
+    // admin: catalog and delete, with an identity token as its credential
+    let url = format!("{}?service={SERVICE}&offline_token=true", server.realm());
+    let reply = reqwest::Client::new()
+        .get(url)
+        .header("authorization", basic("admin", "admin-pw"))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = reply.json().await.unwrap();
+    let identity = body["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned();
+    let auths = serde_json::json!({"auths": {reg: {"identitytoken": identity}}});
+    std::fs::write(config.join("config.json"), auths.to_string()).unwrap();
+    let catalog = crane(&["catalog", reg]).await;
+    assert!(
+        catalog.ok,
+        "admin catalog with an identity token: {catalog:?}"
+    );
+    assert!(catalog.stdout.contains("team/mounted"), "{catalog:?}");
+    let digest = crane(&["digest", &at("team/mounted:crane")]).await;
+    assert!(digest.ok, "{digest:?}");
+    let reference = at(&format!("team/mounted@{}", digest.stdout.trim()));
+    let deleted = crane(&["delete", &reference]).await;
+    assert!(
+        deleted.ok,
+        "admin delete with an identity token: {deleted:?}"
+    );
+    let gone = crane(&["manifest", &at("team/mounted:crane")]).await;
+    assert!(!gone.ok, "deleted, yet still there: {gone:?}");
 }
 
 async fn registry_token(server: &Server, user: &str, password: &str, scope: &str) -> String {

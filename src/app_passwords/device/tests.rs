@@ -36,6 +36,25 @@ fn now_ms() -> u64 {
     crate::clock::now_ms()
 }
 
+/// `session`'s answer to `code` from [`CLIENT`], under `throttle`.
+async fn answer(
+    passwords: &AppPasswords,
+    throttle: &Throttle,
+    session: &Session,
+    code: &str,
+    approve: bool,
+) -> Answered {
+    let answer = Answer {
+        session,
+        user_code: code,
+        approve,
+    };
+    passwords
+        .answer_device_login(answer, throttle, CLIENT, crate::clock::now())
+        .await
+        .unwrap()
+}
+
 async fn started(passwords: &AppPasswords) -> Started {
     passwords
         .start_device_login("docker", "registry.test", CLIENT, crate::clock::now())
@@ -69,6 +88,7 @@ fn user_codes_are_eight_consonants_and_typed_loosely() {
 async fn an_approved_login_gives_one_identity_token_to_its_client_only() {
     let passwords = passwords();
     let throttle = throttle(10);
+    let viewer = session(&passwords, "viewer").await;
     let started = started(&passwords).await;
     let device_code = started.device_code.expose_secret().to_owned();
     assert!(device_code.starts_with("rgd_"));
@@ -102,6 +122,7 @@ async fn an_approved_login_gives_one_identity_token_to_its_client_only() {
     let entered = passwords
         .enter_user_code(
             &throttle,
+            &viewer,
             &started.user_code.to_lowercase(),
             CLIENT,
             crate::clock::now(),
@@ -117,20 +138,20 @@ async fn an_approved_login_gives_one_identity_token_to_its_client_only() {
     );
     let alice = session(&passwords, "alice").await;
     let now = crate::clock::now();
-    assert!(passwords
-        .answer_device_login(&alice, &started.user_code, true, now)
-        .await
-        .unwrap());
+    assert_eq!(
+        answer(&passwords, &throttle, &alice, &started.user_code, true).await,
+        Answered::Done
+    );
     // entered again: answered already, and no second answer
     let again = passwords
-        .enter_user_code(&throttle, &started.user_code, CLIENT, now)
+        .enter_user_code(&throttle, &viewer, &started.user_code, CLIENT, now)
         .await
         .unwrap();
     assert!(matches!(again, Entered::Answered), "{again:?}");
-    assert!(!passwords
-        .answer_device_login(&alice, &started.user_code, false, now)
-        .await
-        .unwrap());
+    assert_eq!(
+        answer(&passwords, &throttle, &alice, &started.user_code, false).await,
+        Answered::NotWaiting
+    );
 
     // another client, or a forged secret, gets nothing
     let t = now_ms() + 60_000;
@@ -200,20 +221,21 @@ async fn an_approved_login_gives_one_identity_token_to_its_client_only() {
 async fn denied_and_expired_logins_say_so() {
     let passwords = passwords();
     let throttle = throttle(10);
+    let viewer = session(&passwords, "viewer").await;
     let denied = started(&passwords).await;
     let bob = session(&passwords, "bob").await;
     let now = crate::clock::now();
     assert!(matches!(
         passwords
-            .enter_user_code(&throttle, &denied.user_code, CLIENT, now)
+            .enter_user_code(&throttle, &viewer, &denied.user_code, CLIENT, now)
             .await
             .unwrap(),
         Entered::Asking(_)
     ));
-    assert!(passwords
-        .answer_device_login(&bob, &denied.user_code, false, now)
-        .await
-        .unwrap());
+    assert_eq!(
+        answer(&passwords, &throttle, &bob, &denied.user_code, false).await,
+        Answered::Done
+    );
     let code = denied.device_code.expose_secret();
     assert!(matches!(
         passwords.poll_device_login(code, "docker", now_ms()).await,
@@ -230,14 +252,14 @@ async fn denied_and_expired_logins_say_so() {
         .await
         .unwrap();
     let entered = passwords
-        .enter_user_code(&throttle, &old.user_code, CLIENT, now)
+        .enter_user_code(&throttle, &viewer, &old.user_code, CLIENT, now)
         .await
         .unwrap();
     assert!(matches!(entered, Entered::Unknown), "{entered:?}");
-    assert!(!passwords
-        .answer_device_login(&bob, &old.user_code, true, now)
-        .await
-        .unwrap());
+    assert_eq!(
+        answer(&passwords, &throttle, &bob, &old.user_code, true).await,
+        Answered::NotWaiting
+    );
     assert!(matches!(
         passwords
             .poll_device_login(old.device_code.expose_secret(), "docker", now_ms())
@@ -250,28 +272,86 @@ async fn denied_and_expired_logins_say_so() {
 async fn wrong_user_codes_spend_the_networks_budget() {
     let passwords = passwords();
     let throttle = throttle(3);
+    let viewer = session(&passwords, "viewer").await;
     let real = started(&passwords).await;
     let now = crate::clock::now();
     for wrong in ["BBBB-BBBB", "not a code", "CCCC-CCCC"] {
         let entered = passwords
-            .enter_user_code(&throttle, wrong, CLIENT, now)
+            .enter_user_code(&throttle, &viewer, wrong, CLIENT, now)
             .await
             .unwrap();
         assert!(matches!(entered, Entered::Unknown), "{entered:?}");
     }
     // the budget is spent: even the right code is not looked up now
     let entered = passwords
-        .enter_user_code(&throttle, &real.user_code, CLIENT, now)
+        .enter_user_code(&throttle, &viewer, &real.user_code, CLIENT, now)
         .await
         .unwrap();
     assert!(matches!(entered, Entered::Throttled), "{entered:?}");
 }
 
 #[tokio::test]
+async fn guessing_through_the_answer_spends_the_budget_too() {
+    let passwords = passwords();
+    let throttle = throttle(2);
+    let real = started(&passwords).await;
+    let mallory = session(&passwords, "mallory").await;
+    for wrong in ["BBBB-BBBB", "CCCC-CCCC"] {
+        let answered = answer(&passwords, &throttle, &mallory, wrong, true).await;
+        assert_eq!(answered, Answered::NotWaiting);
+    }
+    // the budget is spent: a right guess answers nothing
+    let answered = answer(&passwords, &throttle, &mallory, &real.user_code, true).await;
+    assert_eq!(answered, Answered::Throttled);
+}
+
+#[tokio::test]
+async fn an_accounts_wrong_codes_are_bounded_on_every_network() {
+    let passwords = passwords();
+    let throttle = throttle(1000);
+    let real = started(&passwords).await;
+    let mallory = session(&passwords, "mallory").await;
+    let now = crate::clock::now();
+    for i in 0..WRONG_CODES_PER_ACCOUNT {
+        // a new network each time: the network's budget never runs out
+        let from = IpAddr::V4(std::net::Ipv4Addr::new(
+            198,
+            51,
+            100,
+            u8::try_from(i).unwrap(),
+        ));
+        let entered = passwords
+            .enter_user_code(&throttle, &mallory, "BBBB-BBBB", from, now)
+            .await
+            .unwrap();
+        assert!(matches!(entered, Entered::Unknown), "{entered:?}");
+    }
+    let entered = passwords
+        .enter_user_code(&throttle, &mallory, &real.user_code, CLIENT, now)
+        .await
+        .unwrap();
+    assert!(matches!(entered, Entered::Throttled), "{entered:?}");
+    // someone else's account is not held by mallory's guesses
+    let alice = session(&passwords, "alice").await;
+    let entered = passwords
+        .enter_user_code(&throttle, &alice, &real.user_code, CLIENT, now)
+        .await
+        .unwrap();
+    assert!(matches!(entered, Entered::Asking(_)), "{entered:?}");
+}
+
+#[tokio::test]
 async fn clients_are_named_and_bounded() {
     let passwords = passwords();
     let now = crate::clock::now();
-    for bad in ["", "  ", "a\nb", &"x".repeat(65)] {
+    for bad in [
+        "",
+        "  ",
+        "a\nb",
+        &"x".repeat(65),
+        "docker\u{202e}",
+        "d\u{200b}ocker",
+    ] {
         let refused = passwords
             .start_device_login(bad, "registry.test", CLIENT, now)
             .await;

@@ -13,9 +13,10 @@ use super::error::PageError;
 use super::extract::{HasCsrf, Page, Posted, SignedIn};
 use super::pages::{day, render, DeviceConfirm, DevicePage, Message};
 use super::{sign_in_page, with_cookie};
-use crate::app_passwords::device::{DeviceError, Entered};
+use crate::app_passwords::device::{Answer, Answered, DeviceError, Entered};
 use crate::app_passwords::{AppPasswordError, Session, SIGN_IN_WINDOW};
 use crate::http::extract::ClientIp;
+use crate::net::network_of;
 
 /// The query of the verification URL.
 #[derive(Deserialize, Default)]
@@ -110,7 +111,7 @@ pub(super) async fn enter(
     let now = crate::clock::now();
     let entered = page
         .passwords
-        .enter_user_code(throttle, &form.user_code, ip, now)
+        .enter_user_code(throttle, &session, &form.user_code, ip, now)
         .await
         .map_err(device_error)?;
     let typed = kept(&form.user_code);
@@ -125,6 +126,11 @@ pub(super) async fn enter(
                 user_code: &asking.user_code,
                 client_id: &asking.client_id,
                 service: &asking.service,
+                from: &asking.from,
+                elsewhere: asking
+                    .from
+                    .parse()
+                    .map_or(true, |from| network_of(from) != network_of(ip)),
                 expires: day(asking.expires),
             },
         )),
@@ -162,6 +168,7 @@ impl HasCsrf for AnswerForm {
 /// Approved or denied.
 pub(super) async fn answer(
     page: Page,
+    ClientIp(ip): ClientIp,
     Posted { session, form }: Posted<AnswerForm>,
 ) -> Result<Response, PageError> {
     let approve = match form.answer.as_str() {
@@ -170,9 +177,15 @@ pub(super) async fn answer(
         _ => return Err(PageError::BadForm),
     };
     let now = crate::clock::now();
+    let answer = Answer {
+        session: &session,
+        user_code: &form.user_code,
+        approve,
+    };
+    let throttle = page.state.chain.throttle();
     let answered = page
         .passwords
-        .answer_device_login(&session, &form.user_code, approve, now)
+        .answer_device_login(answer, throttle, ip, now)
         .await;
     let message = |status, title, text: &str| {
         Ok(render(
@@ -185,17 +198,22 @@ pub(super) async fn answer(
         ))
     };
     match answered {
-        Ok(true) if approve => message(
+        Ok(Answered::Done) if approve => message(
             StatusCode::OK,
             "Device login approved",
             "Go back to your terminal: it signs in within a few seconds. The login is listed with your app passwords, where you can revoke it.",
         ),
-        Ok(true) => message(
+        Ok(Answered::Done) => message(
             StatusCode::OK,
             "Device login denied",
             "Nothing was signed in. Your terminal is told so.",
         ),
-        Ok(false) => message(
+        Ok(Answered::Throttled) => message(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many wrong codes",
+            "Too many wrong codes from your network. Wait a while and try again.",
+        ),
+        Ok(Answered::NotWaiting) => message(
             StatusCode::CONFLICT,
             "No longer waiting",
             "This device login was answered already, or its code expired. Start again on your terminal.",

@@ -97,6 +97,9 @@ pub(super) struct DeviceConfirm<'a> {
     pub(super) user_code: &'a str,
     pub(super) client_id: &'a str,
     pub(super) service: &'a str,
+    pub(super) from: &'a str,
+    /// Asked from another network than the one answering.
+    pub(super) elsewhere: bool,
     pub(super) expires: String,
 }
 

@@ -349,9 +349,15 @@ pub async fn crane(work: &Path, creds: Option<&str>, registry: &str, args: &[&st
         None => serde_json::json!({ "auths": {} }),
     };
     std::fs::write(config.join("config.json"), auths.to_string()).unwrap();
+    crane_in(work, &config, args).await
+}
+
+/// Runs crane with `config` as its docker config directory, as it is
+/// (what `crane auth login` wrote there, an identity token).
+pub async fn crane_in(work: &Path, config: &Path, args: &[&str]) -> Run {
     let output = tokio::process::Command::new(crane_binary())
         .args(args)
-        .env("DOCKER_CONFIG", &config)
+        .env("DOCKER_CONFIG", config)
         .env("HOME", work)
         .stdin(Stdio::null())
         .output();
