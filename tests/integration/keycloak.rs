@@ -223,3 +223,175 @@ fn kid_of(jwt: &str) -> String {
     let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
     header["kid"].as_str().unwrap().to_owned()
 }
+
+/// A user whose Keycloak asks for a one-time code (TOTP, computed by the
+/// test) signs in to the page in chromium: approves a device login and
+/// makes an app password in the same session. The app password pushes
+/// with skopeo; the device login's identity token takes the refresh
+/// grant. Their sessions revoked in Keycloak, both are refused within
+/// `recheck_interval` and the verdict TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_totp_user_signs_in_in_a_browser_and_keycloak_ends_it() {
+    use crate::support::browser::browser;
+
+    let kc = Keycloak::start().await;
+    let f = Fixture::new();
+    let secret = f.path("keycloak.secret");
+    std::fs::write(&secret, format!("{}\n", CLIENT.1)).unwrap();
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let ui = format!("http://{addr}/ui");
+    // the client redirects to this page's callback alone
+    let clients: serde_json::Value = kc
+        .admin(
+            Method::GET,
+            &format!("/clients?clientId={}", CLIENT.0),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut client = clients[0].clone();
+    let client_uuid = client["id"].as_str().unwrap().to_owned();
+    client["redirectUris"] = serde_json::json!([format!("{ui}/callback")]);
+    kc.admin(
+        Method::PUT,
+        &format!("/clients/{client_uuid}"),
+        Some(client),
+    )
+    .await;
+    let extra = format!(
+        "{}\n[app_passwords]\nkey_file = \"{}\"\nurl = \"{ui}\"\nrecheck_interval = \"1s\"\n",
+        keycloak_toml(&kc, &secret).replace(
+            "password_grant = true",
+            "password_grant = true\nbrowser_login = true"
+        ),
+        f.path("app-passwords.key").display(),
+    );
+    let config = f
+        .config(&extra)
+        .set("server.realm", format!("http://{addr}/auth"))
+        .set("cache.verdict_ttl", "1s");
+    let server = Server::start_at(config, addr).await;
+    let registry = Registry::start(&server.realm(), &f.cert).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+
+    // a terminal asks for a device login
+    let started: serde_json::Value = http
+        .post(format!("{base}/auth/device"))
+        .form(&[("client_id", "docker")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let device_code = started["device_code"].as_str().unwrap().to_owned();
+
+    // tess signs in at Keycloak with her password and her one-time code,
+    // approves it, and makes an app password
+    let work = tempfile::tempdir().unwrap();
+    let shots = std::env::var("REGAUTH_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| work.path().to_owned());
+    std::fs::create_dir_all(&shots).unwrap();
+    let options = serde_json::json!({
+        "url": started["verification_uri_complete"],
+        "ui": ui,
+        "user": "tess",
+        "password": "tess-kc-pw",
+        "totp": "tess-totp-secret-0123456789",
+        "name": "kc-laptop",
+        "shots": shots,
+    });
+    let log = log_capture();
+    let made = tokio::spawn(async move { browser(&options, "keycloak").await }).await;
+    let made = made.unwrap_or_else(|e| {
+        let refused: Vec<_> = log
+            .text()
+            .lines()
+            .filter(|l| l.contains("sign-in"))
+            .map(str::to_owned)
+            .collect();
+        panic!("{e}\n{refused:#?}")
+    });
+    assert_eq!(made["client"], "docker", "{made}");
+    assert_eq!(made["code"], started["user_code"], "{made}");
+    assert_eq!(made["answered"], "Device login approved", "{made}");
+    let app_password = made["secret"].as_str().unwrap().to_owned();
+    assert!(shots.join("keycloak-otp.png").is_file());
+
+    // the terminal's poll gets the identity token
+    let polled: serde_json::Value = http
+        .post(format!("{base}/auth/token"))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", &device_code),
+            ("client_id", "docker"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let identity = polled["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no identity token: {polled}"))
+        .to_owned();
+
+    // skopeo pushes with the app password; the identity token pulls
+    let layout = work.path().join("layout");
+    build_image(&layout, "latest", 1, "keycloak-totp");
+    let target = format!("docker://{}/platform/app:totp", registry.addr);
+    let run = push(
+        work.path(),
+        &format!("tess:{app_password}"),
+        &layout,
+        &target,
+    )
+    .await;
+    assert!(run.ok, "skopeo push with the app password: {run:?}");
+    let scope = "repository:platform/app:pull";
+    let refreshed = refresh_grant(&http, &base, &identity, scope).await;
+    assert_eq!(refreshed.0, 200, "{}", refreshed.1);
+
+    // Keycloak ends her sessions: within the recheck and the verdict's
+    // TTL, neither logs in
+    let tess = kc.user_id("tess").await;
+    kc.admin(Method::POST, &format!("/users/{tess}/logout"), None)
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    server.state.chain.forget_verdicts();
+    token_for(&server.state, "tess", &app_password, scope)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    let refused = refresh_grant(&http, &base, &identity, scope).await;
+    assert_eq!(refused.0, 401, "{}", refused.1);
+}
+
+/// The refresh grant at `base` with `token`: status and body.
+async fn refresh_grant(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    scope: &str,
+) -> (u16, String) {
+    let reply = http
+        .post(format!("{base}/auth/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("client_id", "docker"),
+            ("service", SERVICE),
+            ("scope", scope),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (reply.status().as_u16(), reply.text().await.unwrap())
+}

@@ -3,6 +3,9 @@
 //   node browser.mjs '{"ui": "...", "user": "dana", "name": "laptop",
 //                      "state": "/tmp/state.json", "shots": "/dir"}' create
 //   node browser.mjs '{...}' revoke
+//   node browser.mjs '{"url": "<verification_uri_complete>", "ui": "...",
+//                      "user": "tess", "password": "...", "totp": "<secret>",
+//                      "name": "kc-laptop"}' keycloak
 //   node browser.mjs '{"url": "<verification_uri_complete>", "user": "dana",
 //                      "answer": "approve", "shots": "/dir"}' device
 //
@@ -11,10 +14,25 @@
 // saved browser state (the session cookie) and revokes the app password
 // named `name`; `device` opens a device login's verification URL, signs in
 // at the identity provider, checks the code and the client on the page and
-// answers (`approve` or `deny`), printing {"client", "code", "answered"}.
+// answers (`approve` or `deny`), printing {"client", "code", "answered"};
+// `keycloak` does the same through Keycloak's login and one-time-code
+// pages, then makes an app password `name` in the same session, printing
+// {"client", "code", "answered", "secret"}.
 // Screenshots go to `shots` when set.
 import { chromium } from 'playwright-core';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+
+// RFC 6238 TOTP (HMAC-SHA1, 30 s, 6 digits) of a secret given as text,
+// as Keycloak keeps an OTP credential's secret.
+const totp = (secret, at = Date.now()) => {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(at / 30000)));
+  const mac = crypto.createHmac('sha1', Buffer.from(secret, 'utf8')).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 1000000;
+  return String(code).padStart(6, '0');
+};
 
 const options = JSON.parse(process.argv[2]);
 const command = process.argv[3];
@@ -87,6 +105,28 @@ try {
     const answered = (await page.textContent('h1')).trim();
     await shot('device-approved');
     console.log(JSON.stringify({ client, code, answered }));
+  } else if (command === 'keycloak') {
+    await page.goto(options.url);
+    await page.getByRole('link', { name: /Sign in with/ }).first().click();
+    await page.fill('#username', options.user);
+    await page.fill('#password', options.password);
+    await page.click('#kc-login');
+    await page.waitForSelector('#otp');
+    await shot('keycloak-otp');
+    await page.fill('#otp', totp(options.totp));
+    await page.click('#kc-login');
+    await page.waitForURL(/\/ui\/device/);
+    await page.click('text=Continue');
+    const client = (await page.textContent('#client')).trim();
+    const code = (await page.textContent('#user-code')).trim();
+    await page.click('button[value=approve]');
+    const answered = (await page.textContent('h1')).trim();
+    await page.goto(options.ui + '/');
+    await page.fill('input[name=name]', options.name);
+    await page.check('input[name=actions][value=push]');
+    await page.click('text=Create app password');
+    const secret = (await page.textContent('#secret')).trim();
+    console.log(JSON.stringify({ client, code, answered, secret }));
   } else if (command === 'revoke') {
     await page.goto(options.ui + '/');
     await page.getByRole('button', { name: `Revoke ${options.name}` }).click();
