@@ -274,7 +274,9 @@ async fn a_totp_user_signs_in_in_a_browser_and_keycloak_ends_it() {
     let config = f
         .config(&extra)
         .set("server.realm", format!("http://{addr}/auth"))
-        .set("cache.verdict_ttl", "1s");
+        .set("cache.verdict_ttl", "1s")
+        // below the realm's failureFactor (3): see the end
+        .set("cache.max_failures", 2);
     let server = Server::start_at(config, addr).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let http = reqwest::Client::new();
@@ -360,18 +362,68 @@ async fn a_totp_user_signs_in_in_a_browser_and_keycloak_ends_it() {
     let refreshed = refresh_grant(&http, &base, &identity, scope).await;
     assert_eq!(refreshed.0, 200, "{}", refreshed.1);
 
-    // Keycloak ends her sessions: within the recheck and the verdict's
-    // TTL, neither logs in
+    // Keycloak's logout ends her online sessions only: the offline
+    // session behind regauth's re-check (offline_access) outlives it, as
+    // the README says; revoking the client's offline token (Users ->
+    // Consents -> Revoke) ends it. Within the recheck and the verdict's
+    // TTL, neither logs in.
     let tess = kc.user_id("tess").await;
     kc.admin(Method::POST, &format!("/users/{tess}/logout"), None)
         .await;
+    kc.admin(
+        Method::DELETE,
+        &format!("/users/{tess}/consents/{}", CLIENT.0),
+        None,
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     server.state.chain.forget_verdicts();
-    token_for(&server.state, "tess", &app_password, scope)
-        .await
-        .assert_error(StatusCode::UNAUTHORIZED);
+    let after = token_for(&server.state, "tess", &app_password, scope).await;
+    if after.status != StatusCode::UNAUTHORIZED {
+        let said: Vec<_> = log_capture()
+            .text()
+            .lines()
+            .filter(|l| l.contains("IdP") || l.contains("sign-in") || l.contains("re-check"))
+            .map(str::to_owned)
+            .collect();
+        panic!("the app password still logs in after its offline session was revoked: {said:#?}");
+    }
     let refused = refresh_grant(&http, &base, &identity, scope).await;
     assert_eq!(refused.0, 401, "{}", refused.1);
+    assert!(
+        log_capture()
+            .text()
+            .lines()
+            .any(|l| l.contains("sign_in_ended") && l.contains("keycloak:tess")),
+        "refused because Keycloak refused the re-check"
+    );
+
+    // a stranger's wrong passwords for erin stop at regauth's budget
+    // (max_failures 2), below Keycloak's failureFactor (3): her Keycloak
+    // account is never locked, whatever the stranger sends
+    for _ in 0..6 {
+        token_for(&server.state, "erin", "not-erins", scope)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED);
+    }
+    let erin = kc.user_id("erin").await;
+    let detected: serde_json::Value = kc
+        .admin(
+            Method::GET,
+            &format!("/attack-detection/brute-force/users/{erin}"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detected["numFailures"], 2, "{detected}");
+    assert_eq!(detected["disabled"], false, "{detected}");
+    let answer = kc.password_grant(CLIENT, "erin", "erin-kc-pw").await;
+    assert!(
+        answer["access_token"].is_string(),
+        "erin is not locked: {answer}"
+    );
 }
 
 /// The refresh grant at `base` with `token`: status and body.
