@@ -79,6 +79,10 @@ enum Command {
         /// A scope such as repository:team/app:pull,push (repeatable).
         #[arg(long, required = true)]
         scope: Vec<String>,
+        /// The client's address: rules with `networks` apply only to
+        /// requests from inside them.
+        #[arg(long)]
+        from: Option<std::net::IpAddr>,
     },
     /// Read a password from stdin and print a bcrypt htpasswd line.
     HashPassword {
@@ -285,6 +289,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             provider,
             service,
             scope,
+            from,
         } => {
             let config = Config::load(config.as_deref())?;
             let service = service.unwrap_or_else(|| config.token.services[0].clone());
@@ -299,8 +304,13 @@ fn run(command: Command) -> anyhow::Result<()> {
                     Identity::new(user.unwrap_or_default(), provider).with_groups(groups);
                 Principal::Authenticated(Arc::new(identity))
             };
-            let text =
-                regauth::admin::explain::explain(&config.policy, &principal, &service, &scope)?;
+            let text = regauth::admin::explain::explain(
+                &config.policy,
+                &principal,
+                &service,
+                &scope,
+                from,
+            )?;
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }

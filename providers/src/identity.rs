@@ -119,6 +119,9 @@ pub struct Identity {
     pub account_id: Option<String>,
     /// What the secret of this login was.
     pub proof: Proof,
+    /// The client networks the credential works from (a CI robot's
+    /// subnet); empty: any. The server refuses a request from elsewhere.
+    pub networks: Vec<ipnet::IpNet>,
 }
 
 /// What an identity's login presented.
@@ -218,7 +221,15 @@ impl Identity {
             package_rights: None,
             account_id: None,
             proof: Proof::Password,
+            networks: Vec::new(),
         }
+    }
+
+    /// Whether the credential works from `client` (any network when it
+    /// names none).
+    pub fn works_from(&self, client: std::net::IpAddr) -> bool {
+        let client = client.to_canonical();
+        self.networks.is_empty() || self.networks.iter().any(|n| n.contains(&client))
     }
 
     /// Replaces the groups with these, sorted and deduplicated.

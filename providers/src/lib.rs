@@ -47,6 +47,17 @@ pub use settings::{load_secret, Seconds};
 pub use shape::{SecretShape, APP_PASSWORD_PREFIX, GITHUB_TOKEN_PREFIXES};
 pub use tls::{client_tls, Roots};
 
+/// A network as configured: `10.20.0.0/16`, `2001:db8::/48`, or one
+/// address (`10.1.2.3`, a /32 or /128); host bits must be zero.
+pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    let net = match text.parse::<ipnet::IpNet>() {
+        Ok(net) => net,
+        Err(_) => ipnet::IpNet::from(text.parse::<std::net::IpAddr>().ok()?),
+    };
+    (net.trunc() == net).then_some(net)
+}
+
 /// Makes aws-lc-rs the process-wide rustls provider, so every TLS client
 /// in the process (including ones built without a preconfigured config)
 /// uses the one crypto library. Idempotent.

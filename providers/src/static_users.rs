@@ -60,6 +60,10 @@ pub struct RobotConfig {
     /// next day on.
     #[serde(default)]
     pub expires: Option<String>,
+    /// The client networks it works from (`["10.20.0.0/16"]`, a CI
+    /// subnet); none: any.
+    #[serde(default)]
+    pub networks: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -137,6 +141,8 @@ struct User {
     kind: Kind,
     /// Refused from this Unix time on, with the configured date for logs.
     expires: Option<(i64, String)>,
+    /// The client networks it works from (none: any).
+    networks: Vec<ipnet::IpNet>,
 }
 
 impl User {
@@ -154,6 +160,7 @@ impl User {
         identity.kind = self.kind;
         identity.credential_stamp = Some(self.hash.fingerprint());
         identity.expires_at = self.expires.as_ref().map(|(at, _)| *at as u64);
+        identity.networks = self.networks.clone();
         identity
     }
 }
@@ -250,6 +257,7 @@ impl StaticUsers {
                     groups,
                     kind: Kind::User,
                     expires: None,
+                    networks: Vec::new(),
                 };
                 (user, Arc::new(user_entry))
             })
@@ -345,11 +353,25 @@ fn robot_of(
         )),
         None => None,
     };
+    let networks = robot
+        .networks
+        .iter()
+        .enumerate()
+        .map(|(j, text)| {
+            crate::parse_network(text).ok_or_else(|| {
+                Error::Config(format!(
+                    "{}[{j}]: `{text}` is not a network like 10.20.0.0/16 or 2001:db8::/48",
+                    key("networks")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(User {
         hash: Arc::new(hash),
         groups: robot.groups.clone(),
         kind: Kind::Robot,
         expires,
+        networks,
     })
 }
 

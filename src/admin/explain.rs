@@ -11,17 +11,19 @@ use crate::domain::scope::{join_actions, Scope};
 pub struct NotAScope(pub String);
 
 /// The policy's decision for each of `scopes` asked by `principal` of
-/// `service`, with the rules that matched.
+/// `service` (from `client`, when given: rules bound to networks apply
+/// only then), with the rules that matched.
 pub fn explain(
     policy: &Policy,
     principal: &Principal,
     service: &str,
     scopes: &[String],
+    client: Option<std::net::IpAddr>,
 ) -> Result<String, NotAScope> {
     let mut out = String::new();
     for raw in scopes {
         let scope = Scope::parse(raw).ok_or_else(|| NotAScope(raw.clone()))?;
-        let grant = policy.explain(principal, service, &scope);
+        let grant = policy.explain(principal, service, &scope, client);
         let _ = writeln!(out, "scope {scope} (service {service}):");
         if grant.trace.is_empty() {
             out.push_str("  no rule matched\n");

@@ -684,7 +684,10 @@ impl AppPasswords {
                 &name,
                 self.config.default_lifetime,
                 &Limit::Unlimited,
-                Some(&request.client_id),
+                super::records::Made {
+                    device: Some(&request.client_id),
+                    networks: &[],
+                },
             )
             .await;
         made.map_err(DeviceError::Made)

@@ -57,6 +57,8 @@ pub(crate) const PASSWORDS: &str = "app_password";
 pub const MAX_NAME_CHARS: usize = 64;
 /// At most this many repository limits per app password.
 pub const MAX_LIMITS: usize = 10;
+/// At most this many networks per app password.
+pub const MAX_NETWORKS: usize = 10;
 /// The longest repository pattern of a limit (the registry's name limit).
 pub const MAX_PATTERN_BYTES: usize = 255;
 
@@ -98,6 +100,9 @@ pub enum AppPasswordError {
     /// Another app password of the same owner is being made right now.
     #[error("another app password of yours is being made right now: try again")]
     Busy,
+    /// Networks that are not networks, or too many.
+    #[error("networks: at most {MAX_NETWORKS}, one per line, like 10.20.0.0/16 or 2001:db8::/48")]
+    Networks,
 }
 
 impl AppPasswordError {
@@ -113,6 +118,7 @@ impl AppPasswordError {
                 | Self::Limit(_)
                 | Self::Owner
                 | Self::Busy
+                | Self::Networks
         )
     }
 }

@@ -93,11 +93,16 @@ impl AppPasswords {
                 password.account.as_deref(),
             )
             .await;
+        let Some(networks) = password.parsed_networks() else {
+            return refused("the app password's record names a network that is not one");
+        };
         match owner {
             Ok(identity) => {
                 self.record_use(&password.id);
                 password.audit("app_password_used", "");
-                Outcome::Authenticated(logged_in_as(identity, &password))
+                let mut identity = logged_in_as(identity, &password);
+                identity.networks = networks;
+                Outcome::Authenticated(identity)
             }
             Err(outcome) => outcome,
         }

@@ -67,6 +67,9 @@ pub struct AppPassword {
     /// token ([`super::device`]); `None` for one made on the page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// The client networks it works from (`10.20.0.0/16`); empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
 }
 
 /// Everything but the digest of the secret.
@@ -83,6 +86,7 @@ impl fmt::Debug for AppPassword {
             .field("account", &self.account)
             .field("ledger", &self.ledger)
             .field("device", &self.device)
+            .field("networks", &self.networks)
             .finish_non_exhaustive()
     }
 }
@@ -114,6 +118,24 @@ impl AppPassword {
             "{}",
             event.replace('_', " ")
         );
+    }
+}
+
+/// What else an app password is made with: the device login it is the
+/// identity token of, the networks it works from.
+pub(super) struct Made<'a> {
+    pub(super) device: Option<&'a str>,
+    pub(super) networks: &'a [ipnet::IpNet],
+}
+
+impl AppPassword {
+    /// The networks it works from, parsed; `None` when a stored one does
+    /// not parse (it then works from nowhere).
+    pub fn parsed_networks(&self) -> Option<Vec<ipnet::IpNet>> {
+        self.networks
+            .iter()
+            .map(|n| regauth_providers::parse_network(n))
+            .collect()
     }
 }
 
@@ -192,18 +214,42 @@ impl AppPasswords {
         lifetime: Duration,
         limit: &Limit,
     ) -> Result<(AppPassword, SecretString), AppPasswordError> {
-        self.create_for(owner, name, lifetime, limit, None).await
+        let made = Made {
+            device: None,
+            networks: &[],
+        };
+        self.create_for(owner, name, lifetime, limit, made).await
     }
 
-    /// [`AppPasswords::create`], for the device login of `device` (its
-    /// client) when there is one.
+    /// [`AppPasswords::create`] of an app password that works only from
+    /// `networks` (at most [`super::MAX_NETWORKS`]; none: any).
+    pub async fn create_within(
+        &self,
+        owner: &Identity,
+        name: &str,
+        lifetime: Duration,
+        limit: &Limit,
+        networks: &[ipnet::IpNet],
+    ) -> Result<(AppPassword, SecretString), AppPasswordError> {
+        if networks.len() > super::MAX_NETWORKS {
+            return Err(AppPasswordError::Networks);
+        }
+        let made = Made {
+            device: None,
+            networks,
+        };
+        self.create_for(owner, name, lifetime, limit, made).await
+    }
+
+    /// [`AppPasswords::create`], for the device login of `made.device`
+    /// (its client) when there is one, bound to `made.networks`.
     pub(super) async fn create_for(
         &self,
         owner: &Identity,
         name: &str,
         lifetime: Duration,
         limit: &Limit,
-        device: Option<&str>,
+        made: Made<'_>,
     ) -> Result<(AppPassword, SecretString), AppPasswordError> {
         let name = name.trim();
         if name.is_empty()
@@ -241,7 +287,7 @@ impl AppPasswords {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        let made = self.create_held(owner, name, lifetime, limit, device).await;
+        let made = self.create_held(owner, name, lifetime, limit, made).await;
         if let Err(e) = self.store.give_back(&lock).await {
             tracing::warn!(error = %e, "could not release the app-password creation lock; it expires by itself");
         }
@@ -258,7 +304,7 @@ impl AppPasswords {
         name: &str,
         lifetime: Duration,
         limit: &Limit,
-        device: Option<&str>,
+        made: Made<'_>,
     ) -> Result<(AppPassword, SecretString), AppPasswordError> {
         let mine = self.list(Some(owner)).await?;
         if mine.len() >= self.config.max_per_user {
@@ -278,7 +324,8 @@ impl AppPasswords {
             account: owner.account_id.clone(),
             digest: self.digest(&id, &secret),
             ledger: Some(self.ledger.id().await?),
-            device: device.map(str::to_owned),
+            device: made.device.map(str::to_owned),
+            networks: made.networks.iter().map(ToString::to_string).collect(),
         };
         let record = serde_json::to_string(&password).map_err(|e| StoreError(e.to_string()))?;
         self.store.put_record(PASSWORDS, &id, &record).await?;

@@ -59,4 +59,17 @@ impl Authorizer for Policy {
             .map(|scope| self.evaluate(principal, service, scope))
             .collect())
     }
+
+    async fn authorize_from(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scopes: &[Scope],
+        client: std::net::IpAddr,
+    ) -> Result<Vec<Grant>, AuthorizeError> {
+        Ok(scopes
+            .iter()
+            .map(|scope| self.evaluate_from(principal, service, scope, client))
+            .collect())
+    }
 }

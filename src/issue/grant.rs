@@ -56,6 +56,30 @@ fn within_package_rights(rights: PackageRights, mut grant: Grant) -> Grant {
     grant
 }
 
+/// The credential works from `client`: a robot or an app password bound
+/// to networks is refused (401) from anywhere else, whatever it would be
+/// granted there.
+pub(super) fn from_its_networks(
+    principal: &Principal,
+    client: std::net::IpAddr,
+) -> Result<(), Refusal> {
+    match principal.identity() {
+        Some(id) if !id.works_from(client) => Err(Refusal::Unauthorized {
+            reason: format!(
+                "the credential of {} works only from {}, not from {client}",
+                crate::ops::audit::Safe(&id.subject),
+                id.networks
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            user_action: None,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// How long the token lives: the service's lifetime, but never past the
 /// credential behind it (an app password, a CI job's token, a robot's
 /// last day); one already at its end (a JWT inside the clock leeway) gets

@@ -197,6 +197,7 @@ impl Issuer {
         let (principal, refresh_token, cache_hit) = self
             .principal(request.who, service, request.offline, request.client)
             .await?;
+        grant::from_its_networks(&principal, request.client)?;
         let access = self
             .access(&principal, service, &requested, request.client)
             .await?;

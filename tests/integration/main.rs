@@ -26,6 +26,7 @@ mod hooks;
 mod identity;
 mod keycloak;
 mod ldap;
+mod networks;
 mod oidc;
 mod operations;
 mod protocol;

@@ -76,6 +76,19 @@ pub(super) fn compile_rule(
             "the rule neither allows nor denies anything".into(),
         ));
     }
+    let networks = raw
+        .networks
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            regauth_providers::parse_network(text).ok_or_else(|| {
+                at.err(
+                    &format!("networks[{i}]"),
+                    format!("`{text}` is not a network like 10.0.0.0/8 or 2001:db8::/32"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Rule {
         index,
         description: raw.description.clone(),
@@ -89,6 +102,7 @@ pub(super) fn compile_rule(
         repos,
         actions: allow,
         deny,
+        networks,
     })
 }
 

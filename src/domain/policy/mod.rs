@@ -12,6 +12,7 @@
 //! resource type or action simply grants nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use regauth_providers::Identity;
@@ -103,6 +104,10 @@ pub struct RuleConfig {
     /// Actions withheld even where a matching rule grants them.
     #[serde(default)]
     pub deny: Vec<String>,
+    /// Only for requests from these client networks (`10.0.0.0/8`),
+    /// the address `trusted_proxies` yields.
+    #[serde(default)]
+    pub networks: Vec<String>,
 }
 
 /// A policy file: `[[rule]]` tables and nothing else.
@@ -240,13 +245,32 @@ impl Policy {
 
     /// Decides one scope for one principal and service (the hot path: no
     /// trace is built).
+    /// Rules bound to networks do not apply: no client is known.
     pub fn evaluate(&self, principal: &Principal, service: &str, scope: &Scope) -> Grant {
-        self.decide(principal, service, scope, Trace::Skip)
+        self.decide(principal, service, scope, None, Trace::Skip)
     }
 
-    /// Like [`Policy::evaluate`], recording which rules matched and why.
-    pub fn explain(&self, principal: &Principal, service: &str, scope: &Scope) -> Grant {
-        self.decide(principal, service, scope, Trace::Record)
+    /// [`Policy::evaluate`] for a request from `client`.
+    pub fn evaluate_from(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scope: &Scope,
+        client: IpAddr,
+    ) -> Grant {
+        self.decide(principal, service, scope, Some(client), Trace::Skip)
+    }
+
+    /// Like [`Policy::evaluate`], recording which rules matched and why;
+    /// from `client` when it is given.
+    pub fn explain(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scope: &Scope,
+        client: Option<IpAddr>,
+    ) -> Grant {
+        self.decide(principal, service, scope, client, Trace::Record)
     }
 
     fn decide(
@@ -254,6 +278,7 @@ impl Policy {
         principal: &Principal,
         service: &str,
         scope: &Scope,
+        client: Option<IpAddr>,
         trace_mode: Trace,
     ) -> Grant {
         let mut allowed = BTreeSet::new();
@@ -261,6 +286,9 @@ impl Policy {
         let mut trace = Vec::new();
         let known = scope.kind.known_actions().unwrap_or_default();
         for rule in &self.rules {
+            if !rule.reaches(client) {
+                continue;
+            }
             let Some(matched) = rule.applies(principal, service, scope, &self.shared) else {
                 continue;
             };

@@ -73,6 +73,17 @@ impl Rule {
         }
     }
 
+    /// Whether a request from `client` is one this rule may apply to:
+    /// any, when it names no networks; one from inside them, when it does
+    /// (and never one whose client is not known).
+    pub(super) fn reaches(&self, client: Option<std::net::IpAddr>) -> bool {
+        self.networks.is_empty()
+            || client.is_some_and(|c| {
+                let c = c.to_canonical();
+                self.networks.iter().any(|n| n.contains(&c))
+            })
+    }
+
     /// Whether this rule applies to `principal` asking for `scope` of
     /// `service`: how it matched and the repository pattern (with the
     /// group that filled `${group}`) that took the scope's name.
@@ -228,4 +239,6 @@ pub struct Rule {
     pub(super) repos: Vec<Pattern>,
     pub(super) actions: BTreeSet<Action>,
     pub(super) deny: BTreeSet<Action>,
+    /// Client networks the rule is for (none: every client).
+    pub(super) networks: Vec<ipnet::IpNet>,
 }

@@ -210,12 +210,55 @@ fn services_providers_and_claims() {
 }
 
 #[test]
+fn rules_bound_to_networks_apply_only_from_inside_them() {
+    let p = rules(
+        r#"
+        [[rule]]
+        users = ["ci"]
+        repos = ["ci/**"]
+        actions = ["pull", "push"]
+        networks = ["10.20.0.0/16", "2001:db8::/48"]
+
+        [[rule]]
+        users = ["ci"]
+        repos = ["ci/**"]
+        actions = ["pull"]
+    "#,
+    );
+    let ci = user("ci", &[]);
+    let scope = Scope::parse("repository:ci/app:pull,push").unwrap();
+    let from = |ip: &str| {
+        p.evaluate_from(&ci, "svc", &scope, ip.parse().unwrap())
+            .actions
+    };
+    assert_eq!(from("10.20.3.4"), ["pull", "push"]);
+    assert_eq!(from("::ffff:10.20.3.4"), ["pull", "push"], "IPv4-mapped");
+    assert_eq!(from("2001:db8:0:1::5"), ["pull", "push"]);
+    assert_eq!(from("10.21.0.1"), ["pull"]);
+    assert_eq!(from("192.0.2.1"), ["pull"]);
+    // no client known: the bound rule does not apply
+    assert_eq!(p.evaluate(&ci, "svc", &scope).actions, ["pull"]);
+    // a network that is not one is refused at startup, naming the key
+    for bad in ["10.20.0.1/16", "10.0.0.0/33", "ten", ""] {
+        let text = format!(
+            "[[rule]]\nusers=[\"ci\"]\nrepos=[\"x\"]\nactions=[\"pull\"]\nnetworks=[\"{bad}\"]"
+        );
+        let file: PolicyFile = toml::from_str(&text).unwrap();
+        let err = Policy::compile(&file.rule, "rule", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rule[0].networks[0]"), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn trace_names_the_rules() {
     let p = rules(SAMPLE);
     let g = p.explain(
         &user("c", &["contractors"]),
         "svc",
         &Scope::parse("repository:prod/api:push").unwrap(),
+        None,
     );
     let rules: Vec<usize> = g.trace.iter().map(|m| m.rule).collect();
     assert_eq!(rules, [3, 4]);

@@ -307,6 +307,9 @@ struct CreateForm {
     /// Repository patterns, one per line; empty: all the user's access.
     #[serde(default)]
     repos: String,
+    /// Client networks, one per line; empty: any.
+    #[serde(default)]
+    networks: String,
     #[serde(default)]
     actions: OneOrMany,
 }
@@ -327,10 +330,13 @@ async fn create(page: Page, posted: Posted<CreateForm>) -> Result<Response, Page
         Ok(limit) => limit,
         Err(e) => return again(e.to_string()).await,
     };
+    let Some(networks) = networks_of(&form.networks) else {
+        return again(crate::app_passwords::AppPasswordError::Networks.to_string()).await;
+    };
     let lifetime = Duration::from_secs(days.saturating_mul(86400));
     let made = page
         .passwords
-        .create(&session.identity(), &form.name, lifetime, &limit)
+        .create_within(&session.identity(), &form.name, lifetime, &limit, &networks)
         .await;
     let (password, secret) = match made {
         Ok(made) => made,
@@ -349,6 +355,17 @@ async fn create(page: Page, posted: Posted<CreateForm>) -> Result<Response, Page
             expires: pages::day(password.expires),
         },
     ))
+}
+
+/// The networks typed, one per line (blank lines left out); `None` when
+/// one is not a network.
+fn networks_of(typed: &str) -> Option<Vec<ipnet::IpNet>> {
+    typed
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(regauth_providers::parse_network)
+        .collect()
 }
 
 #[derive(Deserialize)]

@@ -156,6 +156,11 @@ fn row(listed: Listed) -> Row {
             .collect::<Vec<_>>()
             .join("; ")
     };
+    let scope = if p.networks.is_empty() {
+        scope
+    } else {
+        format!("{scope}; from {}", p.networks.join(", "))
+    };
     Row {
         owner: format!("{} ({})", p.subject, p.provider),
         id: p.id,
