@@ -458,12 +458,14 @@ mod tests {
                     secret: bcrypt::hash("robot-secret", 4).unwrap(),
                     groups: vec!["ci".into()],
                     expires: Some("2999-12-31".into()),
+                    networks: Vec::new(),
                 },
                 RobotConfig {
                     name: "ci-old".into(),
                     secret: bcrypt::hash("robot-secret", 4).unwrap(),
                     groups: vec![],
                     expires: Some("2020-01-01".into()),
+                    networks: Vec::new(),
                 },
             ],
             ..Default::default()
@@ -554,6 +556,7 @@ mod tests {
                 secret: bcrypt::hash("x", 4).unwrap(),
                 groups: vec![],
                 expires: Some(expires.into()),
+                networks: Vec::new(),
             }],
             ..Default::default()
         };
@@ -570,6 +573,14 @@ mod tests {
             .to_string();
         assert!(err.contains("robots[0].expires"), "{err}");
         assert!(StaticUsers::load("s", &robot("ci.app_1-x", "2030-01-31")).is_ok());
+        // networks: a network each, host bits clear
+        let mut bound = robot("ci", "2030-01-31");
+        bound.robots[0].networks = vec!["10.30.0.0/24".into(), "10.30.1.0/24x".into()];
+        let err = StaticUsers::load("s", &bound).err().unwrap().to_string();
+        assert!(err.contains("robots[0].networks[1]"), "{err}");
+        bound.robots[0].networks = vec!["10.30.0.1/24".into()];
+        let err = StaticUsers::load("s", &bound).err().unwrap().to_string();
+        assert!(err.contains("robots[0].networks[0]"), "{err}");
     }
 
     #[test]

@@ -76,19 +76,7 @@ pub(super) fn compile_rule(
             "the rule neither allows nor denies anything".into(),
         ));
     }
-    let networks = raw
-        .networks
-        .iter()
-        .enumerate()
-        .map(|(i, text)| {
-            regauth_providers::parse_network(text).ok_or_else(|| {
-                at.err(
-                    &format!("networks[{i}]"),
-                    format!("`{text}` is not a network like 10.0.0.0/8 or 2001:db8::/32"),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let networks = networks(&at, &raw.networks)?;
     Ok(Rule {
         index,
         description: raw.description.clone(),
@@ -104,6 +92,22 @@ pub(super) fn compile_rule(
         deny,
         networks,
     })
+}
+
+/// The `networks` of a rule, each a network with its host bits clear.
+fn networks(at: &At<'_>, values: &[String]) -> Result<Vec<ipnet::IpNet>, PolicyError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            regauth_providers::parse_network(text).ok_or_else(|| {
+                at.err(
+                    &format!("networks[{i}]"),
+                    format!("`{text}` is not a network like 10.0.0.0/8 or 2001:db8::/32"),
+                )
+            })
+        })
+        .collect()
 }
 
 /// The `users` or `groups` entries of a rule.
