@@ -48,14 +48,24 @@ pub use shape::{SecretShape, APP_PASSWORD_PREFIX, GITHUB_TOKEN_PREFIXES};
 pub use tls::{client_tls, Roots};
 
 /// A network as configured: `10.20.0.0/16`, `2001:db8::/48`, or one
-/// address (`10.1.2.3`, a /32 or /128); host bits must be zero.
+/// address (`10.1.2.3`, a /32 or /128); host bits must be zero, and it
+/// must be written as it reads back (no `010.020.0.0/16`). IPv4-mapped
+/// IPv6 networks are refused: clients' mapped addresses count as IPv4, so
+/// write the IPv4 network.
 pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
     let text = text.trim();
-    let net = match text.parse::<ipnet::IpNet>() {
-        Ok(net) => net,
-        Err(_) => ipnet::IpNet::from(text.parse::<std::net::IpAddr>().ok()?),
+    let (net, canonical) = match text.parse::<ipnet::IpNet>() {
+        Ok(net) => (net, net.to_string()),
+        Err(_) => {
+            let ip = text.parse::<std::net::IpAddr>().ok()?;
+            (ipnet::IpNet::from(ip), ip.to_string())
+        }
     };
-    (net.trunc() == net).then_some(net)
+    let mapped = match net {
+        ipnet::IpNet::V6(v6) => v6.addr().to_ipv4_mapped().is_some(),
+        ipnet::IpNet::V4(_) => false,
+    };
+    (net.trunc() == net && !mapped && canonical.eq_ignore_ascii_case(text)).then_some(net)
 }
 
 /// Makes aws-lc-rs the process-wide rustls provider, so every TLS client

@@ -179,7 +179,9 @@ impl WebhookAuthorizer {
         let mut grants = (*grants).clone();
         if let Some(policy) = &self.cap {
             for grant in &mut grants {
-                let allowed = policy.evaluate(principal, service, &grant.scope).actions;
+                let allowed = policy
+                    .decide_from(principal, service, &grant.scope, client)
+                    .actions;
                 grant.actions.retain(|a| allowed.contains(a));
             }
         }

@@ -235,6 +235,9 @@ impl RefreshTokens {
                 None,
             ),
             Renewal::Lookup => (lifetime_end, None),
+            // a snapshot cannot carry the networks a credential is bound
+            // to: such a login gets no refresh token
+            Renewal::Snapshot if !identity.networks.is_empty() => return Ok(None),
             Renewal::Snapshot => (
                 lifetime_end.min(self.snapshot_until(identity, iat_ms / 1000)),
                 Some(Snapshot {

@@ -261,6 +261,18 @@ impl Policy {
         self.decide(principal, service, scope, Some(client), Trace::Skip)
     }
 
+    /// [`Policy::evaluate`] for a request from `client`, when it is
+    /// known.
+    pub fn decide_from(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scope: &Scope,
+        client: Option<IpAddr>,
+    ) -> Grant {
+        self.decide(principal, service, scope, client, Trace::Skip)
+    }
+
     /// Like [`Policy::evaluate`], recording which rules matched and why;
     /// from `client` when it is given.
     pub fn explain(
@@ -286,13 +298,21 @@ impl Policy {
         let mut trace = Vec::new();
         let known = scope.kind.known_actions().unwrap_or_default();
         for rule in &self.rules {
-            if !rule.reaches(client) {
+            // a rule bound to networks: for a client outside them it does
+            // not apply; for a client not known, its denials do and its
+            // grants do not (never open on what cannot be checked)
+            let reaches = rule.reaches(client);
+            if !reaches && client.is_some() {
                 continue;
             }
             let Some(matched) = rule.applies(principal, service, scope, &self.shared) else {
                 continue;
             };
-            let allows = expand(&rule.actions, known);
+            let allows = if reaches {
+                expand(&rule.actions, known)
+            } else {
+                Vec::new()
+            };
             let denies = expand(&rule.deny, known);
             if trace_mode == Trace::Record {
                 trace.push(rule.describe(principal, &matched, &allows, &denies));

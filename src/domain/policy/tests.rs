@@ -236,10 +236,39 @@ fn rules_bound_to_networks_apply_only_from_inside_them() {
     assert_eq!(from("2001:db8:0:1::5"), ["pull", "push"]);
     assert_eq!(from("10.21.0.1"), ["pull"]);
     assert_eq!(from("192.0.2.1"), ["pull"]);
-    // no client known: the bound rule does not apply
+    // no client known: the bound rule grants nothing
     assert_eq!(p.evaluate(&ci, "svc", &scope).actions, ["pull"]);
+    // ...but its denials hold (never open on what cannot be checked)
+    let deny = rules(
+        r#"
+        [[rule]]
+        users = ["ci"]
+        repos = ["ci/**"]
+        actions = ["pull", "push"]
+
+        [[rule]]
+        users = ["ci"]
+        repos = ["ci/**"]
+        deny = ["push"]
+        networks = ["192.0.2.0/24"]
+    "#,
+    );
+    assert_eq!(deny.evaluate(&ci, "svc", &scope).actions, ["pull"]);
+    let from = |ip: &str| {
+        deny.evaluate_from(&ci, "svc", &scope, ip.parse().unwrap())
+            .actions
+    };
+    assert_eq!(from("192.0.2.7"), ["pull"]);
+    assert_eq!(from("10.0.0.1"), ["pull", "push"]);
     // a network that is not one is refused at startup, naming the key
-    for bad in ["10.20.0.1/16", "10.0.0.0/33", "ten", ""] {
+    for bad in [
+        "10.20.0.1/16",
+        "10.0.0.0/33",
+        "ten",
+        "",
+        "010.020.0.0/16",
+        "::ffff:10.20.0.0/112",
+    ] {
         let text = format!(
             "[[rule]]\nusers=[\"ci\"]\nrepos=[\"x\"]\nactions=[\"pull\"]\nnetworks=[\"{bad}\"]"
         );
