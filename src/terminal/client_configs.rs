@@ -37,6 +37,11 @@ pub fn all() -> anyhow::Result<Vec<PathBuf>> {
 /// Sets (`true`) or removes (`false`) the `credHelpers` entry of `host`
 /// in the file at `path`; whether it changed anything.
 pub fn set_helper(path: &std::path::Path, host: &str, on: bool) -> anyhow::Result<bool> {
+    // nothing to remove from a file that is not there (and no directory
+    // or lock file made for it)
+    if !on && !path.exists() {
+        return Ok(false);
+    }
     let _lock = crate::files::lock(&path.with_extension("regauth-lock"))?;
     let mut config: serde_json::Value = read_json(path)?.unwrap_or_else(|| serde_json::json!({}));
     let Some(object) = config.as_object_mut() else {
@@ -92,6 +97,10 @@ mod tests {
             config["credHelpers"],
             serde_json::json!({"gcr.io": "gcloud"})
         );
+        // removing from a file that is not there makes nothing
+        let absent = dir.path().join("absent/config.json");
+        assert!(!set_helper(&absent, "registry.corp", false).unwrap());
+        assert!(!absent.parent().unwrap().exists());
         // a new file is the user's alone
         let fresh = dir.path().join("containers/auth.json");
         assert!(set_helper(&fresh, "registry.corp", true).unwrap());

@@ -65,6 +65,9 @@ fn answer(action: Option<&str>, input: &str) -> anyhow::Result<String> {
     match action {
         Some("get") => {
             let host = registry_host(input);
+            if host.is_empty() {
+                anyhow::bail!("get takes the registry's URL on stdin");
+            }
             let stored = Stored::load()?;
             let Some(entry) = stored.registries.get(&host) else {
                 eprintln!("docker-credential-regauth: not signed in to {host}: run `regauth login {host}`");
