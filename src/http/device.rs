@@ -54,6 +54,23 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
+/// The app passwords (a 404 when they are off) and the bounded form body
+/// of a POST to one of these endpoints (a 400 when it is not one).
+async fn posted(
+    state: &AppState,
+    request: Request,
+) -> Result<(Arc<AppPasswords>, Vec<u8>), Response> {
+    let Some(passwords) = state.app_passwords.clone() else {
+        return Err(ApiError::not_found().into_response());
+    };
+    let (parts, body) = request.into_parts();
+    let limit = state.config.server.limits.max_body_bytes;
+    match read_form(&parts.headers, body, limit).await {
+        Ok(body) => Ok((passwords, body)),
+        Err(refusal) => Err(ApiError::bad_request(refusal.reason()).into_response()),
+    }
+}
+
 /// The form of a device authorization request.
 #[derive(Default)]
 struct Asked {
@@ -68,14 +85,9 @@ pub async fn authorize(
     request: Request,
 ) -> Response {
     let state = live.load();
-    let Some(passwords) = state.app_passwords.clone() else {
-        return ApiError::not_found().into_response();
-    };
-    let (parts, body) = request.into_parts();
-    let limit = state.config.server.limits.max_body_bytes;
-    let body = match read_form(&parts.headers, body, limit).await {
-        Ok(body) => body,
-        Err(refusal) => return ApiError::bad_request(refusal.reason()).into_response(),
+    let (passwords, body) = match posted(&state, request).await {
+        Ok(posted) => posted,
+        Err(refused) => return refused,
     };
     let mut asked = Asked::default();
     for (key, value) in form_urlencoded::parse(&body) {
@@ -143,14 +155,9 @@ fn answer(
 /// RFC says.
 pub async fn revoke(State(live): State<Arc<Live>>, request: Request) -> Response {
     let state = live.load();
-    let Some(passwords) = state.app_passwords.clone() else {
-        return ApiError::not_found().into_response();
-    };
-    let (parts, body) = request.into_parts();
-    let limit = state.config.server.limits.max_body_bytes;
-    let body = match read_form(&parts.headers, body, limit).await {
-        Ok(body) => body,
-        Err(refusal) => return ApiError::bad_request(refusal.reason()).into_response(),
+    let (passwords, body) = match posted(&state, request).await {
+        Ok(posted) => posted,
+        Err(refused) => return refused,
     };
     let token = form_urlencoded::parse(&body)
         .find(|(key, _)| key == "token")

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 
-use crate::support::browser::{browser, LoginIdp};
+use crate::support::browser::{browser, sso_page_toml, LoginIdp};
 use crate::support::oci::build_image;
 use crate::support::page::*;
 use crate::support::slapd::Slapd;
@@ -24,33 +24,7 @@ async fn a_browser_sign_in_makes_an_app_password_that_pushes_until_revoked() {
     drop(listener);
     let ui = format!("http://{addr}/ui");
     let idp = LoginIdp::start(&format!("{ui}/callback"), "regauth-browser-secret");
-    let secret_file = f.path("client.secret");
-    std::fs::write(&secret_file, "regauth-browser-secret\n").unwrap();
-    let extra = format!(
-        r#"
-[[provider]]
-name = "sso"
-kind = "oidc"
-issuer = "{issuer}"
-client_id = "regauth"
-client_secret_file = "{secret}"
-access_tokens = false
-browser_login = true
-timeout = "5s"
-
-[[rule]]
-groups = ["sso:platform"]
-repos = ["platform/**"]
-actions = ["pull", "push"]
-
-[app_passwords]
-key_file = "{key}"
-url = "{ui}"
-"#,
-        issuer = idp.issuer,
-        secret = secret_file.display(),
-        key = f.path("app-passwords.key").display(),
-    );
+    let extra = sso_page_toml(&f, &idp, &ui, "");
     let server = Server::start_at(f.config(&extra), addr).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let work = tempfile::tempdir().unwrap();

@@ -410,7 +410,7 @@ async fn tokens_revoke_and_logout_end_device_logins() {
 /// `regauth logout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_and_skopeo_use_a_device_login_approved_in_a_browser() {
-    use crate::support::browser::{browser, LoginIdp};
+    use crate::support::browser::{browser, sso_page_toml, LoginIdp};
     use crate::support::docker::Dockerd;
     use tokio::io::AsyncBufReadExt as _;
 
@@ -421,33 +421,8 @@ async fn docker_and_skopeo_use_a_device_login_approved_in_a_browser() {
     };
     let ui = format!("http://{addr}/ui");
     let idp = LoginIdp::start(&format!("{ui}/callback"), "regauth-browser-secret");
-    let secret_file = f.path("client.secret");
-    std::fs::write(&secret_file, "regauth-browser-secret\n").unwrap();
-    // a provider for the browser sign-in alone: no audiences to name
-    let extra = format!(
-        r#"
-[[provider]]
-name = "sso"
-kind = "oidc"
-issuer = "{issuer}"
-client_id = "regauth"
-client_secret_file = "{secret}"
-browser_login = true
-timeout = "5s"
-
-[[rule]]
-groups = ["sso:platform"]
-repos = ["platform/**"]
-actions = ["pull", "push"]
-
-[app_passwords]
-key_file = "{key}"
-url = "{ui}"
-"#,
-        issuer = idp.issuer,
-        secret = secret_file.display(),
-        key = f.path("app-passwords.key").display(),
-    );
+    // a provider for the browser sign-in alone, naming no audiences
+    let extra = sso_page_toml(&f, &idp, &ui, "");
     // the realm the registry announces is the one regauth's metadata
     // names (regauth login checks that they agree)
     let config = f

@@ -129,17 +129,7 @@ async fn keycloak_passwords_tokens_groups_roles_and_leavers() {
             .await
             .assert_error(StatusCode::UNAUTHORIZED);
     }
-    let carl = kc.user_id("carl").await;
-    let detected: serde_json::Value = kc
-        .admin(
-            Method::GET,
-            &format!("/attack-detection/brute-force/users/{carl}"),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detected = kc.brute_force("carl").await;
     assert_eq!(detected["numFailures"], 2, "{detected}");
     assert_eq!(detected["disabled"], false, "{detected}");
     let right = token_for(&state, "carl", "carl-kc-pw", platform).await;
@@ -406,17 +396,7 @@ async fn a_totp_user_signs_in_in_a_browser_and_keycloak_ends_it() {
             .await
             .assert_error(StatusCode::UNAUTHORIZED);
     }
-    let erin = kc.user_id("erin").await;
-    let detected: serde_json::Value = kc
-        .admin(
-            Method::GET,
-            &format!("/attack-detection/brute-force/users/{erin}"),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detected = kc.brute_force("erin").await;
     assert_eq!(detected["numFailures"], 2, "{detected}");
     assert_eq!(detected["disabled"], false, "{detected}");
     let answer = kc.password_grant(CLIENT, "erin", "erin-kc-pw").await;

@@ -596,7 +596,7 @@ actions = ["*"]
 /// that refuses ends the user's app passwords and page sessions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leavers_at_the_idp_lose_their_app_passwords() {
-    use crate::support::browser::{browser, LoginIdp};
+    use crate::support::browser::{browser, sso_page_toml, LoginIdp};
     let clock = Clock::take();
     let f = Fixture::new();
     let addr = {
@@ -605,34 +605,7 @@ async fn leavers_at_the_idp_lose_their_app_passwords() {
     };
     let ui = format!("http://{addr}/ui");
     let mut idp = LoginIdp::start(&format!("{ui}/callback"), "regauth-browser-secret");
-    let secret_file = f.path("client.secret");
-    std::fs::write(&secret_file, "regauth-browser-secret\n").unwrap();
-    let extra = format!(
-        r#"
-[[provider]]
-name = "sso"
-kind = "oidc"
-issuer = "{issuer}"
-client_id = "regauth"
-client_secret_file = "{secret}"
-access_tokens = false
-browser_login = true
-timeout = "5s"
-
-[[rule]]
-groups = ["sso:platform"]
-repos = ["platform/**"]
-actions = ["pull", "push"]
-
-[app_passwords]
-key_file = "{key}"
-url = "{ui}"
-recheck_interval = "1s"
-"#,
-        issuer = idp.issuer,
-        secret = secret_file.display(),
-        key = f.path("app-passwords.key").display(),
-    );
+    let extra = sso_page_toml(&f, &idp, &ui, "recheck_interval = \"1s\"");
     let server = Server::start_at(f.config(&extra), addr).await;
     let work = tempfile::tempdir().unwrap();
     let sign_in_and_create = |user: &'static str| {

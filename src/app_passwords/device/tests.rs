@@ -85,10 +85,8 @@ fn user_codes_are_eight_consonants_and_typed_loosely() {
 }
 
 #[tokio::test]
-async fn an_approved_login_gives_one_identity_token_to_its_client_only() {
+async fn polls_before_an_answer_wait_and_slow_down() {
     let passwords = passwords();
-    let throttle = throttle(10);
-    let viewer = session(&passwords, "viewer").await;
     let started = started(&passwords).await;
     let device_code = started.device_code.expose_secret().to_owned();
     assert!(device_code.starts_with("rgd_"));
@@ -117,6 +115,19 @@ async fn an_approved_login_gives_one_identity_token_to_its_client_only() {
         poll(device_code.clone(), "docker", t + 30_000).await,
         Err(DeviceError::Pending)
     ));
+}
+
+#[tokio::test]
+async fn an_approved_login_gives_one_identity_token_to_its_client_only() {
+    let passwords = passwords();
+    let throttle = throttle(10);
+    let viewer = session(&passwords, "viewer").await;
+    let started = started(&passwords).await;
+    let device_code = started.device_code.expose_secret().to_owned();
+    let poll = |code: String, client: &'static str, at: u64| {
+        let passwords = &passwords;
+        async move { passwords.poll_device_login(&code, client, at).await }
+    };
 
     // the user finds it, sees the client and registry, approves
     let entered = passwords
@@ -185,7 +196,26 @@ async fn an_approved_login_gives_one_identity_token_to_its_client_only() {
             .as_deref(),
         Some("alice")
     );
+}
 
+/// An identity token of `who`'s, from a device login approved and polled.
+async fn identity_token(passwords: &AppPasswords, who: &Session) -> SecretString {
+    let started = started(passwords).await;
+    let answered = answer(passwords, &throttle(10), who, &started.user_code, true).await;
+    assert_eq!(answered, Answered::Done);
+    let code = started.device_code.expose_secret();
+    let (_, token) = passwords
+        .poll_device_login(code, "docker", now_ms())
+        .await
+        .unwrap();
+    token
+}
+
+#[tokio::test]
+async fn logout_revokes_an_identity_token_and_nothing_else() {
+    let passwords = passwords();
+    let alice = session(&passwords, "alice").await;
+    let token = identity_token(&passwords, &alice).await;
     // logout revokes it; a page-made app password is no identity token
     assert!(passwords
         .revoke_device_token(token.expose_secret())

@@ -88,6 +88,41 @@ impl Drop for LoginIdp {
     }
 }
 
+/// regauth's configuration for the login IdP at `ui`: the provider `sso`
+/// for the browser sign-in alone (no audiences: it takes no tokens; its
+/// client secret written under `f`), a rule giving `sso:platform` pull
+/// and push on `platform/**`, and the page, with `page` lines added to
+/// `[app_passwords]`.
+pub fn sso_page_toml(f: &super::Fixture, idp: &LoginIdp, ui: &str, page: &str) -> String {
+    let secret_file = f.path("client.secret");
+    std::fs::write(&secret_file, "regauth-browser-secret\n").unwrap();
+    format!(
+        r#"
+[[provider]]
+name = "sso"
+kind = "oidc"
+issuer = "{issuer}"
+client_id = "regauth"
+client_secret_file = "{secret}"
+browser_login = true
+timeout = "5s"
+
+[[rule]]
+groups = ["sso:platform"]
+repos = ["platform/**"]
+actions = ["pull", "push"]
+
+[app_passwords]
+key_file = "{key}"
+url = "{ui}"
+{page}
+"#,
+        issuer = idp.issuer,
+        secret = secret_file.display(),
+        key = f.path("app-passwords.key").display(),
+    )
+}
+
 /// Runs `tests/ui/browser.mjs` with these options and command; the JSON
 /// of its last line.
 pub async fn browser(options: &serde_json::Value, command: &str) -> serde_json::Value {

@@ -224,6 +224,21 @@ impl Keycloak {
         reply
     }
 
+    /// What Keycloak's brute-force detection holds of `user`
+    /// (`numFailures`, `disabled`).
+    pub async fn brute_force(&self, user: &str) -> serde_json::Value {
+        let id = self.user_id(user).await;
+        self.admin(
+            reqwest::Method::GET,
+            &format!("/attack-detection/brute-force/users/{id}"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap()
+    }
+
     /// The id of `user` in the realm.
     pub async fn user_id(&self, user: &str) -> String {
         let found: serde_json::Value = self
