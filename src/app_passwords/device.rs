@@ -172,6 +172,24 @@ pub struct Asking {
     pub expires: u64,
 }
 
+/// What a user code finds ([`AppPasswords::find_by_code`]).
+enum Lookup {
+    /// A budget is spent: nothing was looked up.
+    Throttled,
+    /// No request it takes.
+    Missing,
+    /// The request, with its code and its stored text.
+    Found(Box<Found>),
+}
+
+/// A request a user code found.
+struct Found {
+    id: String,
+    code: String,
+    request: Request,
+    text: String,
+}
+
 /// A signed-in user's answer to a device login.
 pub struct Answer<'a> {
     /// Who answers.
@@ -407,37 +425,71 @@ impl AppPasswords {
         client: IpAddr,
         now: i64,
     ) -> Result<Entered, DeviceError> {
+        let found = self
+            .find_by_code((throttle, client), session, typed, now, |_| true)
+            .await?;
+        let Found { code, request, .. } = match found {
+            Lookup::Found(found) => *found,
+            Lookup::Throttled => return Ok(Entered::Throttled),
+            Lookup::Missing => return Ok(Entered::Unknown),
+        };
+        if request.decision != Decision::Pending {
+            return Ok(Entered::Answered);
+        }
+        Ok(Entered::Asking(Asking {
+            user_code: shown(&code),
+            client_id: request.client_id,
+            service: request.service,
+            from: request.from,
+            expires: request.expires,
+        }))
+    }
+
+    /// The unexpired request a user code typed by `session` from `client`
+    /// names, if `wanted` takes it. A code that finds none spends a
+    /// failure of the client network's budget and of the account's; a
+    /// spent budget looks nothing up.
+    async fn find_by_code(
+        &self,
+        (throttle, client): (&Throttle, IpAddr),
+        session: &Session,
+        typed: &str,
+        now: i64,
+        wanted: impl Fn(&Request) -> bool,
+    ) -> Result<Lookup, DeviceError> {
         if self.wrong_codes_held(session).await? {
-            return Ok(Entered::Throttled);
+            return Ok(Lookup::Throttled);
         }
         let Ok(slot) = throttle.reserve_client(client).await else {
-            return Ok(Entered::Throttled);
+            return Ok(Lookup::Throttled);
         };
         let found = match normalize_user_code(typed) {
-            Some(code) => self
-                .device_request(&self.request_id(&code))
-                .await
-                .map(|r| r.map(|(r, _)| (code, r))),
+            Some(code) => {
+                let id = self.request_id(&code);
+                self.device_request(&id).await.map(|found| {
+                    found
+                        .filter(|(r, _)| r.expires > unix(now) && wanted(r))
+                        .map(|(request, text)| {
+                            Lookup::Found(Box::new(Found {
+                                id,
+                                code,
+                                request,
+                                text,
+                            }))
+                        })
+                })
+            }
             None => Ok(None),
         };
         match found {
-            Ok(Some((code, request))) if request.expires > unix(now) => {
+            Ok(Some(found)) => {
                 throttle.client_released(slot).await;
-                if request.decision != Decision::Pending {
-                    return Ok(Entered::Answered);
-                }
-                Ok(Entered::Asking(Asking {
-                    user_code: shown(&code),
-                    client_id: request.client_id,
-                    service: request.service,
-                    from: request.from,
-                    expires: request.expires,
-                }))
+                Ok(found)
             }
-            Ok(_) => {
+            Ok(None) => {
                 throttle.client_failed(slot);
                 self.wrong_code(session).await?;
-                Ok(Entered::Unknown)
+                Ok(Lookup::Missing)
             }
             Err(e) => {
                 throttle.client_released(slot).await;
@@ -458,37 +510,22 @@ impl AppPasswords {
     ) -> Result<Answered, DeviceError> {
         // answering is finding too: a code that names nothing waiting
         // spends the budgets, as on the code form
-        if self.wrong_codes_held(answer.session).await? {
-            return Ok(Answered::Throttled);
-        }
-        let Ok(slot) = throttle.reserve_client(client).await else {
-            return Ok(Answered::Throttled);
-        };
-        let waiting = match normalize_user_code(answer.user_code) {
-            Some(code) => {
-                let id = self.request_id(&code);
-                self.device_request(&id).await.map(|found| {
-                    found
-                        .filter(|(r, _)| r.decision == Decision::Pending && r.expires > unix(now))
-                        .map(|found| (id, found))
-                })
-            }
-            None => Ok(None),
-        };
-        let (id, (request, text)) = match waiting {
-            Ok(Some(waiting)) => {
-                throttle.client_released(slot).await;
-                waiting
-            }
-            Ok(None) => {
-                throttle.client_failed(slot);
-                self.wrong_code(answer.session).await?;
-                return Ok(Answered::NotWaiting);
-            }
-            Err(e) => {
-                throttle.client_released(slot).await;
-                return Err(e.into());
-            }
+        let waiting = |r: &Request| r.decision == Decision::Pending;
+        let found = self
+            .find_by_code(
+                (throttle, client),
+                answer.session,
+                answer.user_code,
+                now,
+                waiting,
+            )
+            .await?;
+        let Found {
+            id, request, text, ..
+        } = match found {
+            Lookup::Found(found) => *found,
+            Lookup::Throttled => return Ok(Answered::Throttled),
+            Lookup::Missing => return Ok(Answered::NotWaiting),
         };
         let (session, approve) = (answer.session, answer.approve);
         if approve {
@@ -566,12 +603,7 @@ impl AppPasswords {
             .device_request(id)
             .await?
             .ok_or(DeviceError::InvalidGrant)?;
-        let digest = self.digest(id, secret);
-        let same = aws_lc_rs::constant_time::verify_slices_are_equal(
-            digest.as_bytes(),
-            request.digest.as_bytes(),
-        )
-        .is_ok();
+        let same = self.secret_holds(id, secret, &request.digest);
         if !same || client_name(client_id) != Some(request.client_id.as_str()) {
             return Err(DeviceError::InvalidGrant);
         }
@@ -713,12 +745,7 @@ impl AppPasswords {
         let Some(password) = self.find(id).await? else {
             return Ok(false);
         };
-        let digest = self.digest(id, secret);
-        let same = aws_lc_rs::constant_time::verify_slices_are_equal(
-            digest.as_bytes(),
-            password.digest.as_bytes(),
-        )
-        .is_ok();
+        let same = self.secret_holds(id, secret, &password.digest);
         if !same || password.device.is_none() {
             return Ok(false);
         }

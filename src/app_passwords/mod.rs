@@ -215,6 +215,12 @@ fn unix(now: i64) -> u64 {
     u64::try_from(now).unwrap_or(0)
 }
 
+/// Compares two secrets (or their digests) in time that does not depend
+/// on where they differ.
+fn ct_eq(a: &str, b: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -74,13 +74,7 @@ impl AppPasswords {
             Ok(None) => return refused("no such app password (revoked?)"),
             Err(e) => return unavailable(e),
         };
-        let digest = self.digest(id, secret);
-        if aws_lc_rs::constant_time::verify_slices_are_equal(
-            digest.as_bytes(),
-            password.digest.as_bytes(),
-        )
-        .is_err()
-        {
+        if !self.secret_holds(id, secret, &password.digest) {
             return Outcome::Rejected(Rejection::WrongSecret);
         }
         if let Some(refusal) = self.refusal(&password, &credentials.username).await {

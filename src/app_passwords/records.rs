@@ -205,6 +205,12 @@ impl AppPasswords {
         super::hex(context.sign().as_ref())
     }
 
+    /// Whether `secret` is the one whose digest under `id` is `digest`
+    /// (compared in constant time).
+    pub(super) fn secret_holds(&self, id: &str, secret: &str, digest: &str) -> bool {
+        super::ct_eq(&self.digest(id, secret), digest)
+    }
+
     /// Makes an app password for the owner, narrowed to `limit`, and
     /// audits it; the secret is returned once and never stored.
     pub async fn create(

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use regauth_providers::{Identity, Outcome, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{open, seal, unix, AppPasswordError, AppPasswords, Listed, Revocation};
+use super::{ct_eq, open, seal, unix, AppPasswordError, AppPasswords, Listed, Revocation};
 use crate::keys::NoRandomness;
 use crate::ops::audit::Safe;
 use crate::random::random_bytes;
@@ -112,12 +112,6 @@ impl fmt::Debug for FormToken {
             .field("fresh", &self.fresh.is_some())
             .finish_non_exhaustive()
     }
-}
-
-/// Compares two secrets in time that does not depend on where they
-/// differ.
-fn ct_eq(a: &str, b: &str) -> bool {
-    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 
 /// A random token (192 bits, base64url): a session's id, a CSRF token.

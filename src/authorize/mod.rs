@@ -69,7 +69,7 @@ impl Authorizer for Policy {
     ) -> Result<Vec<Grant>, AuthorizeError> {
         Ok(scopes
             .iter()
-            .map(|scope| self.evaluate_from(principal, service, scope, client))
+            .map(|scope| self.evaluate_from(principal, service, scope, Some(client)))
             .collect())
     }
 }

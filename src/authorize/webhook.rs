@@ -180,7 +180,7 @@ impl WebhookAuthorizer {
         if let Some(policy) = &self.cap {
             for grant in &mut grants {
                 let allowed = policy
-                    .decide_from(principal, service, &grant.scope, client)
+                    .evaluate_from(principal, service, &grant.scope, client)
                     .actions;
                 grant.actions.retain(|a| allowed.contains(a));
             }

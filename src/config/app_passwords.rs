@@ -14,7 +14,7 @@ use std::time::Duration;
 use regauth_providers::Seconds;
 use serde::Deserialize;
 
-use super::error::{invalid, is_loopback_http, ConfigError};
+use super::error::{invalid, is_loopback_http, origin_of, ConfigError};
 
 /// The name app-password logins are checked under (never a configured
 /// provider's).
@@ -195,15 +195,7 @@ fn page_url(
 ) -> Result<String, ConfigError> {
     let url = match url {
         Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let origin_of = realm
-                .split_once("://")
-                .map(|(scheme, rest)| {
-                    format!("{scheme}://{}", rest.split('/').next().unwrap_or_default())
-                })
-                .unwrap_or_default();
-            format!("{origin_of}/ui")
-        }
+        None => format!("{}/ui", origin_of(realm)),
     };
     let has_path = url
         .split_once("://")

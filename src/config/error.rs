@@ -64,6 +64,14 @@ pub(crate) fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> Strin
     .unwrap_or_default()
 }
 
+/// `scheme://host[:port]` of `url` (empty when it has no scheme): where
+/// the realm's server answers, and so the page and the device endpoints.
+pub(crate) fn origin_of(url: &str) -> String {
+    url.split_once("://")
+        .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or_default()))
+        .unwrap_or_default()
+}
+
 /// Whether `url` is `http://` to localhost or a loopback address (no
 /// userinfo: `http://127.0.0.1@elsewhere/` is elsewhere). Several sections
 /// allow plain http only there.
@@ -83,4 +91,20 @@ pub(crate) fn is_loopback_http(url: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_origin_is_the_urls_scheme_and_host() {
+        assert_eq!(
+            super::origin_of("https://auth.corp:8443/auth"),
+            "https://auth.corp:8443"
+        );
+        assert_eq!(
+            super::origin_of("http://localhost:5001/auth/token"),
+            "http://localhost:5001"
+        );
+        assert_eq!(super::origin_of("no scheme"), "");
+    }
 }

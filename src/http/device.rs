@@ -18,6 +18,7 @@ use super::extract::ClientIp;
 use super::token::{read_form, DEVICE_CODE_GRANT};
 use crate::app_passwords::device::DeviceError;
 use crate::app_passwords::AppPasswords;
+use crate::config::error::origin_of;
 use crate::{AppState, Live};
 
 /// What RFC 8414 says of this server: where its endpoints are.
@@ -38,13 +39,6 @@ pub async fn metadata(State(live): State<Arc<Live>>) -> Response {
     }
     body["grant_types_supported"] = grants.into();
     no_store(Json(body).into_response())
-}
-
-/// `scheme://host[:port]` of `url`.
-fn origin_of(url: &str) -> String {
-    url.split_once("://")
-        .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or_default()))
-        .unwrap_or_default()
 }
 
 fn no_store(mut response: Response) -> Response {
@@ -178,20 +172,5 @@ pub async fn revoke(State(live): State<Arc<Live>>, request: Request) -> Response
             )
             .into_response()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_origin_is_the_realms_scheme_and_host() {
-        assert_eq!(
-            super::origin_of("https://auth.corp:8443/auth"),
-            "https://auth.corp:8443"
-        );
-        assert_eq!(
-            super::origin_of("http://localhost:5001/auth/token"),
-            "http://localhost:5001"
-        );
     }
 }

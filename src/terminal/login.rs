@@ -152,14 +152,10 @@ fn challenge(response: &reqwest::Response, host: &str) -> anyhow::Result<Realm> 
 
 /// `scheme://host[:port]` of `url`.
 fn origin(url: &str) -> anyhow::Result<String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .filter(|(s, _)| *s == "https" || *s == "http")
-        .ok_or_else(|| anyhow!("the realm {url} is not an http(s) URL"))?;
-    Ok(format!(
-        "{scheme}://{}",
-        rest.split('/').next().unwrap_or_default()
-    ))
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        bail!("the realm {} is not an http(s) URL", printable(url));
+    }
+    Ok(crate::config::error::origin_of(url))
 }
 
 /// The realm is the token server the login's secrets go to: https,

@@ -250,20 +250,9 @@ impl Policy {
         self.decide(principal, service, scope, None, Trace::Skip)
     }
 
-    /// [`Policy::evaluate`] for a request from `client`.
-    pub fn evaluate_from(
-        &self,
-        principal: &Principal,
-        service: &str,
-        scope: &Scope,
-        client: IpAddr,
-    ) -> Grant {
-        self.decide(principal, service, scope, Some(client), Trace::Skip)
-    }
-
     /// [`Policy::evaluate`] for a request from `client`, when it is
     /// known.
-    pub fn decide_from(
+    pub fn evaluate_from(
         &self,
         principal: &Principal,
         service: &str,

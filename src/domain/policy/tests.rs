@@ -228,7 +228,7 @@ fn rules_bound_to_networks_apply_only_from_inside_them() {
     let ci = user("ci", &[]);
     let scope = Scope::parse("repository:ci/app:pull,push").unwrap();
     let from = |ip: &str| {
-        p.evaluate_from(&ci, "svc", &scope, ip.parse().unwrap())
+        p.evaluate_from(&ci, "svc", &scope, Some(ip.parse().unwrap()))
             .actions
     };
     assert_eq!(from("10.20.3.4"), ["pull", "push"]);
@@ -255,7 +255,7 @@ fn rules_bound_to_networks_apply_only_from_inside_them() {
     );
     assert_eq!(deny.evaluate(&ci, "svc", &scope).actions, ["pull"]);
     let from = |ip: &str| {
-        deny.evaluate_from(&ci, "svc", &scope, ip.parse().unwrap())
+        deny.evaluate_from(&ci, "svc", &scope, Some(ip.parse().unwrap()))
             .actions
     };
     assert_eq!(from("192.0.2.7"), ["pull"]);
