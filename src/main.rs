@@ -73,6 +73,10 @@ enum Command {
         /// The provider the identity comes from (default: the first configured).
         #[arg(long)]
         provider: Option<String>,
+        /// The identity's claims as a token's payload carries them, a JSON
+        /// object: '{"kubernetes.io": {"namespace": "ci"}}'.
+        #[arg(long, value_parser = parse_claims)]
+        claims: Option<regauth_providers::ClaimSet>,
         /// The service (default: the first configured).
         #[arg(long)]
         service: Option<String>,
@@ -277,6 +281,17 @@ fn error_chain(error: &anyhow::Error) -> String {
     out
 }
 
+/// `--claims`: a JSON object, as a token's payload.
+fn parse_claims(text: &str) -> Result<regauth_providers::ClaimSet, String> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(payload @ serde_json::Value::Object(_)) => {
+            Ok(regauth_providers::ClaimSet::of_token(&payload))
+        }
+        Ok(_) => Err("claims are a JSON object, such as '{\"team\": \"platform\"}'".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
+}
+
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => serve(config),
@@ -287,6 +302,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             anonymous,
             groups,
             provider,
+            claims,
             service,
             scope,
             from,
@@ -300,8 +316,9 @@ fn run(command: Command) -> anyhow::Result<()> {
                     .or_else(|| config.providers.first().map(|p| p.name().to_owned()))
                     .unwrap_or_default();
                 let groups = groups.into_iter().filter(|g| !g.is_empty());
-                let identity =
+                let mut identity =
                     Identity::new(user.unwrap_or_default(), provider).with_groups(groups);
+                identity.claims = claims.unwrap_or_default();
                 Principal::Authenticated(Arc::new(identity))
             };
             let text = regauth::admin::explain::explain(

@@ -35,6 +35,20 @@ impl<T> Fetched<T> {
         }
     }
 
+    /// Puts `value` in place of the last good one (`None`: there is none
+    /// now), for a source read without the network and its back-off.
+    pub(crate) fn replace(&self, value: Option<T>) -> Option<std::sync::Arc<T>> {
+        let value = value.map(std::sync::Arc::new);
+        if let Ok(mut state) = self.state.lock() {
+            if value.is_some() {
+                self.fetches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            state.value = value.clone();
+        }
+        value
+    }
+
     /// The last good value, if any.
     pub(crate) fn current(&self) -> Option<std::sync::Arc<T>> {
         self.state.lock().ok().and_then(|s| s.value.clone())

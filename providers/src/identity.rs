@@ -3,7 +3,6 @@
 //! here calls an identity provider, and a secret never leaves its
 //! [`SecretString`].
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use secrecy::SecretString;
@@ -92,8 +91,9 @@ pub struct Identity {
     pub kind: Kind,
     /// Group names as this provider documents them (sorted, deduplicated).
     pub groups: Vec<String>,
-    /// Extra attributes that policy rules may match on (OIDC claims, ...).
-    pub claims: BTreeMap<String, String>,
+    /// Extra attributes that policy rules may match on (a token's
+    /// claims, nested objects and lists included, ...).
+    pub claims: crate::ClaimSet,
     /// How a refresh token continues this login.
     pub renewal: Renewal,
     /// Changes whenever the account's credential changes (a password
@@ -213,7 +213,7 @@ impl Identity {
             provider: provider.into(),
             kind: Kind::User,
             groups: Vec::new(),
-            claims: BTreeMap::new(),
+            claims: crate::ClaimSet::new(),
             renewal: Renewal::Lookup,
             credential_stamp: None,
             expires_at: None,

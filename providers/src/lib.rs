@@ -16,6 +16,7 @@
 
 pub use secrecy::{ExposeSecret, SecretString};
 
+mod claim_set;
 pub mod clock;
 mod error;
 mod fetched;
@@ -35,6 +36,7 @@ pub mod static_users;
 mod tls;
 pub mod webhook;
 
+pub use claim_set::{claim_at, is_claim_path, ClaimSet};
 pub use error::{Error, Invalid};
 pub(crate) use fetched::Fetched;
 pub use http::{body_limited, http_client, json_limited, JsonClient, MAX_UPSTREAM_BODY};

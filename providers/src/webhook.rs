@@ -12,7 +12,6 @@
 //! The secret travels only over https or a unix socket (`socket = "…"`),
 //! never over plain http. Redirects are not followed.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -108,7 +107,7 @@ enum Answer {
         #[serde(default)]
         groups: Vec<String>,
         #[serde(default)]
-        claims: BTreeMap<String, String>,
+        claims: crate::ClaimSet,
     },
     Rejected,
     Unknown,

@@ -5,7 +5,6 @@
 //! that no longer signs a user in ends the sign-in, and with it their app
 //! passwords and page sessions.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -30,7 +29,7 @@ pub struct SignIn {
     /// Their groups then.
     pub groups: Vec<String>,
     /// Their claims then.
-    pub claims: BTreeMap<String, String>,
+    pub claims: regauth_providers::ClaimSet,
     /// User or robot.
     pub kind: Kind,
     /// Their account id then, if their provider has one.

@@ -56,7 +56,7 @@ struct Ask<'a> {
     provider: Option<&'a str>,
     kind: Option<regauth_providers::Kind>,
     groups: &'a [String],
-    claims: Option<&'a std::collections::BTreeMap<String, String>>,
+    claims: Option<&'a regauth_providers::ClaimSet>,
     service: &'a str,
     scopes: Vec<AskScope<'a>>,
 }

@@ -15,8 +15,15 @@ impl Config {
             let name = &p.name;
             match &p.settings {
                 ProviderSettings::Oidc(oidc) => {
-                    if plain(&oidc.issuer) {
+                    let contacted = oidc.jwks_file.is_none()
+                        || oidc.password_grant
+                        || oidc.browser_login
+                        || oidc.introspection;
+                    if contacted && plain(&oidc.issuer) {
                         out.push(format!("provider {name}: the issuer {} is plain http: discovery, keys and passwords travel unprotected and can be forged on the way; use https", oidc.issuer));
+                    }
+                    if let Some(url) = oidc.jwks_url.as_deref().filter(|u| plain(u)) {
+                        out.push(format!("provider {name}: jwks_url {url} is plain http: whoever is on the way can swap the keys and forge tokens; use https (with ca_file) or jwks_file"));
                     }
                     if oidc.browser_login {
                         if let Some(section) = &self.app_passwords {

@@ -1,6 +1,7 @@
 //! Name patterns of the policy and of username pins: `*` matches within one
-//! path segment, `**` across segments, and `${user}`, `${group}` and
-//! `${provider}` stand for the literal values of the identity at hand.
+//! path segment, `**` across segments, and `${user}`, `${group}`,
+//! `${provider}` and `${claim:PATH}` stand for the literal values of the
+//! identity at hand.
 //!
 //! Matching runs in time linear in the name for a given pattern (a set of
 //! positions is advanced byte by byte, never backtracking), so no pattern
@@ -20,6 +21,8 @@ enum Token {
     User,
     Group,
     Provider,
+    /// `${claim:PATH}`: the text of the claim at `PATH`.
+    Claim(String),
 }
 
 /// Which placeholders a pattern may contain.
@@ -27,7 +30,8 @@ enum Token {
 pub enum Placeholders {
     /// None: usernames, group names, services, claims.
     Forbidden,
-    /// `${user}`, `${group}` and `${provider}`: repository names.
+    /// `${user}`, `${group}`, `${provider}` and `${claim:PATH}`:
+    /// repository names.
     Allowed,
 }
 
@@ -40,6 +44,8 @@ pub enum Placeholder {
     Group,
     /// `${provider}`: the name of the identity's provider.
     Provider,
+    /// `${claim:PATH}`, whatever the path: a claim's text.
+    Claim,
 }
 
 /// The literal values placeholders stand for during one match. A
@@ -52,6 +58,9 @@ pub struct Values<'a> {
     pub group: Option<&'a str>,
     /// What `${provider}` stands for.
     pub provider: Option<&'a str>,
+    /// Whose claims `${claim:PATH}` takes (a claim that is not text
+    /// matches nothing).
+    pub claims: Option<&'a regauth_providers::ClaimSet>,
 }
 
 /// A compiled name pattern.
@@ -102,9 +111,18 @@ impl Pattern {
                     "user" if allowed => Token::User,
                     "group" if allowed => Token::Group,
                     "provider" if allowed => Token::Provider,
+                    _ if allowed && name.starts_with("claim:") => {
+                        let path = &name["claim:".len()..];
+                        if !regauth_providers::is_claim_path(path) {
+                            return Err(format!(
+                                "`${{{name}}}` in `{source}` names no claim path (write ${{claim:kubernetes.io.namespace}})"
+                            ));
+                        }
+                        Token::Claim(path.to_owned())
+                    }
                     _ if allowed => {
                         return Err(format!(
-                            "unknown placeholder `${{{name}}}` in `{source}` (use ${{user}}, ${{group}} or ${{provider}})"
+                            "unknown placeholder `${{{name}}}` in `{source}` (use ${{user}}, ${{group}}, ${{provider}} or ${{claim:PATH}})"
                         ))
                     }
                     _ => {
@@ -162,20 +180,18 @@ impl Pattern {
         out
     }
 
-    /// The literal path before `placeholder` when it begins a path segment
-    /// after nothing but literals (`team/` of `team/${user}/**`, `` of
-    /// `${user}/**`): what the placeholder's value extends.
-    pub fn lead_before(&self, placeholder: Placeholder) -> Option<String> {
-        let wanted = match placeholder {
-            Placeholder::User => Token::User,
-            Placeholder::Group => Token::Group,
-            Placeholder::Provider => Token::Provider,
-        };
+    /// The path before `placeholder` when it begins a path segment after
+    /// nothing but literals and `${provider}` (filled with `provider`):
+    /// `team/` of `team/${user}/**`, `` of `${user}/**`, `corp/` of
+    /// `${provider}/${user}/**` for provider `corp`. What the
+    /// placeholder's value extends.
+    pub fn lead_before(&self, placeholder: Placeholder, provider: Option<&str>) -> Option<String> {
         let mut lead = String::new();
         for token in &self.tokens {
             match token {
                 Token::Literal(l) => lead.push_str(l),
-                t if *t == wanted => {
+                Token::Provider if placeholder != Placeholder::Provider => lead.push_str(provider?),
+                t if t.is(placeholder) => {
                     return (lead.is_empty() || lead.ends_with('/')).then_some(lead)
                 }
                 _ => return None,
@@ -184,14 +200,66 @@ impl Pattern {
         None
     }
 
+    /// For each `${claim:PATH}` in turn: its path, and the path before it
+    /// with literals, `${provider}` and the claims before it filled in
+    /// (none when a `*` or another placeholder comes first, or a claim
+    /// before it has no text).
+    pub fn claim_leads(
+        &self,
+        provider: Option<&str>,
+        claims: &regauth_providers::ClaimSet,
+    ) -> Vec<(&str, Option<String>)> {
+        let mut out = Vec::new();
+        let mut lead = Some(String::new());
+        for token in &self.tokens {
+            match token {
+                Token::Claim(path) => {
+                    out.push((path.as_str(), lead.clone()));
+                    lead = lead.zip(claims.text(path)).map(|(l, v)| l + &v);
+                }
+                Token::Literal(l) => lead = lead.map(|x| x + l),
+                Token::Provider => lead = lead.zip(provider).map(|(l, p)| l + p),
+                _ => lead = None,
+            }
+        }
+        out
+    }
+
+    /// Whether every `${claim:PATH}` fills a whole path segment (`a/${claim:x}/b`,
+    /// not `a/x-${claim:x}`): its value is then a name of its own, which
+    /// the checks against other rules' names see whole.
+    pub fn claims_fill_segments(&self) -> bool {
+        self.tokens.iter().enumerate().all(|(i, token)| {
+            if !matches!(token, Token::Claim(_)) {
+                return true;
+            }
+            let before = i.checked_sub(1).map(|j| &self.tokens[j]);
+            let after = self.tokens.get(i + 1);
+            let starts = match before {
+                None => true,
+                Some(Token::Literal(l)) => l.ends_with('/'),
+                Some(_) => false,
+            };
+            let ends = match after {
+                None => true,
+                Some(Token::Literal(l)) => l.starts_with('/'),
+                Some(_) => false,
+            };
+            starts && ends
+        })
+    }
+
     /// Whether the pattern contains this placeholder.
     pub fn uses(&self, placeholder: Placeholder) -> bool {
-        let token = match placeholder {
-            Placeholder::User => Token::User,
-            Placeholder::Group => Token::Group,
-            Placeholder::Provider => Token::Provider,
-        };
-        self.tokens.contains(&token)
+        self.tokens.iter().any(|t| t.is(placeholder))
+    }
+
+    /// The claim paths of the pattern's `${claim:PATH}` placeholders.
+    pub fn claim_paths(&self) -> impl Iterator<Item = &str> {
+        self.tokens.iter().filter_map(|t| match t {
+            Token::Claim(path) => Some(path.as_str()),
+            _ => None,
+        })
     }
 
     /// Matches a plain value (user, group, service); a lone `*` matches
@@ -211,6 +279,7 @@ impl Pattern {
         }
         let mut atoms = Vec::with_capacity(self.source.len() + 16);
         for token in &self.tokens {
+            let claim;
             let literal = match token {
                 Token::Literal(l) => l.as_str(),
                 Token::Star => {
@@ -233,6 +302,13 @@ impl Pattern {
                     Some(v) => v,
                     None => return false,
                 },
+                Token::Claim(path) => match values.claims.and_then(|c| c.text(path)) {
+                    Some(v) => {
+                        claim = v;
+                        &claim
+                    }
+                    None => return false,
+                },
             };
             atoms.extend(literal.bytes().map(Atom::Byte));
         }
@@ -250,9 +326,30 @@ impl Pattern {
                 Token::User => out.push_str(values.user.unwrap_or("${user}")),
                 Token::Group => out.push_str(values.group.unwrap_or("${group}")),
                 Token::Provider => out.push_str(values.provider.unwrap_or("${provider}")),
+                Token::Claim(path) => match values.claims.and_then(|c| c.text(path)) {
+                    Some(v) => out.push_str(&v),
+                    None => {
+                        out.push_str("${claim:");
+                        out.push_str(path);
+                        out.push('}');
+                    }
+                },
             }
         }
         out
+    }
+}
+
+impl Token {
+    /// Whether this token is `placeholder`.
+    fn is(&self, placeholder: Placeholder) -> bool {
+        matches!(
+            (self, placeholder),
+            (Token::User, Placeholder::User)
+                | (Token::Group, Placeholder::Group)
+                | (Token::Provider, Placeholder::Provider)
+                | (Token::Claim(_), Placeholder::Claim)
+        )
     }
 }
 
@@ -339,8 +436,8 @@ mod tests {
         let p = Pattern::parse("${provider}/${user}/**", Placeholders::Allowed).unwrap();
         let values = Values {
             user: Some("*"),
-            group: None,
             provider: Some("corp"),
+            ..Values::default()
         };
         assert!(p.matches_with("corp/*/app", values));
         assert!(!p.matches_with("corp/bob/app", values));
@@ -348,6 +445,68 @@ mod tests {
         assert_eq!(p.substituted(values), "corp/*/**");
         assert!(p.uses(Placeholder::Provider) && p.uses(Placeholder::User));
         assert!(!p.uses(Placeholder::Group));
+    }
+
+    #[test]
+    fn claim_templates_take_text_claims() {
+        let p = Pattern::parse(
+            "k8s/${claim:kubernetes.io.namespace}/**",
+            Placeholders::Allowed,
+        )
+        .unwrap();
+        let mut claims = regauth_providers::ClaimSet::new();
+        claims.insert("kubernetes.io", serde_json::json!({"namespace": "ci"}));
+        claims.insert("groups", serde_json::json!(["a", "b"]));
+        let values = Values {
+            claims: Some(&claims),
+            ..Values::default()
+        };
+        assert!(p.matches_with("k8s/ci/app", values));
+        assert!(!p.matches_with("k8s/dev/app", values));
+        assert!(!p.matches_with("k8s/ci/app", Values::default()));
+        assert_eq!(p.substituted(values), "k8s/ci/**");
+        assert_eq!(p.lead_before(Placeholder::Claim, None).unwrap(), "k8s/");
+        assert!(p.claims_fill_segments());
+        let under = Pattern::parse(
+            "${provider}/${claim:a}/${claim:b}/**",
+            Placeholders::Allowed,
+        )
+        .unwrap();
+        assert_eq!(
+            under.lead_before(Placeholder::Claim, Some("east")).unwrap(),
+            "east/"
+        );
+        assert!(under.lead_before(Placeholder::Claim, None).is_none());
+        let mut a = regauth_providers::ClaimSet::new();
+        a.insert("a", "x");
+        assert_eq!(
+            under.claim_leads(Some("east"), &a),
+            [
+                ("a", Some("east/".to_owned())),
+                ("b", Some("east/x/".to_owned()))
+            ]
+        );
+        for partial in [
+            "ns-${claim:a}/**",
+            "${claim:a}-cache/**",
+            "${user}${claim:a}",
+        ] {
+            let p = Pattern::parse(partial, Placeholders::Allowed).unwrap();
+            assert!(!p.claims_fill_segments(), "{partial}");
+        }
+        assert_eq!(
+            p.claim_paths().collect::<Vec<_>>(),
+            ["kubernetes.io.namespace"]
+        );
+        let list = Pattern::parse("${claim:groups}/**", Placeholders::Allowed).unwrap();
+        assert!(
+            !list.matches_with("a/x", values),
+            "a list is no single name"
+        );
+        for bad in ["${claim:}", "${claim:a..b}", "${claim:.a}"] {
+            assert!(Pattern::parse(bad, Placeholders::Allowed).is_err(), "{bad}");
+        }
+        assert!(Pattern::parse("${claim:a}", Placeholders::Forbidden).is_err());
     }
 
     #[test]

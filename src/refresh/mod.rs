@@ -111,7 +111,7 @@ pub struct Snapshot {
     pub groups: Vec<String>,
     /// The login's claims.
     #[serde(default)]
-    pub claims: BTreeMap<String, String>,
+    pub claims: regauth_providers::ClaimSet,
     /// What the login's forge token may do with packages: a refresh never
     /// gets more than the token it continues.
     #[serde(default, skip_serializing_if = "Option::is_none")]

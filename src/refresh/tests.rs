@@ -218,9 +218,11 @@ async fn each_token_carries_its_own_login() {
     assert_eq!(t.issue(&machine, "reg").await, Ok(None));
     // a snapshot login: its groups, claims and deadline travel along
     let mut feature = Identity::new("acme/app", "gha").with_groups(["readers"]);
-    feature
-        .claims
-        .insert("ref".into(), "refs/heads/feature".into());
+    feature.claims.insert("ref", "refs/heads/feature");
+    feature.claims.insert(
+        "kubernetes.io",
+        serde_json::json!({"namespace": "ci", "pod": {"uid": "9a2e"}}),
+    );
     let until = clock::unix_seconds() + 600;
     feature.renewal = Renewal::Snapshot;
     feature.expires_at = Some(until);
@@ -229,7 +231,12 @@ async fn each_token_carries_its_own_login() {
     assert_eq!(claims.exp, until, "the snapshot's deadline, not 30 days");
     let back = claims.snapshot_identity().unwrap();
     assert_eq!(back.groups, ["readers"]);
-    assert_eq!(back.claims["ref"], "refs/heads/feature");
+    assert_eq!(back.claims.text("ref").unwrap(), "refs/heads/feature");
+    assert_eq!(
+        back.claims.text("kubernetes.io.pod.uid").unwrap(),
+        "9a2e",
+        "nested claims travel whole"
+    );
     // a lookup login carries its stamp and no snapshot
     let mut ann = login("ann");
     ann.credential_stamp = Some("pwdChangedTime=20261201000000Z".into());

@@ -4,8 +4,6 @@
 //! job's project path, a robot, with claims named as in GitLab's ID tokens;
 //! it never gets a refresh token.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 
 use super::{Call, GitLab};
@@ -61,22 +59,23 @@ impl GitLab {
                 self.config.groups
             ))));
         }
-        let mut claims = BTreeMap::from([
-            ("token_type".to_owned(), "job".to_owned()),
-            ("project_path".to_owned(), project.clone()),
-            ("ref".to_owned(), job.git_ref),
-            (
-                "ref_type".to_owned(),
-                if job.tag { "tag" } else { "branch" }.to_owned(),
-            ),
-            ("tag".to_owned(), job.tag.to_string()),
-            ("job_id".to_owned(), job.id.to_string()),
-        ]);
+        let ref_type = if job.tag { "tag" } else { "branch" };
+        let mut claims = crate::ClaimSet::new();
+        for (name, value) in [
+            ("token_type", "job".to_owned()),
+            ("project_path", project.clone()),
+            ("ref", job.git_ref),
+            ("ref_type", ref_type.to_owned()),
+            ("tag", job.tag.to_string()),
+            ("job_id", job.id.to_string()),
+        ] {
+            claims.insert(name, value);
+        }
         if let Some(source) = job.pipeline.and_then(|p| p.source) {
-            claims.insert("pipeline_source".into(), source);
+            claims.insert("pipeline_source", source);
         }
         if let Some(user) = job.user {
-            claims.insert("user_login".into(), user.username);
+            claims.insert("user_login", user.username);
         }
         let mut identity = Identity::new(project, self.name.clone());
         identity.kind = Kind::Robot;

@@ -469,15 +469,11 @@ impl GitLab {
         identity.proof = crate::Proof::Token;
         identity.package_rights = memberships.rights;
         let token_type = bot.map_or("personal", Bot::token_type);
-        identity
-            .claims
-            .insert("token_type".into(), token_type.into());
+        identity.claims.insert("token_type", token_type);
         if bot.is_some() {
             identity.kind = Kind::Robot;
             if let Some(project) = &memberships.project {
-                identity
-                    .claims
-                    .insert("bot_project".into(), project.clone());
+                identity.claims.insert("bot_project", project.clone());
             }
         }
         identity.renewal = Renewal::Snapshot;

@@ -60,6 +60,16 @@ pub struct OidcConfig {
     /// Dotted claim paths whose values are groups.
     #[serde(default = "text::groups_claims")]
     pub groups_claims: Vec<String>,
+    /// The issuer's keys from this file instead of discovery: a
+    /// Kubernetes cluster's service-account keys (`kubectl get --raw
+    /// /openid/v1/jwks`), whose issuer regauth cannot reach. Read again
+    /// whenever the file changes.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// The issuer's keys from this URL instead of discovery's `jwks_uri`
+    /// (an issuer without a discovery document).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
     /// Timeout for each call to the IdP.
     #[serde(default = "default::timeout")]
     pub timeout: Seconds,
@@ -107,7 +117,33 @@ impl OidcConfig {
                 message: "introspection needs the accepted audiences (an introspected token for another client must not log in)".into(),
             });
         }
+        if self.jwks_file.is_some() && self.jwks_url.is_some() {
+            return Err(crate::Invalid {
+                key: "jwks_file",
+                message: "set jwks_file or jwks_url, not both".into(),
+            });
+        }
+        if let Some(url) = &self.jwks_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(crate::Invalid {
+                    key: "jwks_url",
+                    message: "must be an http(s) URL".into(),
+                });
+            }
+        }
+        if (self.jwks_file.is_some() || self.jwks_url.is_some()) && !self.takes_access_tokens() {
+            return Err(crate::Invalid {
+                key: "jwks_file",
+                message: "the keys verify tokens presented as passwords: this provider takes none (access_tokens = false)".into(),
+            });
+        }
         for (claim, values) in &self.required_claims {
+            if !crate::is_claim_path(claim) {
+                return Err(crate::Invalid {
+                    key: "required_claims",
+                    message: format!("{claim:?} is not a claim path like kubernetes.io.namespace"),
+                });
+            }
             if values.values().is_empty() || values.values().iter().any(|v| v.is_empty()) {
                 return Err(crate::Invalid {
                     key: "required_claims",

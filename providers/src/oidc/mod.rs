@@ -24,7 +24,7 @@ mod config;
 mod introspect;
 mod jwks;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -34,8 +34,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
-    load_secret, Credentials, Error, Identity, IdentityProvider, Outcome, Rejection, Renewal,
-    SecretShape,
+    load_secret, ClaimSet, Credentials, Error, Identity, IdentityProvider, Outcome, Rejection,
+    Renewal, SecretShape,
 };
 
 pub use self::config::{ClaimValues, OidcConfig, PUBLIC_ISSUERS};
@@ -174,6 +174,12 @@ impl Oidc {
             ));
         }
         config.validate()?;
+        if let Some(path) = &config.jwks_file {
+            // read once now, so that a missing or broken file stops startup
+            let text = std::fs::read(path)
+                .map_err(|e| Error::Config(format!("jwks_file {}: {e}", path.display())))?;
+            Keys::parse_file(&text, None, jwks::Empty::Refused)?;
+        }
         let client_secret = if config.password_grant || config.introspection || config.browser_login
         {
             if config.client_id.is_none() {
@@ -324,22 +330,25 @@ impl Oidc {
         }
     }
 
-    /// Every `required_claims` entry holds one of its values.
-    fn required_claims_hold(&self, claims: &Value) -> Result<(), Rejection> {
+    /// Every `required_claims` entry holds one of its values (at its
+    /// path; a list holds it when any element does).
+    fn required_claims_hold(&self, claims: &ClaimSet) -> Result<(), Rejection> {
         for (claim, accepted) in &self.config.required_claims {
-            let value = claims.get(claim).and_then(Value::as_str);
-            if !value.is_some_and(|v| accepted.values().iter().any(|a| a == v)) {
+            let holds = claims.any(claim, |v| accepted.values().iter().any(|a| a == v));
+            if holds.is_none() {
+                let found = claims.text(claim);
                 return Err(Rejection::Other(format!(
                     "the token's {claim} claim ({}) is not one required_claims accepts",
-                    value.unwrap_or("missing")
+                    found.as_deref().unwrap_or("missing or not text")
                 )));
             }
         }
         Ok(())
     }
 
-    fn identity(&self, claims: &Value, via: Via) -> Result<Identity, Rejection> {
-        self.required_claims_hold(claims)?;
+    fn identity(&self, payload: &Value, via: Via) -> Result<Identity, Rejection> {
+        let mut claims = ClaimSet::of_token(payload);
+        self.required_claims_hold(&claims)?;
         let username = std::iter::once(&self.config.username_claim)
             .chain(self.config.username_fallbacks.iter())
             .find_map(|c| claims.get(c).and_then(Value::as_str))
@@ -348,11 +357,12 @@ impl Oidc {
                     "the token has no {} claim",
                     self.config.username_claim
                 ))
-            })?;
+            })?
+            .to_owned();
         let mut groups = BTreeSet::new();
         let mut missing = Vec::new();
         for path in &self.config.groups_claims {
-            match claim_path(claims, path) {
+            match claims.get(path) {
                 Some(Value::Array(values)) => {
                     groups.extend(values.iter().filter_map(Value::as_str).map(group_name));
                 }
@@ -370,10 +380,13 @@ impl Oidc {
         // password grant the credential is the password, and the access
         // token regauth got for it says nothing about registry tokens.
         identity.expires_at = match via {
-            Via::Token => claims.get("exp").and_then(Value::as_u64),
+            Via::Token => payload.get("exp").and_then(Value::as_u64),
             Via::PasswordGrant | Via::Browser => None,
         };
-        identity.account_id = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+        identity.account_id = payload
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         identity.proof = match via {
             Via::PasswordGrant => crate::Proof::Password,
             Via::Token => crate::Proof::Token,
@@ -386,14 +399,12 @@ impl Oidc {
             Via::Token if self.config.offline_tokens => Renewal::Snapshot,
             Via::Token | Via::Browser => Renewal::Never,
         };
-        identity.claims = claims
-            .as_object()
-            .map(|o| {
-                o.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
-                    .collect::<BTreeMap<_, _>>()
-            })
-            .unwrap_or_default();
+        // The groups are the identity's groups already: carried once, so
+        // that a refresh token of a user in many groups stays small.
+        for path in &self.config.groups_claims {
+            claims.remove(path);
+        }
+        identity.claims = claims;
         Ok(identity)
     }
 
@@ -407,12 +418,6 @@ impl Oidc {
             Err(Refusal::Unavailable(e)) => Outcome::Unavailable(e),
         }
     }
-}
-
-/// `realm_access.roles` -> claims["realm_access"]["roles"].
-fn claim_path<'v>(claims: &'v Value, path: &str) -> Option<&'v Value> {
-    path.split('.')
-        .try_fold(claims, |value, key| value.get(key))
 }
 
 /// Whether the secret is a JWT, as the chain routes it.
@@ -512,7 +517,16 @@ impl IdentityProvider for Oidc {
             .then(|| self.normalize_username(&credentials.username).into_owned())
     }
 
+    /// Discovery answered, or for an issuer known by its keys alone
+    /// (`jwks_file`, `jwks_url`), the keys are there.
     async fn ready(&self) -> Result<(), Error> {
+        let keys_alone = (self.config.jwks_file.is_some() || self.config.jwks_url.is_some())
+            && !(self.config.password_grant
+                || self.config.browser_login
+                || self.config.introspection);
+        if keys_alone {
+            return self.keys_ready().await;
+        }
         self.discovery().await.map(|_| ())
     }
 
@@ -542,15 +556,13 @@ mod tests {
             "realm_access": {"roles": ["developer"]},
             "resource_access": {"registry": {"roles": ["pusher"]}},
         });
+        let claims = ClaimSet::of_token(&claims);
+        assert_eq!(claims.get("realm_access.roles").unwrap()[0], "developer");
         assert_eq!(
-            claim_path(&claims, "realm_access.roles").unwrap()[0],
-            "developer"
-        );
-        assert_eq!(
-            claim_path(&claims, "resource_access.registry.roles").unwrap()[0],
+            claims.get("resource_access.registry.roles").unwrap()[0],
             "pusher"
         );
-        assert!(claim_path(&claims, "resource_access.other.roles").is_none());
+        assert!(claims.get("resource_access.other.roles").is_none());
         assert_eq!(group_name("/platform/core"), "platform/core");
         assert_eq!(group_name("plain"), "plain");
     }

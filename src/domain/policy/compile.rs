@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::{Claims, PolicyError, ProviderInfo, Rule, RuleConfig};
+
 use crate::domain::pattern::{Pattern, Placeholder, Placeholders};
 use crate::domain::scope::{join_actions, Action, ResourceType};
 
@@ -49,6 +50,12 @@ pub(super) fn compile_rule(
         .claims
         .iter()
         .map(|(k, v)| {
+            if !regauth_providers::is_claim_path(k) {
+                return Err(at.err(
+                    &format!("claims.{k}"),
+                    "not a claim path like kubernetes.io.namespace".into(),
+                ));
+            }
             Pattern::parse(v, Placeholders::Forbidden)
                 .map(|p| (k.clone(), p))
                 .map_err(|m| at.err(&format!("claims.{k}"), m))
@@ -150,16 +157,31 @@ fn repositories(at: &At<'_>, raw: &RuleConfig) -> Result<Vec<Pattern>, PolicyErr
             Pattern::parse(v, Placeholders::Allowed).map_err(|m| at.err(&format!("repos[{i}]"), m))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let personal = |p: &Pattern| {
-        p.uses(Placeholder::User) || p.uses(Placeholder::Group) || p.uses(Placeholder::Provider)
-    };
+    if let Some(i) = repos.iter().position(|p| !p.claims_fill_segments()) {
+        return Err(at.err(
+            &format!("repos[{i}]"),
+            format!(
+                "`{}`: a ${{claim:…}} fills a whole path segment (`apps/${{claim:kubernetes.io.namespace}}/**`), so that its value is a name of its own",
+                raw.repos[i]
+            ),
+        ));
+    }
+    let personal = |p: &Pattern| per_identity(p) || p.uses(Placeholder::Provider);
     if raw.anonymous && repos.iter().any(personal) {
         return Err(at.err(
             "repos",
-            "an anonymous rule cannot use ${user}, ${group} or ${provider}".into(),
+            "an anonymous rule cannot use ${user}, ${group}, ${provider} or ${claim:…}".into(),
         ));
     }
     Ok(repos)
+}
+
+/// Whether a pattern names a namespace per identity: `${user}`,
+/// `${group}` or a claim.
+pub(super) fn per_identity(pattern: &Pattern) -> bool {
+    pattern.uses(Placeholder::User)
+        || pattern.uses(Placeholder::Group)
+        || pattern.uses(Placeholder::Claim)
 }
 
 /// The `actions` or `deny` list, each known for the rule's resource type.
@@ -187,6 +209,61 @@ fn actions(
             }
         })
         .collect()
+}
+
+/// Refuses a claim template whose namespace another provider's rule also
+/// gives out per identity: with `${claim:kubernetes.io.namespace}/**` for
+/// a cluster and `${user}/**` for the directory, a namespace named
+/// `alice` would own alice's repositories. Namespaces are compared with
+/// `${provider}` filled in for each provider a rule reaches, so
+/// `${provider}/${claim:…}/**` is each provider's own, and
+/// `staging/${user}/**` for the directory still clashes with it for
+/// provider `staging`. Within one provider, the rules are its own design.
+pub(super) fn check_claim_namespaces(
+    rules: &[Rule],
+    prefix: &str,
+    providers: &[ProviderInfo],
+) -> Result<(), PolicyError> {
+    let reach = |rule: &Rule| -> Vec<String> {
+        if rule.providers.is_empty() {
+            providers.iter().map(|p| p.name.clone()).collect()
+        } else {
+            rule.providers.clone()
+        }
+    };
+    // (rule, pattern, provider, placeholder, its lead) of every
+    // per-identity namespace of every rule
+    let mut levels = Vec::new();
+    for (r, rule) in rules.iter().enumerate() {
+        for (i, pattern) in rule.repos.iter().enumerate() {
+            for provider in reach(rule) {
+                for ph in [Placeholder::User, Placeholder::Group, Placeholder::Claim] {
+                    if let Some(lead) = pattern.lead_before(ph, Some(&provider)) {
+                        levels.push((r, i, provider.clone(), ph, lead.to_lowercase()));
+                    }
+                }
+            }
+        }
+    }
+    for (a, i, mine, ph, lead) in &levels {
+        if *ph != Placeholder::Claim {
+            continue;
+        }
+        let clash = levels
+            .iter()
+            .find(|(b, _, theirs, _, other)| b != a && theirs != mine && other == lead);
+        if let Some((b, j, theirs, _, _)) = clash {
+            let (pattern, other) = (&rules[*a].repos[*i], &rules[*b].repos[*j]);
+            return Err(PolicyError {
+                rule: *a,
+                path: format!("{prefix}[{a}].repos[{i}]"),
+                message: format!(
+                    "`{pattern}` (for {mine}) and {prefix}[{b}]'s `{other}` (for {theirs}) give out the same namespace level: a claim's value could be a name of the other provider's; write `${{provider}}/{pattern}` or give it a literal prefix of its own"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The names of one rule, checked against the providers.
@@ -220,6 +297,14 @@ impl Names<'_> {
             .copied()
             .filter(|p| p.claims == Claims::Carried)
             .collect();
+        if with_claims.is_empty() {
+            if let Some(i) = self.repos.iter().position(|p| p.uses(Placeholder::Claim)) {
+                return Err(at.err(
+                    &format!("repos[{i}]"),
+                    format!("`{}` takes a claim, and no provider the rule reaches carries claims: it can never match", self.repos[i]),
+                ));
+            }
+        }
         if !self.raw.claims.is_empty() && with_claims.len() > 1 {
             return Err(at.err(
                 "claims",
@@ -266,12 +351,11 @@ impl Names<'_> {
     /// provider's own (`${provider}`).
     fn check_namespaces(&self, at: &At<'_>, reach: &[&ProviderInfo]) -> Result<(), PolicyError> {
         for (i, pattern) in self.repos.iter().enumerate() {
-            let per_identity = pattern.uses(Placeholder::User) || pattern.uses(Placeholder::Group);
-            if per_identity && !pattern.uses(Placeholder::Provider) {
+            if per_identity(pattern) && !pattern.uses(Placeholder::Provider) {
                 return Err(at.err(
                     &format!("repos[{i}]"),
                     format!(
-                        "`{pattern}` would give same-named users or groups of {} providers ({}) one namespace: write `${{provider}}/{pattern}`, or narrow the rule with providers = [...]",
+                        "`{pattern}` would give same-named users, groups or claim values of {} providers ({}) one namespace: write `${{provider}}/{pattern}`, or narrow the rule with providers = [...]",
                         reach.len(),
                         names(reach)
                     ),
@@ -289,6 +373,8 @@ impl Names<'_> {
     fn check_anything(&self, at: &At<'_>, reach: &[&ProviderInfo]) -> Result<(), PolicyError> {
         let per_provider = !self.repos.is_empty()
             && self.repos.iter().all(|p| {
+                // not a claim: its values are shared, and a token's
+                // holder may choose some of them
                 p.uses(Placeholder::Provider)
                     && (p.uses(Placeholder::User) || p.uses(Placeholder::Group))
             });

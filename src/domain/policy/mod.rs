@@ -4,7 +4,7 @@
 //! Semantics: granted = (union of `actions` of every matching rule) minus
 //! (union of `deny` of every matching rule), intersected with what was asked.
 //! Rule order does not matter and the default is deny. Values substituted
-//! into patterns (`${user}`, `${group}`, `${provider}`) are always
+//! into patterns (`${user}`, `${group}`, `${provider}`, `${claim:…}`) are always
 //! literals, so a group named `*` can never widen access. Names are kept
 //! apart by provider: `corp:admins` is the group of provider `corp` only,
 //! and a bare name that could match identities of two providers is refused
@@ -210,6 +210,7 @@ impl Policy {
             .enumerate()
             .map(|(i, rule)| compile_rule(i, rule, &format!("{prefix}[{i}]"), providers))
             .collect::<Result<Vec<_>, _>>()?;
+        compile::check_claim_namespaces(&compiled, prefix, providers)?;
         let shared = compiled
             .iter()
             .flat_map(|r| r.repos.iter())

@@ -57,7 +57,7 @@ impl Rule {
                 }
                 Principal::Anonymous => "group".to_owned(),
             },
-            Because::Claims => "claims".to_owned(),
+            Because::Claims => format!("claims {}", self.claims_shown(identity)),
         };
         Matched {
             rule: self.index,
@@ -67,10 +67,24 @@ impl Rule {
                 user,
                 group: m.group,
                 provider,
+                claims: identity.map(|id| &id.claims),
             }),
             allows: allows.to_vec(),
             denies: denies.to_vec(),
         }
+    }
+
+    /// The rule's claims as the identity holds them (`path=value`), for
+    /// `explain` and the audit trace.
+    fn claims_shown(&self, identity: Option<&Identity>) -> String {
+        self.claims
+            .iter()
+            .map(|(path, pattern)| {
+                let held = identity.and_then(|id| id.claims.any(path, |v| pattern.matches(v)));
+                format!("{path}={}", held.as_deref().unwrap_or("?"))
+            })
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Whether a request from `client` is one this rule may apply to:
@@ -138,7 +152,7 @@ impl Rule {
             let all = self
                 .claims
                 .iter()
-                .all(|(claim, pattern)| id.claims.get(claim).is_some_and(|v| pattern.matches(v)));
+                .all(|(claim, pattern)| id.claims.any(claim, |v| pattern.matches(v)).is_some());
             if !all {
                 return None;
             }
@@ -181,13 +195,16 @@ impl Rule {
         let user = identity.map(|id| id.subject.as_str());
         for pattern in &self.repos {
             let values = Values {
-                user: user.filter(|u| fits(pattern, Placeholder::User, u, shared)),
+                user: user.filter(|u| fits(pattern, Placeholder::User, provider, u, shared)),
                 group: None,
                 provider,
+                claims: identity
+                    .map(|id| &id.claims)
+                    .filter(|claims| claims_fit(pattern, provider, claims, shared)),
             };
             if pattern.uses(Placeholder::Group) {
                 let group = self.groups_of(identity).find(|g| {
-                    fits(pattern, Placeholder::Group, g, shared)
+                    fits(pattern, Placeholder::Group, provider, g, shared)
                         && pattern.matches_with(
                             name,
                             Values {
@@ -207,17 +224,72 @@ impl Rule {
     }
 }
 
-/// Whether a name may stand in for `${user}` or `${group}` in `pattern`:
-/// not empty, no `/` (a name cannot reach into another namespace), and
-/// not making a path the rules name outright.
+/// Whether every claim `pattern` takes (`${claim:PATH}`) is text that
+/// may stand in for it: a repository path component of its own (lower
+/// case letters and digits, single separators `.`, `_`, `-`, at most
+/// [`MAX_CLAIM_NAME`] bytes), never making a path the rules name outright.
+fn claims_fit(
+    pattern: &Pattern,
+    provider: Option<&str>,
+    claims: &regauth_providers::ClaimSet,
+    shared: &BTreeSet<String>,
+) -> bool {
+    pattern
+        .claim_leads(provider, claims)
+        .iter()
+        .all(|(path, lead)| {
+            claims.text(path).is_some_and(|value| {
+                is_path_component(&value)
+                    && lead.as_ref().is_none_or(|lead| {
+                        !shared.contains(&format!("{lead}{value}").to_lowercase())
+                    })
+            })
+        })
+}
+
+/// The longest claim value a template takes.
+const MAX_CLAIM_NAME: usize = 128;
+
+/// A repository path component as the distribution spec writes it:
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+fn is_path_component(value: &str) -> bool {
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if value.is_empty() || value.len() > MAX_CLAIM_NAME {
+        return false;
+    }
+    let mut rest = value.as_bytes();
+    loop {
+        let run = rest.iter().take_while(|b| alnum(b)).count();
+        if run == 0 {
+            return false;
+        }
+        rest = &rest[run..];
+        if rest.is_empty() {
+            return true;
+        }
+        let gap = rest.iter().take_while(|b| !alnum(b)).count();
+        let separator = &rest[..gap];
+        let dashes = separator.iter().all(|b| *b == b'-');
+        if !(dashes || separator == b"." || separator == b"_" || separator == b"__") {
+            return false;
+        }
+        rest = &rest[gap..];
+    }
+}
+
+/// Whether a name may stand in for `${user}` or `${group}` in `pattern`
+/// for an identity of `provider`: not empty, no `/` (a name cannot reach
+/// into another namespace), and not making a path the rules name
+/// outright.
 fn fits(
     pattern: &Pattern,
     placeholder: Placeholder,
+    provider: Option<&str>,
     name: &str,
     shared: &BTreeSet<String>,
 ) -> bool {
     let takes_a_shared_namespace = pattern
-        .lead_before(placeholder)
+        .lead_before(placeholder, provider)
         .is_some_and(|lead| shared.contains(&format!("{lead}{name}").to_lowercase()));
     !(name.is_empty() || name.contains('/') || takes_a_shared_namespace)
 }
@@ -241,4 +313,23 @@ pub struct Rule {
     pub(super) deny: BTreeSet<Action>,
     /// Client networks the rule is for (none: every client).
     pub(super) networks: Vec<ipnet::IpNet>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_path_component;
+
+    #[test]
+    fn claim_values_are_path_components() {
+        for ok in ["ci", "team-a", "a.b", "a_b", "a__b", "a---b", "x1", "0"] {
+            assert!(is_path_component(ok), "{ok}");
+        }
+        let long = "a".repeat(129);
+        for bad in [
+            "", "Ci", "a/b", "..", ".", "a..b", "-a", "a-", "a___b", "a._b", "ü", "a b", "a%2fb",
+            "a:b", &long,
+        ] {
+            assert!(!is_path_component(bad), "{bad}");
+        }
+    }
 }

@@ -197,12 +197,12 @@ fn services_providers_and_claims() {
     assert!(p.evaluate(&other, "reg-a", &scope).actions.is_empty());
 
     let mut ci = Identity::new("ci", "gha");
-    ci.claims.insert("repository".into(), "acme/app".into());
+    ci.claims.insert("repository", "acme/app");
     let ci = Principal::Authenticated(Arc::new(ci));
     let push = Scope::parse("repository:acme/app:push").unwrap();
     assert_eq!(p.evaluate(&ci, "x", &push).actions, ["push"]);
     let mut bad = Identity::new("ci", "gha");
-    bad.claims.insert("repository".into(), "evil/app".into());
+    bad.claims.insert("repository", "evil/app");
     assert!(p
         .evaluate(&Principal::Authenticated(Arc::new(bad)), "x", &push)
         .actions
@@ -541,4 +541,188 @@ fn a_colon_that_names_no_provider_is_part_of_the_name() {
         ["pull"]
     );
     assert!(grant(&p, &from("local", "u", &["admins"]), "repository:x:pull").is_empty());
+}
+
+/// A service-account token's login: `system:serviceaccount:NS:NAME` with
+/// the `kubernetes.io` claims, as the API server issues them.
+fn service_account(provider: &str, namespace: &str) -> Principal {
+    let mut id = Identity::new(
+        format!("system:serviceaccount:{namespace}:builder"),
+        provider,
+    );
+    id.claims.insert(
+        "kubernetes.io",
+        serde_json::json!({
+            "namespace": namespace,
+            "serviceaccount": {"name": "builder", "uid": "5f1c"},
+            "pod": {"name": "build-1", "uid": "9a2e"},
+        }),
+    );
+    id.claims
+        .insert("roles", serde_json::json!(["reader", "pusher"]));
+    id.claims.insert("ci", true);
+    id.claims.insert("attempt", 3);
+    Principal::Authenticated(Arc::new(id))
+}
+
+#[test]
+fn rules_read_nested_lists_booleans_and_numbers() {
+    let infos = providers(&[("k8s", Claims::Carried)]);
+    let p = compile_for(
+        r#"
+        [[rule]]
+        claims = { "kubernetes.io.namespace" = "ci", "kubernetes.io.serviceaccount.name" = "build*" }
+        repos = ["tools/**"]
+        actions = ["pull"]
+
+        [[rule]]
+        claims = { roles = "pusher", ci = "true", attempt = "3" }
+        repos = ["tools/**"]
+        actions = ["push"]
+    "#,
+        &infos,
+    )
+    .unwrap();
+    let ci = service_account("k8s", "ci");
+    assert_eq!(
+        grant(&p, &ci, "repository:tools/x:pull,push"),
+        ["pull", "push"]
+    );
+    let dev = service_account("k8s", "dev");
+    assert_eq!(grant(&p, &dev, "repository:tools/x:pull,push"), ["push"]);
+    let trace = p.explain(
+        &ci,
+        "svc",
+        &Scope::parse("repository:tools/x:pull").unwrap(),
+        None,
+    );
+    assert_eq!(
+        trace.trace[0].because,
+        "claims kubernetes.io.namespace=ci,kubernetes.io.serviceaccount.name=builder",
+        "explain names the claims that matched"
+    );
+    let bad = compile_for(
+        "[[rule]]\nclaims={\"a..b\"=\"x\"}\nrepos=[\"x\"]\nactions=[\"pull\"]",
+        &infos,
+    )
+    .unwrap_err();
+    assert!(bad.starts_with("rule[0].claims.a..b"), "{bad}");
+}
+
+#[test]
+fn claim_templates_give_each_namespace_its_own_repositories() {
+    let infos = providers(&[("k8s", Claims::Carried), ("corp", Claims::None)]);
+    let p = compile_for(
+        r#"
+        [[rule]]
+        users = ["*"]
+        providers = ["k8s"]
+        repos = ["${claim:kubernetes.io.namespace}/**"]
+        actions = ["pull", "push"]
+
+        [[rule]]
+        users = ["corp:*"]
+        repos = ["shared/**"]
+        actions = ["pull"]
+    "#,
+        &infos,
+    )
+    .unwrap();
+    let ci = service_account("k8s", "ci");
+    assert_eq!(
+        grant(&p, &ci, "repository:ci/app:pull,push"),
+        ["pull", "push"]
+    );
+    assert!(grant(&p, &ci, "repository:dev/app:pull").is_empty());
+    // a namespace named like a path the rules give out by name gets nothing
+    let shared = service_account("k8s", "shared");
+    assert!(grant(&p, &shared, "repository:shared/app:push").is_empty());
+    let trace = p.explain(
+        &ci,
+        "svc",
+        &Scope::parse("repository:ci/app:pull").unwrap(),
+        None,
+    );
+    assert_eq!(trace.trace[0].repo, "ci/**");
+}
+
+#[test]
+fn claim_templates_never_reach_another_providers_namespaces() {
+    let infos = providers(&[
+        ("k8s", Claims::Carried),
+        ("other", Claims::Carried),
+        ("corp", Claims::None),
+    ]);
+    let template = "[[rule]]\nusers=[\"*\"]\nproviders=[\"k8s\"]\nrepos=[\"${claim:kubernetes.io.namespace}/**\"]\nactions=[\"push\"]\n";
+    for (other, why) in [
+        ("[[rule]]\nusers=[\"*\"]\nproviders=[\"corp\"]\nrepos=[\"${user}/**\"]\nactions=[\"push\"]", "a directory user's namespace"),
+        ("[[rule]]\ngroups=[\"*\"]\nproviders=[\"corp\"]\nrepos=[\"${group}/**\"]\nactions=[\"push\"]", "a group's namespace"),
+        ("[[rule]]\nusers=[\"*\"]\nproviders=[\"other\"]\nrepos=[\"${claim:kubernetes.io.namespace}/**\"]\nactions=[\"push\"]", "another cluster's namespace"),
+    ] {
+        let e = compile_for(&format!("{template}\n{other}"), &infos).unwrap_err();
+        assert!(e.contains("same namespace level"), "{why}: {e}");
+    }
+    // each provider's own: behind ${provider}/, a literal prefix, or one provider
+    for ok in [
+        "[[rule]]\nusers=[\"*\"]\nproviders=[\"corp\"]\nrepos=[\"home/${user}/**\"]\nactions=[\"push\"]",
+        "[[rule]]\nusers=[\"*\"]\nproviders=[\"other\"]\nrepos=[\"${provider}/${claim:kubernetes.io.namespace}/**\"]\nactions=[\"push\"]",
+        "[[rule]]\nusers=[\"*\"]\nproviders=[\"k8s\"]\nrepos=[\"${user}/**\"]\nactions=[\"pull\"]",
+    ] {
+        compile_for(&format!("{template}\n{ok}"), &infos).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    // over several providers at once, as ${user}
+    let e = compile_for(
+        "[[rule]]\nusers=[\"k8s:*\",\"other:*\"]\nproviders=[\"k8s\",\"other\"]\nrepos=[\"${claim:ns}/**\"]\nactions=[\"push\"]",
+        &infos,
+    )
+    .unwrap_err();
+    assert!(e.contains("${provider}"), "{e}");
+    // nobody to take a claim from
+    for never in [
+        "[[rule]]\nusers=[\"*\"]\nproviders=[\"corp\"]\nrepos=[\"${claim:ns}/**\"]\nactions=[\"push\"]",
+        "[[rule]]\nanonymous=true\nrepos=[\"${claim:ns}/**\"]\nactions=[\"pull\"]",
+    ] {
+        assert!(compile_for(never, &infos).is_err(), "{never}");
+    }
+}
+
+/// The security review of 2026-12-06: a namespace behind `${provider}/`
+/// and a claim that fills part of a segment escaped the checks.
+#[test]
+fn claim_templates_are_checked_behind_the_provider_and_fill_whole_segments() {
+    let infos = providers(&[("staging", Claims::Carried), ("corp", Claims::None)]);
+    let template = "[[rule]]\nusers=[\"*\"]\nproviders=[\"staging\"]\nrepos=[\"${provider}/${claim:kubernetes.io.namespace}/**\"]\nactions=[\"push\"]\n";
+    let p = compile_for(
+        &format!("{template}\n[[rule]]\ngroups=[\"corp:platform\"]\nrepos=[\"staging/base/**\"]\nactions=[\"push\"]"),
+        &infos,
+    )
+    .unwrap();
+    let base = service_account("staging", "base");
+    assert!(
+        grant(&p, &base, "repository:staging/base/app:push").is_empty(),
+        "a namespace named like a path another rule names gets nothing"
+    );
+    let ci = service_account("staging", "ci");
+    assert_eq!(grant(&p, &ci, "repository:staging/ci/app:push"), ["push"]);
+    // the directory's users under the cluster's provider name
+    let e = compile_for(
+        &format!("{template}\n[[rule]]\nusers=[\"*\"]\nproviders=[\"corp\"]\nrepos=[\"staging/${{user}}/**\"]\nactions=[\"push\"]"),
+        &infos,
+    )
+    .unwrap_err();
+    assert!(e.contains("same namespace level"), "{e}");
+    for partial in ["apps/ns-${claim:ns}/**", "apps/${claim:ns}-cache/**"] {
+        let e = compile_for(
+            &format!("[[rule]]\nusers=[\"*\"]\nproviders=[\"staging\"]\nrepos=[\"{partial}\"]\nactions=[\"push\"]"),
+            &infos,
+        )
+        .unwrap_err();
+        assert!(e.contains("whole path segment"), "{partial}: {e}");
+    }
+    // a value that is no repository name component takes nothing
+    let mut odd = Identity::new("system:serviceaccount:x:y", "staging");
+    odd.claims
+        .insert("kubernetes.io", serde_json::json!({"namespace": "CI"}));
+    let odd = Principal::Authenticated(Arc::new(odd));
+    assert!(grant(&p, &odd, "repository:staging/CI/app:push").is_empty());
 }
