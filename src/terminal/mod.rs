@@ -1,7 +1,9 @@
 //! The terminal's side of a device login: `regauth login REGISTRY` and
 //! `regauth logout REGISTRY` ([`login`]), and the docker credential
 //! helper `docker-credential-regauth` ([`helper`]) that hands what they
-//! stored to the docker CLI, podman, skopeo and buildah.
+//! stored to the docker CLI, podman, skopeo and buildah. And the kubelet's
+//! image credential provider plugin ([`kubelet`]), which hands a pod's
+//! service-account token to the registry.
 //!
 //! What a login leaves behind: the registry's identity token in one file
 //! of the user's, mode 0600 ([`Stored`]), and a `credHelpers` entry naming
@@ -11,6 +13,7 @@
 
 pub mod client_configs;
 pub mod helper;
+pub mod kubelet;
 pub mod login;
 
 use std::collections::BTreeMap;
