@@ -25,6 +25,7 @@ mod hardening;
 mod hooks;
 mod identity;
 mod keycloak;
+mod kubernetes;
 mod ldap;
 mod networks;
 mod oidc;

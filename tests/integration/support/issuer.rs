@@ -60,22 +60,28 @@ async fn jwks(State(s): State<Shared>) -> axum::Json<serde_json::Value> {
     axum::Json(s.jwks.clone())
 }
 
+/// A new signing key of `kind`: its private key's PEM, and the key as
+/// regauth loads it (for its JWK and `kid`).
+pub fn signing_key(
+    kind: regauth::keys::KeyType,
+    name: &str,
+) -> (String, regauth::keys::SigningKey) {
+    let (key_pem, cert_pem) =
+        regauth::keys::generate(kind, name, Duration::from_secs(3600)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (k, c) = (dir.path().join("k"), dir.path().join("c"));
+    std::fs::write(&k, &key_pem).unwrap();
+    std::fs::write(&c, &cert_pem).unwrap();
+    let signing = regauth::keys::SigningKey::load(&k, &c).unwrap();
+    (key_pem, signing)
+}
+
 impl Issuer {
     pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let url = format!("http://{addr}");
-        let (key_pem, cert_pem) = regauth::keys::generate(
-            regauth::keys::KeyType::Es256,
-            "issuer",
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (k, c) = (dir.path().join("k"), dir.path().join("c"));
-        std::fs::write(&k, &key_pem).unwrap();
-        std::fs::write(&c, &cert_pem).unwrap();
-        let signing = regauth::keys::SigningKey::load(&k, &c).unwrap();
+        let (key_pem, signing) = signing_key(regauth::keys::KeyType::Es256, "issuer");
         let mut jwk = signing.jwk();
         jwk.as_object_mut().unwrap().remove("x5c");
         let kid = signing.kid.clone();

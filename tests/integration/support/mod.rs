@@ -5,6 +5,7 @@
 //! A missing component fails the test with an install hint.
 
 pub mod browser;
+pub mod cluster;
 pub mod docker;
 pub mod gitea;
 pub mod github;
