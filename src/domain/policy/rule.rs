@@ -200,6 +200,7 @@ impl Rule {
                 provider,
                 claims: identity
                     .map(|id| &id.claims)
+                    .filter(|_| pattern.uses(Placeholder::Claim))
                     .filter(|claims| claims_fit(pattern, provider, claims, shared)),
             };
             if pattern.uses(Placeholder::Group) {
