@@ -18,6 +18,7 @@ pub use secrecy::{ExposeSecret, SecretString};
 
 mod claim_set;
 pub mod clock;
+pub mod entra;
 mod error;
 mod fetched;
 mod forge;
@@ -87,6 +88,8 @@ pub enum ProviderKind {
     Ldap,
     /// An OpenID Connect issuer (`kind = "oidc"`).
     Oidc,
+    /// Microsoft Entra ID (`kind = "entra"`).
+    Entra,
     /// GitHub tokens (`kind = "github"`).
     Github,
     /// GitLab tokens (`kind = "gitlab"`).
@@ -102,10 +105,11 @@ pub enum ProviderKind {
 impl ProviderKind {
     /// The built-in kinds, in the order configuration errors list them:
     /// the one table of kinds a configuration's `kind` may name.
-    pub const ALL: [ProviderKind; 7] = [
+    pub const ALL: [ProviderKind; 8] = [
         ProviderKind::Static,
         ProviderKind::Ldap,
         ProviderKind::Oidc,
+        ProviderKind::Entra,
         ProviderKind::Github,
         ProviderKind::Gitlab,
         ProviderKind::Gitea,
@@ -124,6 +128,7 @@ impl ProviderKind {
             ProviderKind::Static => "static",
             ProviderKind::Ldap => "ldap",
             ProviderKind::Oidc => "oidc",
+            ProviderKind::Entra => "entra",
             ProviderKind::Github => "github",
             ProviderKind::Gitlab => "gitlab",
             ProviderKind::Gitea => "gitea",
@@ -141,6 +146,7 @@ impl ProviderKind {
         matches!(
             self,
             ProviderKind::Oidc
+                | ProviderKind::Entra
                 | ProviderKind::Github
                 | ProviderKind::Gitlab
                 | ProviderKind::Gitea
@@ -184,7 +190,7 @@ mod provider_kind_tests {
         let unknown = "smoke".parse::<ProviderKind>().unwrap_err().to_string();
         assert_eq!(
             unknown,
-            "unknown provider kind `smoke` (one of: static, ldap, oidc, github, gitlab, gitea, webhook)"
+            "unknown provider kind `smoke` (one of: static, ldap, oidc, entra, github, gitlab, gitea, webhook)"
         );
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use regauth_providers::entra::Entra;
 use regauth_providers::github::GitHub;
 use regauth_providers::ldap::Ldap;
 use regauth_providers::oidc::Oidc;
@@ -39,6 +40,7 @@ pub fn providers(config: &Config) -> Result<Vec<Arc<dyn IdentityProvider>>, Erro
                     Arc::new(regauth_providers::gitea::Gitea::new(&p.name, s).map_err(wrap)?)
                 }
                 ProviderSettings::Oidc(s) => Arc::new(Oidc::new(&p.name, s).map_err(wrap)?),
+                ProviderSettings::Entra(s) => Arc::new(Entra::new(&p.name, s).map_err(wrap)?),
                 ProviderSettings::Webhook(s) => {
                     Arc::new(regauth_providers::webhook::Webhook::new(&p.name, s).map_err(wrap)?)
                 }

@@ -4,6 +4,7 @@
 //! the kind's own settings type from the providers crate, so that errors
 //! keep their full key path.
 
+use regauth_providers::entra::EntraConfig;
 use regauth_providers::gitea::GiteaConfig;
 use regauth_providers::github::GithubConfig;
 use regauth_providers::gitlab::GitlabConfig;
@@ -56,6 +57,8 @@ pub enum ProviderSettings {
     Gitea(Box<GiteaConfig>),
     /// `kind = "oidc"`: an OpenID Connect issuer.
     Oidc(Box<OidcConfig>),
+    /// `kind = "entra"`: a Microsoft Entra ID tenant.
+    Entra(Box<EntraConfig>),
     /// `kind = "webhook"`: an authentication webhook.
     Webhook(Box<WebhookConfig>),
     /// A provider built by the code embedding regauth (`Server::builder()`).
@@ -100,6 +103,7 @@ impl ProviderSettings {
             ProviderSettings::Gitlab(_) => ProviderKind::Gitlab,
             ProviderSettings::Gitea(_) => ProviderKind::Gitea,
             ProviderSettings::Oidc(_) => ProviderKind::Oidc,
+            ProviderSettings::Entra(_) => ProviderKind::Entra,
             ProviderSettings::Webhook(_) => ProviderKind::Webhook,
             ProviderSettings::InCode { kind } => *kind,
         }
@@ -120,6 +124,7 @@ impl ProviderSettings {
             ProviderKind::Gitlab => Self::Gitlab(Box::new(parsed(origin, prefix, table)?)),
             ProviderKind::Gitea => Self::Gitea(Box::new(parsed(origin, prefix, table)?)),
             ProviderKind::Oidc => Self::Oidc(Box::new(parsed(origin, prefix, table)?)),
+            ProviderKind::Entra => Self::Entra(Box::new(parsed(origin, prefix, table)?)),
             ProviderKind::Webhook => Self::Webhook(Box::new(parsed(origin, prefix, table)?)),
             ProviderKind::Custom(name) => {
                 return Err(invalid(
@@ -139,6 +144,7 @@ impl ProviderSettings {
             | ProviderSettings::Ldap(_)
             | ProviderSettings::Webhook(_) => true,
             ProviderSettings::Oidc(oidc) => oidc.password_grant,
+            ProviderSettings::Entra(entra) => entra.password_grant,
             _ => false,
         }
     }
@@ -146,7 +152,11 @@ impl ProviderSettings {
     /// Whether users of this provider sign in to the app-password page in
     /// the browser, at their IdP.
     pub fn browser_login(&self) -> bool {
-        matches!(self, ProviderSettings::Oidc(oidc) if oidc.browser_login)
+        match self {
+            ProviderSettings::Oidc(oidc) => oidc.browser_login,
+            ProviderSettings::Entra(entra) => entra.browser_login,
+            _ => false,
+        }
     }
 }
 
@@ -170,6 +180,7 @@ impl ProviderConfig {
     pub fn info(&self) -> ProviderInfo {
         let claims = match self.settings {
             ProviderSettings::Oidc(_)
+            | ProviderSettings::Entra(_)
             | ProviderSettings::Webhook(_)
             | ProviderSettings::Gitlab(_)
             | ProviderSettings::InCode { .. } => Claims::Carried,
@@ -211,6 +222,7 @@ checked_by_validate!(
     GitlabConfig,
     GiteaConfig,
     OidcConfig,
+    EntraConfig,
     WebhookConfig
 );
 

@@ -35,6 +35,19 @@ impl Config {
                         }
                     }
                 }
+                ProviderSettings::Entra(entra) => {
+                    if entra.group_names == regauth_providers::entra::GroupNames::DisplayName {
+                        out.push(format!("provider {name}: group_names = \"displayName\": a display name is not unique, and whoever may create groups (in Entra, every user by default) can make one with any name; where users may, write rules and admin_groups with group ids or use group_names = \"onPremisesSamAccountName\""));
+                    }
+                    for (key, url) in [
+                        ("authority", &entra.authority),
+                        ("graph_url", &entra.graph_url),
+                    ] {
+                        if plain(url) {
+                            out.push(format!("provider {name}: {key} {url} is plain http: tokens, keys and the app's secret travel unprotected; use https"));
+                        }
+                    }
+                }
                 ProviderSettings::Github(github) if plain(&github.api_url) => {
                     out.push(format!("provider {name}: api_url {} is plain http: tokens travel unprotected; use https", github.api_url));
                 }

@@ -18,6 +18,7 @@ mod compose;
 mod container;
 mod deploy;
 mod device;
+mod entra;
 mod examples;
 mod forges;
 mod github;

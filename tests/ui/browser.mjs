@@ -18,6 +18,8 @@
 // `keycloak` does the same through Keycloak's login and one-time-code
 // pages, then makes an app password `name` in the same session, printing
 // {"client", "code", "answered", "secret"}.
+// `entra` signs in at an Entra ID-shaped sign-in page (`loginfmt`,
+// `passwd`) and makes an app password `name`, printing {"secret"}.
 // Screenshots go to `shots` when set.
 import { chromium } from 'playwright-core';
 import crypto from 'node:crypto';
@@ -85,6 +87,19 @@ try {
     await shot('app-passwords-phone', true);
     await context.storageState({ path: options.state });
     console.log(JSON.stringify({ secret, login }));
+  } else if (command === 'entra') {
+    // Entra ID's sign-in page (the test tenant's): the account and its
+    // password, then back at the page to make an app password
+    await page.goto(options.ui + '/');
+    await page.getByRole('link', { name: /Sign in with/ }).first().click();
+    await page.fill('input[name=loginfmt]', options.user);
+    await page.fill('input[name=passwd]', options.password);
+    await page.click('#idSIButton9');
+    await page.waitForURL(`${options.ui}/`);
+    await page.fill('input[name=name]', options.name);
+    await page.click('text=Create app password');
+    const secret = (await page.textContent('#secret')).trim();
+    console.log(JSON.stringify({ secret }));
   } else if (command === 'device') {
     await page.goto(options.url);
     await shot('device-sign-in');

@@ -89,6 +89,17 @@ pub struct OidcConfig {
     /// Required for public CI issuers, where anyone can mint a token.
     #[serde(default)]
     pub required_claims: BTreeMap<String, ClaimValues>,
+    /// Further `iss` values this issuer's tokens may carry (Entra ID's v1
+    /// tokens, other tenants admitted); set by a provider built on this
+    /// one, never written in a configuration.
+    #[serde(skip)]
+    pub other_issuers: Vec<String>,
+    /// Verify the ID token the password grant answers with instead of its
+    /// access token (Entra ID's access token for `openid` is Microsoft
+    /// Graph's, which no one but Graph can verify); set by a provider
+    /// built on this one.
+    #[serde(skip)]
+    pub password_grant_id_token: bool,
 }
 
 impl OidcConfig {

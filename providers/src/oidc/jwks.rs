@@ -245,7 +245,13 @@ impl Oidc {
             )));
         }
         let mut validation = Validation::new(algorithm);
-        validation.set_issuer(&[self.issuer.as_str(), self.config.issuer.as_str()]);
+        let issuers = [self.issuer.as_str(), self.config.issuer.as_str()];
+        validation.set_issuer(
+            &issuers
+                .into_iter()
+                .chain(self.config.other_issuers.iter().map(String::as_str))
+                .collect::<Vec<_>>(),
+        );
         validation.set_audience(&self.config.audiences);
         validation.leeway = self.config.leeway.0.as_secs();
         validation.validate_nbf = true;

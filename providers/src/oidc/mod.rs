@@ -292,14 +292,29 @@ impl Oidc {
             credentials.secret.expose_secret().to_owned(),
         );
         let http = bounded_http(&self.http);
-        let answer = client
+        let mut request = client
             .exchange_password(&username, &password)
-            .add_scope(openidconnect::Scope::new("openid".into()))
-            .request_async(&http)
-            .await;
+            .add_scope(openidconnect::Scope::new("openid".into()));
+        if self.config.password_grant_id_token {
+            // the ID token names the user only with `profile`
+            request = request.add_scope(openidconnect::Scope::new("profile".into()));
+        }
+        let answer = request.request_async(&http).await;
         match answer {
+            Ok(token) if self.config.password_grant_id_token => {
+                token.extra_fields().id_token().map(|t| t.to_string()).ok_or_else(|| {
+                    Outcome::Unavailable(Error::Upstream(
+                        "the token endpoint sent no ID token for the password grant".into(),
+                    ))
+                })
+            }
             Ok(token) => Ok(token.access_token().secret().to_owned()),
             Err(RequestTokenError::ServerResponse(refusal)) => match refusal.error() {
+                Code::InvalidGrant if needs_second_factor(refusal.error_description()) => {
+                    Err(Outcome::Rejected(Rejection::Other(
+                        "the IdP asks this account for a second factor, which a password cannot give: it signs in at the page (app passwords, regauth login)".into(),
+                    )))
+                }
                 Code::InvalidGrant => Err(Outcome::Rejected(Rejection::WrongSecret)),
                 Code::InvalidClient | Code::UnauthorizedClient => {
                     tracing::error!(provider = %self.name, error = %refusal.error(), "the IdP refused regauth's client: check client_id, the secret and Direct Access Grants");
@@ -420,6 +435,14 @@ impl Oidc {
     }
 }
 
+/// Whether a refused password grant says the account needs a second
+/// factor or a federated sign-in (Entra ID's AADSTS50076, 50079, 50158,
+/// 50072): the password may be right, and no password alone will do.
+fn needs_second_factor(description: Option<&String>) -> bool {
+    const CODES: [&str; 4] = ["AADSTS50076", "AADSTS50079", "AADSTS50158", "AADSTS50072"];
+    description.is_some_and(|d| CODES.iter().any(|code| d.contains(code)))
+}
+
 /// Whether the secret is a JWT, as the chain routes it.
 fn is_jwt(credentials: &Credentials) -> bool {
     let secret = credentials.secret.expose_secret();
@@ -470,7 +493,10 @@ impl IdentityProvider for Oidc {
             SecretShape::Password => self.config.password_grant || self.config.introspection,
             SecretShape::Jwt { issuer } => {
                 self.config.takes_access_tokens()
-                    && issuer.is_some_and(|i| i.trim_end_matches('/') == self.issuer)
+                    && issuer.is_some_and(|i| {
+                        i.trim_end_matches('/') == self.issuer
+                            || self.config.other_issuers.iter().any(|o| *o == *i)
+                    })
             }
             SecretShape::GitHubToken
             | SecretShape::GitLabToken

@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod cluster;
 pub mod docker;
+pub mod entra;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;
