@@ -9,7 +9,7 @@
 use axum::http::StatusCode;
 
 use crate::support::browser::browser;
-use crate::support::entra::{Entra, Graph, OTHER_TENANT, TENANT};
+use crate::support::entra::{Entra, Graph, DOMAIN, OTHER_TENANT, TENANT};
 use crate::support::*;
 
 /// Rules on a group's name, its id, an app role, and a team of the 250.
@@ -212,6 +212,31 @@ async fn other_tenants_are_refused_unless_admitted() {
     assert!(by_name.actions().is_empty(), "{}", by_name.text());
     let role = token_for(&admitted, "ada", &guest, "repository:apps/x:push").await;
     assert!(role.actions().is_empty(), "{}", role.text());
+}
+
+/// A tenant configured by its verified domain: its id is learnt from its
+/// metadata at the first login, and its tokens verify as the id's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_by_its_domain_learns_its_id_from_the_metadata() {
+    let idp = Entra::start().await;
+    let f = Fixture::new();
+    let text = idp.provider_toml(&f, "entra", "").replace(
+        &format!("tenant = \"{TENANT}\""),
+        &format!("tenant = \"{DOMAIN}\""),
+    );
+    assert!(text.contains(DOMAIN));
+    let state = f.config(&format!("{text}{}", entra_policy())).state();
+    let ada = idp.access_token("ada@corp.test", 1, TENANT);
+    let push = token_for(&state, "ada", &ada, "repository:platform/app:push").await;
+    assert_eq!(push.actions(), ["push"], "{}", push.text());
+    let guest = idp.access_token("ada@corp.test", 2, OTHER_TENANT);
+    let refused = token_for(&state, "ada", &guest, "repository:platform/app:pull").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        refused.text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,8 +14,9 @@ use crate::Seconds;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EntraConfig {
-    /// The directory (tenant) ID, a GUID (Entra admin center, Overview):
-    /// tokens name their tenant by it, never by a domain.
+    /// The directory (tenant) ID (Entra admin center, Overview), or a
+    /// verified domain of the tenant, whose id regauth then learns from
+    /// the tenant's metadata on first use.
     pub tenant: String,
     /// The application (client) ID of regauth's app registration.
     pub client_id: String,
@@ -127,9 +128,12 @@ impl EntraConfig {
     /// Checks what can be checked without the network.
     pub fn validate(&self) -> Result<(), crate::Invalid> {
         let invalid = |key, message: String| Err(crate::Invalid { key, message });
-        for tenant in std::iter::once(&self.tenant).chain(&self.tenants) {
+        if !is_guid(&self.tenant) && !is_domain(&self.tenant) {
+            return invalid("tenant", format!("{:?} is neither a directory (tenant) ID nor a domain: write the GUID of Overview in the Entra admin center, or a verified domain such as corp.example", self.tenant));
+        }
+        for tenant in &self.tenants {
             if !is_guid(tenant) {
-                return invalid("tenant", format!("{tenant:?} is not a directory (tenant) ID: write the GUID of Overview in the Entra admin center; tokens name their tenant by it, never by a domain"));
+                return invalid("tenants", format!("{tenant:?} is not a directory (tenant) ID: tokens name other tenants by their GUID"));
             }
         }
         if !is_guid(&self.client_id) {
@@ -153,12 +157,13 @@ impl EntraConfig {
                 "enable access_tokens, password_grant, browser_login or several".into(),
             );
         }
-        self.oidc()?.validate()
+        self.oidc(&self.tenant)?.validate()
     }
 
-    /// The tenants whose users are admitted.
-    pub(super) fn admitted(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.tenant.as_str()).chain(self.tenants.iter().map(String::as_str))
+    /// The tenants whose users are admitted: the home tenant `home` (its
+    /// id) and `tenants`.
+    pub(super) fn admitted<'a>(&'a self, home: &'a str) -> impl Iterator<Item = &'a str> {
+        std::iter::once(home).chain(self.tenants.iter().map(String::as_str))
     }
 
     /// The issuer of this tenant's v2.0 tokens.
@@ -166,12 +171,12 @@ impl EntraConfig {
         format!("{}/{tenant}/v2.0", self.authority.trim_end_matches('/'))
     }
 
-    /// The OpenID Connect issuer regauth sees in the tenant: its v2.0
-    /// issuer, the v1.0 one and the other admitted tenants' as further
-    /// issuers, groups left to the provider.
-    pub(super) fn oidc(&self) -> Result<OidcConfig, crate::Invalid> {
+    /// The OpenID Connect issuer regauth sees in the tenant `home` (its
+    /// id): its v2.0 issuer, the v1.0 one and the other admitted tenants'
+    /// as further issuers, groups left to the provider.
+    pub(super) fn oidc(&self, home: &str) -> Result<OidcConfig, crate::Invalid> {
         let v1 = |tenant: &str| format!("{}/{tenant}/", self.v1_issuer.trim_end_matches('/'));
-        let mut other_issuers: Vec<String> = self.admitted().map(v1).collect();
+        let mut other_issuers: Vec<String> = self.admitted(home).map(v1).collect();
         other_issuers.extend(self.tenants.iter().map(|t| self.issuer_of(t)));
         let audiences = if self.audiences.is_empty() {
             vec![self.client_id.clone(), format!("api://{}", self.client_id)]
@@ -179,7 +184,7 @@ impl EntraConfig {
             self.audiences.clone()
         };
         let table = serde_json::json!({
-            "issuer": self.issuer_of(&self.tenant),
+            "issuer": self.issuer_of(home),
             "client_id": self.client_id,
             "password_grant": self.password_grant,
             "browser_login": self.browser_login,
@@ -215,6 +220,21 @@ pub(super) fn is_guid(text: &str) -> bool {
             .iter()
             .zip([8, 4, 4, 4, 12])
             .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Whether `text` is a domain name (`corp.example`): labels of letters,
+/// digits and hyphens, at least two.
+fn is_domain(text: &str) -> bool {
+    let labels: Vec<&str> = text.split('.').collect();
+    labels.len() >= 2
+        && text.len() <= 253
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// serde's defaults of the text keys.

@@ -66,15 +66,15 @@ pub(super) struct Graph {
 impl Graph {
     pub(super) fn new(
         config: &EntraConfig,
+        tenant: &str,
         secret: Option<SecretString>,
         http: reqwest::Client,
     ) -> Self {
         let base = config.graph_url.trim_end_matches('/').to_owned();
         Self {
             token_url: format!(
-                "{}/{}/oauth2/v2.0/token",
+                "{}/{tenant}/oauth2/v2.0/token",
                 config.authority.trim_end_matches('/'),
-                config.tenant
             ),
             scope: format!("{base}/.default"),
             base,

@@ -46,10 +46,23 @@ use self::graph::Graph;
 pub struct Entra {
     name: String,
     config: EntraConfig,
-    oidc: Oidc,
-    graph: Graph,
+    secret: Option<SecretString>,
+    http: reqwest::Client,
+    /// The tenant by its id, its issuer and its Graph: at once for a
+    /// tenant configured by id, on first use for one configured by domain.
+    home: tokio::sync::OnceCell<Arc<Home>>,
     /// Each user's groups in Graph (id, name), by tenant and object id.
     member_of: moka::future::Cache<String, Listing>,
+}
+
+/// The tenant regauth serves, once its id is known.
+struct Home {
+    /// Its directory (tenant) id.
+    id: String,
+    /// Its issuer.
+    oidc: Oidc,
+    /// Its Graph.
+    graph: Graph,
 }
 
 /// A user's groups in Graph: each one's id and name (if usable).
@@ -89,7 +102,6 @@ impl Entra {
             .iter_mut()
             .for_each(|t| t.make_ascii_lowercase());
         let config = &config;
-        let oidc = Oidc::new(name, &config.oidc()?)?;
         let secret = match (&config.client_secret_file, &config.client_secret_env) {
             (None, None) => None,
             (file, env) => Some(crate::load_secret(
@@ -105,23 +117,88 @@ impl Entra {
                 "client_secret_file: Microsoft Graph (groups past the token's limit, group names) needs the app's client secret".into(),
             ));
         }
-        let http = crate::http_client(config.ca_file.as_deref(), config.timeout.0)?;
-        Ok(Self {
+        let entra = Self {
             name: name.to_owned(),
             config: config.clone(),
-            oidc,
-            graph: Graph::new(config, secret, http),
+            secret,
+            http: crate::http_client(config.ca_file.as_deref(), config.timeout.0)?,
+            home: tokio::sync::OnceCell::new(),
             member_of: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(config.group_cache_ttl.0)
                 .build(),
+        };
+        if config::is_guid(&config.tenant) {
+            let home = entra.home_of(&config.tenant)?;
+            let _ = entra.home.set(Arc::new(home));
+        }
+        Ok(entra)
+    }
+
+    /// The tenant `id`'s issuer and Graph.
+    fn home_of(&self, id: &str) -> Result<Home, Error> {
+        Ok(Home {
+            id: id.to_owned(),
+            oidc: Oidc::new(&self.name, &self.config.oidc(id)?)?,
+            graph: Graph::new(&self.config, id, self.secret.clone(), self.http.clone()),
         })
     }
 
+    /// The tenant, its id learnt from its metadata the first time when it
+    /// is configured by a verified domain (tried again on the next login
+    /// while Entra cannot be asked).
+    async fn home(&self) -> Result<Arc<Home>, Error> {
+        self.home
+            .get_or_try_init(|| async {
+                let id = self.tenant_id().await?;
+                Ok(Arc::new(self.home_of(&id)?))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The directory id of the tenant of a verified domain: the one its
+    /// v2.0 metadata's issuer names.
+    async fn tenant_id(&self) -> Result<String, Error> {
+        let authority = self.config.authority.trim_end_matches('/');
+        let url = format!(
+            "{authority}/{}/v2.0/.well-known/openid-configuration",
+            self.config.tenant
+        );
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| Error::Upstream(format!("Entra's metadata: {}", e.without_url())))?;
+        if !response.status().is_success() {
+            return Err(Error::Upstream(format!(
+                "Entra's metadata of {} answered {}",
+                self.config.tenant,
+                response.status()
+            )));
+        }
+        let metadata: Value = crate::json_limited(response, crate::MAX_UPSTREAM_BODY)
+            .await
+            .map_err(|e| Error::Upstream(format!("Entra's metadata: {e}")))?;
+        let issuer = metadata["issuer"].as_str().unwrap_or_default();
+        issuer
+            .strip_prefix(&format!("{authority}/"))
+            .and_then(|rest| rest.strip_suffix("/v2.0"))
+            .filter(|id| config::is_guid(id))
+            .map(str::to_ascii_lowercase)
+            .ok_or_else(|| {
+                Error::Upstream(format!(
+                    "Entra's metadata of {} names no tenant of {authority}",
+                    self.config.tenant
+                ))
+            })
+    }
+
     /// The outcome of a verified Entra token, its groups resolved.
-    async fn enrich(&self, outcome: Outcome) -> Outcome {
+    async fn enrich(&self, home: &Home, outcome: Outcome) -> Outcome {
         match outcome {
-            Outcome::Authenticated(identity) => match self.resolve(identity).await {
+            Outcome::Authenticated(identity) => match self.resolve(home, identity).await {
                 Ok(identity) => Outcome::Authenticated(identity),
                 Err(outcome) => outcome,
             },
@@ -132,11 +209,11 @@ impl Entra {
     /// The identity of a verified token: its tenant admitted (and the
     /// one its issuer names), its object id as the account, a user's
     /// groups or an app's roles as groups.
-    async fn resolve(&self, mut identity: Identity) -> Result<Identity, Outcome> {
+    async fn resolve(&self, home: &Home, mut identity: Identity) -> Result<Identity, Outcome> {
         let refuse = |why: String| Outcome::Rejected(Rejection::Other(why));
         let claims = &identity.claims;
         let tenant = claims.text("tid").unwrap_or_default().to_ascii_lowercase();
-        if !self.config.admitted().any(|t| t == tenant) {
+        if !self.config.admitted(&home.id).any(|t| t == tenant) {
             return Err(refuse(format!(
                 "a token of tenant {tenant:?}, which `tenants` does not admit"
             )));
@@ -152,15 +229,15 @@ impl Entra {
             .filter(|o| config::is_guid(o))
             .map(|o| o.to_ascii_lowercase())
             .ok_or_else(|| refuse("the token has no object id (oid)".into()))?;
-        let home = tenant == self.config.tenant;
+        let own = tenant == home.id;
         let who = self.who(&identity).map_err(refuse)?;
         let (mut groups, source) = match who {
             Who::App(_) => (BTreeSet::new(), Source::Roles),
-            Who::User(_) => self.groups(&identity, &tenant, &oid, home).await?,
+            Who::User(_) => self.groups(home, &identity, (&tenant, &oid), own).await?,
         };
         // app roles are assigned in the tenant the token comes from: only
         // the home tenant's are regauth's
-        if self.config.roles_as_groups && home {
+        if self.config.roles_as_groups && own {
             if let Some(Value::Array(roles)) = identity.claims.get("roles") {
                 groups.extend(
                     roles
@@ -225,10 +302,10 @@ impl Entra {
     /// user is named by ids alone, and cannot be read in regauth's Graph.
     async fn groups(
         &self,
+        home: &Home,
         identity: &Identity,
-        tenant: &str,
-        oid: &str,
-        home: bool,
+        (tenant, oid): (&str, &str),
+        own: bool,
     ) -> Result<(BTreeSet<String>, Source), Outcome> {
         let claims = &identity.claims;
         let overage = claims.get("_claim_names.groups").is_some()
@@ -245,20 +322,20 @@ impl Entra {
         };
         let from_claim =
             ids.filter(|_| !overage && self.config.groups_source == GroupsSource::Token);
-        let named = home && self.config.group_names != GroupNames::Id;
+        let named = own && self.config.group_names != GroupNames::Id;
         match from_claim {
             Some(ids) if !named || ids.is_empty() => Ok((ids, Source::Claim)),
             Some(ids) => {
-                let listed = self.listing(tenant, oid).await?;
+                let listed = self.listing(home, tenant, oid).await?;
                 let mut groups = ids.clone();
                 groups.extend(listed.iter().filter(|(id, _)| ids.contains(id)).filter_map(|(_, n)| n.clone()));
                 Ok((groups, Source::Claim))
             }
-            None if !home => Err(Outcome::Rejected(Rejection::Other(format!(
+            None if !own => Err(Outcome::Rejected(Rejection::Other(format!(
                 "a user of tenant {tenant} whose token carries no groups: their groups are in their own tenant's Graph, which regauth does not read"
             )))),
             None => {
-                let listed = self.listing(tenant, oid).await?;
+                let listed = self.listing(home, tenant, oid).await?;
                 let groups = listed.iter().flat_map(|(id, name)| std::iter::once(id.clone()).chain(name.clone())).collect();
                 Ok((groups, Source::Graph))
             }
@@ -267,13 +344,13 @@ impl Entra {
 
     /// The user's groups in Graph (id, name), once per `group_cache_ttl`
     /// (one call for concurrent logins of the same user).
-    async fn listing(&self, tenant: &str, oid: &str) -> Result<Listing, Outcome> {
+    async fn listing(&self, home: &Home, tenant: &str, oid: &str) -> Result<Listing, Outcome> {
         let fetch = async {
-            let found = self.graph.member_of(oid).await?;
+            let found = home.graph.member_of(oid).await?;
             Ok::<_, Error>(Arc::new(
                 found
                     .iter()
-                    .map(|g| (g.id.to_ascii_lowercase(), self.graph.name(g)))
+                    .map(|g| (g.id.to_ascii_lowercase(), home.graph.name(g)))
                     .collect(),
             ))
         };
@@ -317,25 +394,49 @@ impl IdentityProvider for Entra {
         crate::ProviderKind::Entra
     }
 
+    /// Before the tenant's id is known (a tenant by domain, not yet
+    /// asked), any token of the authority is offered; the issuer checks
+    /// it once the id is known.
     fn accepts(&self, shape: SecretShape<'_>) -> bool {
-        self.oidc.accepts(shape)
+        if let Some(home) = self.home.get() {
+            return home.oidc.accepts(shape);
+        }
+        match shape {
+            SecretShape::Jwt { issuer } => {
+                self.config.access_tokens
+                    && issuer.is_some_and(|i| {
+                        i.starts_with(&format!("{}/", self.config.authority.trim_end_matches('/')))
+                            || i.starts_with(&format!(
+                                "{}/",
+                                self.config.v1_issuer.trim_end_matches('/')
+                            ))
+                    })
+            }
+            SecretShape::Password => self.config.password_grant,
+            _ => false,
+        }
     }
 
     async fn authenticate(&self, credentials: &Credentials) -> Outcome {
-        let outcome = self.oidc.authenticate(credentials).await;
-        self.enrich(outcome).await
+        let home = match self.home().await {
+            Ok(home) => home,
+            Err(e) => return Outcome::Unavailable(e),
+        };
+        let outcome = home.oidc.authenticate(credentials).await;
+        self.enrich(&home, outcome).await
     }
 
+    /// Entra matches names case-insensitively.
     fn normalize_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
-        self.oidc.normalize_username(username)
+        std::borrow::Cow::Owned(username.trim().to_lowercase())
     }
 
     async fn account_of(&self, credentials: &Credentials) -> Option<String> {
-        self.oidc.account_of(credentials).await
+        self.home().await.ok()?.oidc.account_of(credentials).await
     }
 
     async fn ready(&self) -> Result<(), Error> {
-        self.oidc.ready().await
+        self.home().await?.oidc.ready().await
     }
 
     fn browser_login(&self) -> Option<&dyn BrowserLogin> {
@@ -345,8 +446,11 @@ impl IdentityProvider for Entra {
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        let mut counters = self.oidc.counters();
-        counters.push(("graph_calls", self.graph.calls.load(Relaxed)));
+        let Some(home) = self.home.get() else {
+            return Vec::new();
+        };
+        let mut counters = home.oidc.counters();
+        counters.push(("graph_calls", home.graph.calls.load(Relaxed)));
         counters
     }
 }
@@ -354,7 +458,7 @@ impl IdentityProvider for Entra {
 #[async_trait]
 impl BrowserLogin for Entra {
     async fn begin(&self, redirect_uri: &str) -> Result<(String, PendingLogin), Error> {
-        BrowserLogin::begin(&self.oidc, redirect_uri).await
+        BrowserLogin::begin(&self.home().await?.oidc, redirect_uri).await
     }
 
     async fn finish(
@@ -364,19 +468,32 @@ impl BrowserLogin for Entra {
         state: &str,
         code: &str,
     ) -> Finished {
-        let finished = BrowserLogin::finish(&self.oidc, redirect_uri, pending, state, code).await;
+        let home = match self.home().await {
+            Ok(home) => home,
+            Err(e) => {
+                return Finished {
+                    outcome: Outcome::Unavailable(e),
+                    refresh_token: None,
+                }
+            }
+        };
+        let finished = BrowserLogin::finish(&home.oidc, redirect_uri, pending, state, code).await;
         Finished {
-            outcome: self.enrich(finished.outcome).await,
+            outcome: self.enrich(&home, finished.outcome).await,
             refresh_token: finished.refresh_token,
         }
     }
 
     async fn renew(&self, refresh_token: &SecretString) -> Renewed {
-        match BrowserLogin::renew(&self.oidc, refresh_token).await {
+        let home = match self.home().await {
+            Ok(home) => home,
+            Err(e) => return Renewed::Unavailable(e),
+        };
+        match BrowserLogin::renew(&home.oidc, refresh_token).await {
             Renewed::Current {
                 identity: Some(identity),
                 refresh_token,
-            } => match self.resolve(identity).await {
+            } => match self.resolve(&home, identity).await {
                 Ok(identity) => Renewed::Current {
                     identity: Some(identity),
                     refresh_token,

@@ -23,7 +23,7 @@ fn config(extra: serde_json::Value) -> Result<EntraConfig, String> {
 fn the_tenant_is_its_id_and_its_issuers_are_v2_v1_and_the_admitted() {
     let other = "11111111-2222-3333-4444-555555555555";
     let c = config(serde_json::json!({ "tenants": [other] })).unwrap();
-    let oidc = c.oidc().unwrap();
+    let oidc = c.oidc(TENANT).unwrap();
     assert_eq!(
         oidc.issuer,
         format!("https://login.microsoftonline.com/{TENANT}/v2.0")
@@ -40,8 +40,16 @@ fn the_tenant_is_its_id_and_its_issuers_are_v2_v1_and_the_admitted() {
     );
     assert!(oidc.groups_claims.is_empty(), "groups are Entra's own");
     assert!(oidc.password_grant_id_token);
-    let e = config(serde_json::json!({ "tenant": "contoso.com" })).unwrap_err();
-    assert!(e.starts_with("tenant:"), "{e}");
+    assert!(
+        config(serde_json::json!({ "tenant": "contoso.com" })).is_ok(),
+        "a verified domain"
+    );
+    for bad in ["contoso", "common com", "-a.com", "a..com"] {
+        let e = config(serde_json::json!({ "tenant": bad })).unwrap_err();
+        assert!(e.starts_with("tenant:"), "{bad}: {e}");
+    }
+    let e = config(serde_json::json!({ "tenants": ["fabrikam.com"] })).unwrap_err();
+    assert!(e.starts_with("tenants:"), "{e}");
     let e = config(serde_json::json!({ "group_names": "cn" })).unwrap_err();
     assert!(e.contains("unknown variant"), "{e}");
     assert!(config(serde_json::json!({ "group_names": "onPremisesSamAccountName" })).is_ok());
@@ -64,7 +72,7 @@ fn graph_needs_the_client_secret() {
 fn a_group_is_called_by_its_name_unless_the_name_looks_like_an_id() {
     crate::install_crypto_provider();
     let c = config(serde_json::json!({})).unwrap();
-    let graph = graph::Graph::new(&c, None, reqwest::Client::new());
+    let graph = graph::Graph::new(&c, TENANT, None, reqwest::Client::new());
     let group = |name: &str| -> graph::Group {
         serde_json::from_value(serde_json::json!({"id": TENANT, "displayName": name})).unwrap()
     };
@@ -76,7 +84,7 @@ fn a_group_is_called_by_its_name_unless_the_name_looks_like_an_id() {
     );
     assert_eq!(graph.name(&group("")), None);
     let sam = config(serde_json::json!({"group_names": "onPremisesSamAccountName"})).unwrap();
-    let graph = graph::Graph::new(&sam, None, reqwest::Client::new());
+    let graph = graph::Graph::new(&sam, TENANT, None, reqwest::Client::new());
     assert_eq!(
         graph.name(&group("platform")),
         None,

@@ -315,7 +315,16 @@ impl Tenant {
     }
 }
 
+/// The domain verified in the test tenant.
+pub const DOMAIN: &str = "corp.test";
+
 async fn discovery(State(t): State<Arc<Tenant>>, Path(tenant): Path<String>) -> Json<Value> {
+    // a verified domain's metadata names the tenant by its id
+    let tenant = if tenant == DOMAIN {
+        TENANT.to_owned()
+    } else {
+        tenant
+    };
     let at = |path: &str| format!("{}/{tenant}/oauth2/v2.0/{path}", t.url);
     Json(json!({
         "issuer": format!("{}/{tenant}/v2.0", t.url),
