@@ -214,6 +214,43 @@ async fn other_tenants_are_refused_unless_admitted() {
     assert!(role.actions().is_empty(), "{}", role.text());
 }
 
+/// The app proves itself with a certificate instead of a secret: the
+/// password grant and Graph's app token both go with a signed assertion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_credential_stands_for_the_secret() {
+    let idp = Entra::start().await;
+    let f = Fixture::new();
+    let (cert, key) = idp.certificate(&f);
+    let text = idp.provider_toml(&f, "entra", "password_grant = true");
+    let secret_line = text
+        .lines()
+        .find(|l| l.starts_with("client_secret_file"))
+        .unwrap()
+        .to_owned();
+    let text = text.replace(
+        &secret_line,
+        &format!(
+            "client_certificate_file = \"{}\"\nclient_key_file = \"{}\"",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let state = f.config(&format!("{text}{}", entra_policy())).state();
+    let bob = token_for(
+        &state,
+        "bob@corp.test",
+        "entra-pw",
+        "repository:platform/app:push",
+    )
+    .await;
+    assert_eq!(bob.actions(), ["push"], "{}", bob.text());
+    assert_eq!(
+        idp.assertions(),
+        2,
+        "the password grant and Graph's app token"
+    );
+}
+
 /// A tenant configured by its verified domain: its id is learnt from its
 /// metadata at the first login, and its tokens verify as the id's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

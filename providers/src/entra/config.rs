@@ -27,6 +27,13 @@ pub struct EntraConfig {
     /// Environment variable holding the client secret.
     #[serde(default)]
     pub client_secret_env: Option<String>,
+    /// A certificate credential instead of a secret: the certificate (PEM)
+    /// uploaded to the app registration...
+    #[serde(default)]
+    pub client_certificate_file: Option<PathBuf>,
+    /// ...and its RSA private key (PEM).
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
     /// The login host; regauth appends `/{tenant}/v2.0`.
     #[serde(default = "text::authority")]
     pub authority: String,
@@ -150,6 +157,23 @@ impl EntraConfig {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 return invalid(key, format!("{url:?} is not an http(s) URL"));
             }
+        }
+        let secret = self.client_secret_file.is_some() || self.client_secret_env.is_some();
+        match (&self.client_certificate_file, &self.client_key_file) {
+            (Some(_), Some(_)) if secret => {
+                return invalid(
+                    "client_certificate_file",
+                    "set a client secret or a certificate credential, not both".into(),
+                )
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return invalid(
+                    "client_key_file",
+                    "a certificate credential needs client_certificate_file and client_key_file"
+                        .into(),
+                )
+            }
+            _ => {}
         }
         if !self.access_tokens && !self.password_grant && !self.browser_login {
             return invalid(

@@ -48,13 +48,24 @@ const SELECT: &str = "$select=id,displayName,onPremisesSamAccountName,securityEn
 /// Groups per page asked for (Graph's largest page for this listing).
 const PAGE: usize = 999;
 
+/// How regauth's app proves itself at the token endpoint.
+#[derive(Clone)]
+pub(super) enum Credential {
+    /// None configured: Graph cannot be asked.
+    None,
+    /// A client secret.
+    Secret(SecretString),
+    /// A certificate credential.
+    Certificate(crate::oidc::ClientAssertion),
+}
+
 /// regauth's app at Microsoft Graph.
 pub(super) struct Graph {
     base: String,
     token_url: String,
     scope: String,
     client_id: String,
-    secret: Option<SecretString>,
+    credential: Credential,
     http: reqwest::Client,
     token: tokio::sync::Mutex<Option<(SecretString, Instant)>>,
     naming: GroupNames,
@@ -67,7 +78,7 @@ impl Graph {
     pub(super) fn new(
         config: &EntraConfig,
         tenant: &str,
-        secret: Option<SecretString>,
+        credential: Credential,
         http: reqwest::Client,
     ) -> Self {
         let base = config.graph_url.trim_end_matches('/').to_owned();
@@ -79,7 +90,7 @@ impl Graph {
             scope: format!("{base}/.default"),
             base,
             client_id: config.client_id.clone(),
-            secret,
+            credential,
             http,
             token: tokio::sync::Mutex::new(None),
             naming: config.group_names,
@@ -111,16 +122,22 @@ impl Graph {
                 return Ok(token.clone());
             }
         }
-        let secret = self
-            .secret
-            .as_ref()
-            .ok_or_else(|| Error::Config("Microsoft Graph needs the app's client secret".into()))?;
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", secret.expose_secret()),
-            ("scope", self.scope.as_str()),
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", self.client_id.clone()),
+            ("scope", self.scope.clone()),
         ];
+        match &self.credential {
+            Credential::None => {
+                return Err(Error::Config(
+                    "Microsoft Graph needs the app's client secret or certificate".into(),
+                ))
+            }
+            Credential::Secret(secret) => {
+                form.push(("client_secret", secret.expose_secret().to_owned()))
+            }
+            Credential::Certificate(assertion) => form.extend(assertion.params(&self.token_url)?),
+        }
         self.calls.fetch_add(1, Relaxed);
         let response = self
             .http

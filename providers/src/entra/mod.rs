@@ -40,13 +40,13 @@ use crate::{
 };
 
 pub use self::config::{EntraConfig, GroupNames, GroupsSource};
-use self::graph::Graph;
+use self::graph::{Credential, Graph};
 
 /// The `entra` provider.
 pub struct Entra {
     name: String,
     config: EntraConfig,
-    secret: Option<SecretString>,
+    credential: Credential,
     http: reqwest::Client,
     /// The tenant by its id, its issuer and its Graph: at once for a
     /// tenant configured by id, on first use for one configured by domain.
@@ -102,25 +102,31 @@ impl Entra {
             .iter_mut()
             .for_each(|t| t.make_ascii_lowercase());
         let config = &config;
-        let secret = match (&config.client_secret_file, &config.client_secret_env) {
-            (None, None) => None,
-            (file, env) => Some(crate::load_secret(
-                "client_secret",
-                file.as_deref(),
-                env.as_deref(),
-            )?),
-        };
+        let credential =
+            match (&config.client_certificate_file, &config.client_key_file) {
+                (Some(cert), Some(key)) => Credential::Certificate(
+                    crate::oidc::ClientAssertion::load(&config.client_id, cert, key)?,
+                ),
+                _ => match (&config.client_secret_file, &config.client_secret_env) {
+                    (None, None) => Credential::None,
+                    (file, env) => Credential::Secret(crate::load_secret(
+                        "client_secret",
+                        file.as_deref(),
+                        env.as_deref(),
+                    )?),
+                },
+            };
         let needs_graph =
             config.groups_source == GroupsSource::Graph || config.group_names != GroupNames::Id;
-        if needs_graph && secret.is_none() {
+        if needs_graph && matches!(credential, Credential::None) {
             return Err(Error::Config(
-                "client_secret_file: Microsoft Graph (groups past the token's limit, group names) needs the app's client secret".into(),
+                "client_secret_file: Microsoft Graph (groups past the token's limit, group names) needs the app's client secret or certificate".into(),
             ));
         }
         let entra = Self {
             name: name.to_owned(),
             config: config.clone(),
-            secret,
+            credential,
             http: crate::http_client(config.ca_file.as_deref(), config.timeout.0)?,
             home: tokio::sync::OnceCell::new(),
             member_of: moka::future::Cache::builder()
@@ -137,10 +143,14 @@ impl Entra {
 
     /// The tenant `id`'s issuer and Graph.
     fn home_of(&self, id: &str) -> Result<Home, Error> {
+        let mut oidc = self.config.oidc(id)?;
+        if let Credential::Certificate(assertion) = &self.credential {
+            oidc.client_assertion = Some(assertion.clone());
+        }
         Ok(Home {
             id: id.to_owned(),
-            oidc: Oidc::new(&self.name, &self.config.oidc(id)?)?,
-            graph: Graph::new(&self.config, id, self.secret.clone(), self.http.clone()),
+            oidc: Oidc::new(&self.name, &oidc)?,
+            graph: Graph::new(&self.config, id, self.credential.clone(), self.http.clone()),
         })
     }
 

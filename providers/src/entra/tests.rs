@@ -72,7 +72,7 @@ fn graph_needs_the_client_secret() {
 fn a_group_is_called_by_its_name_unless_the_name_looks_like_an_id() {
     crate::install_crypto_provider();
     let c = config(serde_json::json!({})).unwrap();
-    let graph = graph::Graph::new(&c, TENANT, None, reqwest::Client::new());
+    let graph = graph::Graph::new(&c, TENANT, graph::Credential::None, reqwest::Client::new());
     let group = |name: &str| -> graph::Group {
         serde_json::from_value(serde_json::json!({"id": TENANT, "displayName": name})).unwrap()
     };
@@ -84,10 +84,30 @@ fn a_group_is_called_by_its_name_unless_the_name_looks_like_an_id() {
     );
     assert_eq!(graph.name(&group("")), None);
     let sam = config(serde_json::json!({"group_names": "onPremisesSamAccountName"})).unwrap();
-    let graph = graph::Graph::new(&sam, TENANT, None, reqwest::Client::new());
+    let graph = graph::Graph::new(
+        &sam,
+        TENANT,
+        graph::Credential::None,
+        reqwest::Client::new(),
+    );
     assert_eq!(
         graph.name(&group("platform")),
         None,
         "not synced from AD: the id alone"
     );
+}
+
+#[test]
+fn a_certificate_credential_is_whole_and_alone() {
+    let e = config(serde_json::json!({ "client_certificate_file": "/c" })).unwrap_err();
+    assert!(e.starts_with("client_key_file:"), "{e}");
+    let both = serde_json::json!({
+        "client_certificate_file": "/c", "client_key_file": "/k", "client_secret_file": "/s"
+    });
+    let e = config(both).unwrap_err();
+    assert!(e.contains("not both"), "{e}");
+    let c = config(serde_json::json!({ "client_certificate_file": "/nonexistent.crt", "client_key_file": "/k" }))
+        .unwrap();
+    let e = Entra::new("entra", &c).err().unwrap().to_string();
+    assert!(e.contains("client_certificate_file"), "{e}");
 }

@@ -134,15 +134,18 @@ impl crate::BrowserLogin for Oidc {
             Err(e) => return refused(Outcome::Unavailable(e)),
         };
         let http = bounded_http(&self.http);
-        let client = match self.client(&discovery, Some(redirect_uri)) {
-            Ok(c) => c,
+        let client = self.client(&discovery, Some(redirect_uri));
+        let (client, assertion) = match client.and_then(|c| Ok((c, self.assertion(&discovery)?))) {
+            Ok(both) => both,
             Err(e) => return refused(Outcome::Unavailable(e)),
         };
-        let exchanged = client
+        let mut request = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
-            .request_async(&http)
-            .await;
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()));
+        for (name, value) in assertion {
+            request = request.add_extra_param(name, value);
+        }
+        let exchanged = request.request_async(&http).await;
         let token = match exchanged {
             Ok(token) => token,
             Err(RequestTokenError::ServerResponse(refusal)) => {
@@ -194,10 +197,16 @@ impl crate::BrowserLogin for Oidc {
         };
         let http = bounded_http(&self.http);
         let refresh = RefreshToken::new(refresh_token.expose_secret().to_owned());
-        let answer = client
-            .exchange_refresh_token(&refresh)
-            .request_async(&http)
-            .await;
+        let mut request = client.exchange_refresh_token(&refresh);
+        match self.assertion(&discovery) {
+            Ok(params) => {
+                for (name, value) in params {
+                    request = request.add_extra_param(name, value);
+                }
+            }
+            Err(e) => return crate::Renewed::Unavailable(e),
+        }
+        let answer = request.request_async(&http).await;
         let token = match answer {
             Ok(token) => token,
             Err(RequestTokenError::ServerResponse(refusal)) => {

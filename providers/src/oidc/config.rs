@@ -100,6 +100,10 @@ pub struct OidcConfig {
     /// built on this one.
     #[serde(skip)]
     pub password_grant_id_token: bool,
+    /// The client proves itself with a signed assertion (a certificate
+    /// credential) instead of a secret; set by a provider built on this one.
+    #[serde(skip)]
+    pub client_assertion: Option<super::ClientAssertion>,
 }
 
 impl OidcConfig {

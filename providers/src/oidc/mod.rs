@@ -19,6 +19,7 @@
 //! The signature algorithm comes from the JWK, never from the token alone:
 //! `none` and HMAC are never accepted. Tokens and secrets are never logged.
 
+mod assertion;
 mod browser;
 mod config;
 mod introspect;
@@ -38,6 +39,7 @@ use crate::{
     Renewal, SecretShape,
 };
 
+pub use self::assertion::ClientAssertion;
 pub use self::config::{ClaimValues, OidcConfig, PUBLIC_ISSUERS};
 use self::jwks::Keys;
 
@@ -188,7 +190,8 @@ impl Oidc {
                 ));
             }
             match (&config.client_secret_file, &config.client_secret_env) {
-                (None, None) => None, // a public client
+                // a public client, or one with a certificate credential
+                (None, None) => None,
                 (file, env) => Some(load_secret(
                     "client_secret",
                     file.as_deref(),
@@ -272,11 +275,24 @@ impl Oidc {
             .is_none_or(|methods| {
                 methods.contains(&openidconnect::core::CoreClientAuthMethod::ClientSecretBasic)
             });
+        let basic = basic && self.config.client_assertion.is_none();
         Ok(client.set_auth_type(if basic {
             openidconnect::AuthType::BasicAuth
         } else {
             openidconnect::AuthType::RequestBody
         }))
+    }
+
+    /// The client assertion's form parameters for the token endpoint, when
+    /// the client has a certificate credential (none otherwise).
+    fn assertion(&self, discovery: &Discovery) -> Result<Vec<(&'static str, String)>, Error> {
+        let Some(assertion) = &self.config.client_assertion else {
+            return Ok(Vec::new());
+        };
+        let endpoint = discovery
+            .token_endpoint()
+            .ok_or_else(|| Error::Upstream("the IdP offers no token_endpoint".into()))?;
+        Ok(assertion.params(endpoint.url().as_str())?.to_vec())
     }
 
     /// The password grant: Ok(access token), or the outcome to return.
@@ -295,6 +311,9 @@ impl Oidc {
         let mut request = client
             .exchange_password(&username, &password)
             .add_scope(openidconnect::Scope::new("openid".into()));
+        for (name, value) in self.assertion(&discovery).map_err(Outcome::Unavailable)? {
+            request = request.add_extra_param(name, value);
+        }
         if self.config.password_grant_id_token {
             // the ID token names the user only with `profile`
             request = request.add_scope(openidconnect::Scope::new("profile".into()));

@@ -57,6 +57,10 @@ struct Tenant {
     graph_calls: AtomicU64,
     app_tokens: AtomicU64,
     codes: Mutex<BTreeMap<String, (String, String)>>,
+    /// The app's certificate credential: its public key and thumbprint.
+    certificate: Mutex<Option<(jsonwebtoken::DecodingKey, String)>>,
+    /// Client assertions taken (a certificate credential in use).
+    pub assertions: AtomicU64,
 }
 
 /// What a token is.
@@ -139,6 +143,8 @@ impl Entra {
             graph_calls: AtomicU64::new(0),
             app_tokens: AtomicU64::new(0),
             codes: Mutex::new(BTreeMap::new()),
+            certificate: Mutex::new(None),
+            assertions: AtomicU64::new(0),
         });
         let app = Router::new()
             .route(
@@ -201,6 +207,36 @@ impl Entra {
             "roles": roles, "ver": "2.0", "iat": now - 5, "nbf": now - 5, "exp": now + 3600,
         });
         self.tenant.sign(&claims)
+    }
+
+    /// A certificate credential of the app, uploaded to its registration:
+    /// the files of its certificate and private key, written under `f`.
+    pub fn certificate(&self, f: &super::Fixture) -> (std::path::PathBuf, std::path::PathBuf) {
+        use base64::Engine as _;
+        let (key_pem, cert_pem) = regauth::keys::generate(
+            regauth::keys::KeyType::Rs256,
+            "regauth-app",
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
+        let (cert, key) = (f.path("entra-app.crt"), f.path("entra-app.key"));
+        std::fs::write(&cert, &cert_pem).unwrap();
+        std::fs::write(&key, &key_pem).unwrap();
+        let signing = regauth::keys::SigningKey::load(&key, &cert).unwrap();
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(signing.jwk()).unwrap();
+        let der = pem::parse(&cert_pem).unwrap().into_contents();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
+        let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+        *self.tenant.certificate.lock().unwrap() = Some((
+            jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(),
+            thumbprint,
+        ));
+        (cert, key)
+    }
+
+    /// Client assertions the token endpoint took.
+    pub fn assertions(&self) -> u64 {
+        self.tenant.assertions.load(SeqCst)
     }
 
     /// The `[[provider]]` for this tenant, the app's secret written under
@@ -352,9 +388,37 @@ fn refused(code: &str, description: &str) -> Response {
         .into_response()
 }
 
-/// The client's secret, from the form or HTTP Basic.
-fn client_ok(headers: &HeaderMap, form: &BTreeMap<String, String>) -> bool {
+/// The client's secret, from the form or HTTP Basic, or its assertion
+/// (RFC 7523) signed with its registered certificate's key, for this
+/// token endpoint, naming the certificate by its thumbprint.
+fn client_ok(
+    t: &Tenant,
+    tenant: &str,
+    headers: &HeaderMap,
+    form: &BTreeMap<String, String>,
+) -> bool {
     use base64::Engine as _;
+    if let Some(assertion) = form.get("client_assertion") {
+        let held = t.certificate.lock().unwrap();
+        let Some((key, thumbprint)) = held.as_ref() else {
+            return false;
+        };
+        let Ok(header) = jsonwebtoken::decode_header(assertion) else {
+            return false;
+        };
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_audience(&[format!("{}/{tenant}/oauth2/v2.0/token", t.url)]);
+        validation.set_issuer(&[CLIENT_ID]);
+        let claims = jsonwebtoken::decode::<Value>(assertion, key, &validation);
+        let ok = header.x5t_s256.as_deref() == Some(thumbprint.as_str())
+            && form.get("client_assertion_type").map(String::as_str)
+                == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            && claims.is_ok_and(|c| c.claims["sub"] == CLIENT_ID);
+        if ok {
+            t.assertions.fetch_add(1, SeqCst);
+        }
+        return ok;
+    }
     let basic = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -373,10 +437,11 @@ fn client_ok(headers: &HeaderMap, form: &BTreeMap<String, String>) -> bool {
 
 async fn token(
     State(t): State<Arc<Tenant>>,
+    Path(tenant): Path<String>,
     headers: HeaderMap,
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
-    if !client_ok(&headers, &form) {
+    if !client_ok(&t, &tenant, &headers, &form) {
         return refused(
             "invalid_client",
             "AADSTS7000215: Invalid client secret provided.",
