@@ -30,7 +30,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
 
 use crate::oidc::Oidc;
@@ -51,6 +51,8 @@ pub struct Entra {
     /// The tenant by its id, its issuer and its Graph: at once for a
     /// tenant configured by id, on first use for one configured by domain.
     home: tokio::sync::OnceCell<Arc<Home>>,
+    /// When the tenant's metadata may be asked again after failures.
+    pause: std::sync::Mutex<Pause>,
     /// Each user's groups in Graph (id, name), by tenant and object id.
     member_of: moka::future::Cache<String, Listing>,
 }
@@ -63,6 +65,33 @@ struct Home {
     oidc: Oidc,
     /// Its Graph.
     graph: Graph,
+}
+
+/// Failures to read the tenant's metadata so far, and until when not to
+/// ask again.
+#[derive(Default)]
+struct Pause {
+    failures: u32,
+    until: Option<std::time::Instant>,
+}
+
+impl Pause {
+    /// How long is left to wait, if any.
+    fn waiting(&self) -> Option<std::time::Duration> {
+        self.until?
+            .checked_duration_since(std::time::Instant::now())
+    }
+
+    /// Records an attempt: a success clears the pause, a failure doubles it.
+    fn after(&mut self, ok: bool) {
+        if ok {
+            *self = Self::default();
+            return;
+        }
+        self.failures = self.failures.saturating_add(1);
+        let seconds = (1u64 << (self.failures - 1).min(6)).min(60);
+        self.until = Some(std::time::Instant::now() + std::time::Duration::from_secs(seconds));
+    }
 }
 
 /// A user's groups in Graph: each one's id and name (if usable).
@@ -129,6 +158,7 @@ impl Entra {
             credential,
             http: crate::http_client(config.ca_file.as_deref(), config.timeout.0)?,
             home: tokio::sync::OnceCell::new(),
+            pause: std::sync::Mutex::new(Pause::default()),
             member_of: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(config.group_cache_ttl.0)
@@ -157,14 +187,33 @@ impl Entra {
     /// The tenant, its id learnt from its metadata the first time when it
     /// is configured by a verified domain (tried again on the next login
     /// while Entra cannot be asked).
+    /// After a failure Entra is asked again only after a pause that
+    /// doubles from 1 s to a minute, so that a flood of tokens while Entra
+    /// is down costs no call each.
     async fn home(&self) -> Result<Arc<Home>, Error> {
-        self.home
+        if let Some(home) = self.home.get() {
+            return Ok(home.clone());
+        }
+        if let Some(wait) = self.pause.lock().ok().and_then(|p| p.waiting()) {
+            return Err(Error::Upstream(format!(
+                "Entra's metadata of {} could not be read (not asking again for {} s)",
+                self.config.tenant,
+                wait.as_secs().max(1)
+            )));
+        }
+        let found = self
+            .home
             .get_or_try_init(|| async {
                 let id = self.tenant_id().await?;
+                tracing::info!(provider = %self.name, domain = %self.config.tenant, tenant = %id, "the tenant's id, from its metadata");
                 Ok(Arc::new(self.home_of(&id)?))
             })
             .await
-            .cloned()
+            .cloned();
+        if let Ok(mut pause) = self.pause.lock() {
+            pause.after(found.is_ok());
+        }
+        found
     }
 
     /// The directory id of the tenant of a verified domain: the one its
@@ -432,6 +481,12 @@ impl IdentityProvider for Entra {
             Ok(home) => home,
             Err(e) => return Outcome::Unavailable(e),
         };
+        // offered before the tenant's id was known: a token of another
+        // issuer is for the providers after this one
+        let shape = SecretShape::of(&credentials.username, credentials.secret.expose_secret());
+        if !home.oidc.accepts(shape) {
+            return Outcome::NotMine;
+        }
         let outcome = home.oidc.authenticate(credentials).await;
         self.enrich(&home, outcome).await
     }
@@ -441,8 +496,16 @@ impl IdentityProvider for Entra {
         std::borrow::Cow::Owned(username.trim().to_lowercase())
     }
 
+    /// Only the password grant tries an account; a token stands alone.
+    /// Known from the configuration, so that it never waits for Entra.
     async fn account_of(&self, credentials: &Credentials) -> Option<String> {
-        self.home().await.ok()?.oidc.account_of(credentials).await
+        let secret = credentials.secret.expose_secret();
+        let token = matches!(
+            SecretShape::of(&credentials.username, secret),
+            SecretShape::Jwt { .. }
+        );
+        (!token && self.config.password_grant)
+            .then(|| self.normalize_username(&credentials.username).into_owned())
     }
 
     async fn ready(&self) -> Result<(), Error> {

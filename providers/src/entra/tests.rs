@@ -111,3 +111,21 @@ fn a_certificate_credential_is_whole_and_alone() {
     let e = Entra::new("entra", &c).err().unwrap().to_string();
     assert!(e.contains("client_certificate_file"), "{e}");
 }
+
+#[test]
+fn the_metadata_is_asked_again_after_a_growing_pause() {
+    let mut pause = Pause::default();
+    assert!(pause.waiting().is_none());
+    pause.after(false);
+    let first = pause.waiting().unwrap();
+    assert!(first <= std::time::Duration::from_secs(1));
+    pause.after(false);
+    pause.after(false);
+    assert!(pause.waiting().unwrap() > std::time::Duration::from_secs(3));
+    for _ in 0..10 {
+        pause.after(false);
+    }
+    assert!(pause.waiting().unwrap() <= std::time::Duration::from_secs(60));
+    pause.after(true);
+    assert!(pause.waiting().is_none());
+}

@@ -1,8 +1,9 @@
 //! A client assertion (RFC 7523, `private_key_jwt`): the client proves
 //! itself with a short JWT signed by its certificate's key instead of a
 //! shared secret, as Microsoft Entra ID's certificate credentials do. The
-//! header names the certificate by its SHA-256 thumbprint (`x5t#S256`);
-//! the assertion is for one token endpoint (`aud`) and lives five minutes.
+//! header names the certificate by its SHA-256 thumbprint (`x5t#S256`),
+//! signed PS256 as Microsoft pairs them; the assertion is for one token
+//! endpoint (`aud`) and lives five minutes.
 
 use std::path::Path;
 
@@ -46,10 +47,10 @@ impl ClientAssertion {
                 certificate.display()
             ))
         })?;
-        let pem = std::fs::read(key).map_err(|e| Error::Io {
+        let pem = zeroize::Zeroizing::new(std::fs::read(key).map_err(|e| Error::Io {
             path: key.display().to_string(),
             source: e,
-        })?;
+        })?);
         let key = EncodingKey::from_rsa_pem(&pem).map_err(|_| {
             Error::Config(format!(
                 "client_key_file {}: not an RSA private key in PEM",
@@ -67,13 +68,13 @@ impl ClientAssertion {
     /// A fresh assertion for the token endpoint `audience`.
     pub fn make(&self, audience: &str) -> Result<String, Error> {
         let now = crate::clock::unix_seconds();
-        let mut header = Header::new(Algorithm::RS256);
+        let mut header = Header::new(Algorithm::PS256);
         header.x5t_s256 = Some(self.thumbprint.clone());
         let claims = serde_json::json!({
             "aud": audience,
             "iss": self.client_id,
             "sub": self.client_id,
-            "jti": crate::forge::token_digest(&format!("{now}{}", rand_part())),
+            "jti": crate::forge::token_digest(&format!("{now}{}", rand_part()?)),
             "iat": now,
             "nbf": now,
             "exp": now + LIFETIME,
@@ -92,8 +93,9 @@ impl ClientAssertion {
 }
 
 /// 16 random bytes, hex, for an assertion's `jti`.
-fn rand_part() -> String {
+fn rand_part() -> Result<String, Error> {
     let mut bytes = [0u8; 16];
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| Error::Internal("no randomness for a client assertion".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -406,7 +406,8 @@ fn client_ok(
         let Ok(header) = jsonwebtoken::decode_header(assertion) else {
             return false;
         };
-        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        // Microsoft pairs x5t#S256 with PS256
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::PS256);
         validation.set_audience(&[format!("{}/{tenant}/oauth2/v2.0/token", t.url)]);
         validation.set_issuer(&[CLIENT_ID]);
         let claims = jsonwebtoken::decode::<Value>(assertion, key, &validation);
