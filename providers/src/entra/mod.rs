@@ -499,12 +499,7 @@ impl IdentityProvider for Entra {
     /// Only the password grant tries an account; a token stands alone.
     /// Known from the configuration, so that it never waits for Entra.
     async fn account_of(&self, credentials: &Credentials) -> Option<String> {
-        let secret = credentials.secret.expose_secret();
-        let token = matches!(
-            SecretShape::of(&credentials.username, secret),
-            SecretShape::Jwt { .. }
-        );
-        (!token && self.config.password_grant)
+        (!crate::oidc::is_jwt(credentials) && self.config.password_grant)
             .then(|| self.normalize_username(&credentials.username).into_owned())
     }
 

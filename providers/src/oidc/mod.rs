@@ -463,7 +463,7 @@ fn needs_second_factor(description: Option<&String>) -> bool {
 }
 
 /// Whether the secret is a JWT, as the chain routes it.
-fn is_jwt(credentials: &Credentials) -> bool {
+pub(crate) fn is_jwt(credentials: &Credentials) -> bool {
     let secret = credentials.secret.expose_secret();
     matches!(
         SecretShape::of(&credentials.username, secret),
