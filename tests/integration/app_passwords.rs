@@ -28,10 +28,7 @@ async fn a_browser_sign_in_makes_an_app_password_that_pushes_until_revoked() {
     let server = Server::start_at(f.config(&extra), addr).await;
     let registry = Registry::start(&server.realm(), &f.cert).await;
     let work = tempfile::tempdir().unwrap();
-    let shots = std::env::var("REGAUTH_SCREENSHOTS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| work.path().to_owned());
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = crate::support::browser::screenshots(work.path());
     let options = serde_json::json!({
         "ui": ui,
         "user": "dana",

@@ -481,10 +481,7 @@ async fn docker_and_skopeo_use_a_device_login_approved_in_a_browser() {
 
     // the user approves in the browser, after the IdP's sign-in
     let work = tempfile::tempdir().unwrap();
-    let shots = std::env::var("REGAUTH_SCREENSHOTS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| work.path().to_owned());
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = crate::support::browser::screenshots(work.path());
     let options =
         serde_json::json!({"url": url, "user": "dana", "answer": "approve", "shots": shots});
     let answered = browser(&options, "device").await;

@@ -287,10 +287,7 @@ async fn a_totp_user_signs_in_in_a_browser_and_keycloak_ends_it() {
     // tess signs in at Keycloak with her password and her one-time code,
     // approves it, and makes an app password
     let work = tempfile::tempdir().unwrap();
-    let shots = std::env::var("REGAUTH_SCREENSHOTS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| work.path().to_owned());
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = crate::support::browser::screenshots(work.path());
     let options = serde_json::json!({
         "url": started["verification_uri_complete"],
         "ui": ui,

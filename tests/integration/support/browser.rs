@@ -123,6 +123,16 @@ url = "{ui}"
     )
 }
 
+/// Where a browser test's screenshots go: `REGAUTH_SCREENSHOTS` when set,
+/// else `work`; made if missing.
+pub fn screenshots(work: &Path) -> PathBuf {
+    let shots = std::env::var("REGAUTH_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| work.to_owned());
+    std::fs::create_dir_all(&shots).unwrap();
+    shots
+}
+
 /// Runs `tests/ui/browser.mjs` with these options and command; the JSON
 /// of its last line.
 pub async fn browser(options: &serde_json::Value, command: &str) -> serde_json::Value {
