@@ -90,6 +90,10 @@ impl IdentityProvider for Scripted {
         self.lookup
             .map_or(Outcome::NotMine, |lookup| lookup(subject))
     }
+    /// Every group exists but those named `gone…`.
+    async fn group_exists(&self, group: &str) -> Result<Option<bool>, regauth_providers::Error> {
+        Ok(Some(!group.starts_with("gone")))
+    }
     async fn authenticate(&self, credentials: &Credentials) -> Outcome {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if !self.delay.is_zero() {

@@ -47,7 +47,9 @@ pub use identity::{
 pub use log_text::{Escaped, Safe, MAX_LOGGED_BYTES};
 pub use provider::{BrowserLogin, Finished, IdentityProvider, PendingLogin, Renewed};
 pub use settings::{load_secret, Seconds};
-pub use shape::{SecretShape, APP_PASSWORD_PREFIX, GITHUB_TOKEN_PREFIXES};
+pub use shape::{
+    is_team_robot_name, SecretShape, APP_PASSWORD_PREFIX, GITHUB_TOKEN_PREFIXES, TEAM_ROBOT_PREFIX,
+};
 pub use tls::{client_tls, Roots};
 
 /// A network as configured: `10.20.0.0/16`, `2001:db8::/48`, or one

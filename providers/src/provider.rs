@@ -114,6 +114,15 @@ pub trait IdentityProvider: Send + Sync {
         Outcome::NotMine
     }
 
+    /// Whether a group of this provider (as its identities name groups)
+    /// exists now: what ends a team's robots once the directory no longer
+    /// has their group. `Ok(None)` when this provider cannot tell (an
+    /// OIDC issuer names groups only in its tokens); `Err` when it cannot
+    /// be asked now.
+    async fn group_exists(&self, _group: &str) -> Result<Option<bool>, Error> {
+        Ok(None)
+    }
+
     /// The form of a username under which this provider finds the same
     /// account, so that failed logins under `Erin`, `erin` and ` erin` are
     /// counted together. The default is the name as typed.

@@ -102,6 +102,19 @@ fn jwt_issuer(secret: &str) -> Option<Option<String>> {
 /// The prefix of regauth's app passwords.
 pub const APP_PASSWORD_PREFIX: &str = "rga_";
 
+/// The prefix of a team robot's login name (`robot$platform+ci`): kept
+/// for robots, refused from every provider, so that no user's name can
+/// ever be a robot's.
+pub const TEAM_ROBOT_PREFIX: &str = "robot$";
+
+/// Whether `name` (any case, surrounding blanks ignored) is in the
+/// team robots' namespace.
+pub fn is_team_robot_name(name: &str) -> bool {
+    name.trim()
+        .get(..TEAM_ROBOT_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(TEAM_ROBOT_PREFIX))
+}
+
 /// The prefixes of GitHub's token formats.
 pub const GITHUB_TOKEN_PREFIXES: &[&str] = &["ghp_", "github_pat_", "gho_", "ghu_", "ghs_"];
 

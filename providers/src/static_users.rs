@@ -394,6 +394,15 @@ impl IdentityProvider for StaticUsers {
         true
     }
 
+    /// A group exists while some user or robot of the list is in it.
+    async fn group_exists(&self, group: &str) -> Result<Option<bool>, crate::Error> {
+        Ok(Some(
+            self.users
+                .values()
+                .any(|u| u.groups.iter().any(|g| g == group)),
+        ))
+    }
+
     async fn lookup(&self, subject: &str) -> Outcome {
         match self.users.get(subject) {
             Some(user) if user.expired().is_some() => Outcome::Rejected(Rejection::Expired),

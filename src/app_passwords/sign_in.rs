@@ -325,6 +325,12 @@ fn signed_in(
     finished: Finished,
 ) -> Result<(Identity, Option<SecretString>), BrowserError> {
     match finished.outcome {
+        Outcome::Authenticated(identity)
+            if regauth_providers::is_team_robot_name(&identity.subject) =>
+        {
+            tracing::info!(provider = %provider, "a browser sign-in named a user in the team robots' namespace");
+            Err(BrowserError::NotAccepted)
+        }
         Outcome::Authenticated(identity) => {
             if finished.refresh_token.is_none() {
                 tracing::warn!(provider = %provider, "the IdP gave the browser sign-in no refresh token (offline_access): this user's app passwords keep the sign-in's groups for sign_in_max_age, unchecked");

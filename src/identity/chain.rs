@@ -91,6 +91,25 @@ impl Miss {
     }
 }
 
+/// `outcome`, unless it is a user of `provider` whose name is in the
+/// team robots' namespace (`robot$…`): refused, so that no directory
+/// entry or token claim can ever log in as a team's robot.
+fn kept_for_robots(provider: &str, outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Authenticated(identity)
+            if provider != crate::config::PROVIDER_NAME
+                && regauth_providers::is_team_robot_name(&identity.subject) =>
+        {
+            Outcome::Rejected(Rejection::Other(format!(
+                "{provider} names a user \"{}\": names beginning {} are kept for team robots",
+                crate::ops::audit::Safe(&identity.subject),
+                regauth_providers::TEAM_ROBOT_PREFIX
+            )))
+        }
+        other => other,
+    }
+}
+
 /// Where one credential may go: the providers that may be asked, in
 /// order, and whether a check spends an upstream's budget.
 struct Route {
@@ -399,7 +418,10 @@ impl Chain {
         let check = async {
             let reservation = self.throttle.reserve(attempt).await.map_err(Miss::Held)?;
             let started = std::time::Instant::now();
-            let outcome = self.bounded(provider.authenticate(credentials)).await;
+            let outcome = kept_for_robots(
+                provider.name(),
+                self.bounded(provider.authenticate(credentials)).await,
+            );
             let answer = match &outcome {
                 Outcome::Authenticated(_) => Answer::Authenticated,
                 Outcome::Rejected(_) => Answer::Rejected,

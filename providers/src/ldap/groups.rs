@@ -171,6 +171,33 @@ impl Ldap {
         }
     }
 
+    /// Whether a group named `group` (as identities name it: prefixed,
+    /// lower-case) is an entry under the group base now; `None` without a
+    /// group base (groups read from `memberOf` alone may be anywhere).
+    pub(super) async fn group_named(&self, group: &str) -> Result<Option<bool>, Error> {
+        let prefix = self.config.group_prefix.as_deref().unwrap_or("");
+        let Some(base) = &self.settings.group_base else {
+            return Ok(None);
+        };
+        let Some(name) = group.strip_prefix(prefix).filter(|n| !n.is_empty()) else {
+            return Ok(Some(false));
+        };
+        let name_attr = self.settings.group_name_attribute.as_str();
+        let filter = format!(
+            "(&(|(objectClass=group)(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup)(objectClass=groupOfMembers))({name_attr}={}))",
+            ldap_escape(name)
+        );
+        let found = self
+            .search(base, Scope::Subtree, &filter, &[name_attr], Base::Required)
+            .await?;
+        // names compare as identities carry them: lower-case
+        Ok(Some(found.iter().any(|entry| {
+            attribute(entry, name_attr)
+                .iter()
+                .any(|n| n.to_lowercase() == name)
+        })))
+    }
+
     /// The group search's base and filter, if one is configured.
     fn group_search(&self) -> Option<(&String, &String)> {
         self.settings

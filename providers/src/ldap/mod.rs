@@ -441,6 +441,10 @@ impl IdentityProvider for Ldap {
         true
     }
 
+    async fn group_exists(&self, group: &str) -> Result<Option<bool>, Error> {
+        self.group_named(group).await
+    }
+
     async fn lookup(&self, subject: &str) -> Outcome {
         let found = match self.find_user(subject).await {
             Ok(Ok(found)) => found,
