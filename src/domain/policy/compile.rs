@@ -444,6 +444,15 @@ impl Selector {
         self.provider.as_deref().is_none_or(|p| p == provider) && self.pattern.matches(value)
     }
 
+    /// Whether this users selector may take `subject`: anyone, unless
+    /// `subject` is a team robot (`robot$…`), whom only a selector
+    /// written for robots takes; `users = ["*"]` is every person, and a
+    /// robot gets its group's rights, not everyone's.
+    pub(super) fn reaches_robot(&self, subject: &str) -> bool {
+        !regauth_providers::is_team_robot_name(subject)
+            || regauth_providers::is_team_robot_name(self.pattern.source())
+    }
+
     /// An unqualified `*`: any user (or group) of any provider.
     pub(super) fn is_anything(&self) -> bool {
         self.provider.is_none() && self.pattern.source() == "*"

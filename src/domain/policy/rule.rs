@@ -164,7 +164,7 @@ impl Rule {
         } else if identity.is_some_and(|id| {
             self.users
                 .iter()
-                .any(|p| p.matches(&id.provider, &id.subject))
+                .any(|p| p.matches(&id.provider, &id.subject) && p.reaches_robot(&id.subject))
         }) {
             Some(Because::User)
         } else if identity.is_some()

@@ -69,6 +69,38 @@ fn group_globs() {
 }
 
 #[test]
+fn a_team_robot_gets_its_groups_rules_not_everyones() {
+    let p = rules(
+        r#"
+        [[rule]]
+        users = ["*"]
+        repos = ["shared/**", "${user}/**"]
+        actions = ["pull", "push"]
+
+        [[rule]]
+        users = ["robot$platform+*"]
+        repos = ["cache/**"]
+        actions = ["pull"]
+    "#,
+    );
+    let p2 = rules(SAMPLE);
+    let robot = user("robot$platform+ci", &["platform"]);
+    // everyone's rule does not reach it, a rule written for robots does
+    assert!(grant(&p, &robot, "repository:shared/x:pull").is_empty());
+    assert!(grant(&p, &robot, "repository:robot$platform+ci/x:pull").is_empty());
+    assert_eq!(grant(&p, &robot, "repository:cache/x:pull,push"), ["pull"]);
+    // its group's rules do, as for a member
+    assert_eq!(
+        grant(&p2, &robot, "repository:platform/a:pull,push"),
+        ["pull", "push"]
+    );
+    assert_eq!(
+        grant(&p, &user("dev", &[]), "repository:shared/x:pull"),
+        ["pull"]
+    );
+}
+
+#[test]
 fn user_namespace_and_placeholder_escaping() {
     let p = rules(SAMPLE);
     assert_eq!(
