@@ -107,6 +107,12 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Team robots: list them, or revoke one (a leaked secret, a team
+    /// gone), on every replica that shares the state backend.
+    Robots {
+        #[command(subcommand)]
+        command: RobotsCommand,
+    },
     /// Sign this terminal in to a registry through its token server's
     /// browser sign-in (a device code: the IdP's second factor applies),
     /// for docker, podman and skopeo through docker-credential-regauth.
@@ -183,6 +189,22 @@ enum TokensCommand {
         user: Option<String>,
         #[arg(long)]
         all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RobotsCommand {
+    /// Every team robot that has not expired, with its team, expiry and
+    /// scope, and a warning for each whose group is gone.
+    List {
+        #[arg(long, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Revoke one robot, by its id or its login name (`robot$team+name`).
+    Revoke {
+        #[arg(long, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
+        robot: String,
     },
 }
 
@@ -336,6 +358,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Tokens {
             command: TokensCommand::Revoke { config, user, all },
         } => revoke(config, if all { None } else { user }),
+        Command::Robots { command } => robots(command),
         Command::State {
             command: StateCommand::Adopt { config, yes },
         } => adopt(config, yes),
@@ -368,6 +391,10 @@ fn check(config: Option<PathBuf>) -> anyhow::Result<()> {
     for warning in config.warnings() {
         println!("warning: {warning}");
     }
+    let robots = block_on(regauth::admin::robots::check_warnings(&config, &providers))?;
+    for warning in robots {
+        println!("warning: {warning}");
+    }
     println!(
         "{}: ok ({} providers, {} rules, services: {})",
         config.origin,
@@ -375,6 +402,22 @@ fn check(config: Option<PathBuf>) -> anyhow::Result<()> {
         config.policy.len(),
         config.token.services.join(", ")
     );
+    Ok(())
+}
+
+/// `regauth robots list|revoke`.
+fn robots(command: RobotsCommand) -> anyhow::Result<()> {
+    use regauth::admin::robots;
+    let (RobotsCommand::List { config } | RobotsCommand::Revoke { config, .. }) = &command;
+    let config = Config::load(config.as_deref())?;
+    let providers = regauth::app::providers(&config)?;
+    let said = block_on(async {
+        match &command {
+            RobotsCommand::List { .. } => robots::list_command(&config, &providers).await,
+            RobotsCommand::Revoke { robot, .. } => robots::revoke_command(&config, robot).await,
+        }
+    })?;
+    println!("{}", said.map_err(anyhow::Error::msg)?.join("\n"));
     Ok(())
 }
 

@@ -719,6 +719,7 @@ impl AppPasswords {
                 super::records::Made {
                     device: Some(&request.client_id),
                     networks: &[],
+                    team: None,
                 },
             )
             .await;

@@ -40,6 +40,7 @@ pub mod limit;
 pub mod provider;
 pub mod recheck;
 pub mod records;
+pub mod robots;
 pub mod sessions;
 pub mod sign_in;
 
@@ -100,6 +101,21 @@ pub enum AppPasswordError {
     /// Another app password of the same owner is being made right now.
     #[error("another app password of yours is being made right now: try again")]
     Busy,
+    /// A robot name that is not one.
+    #[error("a robot's name is 1 to {} lower-case letters, digits, `.`, `_` or `-`, beginning with a letter or digit", robots::MAX_ROBOT_NAME)]
+    RobotName,
+    /// A description too long or with invisible characters.
+    #[error(
+        "a description has at most {} printable characters",
+        robots::MAX_DESCRIPTION_CHARS
+    )]
+    Description,
+    /// A robot of that login name exists.
+    #[error("there is a robot {0} already")]
+    RobotTaken(String),
+    /// A rotation overlap longer than `robots.max_overlap`.
+    #[error("the overlap may be at most {0} hours")]
+    Overlap(u64),
     /// Networks that are not networks, or too many.
     #[error("networks: at most {MAX_NETWORKS}, one per line, like 10.20.0.0/16 or 2001:db8::/48")]
     Networks,
@@ -119,6 +135,10 @@ impl AppPasswordError {
                 | Self::Owner
                 | Self::Busy
                 | Self::Networks
+                | Self::RobotName
+                | Self::Description
+                | Self::RobotTaken(_)
+                | Self::Overlap(_)
         )
     }
 }
@@ -284,6 +304,12 @@ pub(crate) mod testing {
     fn member(subject: &str) -> Outcome {
         match subject {
             "gone" => Outcome::NotMine,
+            "lead" => Outcome::Authenticated(
+                Identity::new(subject, "local").with_groups(["platform", "platform-admins"]),
+            ),
+            "member" => {
+                Outcome::Authenticated(Identity::new(subject, "local").with_groups(["platform"]))
+            }
             "admin" => {
                 Outcome::Authenticated(Identity::new(subject, "local").with_groups(["admins"]))
             }
@@ -303,6 +329,7 @@ pub(crate) mod testing {
             session_lifetime: Duration::from_secs(3600),
             login_form: vec!["local".into()],
             recheck_interval: Duration::from_secs(300),
+            robots: None,
         }
     }
 

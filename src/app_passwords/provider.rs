@@ -74,11 +74,16 @@ impl AppPasswords {
             Ok(None) => return refused("no such app password (revoked?)"),
             Err(e) => return unavailable(e),
         };
-        if !self.secret_holds(id, secret, &password.digest) {
+        if !(self.secret_holds(id, secret, &password.digest)
+            || self.robot_secret_holds(&password, secret))
+        {
             return Outcome::Rejected(Rejection::WrongSecret);
         }
         if let Some(refusal) = self.refusal(&password, &credentials.username).await {
             return refusal;
+        }
+        if let Some(team) = password.team() {
+            return self.robot_login(&password, team).await;
         }
         let owner = self
             .current(
@@ -125,9 +130,15 @@ impl AppPasswords {
         }
         // A record is authenticated by the state layer; this is a second
         // line against a key leak: nothing regauth makes lives longer.
-        if password.expires.saturating_sub(password.created) > self.config.max_lifetime.as_secs() {
+        let max_lifetime = match password.team() {
+            None => Some(self.config.max_lifetime),
+            Some(_) => self.robot_max_lifetime(),
+        };
+        if max_lifetime
+            .is_none_or(|max| password.expires.saturating_sub(password.created) > max.as_secs())
+        {
             return Some(refused(
-                "the app password's record claims a life longer than max_lifetime",
+                "the record claims a life longer than max_lifetime (or team robots are off)",
             ));
         }
         if !password.subject.eq_ignore_ascii_case(username.trim()) {

@@ -70,6 +70,10 @@ pub struct AppPassword {
     /// The client networks it works from (`10.20.0.0/16`); empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<String>,
+    /// Set when this is a team's robot, not a person's app password
+    /// ([`super::robots`]): its subject is then the robot's login name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) team: Option<super::robots::Team>,
 }
 
 /// Everything but the digest of the secret.
@@ -87,6 +91,7 @@ impl fmt::Debug for AppPassword {
             .field("ledger", &self.ledger)
             .field("device", &self.device)
             .field("networks", &self.networks)
+            .field("team", &self.team)
             .finish_non_exhaustive()
     }
 }
@@ -126,6 +131,8 @@ impl AppPassword {
 pub(super) struct Made<'a> {
     pub(super) device: Option<&'a str>,
     pub(super) networks: &'a [ipnet::IpNet],
+    /// The team whose robot it is.
+    pub(super) team: Option<super::robots::Team>,
 }
 
 impl AppPassword {
@@ -169,7 +176,7 @@ pub(super) fn parse(password: &str) -> Option<(&str, &str)> {
 }
 
 /// `N` random bytes in lower-case base32, the alphabet [`parse`] takes.
-fn random_base32<const N: usize>() -> Result<String, AppPasswordError> {
+pub(super) fn random_base32<const N: usize>() -> Result<String, AppPasswordError> {
     let raw = crate::random::random_bytes::<N>()?;
     Ok(data_encoding::BASE32_NOPAD.encode(&raw).to_lowercase())
 }
@@ -188,7 +195,7 @@ fn owns(who: &Identity, password: &AppPassword) -> bool {
 
 /// Formatting characters (bidirectional overrides, zero-width marks) that
 /// could make a name look like another.
-fn invisible(c: char) -> bool {
+pub(super) fn invisible(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{180b}'..='\u{180f}'
             | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{ffa0}' | '\u{e0000}'..='\u{e0fff}'
@@ -223,6 +230,7 @@ impl AppPasswords {
         let made = Made {
             device: None,
             networks: &[],
+            team: None,
         };
         self.create_for(owner, name, lifetime, limit, made).await
     }
@@ -243,6 +251,7 @@ impl AppPasswords {
         let made = Made {
             device: None,
             networks,
+            team: None,
         };
         self.create_for(owner, name, lifetime, limit, made).await
     }
@@ -286,17 +295,9 @@ impl AppPasswords {
         // `max_per_user` holds: a counter of one in the shared backend,
         // that expires should a replica die holding it.
         let lock = lock_key("apw-create", &owner_key(&owner.provider, &owner.subject));
-        let deadline = std::time::Instant::now() + CREATE_WAIT;
-        while !self.store.take(&lock, 1, LOCK_HOLD).await? {
-            if std::time::Instant::now() > deadline {
-                return Err(AppPasswordError::Busy);
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.hold(&lock).await?;
         let made = self.create_held(owner, name, lifetime, limit, made).await;
-        if let Err(e) = self.store.give_back(&lock).await {
-            tracing::warn!(error = %e, "could not release the app-password creation lock; it expires by itself");
-        }
+        self.release(&lock).await;
         if let Ok((password, _)) = &made {
             password.audit("app_password_created", "");
         }
@@ -316,6 +317,18 @@ impl AppPasswords {
         if mine.len() >= self.config.max_per_user {
             return Err(AppPasswordError::TooMany(mine.len()));
         }
+        self.create_record(owner, name, lifetime, limit, made).await
+    }
+
+    /// Writes a new record for `owner` (its checks done, its lock held).
+    pub(super) async fn create_record(
+        &self,
+        owner: &Identity,
+        name: &str,
+        lifetime: Duration,
+        limit: &Limit,
+        made: Made<'_>,
+    ) -> Result<(AppPassword, SecretString), AppPasswordError> {
         let id = random_base32::<10>()?;
         let secret = random_base32::<32>()?;
         let created = unix(crate::clock::now());
@@ -332,6 +345,7 @@ impl AppPasswords {
             ledger: Some(self.ledger.id().await?),
             device: made.device.map(str::to_owned),
             networks: made.networks.iter().map(ToString::to_string).collect(),
+            team: made.team,
         };
         let record = serde_json::to_string(&password).map_err(|e| StoreError(e.to_string()))?;
         self.store.put_record(PASSWORDS, &id, &record).await?;
@@ -340,8 +354,19 @@ impl AppPasswords {
     }
 
     /// App passwords of one owner, or everyone's (`None`), newest first;
-    /// expired ones are left out and deleted.
+    /// expired ones are left out and deleted. Team robots are not app
+    /// passwords: they are listed by team ([`super::robots`]).
     pub async fn list(&self, owner: Option<&Identity>) -> Result<Vec<Listed>, AppPasswordError> {
+        self.listed(|p| p.team.is_none() && owner.is_none_or(|owner| owns(owner, p)))
+            .await
+    }
+
+    /// The records `wanted` takes, newest first, with their last use;
+    /// expired ones are left out and deleted.
+    pub(super) async fn listed(
+        &self,
+        wanted: impl Fn(&AppPassword) -> bool,
+    ) -> Result<Vec<Listed>, AppPasswordError> {
         let mut used: BTreeMap<String, u64> = self
             .store
             .records(LAST_USED)
@@ -361,7 +386,7 @@ impl AppPasswords {
                 self.forget(&id).await;
                 continue;
             }
-            if owner.is_none_or(|owner| owns(owner, &password)) {
+            if wanted(&password) {
                 out.push(Listed {
                     last_used: used.get(&id).copied(),
                     password,
@@ -386,7 +411,11 @@ impl AppPasswords {
         by: &Identity,
         admin: bool,
     ) -> Result<AppPassword, AppPasswordError> {
-        let password = self.find(id).await?.ok_or(AppPasswordError::NotFound)?;
+        let password = self
+            .find(id)
+            .await?
+            .filter(|p| p.team.is_none())
+            .ok_or(AppPasswordError::NotFound)?;
         if !(owns(by, &password) || admin) {
             return Err(AppPasswordError::NotFound);
         }
@@ -398,6 +427,27 @@ impl AppPasswords {
     pub(super) async fn find(&self, id: &str) -> Result<Option<AppPassword>, StoreError> {
         let found = self.store.get_record(PASSWORDS, id).await?;
         Ok(found.and_then(|text| serde_json::from_str::<AppPassword>(&text).ok()))
+    }
+
+    /// Takes a lock in the shared backend, waiting [`CREATE_WAIT`] at
+    /// most for another replica's to end; it lasts [`LOCK_HOLD`] should
+    /// this process never give it back.
+    pub(super) async fn hold(&self, lock: &str) -> Result<(), AppPasswordError> {
+        let deadline = std::time::Instant::now() + CREATE_WAIT;
+        while !self.store.take(lock, 1, LOCK_HOLD).await? {
+            if std::time::Instant::now() > deadline {
+                return Err(AppPasswordError::Busy);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(())
+    }
+
+    /// Gives back a lock [`AppPasswords::hold`] took.
+    pub(super) async fn release(&self, lock: &str) {
+        if let Err(e) = self.store.give_back(lock).await {
+            tracing::warn!(error = %e, "could not release a lock in the state backend; it expires by itself");
+        }
     }
 
     /// Notes a use of app password `id`; every [`USES_EVERY`] seconds the

@@ -83,6 +83,8 @@ pub struct AppPasswordsConfig {
     /// How often a browser sign-in's IdP is asked again about its user
     /// (`recheck_interval`, with the sign-in's refresh token).
     pub recheck_interval: Duration,
+    /// `[robots]`: team robots, when on.
+    pub robots: Option<super::RobotsConfig>,
 }
 
 impl AppPasswordsConfig {
@@ -149,6 +151,7 @@ pub(crate) fn validate_app_passwords(
         session_lifetime: raw.session_lifetime.0,
         login_form: raw.login_form,
         recheck_interval: raw.recheck_interval.0,
+        robots: None,
     })
 }
 

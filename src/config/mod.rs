@@ -34,6 +34,7 @@ pub(crate) mod error;
 mod providers;
 mod raw;
 mod refresh;
+mod robots;
 mod rules;
 mod server;
 mod state;
@@ -47,6 +48,7 @@ pub use error::ConfigError;
 pub use providers::{ProviderConfig, ProviderSettings, UsernamePin, DEFAULT_REFRESH_MAX_AGE};
 pub use refresh::RefreshConfig;
 pub use regauth_providers::Seconds;
+pub use robots::{RobotsConfig, TeamGroup};
 pub use server::{Limits, ServerConfig, Timeouts, TlsFiles};
 pub use state::{Backend, RedisConfig, StateConfig};
 pub use token::TokenConfig;
@@ -116,6 +118,8 @@ pub(crate) struct Draft {
     pub(crate) authorizer: RawAuthorizer,
     /// `[app_passwords]`, when present.
     pub(crate) app_passwords: Option<RawAppPasswords>,
+    /// `[robots]`, when present.
+    pub(crate) robots: Option<robots::RawRobots>,
     /// The providers: the `[[provider]]` tables, validated, or providers
     /// built in code.
     pub(crate) providers: Vec<ProviderConfig>,
@@ -123,6 +127,29 @@ pub(crate) struct Draft {
     pub(crate) rules: Vec<RuleConfig>,
     /// Rules kept apart: the policy file's, or those handed to the builder.
     pub(crate) separate_rules: Option<SeparateRules>,
+}
+
+/// `[app_passwords]` with `[robots]` validated into it: team robots live
+/// in its records and on its page, so they need it.
+fn with_robots(
+    origin: &str,
+    app_passwords: Option<AppPasswordsConfig>,
+    robots: Option<robots::RawRobots>,
+    providers: &[ProviderConfig],
+) -> Result<Option<AppPasswordsConfig>, ConfigError> {
+    let Some(raw) = robots else {
+        return Ok(app_passwords);
+    };
+    let Some(mut section) = app_passwords else {
+        return Err(invalid(
+            origin,
+            "robots",
+            "team robots need [app_passwords] (their key, records and page)",
+        ));
+    };
+    let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+    section.robots = Some(robots::validate_robots(origin, raw, &names)?);
+    Ok(Some(section))
 }
 
 impl Config {
@@ -183,6 +210,7 @@ impl Config {
                 state: raw.state,
                 authorizer: raw.authorizer,
                 app_passwords: raw.app_passwords,
+                robots: raw.robots,
                 providers,
                 rules: raw.rule,
                 separate_rules,
@@ -215,6 +243,7 @@ impl Config {
             }
             None => None,
         };
+        let app_passwords = with_robots(origin, app_passwords, draft.robots, &draft.providers)?;
         // `state.dir` defaults to `refresh_tokens.state_dir`, its older name.
         let legacy_state_dir = draft.refresh_tokens.state_dir.clone();
         Ok(Self {

@@ -45,6 +45,9 @@ pub(super) struct RawConfig {
     /// Present: app passwords and their page are on.
     #[serde(default)]
     pub(super) app_passwords: Option<RawAppPasswords>,
+    /// Present: team robots are on (with `[app_passwords]`).
+    #[serde(default)]
+    pub(super) robots: Option<super::robots::RawRobots>,
 }
 
 /// `REGAUTH_SERVER__LISTEN=...` sets `server.listen`. Numbers, booleans and

@@ -119,6 +119,27 @@ impl Answer {
     }
 }
 
+/// The team-robot events counted, in the order `/metrics` shows them.
+const ROBOT_EVENTS: [&str; 5] = [
+    "robot_created",
+    "robot_rotated",
+    "robot_used",
+    "robot_revoked",
+    "robot_refused",
+];
+
+/// Team-robot events, process-wide (the CLI's revocations are counted by
+/// the process that makes them).
+static ROBOTS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+/// Counts one team-robot event (`robot_created`, `_rotated`, `_used`,
+/// `_revoked`, `_refused`).
+pub fn robot_event(event: &str) {
+    if let Some(i) = ROBOT_EVENTS.iter().position(|e| *e == event) {
+        ROBOTS[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The counters and histograms served on `/metrics`.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -199,6 +220,21 @@ impl Metrics {
             "counter",
             help,
             &outcomes,
+        );
+        let robots: Vec<(String, u64)> = ROBOT_EVENTS
+            .iter()
+            .zip(&ROBOTS)
+            .map(|(event, c)| {
+                let event = event.trim_start_matches("robot_");
+                (format!("event=\"{event}\""), c.load(Ordering::Relaxed))
+            })
+            .collect();
+        metric(
+            out,
+            "regauth_robot_events_total",
+            "counter",
+            "Team robots made, rotated, used, revoked, and logins refused (team gone).",
+            &robots,
         );
         let verdicts = &snapshot.verdicts;
         metric(
