@@ -34,5 +34,6 @@ mod operations;
 mod protocol;
 mod refresh;
 mod registry;
+mod robots;
 mod support;
 mod trust;

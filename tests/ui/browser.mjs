@@ -18,6 +18,14 @@
 // `keycloak` does the same through Keycloak's login and one-time-code
 // pages, then makes an app password `name` in the same session, printing
 // {"client", "code", "answered", "secret"}.
+// `robot` signs in (`"signin": "form"` with `user` and `password` on
+// the page's password form, else at the identity provider), opens the
+// team robots' page and makes robot `name` for `team` reaching `repos`
+// (pull, and push with `push`), printing {"secret", "login"}; with
+// `"expect": "none"` it only prints the robots page's text as {"text"}.
+// `robot-rotate` (saved state) rotates robot `login` with an overlap of
+// `hours`, printing {"secret", "said"}; `robot-revoke` revokes it,
+// printing {"revoked"}.
 // `entra` signs in at an Entra ID-shaped sign-in page (`loginfmt`,
 // `passwd`) and makes an app password `name`, printing {"secret"}.
 // Screenshots go to `shots` when set.
@@ -52,9 +60,8 @@ const browser = await chromium.launch({
     '--disable-component-update', '--no-first-run', '--disable-sync',
   ],
 });
-const context = await browser.newContext(
-  command === 'revoke' ? { storageState: options.state } : {},
-);
+const saved = ['revoke', 'robot-rotate', 'robot-revoke'].includes(command);
+const context = await browser.newContext(saved ? { storageState: options.state } : {});
 const page = await context.newPage();
 const shot = async (name, mobile = false) => {
   if (!options.shots) return;
@@ -87,6 +94,57 @@ try {
     await shot('app-passwords-phone', true);
     await context.storageState({ path: options.state });
     console.log(JSON.stringify({ secret, login }));
+  } else if (command === 'robot') {
+    await page.goto(options.ui + '/');
+    if (options.signin === 'form') {
+      await page.fill('input[name=username]', options.user);
+      await page.fill('input[name=password]', options.password);
+      await page.click('text=Sign in with your password');
+    } else {
+      await page.getByRole('link', { name: /Sign in with/ }).first().click();
+      await page.fill('input[name=login]', options.user);
+      await page.fill('input[name=password]', 'any password');
+      await page.click('button[type=submit]');
+      await page.waitForSelector('button[type=submit]');
+      if (!page.url().startsWith(options.ui)) await page.click('button[type=submit]');
+    }
+    await page.waitForURL(`${options.ui}/`);
+    await page.click('text=Team robots');
+    await page.waitForURL(`${options.ui}/robots`);
+    if (options.expect === 'none') {
+      console.log(JSON.stringify({ text: await page.textContent('main') }));
+    } else {
+      await page.selectOption('select[name=team]', options.team);
+      await page.fill('input[name=name]', options.name);
+      await page.fill('input[name=description]', 'pushes the team images');
+      await page.fill('textarea[name=repos]', options.repos);
+      if (options.push) await page.check('input[name=actions][value=push]');
+      await shot('robot-form');
+      await page.click('text=Create robot');
+      const secret = (await page.textContent('#secret')).trim();
+      const login = (await page.textContent('#login')).trim();
+      await shot('robot-created');
+      await page.goto(options.ui + '/robots');
+      await shot('robots');
+      await shot('robots-phone', true);
+      await context.storageState({ path: options.state });
+      console.log(JSON.stringify({ secret, login }));
+    }
+  } else if (command === 'robot-rotate') {
+    await page.goto(options.ui + '/robots');
+    const row = page.locator('tr', { has: page.getByRole('button', { name: `Rotate ${options.login}` }) });
+    await row.locator('input[name=overlap_hours]').fill(String(options.hours));
+    await row.getByRole('button', { name: `Rotate ${options.login}` }).click();
+    const secret = (await page.textContent('#secret')).trim();
+    const said = (await page.textContent('main')).replace(/\s+/g, ' ');
+    await shot(`robot-rotated-${options.hours}`);
+    console.log(JSON.stringify({ secret, said }));
+  } else if (command === 'robot-revoke') {
+    await page.goto(options.ui + '/robots');
+    await page.getByRole('button', { name: `Revoke ${options.login}` }).click();
+    await page.waitForURL(`${options.ui}/robots`);
+    const left = await page.getByRole('button', { name: `Revoke ${options.login}` }).count();
+    console.log(JSON.stringify({ revoked: left === 0 }));
   } else if (command === 'entra') {
     // Entra ID's sign-in page (the test tenant's): the account and its
     // password, then back at the page to make an app password

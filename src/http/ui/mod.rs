@@ -19,6 +19,7 @@ mod device;
 mod error;
 mod extract;
 mod pages;
+mod robots;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,9 @@ pub fn router(path: &str) -> Router<Arc<Live>> {
         .route("/passwords", post(create))
         .route("/passwords/{id}/revoke", post(revoke))
         .route("/admin", get(admin))
+        .route("/robots", get(robots::list).post(robots::create))
+        .route("/robots/{id}/rotate", post(robots::rotate))
+        .route("/robots/{id}/revoke", post(robots::revoke))
         .route("/device", get(device::open).post(device::enter))
         .route("/device/answer", post(device::answer))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
@@ -166,6 +170,7 @@ async fn home_page(
             passwords: rows(listed),
             csrf: session.csrf(),
             admin: session.admin,
+            robots: config.robots.is_some(),
             default_days: config.default_lifetime.as_secs() / 86400,
             max_days: (config.max_lifetime.as_secs() / 86400).max(1),
             error,
@@ -302,9 +307,19 @@ struct CreateForm {
     csrf: String,
     #[serde(default)]
     name: String,
+    /// Its expiry and scope; no repository pattern: all the user's access.
+    #[serde(flatten)]
+    made: MadeFields,
+}
+
+/// The fields of a form that makes an app password or a robot: how long
+/// it lives, what it reaches, where from.
+#[derive(Deserialize)]
+struct MadeFields {
+    /// Its lifetime in days.
     #[serde(default)]
     days: String,
-    /// Repository patterns, one per line; empty: all the user's access.
+    /// Repository patterns, one per line.
     #[serde(default)]
     repos: String,
     /// Client networks, one per line; empty: any.
@@ -312,6 +327,25 @@ struct CreateForm {
     networks: String,
     #[serde(default)]
     actions: OneOrMany,
+}
+
+impl MadeFields {
+    /// The lifetime, the limit (the patterns and the actions ticked) and
+    /// the networks asked for; or what to say beside the form.
+    fn parse(&self) -> Result<(Duration, Limit, Vec<ipnet::IpNet>), String> {
+        let Ok(days) = self.days.trim().parse::<u64>() else {
+            return Err("The expiry must be a number of days.".to_owned());
+        };
+        let limit = Limit::from_form(self.repos.lines(), self.actions.values())
+            .map_err(|e| e.to_string())?;
+        let networks = networks_of(&self.networks)
+            .ok_or_else(|| crate::app_passwords::AppPasswordError::Networks.to_string())?;
+        Ok((
+            Duration::from_secs(days.saturating_mul(86400)),
+            limit,
+            networks,
+        ))
+    }
 }
 
 impl HasCsrf for CreateForm {
@@ -323,17 +357,10 @@ impl HasCsrf for CreateForm {
 async fn create(page: Page, posted: Posted<CreateForm>) -> Result<Response, PageError> {
     let Posted { session, form } = posted;
     let again = |error: String| home_page(&page, &session, StatusCode::BAD_REQUEST, Some(error));
-    let Ok(days) = form.days.trim().parse::<u64>() else {
-        return again("The expiry must be a number of days.".to_owned()).await;
+    let (lifetime, limit, networks) = match form.made.parse() {
+        Ok(parsed) => parsed,
+        Err(e) => return again(e).await,
     };
-    let limit = match Limit::from_form(form.repos.lines(), form.actions.values()) {
-        Ok(limit) => limit,
-        Err(e) => return again(e.to_string()).await,
-    };
-    let Some(networks) = networks_of(&form.networks) else {
-        return again(crate::app_passwords::AppPasswordError::Networks.to_string()).await;
-    };
-    let lifetime = Duration::from_secs(days.saturating_mul(86400));
     let made = page
         .passwords
         .create_within(&session.identity(), &form.name, lifetime, &limit, &networks)

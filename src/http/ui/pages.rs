@@ -5,7 +5,7 @@ use askama::Template;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::app_passwords::{Listed, EVERY_REPOSITORY};
+use crate::app_passwords::{AppPassword, Listed, EVERY_REPOSITORY};
 
 /// A page rendered, or, should a template fail, a bare 500.
 pub(super) fn render(status: StatusCode, page: &impl Template) -> Response {
@@ -59,6 +59,8 @@ pub(super) struct Home<'a> {
     pub(super) passwords: Vec<Row>,
     pub(super) csrf: &'a str,
     pub(super) admin: bool,
+    /// Team robots are on: the page links to theirs.
+    pub(super) robots: bool,
     pub(super) default_days: u64,
     pub(super) max_days: u64,
     pub(super) error: Option<String>,
@@ -139,7 +141,21 @@ pub(super) fn rows(listed: Vec<Listed>) -> Vec<Row> {
 }
 
 fn row(listed: Listed) -> Row {
+    let scope = scope_of(&listed.password);
     let p = listed.password;
+    Row {
+        owner: format!("{} ({})", p.subject, p.provider),
+        id: p.id,
+        name: p.name,
+        created: day(p.created),
+        last_used: listed.last_used.map_or_else(|| "never".to_owned(), day),
+        expires: day(p.expires),
+        scope,
+    }
+}
+
+/// What an app password (or a robot) reaches, as the page says it.
+pub(super) fn scope_of(p: &AppPassword) -> String {
     let scope = if p.limit.is_empty() {
         "all your access".to_owned()
     } else {
@@ -156,19 +172,10 @@ fn row(listed: Listed) -> Row {
             .collect::<Vec<_>>()
             .join("; ")
     };
-    let scope = if p.networks.is_empty() {
+    if p.networks.is_empty() {
         scope
     } else {
         format!("{scope}; from {}", p.networks.join(", "))
-    };
-    Row {
-        owner: format!("{} ({})", p.subject, p.provider),
-        id: p.id,
-        name: p.name,
-        created: day(p.created),
-        last_used: listed.last_used.map_or_else(|| "never".to_owned(), day),
-        expires: day(p.expires),
-        scope,
     }
 }
 
