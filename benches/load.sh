@@ -9,7 +9,9 @@
 # With BASELINE, a third server runs that binary on the same config, and
 # its rounds alternate with the others (which of the two goes first swaps
 # each round): the before/after figure of a change, measured in one run.
-# ROUNDS=n runs n rounds instead of 3.
+# ROUNDS=n runs n rounds instead of 3. BASELINE_CONFIG=path gives the
+# baseline its own shipped config, for a baseline older than a section the
+# current config/regauth.toml has.
 #
 # Builds the release binary, starts regauth on a free loopback port with the
 # shipped config and a generated key, warms the verdict cache, then runs wrk
@@ -30,11 +32,11 @@ work="$(mktemp -d)"
 # Two servers from the same config: A as shipped (token.reuse_window = 5s),
 # B signing every token (reuse_window = 0s). Audit lines go to files: the
 # benchmark measures the server, not a terminal.
-start() { # name port [env...]  (BIN=... picks the binary)
+start() { # name port [env...]  (BIN=... picks the binary, CONFIG=... its config)
     local name=$1 port=$2; shift 2
     local bin="${BIN:-target/release/regauth}"
     sed -e "s#certs/token.key#$work/token.key#" -e "s#certs/token.crt#$work/token.crt#" \
-        -e "s#127.0.0.1:5001#127.0.0.1:$port#" config/regauth.toml > "$work/$name.toml"
+        -e "s#127.0.0.1:5001#127.0.0.1:$port#" "${CONFIG:-config/regauth.toml}" > "$work/$name.toml"
     env "$@" RUST_LOG=warn,regauth::audit=info "$bin" --log-format json \
         serve --config "$work/$name.toml" 2> "$work/$name.log" &
     pids+=($!)
@@ -47,7 +49,7 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 port_a="$(free_port)"; start a "$port_a" REGAUTH_BENCH=a
 port_b="$(free_port)"; start b "$port_b" REGAUTH_TOKEN__REUSE_WINDOW=0s
 if [ -n "${BASELINE:-}" ]; then
-    port_c="$(free_port)"; BIN="$BASELINE" start c "$port_c" REGAUTH_BENCH=c
+    port_c="$(free_port)"; BIN="$BASELINE" CONFIG="${BASELINE_CONFIG:-}" start c "$port_c" REGAUTH_BENCH=c
 fi
 
 auth="Authorization: Basic $(printf 'bob:bob-dev-password' | base64)"

@@ -410,10 +410,14 @@ fn robots(command: RobotsCommand) -> anyhow::Result<()> {
     use regauth::admin::robots;
     let (RobotsCommand::List { config } | RobotsCommand::Revoke { config, .. }) = &command;
     let config = Config::load(config.as_deref())?;
-    let providers = regauth::app::providers(&config)?;
     let said = block_on(async {
         match &command {
-            RobotsCommand::List { .. } => robots::list_command(&config, &providers).await,
+            // revoking needs no provider (one whose secret is missing
+            // must not stand in the way of ending a leaked robot)
+            RobotsCommand::List { .. } => {
+                let providers = regauth::app::providers(&config).map_err(|e| e.to_string())?;
+                robots::list_command(&config, &providers).await
+            }
             RobotsCommand::Revoke { robot, .. } => robots::revoke_command(&config, robot).await,
         }
     })?;

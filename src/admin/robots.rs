@@ -10,6 +10,7 @@ use regauth_providers::IdentityProvider;
 use crate::app_passwords::robots::{every_robot, revoke_robot_in};
 use crate::app_passwords::AppPassword;
 use crate::config::Config;
+use crate::ops::audit::Safe;
 use crate::refresh::Ledger;
 use crate::state::{Store, StoreError};
 
@@ -43,12 +44,12 @@ pub fn line(robot: &AppPassword) -> String {
     format!(
         "{}  {}  team {}:{}  expires {}  scope {}  made by {}",
         robot.id,
-        robot.subject,
+        Safe(&robot.subject),
         robot.provider,
-        team.map_or("", |t| t.group.as_str()),
+        Safe(team.map_or("", |t| t.group.as_str())),
         crate::clock::rfc3339(i64::try_from(robot.expires).unwrap_or(i64::MAX)),
-        scope.join("; "),
-        team.map_or("", |t| t.made_by.as_str()),
+        Safe(&scope.join("; ")),
+        Safe(team.map_or("", |t| t.made_by.as_str())),
     )
 }
 
@@ -85,12 +86,18 @@ pub async fn orphaned(
         match answer {
             Ok(Some(false)) => said.push(format!(
                 "robot {} ({}): its group {}:{} is gone from the directory, so it no longer logs in; revoke it with `regauth robots revoke {}`",
-                robot.subject, robot.id, robot.provider, team.group, robot.id
+                Safe(&robot.subject),
+                robot.id,
+                robot.provider,
+                Safe(&team.group),
+                robot.id
             )),
             Ok(_) => {}
             Err(e) => said.push(format!(
                 "robot {}: could not ask {} whether group {} exists: {e}",
-                robot.subject, robot.provider, team.group
+                Safe(&robot.subject),
+                robot.provider,
+                Safe(&team.group)
             )),
         }
     }

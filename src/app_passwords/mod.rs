@@ -101,6 +101,9 @@ pub enum AppPasswordError {
     /// Another app password of the same owner is being made right now.
     #[error("another app password of yours is being made right now: try again")]
     Busy,
+    /// Already `robots.max_per_team`.
+    #[error("the team has {0} robots, the most allowed: revoke one first")]
+    TooManyRobots(usize),
     /// A robot name that is not one.
     #[error("a robot's name is 1 to {} lower-case letters, digits, `.`, `_` or `-`, beginning with a letter or digit", robots::MAX_ROBOT_NAME)]
     RobotName,
@@ -135,6 +138,7 @@ impl AppPasswordError {
                 | Self::Owner
                 | Self::Busy
                 | Self::Networks
+                | Self::TooManyRobots(_)
                 | Self::RobotName
                 | Self::Description
                 | Self::RobotTaken(_)

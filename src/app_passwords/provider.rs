@@ -74,16 +74,20 @@ impl AppPasswords {
             Ok(None) => return refused("no such app password (revoked?)"),
             Err(e) => return unavailable(e),
         };
-        if !(self.secret_holds(id, secret, &password.digest)
-            || self.robot_secret_holds(&password, secret))
-        {
-            return Outcome::Rejected(Rejection::WrongSecret);
-        }
+        // a robot's rotated secret holds until its overlap ends
+        let until = if self.secret_holds(id, secret, &password.digest) {
+            None
+        } else {
+            match self.robot_secret_holds(&password, secret) {
+                Some(until) => Some(until),
+                None => return Outcome::Rejected(Rejection::WrongSecret),
+            }
+        };
         if let Some(refusal) = self.refusal(&password, &credentials.username).await {
             return refusal;
         }
         if let Some(team) = password.team() {
-            return self.robot_login(&password, team).await;
+            return self.robot_login(&password, team, until).await;
         }
         let owner = self
             .current(

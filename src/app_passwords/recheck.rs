@@ -156,6 +156,10 @@ impl AppPasswords {
         subject: &str,
         account: Option<&str>,
     ) -> Result<Identity, Outcome> {
+        // a name kept for robots is nobody's account (one made before)
+        if regauth_providers::is_team_robot_name(subject) {
+            return Err(gone());
+        }
         let Some(provider) = self.providers.iter().find(|p| p.name() == provider_name) else {
             return Err(Outcome::Rejected(Rejection::Other(format!(
                 "the app password's provider {provider_name} is no longer configured"

@@ -541,7 +541,11 @@ pub async fn revoke_every(
         match password {
             Some(password) => {
                 end(store, ledger, &password).await?;
-                password.audit("app_password_revoked", "regauth tokens revoke");
+                if password.team.is_some() {
+                    password.robot_audit("robot_revoked", "regauth tokens revoke");
+                } else {
+                    password.audit("app_password_revoked", "regauth tokens revoke");
+                }
                 revoked.push(password);
             }
             None => delete(store, &id).await?,

@@ -46,6 +46,21 @@ pub struct TeamGroup {
     pub group: String,
 }
 
+impl TeamGroup {
+    /// The team in its robots' login names (`robot$<label>+ci`): the
+    /// group in lower case, with what is not a letter, digit, `.`, `_` or
+    /// `-` as `-`. Two configured teams never share one.
+    pub fn label(&self) -> String {
+        self.group
+            .chars()
+            .map(|c| match c.to_ascii_lowercase() {
+                c @ ('a'..='z' | '0'..='9' | '.' | '_' | '-') => c,
+                _ => '-',
+            })
+            .collect()
+    }
+}
+
 impl std::fmt::Display for TeamGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.provider, self.group)
@@ -139,6 +154,19 @@ pub(crate) fn validate_robots(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(other) = teams
+            .keys()
+            .find(|t: &&TeamGroup| t.label() == parsed.label())
+        {
+            return Err(invalid(
+                origin,
+                path,
+                format!(
+                    "its robots would be named robot${}+… as those of {other}: teams need groups that differ in more than case, punctuation or provider",
+                    parsed.label()
+                ),
+            ));
+        }
         teams.insert(parsed, admins);
     }
     Ok(RobotsConfig {
@@ -208,6 +236,11 @@ mod tests {
             (
                 format!("{page}[robots]\nmax_overlap = \"400d\"\n{teams}"),
                 "robots.max_overlap",
+            ),
+            (
+                format!("{teams}\"local:Platform\" = []\n")
+                    .replace("[robots.", &format!("{page}[robots.")),
+                "as those of local:Platform",
             ),
         ] {
             let e = load(&extra).unwrap_err();

@@ -266,7 +266,10 @@ impl Chain {
                 cache_hit: true,
             };
         }
-        let check = async { Miss::of(self.bounded(p.lookup(subject)).await) };
+        let check = async {
+            let looked = self.bounded(p.lookup(subject)).await;
+            Miss::of(kept_for_robots(provider, looked))
+        };
         match self.verdicts.get_or_check(key, check).await {
             Ok(identity) => Verdict::Authenticated {
                 identity,

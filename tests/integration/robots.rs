@@ -289,19 +289,48 @@ async fn only_a_teams_admins_manage_its_robots_and_no_user_is_a_robot() {
     };
     assert_eq!(signed.status, StatusCode::UNAUTHORIZED, "{}", signed.text());
 
-    // the group gone from the directory: the robot stops, and `regauth
-    // check`, `robots list` and the page say so; `robots revoke` ends it
-    slapd.modify("dn: cn=readers,ou=groups,dc=corp,dc=test\nchangetype: delete\n");
+    // `regauth robots list|revoke`, straight in the state backend, as a
+    // platform team acts on a leaked secret
+    let path = config_path.to_str().unwrap();
+    form[2].1 = "nightly";
+    let nightly = secret_of(&submit(&state, &mut jar, "/ui/robots", &form).await);
+    let (ok, out, err) = regauth_cli(&["robots", "list", "--config", path]);
+    assert!(
+        ok && out.contains("robot$readers+nightly") && out.contains("2 robot(s)"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = regauth_cli(&[
+        "robots",
+        "revoke",
+        "--config",
+        path,
+        "robot$readers+nightly",
+    ]);
+    assert!(
+        ok && out.contains("revoked robot$readers+nightly"),
+        "{out}{err}"
+    );
     state.chain.forget_verdicts();
-    token_for(&state, robot, &secret, pull)
+    token_for(&state, "robot$readers+nightly", &nightly, pull)
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
+    let (ok, _, err) = regauth_cli(&[
+        "robots",
+        "revoke",
+        "--config",
+        path,
+        "robot$readers+nightly",
+    ]);
+    assert!(!ok && err.contains("no robot"), "{err}");
+
+    // the group gone from the directory: `regauth check`, `robots list`
+    // and the page say so, and the robot's next login ends it for good
+    slapd.modify("dn: cn=readers,ou=groups,dc=corp,dc=test\nchangetype: delete\n");
     let page_text = page(&state, &mut jar, "/ui/robots").await.text();
     assert!(
         page_text.contains("is gone from its directory"),
         "{page_text}"
     );
-    let path = config_path.to_str().unwrap();
     let (ok, out, err) = regauth_cli(&["check", "--config", path]);
     assert!(
         ok && out.contains("robot$readers+ci") && out.contains("is gone"),
@@ -309,16 +338,20 @@ async fn only_a_teams_admins_manage_its_robots_and_no_user_is_a_robot() {
     );
     let (ok, out, err) = regauth_cli(&["robots", "list", "--config", path]);
     assert!(
-        ok && out.contains("robot$readers+ci") && out.contains("1 robot(s)"),
+        ok && out.contains("warning: robot robot$readers+ci") && out.contains("1 robot(s)"),
         "{out}{err}"
     );
-    assert!(out.contains("warning: robot robot$readers+ci"), "{out}");
-    let (ok, out, err) = regauth_cli(&["robots", "revoke", "--config", path, robot]);
-    assert!(ok && out.contains("revoked robot$readers+ci"), "{out}{err}");
+    state.chain.forget_verdicts();
+    token_for(&state, robot, &secret, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    // the group made again is another group: the robot stays ended
+    slapd.modify("dn: cn=readers,ou=groups,dc=corp,dc=test\nchangetype: add\nobjectClass: groupOfNames\ncn: readers\nmember: uid=ben,ou=people,dc=corp,dc=test\n");
+    token_for(&state, robot, &secret, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
     let (ok, out, _) = regauth_cli(&["robots", "list", "--config", path]);
     assert!(ok && out.contains("0 robot(s)"), "{out}");
-    let (ok, _, err) = regauth_cli(&["robots", "revoke", "--config", path, robot]);
-    assert!(!ok && err.contains("no robot"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

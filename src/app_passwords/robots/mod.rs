@@ -108,21 +108,9 @@ pub struct NewRobot<'a> {
     pub networks: &'a [ipnet::IpNet],
 }
 
-/// A team's label in its robots' names: the group in lower case, with
-/// what is not a letter, digit, `.`, `_` or `-` as `-`.
-fn team_label(group: &str) -> String {
-    group
-        .chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '.' | '_' | '-') => c,
-            _ => '-',
-        })
-        .collect()
-}
-
 /// The name a robot logs in with: `robot$<team>+<name>`.
-pub fn login_name(group: &str, name: &str) -> String {
-    format!("{TEAM_ROBOT_PREFIX}{}+{name}", team_label(group))
+pub fn login_name(team: &TeamGroup, name: &str) -> String {
+    format!("{TEAM_ROBOT_PREFIX}{}+{name}", team.label())
 }
 
 /// Whether `name` may be a robot's short name.
@@ -294,7 +282,7 @@ impl AppPasswords {
         description: &str,
     ) -> Result<(AppPassword, SecretString), AppPasswordError> {
         let robots = self.robots_config()?;
-        let subject = login_name(&new.team.group, name);
+        let subject = login_name(new.team, name);
         let all = self.listed(|p| p.team.is_some()).await?;
         if all
             .iter()
@@ -304,7 +292,7 @@ impl AppPasswords {
         }
         let theirs = all.iter().filter(|l| is_of(&l.password, new.team)).count();
         if theirs >= robots.max_per_team {
-            return Err(AppPasswordError::TooMany(theirs));
+            return Err(AppPasswordError::TooManyRobots(theirs));
         }
         let owner = Identity::new(subject, new.team.provider.clone());
         let made = Made {
@@ -369,7 +357,12 @@ impl AppPasswords {
         id: &str,
     ) -> Result<AppPassword, AppPasswordError> {
         let robot = self.managed_robot(session, id).await?;
-        end(self.store.as_ref(), &self.ledger, &robot).await?;
+        // never beside a rotation, which would write the record back
+        let lock = lock_key("robot-change", id);
+        self.hold(&lock).await?;
+        let ended = end(self.store.as_ref(), &self.ledger, &robot).await;
+        self.release(&lock).await;
+        ended?;
         robot.robot_audit("robot_revoked", &by(session));
         Ok(robot)
     }
@@ -392,15 +385,16 @@ impl AppPasswords {
         Ok(robot)
     }
 
-    /// Whether `secret` is robot `password`'s: its secret, or the one a
-    /// rotation replaced while its overlap lasts.
-    pub(super) fn robot_secret_holds(&self, password: &AppPassword, secret: &str) -> bool {
+    /// Until when `secret` holds as the one a rotation of robot
+    /// `password` replaced, if it is that secret and its overlap lasts.
+    pub(super) fn robot_secret_holds(&self, password: &AppPassword, secret: &str) -> Option<u64> {
         let now = unix(crate::clock::now());
         password
             .team
             .as_ref()
             .and_then(|t| t.previous.as_ref())
-            .is_some_and(|p| now < p.until && self.secret_holds(&password.id, secret, &p.digest))
+            .filter(|p| now < p.until && self.secret_holds(&password.id, secret, &p.digest))
+            .map(|p| p.until)
     }
 
     /// The longest a robot may live, for the record's second-line check.
@@ -408,10 +402,17 @@ impl AppPasswords {
         self.config.robots.as_ref().map(|r| r.max_lifetime)
     }
 
-    /// Robot `password` logging in (its secret, expiry and name checked):
-    /// its team still configured, its group still at its provider, a
-    /// member of that group alone, narrowed to its scope.
-    pub(super) async fn robot_login(&self, password: &AppPassword, team: &Team) -> Outcome {
+    /// Robot `password` logging in (its secret, expiry and name checked;
+    /// a rotated secret's overlap ending `until`): its team still
+    /// configured, its group still at its provider, a member of that group
+    /// alone, narrowed to its scope. A group gone ends it for good: a group
+    /// made again under the name is another group.
+    pub(super) async fn robot_login(
+        &self,
+        password: &AppPassword,
+        team: &Team,
+        until: Option<u64>,
+    ) -> Outcome {
         let refused = |why: String| {
             counted("robot_refused");
             Outcome::Rejected(Rejection::Other(why))
@@ -431,12 +432,16 @@ impl AppPasswords {
         match self.group_now(&password.provider, &team.group).await {
             Ok(true) => {}
             Ok(false) => {
+                if let Err(e) = end(self.store.as_ref(), &self.ledger, password).await {
+                    return unavailable(e);
+                }
+                password.robot_audit("robot_revoked", "regauth: its group is gone");
                 return refused(format!(
                     "the group {}:{} of robot {} is gone from its directory",
                     password.provider,
                     Safe(&team.group),
                     Safe(&password.subject)
-                ))
+                ));
             }
             Err(outcome) => return outcome,
         }
@@ -445,7 +450,9 @@ impl AppPasswords {
         };
         self.record_use(&password.id);
         password.robot_audit("robot_used", "");
-        Outcome::Authenticated(robot_identity(password, team, networks))
+        let mut identity = robot_identity(password, team, networks);
+        identity.expires_at = identity.expires_at.map(|e| until.map_or(e, |u| e.min(u)));
+        Outcome::Authenticated(identity)
     }
 
     /// Whether group `group` of `provider` exists now; `true` when the

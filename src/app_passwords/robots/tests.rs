@@ -64,6 +64,21 @@ fn new<'a>(team: &'a TeamGroup, name: &'a str, limit: &'a Limit) -> NewRobot<'a>
     }
 }
 
+/// Robot `name` of `group`, pulling from `group/**`, made by `by`.
+async fn pulling(
+    passwords: &AppPasswords,
+    by: &Session,
+    group: &str,
+    name: &str,
+) -> (AppPassword, SecretString) {
+    let team = team(group);
+    let limit = Limit::from_form([format!("{group}/**").as_str()], ["pull"]).unwrap();
+    passwords
+        .create_robot(by, new(&team, name, &limit))
+        .await
+        .unwrap()
+}
+
 async fn login(passwords: &Arc<AppPasswords>, username: &str, secret: &SecretString) -> Outcome {
     let provider = AppPasswordProvider(passwords.clone());
     let credentials = Credentials::new(username, secret.expose_secret());
@@ -72,8 +87,11 @@ async fn login(passwords: &Arc<AppPasswords>, username: &str, secret: &SecretStr
 
 #[test]
 fn login_names_are_unambiguous() {
-    assert_eq!(login_name("platform", "ci"), "robot$platform+ci");
-    assert_eq!(login_name("Team A/Core", "ci"), "robot$team-a-core+ci");
+    assert_eq!(login_name(&team("platform"), "ci"), "robot$platform+ci");
+    assert_eq!(
+        login_name(&team("Team A/Core"), "ci"),
+        "robot$team-a-core+ci"
+    );
     for ok in ["ci", "ci-nightly", "a.b_c", "0"] {
         assert!(is_robot_name(ok), "{ok}");
     }
@@ -131,7 +149,7 @@ async fn a_team_admin_makes_a_robot_that_logs_in_as_its_group_alone() {
         .create_robot(&lead, new(&platform, "ci3", &limit))
         .await;
     assert!(
-        matches!(third, Err(AppPasswordError::TooMany(2))),
+        matches!(third, Err(AppPasswordError::TooManyRobots(2))),
         "{third:?}"
     );
 }
@@ -189,12 +207,7 @@ async fn only_the_teams_admins_manage_its_robots() {
 async fn rotation_keeps_the_old_secret_only_for_the_overlap() {
     let passwords = robots();
     let lead = session(&passwords, "lead").await;
-    let platform = team("platform");
-    let limit = Limit::from_form(["platform/**"], ["pull"]).unwrap();
-    let (robot, first) = passwords
-        .create_robot(&lead, new(&platform, "ci", &limit))
-        .await
-        .unwrap();
+    let (robot, first) = pulling(&passwords, &lead, "platform", "ci").await;
     let name = robot.subject.clone();
     // with an overlap, both work
     let (_, second) = passwords
@@ -245,28 +258,53 @@ async fn rotation_keeps_the_old_secret_only_for_the_overlap() {
 async fn a_robot_ends_with_its_group_or_its_team() {
     let passwords = robots();
     let lead = session(&passwords, "lead").await;
-    let gone = team("gone-team");
-    let limit = Limit::from_form(["gone/**"], ["pull"]).unwrap();
-    let (robot, secret) = passwords
-        .create_robot(&lead, new(&gone, "ci", &limit))
-        .await
-        .unwrap();
+    let (robot, secret) = pulling(&passwords, &lead, "gone-team", "ci").await;
     let refused = login(&passwords, &robot.subject, &secret).await;
     assert!(
         matches!(&refused, Outcome::Rejected(Rejection::Other(why)) if why.contains("gone from its directory")),
         "{refused:?}"
     );
-    // `regauth robots revoke` by login name, straight in the backend
-    let revoked = revoke_robot_in(
-        passwords.store().as_ref(),
-        passwords.ledger(),
-        "ROBOT$gone-team+ci",
-    )
-    .await
-    .unwrap();
-    assert_eq!(revoked.map(|r| r.id), Some(robot.id));
+    // ended for good: the group made again under the name is another group
     assert!(every_robot(passwords.store().as_ref())
         .await
         .unwrap()
         .is_empty());
+    let (robot, secret) = pulling(&passwords, &lead, "platform", "ci").await;
+    // `regauth robots revoke` by login name, straight in the backend
+    let revoked = revoke_robot_in(
+        passwords.store().as_ref(),
+        passwords.ledger(),
+        "ROBOT$platform+ci",
+    )
+    .await
+    .unwrap();
+    assert_eq!(revoked.map(|r| r.id), Some(robot.id));
+    assert!(matches!(
+        login(&passwords, "robot$platform+ci", &secret).await,
+        Outcome::Rejected(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_rotated_secret_never_outlives_its_overlap() {
+    let passwords = robots();
+    let lead = session(&passwords, "lead").await;
+    let (robot, first) = pulling(&passwords, &lead, "platform", "ci").await;
+    let (_, second) = passwords
+        .rotate_robot(&lead, &robot.id, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let until = crate::clock::now() as u64 + 3600;
+    let expires = |outcome: Outcome| match outcome {
+        Outcome::Authenticated(identity) => identity.expires_at.unwrap(),
+        other => panic!("{other:?}"),
+    };
+    // the old secret's logins end with the overlap, the new one's with
+    // the robot
+    let old = expires(login(&passwords, &robot.subject, &first).await);
+    assert!(old <= until && old + 5 >= until, "{old} {until}");
+    assert_eq!(
+        expires(login(&passwords, &robot.subject, &second).await),
+        robot.expires
+    );
 }

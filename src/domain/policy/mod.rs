@@ -298,7 +298,7 @@ impl Policy {
             let Some(matched) = rule.applies(principal, service, scope, &self.shared) else {
                 continue;
             };
-            let allows = if reaches {
+            let allows = if reaches && matched.grants() {
                 expand(&rule.actions, known)
             } else {
                 Vec::new()

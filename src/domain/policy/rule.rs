@@ -23,12 +23,24 @@ enum Because {
     User,
     Groups,
     Claims,
+    /// A rule for users that a team robot (`robot$…`) matches only by a
+    /// wildcard (`users = ["*"]`): it takes the rule's denials, never its
+    /// grants, so a robot holds no more than its group, and no less
+    /// restricted.
+    DenialsOnly,
 }
 
 pub(super) struct Applies<'a> {
     because: Because,
     pattern: &'a Pattern,
     group: Option<&'a str>,
+}
+
+impl Applies<'_> {
+    /// Whether the rule's actions are granted (its denials always hold).
+    pub(super) fn grants(&self) -> bool {
+        !matches!(self.because, Because::DenialsOnly)
+    }
 }
 
 impl Rule {
@@ -45,6 +57,10 @@ impl Rule {
         let because = match m.because {
             Because::Anonymous => "anonymous access".to_owned(),
             Because::User => format!("user {}", user.unwrap_or_default()),
+            Because::DenialsOnly => format!(
+                "user {} (a team robot: denials only)",
+                user.unwrap_or_default()
+            ),
             Because::Groups => match principal {
                 Principal::Authenticated(id) => {
                     let groups: Vec<&str> = id
@@ -178,6 +194,12 @@ impl Rule {
             && !self.claims.is_empty()
         {
             Some(Because::Claims)
+        } else if identity.is_some_and(|id| {
+            self.users
+                .iter()
+                .any(|p| p.matches(&id.provider, &id.subject))
+        }) {
+            Some(Because::DenialsOnly)
         } else {
             None
         }

@@ -81,6 +81,16 @@ fn a_team_robot_gets_its_groups_rules_not_everyones() {
         users = ["robot$platform+*"]
         repos = ["cache/**"]
         actions = ["pull"]
+
+        [[rule]]
+        groups = ["platform"]
+        repos = ["prod/**"]
+        actions = ["*"]
+
+        [[rule]]
+        users = ["*"]
+        repos = ["prod/**"]
+        deny = ["delete"]
     "#,
     );
     let p2 = rules(SAMPLE);
@@ -97,6 +107,11 @@ fn a_team_robot_gets_its_groups_rules_not_everyones() {
     assert_eq!(
         grant(&p, &user("dev", &[]), "repository:shared/x:pull"),
         ["pull"]
+    );
+    // a denial for every user holds for robots too
+    assert_eq!(
+        grant(&p, &robot, "repository:prod/x:pull,push,delete"),
+        ["pull", "push"]
     );
 }
 
