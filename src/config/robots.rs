@@ -124,7 +124,25 @@ pub(crate) fn validate_robots(
     if raw.max_per_team == 0 || raw.max_per_team > 1000 {
         return Err(invalid(origin, key("max_per_team"), "must be 1 to 1000"));
     }
-    if raw.admin_groups.is_empty() {
+    let teams = teams(origin, raw.admin_groups, providers)?;
+    Ok(RobotsConfig {
+        default_lifetime: raw.default_lifetime.0,
+        max_lifetime: raw.max_lifetime.0,
+        max_overlap: raw.max_overlap.0,
+        max_per_team: raw.max_per_team,
+        teams,
+    })
+}
+
+/// `robots.admin_groups`: at least one team, each `provider:group` of a
+/// configured provider, with admin groups the same, and no two teams
+/// whose robots' names would meet.
+fn teams(
+    origin: &str,
+    admin_groups: BTreeMap<String, Vec<String>>,
+    providers: &[&str],
+) -> Result<BTreeMap<TeamGroup, Vec<TeamGroup>>, ConfigError> {
+    if admin_groups.is_empty() {
         return Err(invalid(
             origin,
             key("admin_groups"),
@@ -132,7 +150,7 @@ pub(crate) fn validate_robots(
         ));
     }
     let mut teams = BTreeMap::new();
-    for (team, admins) in raw.admin_groups {
+    for (team, admins) in admin_groups {
         let path = format!("robots.admin_groups.\"{team}\"");
         let parsed = team_group(&team, providers).ok_or_else(|| {
             invalid(
@@ -169,13 +187,7 @@ pub(crate) fn validate_robots(
         }
         teams.insert(parsed, admins);
     }
-    Ok(RobotsConfig {
-        default_lifetime: raw.default_lifetime.0,
-        max_lifetime: raw.max_lifetime.0,
-        max_overlap: raw.max_overlap.0,
-        max_per_team: raw.max_per_team,
-        teams,
-    })
+    Ok(teams)
 }
 
 /// `provider:group` of a configured provider, with a group.
