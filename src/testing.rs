@@ -90,9 +90,21 @@ impl IdentityProvider for Scripted {
         self.lookup
             .map_or(Outcome::NotMine, |lookup| lookup(subject))
     }
-    /// Every group exists but those named `gone…`.
-    async fn group_exists(&self, group: &str) -> Result<Option<bool>, regauth_providers::Error> {
-        Ok(Some(!group.starts_with("gone")))
+    /// Every group exists but those named `gone…`; `again…` is another
+    /// group at every question (made again under its name).
+    async fn group(
+        &self,
+        group: &str,
+    ) -> Result<regauth_providers::GroupAnswer, regauth_providers::Error> {
+        use regauth_providers::GroupAnswer;
+        Ok(if group.starts_with("gone") {
+            GroupAnswer::Gone
+        } else if group.starts_with("again") {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            GroupAnswer::Exists(Some(format!("entryUUID={n}")))
+        } else {
+            GroupAnswer::Exists(Some(format!("entryUUID={group}")))
+        })
     }
     async fn authenticate(&self, credentials: &Credentials) -> Outcome {
         self.calls.fetch_add(1, Ordering::SeqCst);

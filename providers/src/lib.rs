@@ -45,7 +45,7 @@ pub use identity::{
     Attachment, Credentials, Identity, Kind, Outcome, PackageRights, Proof, Rejection, Renewal,
 };
 pub use log_text::{Escaped, Safe, MAX_LOGGED_BYTES};
-pub use provider::{BrowserLogin, Finished, IdentityProvider, PendingLogin, Renewed};
+pub use provider::{BrowserLogin, Finished, GroupAnswer, IdentityProvider, PendingLogin, Renewed};
 pub use settings::{load_secret, Seconds};
 pub use shape::{
     is_team_robot_name, SecretShape, APP_PASSWORD_PREFIX, GITHUB_TOKEN_PREFIXES, TEAM_ROBOT_PREFIX,

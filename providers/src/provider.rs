@@ -114,13 +114,12 @@ pub trait IdentityProvider: Send + Sync {
         Outcome::NotMine
     }
 
-    /// Whether a group of this provider (as its identities name groups)
-    /// exists now: what ends a team's robots once the directory no longer
-    /// has their group. `Ok(None)` when this provider cannot tell (an
-    /// OIDC issuer names groups only in its tokens); `Err` when it cannot
-    /// be asked now.
-    async fn group_exists(&self, _group: &str) -> Result<Option<bool>, Error> {
-        Ok(None)
+    /// What this provider says now of a group (as its identities name
+    /// groups): a team's robots stop while their group is gone, and end
+    /// when it is made again (another id). `Err` when it cannot be asked
+    /// now.
+    async fn group(&self, _group: &str) -> Result<GroupAnswer, Error> {
+        Ok(GroupAnswer::Unknown)
     }
 
     /// The form of a username under which this provider finds the same
@@ -167,4 +166,18 @@ pub trait IdentityProvider: Send + Sync {
     fn reachable(&self) -> bool {
         true
     }
+}
+
+/// What a provider says of a group ([`IdentityProvider::group`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupAnswer {
+    /// This provider cannot tell (an OIDC issuer names groups only in its
+    /// tokens).
+    Unknown,
+    /// There is no such group now.
+    Gone,
+    /// It exists, with the directory's own id of it where there is one
+    /// (`entryUUID=…`, `objectGUID=…`): a group made again under the same
+    /// name has another.
+    Exists(Option<String>),
 }

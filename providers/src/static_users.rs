@@ -395,12 +395,16 @@ impl IdentityProvider for StaticUsers {
     }
 
     /// A group exists while some user or robot of the list is in it.
-    async fn group_exists(&self, group: &str) -> Result<Option<bool>, crate::Error> {
-        Ok(Some(
-            self.users
-                .values()
-                .any(|u| u.groups.iter().any(|g| g == group)),
-        ))
+    async fn group(&self, group: &str) -> Result<crate::GroupAnswer, crate::Error> {
+        let known = self
+            .users
+            .values()
+            .any(|u| u.groups.iter().any(|g| g == group));
+        Ok(if known {
+            crate::GroupAnswer::Exists(None)
+        } else {
+            crate::GroupAnswer::Gone
+        })
     }
 
     async fn lookup(&self, subject: &str) -> Outcome {

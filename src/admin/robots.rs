@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use regauth_providers::IdentityProvider;
+use regauth_providers::{GroupAnswer, IdentityProvider};
 
 use crate::app_passwords::robots::{every_robot, revoke_robot_in};
 use crate::app_passwords::AppPassword;
-use crate::config::Config;
+use crate::config::{Config, TeamGroup};
 use crate::ops::audit::Safe;
 use crate::refresh::Ledger;
 use crate::state::{Store, StoreError};
@@ -53,52 +53,80 @@ pub fn line(robot: &AppPassword) -> String {
     )
 }
 
-/// The robots whose group its provider says is gone (they can no longer
-/// log in), each as a warning; and the groups that could not be asked.
+/// What `provider` says of `group` now, or why it could not say.
+async fn asked(
+    providers: &[Arc<dyn IdentityProvider>],
+    provider: &str,
+    group: &str,
+) -> Result<GroupAnswer, String> {
+    let Some(p) = providers.iter().find(|p| p.name() == provider) else {
+        return Err(format!("no provider is named {provider}"));
+    };
+    match tokio::time::timeout(Duration::from_secs(10), p.group(group)).await {
+        Ok(answer) => answer.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer within 10s".to_owned()),
+    }
+}
+
+/// A warning for each team whose group its directory does not have
+/// (none of its robots can be made or log in), each robot whose group is
+/// gone or was made again since (another id), and each group that could
+/// not be asked.
 pub async fn orphaned(
+    teams: &[TeamGroup],
     robots: &[AppPassword],
     providers: &[Arc<dyn IdentityProvider>],
 ) -> Vec<String> {
-    let mut said = Vec::new();
-    let mut asked: Vec<(String, String, Result<Option<bool>, String>)> = Vec::new();
+    let mut groups: Vec<(String, String)> = teams
+        .iter()
+        .map(|t| (t.provider.clone(), t.group.clone()))
+        .collect();
     for robot in robots {
-        let Some(team) = robot.team() else { continue };
-        let known = asked
+        if let Some(team) = robot.team() {
+            groups.push((robot.provider.clone(), team.group.clone()));
+        }
+    }
+    groups.sort();
+    groups.dedup();
+    let mut said = Vec::new();
+    for (provider, group) in groups {
+        let answer = asked(providers, &provider, &group).await;
+        let theirs = robots
             .iter()
-            .find(|(p, g, _)| *p == robot.provider && *g == team.group)
-            .map(|(_, _, answer)| answer.clone());
-        let answer = match known {
-            Some(answer) => answer,
-            None => {
-                let answer = match providers.iter().find(|p| p.name() == robot.provider) {
-                    None => Ok(Some(false)),
-                    Some(p) => {
-                        tokio::time::timeout(Duration::from_secs(10), p.group_exists(&team.group))
-                            .await
-                            .map_err(|_| "no answer within 10s".to_owned())
-                            .and_then(|r| r.map_err(|e| e.to_string()))
-                    }
-                };
-                asked.push((robot.provider.clone(), team.group.clone(), answer.clone()));
-                answer
-            }
-        };
+            .filter(|r| r.provider == provider && r.team().is_some_and(|t| t.group == group));
         match answer {
-            Ok(Some(false)) => said.push(format!(
-                "robot {} ({}): its group {}:{} is gone from the directory, so it no longer logs in; revoke it with `regauth robots revoke {}`",
-                Safe(&robot.subject),
-                robot.id,
-                robot.provider,
-                Safe(&team.group),
-                robot.id
-            )),
-            Ok(_) => {}
             Err(e) => said.push(format!(
-                "robot {}: could not ask {} whether group {} exists: {e}",
-                Safe(&robot.subject),
-                robot.provider,
-                Safe(&team.group)
+                "team {provider}:{}: could not ask whether the group exists: {e}",
+                Safe(&group)
             )),
+            Ok(GroupAnswer::Gone) => {
+                said.push(format!(
+                    "team {provider}:{}: the directory has no such group, so its robots can be neither made nor used",
+                    Safe(&group)
+                ));
+                for robot in theirs {
+                    said.push(format!(
+                        "robot {} ({}): its group is gone from the directory; revoke it with `regauth robots revoke {}`",
+                        Safe(&robot.subject),
+                        robot.id,
+                        robot.id
+                    ));
+                }
+            }
+            Ok(GroupAnswer::Exists(Some(id))) => {
+                for robot in theirs.filter(|r| {
+                    r.team()
+                        .and_then(|t| t.group_id.as_ref())
+                        .is_some_and(|made| *made != id)
+                }) {
+                    said.push(format!(
+                        "robot {} ({}): its group was deleted and made again, so it no longer logs in",
+                        Safe(&robot.subject),
+                        robot.id
+                    ));
+                }
+            }
+            Ok(_) => {}
         }
     }
     said
@@ -127,7 +155,7 @@ pub async fn list_command(
         .await
         .map_err(|e| format!("the {} state backend: {e}", store.backend()))?;
     let mut lines: Vec<String> = robots.iter().map(line).collect();
-    for warning in orphaned(&robots, providers).await {
+    for warning in orphaned(&configured_teams(config), &robots, providers).await {
         lines.push(format!("warning: {warning}"));
     }
     lines.push(format!("{} robot(s)", robots.len()));
@@ -141,34 +169,46 @@ pub async fn revoke_command(config: &Config, which: &str) -> Result<Vec<String>,
     match revoke(store, config.refresh.lifetime, which).await {
         Ok(Some(r)) => Ok(vec![format!(
             "revoked {} ({}); it stops working within cache.verdict_ttl",
-            r.subject, r.id
+            Safe(&r.subject),
+            r.id
         )]),
         Ok(None) => Err(format!("no robot {which}")),
         Err(e) => Err(format!("the {backend} state backend: {e}")),
     }
 }
 
-/// What `regauth check` says about team robots: those whose group is
-/// gone, when robots are on and the state can be read (before the first
-/// start there is none to read).
+/// The teams `[robots]` names.
+fn configured_teams(config: &Config) -> Vec<TeamGroup> {
+    config
+        .app_passwords
+        .as_ref()
+        .and_then(|a| a.robots.as_ref())
+        .map(|r| r.teams.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// What `regauth check` says about team robots, when they are on: each
+/// team whose group the directory does not have, and each robot whose
+/// group is gone or was made again, once the state can be read (before
+/// the first start there is none to read).
 pub async fn check_warnings(
     config: &Config,
     providers: &[Arc<dyn IdentityProvider>],
 ) -> Vec<String> {
-    if config
-        .app_passwords
-        .as_ref()
-        .is_none_or(|a| a.robots.is_none())
-        || !config.refresh.key_file.exists()
-    {
+    let teams = configured_teams(config);
+    if teams.is_empty() {
         return Vec::new();
     }
-    let robots = match robots_state(config) {
-        Ok(store) => list(store.as_ref()).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e),
+    let robots = if config.refresh.key_file.exists() {
+        match robots_state(config) {
+            Ok(store) => list(store.as_ref()).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        }
+    } else {
+        Ok(Vec::new())
     };
     match robots {
-        Ok(robots) => orphaned(&robots, providers).await,
+        Ok(robots) => orphaned(&teams, &robots, providers).await,
         Err(e) => vec![format!("team robots could not be read: {e}")],
     }
 }

@@ -101,6 +101,12 @@ pub enum AppPasswordError {
     /// Another app password of the same owner is being made right now.
     #[error("another app password of yours is being made right now: try again")]
     Busy,
+    /// The team's group is not in its directory.
+    #[error("the directory has no group {0}: check robots.admin_groups")]
+    GroupGone(String),
+    /// The team's directory cannot be asked now.
+    #[error("the team's directory cannot be asked right now")]
+    GroupUnavailable,
     /// Already `robots.max_per_team`.
     #[error("the team has {0} robots, the most allowed: revoke one first")]
     TooManyRobots(usize),
@@ -139,6 +145,7 @@ impl AppPasswordError {
                 | Self::Busy
                 | Self::Networks
                 | Self::TooManyRobots(_)
+                | Self::GroupGone(_)
                 | Self::RobotName
                 | Self::Description
                 | Self::RobotTaken(_)

@@ -77,15 +77,8 @@ impl Issuer {
                 claims.provider
             )));
         };
-        // A provider that can look its users up never takes a login's word
-        // for them: a snapshot token there (forged with a leaked refresh
-        // key, say) would name users and groups the directory never
-        // vouched for.
-        if claims.snapshot.is_some() && provider.looks_up() {
-            return Err(login_again(format!(
-                "a snapshot refresh token for {}, which looks its users up",
-                claims.provider
-            )));
+        if let Some(reason) = refused_outright(&claims, provider.as_ref()) {
+            return Err(login_again(reason));
         }
         if let Some(identity) = claims.snapshot_identity() {
             // Providers that cannot look users up: this login's own groups
@@ -119,4 +112,29 @@ impl Issuer {
         }
         Ok((identity, cache_hit))
     }
+}
+
+/// Why a refresh token whose seal holds is refused before anyone is
+/// asked, if it is.
+fn refused_outright(
+    claims: &crate::refresh::Claims,
+    provider: &dyn regauth_providers::IdentityProvider,
+) -> Option<String> {
+    // A provider that can look its users up never takes a login's word
+    // for them: a snapshot token there (forged with a leaked refresh key,
+    // say) would name users and groups the directory never vouched for.
+    if claims.snapshot.is_some() && provider.looks_up() {
+        return Some(format!(
+            "a snapshot refresh token for {}, which looks its users up",
+            claims.provider
+        ));
+    }
+    // a name kept for team robots is no user's, even in a token issued
+    // before it was kept
+    regauth_providers::is_team_robot_name(&claims.sub).then(|| {
+        format!(
+            "a refresh token for \"{}\", a name kept for team robots",
+            Safe(&claims.sub)
+        )
+    })
 }

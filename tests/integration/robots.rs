@@ -323,9 +323,13 @@ async fn only_a_teams_admins_manage_its_robots_and_no_user_is_a_robot() {
     ]);
     assert!(!ok && err.contains("no robot"), "{err}");
 
-    // the group gone from the directory: `regauth check`, `robots list`
-    // and the page say so, and the robot's next login ends it for good
+    // the group gone from the directory: the robot is refused while it
+    // is, and `regauth check`, `robots list` and the page say so
     slapd.modify("dn: cn=readers,ou=groups,dc=corp,dc=test\nchangetype: delete\n");
+    state.chain.forget_verdicts();
+    token_for(&state, robot, &secret, pull)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
     let page_text = page(&state, &mut jar, "/ui/robots").await.text();
     assert!(
         page_text.contains("is gone from its directory"),
@@ -333,7 +337,7 @@ async fn only_a_teams_admins_manage_its_robots_and_no_user_is_a_robot() {
     );
     let (ok, out, err) = regauth_cli(&["check", "--config", path]);
     assert!(
-        ok && out.contains("robot$readers+ci") && out.contains("is gone"),
+        ok && out.contains("robot robot$readers+ci") && out.contains("is gone"),
         "{out}{err}"
     );
     let (ok, out, err) = regauth_cli(&["robots", "list", "--config", path]);
@@ -341,11 +345,8 @@ async fn only_a_teams_admins_manage_its_robots_and_no_user_is_a_robot() {
         ok && out.contains("warning: robot robot$readers+ci") && out.contains("1 robot(s)"),
         "{out}{err}"
     );
-    state.chain.forget_verdicts();
-    token_for(&state, robot, &secret, pull)
-        .await
-        .assert_error(StatusCode::UNAUTHORIZED);
-    // the group made again is another group: the robot stays ended
+    // made again, it is another group (another entryUUID): the robot's
+    // next login ends it for good
     slapd.modify("dn: cn=readers,ou=groups,dc=corp,dc=test\nchangetype: add\nobjectClass: groupOfNames\ncn: readers\nmember: uid=ben,ou=people,dc=corp,dc=test\n");
     token_for(&state, robot, &secret, pull)
         .await

@@ -16,7 +16,7 @@ use std::time::Instant;
 use ldap3::{ldap_escape, Scope};
 
 use super::{ad, attribute, Base, Ldap};
-use crate::Error;
+use crate::{Error, GroupAnswer};
 
 /// A user's groups as last resolved.
 pub(super) struct CachedGroups {
@@ -171,31 +171,39 @@ impl Ldap {
         }
     }
 
-    /// Whether a group named `group` (as identities name it: prefixed,
-    /// lower-case) is an entry under the group base now; `None` without a
-    /// group base (groups read from `memberOf` alone may be anywhere).
-    pub(super) async fn group_named(&self, group: &str) -> Result<Option<bool>, Error> {
+    /// The group entry named `group` (as identities name it: prefixed,
+    /// in any case) under the group base now, with its id; `Unknown`
+    /// without a group base (groups read from `memberOf` alone may be
+    /// anywhere).
+    pub(super) async fn group_named(&self, group: &str) -> Result<GroupAnswer, Error> {
         let prefix = self.config.group_prefix.as_deref().unwrap_or("");
         let Some(base) = &self.settings.group_base else {
-            return Ok(None);
+            return Ok(GroupAnswer::Unknown);
         };
         let Some(name) = group.strip_prefix(prefix).filter(|n| !n.is_empty()) else {
-            return Ok(Some(false));
+            return Ok(GroupAnswer::Gone);
         };
+        let name = name.to_lowercase();
         let name_attr = self.settings.group_name_attribute.as_str();
         let filter = format!(
             "(&(|(objectClass=group)(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup)(objectClass=groupOfMembers))({name_attr}={}))",
-            ldap_escape(name)
+            ldap_escape(&name)
         );
+        let mut attrs = vec![name_attr];
+        attrs.extend(super::ENTRY_ID);
         let found = self
-            .search(base, Scope::Subtree, &filter, &[name_attr], Base::Required)
+            .search(base, Scope::Subtree, &filter, &attrs, Base::Required)
             .await?;
         // names compare as identities carry them: lower-case
-        Ok(Some(found.iter().any(|entry| {
+        let entry = found.iter().find(|entry| {
             attribute(entry, name_attr)
                 .iter()
                 .any(|n| n.to_lowercase() == name)
-        })))
+        });
+        Ok(match entry {
+            Some(entry) => GroupAnswer::Exists(super::entry_id(entry)),
+            None => GroupAnswer::Gone,
+        })
     }
 
     /// The group search's base and filter, if one is configured.

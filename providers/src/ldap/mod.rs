@@ -441,7 +441,7 @@ impl IdentityProvider for Ldap {
         true
     }
 
-    async fn group_exists(&self, group: &str) -> Result<Option<bool>, Error> {
+    async fn group(&self, group: &str) -> Result<crate::GroupAnswer, Error> {
         self.group_named(group).await
     }
 

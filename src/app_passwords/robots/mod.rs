@@ -23,7 +23,7 @@ use std::fmt;
 use std::time::Duration;
 
 use regauth_providers::{
-    Attachment, Identity, Kind, Outcome, Proof, Rejection, Renewal, SecretString,
+    Attachment, GroupAnswer, Identity, Kind, Outcome, Proof, Rejection, Renewal, SecretString,
     APP_PASSWORD_PREFIX, TEAM_ROBOT_PREFIX,
 };
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,11 @@ pub struct Team {
     pub description: String,
     /// Who made it (`subject (provider)`), for the page and the audit.
     pub made_by: String,
+    /// The directory's own id of the group when the robot was made
+    /// (`entryUUID=…`): a group made again under the name has another,
+    /// and ends the robot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
     /// The secret a rotation replaced, while its overlap lasts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) previous: Option<Previous>,
@@ -69,6 +74,7 @@ impl fmt::Debug for Team {
             .field("group", &self.group)
             .field("description", &self.description)
             .field("made_by", &self.made_by)
+            .field("group_id", &self.group_id)
             .field("overlap_until", &self.overlap_until())
             .finish()
     }
@@ -214,7 +220,10 @@ impl AppPasswords {
         let all = self.listed(|p| p.team.is_some()).await?;
         let mut out = Vec::new();
         for team in teams {
-            let gone = matches!(self.group_now(&team.provider, &team.group).await, Ok(false));
+            let gone = matches!(
+                self.group_now(&team.provider, &team.group).await,
+                Ok(GroupAnswer::Gone)
+            );
             out.push(TeamRobots {
                 robots: all
                     .iter()
@@ -294,6 +303,14 @@ impl AppPasswords {
         if theirs >= robots.max_per_team {
             return Err(AppPasswordError::TooManyRobots(theirs));
         }
+        // the group as its directory has it now: one it does not have is a
+        // mistake to hear about now, not a robot that never logs in
+        let group_id = match self.group_now(&new.team.provider, &new.team.group).await {
+            Ok(GroupAnswer::Gone) => return Err(AppPasswordError::GroupGone(new.team.to_string())),
+            Ok(GroupAnswer::Exists(id)) => id,
+            Ok(GroupAnswer::Unknown) => None,
+            Err(_) => return Err(AppPasswordError::GroupUnavailable),
+        };
         let owner = Identity::new(subject, new.team.provider.clone());
         let made = Made {
             device: None,
@@ -302,6 +319,7 @@ impl AppPasswords {
                 group: new.team.group.clone(),
                 description: description.to_owned(),
                 made_by: by(session),
+                group_id,
                 previous: None,
             }),
         };
@@ -324,27 +342,31 @@ impl AppPasswords {
                 robots.max_overlap.as_secs() / 3600,
             ));
         }
-        let mut robot = self.managed_robot(session, id).await?;
-        let lock = lock_key("robot-change", id);
-        self.hold(&lock).await?;
-        let rotated = async {
-            // read again under the lock: a rotation on another replica
-            // just now is not undone
-            robot = self.managed_robot(session, id).await?;
-            let secret = random_base32::<32>()?;
-            let now = unix(crate::clock::now());
-            let until = now.saturating_add(overlap.as_secs()).min(robot.expires);
-            let old = std::mem::replace(&mut robot.digest, self.digest(id, &secret));
-            if let Some(team) = robot.team.as_mut() {
-                team.previous = (!overlap.is_zero()).then_some(Previous { digest: old, until });
-            }
-            let record = serde_json::to_string(&robot).map_err(|e| StoreError(e.to_string()))?;
-            self.store.put_record(PASSWORDS, id, &record).await?;
-            Ok::<_, AppPasswordError>(secret)
+        self.managed_robot(session, id).await?;
+        // written only over the record read here: a rotation or a
+        // revocation meanwhile (on any replica) is never undone
+        let text = self
+            .store
+            .get_record(PASSWORDS, id)
+            .await?
+            .ok_or(AppPasswordError::NotFound)?;
+        let mut robot: AppPassword =
+            serde_json::from_str(&text).map_err(|e| StoreError(e.to_string()))?;
+        let secret = random_base32::<32>()?;
+        let now = unix(crate::clock::now());
+        let until = now.saturating_add(overlap.as_secs()).min(robot.expires);
+        let old = std::mem::replace(&mut robot.digest, self.digest(id, &secret));
+        if let Some(team) = robot.team.as_mut() {
+            team.previous = (!overlap.is_zero()).then_some(Previous { digest: old, until });
         }
-        .await;
-        self.release(&lock).await;
-        let secret = rotated?;
+        let record = serde_json::to_string(&robot).map_err(|e| StoreError(e.to_string()))?;
+        if !self
+            .store
+            .swap_record(PASSWORDS, id, Some(&text), &record)
+            .await?
+        {
+            return Err(AppPasswordError::Busy);
+        }
         robot.robot_audit("robot_rotated", &by(session));
         let text = format!("{APP_PASSWORD_PREFIX}{id}_{secret}");
         Ok((robot, SecretString::from(text)))
@@ -357,12 +379,7 @@ impl AppPasswords {
         id: &str,
     ) -> Result<AppPassword, AppPasswordError> {
         let robot = self.managed_robot(session, id).await?;
-        // never beside a rotation, which would write the record back
-        let lock = lock_key("robot-change", id);
-        self.hold(&lock).await?;
-        let ended = end(self.store.as_ref(), &self.ledger, &robot).await;
-        self.release(&lock).await;
-        ended?;
+        end(self.store.as_ref(), &self.ledger, &robot).await?;
         robot.robot_audit("robot_revoked", &by(session));
         Ok(robot)
     }
@@ -430,19 +447,30 @@ impl AppPasswords {
             ));
         }
         match self.group_now(&password.provider, &team.group).await {
-            Ok(true) => {}
-            Ok(false) => {
-                if let Err(e) = end(self.store.as_ref(), &self.ledger, password).await {
-                    return unavailable(e);
-                }
-                password.robot_audit("robot_revoked", "regauth: its group is gone");
+            Ok(GroupAnswer::Gone) => {
                 return refused(format!(
                     "the group {}:{} of robot {} is gone from its directory",
                     password.provider,
                     Safe(&team.group),
                     Safe(&password.subject)
+                ))
+            }
+            Ok(GroupAnswer::Exists(Some(now)))
+                if team.group_id.as_ref().is_some_and(|id| *id != now) =>
+            {
+                // another group under the name: this robot's ended for good
+                if let Err(e) = end(self.store.as_ref(), &self.ledger, password).await {
+                    return unavailable(e);
+                }
+                password.robot_audit("robot_revoked", "regauth: its group was made again");
+                return refused(format!(
+                    "the group {}:{} of robot {} was deleted and made again",
+                    password.provider,
+                    Safe(&team.group),
+                    Safe(&password.subject)
                 ));
             }
+            Ok(_) => {}
             Err(outcome) => return outcome,
         }
         let Some(networks) = password.parsed_networks() else {
@@ -455,16 +483,16 @@ impl AppPasswords {
         Outcome::Authenticated(identity)
     }
 
-    /// Whether group `group` of `provider` exists now; `true` when the
-    /// provider cannot tell, an outcome when it cannot be asked.
-    pub async fn group_now(&self, provider: &str, group: &str) -> Result<bool, Outcome> {
+    /// What `provider` says of group `group` now; an outcome when it
+    /// cannot be asked.
+    pub async fn group_now(&self, provider: &str, group: &str) -> Result<GroupAnswer, Outcome> {
         let Some(p) = self.providers.iter().find(|p| p.name() == provider) else {
             return Err(Outcome::Rejected(Rejection::Other(format!(
                 "the robot's provider {provider} is no longer configured"
             ))));
         };
-        match tokio::time::timeout(self.timeout, p.group_exists(group)).await {
-            Ok(Ok(known)) => Ok(known.unwrap_or(true)),
+        match tokio::time::timeout(self.timeout, p.group(group)).await {
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => Err(unavailable(e)),
             Err(_) => Err(unavailable(format!(
                 "{provider} did not say within {:?} whether the group exists",

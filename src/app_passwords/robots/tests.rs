@@ -28,6 +28,7 @@ fn robots() -> Arc<AppPasswords> {
         teams: [
             (team("platform"), vec![team("platform-admins")]),
             (team("gone-team"), vec![team("platform-admins")]),
+            (team("again-team"), vec![team("platform-admins")]),
         ]
         .into(),
     });
@@ -174,7 +175,7 @@ async fn only_the_teams_admins_manage_its_robots() {
     assert!(matches!(made, Err(AppPasswordError::NotFound)), "{made:?}");
     // a platform admin manages every team
     let admin = session(&passwords, "admin").await;
-    assert_eq!(passwords.managed_teams(&admin).await.len(), 2);
+    assert_eq!(passwords.managed_teams(&admin).await.len(), 3);
     let (robot, _) = passwords
         .create_robot(&admin, new(&platform, "ci", &limit))
         .await
@@ -258,13 +259,23 @@ async fn rotation_keeps_the_old_secret_only_for_the_overlap() {
 async fn a_robot_ends_with_its_group_or_its_team() {
     let passwords = robots();
     let lead = session(&passwords, "lead").await;
-    let (robot, secret) = pulling(&passwords, &lead, "gone-team", "ci").await;
+    // no robot for a group its directory does not have
+    let gone = team("gone-team");
+    let limit = Limit::from_form(["gone/**"], ["pull"]).unwrap();
+    let made = passwords
+        .create_robot(&lead, new(&gone, "ci", &limit))
+        .await;
+    assert!(
+        matches!(made, Err(AppPasswordError::GroupGone(_))),
+        "{made:?}"
+    );
+    // a group made again under its name (another id) ends its robots
+    let (robot, secret) = pulling(&passwords, &lead, "again-team", "ci").await;
     let refused = login(&passwords, &robot.subject, &secret).await;
     assert!(
-        matches!(&refused, Outcome::Rejected(Rejection::Other(why)) if why.contains("gone from its directory")),
+        matches!(&refused, Outcome::Rejected(Rejection::Other(why)) if why.contains("made again")),
         "{refused:?}"
     );
-    // ended for good: the group made again under the name is another group
     assert!(every_robot(passwords.store().as_ref())
         .await
         .unwrap()

@@ -175,13 +175,10 @@ impl Rule {
         } else if !self.claims.is_empty() {
             return None;
         }
+        let user = identity.and_then(|id| self.user_match(id));
         if self.anonymous {
             Some(Because::Anonymous)
-        } else if identity.is_some_and(|id| {
-            self.users
-                .iter()
-                .any(|p| p.matches(&id.provider, &id.subject) && p.reaches_robot(&id.subject))
-        }) {
+        } else if user == Some(true) {
             Some(Because::User)
         } else if identity.is_some()
             && !self.groups.is_empty()
@@ -194,15 +191,29 @@ impl Rule {
             && !self.claims.is_empty()
         {
             Some(Because::Claims)
-        } else if identity.is_some_and(|id| {
-            self.users
-                .iter()
-                .any(|p| p.matches(&id.provider, &id.subject))
-        }) {
+        } else if user == Some(false) {
             Some(Because::DenialsOnly)
         } else {
             None
         }
+    }
+
+    /// Whether a users selector takes `id`: `Some(true)` when one does
+    /// fully, `Some(false)` when only a wildcard does that a team robot
+    /// takes the denials of, `None` when none does.
+    fn user_match(&self, id: &Identity) -> Option<bool> {
+        let mut found = None;
+        for p in self
+            .users
+            .iter()
+            .filter(|p| p.matches(&id.provider, &id.subject))
+        {
+            if p.reaches_robot(&id.subject) {
+                return Some(true);
+            }
+            found = Some(false);
+        }
+        found
     }
 
     /// The first repository pattern that takes `name` with the principal's

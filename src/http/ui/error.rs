@@ -160,6 +160,9 @@ fn app_passwords(e: &AppPasswordError, unavailable: impl Fn(&'static str) -> Sai
             unavailable("Your account cannot be checked right now.")
         }
         AppPasswordError::Random => unavailable("No randomness."),
+        AppPasswordError::GroupUnavailable => {
+            unavailable("The team's directory cannot be asked right now.")
+        }
         // the user's to put right: shown beside the form, never here but
         // by mistake
         e if e.is_for_the_user() => (
