@@ -5,6 +5,7 @@
 //! becomes a generic 500 without internal text.
 
 pub mod credentials;
+mod deadline;
 mod device;
 mod error;
 mod extract;
@@ -35,11 +36,7 @@ pub fn router(live: Arc<Live>) -> Router {
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             server.limits.max_in_flight,
         ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            server.timeouts.request,
-        ))
-        .map_response(json_errors);
+        .layer(deadline::DeadlineLayer(server.timeouts.request));
     let token_routes = get(token::get)
         .post(token::post)
         .route_layer(bounded.clone());
@@ -103,18 +100,4 @@ pub fn ops_router(live: Arc<Live>) -> Router {
 /// More token requests in flight than `server.max_in_flight`.
 async fn overloaded(_: tower::BoxError) -> ApiError {
     ApiError::unavailable("too many requests at once; try again shortly", 1)
-}
-
-/// The request deadline's bare 503 gets the registry's JSON error body.
-fn json_errors(response: axum::response::Response) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    let bare = response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE
-        && !response
-            .headers()
-            .contains_key(axum::http::header::CONTENT_TYPE);
-    if bare {
-        return ApiError::unavailable("the request took too long; try again shortly", 1)
-            .into_response();
-    }
-    response
 }
