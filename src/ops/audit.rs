@@ -187,30 +187,37 @@ impl Event {
 
 /// Writes the audit line.
 pub fn record(request: &Request<'_>, event: &Event, outcome: Outcome, latency: Duration) {
-    let client_ip = request
-        .client_ip
-        .map(|ip| ip.to_string())
-        .unwrap_or_default();
-    let latency_us = latency.as_micros() as u64;
     tracing::info!(
         target: "regauth::audit",
         outcome = outcome.as_str(),
         method = request.method,
         grant = request.grant.as_str(),
-        subject = %event.subject,
+        subject = event.subject.as_str(),
         kind = event.kind,
-        provider = %event.provider,
-        service = %event.service,
-        requested = %event.requested,
-        granted = %event.granted,
-        client_ip = %client_ip,
+        provider = event.provider.as_str(),
+        service = event.service.as_str(),
+        requested = event.requested.as_str(),
+        granted = event.granted.as_str(),
+        client_ip = %ClientIp(request.client_ip),
         client_id = %Safe(request.client_id),
         cache_hit = event.cache_hit,
         reused = event.reused,
-        latency_us,
-        reason = %event.reason,
+        latency_us = latency.as_micros() as u64,
+        reason = event.reason.as_str(),
         "token request"
     );
+}
+
+/// The client's address on the audit line: empty when unknown.
+struct ClientIp(Option<IpAddr>);
+
+impl std::fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

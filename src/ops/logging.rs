@@ -5,7 +5,7 @@
 //! on `/metrics` and turn `/readyz` red for a minute, so a lost audit line
 //! never passes silently.
 //!
-//! The queue is one buffer of lines under a mutex ([`Batch`]): a line
+//! The queue is one buffer of lines under a mutex (`Batch`): a line
 //! costs its copy, and the writer thread takes everything queued at once,
 //! every few milliseconds or as soon as 64 KiB wait, in one write(2). A
 //! channel of one message per line (tracing-appender's) cost a fifth of
@@ -13,6 +13,7 @@
 //! and wrote for every line.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -193,17 +194,8 @@ pub fn init(format: Format) -> Guard {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer);
     match format {
-        Format::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .map_event_format(|inner| WithRequestId { inner, json: true })
-            .init(),
-        Format::Pretty => builder
-            .compact()
-            .map_event_format(|inner| WithRequestId { inner, json: false })
-            .init(),
+        Format::Json => builder.event_format(JsonLine).init(),
+        Format::Pretty => builder.compact().map_event_format(WithRequestId).init(),
     }
     guard
 }
@@ -229,12 +221,9 @@ fn request_id() -> Option<u64> {
     REQUEST_ID.try_with(|id| *id).ok()
 }
 
-/// A line format that adds the running request's ID: the first field of a
-/// JSON line, `request_id=N` at the head of a human-readable one.
-struct WithRequestId<E> {
-    inner: E,
-    json: bool,
-}
+/// A human-readable line format that puts the running request's ID at the
+/// head of a line: `request_id=N`.
+struct WithRequestId<E>(E);
 
 impl<S, N, E> FormatEvent<S, N> for WithRequestId<E>
 where
@@ -248,37 +237,206 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let Some(id) = request_id() else {
-            return self.inner.format_event(ctx, writer, event);
-        };
-        if !self.json {
+        if let Some(id) = request_id() {
             write!(writer, "request_id={id} ")?;
-            return self.inner.format_event(ctx, writer, event);
         }
-        // the ID opens the object, and the inner line goes on from there
-        write!(writer, "{{\"request_id\":{id},")?;
-        let mut rest = AfterBrace {
-            out: &mut writer,
-            opened: false,
-        };
-        self.inner.format_event(ctx, Writer::new(&mut rest), event)
+        self.0.format_event(ctx, writer, event)
     }
 }
 
-/// The rest of a JSON line whose opening brace is already written.
-struct AfterBrace<'a, W> {
-    out: &'a mut W,
-    opened: bool,
+/// The JSON line format: one object per event, with the fields
+/// tracing-subscriber's JSON format writes with `flatten_event`
+/// (`timestamp`, `level`, the event's fields, `target`), opened by the
+/// running request's ID (`request_id`).
+///
+/// Written by hand because it is the audit line of every token request:
+/// tracing-subscriber's formatter serialized each line through serde_json
+/// into an `io::Write` adaptor that checked every fragment as UTF-8 again,
+/// and formatted each displayed field into a string of its own. This one
+/// writes the line into a buffer of its thread, reused from line to line,
+/// and hands it over in one piece.
+struct JsonLine;
+
+thread_local! {
+    /// The line being written on this thread.
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
-impl<W: fmt::Write> fmt::Write for AfterBrace<'_, W> {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        if self.opened || text.is_empty() {
-            return self.out.write_str(text);
+/// A line buffer that grew past this is given back rather than kept.
+const KEEP_LINE_BYTES: usize = 64 * 1024;
+
+impl<S, N> FormatEvent<S, N> for JsonLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                json_line(&mut line, event)?;
+                let written = writer.write_str(&line);
+                if line.capacity() > KEEP_LINE_BYTES {
+                    *line = String::new();
+                }
+                written
+            }
+            // an event logged while a line of this thread is being
+            // written (from a field's Display): a buffer of its own
+            Err(_) => {
+                let mut line = String::new();
+                json_line(&mut line, event)?;
+                writer.write_str(&line)
+            }
+        })
+    }
+}
+
+/// Writes `event` as one JSON object and a newline.
+fn json_line(line: &mut String, event: &Event<'_>) -> fmt::Result {
+    use tracing_log::NormalizeEvent as _;
+    use tracing_subscriber::fmt::time::FormatTime as _;
+    let normalized = event.normalized_metadata();
+    let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+    line.push('{');
+    if let Some(id) = request_id() {
+        write!(line, "\"request_id\":{id},")?;
+    }
+    line.push_str("\"timestamp\":\"");
+    tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(line))?;
+    line.push_str("\",\"level\":\"");
+    line.push_str(meta.level().as_str());
+    line.push('"');
+    let mut fields = JsonFields {
+        line,
+        result: Ok(()),
+    };
+    event.record(&mut fields);
+    fields.result?;
+    line.push_str(",\"target\":");
+    json_string(line, meta.target());
+    line.push_str("}\n");
+    Ok(())
+}
+
+/// Writes each field of an event as `,"name":value`.
+struct JsonFields<'a> {
+    line: &'a mut String,
+    result: fmt::Result,
+}
+
+impl JsonFields<'_> {
+    fn name(&mut self, field: &tracing::field::Field) {
+        self.line.push(',');
+        json_string(self.line, field.name());
+        self.line.push(':');
+    }
+}
+
+impl tracing::field::Visit for JsonFields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.name(field);
+        json_string(self.line, value);
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.name(field);
+        self.line.push_str(if value { "true" } else { "false" });
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.name(field);
+        self.line.push_str(itoa::Buffer::new().format(value));
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.name(field);
+        self.line.push_str(itoa::Buffer::new().format(value));
+    }
+
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.name(field);
+        // JSON has no NaN or infinity; serde_json writes them as null
+        match value.is_finite() {
+            true => self.result = self.result.and(write!(self.line, "{value:?}")),
+            false => self.line.push_str("null"),
         }
-        self.opened = true;
-        self.out
-            .write_str(text.strip_prefix('{').ok_or(fmt::Error)?)
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        self.name(field);
+        self.line.push('"');
+        self.result = self
+            .result
+            .and(write!(Escaping(&mut *self.line), "{value:?}"));
+        self.line.push('"');
+    }
+}
+
+/// `text` as a JSON string.
+fn json_string(line: &mut String, text: &str) {
+    line.push('"');
+    escape_into(line, text);
+    line.push('"');
+}
+
+/// What stands for each byte inside a JSON string, as serde_json writes
+/// it: the quote, the backslash and control characters escaped (`u` for
+/// `\u00XX`), every other byte itself (0).
+const ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = b'u';
+        byte += 1;
+    }
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// Appends `text` escaped for the inside of a JSON string.
+fn escape_into(line: &mut String, text: &str) {
+    let mut plain = 0;
+    for (i, byte) in text.bytes().enumerate() {
+        let escape = ESCAPES[usize::from(byte)];
+        if escape == 0 {
+            continue;
+        }
+        // escaped bytes are ASCII, so `i` is a character boundary
+        line.push_str(&text[plain..i]);
+        line.push('\\');
+        match escape {
+            b'u' => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                line.push_str("u00");
+                line.push(char::from(HEX[usize::from(byte >> 4)]));
+                line.push(char::from(HEX[usize::from(byte & 0xf)]));
+            }
+            other => line.push(char::from(other)),
+        }
+        plain = i + 1;
+    }
+    line.push_str(&text[plain..]);
+}
+
+/// Escapes what is written through it into a JSON string.
+struct Escaping<'a>(&'a mut String);
+
+impl fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        escape_into(self.0, text);
+        Ok(())
     }
 }
 
@@ -363,7 +521,11 @@ mod tests {
             let (batch, sink) = (batch.clone(), sink.clone());
             std::thread::spawn(move || batch.write_to(sink))
         };
-        std::thread::sleep(WRITE_EVERY * 4);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while batch.lock().lines > 0 {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            std::thread::yield_now();
+        }
         // room again once written: a line queued now is written at close
         Queue(batch.clone()).write_all(b"last\n").unwrap();
         batch.close();
@@ -372,30 +534,77 @@ mod tests {
         assert_eq!(text, "line 0\nline 1\nline 2\nlast\n");
     }
 
-    #[tokio::test]
-    async fn a_requests_lines_name_it_and_stay_json() {
+    /// The lines `format` writes for the same events, parsed.
+    fn lines_of<E>(format: E, events: impl Fn()) -> Vec<serde_json::Value>
+    where
+        E: for<'a> FormatEvent<
+                tracing_subscriber::Registry,
+                tracing_subscriber::fmt::format::DefaultFields,
+            > + Send
+            + Sync
+            + 'static,
+    {
         let sink = Sink::default();
         let writer = sink.clone();
         let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .map_event_format(|inner| WithRequestId { inner, json: true })
+            .event_format(format)
             .with_writer(move || writer.clone())
             .finish();
-        let _default = tracing::subscriber::set_default(subscriber);
-        tracing::info!("outside");
-        in_request(7, async { tracing::info!(user = "{\"a\"}", "inside") }).await;
+        tracing::subscriber::with_default(subscriber, events);
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(lines.len(), 2, "{text}");
-        assert!(lines[0].get("request_id").is_none(), "{text}");
-        assert_eq!(lines[1]["request_id"], 7, "{text}");
-        assert_eq!(lines[1]["user"], "{\"a\"}", "{text}");
-        assert_eq!(lines[1]["message"], "inside", "{text}");
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    #[test]
+    fn json_lines_say_what_tracing_subscribers_json_lines_say() {
+        let events = || {
+            let forged = "erin\"}\n{\"outcome\":\"issued\"\u{1b}[31m\\ \u{0}\u{8}\u{c}\r\té✓";
+            tracing::info!(target: "regauth::audit", outcome = "issued", subject = %forged,
+                debug = ?forged, n = 7u64, i = -3i64, f = 1.5f64, nan = f64::NAN, ok = true,
+                "token request");
+            tracing::warn!(reason = forged, "a {} message", "formatted");
+            tracing::error!("");
+        };
+        let ours = lines_of(JsonLine, events);
+        let theirs = lines_of(
+            tracing_subscriber::fmt::format().json().flatten_event(true),
+            events,
+        );
+        assert_eq!(ours.len(), 3);
+        for (mut ours, mut theirs) in ours.into_iter().zip(theirs) {
+            // both are times of this run, to the microsecond
+            let stamp = ours["timestamp"].as_str().unwrap().to_owned();
+            assert!(stamp.ends_with('Z') && stamp.len() == 27, "{stamp}");
+            ours["timestamp"].take();
+            theirs["timestamp"].take();
+            assert_eq!(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let every_ascii: String = (0u8..0x80).map(char::from).collect();
+        for text in [every_ascii.as_str(), "é✓\u{2028}😀", "", "\\\"", "a\u{7f}b"] {
+            let mut ours = String::new();
+            json_string(&mut ours, text);
+            assert_eq!(ours, serde_json::to_string(text).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_requests_lines_name_it_and_stay_json() {
+        let lines = lines_of(JsonLine, || {
+            tracing::info!("outside");
+            let inside = in_request(7, async { tracing::info!(user = "{\"a\"}", "inside") });
+            let runtime = tokio::runtime::Builder::new_current_thread().build();
+            runtime.unwrap().block_on(inside);
+        });
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].get("request_id").is_none(), "{lines:?}");
+        assert_eq!(lines[1]["request_id"], 7, "{lines:?}");
+        assert_eq!(lines[1]["user"], "{\"a\"}", "{lines:?}");
+        assert_eq!(lines[1]["message"], "inside", "{lines:?}");
     }
 }
