@@ -9,7 +9,8 @@
 # With BASELINE, a third server runs that binary on the same config, and
 # its rounds alternate with the others (which of the two goes first swaps
 # each round): the before/after figure of a change, measured in one run.
-# ROUNDS=n runs n rounds instead of 3. BASELINE_CONFIG=path gives the
+# ROUNDS=n runs n rounds instead of 3. BIN=path runs that build instead
+# of building this tree's. BASELINE_CONFIG=path gives the
 # baseline its own shipped config, for a baseline older than a section the
 # current config/regauth.toml has.
 #
@@ -26,7 +27,7 @@ threads=1
 missing=()
 for tool in wrk curl bc; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; fi
-cargo build --release --quiet --bin regauth
+[ -n "${BIN:-}" ] || cargo build --release --quiet --bin regauth
 
 work="$(mktemp -d)"
 # Two servers from the same config: A as shipped (token.reuse_window = 5s),
