@@ -17,7 +17,8 @@
 # Builds the release binary, starts regauth on a free loopback port with the
 # shipped config and a generated key, warms the verdict cache, then runs wrk
 # (Debian package `wrk`, installed if missing) on both endpoints, alternating
-# three rounds each, and prints the medians and their ratio.
+# three rounds each, and prints the medians and their ratio; then the
+# p99 latency at 64 connections of each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-10}"
@@ -93,4 +94,7 @@ if [ -n "${BASELINE:-}" ]; then
     for i in "${!reuse[@]}"; do paired+=("$(echo "${reuse[$i]} / ${baseline[$i]}" | bc -l | cut -c1-5)"); done
     printf 'per-round this build / baseline: %s  median %s\n' "${paired[*]}" "$(median "${paired[@]}")"
 fi
+# the latency clients see at 64 connections, two wrk threads
+p99() { wrk -t2 -c64 -d"${duration}s" --latency "$@" | awk '$1 == "99%" {print $2}'; }
+echo "p99 at 64 connections (wrk -t2 -c64): /auth as shipped $(p99 -H "$auth" "http://127.0.0.1:$port_a$path"), ES256 each $(p99 -H "$auth" "http://127.0.0.1:$port_b$path"), /healthz $(p99 "http://127.0.0.1:$port_a/healthz")"
 echo "audit lines: A $(grep -c '"outcome":"issued"' "$work/a.log" || true), B $(grep -c '"outcome":"issued"' "$work/b.log" || true)"

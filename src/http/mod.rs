@@ -4,8 +4,8 @@
 //! nothing here knows how a provider checks a password. A panic anywhere
 //! becomes a generic 500 without internal text.
 
+mod bounded;
 pub mod credentials;
-mod deadline;
 mod device;
 mod error;
 mod extract;
@@ -30,13 +30,7 @@ use crate::Live;
 pub fn router(live: Arc<Live>) -> Router {
     let state = live.load();
     let server = &state.config.server;
-    let bounded = tower::ServiceBuilder::new()
-        .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
-        .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            server.limits.max_in_flight,
-        ))
-        .layer(deadline::DeadlineLayer(server.timeouts.request));
+    let bounded = bounded::BoundedLayer::new(server.limits.max_in_flight, server.timeouts.request);
     let token_routes = get(token::get)
         .post(token::post)
         .route_layer(bounded.clone());
@@ -95,9 +89,4 @@ pub fn ops_router(live: Arc<Live>) -> Router {
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::middleware::from_fn(request_id::with_request_id))
         .with_state(live)
-}
-
-/// More token requests in flight than `server.max_in_flight`.
-async fn overloaded(_: tower::BoxError) -> ApiError {
-    ApiError::unavailable("too many requests at once; try again shortly", 1)
 }
