@@ -78,6 +78,7 @@ def what(k):
 class Minute:
     def __init__(self):
         self.latencies, self.errors, self.kinds = [], 0, {}
+        self.by_kind = {}
         self.unexpected = {}
 
 
@@ -110,6 +111,7 @@ async def worker(w, start, end):
         done = time.monotonic()
         minute = minute_of(due - start)
         minute.latencies.append(done - due)
+        minute.by_kind.setdefault(kind, []).append(done - due)
         minute.kinds[kind] = minute.kinds.get(kind, 0) + 1
         status = int(head[9:12])
         if status != expected:
@@ -132,9 +134,10 @@ def sample():
 
 
 async def sampler(start, end, samples):
+    # a second before each minute ends, while the load still runs
     m = 1
     while start + 60 * m <= end + 0.5:
-        await asyncio.sleep(max(0.0, start + 60 * m - time.monotonic()))
+        await asyncio.sleep(max(0.0, start + 60 * m - 1 - time.monotonic()))
         samples.append(sample())
         m += 1
 
@@ -165,6 +168,9 @@ async def main():
         for kind, n in m.kinds.items():
             kinds[kind] = kinds.get(kind, 0) + n
     print(f"requests {total}, errors {errors}; " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+    for kind in sorted(kinds):
+        all_of = [t for m in minutes for t in m.by_kind.get(kind, [])]
+        print(f"  {kind:9s} p50 {p(all_of, .5):6.2f} ms  p99 {p(all_of, .99):6.2f} ms  max {p(all_of, 1):6.1f} ms")
     unexpected = {}
     for m in minutes:
         for what, n in m.unexpected.items():
