@@ -13,7 +13,6 @@
 //! and wrote for every line.
 
 use std::fmt;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -253,13 +252,14 @@ where
 /// tracing-subscriber's formatter serialized each line through serde_json
 /// into an `io::Write` adaptor that checked every fragment as UTF-8 again,
 /// and formatted each displayed field into a string of its own. This one
-/// writes the line into a buffer of its thread, reused from line to line,
-/// and hands it over in one piece.
+/// writes the line into a byte buffer of its thread, reused from line to
+/// line (strings escaped by serde_json straight into it), checks it as
+/// UTF-8 once and hands it over in one piece.
 struct JsonLine;
 
 thread_local! {
     /// The line being written on this thread.
-    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A line buffer that grew past this is given back rather than kept.
@@ -276,166 +276,123 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        let mut write = |line: &mut Vec<u8>| {
+            line.clear();
+            json_line(line, event)?;
+            writer.write_str(std::str::from_utf8(line).map_err(|_| fmt::Error)?)
+        };
         LINE.with(|line| match line.try_borrow_mut() {
             Ok(mut line) => {
-                line.clear();
-                json_line(&mut line, event)?;
-                let written = writer.write_str(&line);
+                let written = write(&mut line);
                 if line.capacity() > KEEP_LINE_BYTES {
-                    *line = String::new();
+                    *line = Vec::new();
                 }
                 written
             }
             // an event logged while a line of this thread is being
             // written (from a field's Display): a buffer of its own
-            Err(_) => {
-                let mut line = String::new();
-                json_line(&mut line, event)?;
-                writer.write_str(&line)
-            }
+            Err(_) => write(&mut Vec::new()),
         })
     }
 }
 
 /// Writes `event` as one JSON object and a newline.
-fn json_line(line: &mut String, event: &Event<'_>) -> fmt::Result {
+fn json_line(line: &mut Vec<u8>, event: &Event<'_>) -> fmt::Result {
     use tracing_log::NormalizeEvent as _;
     use tracing_subscriber::fmt::time::FormatTime as _;
     let normalized = event.normalized_metadata();
     let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
-    line.push('{');
+    line.push(b'{');
     if let Some(id) = request_id() {
-        write!(line, "\"request_id\":{id},")?;
+        line.extend_from_slice(b"\"request_id\":");
+        line.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+        line.push(b',');
     }
-    line.push_str("\"timestamp\":\"");
-    tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(line))?;
-    line.push_str("\",\"level\":\"");
-    line.push_str(meta.level().as_str());
-    line.push('"');
+    line.extend_from_slice(b"\"timestamp\":\"");
+    tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut Bytes(line)))?;
+    line.extend_from_slice(b"\",\"level\":\"");
+    line.extend_from_slice(meta.level().as_str().as_bytes());
+    line.push(b'"');
     let mut fields = JsonFields {
         line,
         result: Ok(()),
     };
     event.record(&mut fields);
     fields.result?;
-    line.push_str(",\"target\":");
-    json_string(line, meta.target());
-    line.push_str("}\n");
+    line.extend_from_slice(b",\"target\":");
+    json_value(line, meta.target())?;
+    line.extend_from_slice(b"}\n");
     Ok(())
 }
 
 /// Writes each field of an event as `,"name":value`.
 struct JsonFields<'a> {
-    line: &'a mut String,
+    line: &'a mut Vec<u8>,
     result: fmt::Result,
 }
 
 impl JsonFields<'_> {
-    fn name(&mut self, field: &tracing::field::Field) {
-        self.line.push(',');
-        json_string(self.line, field.name());
-        self.line.push(':');
+    /// Writes the field's name, then its value with `value`, keeping the
+    /// first error.
+    fn field(
+        &mut self,
+        field: &tracing::field::Field,
+        value: impl FnOnce(&mut Vec<u8>) -> fmt::Result,
+    ) {
+        if self.result.is_ok() {
+            self.line.push(b',');
+            self.result = json_value(self.line, field.name())
+                .map(|()| self.line.push(b':'))
+                .and_then(|()| value(self.line));
+        }
     }
 }
 
 impl tracing::field::Visit for JsonFields<'_> {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.name(field);
-        json_string(self.line, value);
+        self.field(field, |line| json_value(line, value));
     }
 
     fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        self.name(field);
-        self.line.push_str(if value { "true" } else { "false" });
+        self.field(field, |line| json_value(line, &value));
     }
 
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        self.name(field);
-        self.line.push_str(itoa::Buffer::new().format(value));
+        self.field(field, |line| json_value(line, &value));
     }
 
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        self.name(field);
-        self.line.push_str(itoa::Buffer::new().format(value));
+        self.field(field, |line| json_value(line, &value));
     }
 
     fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
-        self.name(field);
-        // JSON has no NaN or infinity; serde_json writes them as null
-        match value.is_finite() {
-            true => self.result = self.result.and(write!(self.line, "{value:?}")),
-            false => self.line.push_str("null"),
-        }
+        // JSON has no NaN or infinity: serde_json writes them as null
+        self.field(field, |line| json_value(line, &value));
     }
 
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
-        self.name(field);
-        self.line.push('"');
-        self.result = self
-            .result
-            .and(write!(Escaping(&mut *self.line), "{value:?}"));
-        self.line.push('"');
+        self.field(field, |line| {
+            // escaped as it is formatted, without a string of its own
+            serde::Serializer::collect_str(
+                &mut serde_json::Serializer::new(line),
+                &format_args!("{value:?}"),
+            )
+            .map_err(|_| fmt::Error)
+        });
     }
 }
 
-/// `text` as a JSON string.
-fn json_string(line: &mut String, text: &str) {
-    line.push('"');
-    escape_into(line, text);
-    line.push('"');
+/// `value` as JSON, by serde_json.
+fn json_value(line: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) -> fmt::Result {
+    serde_json::to_writer(line, value).map_err(|_| fmt::Error)
 }
 
-/// What stands for each byte inside a JSON string, as serde_json writes
-/// it: the quote, the backslash and control characters escaped (`u` for
-/// `\u00XX`), every other byte itself (0).
-const ESCAPES: [u8; 256] = {
-    let mut table = [0u8; 256];
-    let mut byte = 0;
-    while byte < 0x20 {
-        table[byte] = b'u';
-        byte += 1;
-    }
-    table[b'\n' as usize] = b'n';
-    table[b'\r' as usize] = b'r';
-    table[b'\t' as usize] = b't';
-    table[0x08] = b'b';
-    table[0x0c] = b'f';
-    table[b'"' as usize] = b'"';
-    table[b'\\' as usize] = b'\\';
-    table
-};
+/// Text formatted into the line's bytes.
+struct Bytes<'a>(&'a mut Vec<u8>);
 
-/// Appends `text` escaped for the inside of a JSON string.
-fn escape_into(line: &mut String, text: &str) {
-    let mut plain = 0;
-    for (i, byte) in text.bytes().enumerate() {
-        let escape = ESCAPES[usize::from(byte)];
-        if escape == 0 {
-            continue;
-        }
-        // escaped bytes are ASCII, so `i` is a character boundary
-        line.push_str(&text[plain..i]);
-        line.push('\\');
-        match escape {
-            b'u' => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                line.push_str("u00");
-                line.push(char::from(HEX[usize::from(byte >> 4)]));
-                line.push(char::from(HEX[usize::from(byte & 0xf)]));
-            }
-            other => line.push(char::from(other)),
-        }
-        plain = i + 1;
-    }
-    line.push_str(&text[plain..]);
-}
-
-/// Escapes what is written through it into a JSON string.
-struct Escaping<'a>(&'a mut String);
-
-impl fmt::Write for Escaping<'_> {
+impl fmt::Write for Bytes<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        escape_into(self.0, text);
+        self.0.extend_from_slice(text.as_bytes());
         Ok(())
     }
 }
@@ -587,9 +544,9 @@ mod tests {
     fn strings_are_escaped_as_serde_json_escapes_them() {
         let every_ascii: String = (0u8..0x80).map(char::from).collect();
         for text in [every_ascii.as_str(), "é✓\u{2028}😀", "", "\\\"", "a\u{7f}b"] {
-            let mut ours = String::new();
-            json_string(&mut ours, text);
-            assert_eq!(ours, serde_json::to_string(text).unwrap());
+            let mut ours = Vec::new();
+            json_value(&mut ours, text).unwrap();
+            assert_eq!(ours, serde_json::to_vec(text).unwrap());
         }
     }
 
