@@ -24,9 +24,6 @@ fi
 work="$(mktemp -d)"
 pid=
 trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-openssl ecparam -name prime256v1 -genkey -noout -out "$work/ec.pem" 2>/dev/null
-openssl pkcs8 -topk8 -nocrypt -in "$work/ec.pem" -out "$work/token.key"
-openssl req -new -x509 -key "$work/token.key" -out "$work/token.crt" -days 2 -subj /CN=bench 2>/dev/null
 hash="$(printf 'bench-pw' | "$BIN" hash-password --cost 4)"
 python3 - "$users" "$hash" > "$work/users.htpasswd" <<'EOF'
 import sys
@@ -41,7 +38,7 @@ listen = "127.0.0.1:$port"
 [token]
 issuer = "regauth"
 services = ["registry.local"]
-key = "$work/token.key"
+key = "$work/token.key"                # regauth makes both at start
 certificate = "$work/token.crt"
 
 [cache]

@@ -24,7 +24,7 @@ rate="${2:-1000}"
 connections="${3:-16}"
 
 missing=()
-for tool in curl redis-server python3 openssl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in curl redis-server python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if ((${#missing[@]})); then
     echo "installing ${missing[*]} from Debian" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -49,10 +49,6 @@ h, cold = sys.argv[1], int(sys.argv[2])
 sys.stdout.write("".join(f"soak{i:06d}:{h}\n" for i in range(10)))
 sys.stdout.write("".join(f"cold{i:07d}:{h}\n" for i in range(cold)))
 EOF
-
-openssl ecparam -name prime256v1 -genkey -noout -out "$work/ec.pem" 2>/dev/null
-openssl pkcs8 -topk8 -nocrypt -in "$work/ec.pem" -out "$work/token.key"
-openssl req -new -x509 -key "$work/token.key" -out "$work/token.crt" -days 30 -subj /CN=soak 2>/dev/null
 
 redis_port="$(free_port)"
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no > "$work/redis.log" 2>&1 &
@@ -83,7 +79,8 @@ EOF
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return; sleep 0.1; done
     echo "regauth $name did not start" >&2; cat "$work/$name.log" >&2; exit 1
 }
-# the second replica starts once the first has written the refresh key
+# the second replica starts once the first has made the token key, its
+# certificate and the refresh key, and shares them
 start a "$(free_port)"
 start b "$(free_port)"
 
