@@ -252,10 +252,6 @@ fn ct_eq(a: &str, b: &str) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The key of a user's records: provider names cannot hold `:`. The
 /// subject is as the provider names it (static users are case-sensitive).
 fn owner_key(provider: &str, subject: &str) -> String {
@@ -266,7 +262,7 @@ fn owner_key(provider: &str, subject: &str) -> String {
 /// a digest of the owner's key (no name in the backend's key space).
 fn lock_key(what: &str, owner: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, owner.as_bytes());
-    format!("{what}:{}", hex(&digest.as_ref()[..16]))
+    format!("{what}:{}", hex::encode(&digest.as_ref()[..16]))
 }
 
 /// `value` as JSON sealed for `aad`; `None` without randomness.

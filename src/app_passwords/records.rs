@@ -209,7 +209,7 @@ impl AppPasswords {
         context.update(id.as_bytes());
         context.update(b"\0");
         context.update(secret.as_bytes());
-        super::hex(context.sign().as_ref())
+        hex::encode(context.sign().as_ref())
     }
 
     /// Whether `secret` is the one whose digest under `id` is `digest`

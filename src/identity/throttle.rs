@@ -163,11 +163,7 @@ impl Throttle {
         let digest = ctx.sign();
         let mut key = String::with_capacity(tag.len() + 48);
         key.push_str(tag);
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for b in &digest.as_ref()[..24] {
-            key.push(char::from(HEX[usize::from(b >> 4)]));
-            key.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
+        key.push_str(&hex::encode(&digest.as_ref()[..24]));
         key
     }
 
