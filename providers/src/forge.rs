@@ -235,7 +235,7 @@ pub(crate) fn retry_after(headers: &HeaderMap, reset_header: &str) -> Option<u64
 /// A digest standing for a token in a cache key.
 pub(crate) fn token_digest(token: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(digest.as_ref())
 }
 
 /// Groups (or whatever a forge resolves besides the user) per token, by a

@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
@@ -66,64 +65,62 @@ pub struct RobotConfig {
     pub networks: Vec<String>,
 }
 
+/// A stored bcrypt or argon2 hash: its text, at its exact length (an
+/// htpasswd of 100k users keeps 100k of these), checked when parsed.
 #[derive(Clone)]
-enum PasswordHash {
-    Bcrypt(String),
-    Argon2(String),
-}
+struct PasswordHash(Box<str>);
+
+/// What bcrypt hashes begin with (argon2's begin with `$argon2`).
+const BCRYPT_PREFIXES: [&str; 3] = ["$2y$", "$2b$", "$2a$"];
 
 impl PasswordHash {
     fn parse(hash: &str) -> Option<Self> {
-        if ["$2y$", "$2b$", "$2a$"].iter().any(|p| hash.starts_with(p)) {
-            // Normalise the prefix: the bcrypt crate verifies $2b$, and the
-            // three variants are the same algorithm for valid UTF-8 input.
+        if BCRYPT_PREFIXES.iter().any(|p| hash.starts_with(p)) {
+            // The bcrypt crate verifies all three variants: they are the
+            // same algorithm for valid UTF-8 input.
             hash.parse::<bcrypt::HashParts>().ok()?;
-            Some(Self::Bcrypt(hash.to_owned()))
         } else if hash.starts_with("$argon2") {
             argon2::PasswordHash::new(hash).ok()?;
-            Some(Self::Argon2(hash.to_owned()))
         } else {
-            None
+            return None;
         }
+        Some(Self(hash.into()))
+    }
+
+    fn is_bcrypt(&self) -> bool {
+        BCRYPT_PREFIXES.iter().any(|p| self.0.starts_with(p))
     }
 
     /// How expensive a check is, comparable within one kind of hash.
     fn cost(&self) -> (u8, u32) {
-        match self {
-            Self::Bcrypt(hash) => (0, hash.get(4..6).and_then(|c| c.parse().ok()).unwrap_or(0)),
-            Self::Argon2(hash) => (
-                1,
-                argon2::PasswordHash::new(hash)
-                    .ok()
-                    .and_then(|h| argon2::Params::try_from(&h).ok())
-                    .map_or(0, |p| p.m_cost().saturating_mul(p.t_cost())),
-            ),
+        let hash = &*self.0;
+        if self.is_bcrypt() {
+            return (0, hash.get(4..6).and_then(|c| c.parse().ok()).unwrap_or(0));
         }
+        let cost = argon2::PasswordHash::new(hash)
+            .ok()
+            .and_then(|h| argon2::Params::try_from(&h).ok())
+            .map_or(0, |p| p.m_cost().saturating_mul(p.t_cost()));
+        (1, cost)
     }
 
     /// A short digest of the stored hash: it changes when the password
     /// does, and says nothing about the password or the hash.
     fn fingerprint(&self) -> String {
-        let (Self::Bcrypt(hash) | Self::Argon2(hash)) = self;
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, hash.as_bytes());
-        digest.as_ref()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.0.as_bytes());
+        hex::encode(&digest.as_ref()[..8])
     }
 
     fn verify(&self, password: &str) -> bool {
-        match self {
-            Self::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
-            Self::Argon2(hash) => {
-                use argon2::PasswordVerifier;
-                match argon2::PasswordHash::new(hash) {
-                    Ok(parsed) => argon2::Argon2::default()
-                        .verify_password(password.as_bytes(), &parsed)
-                        .is_ok(),
-                    Err(_) => false,
-                }
-            }
+        if self.is_bcrypt() {
+            return bcrypt::verify(password, &self.0).unwrap_or(false);
+        }
+        use argon2::PasswordVerifier;
+        match argon2::PasswordHash::new(&self.0) {
+            Ok(parsed) => argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+            Err(_) => false,
         }
     }
 }
@@ -135,8 +132,16 @@ pub fn hash_bcrypt(password: &str, cost: u32) -> Result<String, Error> {
         .map_err(|e| Error::Internal(format!("bcrypt: {e}")))
 }
 
+/// A user or robot of the list. Most htpasswd users are a name and a hash
+/// alone, so what only some have is boxed: a file of 100k users costs
+/// little more than its names and hashes.
 struct User {
-    hash: Arc<PasswordHash>,
+    hash: PasswordHash,
+    more: Option<Box<Details>>,
+}
+
+/// What a user of the list may have besides a hash.
+struct Details {
     groups: Vec<String>,
     kind: Kind,
     /// Refused from this Unix time on, with the configured date for logs.
@@ -146,9 +151,28 @@ struct User {
 }
 
 impl User {
+    /// A user with `hash` and `groups`, nothing else.
+    fn new(hash: PasswordHash, groups: Vec<String>) -> Self {
+        let more = (!groups.is_empty()).then(|| {
+            Box::new(Details {
+                groups,
+                kind: Kind::User,
+                expires: None,
+                networks: Vec::new(),
+            })
+        });
+        Self { hash, more }
+    }
+
+    fn groups(&self) -> &[String] {
+        self.more.as_ref().map_or(&[], |more| &more.groups)
+    }
+
     fn expired(&self) -> Option<&str> {
         let now = crate::clock::unix_seconds() as i64;
-        self.expires
+        self.more
+            .as_ref()?
+            .expires
             .as_ref()
             .filter(|(at, _)| now >= *at)
             .map(|(_, day)| day.as_str())
@@ -156,11 +180,13 @@ impl User {
 
     fn identity(&self, subject: &str, provider: &str) -> Identity {
         let mut identity =
-            Identity::new(subject, provider).with_groups(self.groups.iter().cloned());
-        identity.kind = self.kind;
+            Identity::new(subject, provider).with_groups(self.groups().iter().cloned());
         identity.credential_stamp = Some(self.hash.fingerprint());
-        identity.expires_at = self.expires.as_ref().map(|(at, _)| *at as u64);
-        identity.networks = self.networks.clone();
+        if let Some(more) = &self.more {
+            identity.kind = more.kind;
+            identity.expires_at = more.expires.as_ref().map(|(at, _)| *at as u64);
+            identity.networks = more.networks.clone();
+        }
         identity
     }
 }
@@ -182,11 +208,11 @@ fn expiry(day: &str) -> Option<i64> {
 /// Static users, loaded once at startup.
 pub struct StaticUsers {
     name: String,
-    users: HashMap<String, Arc<User>>,
+    users: HashMap<Box<str>, User>,
     /// Checked (and its answer ignored) for unknown usernames, so that an
     /// unknown user costs as long as a known one and names cannot be
     /// probed by timing.
-    dummy: Option<Arc<PasswordHash>>,
+    dummy: Option<PasswordHash>,
     queue_timeout: std::time::Duration,
 }
 
@@ -204,7 +230,7 @@ fn hash_permits() -> &'static tokio::sync::Semaphore {
 /// Verifies `secret` against `hash` on a blocking thread, after waiting at
 /// most `queue_timeout` for a free core. `None` when the queue is full.
 async fn verify_bounded(
-    hash: Arc<PasswordHash>,
+    hash: PasswordHash,
     secret: secrecy::SecretString,
     queue_timeout: std::time::Duration,
 ) -> Result<bool, Error> {
@@ -228,9 +254,9 @@ impl StaticUsers {
     /// Loads and validates the users. Errors name the file and line, never
     /// the hash.
     pub fn load(name: &str, config: &StaticConfig) -> Result<Self, Error> {
-        let mut hashes = match &config.htpasswd {
+        let mut users = match &config.htpasswd {
             Some(path) => read_htpasswd(path)?,
-            None => BTreeMap::new(),
+            None => HashMap::new(),
         };
         for (user, hash) in &config.users {
             let hash = PasswordHash::parse(hash).ok_or_else(|| {
@@ -238,7 +264,7 @@ impl StaticUsers {
                     "users.{user}: unsupported hash (use bcrypt or argon2)"
                 ))
             })?;
-            hashes.insert(user.clone(), hash);
+            users.insert(user.as_str().into(), User::new(hash, Vec::new()));
         }
         let mut groups_of: HashMap<&str, Vec<String>> = HashMap::new();
         for (group, members) in &config.groups {
@@ -246,25 +272,16 @@ impl StaticUsers {
                 groups_of.entry(member).or_default().push(group.clone());
             }
         }
-        let mut users = hashes
-            .into_iter()
-            .map(|(user, hash)| {
-                let mut groups = groups_of.remove(user.as_str()).unwrap_or_default();
+        for (user, entry) in users.iter_mut() {
+            if let Some(mut groups) = groups_of.remove(&**user) {
                 groups.sort();
                 groups.dedup();
-                let user_entry = User {
-                    hash: Arc::new(hash),
-                    groups,
-                    kind: Kind::User,
-                    expires: None,
-                    networks: Vec::new(),
-                };
-                (user, Arc::new(user_entry))
-            })
-            .collect::<HashMap<_, _>>();
+                *entry = User::new(entry.hash.clone(), groups);
+            }
+        }
         for (i, robot) in config.robots.iter().enumerate() {
             let entry = robot_of(i, robot, &users)?;
-            users.insert(robot.name.clone(), Arc::new(entry));
+            users.insert(robot.name.as_str().into(), entry);
         }
         if let Some(member) = groups_of.keys().next() {
             tracing::warn!(
@@ -287,14 +304,23 @@ impl StaticUsers {
     }
 }
 
-/// The users of an htpasswd file, by name.
-fn read_htpasswd(path: &std::path::Path) -> Result<BTreeMap<String, PasswordHash>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+/// The users of an htpasswd file, by name (a name given twice: the last
+/// line counts). Read a line at a time, so a large file is never held
+/// whole.
+fn read_htpasswd(path: &std::path::Path) -> Result<HashMap<Box<str>, User>, Error> {
+    use std::io::BufRead;
+    let io_error = |source| Error::Io {
         path: path.display().to_string(),
         source,
-    })?;
-    let mut hashes = BTreeMap::new();
-    for (index, line) in text.lines().enumerate() {
+    };
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(io_error)?);
+    let mut users = HashMap::new();
+    let mut line = String::new();
+    for index in 0.. {
+        line.clear();
+        if file.read_line(&mut line).map_err(io_error)? == 0 {
+            break;
+        }
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -309,17 +335,14 @@ fn read_htpasswd(path: &std::path::Path) -> Result<BTreeMap<String, PasswordHash
                 where_()
             ))
         })?;
-        hashes.insert(user.to_owned(), hash);
+        users.insert(user.into(), User::new(hash, Vec::new()));
     }
-    Ok(hashes)
+    users.shrink_to_fit();
+    Ok(users)
 }
 
 /// The entry of `robots[i]`, checked against the users and robots before it.
-fn robot_of(
-    i: usize,
-    robot: &RobotConfig,
-    users: &HashMap<String, Arc<User>>,
-) -> Result<User, Error> {
+fn robot_of(i: usize, robot: &RobotConfig, users: &HashMap<Box<str>, User>) -> Result<User, Error> {
     let key = |field: &str| format!("robots[{i}].{field}");
     if !valid_robot_name(&robot.name) {
         return Err(Error::Config(format!(
@@ -328,7 +351,7 @@ fn robot_of(
             robot.name
         )));
     }
-    if users.contains_key(&robot.name) {
+    if users.contains_key(robot.name.as_str()) {
         return Err(Error::Config(format!(
             "{}: `{}` is already a user or robot",
             key("name"),
@@ -367,11 +390,13 @@ fn robot_of(
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(User {
-        hash: Arc::new(hash),
-        groups: robot.groups.clone(),
-        kind: Kind::Robot,
-        expires,
-        networks,
+        hash,
+        more: Some(Box::new(Details {
+            groups: robot.groups.clone(),
+            kind: Kind::Robot,
+            expires,
+            networks,
+        })),
     })
 }
 
@@ -399,7 +424,7 @@ impl IdentityProvider for StaticUsers {
         let known = self
             .users
             .values()
-            .any(|u| u.groups.iter().any(|g| g == group));
+            .any(|u| u.groups().iter().any(|g| g == group));
         Ok(if known {
             crate::GroupAnswer::Exists(None)
         } else {
@@ -420,7 +445,7 @@ impl IdentityProvider for StaticUsers {
         if credentials.secret.expose_secret().is_empty() {
             return Outcome::Rejected(Rejection::EmptySecret);
         }
-        let Some(user) = self.users.get(&credentials.username).cloned() else {
+        let Some(user) = self.users.get(credentials.username.as_str()) else {
             // As slow as a known user, so that names cannot be probed.
             if let Some(dummy) = &self.dummy {
                 let secret = credentials.secret.clone();
@@ -500,6 +525,47 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn htpasswd_lines_inline_users_and_groups() {
+        let hash = |pw: &str| bcrypt::hash(pw, 4).unwrap();
+        let path = std::env::temp_dir().join(format!("regauth-htpasswd-{}", std::process::id()));
+        let file = format!(
+            "# team\n\ncarol:{}\r\ndave:{}\ncarol:{}\n",
+            hash("old"),
+            hash("file"),
+            hash("new")
+        );
+        std::fs::write(&path, file).unwrap();
+        let config = StaticConfig {
+            htpasswd: Some(path.clone()),
+            users: BTreeMap::from([("dave".into(), hash("inline"))]),
+            groups: BTreeMap::from([("ops".into(), vec!["carol".into(), "carol".into()])]),
+            ..Default::default()
+        };
+        let p = StaticUsers::load("local", &config).unwrap();
+        let login = |user: &'static str, pw: &'static str| {
+            let p = &p;
+            async move { p.authenticate(&Credentials::new(user, pw)).await }
+        };
+        match login("carol", "new").await {
+            Outcome::Authenticated(id) => assert_eq!(id.groups, ["ops"], "the last line counts"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(login("carol", "old").await, Outcome::Rejected(_)));
+        assert!(matches!(
+            login("dave", "inline").await,
+            Outcome::Authenticated(_)
+        ));
+        assert!(matches!(login("dave", "file").await, Outcome::Rejected(_)));
+        std::fs::write(&path, "carol\n").unwrap();
+        let err = StaticUsers::load("local", &config)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(":1: expected `user:hash`"), "{err}");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[tokio::test]

@@ -83,7 +83,7 @@ pub(super) fn entry_id(entry: &SearchEntry) -> Option<String> {
                     .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case(name))
                     .and_then(|(_, v)| v.first())
-                    .map(|bytes| bytes.iter().map(|b| format!("{b:02x}")).collect())
+                    .map(hex::encode)
             })
             .map(|value| format!("{name}={value}"))
     })

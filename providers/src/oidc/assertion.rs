@@ -97,5 +97,5 @@ fn rand_part() -> Result<String, Error> {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes)
         .map_err(|_| Error::Internal("no randomness for a client assertion".into()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(bytes))
 }
