@@ -283,8 +283,8 @@ impl Policy {
         client: Option<IpAddr>,
         trace_mode: Trace,
     ) -> Grant {
-        let mut allowed = BTreeSet::new();
-        let mut denied = BTreeSet::new();
+        let mut allowed = Actions::default();
+        let mut denied = Actions::default();
         let mut trace = Vec::new();
         let known = scope.kind.known_actions().unwrap_or_default();
         for rule in &self.rules {
@@ -298,19 +298,22 @@ impl Policy {
             let Some(matched) = rule.applies(principal, service, scope, &self.shared) else {
                 continue;
             };
-            let allows = if reaches && matched.grants() {
-                expand(&rule.actions, known)
-            } else {
-                Vec::new()
-            };
-            let denies = expand(&rule.deny, known);
+            let grants = reaches && matched.grants();
+            if grants {
+                allowed.add(&rule.actions, known);
+            }
+            denied.add(&rule.deny, known);
             if trace_mode == Trace::Record {
+                let allows = if grants {
+                    expand(&rule.actions, known)
+                } else {
+                    Vec::new()
+                };
+                let denies = expand(&rule.deny, known);
                 trace.push(rule.describe(principal, &matched, &allows, &denies));
             }
-            allowed.extend(allows);
-            denied.extend(denies);
         }
-        let held = |action: &Action| allowed.contains(action) && !denied.contains(action);
+        let held = |action: &Action| allowed.has(action) && !denied.has(action);
         let mut actions: Vec<Action> = Vec::new();
         for asked in &scope.actions {
             if *asked == Action::All {
@@ -323,13 +326,52 @@ impl Policy {
                 actions.push(asked.clone());
             }
         }
-        let mut seen = BTreeSet::new();
-        actions.retain(|a| seen.insert(a.clone()));
+        let mut seen = Actions::default();
+        actions.retain(|a| seen.insert(a));
         Grant {
             scope: scope.clone(),
             actions,
             trace,
         }
+    }
+}
+
+/// A set of the actions a type can know (`*`, delete, pull, push), one bit
+/// each: what a decision collects from its rules, without allocating. Any
+/// other action is never granted, so it has no bit.
+#[derive(Clone, Copy, Default)]
+struct Actions(u8);
+
+impl Actions {
+    fn bit(action: &Action) -> u8 {
+        match action {
+            Action::All => 1,
+            Action::Delete => 2,
+            Action::Pull => 4,
+            Action::Push => 8,
+            Action::Other(_) => 0,
+        }
+    }
+
+    /// Adds a rule's action set, `*` spelled out as the type's actions
+    /// (as [`expand`]).
+    fn add(&mut self, set: &BTreeSet<Action>, known: &[Action]) {
+        if set.contains(&Action::All) {
+            known.iter().for_each(|action| self.0 |= Self::bit(action));
+        } else {
+            set.iter().for_each(|action| self.0 |= Self::bit(action));
+        }
+    }
+
+    fn has(self, action: &Action) -> bool {
+        self.0 & Self::bit(action) != 0
+    }
+
+    /// Adds `action`; false if it was there already (or has no bit).
+    fn insert(&mut self, action: &Action) -> bool {
+        let new = !self.has(action) && Self::bit(action) != 0;
+        self.0 |= Self::bit(action);
+        new
     }
 }
 
