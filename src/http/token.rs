@@ -62,12 +62,20 @@ impl<'a> Params<'a> {
         p
     }
 
-    /// The pipeline's view of these parameters.
-    fn request(&'a self, flow: Flow, who: Who, offline: bool, client: IpAddr) -> TokenRequest<'a> {
+    /// The pipeline's view of these parameters, whose `scope` values the
+    /// audit's request already holds.
+    fn request(
+        &'a self,
+        flow: Flow,
+        who: Who,
+        offline: bool,
+        client: IpAddr,
+        meta: &'a audit::Request<'a>,
+    ) -> TokenRequest<'a> {
         TokenRequest {
             flow,
             service: self.service.as_deref(),
-            scopes: self.scopes.iter().map(|s| s.as_ref()).collect(),
+            scopes: &meta.scopes,
             who,
             offline,
             client,
@@ -106,7 +114,7 @@ pub async fn get(
     let result = match who {
         Ok(who) => {
             let offline = params.offline_token.as_deref().and_then(parse_bool) == Some(true);
-            let request = params.request(Flow::Get, who, offline, ip);
+            let request = params.request(Flow::Get, who, offline, ip, &meta);
             state.issuer.issue(request, crate::clock::now()).await
         }
         Err(refusal) => Err(refusal),
@@ -141,7 +149,7 @@ pub async fn post(
     meta.grant = grant;
     let result = match who {
         Ok(who) => {
-            let request = params.request(Flow::Post, who, offline, ip);
+            let request = params.request(Flow::Post, who, offline, ip, &meta);
             state.issuer.issue(request, crate::clock::now()).await
         }
         Err(refusal) => Err(refusal),
@@ -256,12 +264,12 @@ fn respond(flow: Flow, issued: &Issued) -> Response {
     let body = match (flow, &issued.refresh_token) {
         (Flow::Get, None) => signed.body.clone(),
         (flow, refresh_token) => {
-            let scope = (flow == Flow::Post).then(|| scopes_text(&issued.access));
+            let scope = (flow == Flow::Post).then_some(issued.granted.as_str());
             crate::issue::response_body(
-                &signed.jwt,
+                signed.jwt(),
                 issued.expires_in,
                 signed.iat,
-                scope.as_deref(),
+                scope,
                 refresh_token.as_deref(),
             )
         }
@@ -297,7 +305,10 @@ fn finish(
 }
 
 /// The audit event of a finished request.
-fn event_of(meta: &audit::Request<'_>, result: &Result<Issued, Refusal>) -> (Event, Outcome) {
+fn event_of<'a>(
+    meta: &audit::Request<'a>,
+    result: &'a Result<Issued, Refusal>,
+) -> (Event<'a>, Outcome) {
     match result {
         Ok(issued) => {
             let event = Event::issued(IssuedSummary {
@@ -308,15 +319,15 @@ fn event_of(meta: &audit::Request<'_>, result: &Result<Issued, Refusal>) -> (Eve
                     .map_or("", |id| id.kind.as_str()),
                 provider: issued.principal.provider().unwrap_or_default(),
                 service: &issued.service,
-                requested: &scopes_text(&issued.requested),
-                granted: &scopes_text(&issued.access),
+                requested: scopes_text(&issued.requested),
+                granted: &issued.granted,
                 cache_hit: issued.cache_hit,
                 reused: issued.reused,
             });
             (event, Outcome::Issued)
         }
         Err(refusal) => (
-            Event::refused(meta.service, &meta.scopes, &refusal.reason()),
+            Event::refused(meta.service, &meta.scopes, refusal.reason()),
             refusal.outcome(),
         ),
     }

@@ -73,13 +73,23 @@ pub struct TokenRequest<'a> {
     /// The `service` parameter, if any.
     pub service: Option<&'a str>,
     /// Every `scope` value as sent (each may hold several scopes).
-    pub scopes: Vec<&'a str>,
+    pub scopes: &'a [&'a str],
     /// The credentials.
     pub who: Who,
     /// Whether a refresh token was asked for.
     pub offline: bool,
     /// The client's address (after trusted proxies).
     pub client: IpAddr,
+}
+
+/// What a token is signed for.
+#[derive(Clone, Copy)]
+struct Grant<'a> {
+    principal: &'a Principal,
+    service: &'a str,
+    access: &'a [Access],
+    /// `access` as text.
+    granted: &'a str,
 }
 
 /// A token handed out. Its `Debug` leaves the tokens out.
@@ -92,6 +102,8 @@ pub struct Issued {
     pub requested: Vec<Scope>,
     /// What was granted (only scopes with at least one action).
     pub access: Vec<Access>,
+    /// `access` as text (the audit line, the reuse key, POST's `scope`).
+    pub granted: String,
     /// The signed token, possibly one signed moments ago for the same grant.
     pub token: Arc<SignedToken>,
     /// Seconds the token lives.
@@ -193,7 +205,7 @@ impl Issuer {
     /// they get, and the token.
     pub async fn issue(&self, request: TokenRequest<'_>, now: i64) -> Result<Issued, Refusal> {
         let service = self.service(request.service)?;
-        let requested = self.requested(&request.scopes)?;
+        let requested = self.requested(request.scopes)?;
         let (principal, refresh_token, cache_hit) = self
             .principal(request.who, service, request.offline, request.client)
             .await?;
@@ -203,19 +215,20 @@ impl Issuer {
             .await?;
         let lifetime = self.token.lifetime_for(service).as_secs();
         let expires_in = grant::expires_in(&principal, lifetime, now)?;
-        let (token, reused) = self.sign_or_reuse(
-            &principal,
+        let granted = scopes_text(&access);
+        let grant = Grant {
+            principal: &principal,
             service,
-            &access,
-            expires_in,
-            expires_in == lifetime,
-            now,
-        )?;
+            access: &access,
+            granted: &granted,
+        };
+        let (token, reused) = self.sign_or_reuse(grant, expires_in, expires_in == lifetime, now)?;
         Ok(Issued {
             principal,
             service: service.to_owned(),
             requested,
             access,
+            granted,
             token,
             expires_in,
             refresh_token,
@@ -352,19 +365,22 @@ impl Issuer {
     /// `token.reuse_window`, or a new signature at `now`.
     fn sign_or_reuse(
         &self,
-        principal: &Principal,
-        service: &str,
-        access: &[Access],
+        grant: Grant<'_>,
         expires_in: u64,
         reusable: bool,
         now: i64,
     ) -> Result<(Arc<SignedToken>, bool), Refusal> {
-        let granted = scopes_text(access);
+        let Grant {
+            principal,
+            service,
+            access,
+            granted,
+        } = grant;
         let reuse_key = IssuedTokens::key(
             principal.subject(),
             principal.provider().unwrap_or(""),
             service,
-            &granted,
+            granted,
         );
         if let Some(issued) = reusable.then(|| self.reuse.get(&reuse_key)).flatten() {
             return Ok((issued, true));
@@ -388,7 +404,7 @@ impl Issuer {
             .map_err(|e| Refusal::Internal {
                 reason: format!("signing failed: {e}"),
             })?;
-        let signed = Arc::new(SignedToken::new(jwt, now, expires_in));
+        let signed = Arc::new(SignedToken::new(&jwt, now, expires_in));
         if reusable {
             self.reuse.insert(reuse_key, signed.clone());
         }

@@ -3,6 +3,12 @@
 
 use crate::clock::rfc3339;
 
+/// What the body begins with: the token comes right after it.
+const TOKEN_FIRST: &str = "{\"token\":\"";
+
+/// Where the token begins in a body.
+pub(super) const TOKEN_AT: usize = TOKEN_FIRST.len();
+
 /// The token endpoint's success body: `token` and `access_token` (the same
 /// JWT), integer `expires_in`, RFC 3339 `issued_at`, and on POST the
 /// granted `scope`.
@@ -17,12 +23,12 @@ pub fn response_body(
 ) -> bytes::Bytes {
     let issued_at = rfc3339(iat);
     let mut body = String::with_capacity(2 * jwt.len() + 128);
-    body.push_str("{\"token\":\"");
+    body.push_str(TOKEN_FIRST);
     body.push_str(jwt);
     body.push_str("\",\"access_token\":\"");
     body.push_str(jwt);
     body.push_str("\",\"expires_in\":");
-    body.push_str(&expires_in.to_string());
+    body.push_str(itoa::Buffer::new().format(expires_in));
     body.push_str(",\"issued_at\":\"");
     body.push_str(&issued_at);
     body.push('"');

@@ -7,12 +7,14 @@ use std::time::Duration;
 /// A token signed recently, kept for reuse. Its `Debug` leaves the token
 /// out.
 pub struct SignedToken {
-    /// The signed token.
-    pub jwt: String,
     /// When it was signed, in seconds since the epoch.
     pub iat: i64,
-    /// The complete GET response body for this token.
+    /// The complete GET response body for this token. It holds the token
+    /// itself, which is not kept twice: the tokens of a busy reuse window
+    /// are megabytes.
     pub body: bytes::Bytes,
+    /// Where in `body` the token is.
+    jwt_at: std::ops::Range<usize>,
 }
 
 impl std::fmt::Debug for SignedToken {
@@ -25,9 +27,21 @@ impl std::fmt::Debug for SignedToken {
 
 impl SignedToken {
     /// A signed token with its GET response body.
-    pub fn new(jwt: String, iat: i64, expires_in: u64) -> Self {
-        let body = super::response_body(&jwt, expires_in, iat, None, None);
-        Self { jwt, iat, body }
+    pub fn new(jwt: &str, iat: i64, expires_in: u64) -> Self {
+        let body = super::response_body(jwt, expires_in, iat, None, None);
+        let start = super::response::TOKEN_AT;
+        Self {
+            iat,
+            body,
+            jwt_at: start..start + jwt.len(),
+        }
+    }
+
+    /// The signed token.
+    pub fn jwt(&self) -> &str {
+        // `body` was written from strings; the range is the token's
+        std::str::from_utf8(self.body.get(self.jwt_at.clone()).unwrap_or_default())
+            .unwrap_or_default()
     }
 }
 
@@ -57,7 +71,7 @@ impl IssuedTokens {
                 moka::sync::Cache::builder()
                     .max_capacity(REUSE_BYTES)
                     .weigher(|key: &String, issued: &Arc<SignedToken>| {
-                        let bytes = key.len() + issued.jwt.len() + issued.body.len() + 64;
+                        let bytes = key.len() + issued.body.len() + 64;
                         u32::try_from(bytes).unwrap_or(u32::MAX)
                     })
                     .time_to_live(window)
@@ -72,12 +86,18 @@ impl IssuedTokens {
     pub fn key(subject: &str, provider: &str, service: &str, granted: &str) -> String {
         // NUL cannot occur in any of the parts' meaningful values, and the
         // parts' lengths make the key unambiguous anyway.
-        format!(
-            "{}:{subject}\0{}:{provider}\0{}:{service}\0{granted}",
-            subject.len(),
-            provider.len(),
-            service.len()
-        )
+        let parts = [subject, provider, service];
+        let mut key =
+            String::with_capacity(parts.iter().map(|p| p.len() + 8).sum::<usize>() + granted.len());
+        let mut digits = itoa::Buffer::new();
+        for part in parts {
+            key.push_str(digits.format(part.len()));
+            key.push(':');
+            key.push_str(part);
+            key.push('\0');
+        }
+        key.push_str(granted);
+        key
     }
 
     /// Tokens handed out again so far.
@@ -111,12 +131,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn keys_name_each_part_with_its_length() {
+        assert_eq!(
+            IssuedTokens::key("bob", "local", "svc", "repository:a:pull"),
+            "3:bob\x005:local\x003:svc\x00repository:a:pull"
+        );
+    }
+
+    #[test]
     fn issued_tokens_are_reused_only_for_the_same_key_and_window() {
         let tokens = IssuedTokens::new(Duration::from_secs(60));
         let key = IssuedTokens::key("bob", "local", "svc", "repository:a:pull");
         assert!(tokens.get(&key).is_none());
-        tokens.insert(key.clone(), Arc::new(SignedToken::new("t".into(), 1, 60)));
-        assert_eq!(tokens.get(&key).unwrap().jwt, "t");
+        tokens.insert(key.clone(), Arc::new(SignedToken::new("t", 1, 60)));
+        assert_eq!(tokens.get(&key).unwrap().jwt(), "t");
         assert!(tokens
             .get(&IssuedTokens::key(
                 "bob",
@@ -134,7 +162,7 @@ mod tests {
             ))
             .is_none());
         let off = IssuedTokens::new(Duration::ZERO);
-        off.insert(key.clone(), Arc::new(SignedToken::new("t".into(), 1, 60)));
+        off.insert(key.clone(), Arc::new(SignedToken::new("t", 1, 60)));
         assert!(off.get(&key).is_none());
     }
 }

@@ -63,11 +63,11 @@ fn issuer_asking(config: &Config) -> (Issuer, Arc<Scripted>) {
     (issuer, provider)
 }
 
-fn request<'a>(who: Who, scopes: &[&'a str]) -> TokenRequest<'a> {
+fn request<'a>(who: Who, scopes: &'a [&'a str]) -> TokenRequest<'a> {
     TokenRequest {
         flow: Flow::Get,
         service: Some("registry.local"),
-        scopes: scopes.to_vec(),
+        scopes,
         who,
         offline: false,
         client: CLIENT,
@@ -99,7 +99,7 @@ async fn a_developer_gets_what_the_policy_grants_signed_at_now() {
         .unwrap();
     assert_eq!(scopes_text(&issued.access), "repository:dev/app:pull,push");
     assert_eq!(issued.expires_in, 15 * 60);
-    let claims = claims_of(&issued.token.jwt);
+    let claims = claims_of(issued.token.jwt());
     assert_eq!(claims["iat"], NOW);
     assert_eq!(claims["exp"], NOW + 15 * 60);
     assert_eq!(claims["nbf"], NOW - NOT_BEFORE_SKEW);
@@ -121,7 +121,7 @@ async fn the_same_grant_within_the_window_is_the_same_token() {
         .await
         .unwrap();
     assert!(!first.reused && again.reused);
-    assert_eq!(first.token.jwt, again.token.jwt);
+    assert_eq!(first.token.jwt(), again.token.jwt());
     assert!(again.cache_hit, "the second check is a verdict cache hit");
     assert_eq!(provider.calls(), 1);
     assert_eq!(issuer.reused(), 1);

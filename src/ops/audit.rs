@@ -7,6 +7,7 @@
 //! client typed can forge a log line: client-chosen text is escaped and
 //! truncated ([`Safe`]).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -45,12 +46,6 @@ pub use regauth_providers::{Safe, MAX_LOGGED_BYTES};
 
 /// At most this many bytes of a scope list reach a log line.
 pub const MAX_LOGGED_SCOPES_BYTES: usize = 4096;
-
-/// Client-chosen text of up to `max` bytes for a log line: control
-/// characters escaped, the rest cut and counted.
-fn bounded(text: &str, max: usize) -> String {
-    Escaped::new(text, max).to_string()
-}
 
 /// At most this many bytes of a service a refused request named reach a
 /// log line.
@@ -112,27 +107,29 @@ pub struct Request<'a> {
     pub scopes: Vec<&'a str>,
 }
 
-/// Everything the audit line says about one request.
-#[derive(Debug, Default)]
-pub struct Event {
+/// Everything the audit line says about one request, borrowed from the
+/// request and its result: client-chosen text is escaped and bounded as
+/// the line is written, never copied first.
+#[derive(Debug)]
+pub struct Event<'a> {
     /// Who the token was issued to (empty when refused or anonymous).
-    pub subject: String,
+    pub subject: &'a str,
     /// `user` or `robot` (empty when anonymous or refused).
     pub kind: &'static str,
     /// The provider that vouched for the subject (empty if none).
-    pub provider: String,
+    pub provider: &'a str,
     /// The service the token is for (when refused: the one named).
-    pub service: String,
-    /// The scopes asked for, bounded for the log.
-    pub requested: String,
-    /// The access granted, bounded for the log (empty when refused).
-    pub granted: String,
+    pub service: &'a str,
+    /// The scopes asked for.
+    pub requested: Cow<'a, str>,
+    /// The access granted (empty when refused).
+    pub granted: &'a str,
     /// The credentials were answered from the verdict cache.
     pub cache_hit: bool,
     /// The token was one signed moments ago for the same grant.
     pub reused: bool,
     /// Why it failed, for the operator (never for the client).
-    pub reason: String,
+    pub reason: Cow<'a, str>,
 }
 
 /// What the audit line says of an issued token, as the pipeline knows it
@@ -147,7 +144,7 @@ pub struct IssuedSummary<'a> {
     /// The service the token is for.
     pub service: &'a str,
     /// The scopes asked for, as text.
-    pub requested: &'a str,
+    pub requested: String,
     /// The access granted, as text.
     pub granted: &'a str,
     /// The credentials were answered from the verdict cache.
@@ -156,56 +153,128 @@ pub struct IssuedSummary<'a> {
     pub reused: bool,
 }
 
-impl Event {
-    /// The event of an issued token: client-chosen text escaped and
-    /// bounded.
-    pub fn issued(token: IssuedSummary<'_>) -> Self {
+impl<'a> Event<'a> {
+    /// The event of an issued token.
+    pub fn issued(token: IssuedSummary<'a>) -> Self {
         Event {
-            subject: Safe(token.subject).to_string(),
+            subject: token.subject,
             kind: token.kind,
-            provider: token.provider.to_owned(),
-            service: token.service.to_owned(),
-            requested: bounded(token.requested, MAX_LOGGED_SCOPES_BYTES),
-            granted: bounded(token.granted, MAX_LOGGED_SCOPES_BYTES),
+            provider: token.provider,
+            service: token.service,
+            requested: Cow::Owned(token.requested),
+            granted: token.granted,
             cache_hit: token.cache_hit,
             reused: token.reused,
-            reason: String::new(),
+            reason: Cow::Borrowed(""),
         }
     }
 
-    /// The event of a refused request: the service and scopes as sent and
-    /// the reason, bounded.
-    pub fn refused(service: &str, scopes: &[&str], reason: &str) -> Self {
+    /// The event of a refused request: the service and scopes as sent, and
+    /// the reason.
+    pub fn refused(service: &'a str, scopes: &[&str], reason: String) -> Self {
         Event {
-            service: bounded(service, MAX_LOGGED_SERVICE_BYTES),
-            requested: bounded(&scopes.join(" "), MAX_LOGGED_SCOPES_BYTES),
-            reason: bounded(reason, MAX_LOGGED_REASON_BYTES),
-            ..Default::default()
+            subject: "",
+            kind: "",
+            provider: "",
+            service,
+            requested: Cow::Owned(scopes.join(" ")),
+            granted: "",
+            cache_hit: false,
+            reused: false,
+            reason: Cow::Owned(reason),
         }
+    }
+
+    /// The subject as the line shows it.
+    pub fn shown_subject(&self) -> Safe<'_> {
+        Safe(self.subject)
+    }
+
+    /// The service as the line shows it: escaped, at most
+    /// `MAX_LOGGED_SERVICE_BYTES`.
+    pub fn shown_service(&self) -> Escaped<'_> {
+        Escaped::new(self.service, MAX_LOGGED_SERVICE_BYTES)
+    }
+
+    /// The scopes asked for as the line shows them.
+    pub fn shown_requested(&self) -> Escaped<'_> {
+        Escaped::new(&self.requested, MAX_LOGGED_SCOPES_BYTES)
+    }
+
+    /// The access granted as the line shows it.
+    pub fn shown_granted(&self) -> Escaped<'_> {
+        Escaped::new(self.granted, MAX_LOGGED_SCOPES_BYTES)
+    }
+
+    /// The reason as the line shows it.
+    pub fn shown_reason(&self) -> Escaped<'_> {
+        Escaped::new(&self.reason, MAX_LOGGED_REASON_BYTES)
     }
 }
 
-/// Writes the audit line.
-pub fn record(request: &Request<'_>, event: &Event, outcome: Outcome, latency: Duration) {
+/// Writes the audit line: straight into the log's queue when the log is
+/// regauth's own JSON (the line of every token request, without a tracing
+/// event's visitor and copies), through tracing otherwise. Both write the
+/// same fields in the same order.
+pub fn record(request: &Request<'_>, event: &Event<'_>, outcome: Outcome, latency: Duration) {
+    if !tracing::enabled!(target: "regauth::audit", tracing::Level::INFO) {
+        return;
+    }
+    let direct = crate::ops::logging::write_json_line(&tracing::Level::INFO, TARGET, |line| {
+        json_fields(line, request, event, outcome, latency)
+    });
+    if direct {
+        return;
+    }
     tracing::info!(
         target: "regauth::audit",
         outcome = outcome.as_str(),
         method = request.method,
         grant = request.grant.as_str(),
-        subject = event.subject.as_str(),
+        subject = %event.shown_subject(),
         kind = event.kind,
-        provider = event.provider.as_str(),
-        service = event.service.as_str(),
-        requested = event.requested.as_str(),
-        granted = event.granted.as_str(),
+        provider = event.provider,
+        service = %event.shown_service(),
+        requested = %event.shown_requested(),
+        granted = %event.shown_granted(),
         client_ip = %ClientIp(request.client_ip),
         client_id = %Safe(request.client_id),
         cache_hit = event.cache_hit,
         reused = event.reused,
         latency_us = latency.as_micros() as u64,
-        reason = event.reason.as_str(),
+        reason = %event.shown_reason(),
         "token request"
     );
+}
+
+/// The audit line's target.
+const TARGET: &str = "regauth::audit";
+
+/// The audit line's fields, in the order of [`record`]'s tracing event
+/// (whose message comes first).
+pub(crate) fn json_fields(
+    line: &mut crate::ops::logging::JsonFields<'_>,
+    request: &Request<'_>,
+    event: &Event<'_>,
+    outcome: Outcome,
+    latency: Duration,
+) {
+    line.value("message", "token request");
+    line.value("outcome", outcome.as_str());
+    line.value("method", request.method);
+    line.value("grant", request.grant.as_str());
+    line.display("subject", &event.shown_subject());
+    line.value("kind", event.kind);
+    line.value("provider", event.provider);
+    line.display("service", &event.shown_service());
+    line.display("requested", &event.shown_requested());
+    line.display("granted", &event.shown_granted());
+    line.display("client_ip", &ClientIp(request.client_ip));
+    line.display("client_id", &Safe(request.client_id));
+    line.value("cache_hit", &event.cache_hit);
+    line.value("reused", &event.reused);
+    line.value("latency_us", &(latency.as_micros() as u64));
+    line.display("reason", &event.shown_reason());
 }
 
 /// The client's address on the audit line: empty when unknown.
@@ -226,14 +295,13 @@ mod tests {
 
     #[test]
     fn a_refusal_keeps_the_service_it_named_escaped_and_bounded() {
-        let event = Event::refused("registry.corp", &["repository:a:pull"], "no");
-        assert_eq!(event.service, "registry.corp");
-        let forged = Event::refused(&format!("x\n{}", "s".repeat(1000)), &[], "no");
-        assert!(
-            !forged.service.contains('\n') && forged.service.len() <= 300,
-            "{}",
-            forged.service
-        );
+        let event = Event::refused("registry.corp", &["repository:a:pull"], "no".into());
+        assert_eq!(event.shown_service().to_string(), "registry.corp");
+        let sent = format!("x\n{}", "s".repeat(1000));
+        let forged = Event::refused(&sent, &[], "no".into())
+            .shown_service()
+            .to_string();
+        assert!(!forged.contains('\n') && forged.len() <= 300, "{forged}");
     }
 
     #[test]
@@ -253,6 +321,6 @@ mod tests {
         assert!(Safe(&s).to_string().contains("(+144 bytes)"));
         // a pasted token is not shown
         assert_eq!(Safe("ghp_secret").to_string(), "[a token, not shown]");
-        assert_eq!(bounded("a\nb", 10), "a\\u{a}b");
+        assert_eq!(Escaped::new("a\nb", 10).to_string(), "a\\u{a}b");
     }
 }

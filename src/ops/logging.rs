@@ -187,13 +187,17 @@ pub fn init(format: Format) -> Guard {
             .name("regauth-log".into())
             .spawn(move || batch.write_to(Counting(std::io::stderr())))
     };
+    let queue = batch.clone();
     let guard = Guard(thread.ok().map(|t| (batch, t)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer);
     match format {
-        Format::Json => builder.event_format(JsonLine).init(),
+        Format::Json => {
+            builder.event_format(JsonLine).init();
+            let _ = JSON_QUEUE.set(queue);
+        }
         Format::Pretty => builder.compact().map_event_format(WithRequestId).init(),
     }
     guard
@@ -299,9 +303,22 @@ where
 /// Writes `event` as one JSON object and a newline.
 fn json_line(line: &mut Vec<u8>, event: &Event<'_>) -> fmt::Result {
     use tracing_log::NormalizeEvent as _;
-    use tracing_subscriber::fmt::time::FormatTime as _;
     let normalized = event.normalized_metadata();
     let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+    json_line_of(line, meta.level(), meta.target(), |fields| {
+        event.record(fields)
+    })
+}
+
+/// Writes one JSON object and a newline: the running request's ID, the
+/// time, `level`, the fields `fields` writes, `target`.
+pub(crate) fn json_line_of(
+    line: &mut Vec<u8>,
+    level: &tracing::Level,
+    target: &str,
+    fields: impl FnOnce(&mut JsonFields<'_>),
+) -> fmt::Result {
+    use tracing_subscriber::fmt::time::FormatTime as _;
     line.push(b'{');
     if let Some(id) = request_id() {
         line.extend_from_slice(b"\"request_id\":");
@@ -311,41 +328,96 @@ fn json_line(line: &mut Vec<u8>, event: &Event<'_>) -> fmt::Result {
     line.extend_from_slice(b"\"timestamp\":\"");
     tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut Bytes(line)))?;
     line.extend_from_slice(b"\",\"level\":\"");
-    line.extend_from_slice(meta.level().as_str().as_bytes());
+    line.extend_from_slice(level.as_str().as_bytes());
     line.push(b'"');
-    let mut fields = JsonFields {
+    let mut written = JsonFields {
         line,
         result: Ok(()),
     };
-    event.record(&mut fields);
-    fields.result?;
+    fields(&mut written);
+    written.result?;
     line.extend_from_slice(b",\"target\":");
-    json_value(line, meta.target())?;
+    json_value(line, target)?;
     line.extend_from_slice(b"}\n");
     Ok(())
 }
 
-/// Writes each field of an event as `,"name":value`.
-struct JsonFields<'a> {
+/// The queue of regauth's own JSON log, once [`init`] installed it.
+static JSON_QUEUE: std::sync::OnceLock<Arc<Batch>> = std::sync::OnceLock::new();
+
+/// Writes a line of `level` and `target` whose fields `fields` writes
+/// straight into the log's queue, as [`JsonLine`] writes an event with
+/// these fields, without the event: no visitor, no copy through
+/// tracing-subscriber's buffer. The caller has checked that the line is
+/// enabled. False, with nothing written, unless the log is regauth's own
+/// JSON log: then the caller logs through tracing.
+pub(crate) fn write_json_line(
+    level: &tracing::Level,
+    target: &str,
+    fields: impl FnOnce(&mut JsonFields<'_>),
+) -> bool {
+    let Some(batch) = JSON_QUEUE.get() else {
+        return false;
+    };
+    LINE.with(|line| {
+        let mut own = Vec::new();
+        let mut borrowed = line.try_borrow_mut();
+        let line = match borrowed.as_deref_mut() {
+            Ok(line) => line,
+            Err(_) => &mut own,
+        };
+        line.clear();
+        if json_line_of(line, level, target, fields).is_ok() {
+            batch.push(line);
+        }
+        if line.capacity() > KEEP_LINE_BYTES {
+            *line = Vec::new();
+        }
+    });
+    true
+}
+
+/// Writes fields as `,"name":value`, keeping the first error.
+pub(crate) struct JsonFields<'a> {
     line: &'a mut Vec<u8>,
     result: fmt::Result,
 }
 
 impl JsonFields<'_> {
-    /// Writes the field's name, then its value with `value`, keeping the
-    /// first error.
+    /// Writes the field's name, then its value with `value`.
+    fn named(&mut self, name: &str, value: impl FnOnce(&mut Vec<u8>) -> fmt::Result) {
+        if self.result.is_ok() {
+            self.line.push(b',');
+            self.result = json_value(self.line, name)
+                .map(|()| self.line.push(b':'))
+                .and_then(|()| value(self.line));
+        }
+    }
+
     fn field(
         &mut self,
         field: &tracing::field::Field,
         value: impl FnOnce(&mut Vec<u8>) -> fmt::Result,
     ) {
-        if self.result.is_ok() {
-            self.line.push(b',');
-            self.result = json_value(self.line, field.name())
-                .map(|()| self.line.push(b':'))
-                .and_then(|()| value(self.line));
-        }
+        self.named(field.name(), value);
     }
+
+    /// A field serde serializes (a string, a number, a bool).
+    pub(crate) fn value(&mut self, name: &str, value: &(impl serde::Serialize + ?Sized)) {
+        self.named(name, |line| json_value(line, value));
+    }
+
+    /// A field as it displays, escaped as it is formatted (tracing's `%`).
+    pub(crate) fn display(&mut self, name: &str, value: &dyn fmt::Display) {
+        self.named(name, |line| collect_str(line, format_args!("{value}")));
+    }
+}
+
+/// Formatted text as a JSON string, escaped as it is formatted, without a
+/// string of its own.
+fn collect_str(line: &mut Vec<u8>, text: fmt::Arguments<'_>) -> fmt::Result {
+    serde::Serializer::collect_str(&mut serde_json::Serializer::new(line), &text)
+        .map_err(|_| fmt::Error)
 }
 
 impl tracing::field::Visit for JsonFields<'_> {
@@ -371,14 +443,7 @@ impl tracing::field::Visit for JsonFields<'_> {
     }
 
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
-        self.field(field, |line| {
-            // escaped as it is formatted, without a string of its own
-            serde::Serializer::collect_str(
-                &mut serde_json::Serializer::new(line),
-                &format_args!("{value:?}"),
-            )
-            .map_err(|_| fmt::Error)
-        });
+        self.field(field, |line| collect_str(line, format_args!("{value:?}")));
     }
 }
 
@@ -491,8 +556,8 @@ mod tests {
         assert_eq!(text, "line 0\nline 1\nline 2\nlast\n");
     }
 
-    /// The lines `format` writes for the same events, parsed.
-    fn lines_of<E>(format: E, events: impl Fn()) -> Vec<serde_json::Value>
+    /// What `format` writes for `events`.
+    fn text_of<E>(format: E, events: impl Fn()) -> String
     where
         E: for<'a> FormatEvent<
                 tracing_subscriber::Registry,
@@ -509,7 +574,21 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, events);
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        text.lines()
+        text
+    }
+
+    /// The lines `format` writes for the same events, parsed.
+    fn lines_of<E>(format: E, events: impl Fn()) -> Vec<serde_json::Value>
+    where
+        E: for<'a> FormatEvent<
+                tracing_subscriber::Registry,
+                tracing_subscriber::fmt::format::DefaultFields,
+            > + Send
+            + Sync
+            + 'static,
+    {
+        text_of(format, events)
+            .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
     }
@@ -537,6 +616,56 @@ mod tests {
             ours["timestamp"].take();
             theirs["timestamp"].take();
             assert_eq!(ours, theirs);
+        }
+    }
+
+    /// `line` with its timestamp's value blanked.
+    fn timeless(line: &str) -> String {
+        let at = line.find("\"timestamp\":\"").unwrap() + 13;
+        format!("{}{}", &line[..at], &line[at + 27..])
+    }
+
+    #[test]
+    fn audit_lines_written_directly_are_the_lines_tracing_writes() {
+        use crate::ops::audit::{self, Event, GrantType, IssuedSummary, Outcome};
+        let forged = "erin\"}\n{\"outcome\":\"issued\"\u{1b}[31m\\ \u{0}é✓";
+        let long = "repository:a:pull ".repeat(400);
+        let request = audit::Request {
+            method: "GET",
+            grant: GrantType::Basic,
+            client_ip: Some("10.1.2.3".parse().unwrap()),
+            client_id: forged,
+            service: forged,
+            scopes: vec![forged, &long],
+        };
+        let issued = Event::issued(IssuedSummary {
+            subject: forged,
+            kind: "user",
+            provider: "local",
+            service: "registry.local",
+            requested: long.clone(),
+            granted: forged,
+            cache_hit: true,
+            reused: false,
+        });
+        let refused = Event::refused(forged, &request.scopes, format!("no: {forged}"));
+        let anonymous = audit::Request::default();
+        let cases = [
+            (&request, &issued, Outcome::Issued),
+            (&request, &refused, Outcome::Unauthorized),
+            (&anonymous, &refused, Outcome::BadRequest),
+        ];
+        for (request, event, outcome) in cases {
+            let latency = Duration::from_micros(1234);
+            let theirs = text_of(JsonLine, || audit::record(request, event, outcome, latency));
+            let mut ours = Vec::new();
+            json_line_of(&mut ours, &tracing::Level::INFO, "regauth::audit", |line| {
+                audit::json_fields(line, request, event, outcome, latency)
+            })
+            .unwrap();
+            let ours = String::from_utf8(ours).unwrap();
+            assert_eq!(timeless(&ours), timeless(&theirs));
+            assert_eq!(ours.lines().count(), 1, "{ours}");
         }
     }
 
