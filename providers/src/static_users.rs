@@ -316,7 +316,7 @@ fn read_htpasswd(path: &std::path::Path) -> Result<HashMap<Box<str>, User>, Erro
     let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(io_error)?);
     let mut users = HashMap::new();
     let mut line = String::new();
-    for index in 0.. {
+    for index in 0usize.. {
         line.clear();
         if file.read_line(&mut line).map_err(io_error)? == 0 {
             break;

@@ -109,8 +109,8 @@ pub struct Request<'a> {
 
 /// Everything the audit line says about one request, borrowed from the
 /// request and its result: client-chosen text is escaped and bounded as
-/// the line is written, never copied first.
-#[derive(Debug)]
+/// the line is written, never copied first. Its `Debug` shows the text
+/// as the line does, never raw.
 pub struct Event<'a> {
     /// Who the token was issued to (empty when refused or anonymous).
     pub subject: &'a str,
@@ -151,6 +151,22 @@ pub struct IssuedSummary<'a> {
     pub cache_hit: bool,
     /// The token was one signed moments ago for the same grant.
     pub reused: bool,
+}
+
+impl std::fmt::Debug for Event<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event")
+            .field("subject", &self.shown_subject().to_string())
+            .field("kind", &self.kind)
+            .field("provider", &self.provider)
+            .field("service", &self.shown_service().to_string())
+            .field("requested", &self.shown_requested().to_string())
+            .field("granted", &self.shown_granted().to_string())
+            .field("cache_hit", &self.cache_hit)
+            .field("reused", &self.reused)
+            .field("reason", &self.shown_reason().to_string())
+            .finish()
+    }
 }
 
 impl<'a> Event<'a> {
@@ -231,18 +247,18 @@ pub fn record(request: &Request<'_>, event: &Event<'_>, outcome: Outcome, latenc
         outcome = outcome.as_str(),
         method = request.method,
         grant = request.grant.as_str(),
-        subject = %event.shown_subject(),
+        subject = event.shown_subject().to_string().as_str(),
         kind = event.kind,
         provider = event.provider,
-        service = %event.shown_service(),
-        requested = %event.shown_requested(),
-        granted = %event.shown_granted(),
+        service = event.shown_service().to_string().as_str(),
+        requested = event.shown_requested().to_string().as_str(),
+        granted = event.shown_granted().to_string().as_str(),
         client_ip = %ClientIp(request.client_ip),
         client_id = %Safe(request.client_id),
         cache_hit = event.cache_hit,
         reused = event.reused,
         latency_us = latency.as_micros() as u64,
-        reason = %event.shown_reason(),
+        reason = event.shown_reason().to_string().as_str(),
         "token request"
     );
 }

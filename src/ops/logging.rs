@@ -670,6 +670,26 @@ mod tests {
     }
 
     #[test]
+    fn human_audit_lines_quote_client_text() {
+        use crate::ops::audit::{self, Event, Outcome};
+        let sent = "x subject=admin outcome=issued\n";
+        let request = audit::Request {
+            service: sent,
+            ..Default::default()
+        };
+        let event = Event::refused(sent, &[], "no".into());
+        let line = text_of(
+            tracing_subscriber::fmt::format().compact().with_ansi(false),
+            || audit::record(&request, &event, Outcome::BadRequest, Duration::ZERO),
+        );
+        assert!(
+            line.contains("service=\"x subject=admin outcome=issued\\\\u{a}\""),
+            "{line}"
+        );
+        assert_eq!(line.lines().count(), 1, "{line}");
+    }
+
+    #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {
         let every_ascii: String = (0u8..0x80).map(char::from).collect();
         for text in [every_ascii.as_str(), "é✓\u{2028}😀", "", "\\\"", "a\u{7f}b"] {
