@@ -25,29 +25,19 @@ duration="${1:-10}"
 connections="${2:-32}"
 threads=1
 
-missing=()
-for tool in wrk curl bc; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; fi
-[ -n "${BIN:-}" ] || cargo build --release --quiet --bin regauth
+. benches/common.sh
+need wrk curl bc python3
+bench_binary
 
-work="$(mktemp -d)"
 # Two servers from the same config: A as shipped (token.reuse_window = 5s),
 # B signing every token (reuse_window = 0s). Audit lines go to files: the
 # benchmark measures the server, not a terminal.
 start() { # name port [env...]  (BIN=... picks the binary, CONFIG=... its config)
     local name=$1 port=$2; shift 2
-    local bin="${BIN:-target/release/regauth}"
     sed -e "s#certs/token.key#$work/token.key#" -e "s#certs/token.crt#$work/token.crt#" \
         -e "s#127.0.0.1:5001#127.0.0.1:$port#" "${CONFIG:-config/regauth.toml}" > "$work/$name.toml"
-    env "$@" RUST_LOG=warn,regauth::audit=info "$bin" --log-format json \
-        serve --config "$work/$name.toml" 2> "$work/$name.log" &
-    pids+=($!)
-    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return; sleep 0.1; done
-    echo "regauth $name did not start" >&2; cat "$work/$name.log" >&2; exit 1
+    serve "$name" "$port" "$work/$name.toml" "$@"
 }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 port_a="$(free_port)"; start a "$port_a" REGAUTH_BENCH=a
 port_b="$(free_port)"; start b "$port_b" REGAUTH_TOKEN__REUSE_WINDOW=0s
 if [ -n "${BASELINE:-}" ]; then

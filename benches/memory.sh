@@ -16,21 +16,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 users="${1:-100000}"
 connections="${2:-16}"
-if [ -z "${BIN:-}" ]; then
-    cargo build --release --quiet --bin regauth
-    BIN=target/release/regauth
-fi
+. benches/common.sh
+need curl python3
+bench_binary
 
-work="$(mktemp -d)"
-pid=
-trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 hash="$(printf 'bench-pw' | "$BIN" hash-password --cost 4)"
 python3 - "$users" "$hash" > "$work/users.htpasswd" <<'EOF'
 import sys
 n, h = int(sys.argv[1]), sys.argv[2]
 sys.stdout.write("".join(f"user{i:06d}:{h}\n" for i in range(n)))
 EOF
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+port="$(free_port)"
 cat > "$work/regauth.toml" <<EOF
 [server]
 listen = "127.0.0.1:$port"
@@ -59,9 +55,8 @@ users = ["*"]
 repos = ["\${user}/**"]
 actions = ["pull", "push"]
 EOF
-RUST_LOG=warn,regauth::audit=info "$BIN" --log-format json serve --config "$work/regauth.toml" 2> "$work/audit.log" &
-pid=$!
-for _ in $(seq 200); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+serve audit "$port" "$work/regauth.toml"
+pid=$last_pid
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
 entries() { curl -fs "http://127.0.0.1:$port/metrics" | awk '/^regauth_cache_entries\{cache="verdict"\}/ {print $2}'; }
 sleep 1

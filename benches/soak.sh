@@ -23,21 +23,9 @@ minutes="${1:-10}"
 rate="${2:-1000}"
 connections="${3:-16}"
 
-missing=()
-for tool in curl redis-server python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if ((${#missing[@]})); then
-    echo "installing ${missing[*]} from Debian" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-if [ -z "${BIN:-}" ]; then
-    cargo build --release --quiet --bin regauth
-    BIN=target/release/regauth
-fi
-
-work="$(mktemp -d)"
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. benches/common.sh
+need curl redis-server python3
+bench_binary
 
 # the soak users: 10 that log in over and over, and a cold pool large
 # enough that every cold login and wrong password names a user once
@@ -72,12 +60,8 @@ key_file = "$work/refresh.key"
 backend = "redis"
 url = "redis://127.0.0.1:$redis_port/0"
 EOF
-    RUST_LOG=warn,regauth::audit=info "$BIN" --log-format json \
-        serve --config "$work/$name.toml" 2> "$work/$name.log" &
-    pids+=($!)
-    replicas+=("$port,$!")
-    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return; sleep 0.1; done
-    echo "regauth $name did not start" >&2; cat "$work/$name.log" >&2; exit 1
+    serve "$name" "$port" "$work/$name.toml"
+    replicas+=("$port,$last_pid")
 }
 # the second replica starts once the first has made the token key, its
 # certificate and the refresh key, and shares them

@@ -4,8 +4,9 @@
 # local redis-server), in one run, alternating rounds.
 #
 #   benches/state.sh [seconds] [connections]
+#   BIN=/path/to/regauth benches/state.sh     # another build
 #
-# Builds the release binary, starts redis-server and two regauth servers on
+# Builds the release binary (unless BIN is given), starts redis-server and two regauth servers on
 # free loopback ports from the shipped config (one per backend), and runs
 # wrk (GET with Basic credentials; POST grant_type=refresh_token with a
 # refresh token from a docker-style login) three rounds each.
@@ -14,15 +15,9 @@ cd "$(dirname "$0")/.."
 duration="${1:-10}"
 connections="${2:-32}"
 
-missing=()
-for tool in wrk curl bc redis-server python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; fi
-cargo build --release --quiet --bin regauth
-
-work="$(mktemp -d)"
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. benches/common.sh
+need wrk curl bc redis-server python3
+bench_binary
 redis_port="$(free_port)"
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no > "$work/redis.log" 2>&1 &
 pids+=($!)
@@ -31,11 +26,7 @@ start() { # name port state-section
     sed -e "s#certs/token.key#$work/token.key#" -e "s#certs/token.crt#$work/token.crt#" \
         -e "s#127.0.0.1:5001#127.0.0.1:$port#" config/regauth.toml > "$work/$name.toml"
     printf '\n[refresh_tokens]\nkey_file = "%s/refresh.key"\n%s\n' "$work" "$state" >> "$work/$name.toml"
-    RUST_LOG=warn,regauth::audit=info target/release/regauth --log-format json \
-        serve --config "$work/$name.toml" 2> "$work/$name.log" &
-    pids+=($!)
-    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return; sleep 0.1; done
-    echo "regauth $name did not start" >&2; cat "$work/$name.log" >&2; exit 1
+    serve "$name" "$port" "$work/$name.toml"
 }
 port_e="$(free_port)"; start embedded "$port_e" "[state]
 dir = \"$work/state\""
