@@ -556,16 +556,27 @@ mod tests {
         assert_eq!(text, "line 0\nline 1\nline 2\nlast\n");
     }
 
-    /// What `format` writes for `events`.
-    fn text_of<E>(format: E, events: impl Fn()) -> String
-    where
-        E: for<'a> FormatEvent<
+    /// A line format the tests' subscriber can use.
+    trait LineFormat:
+        FormatEvent<tracing_subscriber::Registry, tracing_subscriber::fmt::format::DefaultFields>
+        + Send
+        + Sync
+        + 'static
+    {
+    }
+
+    impl<E> LineFormat for E where
+        E: FormatEvent<
                 tracing_subscriber::Registry,
                 tracing_subscriber::fmt::format::DefaultFields,
             > + Send
             + Sync
-            + 'static,
+            + 'static
     {
+    }
+
+    /// What `format` writes for `events`.
+    fn text_of(format: impl LineFormat, events: impl Fn()) -> String {
         let sink = Sink::default();
         let writer = sink.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -573,20 +584,12 @@ mod tests {
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, events);
-        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        text
+        let bytes = sink.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
     }
 
     /// The lines `format` writes for the same events, parsed.
-    fn lines_of<E>(format: E, events: impl Fn()) -> Vec<serde_json::Value>
-    where
-        E: for<'a> FormatEvent<
-                tracing_subscriber::Registry,
-                tracing_subscriber::fmt::format::DefaultFields,
-            > + Send
-            + Sync
-            + 'static,
-    {
+    fn lines_of(format: impl LineFormat, events: impl Fn()) -> Vec<serde_json::Value> {
         text_of(format, events)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
