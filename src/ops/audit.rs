@@ -7,7 +7,6 @@
 //! client typed can forge a log line: client-chosen text is escaped and
 //! truncated ([`Safe`]).
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -121,7 +120,7 @@ pub struct Event<'a> {
     /// The service the token is for (when refused: the one named).
     pub service: &'a str,
     /// The scopes asked for.
-    pub requested: Cow<'a, str>,
+    pub requested: String,
     /// The access granted (empty when refused).
     pub granted: &'a str,
     /// The credentials were answered from the verdict cache.
@@ -129,7 +128,7 @@ pub struct Event<'a> {
     /// The token was one signed moments ago for the same grant.
     pub reused: bool,
     /// Why it failed, for the operator (never for the client).
-    pub reason: Cow<'a, str>,
+    pub reason: String,
 }
 
 /// What the audit line says of an issued token, as the pipeline knows it
@@ -177,11 +176,11 @@ impl<'a> Event<'a> {
             kind: token.kind,
             provider: token.provider,
             service: token.service,
-            requested: Cow::Owned(token.requested),
+            requested: token.requested,
             granted: token.granted,
             cache_hit: token.cache_hit,
             reused: token.reused,
-            reason: Cow::Borrowed(""),
+            reason: String::new(),
         }
     }
 
@@ -193,11 +192,11 @@ impl<'a> Event<'a> {
             kind: "",
             provider: "",
             service,
-            requested: Cow::Owned(scopes.join(" ")),
+            requested: scopes.join(" "),
             granted: "",
             cache_hit: false,
             reused: false,
-            reason: Cow::Owned(reason),
+            reason,
         }
     }
 
@@ -233,7 +232,7 @@ impl<'a> Event<'a> {
 /// event's visitor and copies), through tracing otherwise. Both write the
 /// same fields in the same order.
 pub fn record(request: &Request<'_>, event: &Event<'_>, outcome: Outcome, latency: Duration) {
-    if !tracing::enabled!(target: "regauth::audit", tracing::Level::INFO) {
+    if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
         return;
     }
     let direct = crate::ops::logging::write_json_line(&tracing::Level::INFO, TARGET, |line| {
@@ -243,7 +242,7 @@ pub fn record(request: &Request<'_>, event: &Event<'_>, outcome: Outcome, latenc
         return;
     }
     tracing::info!(
-        target: "regauth::audit",
+        target: TARGET,
         outcome = outcome.as_str(),
         method = request.method,
         grant = request.grant.as_str(),

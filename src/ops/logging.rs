@@ -280,24 +280,29 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut write = |line: &mut Vec<u8>| {
-            line.clear();
+        with_line(|line| {
             json_line(line, event)?;
             writer.write_str(std::str::from_utf8(line).map_err(|_| fmt::Error)?)
-        };
-        LINE.with(|line| match line.try_borrow_mut() {
-            Ok(mut line) => {
-                let written = write(&mut line);
-                if line.capacity() > KEEP_LINE_BYTES {
-                    *line = Vec::new();
-                }
-                written
-            }
-            // an event logged while a line of this thread is being
-            // written (from a field's Display): a buffer of its own
-            Err(_) => write(&mut Vec::new()),
         })
     }
+}
+
+/// Runs `write` on this thread's line buffer, emptied first. An event
+/// logged while a line of this thread is being written (from a field's
+/// Display) gets a buffer of its own; a buffer that grew past
+/// [`KEEP_LINE_BYTES`] is given back.
+fn with_line<T>(write: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+    LINE.with(|line| match line.try_borrow_mut() {
+        Ok(mut line) => {
+            line.clear();
+            let written = write(&mut line);
+            if line.capacity() > KEEP_LINE_BYTES {
+                *line = Vec::new();
+            }
+            written
+        }
+        Err(_) => write(&mut Vec::new()),
+    })
 }
 
 /// Writes `event` as one JSON object and a newline.
@@ -359,19 +364,9 @@ pub(crate) fn write_json_line(
     let Some(batch) = JSON_QUEUE.get() else {
         return false;
     };
-    LINE.with(|line| {
-        let mut own = Vec::new();
-        let mut borrowed = line.try_borrow_mut();
-        let line = match borrowed.as_deref_mut() {
-            Ok(line) => line,
-            Err(_) => &mut own,
-        };
-        line.clear();
+    with_line(|line| {
         if json_line_of(line, level, target, fields).is_ok() {
             batch.push(line);
-        }
-        if line.capacity() > KEEP_LINE_BYTES {
-            *line = Vec::new();
         }
     });
     true
